@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmbus-user: the socket protocol between a VMM (which owns KVM) and vmbusd
+ * (which owns everything VMBus).  docs/vmbus-user-protocol.md is the
+ * normative description; this header is its machine-readable half.
+ *
+ * Transport: AF_UNIX SOCK_SEQPACKET.  One datagram = one message: a
+ * struct vu_hdr followed by exactly hdr.size payload bytes.  File
+ * descriptors travel as SCM_RIGHTS ancillary data on the datagram that
+ * names them.  All integers are host-endian (both ends share a host).
+ */
+#ifndef VMBUSD_VMBUS_USER_H
+#define VMBUSD_VMBUS_USER_H
+
+#include <stdint.h>
+
+#include "hv_wire.h"
+
+#define VU_PROTOCOL_MAJOR 1
+#define VU_PROTOCOL_MINOR 0
+#define VU_MAX_MSG_SIZE   1024 /* largest datagram either side sends */
+#define VU_MAX_FDS        4    /* most fds attached to one message */
+#define VU_VM_NAME_LEN    64
+#define VU_MAX_MEM_REGIONS 32
+#define VU_MAX_VCPUS      256
+
+enum vu_msg_type {
+    /* VMM -> vmbusd */
+    VU_MSG_HELLO = 1,        /* first message; reply VU_MSG_HELLO_REPLY */
+    VU_MSG_MEM_REGION = 2,   /* + 1 fd: guest RAM backing (memfd), mmap-able */
+    VU_MSG_SINT_ROUTE = 3,   /* + 2 fds: SINT irqfd, EOM resample fd */
+    VU_MSG_SYNIC_STATE = 4,  /* SCONTROL/SIMP/SIEFP of one vCPU changed */
+    VU_MSG_POST_MESSAGE = 5, /* a guest HvPostMessage; reply VU_MSG_POST_RESULT */
+    VU_MSG_RESET = 6,        /* guest reset: forget all VMBus state, keep memory */
+    VU_MSG_SIGNAL_EVENT = 7, /* a guest HvSignalEvent the VMM could not route to an eventfd */
+
+    /* vmbusd -> VMM */
+    VU_MSG_HELLO_REPLY = 64,
+    VU_MSG_POST_RESULT = 65,
+    VU_MSG_EVENTFD_ADD = 66, /* + 1 fd: register with KVM_HYPERV_EVENTFD */
+    VU_MSG_EVENTFD_DEL = 67,
+    VU_MSG_ERROR = 68,       /* fatal; vmbusd closes the connection after it */
+};
+
+struct vu_hdr {
+    uint32_t type;   /* enum vu_msg_type */
+    uint32_t size;   /* payload bytes following this header */
+    uint32_t seq;    /* sender's sequence number; replies echo the request's */
+    uint32_t flags;  /* must be 0 */
+};
+
+struct vu_hello {
+    uint16_t major;           /* VU_PROTOCOL_MAJOR; a different major is refused */
+    uint16_t minor;
+    uint32_t vcpu_count;      /* 1..VU_MAX_VCPUS; vCPUs are named by VP index */
+    uint32_t features;        /* VU_F_*; must be 0 in 1.0 */
+    uint32_t reserved;
+    char vm_name[VU_VM_NAME_LEN]; /* NUL-terminated; names the partition in logs */
+};
+
+struct vu_hello_reply {
+    uint16_t major;
+    uint16_t minor;
+    uint32_t partition_id;    /* vmbusd's id for this VM (logs, vmbusctl) */
+    uint32_t features;
+    uint32_t reserved;
+};
+
+struct vu_mem_region {
+    uint64_t guest_phys_addr; /* page-aligned */
+    uint64_t size;            /* page-aligned, non-zero */
+    uint64_t fd_offset;       /* page-aligned offset of the region in the fd */
+};
+
+struct vu_sint_route {
+    uint32_t vp_index;        /* < vcpu_count */
+    uint32_t sint;            /* SINT number, 0..15; VMBus uses 2 */
+};
+
+/* Raw MSR values as the guest wrote them (bit 0 enable, GPA in bits 12+). */
+struct vu_synic_state {
+    uint32_t vp_index;
+    uint32_t reserved;
+    uint64_t scontrol;
+    uint64_t simp;
+    uint64_t siefp;
+};
+
+struct vu_post_message {
+    uint32_t vp_index;        /* vCPU that made the hypercall */
+    uint32_t reserved;
+    struct hv_post_message_input msg; /* the 256-byte hypercall input page */
+};
+
+struct vu_post_result {
+    uint32_t hv_status;       /* HV_STATUS_* to return to the guest in RAX */
+    uint32_t reserved;
+};
+
+struct vu_signal_event {
+    uint32_t vp_index;
+    uint32_t connection_id;
+    uint32_t flag_number;
+    uint32_t reserved;
+};
+
+struct vu_eventfd {
+    uint32_t connection_id;   /* 24-bit HvSignalEvent connection id */
+    uint32_t flag_number;     /* always 0 */
+};
+
+struct vu_error {
+    uint32_t code;            /* errno-style */
+    char message[128];        /* NUL-terminated */
+};
+
+_Static_assert(sizeof(struct vu_hdr) == 16, "vu_hdr");
+_Static_assert(sizeof(struct vu_hello) == 80, "vu_hello");
+_Static_assert(sizeof(struct vu_post_message) == 264, "vu_post_message");
+_Static_assert(sizeof(struct vu_synic_state) == 32, "vu_synic_state");
+
+#endif /* VMBUSD_VMBUS_USER_H */

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vmbusd VSP plugin API (virtualization service providers).
+ *
+ * A VSP is a shared object (or a built-in module written the same way) that
+ * exports one symbol, VSP_PLUGIN_SYMBOL, pointing at a struct vsp_plugin.
+ * vmbusd refuses a plugin whose api_version differs from VSP_API_VERSION.
+ *
+ * Model (after the Windows kernel-mode client library):
+ *   - For every partition (VM) that is configured to get the VSP, vmbusd calls
+ *     plugin->attach(); the VSP offers channels there with vsp_channel_offer().
+ *   - The guest opens a channel -> ops->open(); it closes -> ops->close().
+ *   - Packets from the guest -> ops->receive(), called once per batch; the VSP
+ *     pulls packets with vsp_recv() until it returns 0.
+ *   - The VSP sends with vsp_send_*(); if the guest's ring is full, send returns
+ *     -EAGAIN and ops->writable() is called when space frees up.
+ *
+ * Threading: every callback of one channel runs serialised (never two at
+ * once for the same channel) on vmbusd's worker pool, never on the event
+ * loop, so a callback may block (disk I/O) without stalling other guests.
+ * The vsp_* functions may be called from any thread.
+ */
+#ifndef VMBUSD_VSP_H
+#define VMBUSD_VSP_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "hv_wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VSP_API_VERSION   1
+#define VSP_PLUGIN_SYMBOL "vmbusd_vsp_plugin"
+
+struct vsp_partition; /* one child VM */
+struct vsp_channel;   /* one offered channel of one VM */
+struct vsp_timer;
+
+enum vsp_log_level { VSP_LOG_ERROR = 0, VSP_LOG_WARN = 1, VSP_LOG_INFO = 2, VSP_LOG_DEBUG = 3 };
+
+/* A packet pulled from the guest->host ring.  The VSP sees a private copy:
+ * the guest cannot change it after it was validated.  Valid until the next
+ * vsp_recv() on the same channel or the end of the callback. */
+struct vsp_packet {
+    uint16_t type;            /* enum vmbus_packet_type */
+    uint16_t flags;           /* VMBUS_DATA_PACKET_FLAG_* */
+    uint64_t trans_id;
+    const void *data;         /* payload at offset8 * 8 */
+    uint32_t len;             /* payload length */
+    const void *header;       /* whole packet from the descriptor on */
+    uint32_t header_len;      /* offset8 * 8: descriptor + type-specific header */
+};
+
+struct vsp_channel_ops {
+    /* Guest sent OPENCHANNEL.  Return 0 to accept, or a non-zero status that
+     * goes back in OPENCHANNEL_RESULT.  user_data is the 120-byte open data. */
+    int (*open)(struct vsp_channel *ch, const uint8_t *user_data, size_t len);
+    /* Guest closed the channel, or the partition went away. */
+    void (*close)(struct vsp_channel *ch);
+    /* Packets are waiting: drain them with vsp_recv(). */
+    void (*receive)(struct vsp_channel *ch);
+    /* The host->guest ring has room again after a send returned -EAGAIN. */
+    void (*writable)(struct vsp_channel *ch);
+};
+
+struct vsp_offer {
+    struct hv_guid class_id;    /* interface type: selects the guest driver */
+    struct hv_guid instance_id; /* unique per VM among primary channels */
+    uint16_t chn_flags;         /* VMBUS_CHANNEL_* */
+    uint16_t mmio_megabytes;
+    uint16_t sub_channel_index; /* 0 = primary */
+    uint8_t user_def[120];      /* offer user-defined area */
+    const struct vsp_channel_ops *ops;
+    void *opaque;               /* returned by vsp_channel_opaque() */
+};
+
+struct vsp_plugin {
+    uint32_t api_version;       /* VSP_API_VERSION */
+    const char *name;           /* short name used in config and logs */
+    const char *description;
+    /* Called once at load with the plugin's config parameters (key=value
+     * pairs, NULL-terminated arrays).  Return 0, or -errno to refuse loading. */
+    int (*init)(const char *const *keys, const char *const *values, void **plugin_state);
+    void (*fini)(void *plugin_state);
+    /* A partition that is configured to get this VSP connected: offer channels. */
+    int (*attach)(void *plugin_state, struct vsp_partition *p);
+    /* The partition is going away; its channels are already closed. */
+    void (*detach)(void *plugin_state, struct vsp_partition *p);
+    /* Optional: an operator command from vmbusctl for partition p, e.g.
+     * cmd "shutdown", args "reboot".  Write a human-readable answer (or JSON
+     * when the command says so) into reply; return 0 or -errno. */
+    int (*control)(void *plugin_state, struct vsp_partition *p, const char *cmd,
+                   const char *args, char *reply, size_t reply_len);
+};
+
+/* ---- partitions ---------------------------------------------------- */
+const char *vsp_partition_name(const struct vsp_partition *p);
+uint32_t vsp_partition_id(const struct vsp_partition *p);
+void vsp_partition_set_opaque(struct vsp_partition *p, const struct vsp_plugin *pl, void *opaque);
+void *vsp_partition_get_opaque(const struct vsp_partition *p, const struct vsp_plugin *pl);
+
+/* ---- channels ------------------------------------------------------ */
+/* Add an offer to the partition's LOCAL_OFFER list.  It reaches the guest
+ * when the guest asks for offers (or at once if it already has). */
+struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_offer *o);
+/* Rescind an offer; the channel object stays valid until ops->close. */
+void vsp_channel_rescind(struct vsp_channel *ch);
+void *vsp_channel_opaque(const struct vsp_channel *ch);
+struct vsp_partition *vsp_channel_partition(const struct vsp_channel *ch);
+uint32_t vsp_channel_relid(const struct vsp_channel *ch);
+bool vsp_channel_is_open(const struct vsp_channel *ch);
+
+/* ---- receiving ----------------------------------------------------- */
+/* 1: *pkt filled; 0: ring empty; <0: the guest corrupted the ring (the
+ * channel is being torn down; stop using it). */
+int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt);
+
+/* ---- sending ------------------------------------------------------- */
+/* 0 on success, -EAGAIN if the guest's ring is full (ops->writable follows),
+ * -EPIPE if the channel is not open, -EMSGSIZE if it can never fit. */
+int vsp_send_inband(struct vsp_channel *ch, const void *data, size_t len,
+                    uint64_t trans_id, bool completion_requested);
+int vsp_send_completion(struct vsp_channel *ch, uint64_t trans_id, const void *data, size_t len);
+/* Any packet type: hdr is the type-specific header after the descriptor
+ * (may be NULL/0), iov the payload. */
+int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+                    const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt);
+
+/* ---- guest memory ---------------------------------------------------- */
+/* Map a GPADL the guest created on this channel: returns the pages back to
+ * back in host memory and their byte length, or NULL if no such GPADL.
+ * The mapping stays valid until vsp_gpadl_unmap(); while mapped, the guest's
+ * GPADL_TEARDOWN of it is answered only after the unmap. */
+void *vsp_gpadl_map(struct vsp_channel *ch, uint32_t gpadl_id, size_t *len);
+void vsp_gpadl_unmap(struct vsp_channel *ch, uint32_t gpadl_id);
+/* Host pointer to [gpa, gpa+len) of guest RAM if it lies inside one memory
+ * region, else NULL. */
+void *vsp_guest_ptr(struct vsp_partition *p, uint64_t gpa, size_t len);
+
+/* ---- work items and timers ----------------------------------------- */
+typedef void (*vsp_work_fn)(void *arg);
+/* Run fn(arg) on the worker pool, serialised with ch's callbacks (ch may be
+ * NULL for no serialisation). */
+int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg);
+/* Periodic (period_ms > 0 after first_ms) or one-shot (period_ms == 0) timer;
+ * fn runs as a work item of ch.  Cancel with vsp_timer_cancel (waits for a
+ * running callback to end unless called from it). */
+struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *ch,
+                                  unsigned first_ms, unsigned period_ms,
+                                  vsp_work_fn fn, void *arg);
+void vsp_timer_cancel(struct vsp_timer *t);
+
+/* ---- logging ------------------------------------------------------- */
+/* Logged with the partition name and the channel's relid and class. */
+void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- host-side state a control tool may read or change --------------- */
+/* Publish a named value for vmbusctl (e.g. "heartbeat.seq" = "42"). */
+void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMBUSD_VSP_H */

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmbusd configuration (conf/vmbusd.conf documents the format).
+ *
+ *   [daemon]           socket, control, workers, log-level, plugin-dir
+ *   [vm NAME]          vsp = list of VSP names the VM gets ("default" matches
+ *                      any VM without a section of its own)
+ *   [vsp NAME]         key = value parameters handed to that VSP's init()
+ */
+#ifndef VMBUSD_CONFIG_H
+#define VMBUSD_CONFIG_H
+
+#include <stddef.h>
+
+#define CFG_MAX_VMS 32
+#define CFG_MAX_VSPS 32
+#define CFG_MAX_PARAMS 32
+#define CFG_MAX_DIRS 8
+
+struct cfg_vsp_params {
+    char name[64];
+    int nparams;
+    char *keys[CFG_MAX_PARAMS + 1];   /* NULL-terminated */
+    char *values[CFG_MAX_PARAMS + 1];
+};
+
+struct cfg_vm {
+    char name[64];
+    int nvsps;
+    char vsps[CFG_MAX_VSPS][64];
+};
+
+struct vmbusd_config {
+    char socket_path[108];
+    char control_path[108];
+    int workers;
+    int log_level;
+    int ndirs;
+    char plugin_dirs[CFG_MAX_DIRS][256];
+    int nvms;
+    struct cfg_vm vms[CFG_MAX_VMS];
+    int nvspparams;
+    struct cfg_vsp_params vspparams[CFG_MAX_VSPS];
+};
+
+/* Built-in defaults: socket /run/vmbusd/vmbus-user.sock, every VM gets the
+ * integration services. */
+void config_defaults(struct vmbusd_config *cfg);
+/* Parse a config file on top of the current values.  On error returns -1
+ * and writes "FILE:LINE: reason" into err. */
+int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t errlen);
+/* The VM section for name (or "default", or NULL). */
+const struct cfg_vm *config_vm(const struct vmbusd_config *cfg, const char *name);
+const struct cfg_vsp_params *config_vsp_params(const struct vmbusd_config *cfg, const char *vsp);
+void config_free(struct vmbusd_config *cfg);
+
+#endif
