@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared fixture and assertions for the `sim` CMocka suite. */
+#ifndef VMBUSD_TESTS_SIM_TEST_H
+#define VMBUSD_TESTS_SIM_TEST_H
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/log.h"
+#include "simvm.h"
+#include "vmbusd/vmbusd.h"
+
+/* VM names every daemon in the suite knows; all get the echo VSP. */
+#define VM_A "vm-alpha"
+#define VM_B "vm-beta"
+#define VM_C "vm-gamma"
+#define VM_D "vm-delta"
+#define VM_BAD "vm-bad"
+#define VM_GOOD "vm-good"
+
+#define ECHO_CHANNELS 2
+
+struct fx {
+    struct sim_daemon *d;
+    /* a healthy partition with an open echo channel, for "others unaffected" */
+    struct sim_vm *good;
+    struct sim_chan *good_ch;
+    uint64_t good_trans;
+};
+
+static inline struct sim_daemon *fx_daemon(int echo_channels)
+{
+    static const struct sim_vm_cfg vms[] = {
+        {VM_A, "echo"}, {VM_B, "echo"},   {VM_C, "echo"},
+        {VM_D, "echo"}, {VM_BAD, "echo"}, {VM_GOOD, "echo"},
+    };
+    sim_log_clear();
+    return simd_start(vms, (int)(sizeof(vms) / sizeof(vms[0])), echo_channels);
+}
+
+static inline int fx_setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->d = fx_daemon(ECHO_CHANNELS);
+    if (!f->d) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static inline int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    if (!f)
+        return 0;
+    if (f->good)
+        sim_vm_free(f->good);
+    simd_stop(f->d);
+    free(f);
+    return 0;
+}
+
+/* Print the daemon log on failure paths. */
+#define SIM_ASSERT(cond, ...)                                                            \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "ASSERT %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+            fprintf(stderr, __VA_ARGS__);                                                \
+            fprintf(stderr, "\n");                                                       \
+            sim_log_dump(#cond);                                                         \
+            fail();                                                                      \
+        }                                                                                \
+    } while (0)
+
+/* Bring a VM up (version 0 = Linux's walk) and open echo channel n. */
+static inline struct sim_chan *sim_open_echo(struct sim_vm *vm, int n, uint32_t send_pages,
+                                             uint32_t recv_pages)
+{
+    struct sim_offer *of = sim_offer_by_class(vm, sim_echo_class(), n);
+    if (!of)
+        return NULL;
+    int st;
+    struct sim_chan *ch = sim_chan_open(vm, of->relid, send_pages, recv_pages, &st);
+    if (!ch)
+        fprintf(stderr, "sim_open_echo(%s, %d): relid %u status %d\n", vm->name, n, of->relid,
+                st);
+    return ch;
+}
+
+static inline struct sim_vm *sim_up(struct sim_daemon *d, const char *name, uint32_t version)
+{
+    struct sim_vm *vm = sim_vm_create(d, name);
+    if (!vm)
+        return NULL;
+    int n = sim_bringup(vm, version);
+    if (n < 0) {
+        fprintf(stderr, "sim_up(%s, %s): bringup %d\n", name, sim_version_str(version), n);
+        sim_vm_free(vm);
+        return NULL;
+    }
+    return vm;
+}
+
+/* Start the healthy partition (VM_GOOD, 5.3) with echo channel 0 open. */
+static inline void fx_good_start(struct fx *f)
+{
+    f->good = sim_up(f->d, VM_GOOD, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(f->good != NULL, "good partition up");
+    f->good_ch = sim_open_echo(f->good, 0, 4, 4);
+    SIM_ASSERT(f->good_ch != NULL, "good partition channel");
+    f->good_trans = 1;
+}
+
+/* The healthy partition still works: a round trip each way. */
+static inline void fx_good_check(struct fx *f, const char *after)
+{
+    if (!f->good)
+        fx_good_start(f);
+    int r1 = sim_echo_roundtrip(f->good_ch, 128, f->good_trans++, true);
+    int r2 = sim_echo_roundtrip(f->good_ch, 72, f->good_trans++, false);
+    SIM_ASSERT(r1 == 0 && r2 == 0, "healthy partition broken after: %s (%d %d)", after, r1, r2);
+    SIM_ASSERT(f->good->bad_host_msgs == 0, "healthy partition got malformed messages after %s",
+               after);
+    SIM_ASSERT(!f->good->dead, "healthy partition's socket closed after %s", after);
+}
+
+/* vmbusd logged a warning/error naming the VM (and relid if >= 0). */
+static inline bool sim_logged(const char *vm, int relid, int timeout_ms)
+{
+    char tok[24];
+    if (relid >= 0)
+        snprintf(tok, sizeof(tok), "#%d", relid);
+    return sim_log_wait(timeout_ms, LOG_WARN, vm, relid >= 0 ? tok : NULL, NULL);
+}
+
+#define SIM_ASSERT_LOGGED(vm, relid, what)                                               \
+    SIM_ASSERT(sim_logged((vm), (relid), 2000),                                          \
+               "no warning naming partition %s%s for: %s", (vm),                         \
+               (relid) >= 0 ? " and its relid" : "", (what))
+
+#endif

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The simulator's in-process vmbusd and the log capture tests assert on.
+ */
+#include "simvm.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "vmbusd/config.h"
+#include "vmbusd/vmbusd.h"
+
+struct sim_daemon {
+    struct vmbusd_config cfg;
+    struct vmbusd *d;
+    char dir[64];
+};
+
+/* ------------------------------------------------------------------ */
+/* Log capture                                                          */
+
+#define SIM_LOG_MAX 50000
+
+static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cap_cond = PTHREAD_COND_INITIALIZER;
+static struct {
+    int level;
+    char *line;
+} *cap;
+static int ncap;
+static int cap_verbose = -1;
+
+static void sim_log_sink(enum log_level lvl, const char *line, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&cap_lock);
+    if (!cap)
+        cap = calloc(SIM_LOG_MAX, sizeof(*cap));
+    if (cap && ncap < SIM_LOG_MAX) {
+        cap[ncap].level = (int)lvl;
+        cap[ncap].line = strdup(line);
+        ncap++;
+    }
+    pthread_cond_broadcast(&cap_cond);
+    pthread_mutex_unlock(&cap_lock);
+}
+
+void sim_log_clear(void)
+{
+    pthread_mutex_lock(&cap_lock);
+    for (int i = 0; i < ncap; i++)
+        free(cap[i].line);
+    ncap = 0;
+    pthread_mutex_unlock(&cap_lock);
+}
+
+/* "#N" matches the number N as a whole token; anything else is a substring. */
+static bool needle_in(const char *line, const char *n)
+{
+    if (!n)
+        return true;
+    if (n[0] != '#')
+        return strstr(line, n) != NULL;
+    const char *num = n + 1;
+    size_t len = strlen(num);
+    for (const char *p = strstr(line, num); p; p = strstr(p + 1, num)) {
+        bool left_ok = p == line || !isalnum((unsigned char)p[-1]);
+        bool right_ok = !isalnum((unsigned char)p[len]);
+        /* also accept hex-looking "0x..." forms only when asked literally */
+        if (left_ok && right_ok)
+            return true;
+    }
+    return false;
+}
+
+static int count_locked(int max_level, const char *n1, const char *n2, const char *n3)
+{
+    int c = 0;
+    for (int i = 0; i < ncap; i++)
+        if (cap[i].level <= max_level && needle_in(cap[i].line, n1) &&
+            needle_in(cap[i].line, n2) && needle_in(cap[i].line, n3))
+            c++;
+    return c;
+}
+
+int sim_log_count(int max_level, const char *n1, const char *n2, const char *n3)
+{
+    pthread_mutex_lock(&cap_lock);
+    int c = count_locked(max_level, n1, n2, n3);
+    pthread_mutex_unlock(&cap_lock);
+    return c;
+}
+
+bool sim_log_wait(int timeout_ms, int max_level, const char *n1, const char *n2, const char *n3)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&cap_lock);
+    bool found;
+    while (!(found = count_locked(max_level, n1, n2, n3) > 0))
+        if (pthread_cond_timedwait(&cap_cond, &cap_lock, &ts) == ETIMEDOUT) {
+            found = count_locked(max_level, n1, n2, n3) > 0;
+            break;
+        }
+    pthread_mutex_unlock(&cap_lock);
+    return found;
+}
+
+void sim_log_dump(const char *why)
+{
+    pthread_mutex_lock(&cap_lock);
+    fprintf(stderr, "---- vmbusd log (%s): %d lines ----\n", why ? why : "", ncap);
+    int from = ncap > 200 ? ncap - 200 : 0;
+    for (int i = from; i < ncap; i++)
+        fprintf(stderr, "  [%d] %s\n", cap[i].level, cap[i].line);
+    pthread_mutex_unlock(&cap_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Daemon                                                               */
+
+static void add_param(struct cfg_vsp_params *p, const char *k, const char *v)
+{
+    for (int i = 0; i < p->nparams; i++)
+        if (strcmp(p->keys[i], k) == 0) {
+            free(p->values[i]);
+            p->values[i] = strdup(v);
+            return;
+        }
+    if (p->nparams >= CFG_MAX_PARAMS)
+        return;
+    p->keys[p->nparams] = strdup(k);
+    p->values[p->nparams] = strdup(v);
+    p->nparams++;
+    p->keys[p->nparams] = NULL;
+    p->values[p->nparams] = NULL;
+}
+
+struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_channels)
+{
+    struct sim_daemon *sd = calloc(1, sizeof(*sd));
+    if (!sd)
+        return NULL;
+    if (cap_verbose < 0) {
+        const char *v = getenv("SIM_VERBOSE");
+        cap_verbose = v && *v && *v != '0';
+    }
+    snprintf(sd->dir, sizeof(sd->dir), "/tmp/vmbusd-sim.XXXXXX");
+    if (!mkdtemp(sd->dir)) {
+        perror("mkdtemp");
+        free(sd);
+        return NULL;
+    }
+    config_defaults(&sd->cfg);
+    snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
+    snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
+    sd->cfg.nvms = 0;
+    for (int i = 0; i < nvms && i < CFG_MAX_VMS; i++) {
+        struct cfg_vm *vm = &sd->cfg.vms[sd->cfg.nvms++];
+        memset(vm, 0, sizeof(*vm));
+        snprintf(vm->name, sizeof(vm->name), "%s", vms[i].name);
+        char buf[512];
+        snprintf(buf, sizeof(buf), "%s", vms[i].vsps ? vms[i].vsps : "");
+        char *save = NULL;
+        for (char *t = strtok_r(buf, " ,", &save); t && vm->nvsps < CFG_MAX_VSPS;
+             t = strtok_r(NULL, " ,", &save))
+            snprintf(vm->vsps[vm->nvsps++], sizeof(vm->vsps[0]), "%s", t);
+    }
+    struct cfg_vsp_params *ep = NULL;
+    for (int i = 0; i < sd->cfg.nvspparams; i++)
+        if (strcmp(sd->cfg.vspparams[i].name, "echo") == 0)
+            ep = &sd->cfg.vspparams[i];
+    if (!ep && sd->cfg.nvspparams < CFG_MAX_VSPS) {
+        ep = &sd->cfg.vspparams[sd->cfg.nvspparams++];
+        memset(ep, 0, sizeof(*ep));
+        snprintf(ep->name, sizeof(ep->name), "echo");
+    }
+    if (ep) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", echo_channels);
+        add_param(ep, "channels", n);
+    }
+
+    log_set_sink(sim_log_sink, NULL);
+    if (!cap_verbose)
+        log_set_level(LOG_INFO);
+    else
+        log_set_level(LOG_DEBUG);
+
+    char err[256] = "";
+    sd->d = vmbusd_create(&sd->cfg, err, sizeof(err));
+    if (!sd->d) {
+        fprintf(stderr, "simd_start: vmbusd_create failed: %s\n", err);
+        config_free(&sd->cfg);
+        rmdir(sd->dir);
+        free(sd);
+        return NULL;
+    }
+    if (vmbusd_start_thread(sd->d) != 0) {
+        fprintf(stderr, "simd_start: vmbusd_start_thread failed\n");
+        vmbusd_destroy(sd->d);
+        config_free(&sd->cfg);
+        rmdir(sd->dir);
+        free(sd);
+        return NULL;
+    }
+    return sd;
+}
+
+void simd_stop(struct sim_daemon *sd)
+{
+    if (!sd)
+        return;
+    vmbusd_stop(sd->d);
+    vmbusd_destroy(sd->d);
+    config_free(&sd->cfg);
+    unlink(sd->cfg.socket_path);
+    unlink(sd->cfg.control_path);
+    rmdir(sd->dir);
+    free(sd);
+}
+
+const char *simd_socket_path(const struct sim_daemon *sd) { return sd->cfg.socket_path; }
+struct vmbusd *simd_vmbusd(struct sim_daemon *sd) { return sd->d; }

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/* Several partitions at once, each driven by its own thread. */
+#include "sim_test.h"
+
+#include <pthread.h>
+
+struct worker {
+    struct sim_daemon *d;
+    const char *name;
+    uint32_t version;
+    int rounds;
+    int result;
+    char why[160];
+};
+
+#define WFAIL(...)                                                                       \
+    do {                                                                                 \
+        snprintf(w->why, sizeof(w->why), __VA_ARGS__);                                   \
+        w->result = -1;                                                                  \
+        goto out;                                                                        \
+    } while (0)
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    w->result = 0;
+    struct sim_vm *vm = sim_vm_create(w->d, w->name);
+    if (!vm) {
+        snprintf(w->why, sizeof(w->why), "create failed");
+        w->result = -1;
+        return NULL;
+    }
+    for (int r = 0; r < w->rounds; r++) {
+        int n = sim_bringup(vm, w->version);
+        if (n < ECHO_CHANNELS)
+            WFAIL("round %d: bringup %d", r, n);
+        struct sim_chan *c0 = sim_open_echo(vm, 0, 4, 4);
+        struct sim_chan *c1 = sim_open_echo(vm, 1, 2, 2);
+        if (!c0 || !c1)
+            WFAIL("round %d: open", r);
+        if (sim_echo_stream(c0, 200, 512, true) != 0)
+            WFAIL("round %d: stream c0", r);
+        if (sim_echo_stream(c1, 200, 100, false) != 0)
+            WFAIL("round %d: stream c1", r);
+        if (sim_echo_roundtrip(c0, 20000, 99, true) != 0)
+            WFAIL("round %d: large", r);
+        if (sim_chan_close(c0) != 0 || sim_chan_close(c1) != 0)
+            WFAIL("round %d: close", r);
+        if (sim_unload(vm) != 0)
+            WFAIL("round %d: unload", r);
+    }
+    if (vm->bad_host_msgs)
+        WFAIL("%llu malformed host messages", (unsigned long long)vm->bad_host_msgs);
+out:
+    sim_vm_free(vm);
+    return NULL;
+}
+
+static void run_parallel(struct fx *f, const char *const *names, int n, int rounds)
+{
+    pthread_t th[8];
+    struct worker w[8];
+    static const uint32_t vers[] = {VMBUS_VERSION_WIN10_V5_3, VMBUS_VERSION_WIN8_1,
+                                    VMBUS_VERSION_WIN10_V5, VMBUS_VERSION_WIN10};
+    for (int i = 0; i < n; i++) {
+        w[i] = (struct worker){.d = f->d, .name = names[i], .version = vers[i % 4],
+                               .rounds = rounds};
+        SIM_ASSERT(pthread_create(&th[i], NULL, worker_main, &w[i]) == 0, "thread");
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < n; i++)
+        SIM_ASSERT(w[i].result == 0, "%s (%s): %s", w[i].name, sim_version_str(w[i].version),
+                   w[i].why);
+}
+
+static void test_two_partitions(void **state)
+{
+    static const char *const names[] = {VM_A, VM_B};
+    run_parallel(*state, names, 2, 10);
+}
+
+static void test_four_partitions(void **state)
+{
+    static const char *const names[] = {VM_A, VM_B, VM_C, VM_D};
+    run_parallel(*state, names, 4, 5);
+}
+
+/* Partitions count and names: two live VMs show up, and a third with an
+ * unconfigured name still connects (gets no echo channels or is refused,
+ * but never disturbs the others). */
+static void test_partition_accounting(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *a = sim_up(f->d, VM_A, VMBUS_VERSION_WIN10_V5_3);
+    struct sim_vm *b = sim_up(f->d, VM_B, VMBUS_VERSION_WIN8);
+    SIM_ASSERT(a && b, "two up");
+    SIM_ASSERT(vmbusd_partition_count(simd_vmbusd(f->d)) == 2, "count %u",
+               vmbusd_partition_count(simd_vmbusd(f->d)));
+    SIM_ASSERT(a->partition_id != b->partition_id, "same partition id");
+    struct sim_vm *c = sim_vm_create(f->d, "vm-not-configured");
+    if (c) {
+        int n = sim_bringup(c, VMBUS_VERSION_WIN10_V5_3);
+        print_message("  unconfigured VM: bringup -> %d offers\n", n);
+        sim_vm_free(c);
+    } else {
+        print_message("  unconfigured VM: refused at setup\n");
+    }
+    struct sim_chan *ca = sim_open_echo(a, 0, 4, 4), *cb = sim_open_echo(b, 0, 4, 4);
+    SIM_ASSERT(ca && cb, "open");
+    SIM_ASSERT(sim_echo_roundtrip(ca, 64, 1, true) == 0 && sim_echo_roundtrip(cb, 64, 1, true) == 0,
+               "echo");
+    sim_vm_free(a);
+    sim_vm_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_four_partitions, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_partition_accounting, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests_name("sim_multi", tests, NULL, NULL);
+}
