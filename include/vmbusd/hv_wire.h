@@ -394,7 +394,7 @@ HV_ASSERT_SIZE(struct hv_message_header, 16);
 HV_ASSERT_SIZE(struct hv_message, 256);
 HV_ASSERT_SIZE(struct hv_post_message_input, 256);
 HV_ASSERT_SIZE(struct vmbus_channel_message_header, 8);
-HV_ASSERT_SIZE(struct vmbus_channel_offer, 180);
+HV_ASSERT_SIZE(struct vmbus_channel_offer, 176);
 HV_ASSERT_SIZE(struct vmbus_channel_offer_channel, 196);
 HV_ASSERT_OFF(struct vmbus_channel_offer_channel, offer.if_instance, 24);
 HV_ASSERT_OFF(struct vmbus_channel_offer_channel, offer.chn_flags, 56);

@@ -163,6 +163,11 @@ void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *f
 void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- helpers ------------------------------------------------------- */
+/* "57164f39-9115-4e78-ab55-382f3bd5422d" -> GUID in wire (mixed-endian)
+ * order; 0, or -EINVAL for a malformed string. */
+int vsp_guid_parse(const char *s, struct hv_guid *g);
+
 /* ---- host-side state a control tool may read or change --------------- */
 /* Publish a named value for vmbusctl (e.g. "heartbeat.seq" = "42"). */
 void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value);

@@ -43,9 +43,11 @@ struct vmbusd_config {
     struct cfg_vsp_params vspparams[CFG_MAX_VSPS];
 };
 
-/* Built-in defaults: socket /run/vmbusd/vmbus-user.sock, every VM gets the
- * integration services. */
+/* Built-in defaults: socket /run/vmbusd/vmbus-user.sock, control socket
+ * /run/vmbusd/control.sock, 4 workers, no VMs configured. */
 void config_defaults(struct vmbusd_config *cfg);
+/* If no [vm] section exists: "default" gets the four integration services. */
+void config_default_vms(struct vmbusd_config *cfg);
 /* Parse a config file on top of the current values.  On error returns -1
  * and writes "FILE:LINE: reason" into err. */
 int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t errlen);

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+#include "vmbusd/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+void config_defaults(struct vmbusd_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->socket_path, sizeof(cfg->socket_path), "/run/vmbusd/vmbus-user.sock");
+    snprintf(cfg->control_path, sizeof(cfg->control_path), "/run/vmbusd/control.sock");
+    cfg->workers = 4;
+    cfg->log_level = LOG_INFO;
+}
+
+void config_default_vms(struct vmbusd_config *cfg)
+{
+    if (cfg->nvms)
+        return;
+    struct cfg_vm *vm = &cfg->vms[cfg->nvms++];
+    snprintf(vm->name, sizeof(vm->name), "default");
+    static const char *const ics[] = {"heartbeat", "shutdown", "timesync", "kvp"};
+    for (unsigned i = 0; i < 4; i++)
+        snprintf(vm->vsps[vm->nvsps++], sizeof(vm->vsps[0]), "%s", ics[i]);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = 0;
+    return s;
+}
+
+static bool valid_name(const char *s)
+{
+    if (!*s || strlen(s) >= 64)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+            return false;
+    return true;
+}
+
+enum section { SEC_NONE, SEC_DAEMON, SEC_VM, SEC_VSP };
+
+int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    int lineno = 0;
+    enum section sec = SEC_NONE;
+    struct cfg_vm *vm = NULL;
+    struct cfg_vsp_params *vp = NULL;
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        int o_ = snprintf(err, errlen, "%s:%d: ", path, lineno);                                   \
+        snprintf(err + o_, errlen - (size_t)o_, __VA_ARGS__);                                      \
+        fclose(f);                                                                                 \
+        return -1;                                                                                 \
+    } while (0)
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f))
+            FAIL("line longer than %zu characters", sizeof(line) - 2);
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        if (*s == '[') {
+            char *end = strchr(s, ']');
+            if (!end || end[1])
+                FAIL("malformed section header");
+            *end = 0;
+            char *name = trim(s + 1);
+            char *arg = strchr(name, ' ');
+            if (arg) {
+                *arg++ = 0;
+                arg = trim(arg);
+            }
+            if (strcmp(name, "daemon") == 0 && !arg) {
+                sec = SEC_DAEMON;
+            } else if (strcmp(name, "vm") == 0 && arg) {
+                if (!valid_name(arg))
+                    FAIL("bad VM name '%s' (letters, digits, - _ . only)", arg);
+                sec = SEC_VM;
+                vm = NULL;
+                for (int i = 0; i < cfg->nvms; i++)
+                    if (strcmp(cfg->vms[i].name, arg) == 0)
+                        vm = &cfg->vms[i];
+                if (!vm) {
+                    if (cfg->nvms == CFG_MAX_VMS)
+                        FAIL("more than %d [vm] sections", CFG_MAX_VMS);
+                    vm = &cfg->vms[cfg->nvms++];
+                    snprintf(vm->name, sizeof(vm->name), "%s", arg);
+                }
+            } else if (strcmp(name, "vsp") == 0 && arg) {
+                if (!valid_name(arg))
+                    FAIL("bad VSP name '%s'", arg);
+                sec = SEC_VSP;
+                vp = NULL;
+                for (int i = 0; i < cfg->nvspparams; i++)
+                    if (strcmp(cfg->vspparams[i].name, arg) == 0)
+                        vp = &cfg->vspparams[i];
+                if (!vp) {
+                    if (cfg->nvspparams == CFG_MAX_VSPS)
+                        FAIL("more than %d [vsp] sections", CFG_MAX_VSPS);
+                    vp = &cfg->vspparams[cfg->nvspparams++];
+                    snprintf(vp->name, sizeof(vp->name), "%s", arg);
+                }
+            } else {
+                FAIL("unknown section [%s%s%s] (expected [daemon], [vm NAME] or [vsp NAME])",
+                     name, arg ? " " : "", arg ? arg : "");
+            }
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq)
+            FAIL("expected 'key = value'");
+        *eq = 0;
+        char *key = trim(s), *val = trim(eq + 1);
+        if (!*key)
+            FAIL("empty key");
+        switch (sec) {
+        case SEC_NONE:
+            FAIL("'%s' outside a section", key);
+        case SEC_DAEMON:
+            if (strcmp(key, "socket") == 0 || strcmp(key, "control") == 0) {
+                char *dst = key[0] == 's' ? cfg->socket_path : cfg->control_path;
+                if (strlen(val) >= sizeof(cfg->socket_path))
+                    FAIL("%s path longer than %zu bytes", key, sizeof(cfg->socket_path) - 1);
+                snprintf(dst, sizeof(cfg->socket_path), "%s", val);
+            } else if (strcmp(key, "workers") == 0) {
+                char *end;
+                long n = strtol(val, &end, 10);
+                if (*end || n < 1 || n > 64)
+                    FAIL("workers must be 1..64");
+                cfg->workers = (int)n;
+            } else if (strcmp(key, "log-level") == 0) {
+                int l = log_parse_level(val);
+                if (l < 0)
+                    FAIL("log-level must be error, warn, info or debug");
+                cfg->log_level = l;
+            } else if (strcmp(key, "plugin-dir") == 0) {
+                if (cfg->ndirs == CFG_MAX_DIRS)
+                    FAIL("more than %d plugin-dir lines", CFG_MAX_DIRS);
+                if (strlen(val) >= sizeof(cfg->plugin_dirs[0]))
+                    FAIL("plugin-dir too long");
+                snprintf(cfg->plugin_dirs[cfg->ndirs++], sizeof(cfg->plugin_dirs[0]), "%s", val);
+            } else {
+                FAIL("unknown key '%s' in [daemon]", key);
+            }
+            break;
+        case SEC_VM:
+            if (strcmp(key, "vsp") != 0)
+                FAIL("unknown key '%s' in [vm %s] (expected vsp)", key, vm->name);
+            vm->nvsps = 0;
+            for (char *tok = strtok(val, " \t,"); tok; tok = strtok(NULL, " \t,")) {
+                if (!valid_name(tok))
+                    FAIL("bad VSP name '%s'", tok);
+                if (vm->nvsps == CFG_MAX_VSPS)
+                    FAIL("more than %d VSPs for one VM", CFG_MAX_VSPS);
+                snprintf(vm->vsps[vm->nvsps++], sizeof(vm->vsps[0]), "%s", tok);
+            }
+            break;
+        case SEC_VSP:
+            if (vp->nparams == CFG_MAX_PARAMS)
+                FAIL("more than %d parameters for VSP %s", CFG_MAX_PARAMS, vp->name);
+            vp->keys[vp->nparams] = strdup(key);
+            vp->values[vp->nparams] = strdup(val);
+            vp->nparams++;
+            vp->keys[vp->nparams] = vp->values[vp->nparams] = NULL;
+            break;
+        }
+    }
+#undef FAIL
+    fclose(f);
+    return 0;
+}
+
+const struct cfg_vm *config_vm(const struct vmbusd_config *cfg, const char *name)
+{
+    const struct cfg_vm *def = NULL;
+    for (int i = 0; i < cfg->nvms; i++) {
+        if (strcmp(cfg->vms[i].name, name) == 0)
+            return &cfg->vms[i];
+        if (strcmp(cfg->vms[i].name, "default") == 0)
+            def = &cfg->vms[i];
+    }
+    return def;
+}
+
+const struct cfg_vsp_params *config_vsp_params(const struct vmbusd_config *cfg, const char *vsp)
+{
+    for (int i = 0; i < cfg->nvspparams; i++)
+        if (strcmp(cfg->vspparams[i].name, vsp) == 0)
+            return &cfg->vspparams[i];
+    return NULL;
+}
+
+void config_free(struct vmbusd_config *cfg)
+{
+    for (int i = 0; i < cfg->nvspparams; i++) {
+        for (int j = 0; j < cfg->vspparams[i].nparams; j++) {
+            free(cfg->vspparams[i].keys[j]);
+            free(cfg->vspparams[i].values[j]);
+        }
+        cfg->vspparams[i].nparams = 0;
+    }
+}

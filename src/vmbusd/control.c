@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket vmbusctl talks to: a stream socket carrying one
+ * request line and one JSON answer line per exchange.
+ *
+ *   list                              partitions, channels, published status
+ *   control VM VSP COMMAND [ARGS...]  hand a command to one VSP of one VM
+ *
+ * Each client gets a thread of its own: a VSP command may block (it can wait
+ * for the guest), and must not stall the event loop.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/guid.h"
+#include "common/log.h"
+#include "vmbusd/internal.h"
+#include "xpartition/versions.h"
+
+struct strbuf {
+    char *s;
+    size_t len, cap;
+};
+
+static void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(struct strbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
+        char *ns = realloc(b->s, ncap);
+        if (!ns)
+            return;
+        b->s = ns;
+        b->cap = ncap;
+    }
+}
+
+/* Values may come from the guest (KVP): escape everything that is not
+ * plain printable ASCII. */
+static void sb_json_str(struct strbuf *b, const char *s)
+{
+    sb_add(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            sb_add(b, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            sb_add(b, "\\u%04x", c);
+        else
+            sb_add(b, "%c", c);
+    }
+    sb_add(b, "\"");
+}
+
+static uint32_t ring_fill(const struct ring *r)
+{
+    if (!r->hdr || !r->size)
+        return 0;
+    uint32_t w = __atomic_load_n(&r->hdr->write_index, __ATOMIC_ACQUIRE);
+    uint32_t rd = __atomic_load_n(&r->hdr->read_index, __ATOMIC_ACQUIRE);
+    if (w >= r->size || rd >= r->size)
+        return 0;
+    uint32_t used = w >= rd ? w - rd : r->size - rd + w;
+    return (uint32_t)((uint64_t)used * 100 / r->size);
+}
+
+static void list_partition(struct strbuf *b, struct vmm_conn *c)
+{
+    struct xpartition *xp = c->xp;
+    pthread_mutex_lock(&xp->lock);
+    sb_add(b, "{\"id\":%u,\"name\":", xp->id);
+    sb_json_str(b, c->name);
+    sb_add(b, ",\"vcpus\":%u,\"connected\":%s,\"version\":\"%u.%u\",", xp->nvcpus,
+           xp->connected ? "true" : "false", xp->version >> 16, xp->version & 0xffff);
+    sb_add(b, "\"messages_in\":%llu,\"messages_out\":%llu,\"guest_errors\":%llu,\"channels\":[",
+           (unsigned long long)xp->stats.msgs_in, (unsigned long long)xp->stats.msgs_out,
+           (unsigned long long)xp->stats.violations);
+    bool first = true;
+    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+        if (ch->removed && !ch->relid)
+            continue;
+        char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
+        guid_format(&ch->offer.if_type, cls);
+        guid_format(&ch->offer.if_instance, inst);
+        bool open = atomic_load(&ch->state) == XP_CHAN_OPEN;
+        sb_add(b,
+               "%s{\"relid\":%u,\"class\":\"%s\",\"instance\":\"%s\",\"subchannel\":%u,"
+               "\"state\":\"%s\",\"target_vp\":%u,\"in_fill_pct\":%u,\"out_fill_pct\":%u}",
+               first ? "" : ",", ch->relid, cls, inst, ch->offer.sub_channel_index,
+               xp_chan_state_name(atomic_load(&ch->state)), atomic_load(&ch->target_vp),
+               open ? ring_fill(&ch->in.r) : 0, open ? ring_fill(&ch->out.r) : 0);
+        first = false;
+    }
+    pthread_mutex_unlock(&xp->lock);
+    sb_add(b, "],\"status\":{");
+    char *st = c->vp ? vsp_partition_status_text(c->vp) : NULL;
+    first = true;
+    for (char *line = st ? strtok(st, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = 0;
+        sb_add(b, "%s", first ? "" : ",");
+        sb_json_str(b, line);
+        sb_add(b, ":");
+        sb_json_str(b, eq + 1);
+        first = false;
+    }
+    free(st);
+    sb_add(b, "}}");
+}
+
+static void do_list(struct vmbusd *d, struct strbuf *b)
+{
+    sb_add(b, "{\"ok\":true,\"partitions\":[");
+    pthread_mutex_lock(&d->conns_lock);
+    bool first = true;
+    for (struct vmm_conn *c = d->conns; c; c = c->next) {
+        if (!c->xp)
+            continue;
+        sb_add(b, "%s", first ? "" : ",");
+        list_partition(b, c);
+        first = false;
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    sb_add(b, "]}");
+}
+
+static void do_control(struct vmbusd *d, struct strbuf *b, char *args)
+{
+    char *vm = strtok(args, " "), *vsp = strtok(NULL, " "), *cmd = strtok(NULL, " ");
+    char *rest = strtok(NULL, "");
+    if (!vm || !vsp || !cmd) {
+        sb_add(b, "{\"ok\":false,\"error\":\"usage: control VM VSP COMMAND [ARGS]\"}");
+        return;
+    }
+    struct vmm_conn *found = NULL;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct vmm_conn *c = d->conns; c; c = c->next) {
+        if (c->xp && c->vp && (strcmp(c->name, vm) == 0 || (uint32_t)atoi(vm) == c->xp->id)) {
+            found = c;
+            atomic_fetch_add(&c->ctl_busy, 1); /* teardown waits for us */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    if (!found) {
+        sb_add(b, "{\"ok\":false,\"error\":");
+        sb_json_str(b, "no such VM");
+        sb_add(b, "}");
+        return;
+    }
+    char reply[4096] = "";
+    int ret = vsp_partition_control(found->vp, vsp, cmd, rest, reply, sizeof(reply));
+    atomic_fetch_sub(&found->ctl_busy, 1);
+    sb_add(b, "{\"ok\":%s,%s", ret == 0 ? "true" : "false", ret == 0 ? "\"reply\":" : "\"error\":");
+    sb_json_str(b, reply[0] ? reply : strerror(-ret));
+    sb_add(b, "}");
+}
+
+static void *client_thread(void *arg)
+{
+    struct vmbusd *d = ((void **)arg)[0];
+    int fd = (int)(intptr_t)((void **)arg)[1];
+    free(arg);
+    FILE *f = fdopen(fd, "r+");
+    if (!f) {
+        close(fd);
+        return NULL;
+    }
+    char line[1024];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        struct strbuf b = {0};
+        if (strcmp(line, "list") == 0)
+            do_list(d, &b);
+        else if (strncmp(line, "control ", 8) == 0)
+            do_control(d, &b, line + 8);
+        else
+            sb_add(&b, "{\"ok\":false,\"error\":\"unknown request (list, control)\"}");
+        if (b.s) {
+            fprintf(f, "%s\n", b.s);
+            fflush(f);
+        }
+        free(b.s);
+    }
+    fclose(f);
+    return NULL;
+}
+
+static void ctl_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    struct vmbusd *d = arg;
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    void **a = malloc(2 * sizeof(void *));
+    pthread_t t;
+    if (!a) {
+        close(fd);
+        return;
+    }
+    a[0] = d;
+    a[1] = (void *)(intptr_t)fd;
+    if (pthread_create(&t, NULL, client_thread, a) != 0) {
+        free(a);
+        close(fd);
+        return;
+    }
+    pthread_detach(t);
+}
+
+int control_listen(struct vmbusd *d, char *err, size_t errlen)
+{
+    d->ctl_fd = daemon_bind_unix(d->cfg.control_path, SOCK_STREAM, err, errlen);
+    if (d->ctl_fd < 0)
+        return -1;
+    d->ctl_ev = event_new(d->base, d->ctl_fd, EV_READ | EV_PERSIST, ctl_accept_cb, d);
+    event_add(d->ctl_ev, NULL);
+    return 0;
+}
+
+void control_close(struct vmbusd *d)
+{
+    if (d->ctl_ev)
+        event_free(d->ctl_ev);
+    d->ctl_ev = NULL;
+    if (d->ctl_fd >= 0) {
+        close(d->ctl_fd);
+        unlink(d->cfg.control_path);
+        d->ctl_fd = -1;
+    }
+}

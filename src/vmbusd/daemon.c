@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemon object: event loop, the vmbus-user listening socket, partitions. */
+#include <errno.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "vmbusd/internal.h"
+
+static void accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmbusd *d = arg;
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            log_warn("accept on %s: %s", d->cfg.socket_path, strerror(errno));
+        return;
+    }
+    struct vmm_conn *c = conn_create(d, cfd);
+    if (!c) {
+        close(cfd);
+        return;
+    }
+    pthread_mutex_lock(&d->conns_lock);
+    c->next = d->conns;
+    d->conns = c;
+    d->nconns++;
+    pthread_mutex_unlock(&d->conns_lock);
+    log_debug("VMM connection accepted on %s", d->cfg.socket_path);
+}
+
+void daemon_conn_closed(struct vmm_conn *c, const char *why)
+{
+    struct vmbusd *d = c->d;
+    pthread_mutex_lock(&d->conns_lock);
+    for (struct vmm_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            d->nconns--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->conns_lock);
+    if (c->xp)
+        log_info("partition %s (id %u): connection closed: %s", c->name, c->xp->id, why);
+    else
+        log_info("VMM connection closed before HELLO: %s", why);
+}
+
+/* Bind a unix socket, refusing to steal one a live process still serves. */
+int daemon_bind_unix(const char *path, int type, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "socket path %s is too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == EADDRINUSE) {
+        /* Stale file from a previous run, or a live daemon? Ask it. */
+        int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(probe);
+            close(fd);
+            snprintf(err, errlen,
+                     "socket %s is in use by another running vmbusd (stop it, or choose "
+                     "another path with --socket)",
+                     path);
+            return -1;
+        }
+        if (probe >= 0)
+            close(probe);
+        unlink(path);
+    } else {
+        goto bound;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+bound:
+    if (listen(fd, 16) < 0) {
+        snprintf(err, errlen, "listen on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void mkdir_parent(const char *path)
+{
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return;
+    *slash = 0;
+    mkdir(dir, 0755); /* /run/vmbusd for the default paths; errors show at bind */
+}
+
+struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t errlen)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+    struct vmbusd *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->cfg = *cfg;
+    d->listen_fd = d->ctl_fd = -1;
+    pthread_mutex_init(&d->conns_lock, NULL);
+    d->base = event_base_new();
+    d->wq = workq_create(cfg->workers > 0 ? cfg->workers : 4);
+    if (!d->base || !d->wq) {
+        snprintf(err, errlen, "cannot create the event loop or worker pool");
+        goto fail;
+    }
+    if (plugins_load(d, err, errlen) < 0)
+        goto fail;
+    mkdir_parent(cfg->socket_path);
+    d->listen_fd = daemon_bind_unix(cfg->socket_path, SOCK_SEQPACKET, err, errlen);
+    if (d->listen_fd < 0)
+        goto fail;
+    d->listen_ev = event_new(d->base, d->listen_fd, EV_READ | EV_PERSIST, accept_cb, d);
+    event_add(d->listen_ev, NULL);
+    if (cfg->control_path[0]) {
+        mkdir_parent(cfg->control_path);
+        if (control_listen(d, err, errlen) < 0)
+            goto fail;
+    }
+    return d;
+fail:
+    vmbusd_destroy(d);
+    return NULL;
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct vmbusd *d = arg;
+    log_info("signal %d: shutting down", (int)sig);
+    event_base_loopbreak(d->base);
+}
+
+int vmbusd_run(struct vmbusd *d, bool handle_signals)
+{
+    if (handle_signals) {
+        signal(SIGPIPE, SIG_IGN);
+        d->sig_int = evsignal_new(d->base, SIGINT, signal_cb, d);
+        d->sig_term = evsignal_new(d->base, SIGTERM, signal_cb, d);
+        event_add(d->sig_int, NULL);
+        event_add(d->sig_term, NULL);
+    }
+    log_info("vmbusd listening on %s%s%s", d->cfg.socket_path,
+             d->cfg.control_path[0] ? ", control on " : "", d->cfg.control_path);
+    return event_base_loop(d->base, EVLOOP_NO_EXIT_ON_EMPTY);
+}
+
+static void *loop_thread(void *arg)
+{
+    vmbusd_run(arg, false);
+    return NULL;
+}
+
+int vmbusd_start_thread(struct vmbusd *d)
+{
+    if (pthread_create(&d->thread, NULL, loop_thread, d) != 0)
+        return -1;
+    d->thread_started = true;
+    return 0;
+}
+
+void vmbusd_stop(struct vmbusd *d)
+{
+    event_base_loopbreak(d->base);
+}
+
+static void teardown_all_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmbusd *d = arg;
+    for (;;) {
+        pthread_mutex_lock(&d->conns_lock);
+        struct vmm_conn *c = d->conns;
+        pthread_mutex_unlock(&d->conns_lock);
+        if (!c)
+            break;
+        conn_teardown(c, "vmbusd shutting down");
+    }
+}
+
+void vmbusd_destroy(struct vmbusd *d)
+{
+    if (!d)
+        return;
+    if (d->thread_started) {
+        vmbusd_stop(d);
+        pthread_join(d->thread, NULL);
+        d->thread_started = false;
+    }
+    /* Partitions are torn down by the loop's own code path, then the
+     * worker pool finishes their teardown work. */
+    if (d->base)
+        teardown_all_cb(-1, 0, d);
+    workq_destroy(d->wq);
+    control_close(d);
+    if (d->listen_ev)
+        event_free(d->listen_ev);
+    if (d->listen_fd >= 0) {
+        close(d->listen_fd);
+        unlink(d->cfg.socket_path);
+    }
+    if (d->sig_int)
+        event_free(d->sig_int);
+    if (d->sig_term)
+        event_free(d->sig_term);
+    plugins_unload(d);
+    if (d->base)
+        event_base_free(d->base);
+    pthread_mutex_destroy(&d->conns_lock);
+    free(d);
+}
+
+unsigned vmbusd_partition_count(struct vmbusd *d)
+{
+    pthread_mutex_lock(&d->conns_lock);
+    unsigned n = 0;
+    for (struct vmm_conn *c = d->conns; c; c = c->next)
+        if (c->xp)
+            n++;
+    pthread_mutex_unlock(&d->conns_lock);
+    return n;
+}

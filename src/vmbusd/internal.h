@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/* vmbusd internals shared by the daemon's files. */
+#ifndef VMBUSD_INTERNAL_H
+#define VMBUSD_INTERNAL_H
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "vmbusd/config.h"
+#include "vmbusd/vmbus_user.h"
+#include "vmbusd/vmbusd.h"
+#include "vmbusd/vsp.h"
+#include "vmbusd/workq.h"
+#include "xpartition/xpartition.h"
+
+struct loaded_plugin {
+    const struct vsp_plugin *pl;
+    void *state;
+    void *dl; /* dlopen handle, NULL for built-ins */
+    char path[256];
+};
+
+struct vmbusd {
+    struct vmbusd_config cfg;
+    struct event_base *base;
+    int listen_fd;
+    struct event *listen_ev;
+    int ctl_fd;
+    struct event *ctl_ev;
+    struct event *sig_int, *sig_term;
+    struct workq *wq;
+    struct loaded_plugin plugins[CFG_MAX_VSPS];
+    int nplugins;
+    pthread_mutex_t conns_lock;
+    struct vmm_conn *conns;
+    unsigned nconns;
+    uint32_t next_partition_id;
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct conn_eventfd {
+    struct conn_eventfd *next;
+    struct vmm_conn *conn;
+    uint32_t conn_id;
+    int fd;
+    struct event *ev;
+};
+
+struct vcpu_route {
+    int irqfd, resamplefd;
+    struct event *eom_ev;
+    struct vmm_conn *conn;
+    uint32_t vp;
+};
+
+/* One VMM connection = one child partition. */
+struct vmm_conn {
+    struct vmm_conn *next;
+    struct vmbusd *d;
+    int fd;
+    struct event *ev;
+    struct event *retry_ev;
+    pthread_mutex_t send_lock;
+    uint32_t seq;
+    struct xpartition *xp;  /* after HELLO */
+    char name[VU_VM_NAME_LEN];
+    uint32_t nvcpus;
+    struct vcpu_route routes[XP_MAX_VCPUS];
+    pthread_mutex_t evfd_lock;
+    struct conn_eventfd *evfds;
+    struct vsp_partition *vp; /* the VSP layer's view */
+    bool dead;
+    atomic_int ctl_busy; /* control requests using this partition */
+};
+
+/* daemon.c */
+void daemon_conn_closed(struct vmm_conn *c, const char *why);
+int daemon_bind_unix(const char *path, int type, char *err, size_t errlen);
+
+/* vmm_conn.c */
+struct vmm_conn *conn_create(struct vmbusd *d, int fd);
+/* Stop serving the connection (loop thread); the rest of the teardown runs
+ * as a work item. */
+void conn_teardown(struct vmm_conn *c, const char *why);
+extern const struct xp_host_ops conn_xp_ops;
+
+/* vsp_host.c */
+struct vsp_partition *vsp_partition_create(struct vmm_conn *c);
+/* Attach the configured VSPs (as a work item). */
+void vsp_partition_attach_all(struct vsp_partition *p);
+/* Close everything, detach plugins, free.  Blocks; run on a worker. */
+void vsp_partition_destroy(struct vsp_partition *p);
+void vsp_host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len);
+void vsp_host_channel_close(struct xp_channel *xc);
+void vsp_host_channel_kick(struct xp_channel *xc);
+/* Copy of the published status values as "key=value\n" lines. */
+char *vsp_partition_status_text(struct vsp_partition *p);
+int vsp_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
+                          const char *args, char *reply, size_t len);
+
+/* plugins.c */
+int plugins_load(struct vmbusd *d, char *err, size_t errlen);
+void plugins_unload(struct vmbusd *d);
+struct loaded_plugin *plugins_find(struct vmbusd *d, const char *name);
+
+/* control.c */
+int control_listen(struct vmbusd *d, char *err, size_t errlen);
+void control_close(struct vmbusd *d);
+
+#endif

@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One VMM connection (= one child partition): the vmbus-user protocol on the
+ * daemon side.  Runs on the event loop: each readable fd is an interrupt, the
+ * callback drains it (ISR) and routes the work (DPC); VSP work goes to the
+ * worker pool.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "vmbusd/internal.h"
+#include "vmbusd/vmbus_user.h"
+
+#define RETRY_MS 50 /* re-try stuck message deliveries this often */
+
+static int conn_send(struct vmm_conn *c, uint32_t type, uint32_t seq, const void *body,
+                     size_t len, const int *fds, int nfds)
+{
+    uint8_t buf[VU_MAX_MSG_SIZE];
+    struct vu_hdr h = {.type = type, .size = (uint32_t)len, .seq = seq};
+    if (sizeof(h) + len > sizeof(buf))
+        return -EMSGSIZE;
+    memcpy(buf, &h, sizeof(h));
+    if (len)
+        memcpy(buf + sizeof(h), body, len);
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(h) + len};
+    union {
+        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        memset(&ctl, 0, sizeof(ctl));
+        msg.msg_control = ctl.b;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+    }
+    pthread_mutex_lock(&c->send_lock);
+    ssize_t n = c->dead ? -1 : sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    pthread_mutex_unlock(&c->send_lock);
+    return n < 0 ? -errno : 0;
+}
+
+static void conn_error(struct vmm_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_error(struct vmm_conn *c, const char *fmt, ...)
+{
+    struct vu_error e = {.code = EPROTO};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
+    conn_send(c, VU_MSG_ERROR, 0, &e, sizeof(e), NULL, 0);
+    char why[200];
+    snprintf(why, sizeof(why), "VMM protocol error: %s", e.message);
+    conn_teardown(c, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* xp_host_ops                                                         */
+
+static void op_signal_vp(void *ctx, uint32_t vp)
+{
+    struct vmm_conn *c = ctx;
+    if (vp >= c->nvcpus || c->routes[vp].irqfd < 0)
+        return;
+    uint64_t one = 1;
+    if (write(c->routes[vp].irqfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("partition %s: SINT irqfd of vp %u: %s", c->name, vp, strerror(errno));
+}
+
+static void eventfd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_eventfd *e = arg;
+    uint64_t v;
+    /* ISR: drain the fd; DPC: route the signal to the channel. */
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    xp_connection_signalled(e->conn->xp, e->conn_id);
+}
+
+static int op_eventfd_add(void *ctx, uint32_t conn_id)
+{
+    struct vmm_conn *c = ctx;
+    struct conn_eventfd *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->fd < 0) {
+        free(e);
+        return -errno;
+    }
+    e->conn = c;
+    e->conn_id = conn_id;
+    struct vu_eventfd m = {.connection_id = conn_id};
+    int ret = conn_send(c, VU_MSG_EVENTFD_ADD, 0, &m, sizeof(m), &e->fd, 1);
+    if (ret < 0 && ret != -EPIPE) {
+        log_warn("partition %s: cannot hand eventfd for connection %#x to the VMM: %s", c->name,
+                 conn_id, strerror(-ret));
+    }
+    e->ev = event_new(c->d->base, e->fd, EV_READ | EV_PERSIST, eventfd_cb, e);
+    event_add(e->ev, NULL);
+    pthread_mutex_lock(&c->evfd_lock);
+    e->next = c->evfds;
+    c->evfds = e;
+    pthread_mutex_unlock(&c->evfd_lock);
+    return 0;
+}
+
+static void eventfd_finalize(struct event *ev, void *arg)
+{
+    struct conn_eventfd *e = arg;
+    close(e->fd);
+    free(e);
+}
+
+static void eventfd_free(struct conn_eventfd *e)
+{
+    /* Non-blocking: the callback may be running on the loop right now and
+     * wait for the partition lock we may hold. */
+    event_free_finalize(0, e->ev, eventfd_finalize);
+}
+
+static void op_eventfd_del(void *ctx, uint32_t conn_id)
+{
+    struct vmm_conn *c = ctx;
+    pthread_mutex_lock(&c->evfd_lock);
+    for (struct conn_eventfd **pp = &c->evfds; *pp; pp = &(*pp)->next) {
+        struct conn_eventfd *e = *pp;
+        if (e->conn_id != conn_id)
+            continue;
+        *pp = e->next;
+        pthread_mutex_unlock(&c->evfd_lock);
+        struct vu_eventfd m = {.connection_id = conn_id};
+        conn_send(c, VU_MSG_EVENTFD_DEL, 0, &m, sizeof(m), NULL, 0);
+        eventfd_free(e);
+        return;
+    }
+    pthread_mutex_unlock(&c->evfd_lock);
+}
+
+static void op_channel_open(void *ctx, struct xp_channel *ch, const uint8_t *ud, size_t len)
+{
+    vsp_host_channel_open(ch, ud, len);
+}
+static void op_channel_close(void *ctx, struct xp_channel *ch) { vsp_host_channel_close(ch); }
+static void op_channel_kick(void *ctx, struct xp_channel *ch) { vsp_host_channel_kick(ch); }
+
+const struct xp_host_ops conn_xp_ops = {
+    .signal_vp = op_signal_vp,
+    .eventfd_add = op_eventfd_add,
+    .eventfd_del = op_eventfd_del,
+    .channel_open = op_channel_open,
+    .channel_close = op_channel_close,
+    .channel_kick = op_channel_kick,
+};
+
+/* ------------------------------------------------------------------ */
+/* Incoming messages                                                   */
+
+static void eom_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vcpu_route *r = arg;
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    xp_eom(r->conn->xp, r->vp);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmm_conn *c = arg;
+    xp_flush(c->xp);
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void *body)
+{
+    struct vu_hello m;
+    if (c->xp)
+        return conn_error(c, "HELLO sent twice");
+    if (h->size != sizeof(m))
+        return conn_error(c, "HELLO of %u bytes (expected %zu)", h->size, sizeof(m));
+    memcpy(&m, body, sizeof(m));
+    m.vm_name[VU_VM_NAME_LEN - 1] = 0;
+    if (m.major != VU_PROTOCOL_MAJOR)
+        return conn_error(c, "protocol version %u.%u not supported (vmbusd speaks %u.%u)",
+                          m.major, m.minor, VU_PROTOCOL_MAJOR, VU_PROTOCOL_MINOR);
+    if (m.vcpu_count == 0 || m.vcpu_count > VU_MAX_VCPUS)
+        return conn_error(c, "vcpu_count %u outside 1..%u", m.vcpu_count, VU_MAX_VCPUS);
+    for (char *p = m.vm_name; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '_'; /* names end up in logs */
+    uint32_t id = __atomic_add_fetch(&c->d->next_partition_id, 1, __ATOMIC_RELAXED);
+    if (!m.vm_name[0])
+        snprintf(m.vm_name, sizeof(m.vm_name), "vm%u", id);
+    snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
+    c->nvcpus = m.vcpu_count;
+    c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
+    if (!c->xp)
+        return conn_error(c, "out of memory");
+    c->vp = vsp_partition_create(c);
+    struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
+                               .partition_id = id};
+    conn_send(c, VU_MSG_HELLO_REPLY, h->seq, &r, sizeof(r), NULL, 0);
+    c->retry_ev = event_new(c->d->base, -1, EV_PERSIST, retry_cb, c);
+    struct timeval tv = {0, RETRY_MS * 1000};
+    event_add(c->retry_ev, &tv);
+    log_info("partition %s (id %u): VMM connected, %u vCPUs", c->name, id, c->nvcpus);
+    vsp_partition_attach_all(c->vp);
+}
+
+static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t *body, int *fds,
+                       int nfds)
+{
+    /* How many fds each message carries; anything else is a protocol error. */
+    int want = h->type == VU_MSG_MEM_REGION ? 1 : h->type == VU_MSG_SINT_ROUTE ? 2 : 0;
+    if (nfds != want) {
+        close_fds(fds, nfds);
+        return conn_error(c, "message type %u carries %d fds (expected %d)", h->type, nfds, want);
+    }
+    if (h->type != VU_MSG_HELLO && !c->xp) {
+        close_fds(fds, nfds);
+        return conn_error(c, "message type %u before HELLO", h->type);
+    }
+    switch (h->type) {
+    case VU_MSG_HELLO:
+        handle_hello(c, h, body);
+        return;
+    case VU_MSG_MEM_REGION: {
+        struct vu_mem_region m;
+        if (h->size != sizeof(m)) {
+            close_fds(fds, nfds);
+            return conn_error(c, "MEM_REGION of %u bytes", h->size);
+        }
+        memcpy(&m, body, sizeof(m));
+        int ret = xp_add_region(c->xp, m.guest_phys_addr, m.size, fds[0], m.fd_offset);
+        if (ret < 0) {
+            close(fds[0]);
+            return conn_error(c, "MEM_REGION gpa 0x%llx size 0x%llx refused: %s",
+                              (unsigned long long)m.guest_phys_addr, (unsigned long long)m.size,
+                              strerror(-ret));
+        }
+        log_info("partition %s: memory 0x%llx-0x%llx mapped", c->name,
+                 (unsigned long long)m.guest_phys_addr,
+                 (unsigned long long)(m.guest_phys_addr + m.size - 1));
+        return;
+    }
+    case VU_MSG_SINT_ROUTE: {
+        struct vu_sint_route m;
+        if (h->size != sizeof(m)) {
+            close_fds(fds, nfds);
+            return conn_error(c, "SINT_ROUTE of %u bytes", h->size);
+        }
+        memcpy(&m, body, sizeof(m));
+        if (m.vp_index >= c->nvcpus || m.sint != VMBUS_MESSAGE_SINT ||
+            c->routes[m.vp_index].irqfd >= 0) {
+            close_fds(fds, nfds);
+            return conn_error(c, "SINT_ROUTE vp %u sint %u refused (vCPUs %u, VMBus SINT %u%s)",
+                              m.vp_index, m.sint, c->nvcpus, VMBUS_MESSAGE_SINT,
+                              m.vp_index < c->nvcpus && c->routes[m.vp_index].irqfd >= 0
+                                  ? ", route already set"
+                                  : "");
+        }
+        struct vcpu_route *r = &c->routes[m.vp_index];
+        r->irqfd = fds[0];
+        r->resamplefd = fds[1];
+        r->eom_ev = event_new(c->d->base, r->resamplefd, EV_READ | EV_PERSIST, eom_cb, r);
+        event_add(r->eom_ev, NULL);
+        xp_set_sint_route(c->xp, m.vp_index);
+        return;
+    }
+    case VU_MSG_SYNIC_STATE: {
+        struct vu_synic_state m;
+        if (h->size != sizeof(m))
+            return conn_error(c, "SYNIC_STATE of %u bytes", h->size);
+        memcpy(&m, body, sizeof(m));
+        if (xp_set_synic(c->xp, m.vp_index, m.scontrol, m.simp, m.siefp) < 0)
+            return conn_error(c, "SYNIC_STATE for vp %u of %u", m.vp_index, c->nvcpus);
+        return;
+    }
+    case VU_MSG_POST_MESSAGE: {
+        struct vu_post_message m;
+        if (h->size != sizeof(m))
+            return conn_error(c, "POST_MESSAGE of %u bytes", h->size);
+        memcpy(&m, body, sizeof(m));
+        struct vu_post_result r = {.hv_status = HV_STATUS_INVALID_PARAMETER};
+        if (m.vp_index < c->nvcpus)
+            r.hv_status = xp_post_message(c->xp, m.vp_index, &m.msg, sizeof(m.msg));
+        conn_send(c, VU_MSG_POST_RESULT, h->seq, &r, sizeof(r), NULL, 0);
+        return;
+    }
+    case VU_MSG_SIGNAL_EVENT: {
+        struct vu_signal_event m;
+        if (h->size != sizeof(m))
+            return conn_error(c, "SIGNAL_EVENT of %u bytes", h->size);
+        memcpy(&m, body, sizeof(m));
+        xp_connection_signalled(c->xp, m.connection_id & 0xffffff);
+        return;
+    }
+    case VU_MSG_RESET:
+        xp_reset(c->xp);
+        return;
+    default:
+        return conn_error(c, "unknown message type %u", h->type);
+    }
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmm_conn *c = arg;
+    uint8_t buf[VU_MAX_MSG_SIZE + 1];
+    union {
+        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                         .msg_controllen = sizeof(ctl.b)};
+    ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_teardown(c, n == 0 ? "VMM disconnected" : strerror(errno));
+        return;
+    }
+    int fds[VU_MAX_FDS];
+    int nfds = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *p = (int *)CMSG_DATA(cm);
+        for (int i = 0; i < cnt; i++) {
+            if (nfds < VU_MAX_FDS)
+                fds[nfds++] = p[i];
+            else
+                close(p[i]);
+        }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        close_fds(fds, nfds);
+        return conn_error(c, "message larger than %d bytes or with too many fds",
+                          VU_MAX_MSG_SIZE);
+    }
+    struct vu_hdr h;
+    if ((size_t)n < sizeof(h)) {
+        close_fds(fds, nfds);
+        return conn_error(c, "message of %zd bytes is shorter than its header", n);
+    }
+    memcpy(&h, buf, sizeof(h));
+    if (h.size != (size_t)n - sizeof(h) || h.flags != 0) {
+        close_fds(fds, nfds);
+        return conn_error(c, "message type %u: header says %u bytes, datagram has %zu", h.type,
+                          h.size, (size_t)n - sizeof(h));
+    }
+    handle_msg(c, &h, buf + sizeof(h), fds, nfds);
+}
+
+struct vmm_conn *conn_create(struct vmbusd *d, int fd)
+{
+    struct vmm_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->d = d;
+    c->fd = fd;
+    snprintf(c->name, sizeof(c->name), "(connecting)");
+    pthread_mutex_init(&c->send_lock, NULL);
+    pthread_mutex_init(&c->evfd_lock, NULL);
+    for (int i = 0; i < XP_MAX_VCPUS; i++) {
+        c->routes[i].irqfd = c->routes[i].resamplefd = -1;
+        c->routes[i].conn = c;
+        c->routes[i].vp = (uint32_t)i;
+    }
+    c->ev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    event_add(c->ev, NULL);
+    return c;
+}
+
+/* Runs on a worker: VSP closes may block. */
+static void conn_teardown_work(void *arg)
+{
+    struct vmm_conn *c = arg;
+    while (atomic_load(&c->ctl_busy) > 0)
+        usleep(1000); /* a vmbusctl request still uses the partition */
+    if (c->vp)
+        vsp_partition_destroy(c->vp); /* closes channels, detaches plugins */
+    pthread_mutex_lock(&c->evfd_lock);
+    struct conn_eventfd *e = c->evfds;
+    c->evfds = NULL;
+    pthread_mutex_unlock(&c->evfd_lock);
+    while (e) {
+        struct conn_eventfd *n = e->next;
+        eventfd_free(e);
+        e = n;
+    }
+    xp_destroy(c->xp);
+    for (uint32_t i = 0; i < XP_MAX_VCPUS; i++) {
+        struct vcpu_route *r = &c->routes[i];
+        if (r->eom_ev)
+            event_free(r->eom_ev);
+        if (r->irqfd >= 0)
+            close(r->irqfd);
+        if (r->resamplefd >= 0)
+            close(r->resamplefd);
+    }
+    close(c->fd);
+    pthread_mutex_destroy(&c->send_lock);
+    pthread_mutex_destroy(&c->evfd_lock);
+    free(c);
+}
+
+void conn_teardown(struct vmm_conn *c, const char *why)
+{
+    if (c->dead)
+        return;
+    pthread_mutex_lock(&c->send_lock);
+    c->dead = true;
+    pthread_mutex_unlock(&c->send_lock);
+    event_del(c->ev);
+    event_free(c->ev);
+    c->ev = NULL;
+    if (c->retry_ev) {
+        event_del(c->retry_ev);
+        event_free(c->retry_ev);
+        c->retry_ev = NULL;
+    }
+    for (uint32_t i = 0; i < XP_MAX_VCPUS; i++)
+        if (c->routes[i].eom_ev)
+            event_del(c->routes[i].eom_ev);
+    /* We are on the loop, so after this no signal callback can touch the
+     * partition while the worker below frees it. */
+    pthread_mutex_lock(&c->evfd_lock);
+    for (struct conn_eventfd *e = c->evfds; e; e = e->next)
+        event_del(e->ev);
+    pthread_mutex_unlock(&c->evfd_lock);
+    daemon_conn_closed(c, why);
+    if (c->xp) {
+        /* Channel closes are queued to the VSPs now; the wait for them and
+         * the freeing happen off the loop. */
+        workq_submit(c->d->wq, conn_teardown_work, c);
+    } else {
+        conn_teardown_work(c);
+    }
+}

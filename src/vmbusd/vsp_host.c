@@ -1,0 +1,586 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VSP plugin API (include/vmbusd/vsp.h) on top of the partition model.
+ * Every callback of a channel runs on that channel's serial work queue; the
+ * partition-level callbacks (attach, detach, control) on the partition's.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/guid.h"
+#include "common/log.h"
+#include "vmbusd/internal.h"
+#include "xpartition/ring.h"
+
+#define MAX_STATUS 256
+
+struct vsp_channel {
+    struct vsp_channel *next;
+    struct vsp_partition *p;
+    struct xp_channel *xc;
+    const struct vsp_channel_ops *ops;
+    void *opaque;
+    struct workq_serial *serial;
+    atomic_bool kick_pending;
+    uint8_t open_data[120];
+    size_t open_len;
+};
+
+struct plugin_slot {
+    const struct vsp_plugin *pl;
+    void *state;
+    void *opaque;
+    bool attached;
+};
+
+struct status_kv {
+    char key[64];
+    char value[192];
+};
+
+struct vsp_timer {
+    struct vsp_timer *next;
+    struct vsp_partition *p;
+    struct vsp_channel *ch;
+    struct event *ev;
+    unsigned period_ms;
+    vsp_work_fn fn;
+    void *arg;
+    atomic_int refs;      /* the timer list + queued work items */
+    atomic_bool cancelled;
+};
+
+struct vsp_partition {
+    struct vmm_conn *conn;
+    struct vmbusd *d;
+    struct xpartition *xp;
+    struct workq_serial *serial;
+    pthread_mutex_t lock; /* channels, timers, status */
+    struct vsp_channel *channels;
+    struct vsp_timer *timers;
+    struct plugin_slot slots[CFG_MAX_VSPS];
+    int nslots;
+    struct status_kv status[MAX_STATUS];
+    int nstatus;
+};
+
+/* ------------------------------------------------------------------ */
+/* Partition                                                           */
+
+struct vsp_partition *vsp_partition_create(struct vmm_conn *c)
+{
+    struct vsp_partition *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->conn = c;
+    p->d = c->d;
+    p->xp = c->xp;
+    p->serial = workq_serial_create(c->d->wq);
+    pthread_mutex_init(&p->lock, NULL);
+    const struct cfg_vm *vm = config_vm(&c->d->cfg, c->name);
+    for (int i = 0; vm && i < vm->nvsps && p->nslots < CFG_MAX_VSPS; i++) {
+        struct loaded_plugin *lp = plugins_find(c->d, vm->vsps[i]);
+        if (!lp) {
+            log_err("partition %s: VSP '%s' is configured but not loaded", c->name, vm->vsps[i]);
+            continue;
+        }
+        p->slots[p->nslots++] = (struct plugin_slot){.pl = lp->pl, .state = lp->state};
+    }
+    return p;
+}
+
+static void attach_work(void *arg)
+{
+    struct vsp_partition *p = arg;
+    for (int i = 0; i < p->nslots; i++) {
+        struct plugin_slot *s = &p->slots[i];
+        int ret = s->pl->attach ? s->pl->attach(s->state, p) : 0;
+        if (ret < 0)
+            log_err("partition %s: VSP %s failed to attach: %s", p->conn->name, s->pl->name,
+                    strerror(-ret));
+        else
+            s->attached = true;
+    }
+}
+
+void vsp_partition_attach_all(struct vsp_partition *p)
+{
+    workq_serial_submit(p->serial, attach_work, p);
+}
+
+static void timer_unref(struct vsp_timer *t)
+{
+    if (atomic_fetch_sub(&t->refs, 1) == 1) {
+        event_free(t->ev);
+        free(t);
+    }
+}
+
+void vsp_partition_destroy(struct vsp_partition *p)
+{
+    /* Attach may still be running: let it finish first. */
+    workq_serial_drain(p->serial);
+
+    pthread_mutex_lock(&p->lock);
+    struct vsp_timer *t = p->timers;
+    p->timers = NULL;
+    pthread_mutex_unlock(&p->lock);
+    while (t) {
+        struct vsp_timer *n = t->next;
+        atomic_store(&t->cancelled, true);
+        event_del(t->ev);
+        timer_unref(t);
+        t = n;
+    }
+
+    xp_close_all(p->xp); /* queues the VSP closes */
+
+    for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
+        workq_serial_drain(ch->serial);
+
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].attached && p->slots[i].pl->detach)
+            p->slots[i].pl->detach(p->slots[i].state, p);
+
+    struct vsp_channel *ch = p->channels;
+    while (ch) {
+        struct vsp_channel *n = ch->next;
+        workq_serial_destroy(ch->serial);
+        free(ch);
+        ch = n;
+    }
+    workq_serial_destroy(p->serial);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+const char *vsp_partition_name(const struct vsp_partition *p) { return p->conn->name; }
+uint32_t vsp_partition_id(const struct vsp_partition *p) { return p->xp->id; }
+
+void vsp_partition_set_opaque(struct vsp_partition *p, const struct vsp_plugin *pl, void *opaque)
+{
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].pl == pl)
+            p->slots[i].opaque = opaque;
+}
+
+void *vsp_partition_get_opaque(const struct vsp_partition *p, const struct vsp_plugin *pl)
+{
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].pl == pl)
+            return p->slots[i].opaque;
+    return NULL;
+}
+
+void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value)
+{
+    pthread_mutex_lock(&p->lock);
+    int i;
+    for (i = 0; i < p->nstatus; i++)
+        if (strcmp(p->status[i].key, key) == 0)
+            break;
+    if (i == p->nstatus && p->nstatus < MAX_STATUS) {
+        snprintf(p->status[i].key, sizeof(p->status[i].key), "%s", key);
+        p->nstatus++;
+    }
+    if (i < p->nstatus)
+        snprintf(p->status[i].value, sizeof(p->status[i].value), "%s", value);
+    pthread_mutex_unlock(&p->lock);
+}
+
+char *vsp_partition_status_text(struct vsp_partition *p)
+{
+    pthread_mutex_lock(&p->lock);
+    size_t cap = (size_t)p->nstatus * 260 + 1;
+    char *out = malloc(cap), *w = out;
+    if (out) {
+        *w = 0;
+        for (int i = 0; i < p->nstatus; i++)
+            w += snprintf(w, cap - (size_t)(w - out), "%s=%s\n", p->status[i].key,
+                          p->status[i].value);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return out;
+}
+
+int vsp_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
+                          const char *args, char *reply, size_t len)
+{
+    for (int i = 0; i < p->nslots; i++) {
+        struct plugin_slot *s = &p->slots[i];
+        if (strcmp(s->pl->name, vsp) != 0)
+            continue;
+        if (!s->pl->control) {
+            snprintf(reply, len, "VSP %s takes no commands", vsp);
+            return -ENOTSUP;
+        }
+        return s->pl->control(s->state, p, cmd, args ? args : "", reply, len);
+    }
+    snprintf(reply, len, "partition %s has no VSP %s", p->conn->name, vsp);
+    return -ENOENT;
+}
+
+/* ------------------------------------------------------------------ */
+/* Channels                                                            */
+
+struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_offer *o)
+{
+    if (!o || !o->ops) {
+        vsp_plog(p, VSP_LOG_ERROR, "vsp_channel_offer without channel ops");
+        return NULL;
+    }
+    struct vsp_channel *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return NULL;
+    ch->p = p;
+    ch->ops = o->ops;
+    ch->opaque = o->opaque;
+    ch->serial = workq_serial_create(p->d->wq);
+    struct vmbus_channel_offer wire = {
+        .if_type = o->class_id,
+        .if_instance = o->instance_id,
+        .chn_flags = o->chn_flags,
+        .mmio_megabytes = o->mmio_megabytes,
+        .sub_channel_index = o->sub_channel_index,
+    };
+    memcpy(wire.u.user_def, o->user_def, sizeof(wire.u.user_def));
+    pthread_mutex_lock(&p->lock);
+    ch->next = p->channels;
+    p->channels = ch;
+    pthread_mutex_unlock(&p->lock);
+    ch->xc = xp_offer_channel(p->xp, &wire, ch);
+    if (!ch->xc) {
+        vsp_plog(p, VSP_LOG_ERROR, "cannot create the offer");
+        return NULL; /* ch stays on the list and is freed with the partition */
+    }
+    return ch;
+}
+
+void vsp_channel_rescind(struct vsp_channel *ch) { xp_rescind_channel(ch->xc); }
+void *vsp_channel_opaque(const struct vsp_channel *ch) { return ch->opaque; }
+struct vsp_partition *vsp_channel_partition(const struct vsp_channel *ch) { return ch->p; }
+uint32_t vsp_channel_relid(const struct vsp_channel *ch) { return ch->xc->relid; }
+bool vsp_channel_is_open(const struct vsp_channel *ch)
+{
+    return atomic_load(&ch->xc->state) == XP_CHAN_OPEN;
+}
+
+static void open_work(void *arg)
+{
+    struct vsp_channel *ch = arg;
+    int ret = ch->ops->open ? ch->ops->open(ch, ch->open_data, ch->open_len) : 0;
+    xp_channel_open_done(ch->xc, ret < 0 ? 0xC0000001u : (uint32_t)ret);
+}
+
+void vsp_host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len)
+{
+    struct vsp_channel *ch = xc->vsp;
+    ch->open_len = len < sizeof(ch->open_data) ? len : sizeof(ch->open_data);
+    memcpy(ch->open_data, ud, ch->open_len);
+    workq_serial_submit(ch->serial, open_work, ch);
+}
+
+static void close_work(void *arg)
+{
+    struct vsp_channel *ch = arg;
+    if (ch->ops->close)
+        ch->ops->close(ch);
+    xp_channel_close_done(ch->xc);
+}
+
+void vsp_host_channel_close(struct xp_channel *xc)
+{
+    struct vsp_channel *ch = xc->vsp;
+    workq_serial_submit(ch->serial, close_work, ch);
+}
+
+static void kick_work(void *arg)
+{
+    struct vsp_channel *ch = arg;
+    struct xp_channel *xc = ch->xc;
+    atomic_store(&ch->kick_pending, false);
+    if (atomic_load(&xc->state) != XP_CHAN_OPEN)
+        return;
+    uint32_t need = atomic_load(&xc->send_blocked);
+    if (need) {
+        pthread_mutex_lock(&xc->send_lock);
+        bool room = xc->out.r.hdr && ring_writer_free(&xc->out) > need;
+        pthread_mutex_unlock(&xc->send_lock);
+        if (room) {
+            atomic_store(&xc->send_blocked, 0);
+            if (ch->ops->writable)
+                ch->ops->writable(ch);
+        }
+    }
+    if (ch->ops->receive)
+        ch->ops->receive(ch);
+    /* Publish what the VSP consumed; the guest may wait for room. */
+    pthread_mutex_lock(&xc->recv_lock);
+    bool signal = xc->in.r.hdr && ring_reader_commit(&xc->in);
+    pthread_mutex_unlock(&xc->recv_lock);
+    if (signal)
+        xp_channel_notify_guest(xc);
+}
+
+void vsp_host_channel_kick(struct xp_channel *xc)
+{
+    struct vsp_channel *ch = xc->vsp;
+    /* Coalesce: one queued receive covers any number of signals. */
+    if (!atomic_exchange(&ch->kick_pending, true))
+        workq_serial_submit(ch->serial, kick_work, ch);
+}
+
+/* ------------------------------------------------------------------ */
+/* Packets                                                             */
+
+int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
+{
+    struct xp_channel *xc = ch->xc;
+    pthread_mutex_lock(&xc->recv_lock);
+    if (atomic_load(&xc->state) != XP_CHAN_OPEN || !xc->in.r.hdr) {
+        pthread_mutex_unlock(&xc->recv_lock);
+        return 0;
+    }
+    struct ring_pkt rp;
+    int ret;
+    for (;;) {
+        ret = ring_read_next(&xc->in, xc->pktbuf, xc->pktbuf_len, &rp);
+        if (ret != RING_EMPTY)
+            break;
+        /* Empty: publish the read index, then look once more so a packet
+         * the guest wrote meanwhile (without signalling, since the ring did
+         * not look empty to it) is not left behind. */
+        bool signal = ring_reader_commit(&xc->in);
+        bool more = ring_reader_rearm(&xc->in);
+        if (signal)
+            xp_channel_notify_guest(xc);
+        if (!more)
+            break;
+    }
+    pthread_mutex_unlock(&xc->recv_lock);
+    if (ret == RING_EMPTY)
+        return 0;
+    if (ret != RING_OK) {
+        char why[96];
+        snprintf(why, sizeof(why), "guest->host ring: %s", ring_strerror(ret));
+        xp_channel_fault(xc, why);
+        return -EIO;
+    }
+    pkt->type = rp.desc.type;
+    pkt->flags = rp.desc.flags;
+    pkt->trans_id = rp.desc.trans_id;
+    pkt->header = xc->pktbuf;
+    pkt->header_len = rp.payload_off;
+    pkt->data = xc->pktbuf + rp.payload_off;
+    pkt->len = rp.total_len - rp.payload_off;
+    return 1;
+}
+
+int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+                    const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt)
+{
+    struct xp_channel *xc = ch->xc;
+    struct iovec v[18];
+    if (iovcnt < 0 || iovcnt > 16 || (hdr_len && !hdr))
+        return -EINVAL;
+    size_t payload = 0;
+    for (int i = 0; i < iovcnt; i++)
+        payload += iov[i].iov_len;
+    size_t off = sizeof(struct vmpacket_descriptor) + hdr_len;
+    if (off & 7)
+        return -EINVAL; /* offset8 must be exact */
+    size_t total = off + payload;
+    if (total > 0xffff * 8u)
+        return -EMSGSIZE;
+    struct vmpacket_descriptor d = {
+        .type = type,
+        .offset8 = (uint16_t)(off / 8),
+        .len8 = (uint16_t)((total + 7) / 8),
+        .flags = flags,
+        .trans_id = trans_id,
+    };
+    v[0] = (struct iovec){.iov_base = &d, .iov_len = sizeof(d)};
+    int n = 1;
+    if (hdr_len)
+        v[n++] = (struct iovec){.iov_base = (void *)hdr, .iov_len = hdr_len};
+    for (int i = 0; i < iovcnt; i++)
+        v[n++] = iov[i];
+
+    bool signal = false;
+    pthread_mutex_lock(&xc->send_lock);
+    int ret;
+    if (atomic_load(&xc->state) != XP_CHAN_OPEN || !xc->out.r.hdr) {
+        ret = -EPIPE;
+    } else {
+        ret = ring_write(&xc->out, v, n, &signal);
+        if (ret == -EAGAIN)
+            atomic_store(&xc->send_blocked, (uint32_t)(total + 8 + 8));
+    }
+    pthread_mutex_unlock(&xc->send_lock);
+    if (ret == RING_ERR_INDEX) {
+        xp_channel_fault(xc, "host->guest ring: indices corrupted by the guest");
+        return -EIO;
+    }
+    if (ret == RING_OK && signal)
+        xp_channel_notify_guest(xc);
+    return ret;
+}
+
+int vsp_send_inband(struct vsp_channel *ch, const void *data, size_t len, uint64_t trans_id,
+                    bool completion_requested)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return vsp_send_packet(ch, VM_PKT_DATA_INBAND,
+                           completion_requested ? VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED : 0,
+                           trans_id, NULL, 0, &iov, len ? 1 : 0);
+}
+
+int vsp_send_completion(struct vsp_channel *ch, uint64_t trans_id, const void *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return vsp_send_packet(ch, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, len ? 1 : 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest memory                                                        */
+
+void *vsp_gpadl_map(struct vsp_channel *ch, uint32_t gpadl_id, size_t *len)
+{
+    return xp_gpadl_map(ch->xc, gpadl_id, len);
+}
+
+void vsp_gpadl_unmap(struct vsp_channel *ch, uint32_t gpadl_id)
+{
+    xp_gpadl_unmap(ch->xc, gpadl_id);
+}
+
+void *vsp_guest_ptr(struct vsp_partition *p, uint64_t gpa, size_t len)
+{
+    return xp_gpa_to_hva(p->xp, gpa, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Work items and timers                                               */
+
+int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg)
+{
+    return ch ? workq_serial_submit(ch->serial, fn, arg) : -EINVAL;
+}
+
+static void timer_work(void *arg)
+{
+    struct vsp_timer *t = arg;
+    if (!atomic_load(&t->cancelled))
+        t->fn(t->arg);
+    timer_unref(t);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vsp_timer *t = arg;
+    if (atomic_load(&t->cancelled))
+        return;
+    atomic_fetch_add(&t->refs, 1);
+    struct workq_serial *s = t->ch ? t->ch->serial : t->p->serial;
+    if (workq_serial_submit(s, timer_work, t) < 0)
+        timer_unref(t);
+    if (t->period_ms) {
+        struct timeval tv = {t->period_ms / 1000, (t->period_ms % 1000) * 1000};
+        event_add(t->ev, &tv);
+    }
+}
+
+struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *ch,
+                                  unsigned first_ms, unsigned period_ms, vsp_work_fn fn,
+                                  void *arg)
+{
+    struct vsp_timer *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->p = p;
+    t->ch = ch;
+    t->period_ms = period_ms;
+    t->fn = fn;
+    t->arg = arg;
+    atomic_init(&t->refs, 1);
+    t->ev = event_new(p->d->base, -1, 0, timer_cb, t);
+    pthread_mutex_lock(&p->lock);
+    t->next = p->timers;
+    p->timers = t;
+    pthread_mutex_unlock(&p->lock);
+    struct timeval tv = {first_ms / 1000, (first_ms % 1000) * 1000};
+    event_add(t->ev, &tv);
+    return t;
+}
+
+void vsp_timer_cancel(struct vsp_timer *t)
+{
+    if (!t)
+        return;
+    struct vsp_partition *p = t->p;
+    pthread_mutex_lock(&p->lock);
+    bool found = false;
+    for (struct vsp_timer **pp = &p->timers; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!found)
+        return; /* already cancelled with the partition */
+    atomic_store(&t->cancelled, true);
+    event_del(t->ev);
+    struct workq_serial *s = t->ch ? t->ch->serial : p->serial;
+    if (!workq_serial_current(s))
+        workq_serial_drain(s); /* a callback in flight finishes first */
+    timer_unref(t);
+}
+
+int vsp_guid_parse(const char *s, struct hv_guid *g)
+{
+    return guid_parse(s, g);
+}
+
+/* ------------------------------------------------------------------ */
+/* Logging                                                             */
+
+static enum log_level map_level(enum vsp_log_level l)
+{
+    switch (l) {
+    case VSP_LOG_ERROR: return LOG_ERR;
+    case VSP_LOG_WARN: return LOG_WARN;
+    case VSP_LOG_INFO: return LOG_INFO;
+    default: return LOG_DEBUG;
+    }
+}
+
+void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *fmt, ...)
+{
+    if (map_level(lvl) > log_get_level())
+        return;
+    char buf[768], cls[GUID_STR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    guid_format(&ch->xc->offer.if_type, cls);
+    log_msg(map_level(lvl), "partition %s: relid %u (class %s): %s", ch->p->conn->name,
+            ch->xc->relid, cls, buf);
+}
+
+void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)
+{
+    if (map_level(lvl) > log_get_level())
+        return;
+    char buf[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_msg(map_level(lvl), "partition %s: %s", p->conn->name, buf);
+}

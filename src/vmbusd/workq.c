@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+#include "vmbusd/workq.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+struct work_item {
+    struct work_item *next;
+    work_fn fn;
+    void *arg;
+};
+
+struct workq_serial {
+    struct workq *wq;
+    struct workq_serial *next_ready; /* link in wq's ready list */
+    struct work_item *head, *tail;
+    bool scheduled;                  /* in the ready list or running */
+    unsigned long queued, done;      /* for drain */
+    pthread_cond_t drained;
+};
+
+struct workq {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct workq_serial *ready_head, *ready_tail;
+    struct workq_serial unserialised; /* pseudo-queue for workq_submit */
+    bool stopping;
+    int nthreads;
+    pthread_t *threads;
+};
+
+static __thread const struct workq_serial *current_serial;
+
+static void make_ready(struct workq *wq, struct workq_serial *s)
+{
+    s->scheduled = true;
+    s->next_ready = NULL;
+    if (wq->ready_tail)
+        wq->ready_tail->next_ready = s;
+    else
+        wq->ready_head = s;
+    wq->ready_tail = s;
+    pthread_cond_signal(&wq->wake);
+}
+
+static void *worker(void *arg)
+{
+    struct workq *wq = arg;
+    pthread_mutex_lock(&wq->lock);
+    for (;;) {
+        while (!wq->ready_head && !wq->stopping)
+            pthread_cond_wait(&wq->wake, &wq->lock);
+        struct workq_serial *s = wq->ready_head;
+        if (!s)
+            break; /* stopping and nothing left */
+        wq->ready_head = s->next_ready;
+        if (!wq->ready_head)
+            wq->ready_tail = NULL;
+        struct work_item *it = s->head;
+        s->head = it->next;
+        if (!s->head)
+            s->tail = NULL;
+        bool unserialised = s == &wq->unserialised;
+        if (unserialised && s->head)
+            make_ready(wq, s); /* other workers may take the next item now */
+        pthread_mutex_unlock(&wq->lock);
+
+        current_serial = s;
+        it->fn(it->arg);
+        current_serial = NULL;
+        free(it);
+
+        pthread_mutex_lock(&wq->lock);
+        s->done++;
+        if (!unserialised) {
+            if (s->head)
+                make_ready(wq, s);
+            else
+                s->scheduled = false;
+        } else if (!s->head) {
+            s->scheduled = false;
+        }
+        pthread_cond_broadcast(&s->drained);
+    }
+    pthread_mutex_unlock(&wq->lock);
+    return NULL;
+}
+
+struct workq *workq_create(int nthreads)
+{
+    if (nthreads < 1)
+        nthreads = 1;
+    struct workq *wq = calloc(1, sizeof(*wq));
+    if (!wq)
+        return NULL;
+    pthread_mutex_init(&wq->lock, NULL);
+    pthread_cond_init(&wq->wake, NULL);
+    wq->unserialised.wq = wq;
+    pthread_cond_init(&wq->unserialised.drained, NULL);
+    wq->threads = calloc((size_t)nthreads, sizeof(pthread_t));
+    for (int i = 0; i < nthreads; i++) {
+        if (pthread_create(&wq->threads[i], NULL, worker, wq) != 0)
+            break;
+        wq->nthreads++;
+    }
+    if (wq->nthreads == 0) {
+        free(wq->threads);
+        free(wq);
+        return NULL;
+    }
+    return wq;
+}
+
+void workq_destroy(struct workq *wq)
+{
+    if (!wq)
+        return;
+    pthread_mutex_lock(&wq->lock);
+    wq->stopping = true;
+    pthread_cond_broadcast(&wq->wake);
+    pthread_mutex_unlock(&wq->lock);
+    for (int i = 0; i < wq->nthreads; i++)
+        pthread_join(wq->threads[i], NULL);
+    free(wq->threads);
+    pthread_cond_destroy(&wq->unserialised.drained);
+    pthread_cond_destroy(&wq->wake);
+    pthread_mutex_destroy(&wq->lock);
+    free(wq);
+}
+
+static int enqueue(struct workq_serial *s, work_fn fn, void *arg)
+{
+    struct work_item *it = malloc(sizeof(*it));
+    if (!it)
+        return -ENOMEM;
+    it->fn = fn;
+    it->arg = arg;
+    it->next = NULL;
+    struct workq *wq = s->wq;
+    pthread_mutex_lock(&wq->lock);
+    if (s->tail)
+        s->tail->next = it;
+    else
+        s->head = it;
+    s->tail = it;
+    s->queued++;
+    if (!s->scheduled)
+        make_ready(wq, s);
+    pthread_mutex_unlock(&wq->lock);
+    return 0;
+}
+
+int workq_submit(struct workq *wq, work_fn fn, void *arg)
+{
+    return enqueue(&wq->unserialised, fn, arg);
+}
+
+struct workq_serial *workq_serial_create(struct workq *wq)
+{
+    struct workq_serial *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->wq = wq;
+    pthread_cond_init(&s->drained, NULL);
+    return s;
+}
+
+int workq_serial_submit(struct workq_serial *s, work_fn fn, void *arg)
+{
+    return enqueue(s, fn, arg);
+}
+
+void workq_serial_drain(struct workq_serial *s)
+{
+    struct workq *wq = s->wq;
+    pthread_mutex_lock(&wq->lock);
+    unsigned long target = s->queued;
+    while (s->done < target)
+        pthread_cond_wait(&s->drained, &wq->lock);
+    pthread_mutex_unlock(&wq->lock);
+}
+
+void workq_serial_destroy(struct workq_serial *s)
+{
+    if (!s)
+        return;
+    workq_serial_drain(s);
+    pthread_cond_destroy(&s->drained);
+    free(s);
+}
+
+bool workq_serial_current(const struct workq_serial *s)
+{
+    return current_serial == s;
+}

@@ -1,0 +1,544 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Channels: the LOCAL_OFFER list, relids, open/close/rescind, and the event
+ * endpoint (guest HvSignalEvent) plus host -> guest notification.
+ *
+ * Channel life:  PENDING --offer--> OFFERED --open--> OPENING --VSP ok--> OPEN
+ *                OPEN --close/unload/fault--> CLOSING --VSP closed--> OFFERED
+ *                (or PENDING after an unload, or RESCINDED after a rescind)
+ *                RESCINDED --RELID_RELEASED--> removed
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/guid.h"
+#include "common/log.h"
+#include "xpartition/internal.h"
+#include "xpartition/versions.h"
+
+#define STATUS_UNSUCCESSFUL 0xC0000001u
+
+static const char *const state_names[] = {"pending", "offered", "opening",
+                                          "open",    "closing", "rescinded"};
+
+const char *xp_chan_state_name(int state)
+{
+    return state >= 0 && state <= XP_CHAN_RESCINDED ? state_names[state] : "?";
+}
+
+struct xp_channel *xp_channel_by_relid(struct xpartition *xp, uint32_t relid)
+{
+    return relid >= 1 && relid <= VMBUS_MAX_RELID ? xp->relids[relid] : NULL;
+}
+
+static bool per_channel_events(const struct xpartition *xp)
+{
+    return xp->version >= VMBUS_VERSION_WIN8;
+}
+
+/* ------------------------------------------------------------------ */
+/* Offers                                                              */
+
+struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
+                                    void *vsp)
+{
+    struct xp_channel *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return NULL;
+    ch->xp = xp;
+    ch->offer = *o;
+    ch->vsp = vsp;
+    atomic_init(&ch->state, XP_CHAN_PENDING);
+    pthread_mutex_init(&ch->send_lock, NULL);
+    pthread_mutex_init(&ch->recv_lock, NULL);
+
+    pthread_mutex_lock(&xp->lock);
+    struct xp_channel **pp = &xp->offers;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = ch;
+    char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
+    guid_format(&o->if_type, cls);
+    guid_format(&o->if_instance, inst);
+    log_info("partition %s: offer added: class=%s instance=%s subchannel=%u", xp->name, cls, inst,
+             o->sub_channel_index);
+    xp_post_pending_offers(xp);
+    pthread_mutex_unlock(&xp->lock);
+    return ch;
+}
+
+static uint32_t alloc_relid(struct xpartition *xp)
+{
+    for (uint32_t r = 1; r <= VMBUS_MAX_RELID; r++)
+        if (!xp->relids[r])
+            return r;
+    return 0;
+}
+
+/* Send what waits on the LOCAL_OFFER list, once the guest asked for offers.
+ * An offer that finds the message queue full stays pending and is retried on
+ * the next flush. */
+void xp_post_pending_offers(struct xpartition *xp)
+{
+    if (!xp->connected || !xp->offers_requested)
+        return;
+    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+        if (atomic_load(&ch->state) != XP_CHAN_PENDING || ch->removed)
+            continue;
+        if (xp_msgq_free(xp) < 2)
+            return; /* keep one slot for replies */
+        uint32_t relid = alloc_relid(xp);
+        if (!relid) {
+            xp_guest_warn(xp, "no free relid for another offer");
+            return;
+        }
+        uint32_t conn = per_channel_events(xp) ? XP_CHANNEL_CONN_ID_BASE + relid
+                                               : VMBUS_EVENT_CONNECTION_ID;
+        if (per_channel_events(xp) && xp->ops->eventfd_add(xp->ops_ctx, conn) < 0) {
+            log_err("partition %s: cannot set up the event connection for relid %u", xp->name,
+                    relid);
+            return;
+        }
+        ch->relid = relid;
+        ch->conn_id = conn;
+        xp->relids[relid] = ch;
+        struct vmbus_channel_offer_channel m = {
+            .header.msgtype = CHANNELMSG_OFFERCHANNEL,
+            .offer = ch->offer,
+            .child_relid = relid,
+            .monitorid = 0xff,
+            .monitor_allocated = 0,
+            .is_dedicated_interrupt = per_channel_events(xp) ? 1 : 0,
+            .connection_id = conn,
+        };
+        xp_queue_msg(xp, &m, sizeof(m));
+        atomic_store(&ch->state, XP_CHAN_OFFERED);
+        char cls[GUID_STR_LEN];
+        guid_format(&ch->offer.if_type, cls);
+        log_info("partition %s: relid %u offered (class %s, connection id %#x)", xp->name, relid,
+                 cls, conn);
+    }
+    if (!xp->alloffers_sent && xp_msgq_free(xp) >= 1) {
+        struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_ALLOFFERS_DELIVERED};
+        xp_queue_msg(xp, &h, sizeof(h));
+        xp->alloffers_sent = true;
+    }
+}
+
+static void release_relid(struct xpartition *xp, struct xp_channel *ch)
+{
+    if (!ch->relid)
+        return;
+    if (per_channel_events(xp) || ch->conn_id != VMBUS_EVENT_CONNECTION_ID)
+        xp->ops->eventfd_del(xp->ops_ctx, ch->conn_id);
+    xp_gpadl_forget(xp, ch->relid);
+    xp->relids[ch->relid] = NULL;
+    ch->relid = 0;
+    ch->conn_id = 0;
+}
+
+static void send_rescind(struct xpartition *xp, struct xp_channel *ch)
+{
+    struct vmbus_channel_rescind_offer m = {.header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
+                                            .child_relid = ch->relid};
+    if (xp_queue_msg(xp, &m, sizeof(m)) < 0)
+        xp_guest_warn(xp, "relid %u: RESCIND dropped: message queue full", ch->relid);
+}
+
+/* ------------------------------------------------------------------ */
+/* Open                                                                */
+
+static void send_open_result(struct xpartition *xp, uint32_t relid, uint32_t openid,
+                             uint32_t status)
+{
+    struct vmbus_channel_open_result r = {.header.msgtype = CHANNELMSG_OPENCHANNEL_RESULT,
+                                          .child_relid = relid,
+                                          .openid = openid,
+                                          .status = status};
+    if (xp_queue_msg(xp, &r, sizeof(r)) < 0)
+        xp_guest_warn(xp, "relid %u: OPENCHANNEL_RESULT dropped: message queue full", relid);
+}
+
+static int map_ring(struct xpartition *xp, const struct xp_gpadl *g, uint32_t first, uint32_t n,
+                    struct ring_mapping *m)
+{
+    struct ring_page_src *src = calloc(n, sizeof(*src));
+    if (!src)
+        return -ENOMEM;
+    int ret = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (xp_gpa_to_fd(xp, g->pfns[first + i] << HV_PAGE_SHIFT, &src[i].fd, &src[i].offset) <
+            0) {
+            ret = -EFAULT;
+            goto out;
+        }
+    }
+    ret = ring_map(m, src, n);
+out:
+    free(src);
+    return ret;
+}
+
+static void unmap_rings(struct xpartition *xp, struct xp_channel *ch)
+{
+    /* No sender or reader may be inside the rings while they go away. */
+    pthread_mutex_lock(&ch->send_lock);
+    pthread_mutex_lock(&ch->recv_lock);
+    if (ch->in_map.base)
+        ring_unmap(&ch->in_map);
+    if (ch->out_map.base)
+        ring_unmap(&ch->out_map);
+    memset(&ch->in_map, 0, sizeof(ch->in_map));
+    memset(&ch->out_map, 0, sizeof(ch->out_map));
+    memset(&ch->in, 0, sizeof(ch->in));
+    memset(&ch->out, 0, sizeof(ch->out));
+    free(ch->pktbuf);
+    ch->pktbuf = NULL;
+    ch->pktbuf_len = 0;
+    atomic_store(&ch->send_blocked, 0);
+    pthread_mutex_unlock(&ch->recv_lock);
+    pthread_mutex_unlock(&ch->send_lock);
+    if (ch->ring_gpadl) {
+        struct xp_gpadl *g = ch->ring_gpadl;
+        ch->ring_gpadl = NULL;
+        xp_gpadl_put(xp, g);
+    }
+}
+
+void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_channel *m)
+{
+    struct xp_channel *ch = xp_channel_by_relid(xp, m->child_relid);
+    const char *why = NULL;
+    struct xp_gpadl *g = NULL;
+    uint32_t d = m->downstream_ringbuffer_pageoffset;
+
+    if (!ch)
+        why = "names a relid that was never offered";
+    else if (atomic_load(&ch->state) != XP_CHAN_OFFERED)
+        why = "targets a channel that is not closed";
+    else if (!(g = xp_gpadl_find(xp, m->ringbuffer_gpadlhandle)) || !g->complete ||
+             g->teardown_requested)
+        why = "names a ring GPADL that does not exist";
+    else if (g->users > 0)
+        why = "names a ring GPADL that is already in use";
+    else if (g->byte_offset != 0 || (g->byte_count & (HV_PAGE_SIZE - 1)))
+        why = "names a ring GPADL that is not page-aligned";
+    else if (d < 2 || d > g->npages || g->npages - d < 2)
+        why = "has a downstream ring offset outside the GPADL";
+    else if (m->target_vp >= xp->nvcpus)
+        why = "targets a vCPU that does not exist";
+    if (why) {
+        xp_guest_warn(xp, "relid %u: OPENCHANNEL (gpadl 0x%x, downstream %u, vp %u) %s",
+                      m->child_relid, m->ringbuffer_gpadlhandle, d, m->target_vp, why);
+        send_open_result(xp, m->child_relid, m->openid, STATUS_UNSUCCESSFUL);
+        return;
+    }
+
+    /* pages [0, d) carry guest -> host, [d, n) host -> guest */
+    if (map_ring(xp, g, 0, d, &ch->in_map) < 0 ||
+        map_ring(xp, g, d, g->npages - d, &ch->out_map) < 0) {
+        log_err("partition %s: relid %u: cannot map the ring buffers", xp->name, ch->relid);
+        if (ch->in_map.base)
+            ring_unmap(&ch->in_map);
+        memset(&ch->in_map, 0, sizeof(ch->in_map));
+        send_open_result(xp, m->child_relid, m->openid, STATUS_UNSUCCESSFUL);
+        return;
+    }
+    ring_reader_init(&ch->in, ch->in_map.base, (uint8_t *)ch->in_map.base + HV_PAGE_SIZE,
+                     ch->in_map.data_size);
+    ring_writer_init(&ch->out, ch->out_map.base, (uint8_t *)ch->out_map.base + HV_PAGE_SIZE,
+                     ch->out_map.data_size);
+    ch->pktbuf_len = ch->in_map.data_size;
+    ch->pktbuf = malloc(ch->pktbuf_len);
+    g->users++;
+    ch->ring_gpadl = g;
+    ch->openid = m->openid;
+    atomic_store(&ch->target_vp, m->target_vp);
+    atomic_store(&ch->state, XP_CHAN_OPENING);
+    log_info("partition %s: relid %u opening (rings %u/%u KiB, vp %u)", xp->name, ch->relid,
+             (d * HV_PAGE_SIZE) / 1024, ((g->npages - d) * HV_PAGE_SIZE) / 1024, m->target_vp);
+    xp->ops->channel_open(xp->ops_ctx, ch, m->userdata, sizeof(m->userdata));
+}
+
+void xp_channel_open_done(struct xp_channel *ch, uint32_t status)
+{
+    struct xpartition *xp = ch->xp;
+    pthread_mutex_lock(&xp->lock);
+    if (atomic_load(&ch->state) != XP_CHAN_OPENING) {
+        pthread_mutex_unlock(&xp->lock); /* closed or unloaded meanwhile */
+        return;
+    }
+    if (status == 0) {
+        atomic_store(&ch->state, XP_CHAN_OPEN);
+        send_open_result(xp, ch->relid, ch->openid, 0);
+        log_info("partition %s: relid %u open", xp->name, ch->relid);
+        /* The guest may have written before we were ready. */
+        xp->ops->channel_kick(xp->ops_ctx, ch);
+    } else {
+        log_warn("partition %s: relid %u: the VSP refused the open (status %#x)", xp->name,
+                 ch->relid, status);
+        unmap_rings(xp, ch);
+        atomic_store(&ch->state, XP_CHAN_OFFERED);
+        send_open_result(xp, ch->relid, ch->openid, status);
+    }
+    pthread_mutex_unlock(&xp->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Close, rescind, release                                              */
+
+void xp_channel_shutdown(struct xp_channel *ch)
+{
+    int st = atomic_load(&ch->state);
+    if (st != XP_CHAN_OPEN && st != XP_CHAN_OPENING)
+        return;
+    atomic_store(&ch->state, XP_CHAN_CLOSING);
+    ch->xp->ops->channel_close(ch->xp->ops_ctx, ch);
+}
+
+void xp_channel_close_done(struct xp_channel *ch)
+{
+    struct xpartition *xp = ch->xp;
+    pthread_mutex_lock(&xp->lock);
+    if (atomic_load(&ch->state) == XP_CHAN_CLOSING) {
+        unmap_rings(xp, ch);
+        if (ch->rescind_requested)
+            atomic_store(&ch->state, XP_CHAN_RESCINDED);
+        else if (ch->relid)
+            atomic_store(&ch->state, XP_CHAN_OFFERED);
+        else
+            atomic_store(&ch->state, XP_CHAN_PENDING); /* unloaded: offer again later */
+        log_info("partition %s: channel %s closed (now %s)", xp->name,
+                 ch->relid ? "" : "(unloaded)", xp_chan_state_name(atomic_load(&ch->state)));
+        xp_post_pending_offers(xp);
+    }
+    pthread_mutex_unlock(&xp->lock);
+}
+
+void xp_handle_close(struct xpartition *xp, uint32_t relid)
+{
+    struct xp_channel *ch = xp_channel_by_relid(xp, relid);
+    if (!ch) {
+        xp_guest_warn(xp, "CLOSECHANNEL for relid %u, which was never offered", relid);
+        return;
+    }
+    int st = atomic_load(&ch->state);
+    if (st == XP_CHAN_RESCINDED || (st == XP_CHAN_CLOSING && ch->rescind_requested))
+        return; /* the guest closing a channel we rescinded: expected */
+    if (st != XP_CHAN_OPEN && st != XP_CHAN_OPENING) {
+        xp_guest_warn(xp, "CLOSECHANNEL for relid %u, which is %s", relid,
+                      xp_chan_state_name(st));
+        return;
+    }
+    log_info("partition %s: relid %u closed by the guest", xp->name, relid);
+    xp_channel_shutdown(ch);
+}
+
+static void rescind_locked(struct xpartition *xp, struct xp_channel *ch)
+{
+    int st = atomic_load(&ch->state);
+    if (ch->rescind_requested || ch->removed)
+        return;
+    if (st == XP_CHAN_PENDING) {
+        ch->removed = true; /* never reached the guest */
+        return;
+    }
+    ch->rescind_requested = true;
+    send_rescind(xp, ch);
+    if (st == XP_CHAN_OFFERED)
+        atomic_store(&ch->state, XP_CHAN_RESCINDED);
+    else
+        xp_channel_shutdown(ch);
+}
+
+void xp_rescind_channel(struct xp_channel *ch)
+{
+    struct xpartition *xp = ch->xp;
+    pthread_mutex_lock(&xp->lock);
+    log_info("partition %s: relid %u rescinded by its VSP", xp->name, ch->relid);
+    rescind_locked(xp, ch);
+    pthread_mutex_unlock(&xp->lock);
+}
+
+void xp_channel_fault(struct xp_channel *ch, const char *why)
+{
+    struct xpartition *xp = ch->xp;
+    pthread_mutex_lock(&xp->lock);
+    if (!ch->rescind_requested) {
+        char cls[GUID_STR_LEN];
+        guid_format(&ch->offer.if_type, cls);
+        xp->stats.violations++;
+        log_warn("partition %s (id %u): relid %u (class %s): %s; tearing the channel down",
+                 xp->name, xp->id, ch->relid, cls, why);
+        rescind_locked(xp, ch);
+    }
+    pthread_mutex_unlock(&xp->lock);
+}
+
+void xp_handle_relid_released(struct xpartition *xp, uint32_t relid)
+{
+    struct xp_channel *ch = xp_channel_by_relid(xp, relid);
+    if (!ch || !ch->rescind_requested) {
+        xp_guest_warn(xp, "RELID_RELEASED for relid %u, which was not rescinded", relid);
+        return;
+    }
+    if (atomic_load(&ch->state) == XP_CHAN_CLOSING) {
+        /* The VSP's close is still running; the relid is freed after it. */
+        xp_guest_warn(xp, "RELID_RELEASED for relid %u before its close finished", relid);
+    }
+    log_info("partition %s: relid %u released by the guest", xp->name, relid);
+    release_relid(xp, ch);
+    ch->removed = true;
+}
+
+void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifychannel *m)
+{
+    struct xp_channel *ch = xp_channel_by_relid(xp, m->child_relid);
+    uint32_t status = 0;
+    if (!ch || atomic_load(&ch->state) != XP_CHAN_OPEN) {
+        xp_guest_warn(xp, "MODIFYCHANNEL for relid %u, which is not open", m->child_relid);
+        status = STATUS_UNSUCCESSFUL;
+    } else if (m->target_vp >= xp->nvcpus) {
+        xp_guest_warn(xp, "relid %u: MODIFYCHANNEL to vp %u of %u", m->child_relid, m->target_vp,
+                      xp->nvcpus);
+        status = STATUS_UNSUCCESSFUL;
+    } else {
+        atomic_store(&ch->target_vp, m->target_vp);
+        log_info("partition %s: relid %u now signals vp %u", xp->name, ch->relid, m->target_vp);
+    }
+    if (xp->version >= VMBUS_VERSION_WIN10_V5_3) {
+        struct vmbus_channel_modifychannel_response r = {
+            .header.msgtype = CHANNELMSG_MODIFYCHANNEL_RESPONSE,
+            .child_relid = m->child_relid,
+            .status = status};
+        xp_queue_msg(xp, &r, sizeof(r));
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Disconnect (UNLOAD, reset, reconnect, destroy)                      */
+
+void xp_disconnect_locked(struct xpartition *xp, bool final)
+{
+    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+        xp_channel_shutdown(ch);
+        /* The GPADLs are forgotten below; a close still in flight must not
+         * touch its ring GPADL afterwards. */
+        if (ch->ring_gpadl) {
+            ch->ring_gpadl->users--;
+            ch->ring_gpadl = NULL;
+        }
+        if (ch->relid)
+            release_relid(xp, ch);
+        if (ch->rescind_requested)
+            ch->removed = true;
+        int st = atomic_load(&ch->state);
+        if (st == XP_CHAN_OFFERED || st == XP_CHAN_RESCINDED)
+            atomic_store(&ch->state, XP_CHAN_PENDING);
+        if (final && st == XP_CHAN_CLOSING)
+            log_debug("partition %s: channel close still running at teardown", xp->name);
+    }
+    xp_gpadl_forget(xp, 0);
+    if (xp->legacy_eventfd) {
+        xp->ops->eventfd_del(xp->ops_ctx, VMBUS_EVENT_CONNECTION_ID);
+        xp->legacy_eventfd = false;
+    }
+    xp_drop_queued_msgs(xp);
+    xp->connected = false;
+    xp->offers_requested = false;
+    xp->alloffers_sent = false;
+    xp->version = 0;
+    xp->interrupt_page = 0;
+    atomic_store(&xp->interrupt_page_hva, NULL);
+}
+
+void xp_close_all(struct xpartition *xp)
+{
+    pthread_mutex_lock(&xp->lock);
+    xp_disconnect_locked(xp, true);
+    pthread_mutex_unlock(&xp->lock);
+}
+
+void xp_reset(struct xpartition *xp)
+{
+    pthread_mutex_lock(&xp->lock);
+    log_info("partition %s: guest reset; VMBus state cleared", xp->name);
+    xp_disconnect_locked(xp, false);
+    for (uint32_t i = 0; i < xp->nvcpus; i++) {
+        struct xp_vcpu *v = &xp->vcpus[i];
+        v->scontrol = v->simp = v->siefp = 0;
+        atomic_store(&v->msg_slot, NULL);
+        atomic_store(&v->event_flags, NULL);
+    }
+    pthread_mutex_unlock(&xp->lock);
+}
+
+void xp_channel_free(struct xp_channel *ch)
+{
+    if (ch->in_map.base)
+        ring_unmap(&ch->in_map);
+    if (ch->out_map.base)
+        ring_unmap(&ch->out_map);
+    free(ch->pktbuf);
+    pthread_mutex_destroy(&ch->send_lock);
+    pthread_mutex_destroy(&ch->recv_lock);
+    free(ch);
+}
+
+/* ------------------------------------------------------------------ */
+/* Event endpoint                                                      */
+
+static void kick_relid(struct xpartition *xp, uint32_t relid)
+{
+    struct xp_channel *ch = xp_channel_by_relid(xp, relid);
+    if (ch && atomic_load(&ch->state) == XP_CHAN_OPEN)
+        xp->ops->channel_kick(xp->ops_ctx, ch);
+}
+
+void xp_connection_signalled(struct xpartition *xp, uint32_t conn_id)
+{
+    pthread_mutex_lock(&xp->lock);
+    if (conn_id == VMBUS_EVENT_CONNECTION_ID && xp->legacy_eventfd) {
+        /* Pre-WIN8: the guest set bit relid in the second half of the
+         * interrupt page before signalling. */
+        uint8_t *page = atomic_load(&xp->interrupt_page_hva);
+        if (page) {
+            uint64_t *bits = (uint64_t *)(page + HV_PAGE_SIZE / 2);
+            for (unsigned w = 0; w < HV_EVENT_FLAGS_COUNT / 64; w++) {
+                uint64_t v = __atomic_exchange_n(&bits[w], 0, __ATOMIC_ACQ_REL);
+                while (v) {
+                    unsigned b = (unsigned)__builtin_ctzll(v);
+                    v &= v - 1;
+                    kick_relid(xp, w * 64 + b);
+                }
+            }
+        }
+    } else if (conn_id > XP_CHANNEL_CONN_ID_BASE &&
+               conn_id <= XP_CHANNEL_CONN_ID_BASE + VMBUS_MAX_RELID) {
+        kick_relid(xp, conn_id - XP_CHANNEL_CONN_ID_BASE);
+    }
+    pthread_mutex_unlock(&xp->lock);
+}
+
+void xp_channel_notify_guest(struct xp_channel *ch)
+{
+    struct xpartition *xp = ch->xp;
+    uint32_t vp = atomic_load(&ch->target_vp);
+    uint32_t relid = ch->relid;
+    if (vp >= xp->nvcpus || relid == 0 || relid > VMBUS_MAX_RELID)
+        return;
+    uint8_t *flags = atomic_load(&xp->vcpus[vp].event_flags);
+    if (!flags)
+        return;
+    uint8_t *ipage = atomic_load(&xp->interrupt_page_hva);
+    if (ipage) {
+        /* Pre-WIN8: bit relid in the first half of the interrupt page, and
+         * event flag 0 says "look at the interrupt page". */
+        __atomic_fetch_or(&ipage[relid / 8], (uint8_t)(1u << (relid % 8)), __ATOMIC_SEQ_CST);
+        __atomic_fetch_or(&flags[0], 1, __ATOMIC_SEQ_CST);
+    } else {
+        __atomic_fetch_or(&flags[relid / 8], (uint8_t)(1u << (relid % 8)), __ATOMIC_SEQ_CST);
+    }
+    xp->ops->signal_vp(xp->ops_ctx, vp);
+}

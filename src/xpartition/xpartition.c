@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * XPartition lifetime, guest memory, SynIC state and the host->guest message
+ * queue (the SynIC slot protocol).
+ */
+#include "xpartition/xpartition.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "xpartition/internal.h"
+
+#define LOG_BUDGET 64 /* guest-caused warnings logged per partition before throttling */
+
+struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
+                             const struct xp_host_ops *ops, void *ctx)
+{
+    if (nvcpus == 0 || nvcpus > XP_MAX_VCPUS)
+        return NULL;
+    struct xpartition *xp = calloc(1, sizeof(*xp));
+    if (!xp)
+        return NULL;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&xp->lock, &a);
+    pthread_mutexattr_destroy(&a);
+    xp->id = id;
+    snprintf(xp->name, sizeof(xp->name), "%s", name && *name ? name : "vm");
+    xp->nvcpus = nvcpus;
+    xp->ops = ops;
+    xp->ops_ctx = ctx;
+    xp->log_budget = LOG_BUDGET;
+    return xp;
+}
+
+void xp_destroy(struct xpartition *xp)
+{
+    if (!xp)
+        return;
+    pthread_mutex_lock(&xp->lock);
+    xp_disconnect_locked(xp, true);
+    struct xp_channel *ch = xp->offers;
+    while (ch) {
+        struct xp_channel *n = ch->next;
+        xp_channel_free(ch);
+        ch = n;
+    }
+    xp->offers = NULL;
+    for (int i = 0; i < xp->nregions; i++) {
+        munmap(xp->regions[i].hva, xp->regions[i].size);
+        close(xp->regions[i].fd);
+    }
+    pthread_mutex_unlock(&xp->lock);
+    pthread_mutex_destroy(&xp->lock);
+    free(xp);
+}
+
+void xp_guest_warn(struct xpartition *xp, const char *fmt, ...)
+{
+    xp->stats.violations++;
+    /* A hostile guest must not be able to flood the log: after the budget is
+     * spent, only every 1024th problem is reported. */
+    if (xp->log_budget == 0 && (xp->stats.violations & 1023) != 0)
+        return;
+    if (xp->log_budget)
+        xp->log_budget--;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_warn("partition %s (id %u): %s%s", xp->name, xp->id, buf,
+             xp->log_budget ? "" : " (further guest errors throttled)");
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest memory                                                        */
+
+int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, uint64_t fd_offset)
+{
+    if (size == 0 || (gpa | size | fd_offset) & (HV_PAGE_SIZE - 1) || gpa + size < gpa ||
+        fd_offset + size < fd_offset)
+        return -EINVAL;
+    pthread_mutex_lock(&xp->lock);
+    int ret = 0;
+    if (xp->nregions == XP_MAX_REGIONS) {
+        ret = -ENOSPC;
+        goto out;
+    }
+    for (int i = 0; i < xp->nregions; i++) {
+        const struct xp_region *r = &xp->regions[i];
+        if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
+            ret = -EEXIST;
+            goto out;
+        }
+    }
+    void *hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)fd_offset);
+    if (hva == MAP_FAILED) {
+        ret = -errno;
+        goto out;
+    }
+    xp->regions[xp->nregions++] =
+        (struct xp_region){.gpa = gpa, .size = size, .fd = fd, .fd_offset = fd_offset, .hva = hva};
+out:
+    pthread_mutex_unlock(&xp->lock);
+    return ret;
+}
+
+static const struct xp_region *find_region(const struct xpartition *xp, uint64_t gpa, size_t len)
+{
+    if (gpa + len < gpa)
+        return NULL;
+    for (int i = 0; i < xp->nregions; i++) {
+        const struct xp_region *r = &xp->regions[i];
+        if (gpa >= r->gpa && gpa + len <= r->gpa + r->size)
+            return r;
+    }
+    return NULL;
+}
+
+void *xp_gpa_to_hva(struct xpartition *xp, uint64_t gpa, size_t len)
+{
+    const struct xp_region *r = find_region(xp, gpa, len);
+    return r ? r->hva + (gpa - r->gpa) : NULL;
+}
+
+int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off)
+{
+    const struct xp_region *r = find_region(xp, gpa, HV_PAGE_SIZE);
+    if (!r)
+        return -1;
+    *fd = r->fd;
+    *off = r->fd_offset + (gpa - r->gpa);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* SynIC                                                               */
+
+int xp_set_sint_route(struct xpartition *xp, uint32_t vp)
+{
+    if (vp >= xp->nvcpus)
+        return -EINVAL;
+    pthread_mutex_lock(&xp->lock);
+    xp->vcpus[vp].has_route = true;
+    pthread_mutex_unlock(&xp->lock);
+    return 0;
+}
+
+int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t simp,
+                 uint64_t siefp)
+{
+    if (vp >= xp->nvcpus)
+        return -EINVAL;
+    pthread_mutex_lock(&xp->lock);
+    struct xp_vcpu *v = &xp->vcpus[vp];
+    v->scontrol = scontrol;
+    v->simp = simp;
+    v->siefp = siefp;
+    /* The pages are guest memory the guest chose; a page outside RAM simply
+     * leaves the endpoint unusable (messages wait) rather than failing. */
+    struct hv_message *slot = NULL;
+    uint8_t *flags = NULL;
+    if ((scontrol & 1) && (simp & 1)) {
+        uint8_t *page = xp_gpa_to_hva(xp, simp & ~(uint64_t)(HV_PAGE_SIZE - 1), HV_PAGE_SIZE);
+        if (page)
+            slot = (struct hv_message *)(page + VMBUS_MESSAGE_SINT * HV_MESSAGE_SIZE);
+        else
+            xp_guest_warn(xp, "vp %u: SIMP 0x%llx is outside guest memory", vp,
+                          (unsigned long long)simp);
+    }
+    if ((scontrol & 1) && (siefp & 1)) {
+        uint8_t *page = xp_gpa_to_hva(xp, siefp & ~(uint64_t)(HV_PAGE_SIZE - 1), HV_PAGE_SIZE);
+        if (page)
+            flags = page + VMBUS_MESSAGE_SINT * HV_EVENT_FLAGS_BYTES;
+        else
+            xp_guest_warn(xp, "vp %u: SIEFP 0x%llx is outside guest memory", vp,
+                          (unsigned long long)siefp);
+    }
+    atomic_store(&v->msg_slot, slot);
+    atomic_store(&v->event_flags, flags);
+    log_debug("partition %s: vp %u synic control=%#llx simp=%#llx siefp=%#llx", xp->name, vp,
+              (unsigned long long)scontrol, (unsigned long long)simp, (unsigned long long)siefp);
+    xp_flush_locked(xp);
+    pthread_mutex_unlock(&xp->lock);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Host -> guest messages                                              */
+
+/*
+ * Try to place msg in vp's SINT2 slot.  The slot belongs to the guest while
+ * message_type != 0.  If it is busy we set msg_pending so that the guest
+ * writes EOM after freeing it, and look again: the guest clears the type
+ * before reading msg_pending, so after our store + full fence either we see
+ * the slot free, or the guest sees our flag and sends EOM.  This closes the
+ * lost-EOM window between our check and our flag.
+ */
+static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg, bool more)
+{
+    uint32_t type = __atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE);
+    if (type != HV_MESSAGE_TYPE_NONE) {
+        __atomic_fetch_or(&slot->header.message_flags, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
+        type = __atomic_load_n(&slot->header.message_type, __ATOMIC_SEQ_CST);
+        if (type != HV_MESSAGE_TYPE_NONE)
+            return false;
+    }
+    memcpy(slot->payload, msg->payload, msg->header.payload_size);
+    slot->header.payload_size = msg->header.payload_size;
+    slot->header.sender = 0;
+    /* msg_pending on a delivered message asks the guest for an EOM so the
+     * next queued one follows promptly. */
+    __atomic_store_n(&slot->header.message_flags, more ? HV_MESSAGE_FLAG_PENDING : 0,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->header.message_type, msg->header.message_type, __ATOMIC_RELEASE);
+    return true;
+}
+
+/* Put the head of the queue into the slot if the slot is free.  One message
+ * per interrupt: the next follows on the guest's EOM (msg_pending asks for
+ * one) or on the next flush. */
+static void deliver_locked(struct xpartition *xp)
+{
+    uint32_t vp = xp->target_vcpu;
+    if (xp->msgq_len == 0 || vp >= xp->nvcpus)
+        return;
+    struct hv_message *slot = atomic_load(&xp->vcpus[vp].msg_slot);
+    if (!slot)
+        return;
+    if (!slot_try_write(slot, &xp->msgq[xp->msgq_head], xp->msgq_len > 1))
+        return;
+    xp->msgq_head = (xp->msgq_head + 1) % XP_MSGQ_MAX;
+    xp->msgq_len--;
+    xp->stats.msgs_out++;
+    xp->ops->signal_vp(xp->ops_ctx, vp);
+}
+
+void xp_flush_locked(struct xpartition *xp)
+{
+    deliver_locked(xp);
+    /* Offers that did not fit into the queue earlier are retried here. */
+    xp_post_pending_offers(xp);
+}
+
+void xp_eom(struct xpartition *xp, uint32_t vp)
+{
+    (void)vp;
+    pthread_mutex_lock(&xp->lock);
+    xp_flush_locked(xp);
+    pthread_mutex_unlock(&xp->lock);
+}
+
+bool xp_flush(struct xpartition *xp)
+{
+    pthread_mutex_lock(&xp->lock);
+    xp_flush_locked(xp);
+    bool waiting = xp->msgq_len > 0;
+    pthread_mutex_unlock(&xp->lock);
+    return waiting;
+}
+
+unsigned xp_msgq_free(const struct xpartition *xp)
+{
+    return XP_MSGQ_MAX - xp->msgq_len;
+}
+
+int xp_queue_msg(struct xpartition *xp, const void *body, size_t len)
+{
+    if (len > HV_MESSAGE_PAYLOAD_SIZE || len < sizeof(struct vmbus_channel_message_header))
+        return -EINVAL;
+    if (xp->msgq_len == XP_MSGQ_MAX)
+        return -ENOBUFS;
+    struct hv_message *m = &xp->msgq[(xp->msgq_head + xp->msgq_len) % XP_MSGQ_MAX];
+    memset(m, 0, sizeof(*m));
+    m->header.message_type = HV_MESSAGE_TYPE_VMBUS;
+    m->header.payload_size = (uint8_t)len;
+    memcpy(m->payload, body, len);
+    xp->msgq_len++;
+    log_debug("partition %s: queued host message type %u (%zu bytes, %u waiting)", xp->name,
+              ((const struct vmbus_channel_message_header *)body)->msgtype, len, xp->msgq_len);
+    deliver_locked(xp);
+    return 0;
+}
+
+void xp_drop_queued_msgs(struct xpartition *xp)
+{
+    xp->msgq_head = 0;
+    xp->msgq_len = 0;
+}

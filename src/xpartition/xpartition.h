@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * XPartition: everything vmbusd knows about one child VM.
+ *
+ * The model is transport-free: the daemon feeds it what the VMM reports
+ * (memory regions, SynIC pages, posted messages, EOMs, channel signals) and
+ * it calls back through struct xp_host_ops for what must leave the process
+ * (SINT interrupts, eventfd registration) and for the VSP layer (channel open
+ * and close).  All entry points lock the partition; they may be called from
+ * any thread.
+ *
+ * Two endpoints, as the Windows root has them:
+ *   message endpoint - xp_post_message(): the guest's HvPostMessage
+ *   event endpoint   - xp_channel_signalled(): the guest's HvSignalEvent
+ */
+#ifndef VMBUSD_XPARTITION_H
+#define VMBUSD_XPARTITION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmbusd/hv_wire.h"
+#include "xpartition/ring.h"
+#include "xpartition/ring_map.h"
+
+#define XP_MAX_VCPUS 256
+#define XP_MAX_REGIONS 32
+#define XP_MSGQ_MAX 128          /* host->guest messages waiting for a slot */
+#define XP_MAX_GPADLS 1024       /* per partition */
+#define XP_MAX_PENDING_GPADLS 16 /* headers whose bodies have not all arrived */
+#define XP_MAX_GPADL_PAGES 8190  /* range_buflen is u16 */
+#define XP_CHANNEL_CONN_ID_BASE 0x10000u
+
+struct xpartition;
+struct xp_channel;
+
+enum xp_chan_state {
+    XP_CHAN_PENDING,   /* on the LOCAL_OFFER list, not yet sent to the guest */
+    XP_CHAN_OFFERED,   /* offer sent; closed */
+    XP_CHAN_OPENING,   /* OPENCHANNEL accepted, waiting for the VSP */
+    XP_CHAN_OPEN,
+    XP_CHAN_CLOSING,   /* waiting for the VSP's close to finish */
+    XP_CHAN_RESCINDED, /* rescind sent, waiting for RELID_RELEASED */
+};
+
+struct xp_host_ops {
+    /* Raise the VMBus SINT on vCPU vp (write its irqfd). */
+    void (*signal_vp)(void *ctx, uint32_t vp);
+    /* Create an eventfd for guest HvSignalEvent(conn_id), hand it to the VMM
+     * and watch it; on a signal call xp_connection_signalled(). */
+    int (*eventfd_add)(void *ctx, uint32_t conn_id);
+    void (*eventfd_del)(void *ctx, uint32_t conn_id);
+    /* The guest opened ch: run the VSP's open (may block) and then call
+     * xp_channel_open_done().  */
+    void (*channel_open)(void *ctx, struct xp_channel *ch, const uint8_t *user_data, size_t len);
+    /* The channel closed (guest close, rescind, unload, teardown): run the
+     * VSP's close, then call xp_channel_close_done().  */
+    void (*channel_close)(void *ctx, struct xp_channel *ch);
+    /* The guest signalled an open channel: schedule the VSP's receive. */
+    void (*channel_kick)(void *ctx, struct xp_channel *ch);
+};
+
+struct xp_region {
+    uint64_t gpa, size;
+    int fd;
+    uint64_t fd_offset;
+    uint8_t *hva;
+};
+
+struct xp_vcpu {
+    bool has_route;
+    uint64_t scontrol, simp, siefp;
+    _Atomic(struct hv_message *) msg_slot;       /* SIMP + SINT2 slot, or NULL */
+    _Atomic(uint8_t *) event_flags;              /* SIEFP + SINT2 bitmap, or NULL */
+};
+
+struct xp_gpadl {
+    struct xp_gpadl *next;
+    uint32_t id;
+    uint32_t relid;          /* channel the guest created it for */
+    uint32_t npages;         /* announced */
+    uint32_t filled;         /* PFNs received so far */
+    uint32_t byte_offset, byte_count;
+    uint64_t *pfns;
+    bool complete;
+    bool teardown_requested; /* answer TORNDOWN once users drops to 0 */
+    int users;               /* ring mapping or VSP mappings */
+    void *vsp_map;           /* a VSP mapping of the whole GPADL */
+    size_t vsp_map_len;
+};
+
+struct xp_channel {
+    struct xpartition *xp;
+    struct xp_channel *next;   /* LOCAL_OFFER list */
+    struct vmbus_channel_offer offer;
+    uint32_t relid;            /* 0 until offered */
+    uint32_t conn_id;
+    _Atomic int state;         /* enum xp_chan_state */
+    bool rescind_requested;
+    bool removed;              /* VSP asked to rescind before it was ever offered */
+    _Atomic uint32_t target_vp;
+    uint32_t openid;
+    struct xp_gpadl *ring_gpadl;
+    struct ring_mapping in_map, out_map;
+    struct ring_reader in;     /* guest -> host */
+    struct ring_writer out;    /* host -> guest */
+    pthread_mutex_t send_lock; /* serialises writers of `out` */
+    pthread_mutex_t recv_lock; /* serialises readers of `in` */
+    _Atomic uint32_t send_blocked; /* bytes a sender waits for (pending_send_sz) */
+    uint8_t *pktbuf;           /* private copy of the packet being read */
+    size_t pktbuf_len;
+    void *vsp;                 /* VSP layer's object */
+};
+
+struct xp_stats {
+    uint64_t msgs_in, msgs_out, msgs_dropped, violations;
+};
+
+struct xpartition {
+    pthread_mutex_t lock;
+    uint32_t id;
+    char name[64];
+    uint32_t nvcpus;
+    const struct xp_host_ops *ops;
+    void *ops_ctx;
+
+    struct xp_region regions[XP_MAX_REGIONS];
+    int nregions;
+    struct xp_vcpu vcpus[XP_MAX_VCPUS];
+
+    /* connection state */
+    bool connected;            /* INITIATE_CONTACT accepted */
+    bool offers_requested;
+    uint32_t version;
+    uint32_t target_vcpu;
+    uint64_t interrupt_page;   /* < 2.4 guests: shared interrupt page GPA */
+    _Atomic(uint8_t *) interrupt_page_hva;
+    bool alloffers_sent;
+    bool legacy_eventfd;       /* conn id 2 registered for pre-WIN8 guests */
+
+    /* host -> guest message queue */
+    struct hv_message msgq[XP_MSGQ_MAX];
+    unsigned msgq_head, msgq_len;
+
+    struct xp_channel *offers; /* LOCAL_OFFER list, in offer order */
+    struct xp_channel *relids[VMBUS_MAX_RELID + 1];
+    struct xp_gpadl *gpadls;
+    unsigned ngpadls, npending_gpadls;
+
+    struct xp_stats stats;
+    unsigned log_budget;       /* rate limit for guest-caused warnings */
+};
+
+/* ---- lifetime ---- */
+struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
+                             const struct xp_host_ops *ops, void *ctx);
+/* Close every channel (VSP close callbacks run synchronously through ops),
+ * unmap memory, free.  */
+void xp_destroy(struct xpartition *xp);
+
+/* ---- VMM-reported state ---- */
+int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, uint64_t fd_offset);
+int xp_set_sint_route(struct xpartition *xp, uint32_t vp);
+int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t simp,
+                 uint64_t siefp);
+/* The partition is going away: close every channel (VSP closes are queued
+ * through ops) and forget the guest connection; nothing is re-offered. */
+void xp_close_all(struct xpartition *xp);
+/* Guest reset: forget all VMBus state (offers go back to pending). */
+void xp_reset(struct xpartition *xp);
+
+/* ---- message endpoint ---- */
+/* A guest HvPostMessage.  Returns the HV_STATUS_* for the hypercall. */
+uint32_t xp_post_message(struct xpartition *xp, uint32_t vp, const struct hv_post_message_input *in,
+                         size_t in_len);
+/* The guest signalled end-of-message on vp (or anything that may have freed
+ * a slot): deliver queued messages. */
+void xp_eom(struct xpartition *xp, uint32_t vp);
+/* Periodic retry of stuck deliveries; returns true while messages wait. */
+bool xp_flush(struct xpartition *xp);
+
+/* ---- event endpoint ---- */
+/* The guest signalled connection id conn_id. */
+void xp_connection_signalled(struct xpartition *xp, uint32_t conn_id);
+
+/* ---- guest memory ---- */
+void *xp_gpa_to_hva(struct xpartition *xp, uint64_t gpa, size_t len);
+/* fd/offset behind a guest page, for mapping; -1 if outside memory. */
+int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off);
+
+/* ---- channels (VSP side) ---- */
+struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
+                                    void *vsp);
+void xp_rescind_channel(struct xp_channel *ch);
+void xp_channel_open_done(struct xp_channel *ch, uint32_t status);
+void xp_channel_close_done(struct xp_channel *ch);
+/* Tear a channel down because its guest broke the protocol (ring corruption). */
+void xp_channel_fault(struct xp_channel *ch, const char *why);
+/* Signal the guest that ch has data / space (event flag + SINT). */
+void xp_channel_notify_guest(struct xp_channel *ch);
+/* Map / unmap a complete GPADL for the VSP. */
+void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len);
+void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id);
+
+const char *xp_chan_state_name(int state);
+/* Log a guest-caused problem, rate limited per partition. */
+void xp_guest_warn(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
