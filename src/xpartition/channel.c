@@ -302,6 +302,7 @@ void xp_channel_close_done(struct xp_channel *ch)
     struct xpartition *xp = ch->xp;
     pthread_mutex_lock(&xp->lock);
     if (atomic_load(&ch->state) == XP_CHAN_CLOSING) {
+        uint32_t relid = ch->relid;
         unmap_rings(xp, ch);
         if (ch->rescind_requested)
             atomic_store(&ch->state, XP_CHAN_RESCINDED);
@@ -309,8 +310,11 @@ void xp_channel_close_done(struct xp_channel *ch)
             atomic_store(&ch->state, XP_CHAN_OFFERED);
         else
             atomic_store(&ch->state, XP_CHAN_PENDING); /* unloaded: offer again later */
-        log_info("partition %s: channel %s closed (now %s)", xp->name,
-                 ch->relid ? "" : "(unloaded)", xp_chan_state_name(atomic_load(&ch->state)));
+        if (relid)
+            log_info("partition %s: relid %u closed (now %s)", xp->name, relid,
+                     xp_chan_state_name(atomic_load(&ch->state)));
+        else
+            log_info("partition %s: channel closed after the guest disconnected", xp->name);
         xp_post_pending_offers(xp);
     }
     pthread_mutex_unlock(&xp->lock);

@@ -206,10 +206,14 @@ int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t
  */
 static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg, bool more)
 {
-    uint32_t type = __atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE);
+    /* The slot is 256-byte aligned guest memory: the packed header's fields
+     * sit at their natural alignment, so plain atomics on them are fine. */
+    uint32_t *typep = (uint32_t *)(void *)slot;
+    uint8_t *flagsp = (uint8_t *)slot + offsetof(struct hv_message_header, message_flags);
+    uint32_t type = __atomic_load_n(typep, __ATOMIC_ACQUIRE);
     if (type != HV_MESSAGE_TYPE_NONE) {
-        __atomic_fetch_or(&slot->header.message_flags, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
-        type = __atomic_load_n(&slot->header.message_type, __ATOMIC_SEQ_CST);
+        __atomic_fetch_or(flagsp, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
+        type = __atomic_load_n(typep, __ATOMIC_SEQ_CST);
         if (type != HV_MESSAGE_TYPE_NONE)
             return false;
     }
@@ -218,9 +222,8 @@ static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg
     slot->header.sender = 0;
     /* msg_pending on a delivered message asks the guest for an EOM so the
      * next queued one follows promptly. */
-    __atomic_store_n(&slot->header.message_flags, more ? HV_MESSAGE_FLAG_PENDING : 0,
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&slot->header.message_type, msg->header.message_type, __ATOMIC_RELEASE);
+    __atomic_store_n(flagsp, more ? HV_MESSAGE_FLAG_PENDING : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(typep, msg->header.message_type, __ATOMIC_RELEASE);
     return true;
 }
 

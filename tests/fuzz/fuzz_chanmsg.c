@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz the message endpoint (channel-management messages) together with
+ * everything a guest controls around it: guest memory contents (GPADL
+ * pages, ring headers and packets), SynIC page addresses, EOMs, signals.
+ *
+ * The partition has 1 MiB of memfd-backed guest RAM at GPA 0 and a hole
+ * above it, 2 vCPUs, and two offers from a fake VSP that opens at once and
+ * drains its guest->host ring on every signal.
+ *
+ * Input: a sequence of operations, each starting with an op byte:
+ *   0  post:      u8 vp, u8 conn selector, u8 len, len bytes of payload
+ *   1  eom:       the guest takes the message in vp 0's slot
+ *   2  poke:      u16 page, u16 offset, u8 len, len bytes into guest RAM
+ *   3  signal:    u16 connection id
+ *   4  synic:     u8 vp, u8 simp page, u8 siefp page
+ *   5  rescind:   u8 channel index
+ *   6  reset
+ *   7  poke-ring: u16 page, then a write_index/read_index pair (u32, u32)
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fuzz_input.h"
+#include "xpartition/internal.h"
+#include "xpartition/xpartition.h"
+
+#define RAM_PAGES 256
+#define RAM_SIZE (RAM_PAGES * 4096u)
+#define SIMP_PAGE 1
+#define SIEFP_PAGE 2
+
+static int memfd = -1;
+static uint8_t *ram;
+
+static void op_signal_vp(void *ctx, uint32_t vp) { FUZZ_CHECK(vp < 2); }
+static int op_eventfd_add(void *ctx, uint32_t conn) { return 0; }
+static void op_eventfd_del(void *ctx, uint32_t conn) {}
+
+static void op_open(void *ctx, struct xp_channel *ch, const uint8_t *ud, size_t len)
+{
+    FUZZ_CHECK(len == 120);
+    FUZZ_CHECK(ch->in.r.size >= 4096 && ch->out.r.size >= 4096);
+    xp_channel_open_done(ch, 0);
+}
+
+static void op_close(void *ctx, struct xp_channel *ch) { xp_channel_close_done(ch); }
+
+static void op_kick(void *ctx, struct xp_channel *ch)
+{
+    /* What a VSP does: drain, validating every packet, then echo one. */
+    pthread_mutex_lock(&ch->recv_lock);
+    struct ring_pkt pkt;
+    int ret = RING_OK;
+    for (int i = 0; i < 64 && ch->pktbuf; i++) {
+        ret = ring_read_next(&ch->in, ch->pktbuf, ch->pktbuf_len, &pkt);
+        if (ret != RING_OK)
+            break;
+        FUZZ_CHECK(pkt.total_len >= 16 && pkt.total_len <= ch->pktbuf_len);
+        FUZZ_CHECK(pkt.payload_off >= 16 && pkt.payload_off <= pkt.total_len);
+    }
+    if (ch->pktbuf)
+        ring_reader_commit(&ch->in);
+    pthread_mutex_unlock(&ch->recv_lock);
+    if (ret < 0) {
+        xp_channel_fault(ch, ring_strerror(ret));
+        return;
+    }
+    struct vmpacket_descriptor d = {.type = VM_PKT_DATA_INBAND, .offset8 = 2, .len8 = 3};
+    uint64_t body = 0x1122334455667788ull;
+    struct iovec iov[2] = {{&d, sizeof(d)}, {&body, sizeof(body)}};
+    bool sig;
+    pthread_mutex_lock(&ch->send_lock);
+    if (ch->out.r.hdr)
+        ring_write(&ch->out, iov, 2, &sig);
+    pthread_mutex_unlock(&ch->send_lock);
+}
+
+static const struct xp_host_ops ops = {
+    .signal_vp = op_signal_vp,
+    .eventfd_add = op_eventfd_add,
+    .eventfd_del = op_eventfd_del,
+    .channel_open = op_open,
+    .channel_close = op_close,
+    .channel_kick = op_kick,
+};
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    log_set_level(getenv("FUZZ_LOG") ? LOG_DEBUG : LOG_ERR); /* guest errors are expected by the thousand */
+    memfd = memfd_create("fuzz-ram", 0);
+    if (memfd < 0 || ftruncate(memfd, RAM_SIZE) < 0)
+        abort();
+    ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (ram == MAP_FAILED)
+        abort();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_in in = {data, size};
+    memset(ram, 0, RAM_SIZE);
+    struct xpartition *xp = xp_create(1, "fuzz", 2, &ops, NULL);
+    FUZZ_CHECK(xp);
+    /* xp_destroy closes the fd it was given: hand it a duplicate. */
+    FUZZ_CHECK(xp_add_region(xp, 0, RAM_SIZE, dup(memfd), 0) == 0);
+    xp_set_sint_route(xp, 0);
+    xp_set_sint_route(xp, 1);
+    for (uint32_t vp = 0; vp < 2; vp++)
+        xp_set_synic(xp, vp, 1, (SIMP_PAGE * 4096u) | 1, (SIEFP_PAGE * 4096u) | 1);
+    struct xp_channel *chans[2];
+    for (int i = 0; i < 2; i++) {
+        struct vmbus_channel_offer o = {0};
+        o.if_type.b[0] = (uint8_t)(0x10 + i);
+        o.if_instance.b[0] = (uint8_t)i;
+        chans[i] = xp_offer_channel(xp, &o, NULL);
+        FUZZ_CHECK(chans[i]);
+    }
+    struct hv_message *slot = (struct hv_message *)(ram + SIMP_PAGE * 4096 + 2 * 256);
+
+    for (int steps = 0; in.left && steps < 512; steps++) {
+        switch (fuzz_u8(&in) & 7) {
+        case 0: {
+            struct hv_post_message_input m = {0};
+            uint8_t vp = fuzz_u8(&in) & 1;
+            uint8_t sel = fuzz_u8(&in);
+            m.connection_id = sel < 200 ? 1 : sel < 250 ? 4 : sel;
+            m.message_type = sel == 255 ? 7 : 1;
+            uint8_t len = fuzz_u8(&in);
+            m.payload_size = sel == 254 ? 241 : len > 240 ? 240 : len;
+            fuzz_take(&in, m.payload, len > 240 ? 240 : len);
+            uint32_t st = xp_post_message(xp, vp, &m, sizeof(m));
+            FUZZ_CHECK(st == 0 || st == 5 || st == 18 || st == 19 || st == 3);
+            break;
+        }
+        case 1:
+            if (slot->header.message_type) {
+                FUZZ_CHECK(slot->header.payload_size <= 240);
+                slot->header.message_type = 0;
+            }
+            xp_eom(xp, 0);
+            break;
+        case 2: {
+            uint16_t page = fuzz_u16(&in) % RAM_PAGES;
+            uint16_t off = fuzz_u16(&in) % 4096;
+            uint8_t len = fuzz_u8(&in);
+            size_t n = len;
+            if (off + n > 4096)
+                n = 4096 - off;
+            fuzz_take(&in, ram + page * 4096u + off, n);
+            break;
+        }
+        case 3:
+            xp_connection_signalled(xp, fuzz_u16(&in) + (fuzz_u8(&in) & 1 ? 0x10000u : 0));
+            break;
+        case 4: {
+            uint8_t vp = fuzz_u8(&in) % 3; /* 2 is out of range on purpose */
+            uint64_t simp = (uint64_t)fuzz_u8(&in) * 4096 * 3; /* may leave RAM */
+            uint64_t siefp = (uint64_t)fuzz_u8(&in) * 4096;
+            int ret = xp_set_synic(xp, vp, 1, simp | 1, siefp | 1);
+            FUZZ_CHECK(vp < 2 ? ret == 0 : ret < 0);
+            if (vp == 0) {
+                uint8_t *p = xp_gpa_to_hva(xp, simp, 4096);
+                slot = p ? (struct hv_message *)(p + 512) : slot;
+            }
+            break;
+        }
+        case 5:
+            xp_rescind_channel(chans[fuzz_u8(&in) & 1]);
+            break;
+        case 6:
+            xp_reset(xp);
+            for (uint32_t vp = 0; vp < 2; vp++)
+                xp_set_synic(xp, vp, 1, (SIMP_PAGE * 4096u) | 1, (SIEFP_PAGE * 4096u) | 1);
+            slot = (struct hv_message *)(ram + SIMP_PAGE * 4096 + 2 * 256);
+            break;
+        case 7: {
+            uint16_t page = fuzz_u16(&in) % RAM_PAGES;
+            uint32_t *h = (uint32_t *)(ram + page * 4096u);
+            h[0] = fuzz_u32(&in);
+            h[1] = fuzz_u32(&in);
+            break;
+        }
+        }
+    }
+    xp_close_all(xp);
+    xp_destroy(xp);
+    return 0;
+}
