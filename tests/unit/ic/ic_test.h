@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared helpers of the IC unit tests: a Linux-like guest and control calls
+ * on a second thread (control commands block until the guest answers). */
+#ifndef VMBUSD_TEST_IC_TEST_H
+#define VMBUSD_TEST_IC_TEST_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "fake_vsp.h"
+#include "vsp/ic/ic.h"
+
+/* Linux 6.1's version lists (preference order), per service. */
+extern const struct ic_version linux_fw[2];
+extern const struct ic_version linux_hb_msg[2];
+extern const struct ic_version linux_sd_msg[4];
+extern const struct ic_version linux_ts_msg[3];
+extern const struct ic_version linux_kvp_msg[3];
+
+/* Copy host packet s into out as the guest's reply (flags = 5). */
+size_t guest_echo(const struct fake_sent *s, uint8_t *out, size_t cap);
+/* Answer the negotiate request s the way Linux does, given its lists. */
+size_t guest_negotiate_reply(const struct fake_sent *s, uint8_t *out, size_t cap,
+                             const struct ic_version *msg, unsigned n_msg);
+/* Inject out[0..len) as a DATA_INBAND reply with trans_id and deliver it. */
+void guest_send(struct vsp_channel *ch, uint64_t trans_id, const void *data, size_t len);
+/* Answer the last packet sent (a negotiate) like Linux; returns its reply. */
+void guest_negotiate(struct vsp_channel *ch, const struct ic_version *msg, unsigned n_msg);
+
+struct ic_hdr sent_hdr(const struct fake_sent *s);
+
+/* A plugin control command on its own thread. */
+struct ctl_call {
+    const struct vsp_plugin *pl;
+    void *state;
+    struct vsp_partition *p;
+    const char *cmd;
+    const char *args;
+    char reply[4096];
+    int ret;
+    pthread_t th;
+};
+void ctl_start(struct ctl_call *c);
+int ctl_join(struct ctl_call *c);
+
+/* Attach plugin pl (init with NULL-terminated key/value arrays) to a new
+ * partition; returns the partition, plugin state in *state. */
+struct vsp_partition *plugin_setup(const struct vsp_plugin *pl, const char *const *keys,
+                                   const char *const *values, void **state);
+void plugin_teardown(const struct vsp_plugin *pl, struct vsp_partition *p, void *state);
+
+#endif
