@@ -41,6 +41,7 @@ static inline struct sim_daemon *fx_daemon(int echo_channels)
     static const struct sim_vm_cfg vms[] = {
         {VM_A, "echo"}, {VM_B, "echo"},   {VM_C, "echo"},
         {VM_D, "echo"}, {VM_BAD, "echo"}, {VM_GOOD, "echo"},
+        {"default", "echo"}, /* the per-case VMs of the bad-input tests */
     };
     sim_log_clear();
     return simd_start(vms, (int)(sizeof(vms) / sizeof(vms[0])), echo_channels);
@@ -149,5 +150,79 @@ static inline bool sim_logged(const char *vm, int relid, int timeout_ms)
     SIM_ASSERT(sim_logged((vm), (relid), 2000),                                          \
                "no warning naming partition %s%s for: %s", (vm),                         \
                (relid) >= 0 ? " and its relid" : "", (what))
+
+
+/* ---- bad-input cases: one fresh partition per case ---- */
+
+struct bad {
+    char name[64];
+    struct sim_vm *vm;
+    struct sim_chan *c0, *c1;
+    int post_status; /* what the bad post returned */
+};
+
+static inline void bad_up(struct fx *f, struct bad *b, const char *tag, uint32_t version,
+                          bool open)
+{
+    memset(b, 0, sizeof(*b));
+    snprintf(b->name, sizeof(b->name), "bad-%s", tag);
+    b->vm = sim_vm_create(f->d, b->name);
+    SIM_ASSERT(b->vm != NULL, "create %s", b->name);
+    if (version) {
+        int n = sim_bringup(b->vm, version);
+        SIM_ASSERT(n >= ECHO_CHANNELS, "%s: bringup %d", b->name, n);
+    }
+    if (open) {
+        b->c0 = sim_open_echo(b->vm, 0, 4, 4);
+        b->c1 = sim_open_echo(b->vm, 1, 4, 4);
+        SIM_ASSERT(b->c0 && b->c1, "%s: open", b->name);
+    }
+}
+
+/* What happened to the bad partition (for the report), without failing. */
+static inline const char *bad_observe(struct bad *b)
+{
+    static __thread char buf[200];
+    struct sim_vm *vm = b->vm;
+    int saved = sim_timeout_ms;
+    sim_timeout_ms = 1000;
+    for (int i = 0; i < 5; i++)
+        sim_poll(vm, 20);
+    const char *r;
+    if (vm->dead) {
+        snprintf(buf, sizeof(buf), "partition disconnected%s%s", vm->error[0] ? ": " : "",
+                 vm->error);
+        r = buf;
+    } else if (b->c0 && sim_find_offer(vm, b->c0->relid) &&
+               sim_find_offer(vm, b->c0->relid)->rescinded) {
+        bool other = b->c1 && sim_echo_roundtrip(b->c1, 64, 4242, true) == 0;
+        snprintf(buf, sizeof(buf), "channel %u rescinded; other channel %s", b->c0->relid,
+                 other ? "works" : "BROKEN");
+        r = buf;
+    } else if (b->c0) {
+        bool ok = sim_echo_roundtrip(b->c0, 64, 4243, true) == 0;
+        r = ok ? "ignored/refused; partition keeps working" : "partition's channel STOPPED";
+    } else {
+        struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
+        int st = sim_post(vm, vm->msg_conn_id, 1, &h, sizeof(h));
+        snprintf(buf, sizeof(buf), "partition alive, next post -> %d", st);
+        r = buf;
+    }
+    sim_timeout_ms = saved;
+    return r;
+}
+
+static inline void bad_done(struct fx *f, struct bad *b, const char *what, int relid,
+                            bool require_log)
+{
+    fx_good_check(f, what);
+    if (require_log)
+        SIM_ASSERT_LOGGED(b->name, relid, what);
+    const char *obs = bad_observe(b);
+    print_message("  %-46s post=%-3d %s\n", what, b->post_status, obs);
+    SIM_ASSERT(b->vm->bad_host_msgs == 0, "%s: vmbusd sent malformed messages", what);
+    sim_vm_free(b->vm);
+    b->vm = NULL;
+}
 
 #endif

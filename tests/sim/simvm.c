@@ -27,6 +27,8 @@
 #endif
 
 #define SIM_GPADL_FIRST 0xE1E10u
+
+int sim_timeout_ms = 5000;
 #define SIM_ALLOC_BASE (1u << 20) /* leave the first MiB alone */
 
 const uint32_t sim_linux_versions[8] = {
@@ -516,6 +518,8 @@ int sim_post_msg(struct sim_vm *vm, const void *msg, uint32_t len)
             break;
         case HV_STATUS_INSUFFICIENT_MEMORY:
         case HV_STATUS_INSUFFICIENT_BUFFERS:
+            if (vm->post_no_retry)
+                return st;
             break;
         default:
             return st;
@@ -765,14 +769,22 @@ void sim_poll(struct sim_vm *vm, int timeout_ms)
         }
     if ((uint32_t)n > vm->vcpus && p[vm->vcpus].revents)
         vu_service(vm);
-    /* A slot left full while consume_msgs was off: look again. */
-    if (vm->consume_msgs)
-        for (uint32_t i = 0; i < vm->vcpus; i++) {
-            struct hv_message *slot =
-                (struct hv_message *)(vm->mem + vm->vp[i].simp_off) + VMBUS_MESSAGE_SINT;
-            if (__atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE))
-                msg_dpc(vm, i);
-        }
+}
+
+void sim_set_consume(struct sim_vm *vm, bool on)
+{
+    bool was = vm->consume_msgs;
+    vm->consume_msgs = on;
+    if (!on || was)
+        return;
+    /* The interrupts that arrived meanwhile were taken without running the
+     * message DPC: run it now for slots left full. */
+    for (uint32_t i = 0; i < vm->vcpus; i++) {
+        struct hv_message *slot =
+            (struct hv_message *)(vm->mem + vm->vp[i].simp_off) + VMBUS_MESSAGE_SINT;
+        if (__atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE))
+            msg_dpc(vm, i);
+    }
 }
 
 bool sim_take_msg(struct sim_vm *vm, uint32_t type, sim_msg_match_fn match, const void *arg,

@@ -20,7 +20,9 @@
 #include "vmbusd/hv_wire.h"
 #include "vmbusd/vmbus_user.h"
 
-#define SIM_TIMEOUT_MS 5000
+/* Deadline of every wait (ms); tests may lower it while probing. */
+extern int sim_timeout_ms;
+#define SIM_TIMEOUT_MS sim_timeout_ms
 #define SIM_MAX_VCPUS 8
 #define SIM_MAX_CHANNELS 64
 #define SIM_MAX_EVENTFDS 256
@@ -158,6 +160,7 @@ struct sim_vm {
     uint64_t int_page_off, mon1_off, mon2_off;
     uint32_t next_gpadl;     /* starts at 0xE1E10 */
     bool consume_msgs;       /* ISR copies + EOMs the slot (default true) */
+    bool post_no_retry;      /* sim_post_msg: no retry on INSUFFICIENT_* (flood tests) */
     struct sim_offer offers[SIM_MAX_CHANNELS];
     int noffers;
     bool all_offers_delivered;
@@ -210,6 +213,8 @@ int sim_post_msg(struct sim_vm *vm, const void *msg, uint32_t len);
 int sim_signal_event(struct sim_vm *vm, uint32_t conn_id);
 
 /* ---- guest interrupt servicing ---- */
+/* Stop / resume consuming SynIC messages (no copy, no EOM while off). */
+void sim_set_consume(struct sim_vm *vm, bool on);
 /* Poll sockets and irqfds once for up to timeout_ms, run ISRs. */
 void sim_poll(struct sim_vm *vm, int timeout_ms);
 /* Wait for a host message of the given type (first in FIFO order matching

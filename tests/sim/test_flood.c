@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Floods: a guest that posts thousands of messages without consuming the
+ * host's answers (vmbusd must push back, not queue without bound), creates
+ * GPADLs without end, or stuffs the vmbus-user socket.  Other partitions
+ * keep working throughout.
+ */
+#include "sim_test.h"
+
+#include <fcntl.h>
+#include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* MODIFYCHANNEL on 5.3: one MODIFYCHANNEL_RESPONSE per post, never read. */
+static void test_message_flood(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "flood-msgs", VMBUS_VERSION_WIN10_V5_3, true);
+    struct sim_vm *vm = b.vm;
+    sim_set_consume(vm, false); /* the guest stops EOMing */
+    struct vmbus_channel_modifychannel m = {.header.msgtype = CHANNELMSG_MODIFYCHANNEL,
+                                            .child_relid = b.c0->relid, .target_vp = 0};
+    int n = 5000, ok = 0, first_refusal = -1, refusal = 0;
+    for (int i = 0; i < n; i++) {
+        int st = sim_post(vm, vm->msg_conn_id, 1, &m, sizeof(m));
+        if (st == 0)
+            ok++;
+        else if (first_refusal < 0) {
+            first_refusal = i;
+            refusal = st;
+        }
+        if (st < 0)
+            break;
+        if (i % 500 == 0)
+            fx_good_check(f, "during message flood");
+    }
+    print_message("  %d posts without EOM: %d accepted, first refusal at #%d (status %d)\n", n,
+                  ok, first_refusal, refusal);
+    SIM_ASSERT(first_refusal >= 0, "vmbusd accepted %d posts whose answers cannot be delivered",
+               n);
+    SIM_ASSERT(refusal == HV_STATUS_INSUFFICIENT_BUFFERS ||
+                   refusal == HV_STATUS_INSUFFICIENT_MEMORY,
+               "refusal status %d is not a retryable INSUFFICIENT_* status", refusal);
+    fx_good_check(f, "message flood");
+    /* the guest resumes: every accepted message is delivered, in order */
+    sim_set_consume(vm, true);
+    int got = 0;
+    while (sim_wait_msg(vm, CHANNELMSG_MODIFYCHANNEL_RESPONSE, NULL, NULL, NULL, 500))
+        got++;
+    print_message("  after resuming: %d MODIFYCHANNEL_RESPONSEs delivered\n", got);
+    SIM_ASSERT(got == ok, "accepted %d but delivered %d", ok, got);
+    SIM_ASSERT(sim_echo_roundtrip(b.c0, 64, 1, true) == 0, "flooding partition works again");
+    bad_done(f, &b, "message flood", -1, false);
+}
+
+/* Slot stays busy but the guest posts retrying like Linux does; nothing
+ * must be lost and the queue must not grow past its bound. */
+static void test_slow_guest(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_up(f->d, VM_A, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "up");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "open");
+    /* 2000 MODIFYCHANNELs through sim_post_msg (retries with polling) */
+    int ok = 0;
+    for (int i = 0; i < 2000; i++)
+        if (sim_chan_modify(vm, ch->relid, (uint32_t)i % 2) == 0)
+            ok++;
+    SIM_ASSERT(ok == 2000, "only %d of 2000 MODIFYCHANNELs answered", ok);
+    SIM_ASSERT(vm->bad_host_msgs == 0, "malformed");
+    sim_vm_free(vm);
+}
+
+/* Thousands of complete GPADLs: a per-partition cap, not unbounded growth. */
+static void test_gpadl_flood(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "flood-gpadl", VMBUS_VERSION_WIN10_V5_3, true);
+    b.vm->post_no_retry = true;
+    uint64_t page = sim_alloc_pages(b.vm, 1);
+    uint64_t pfn = sim_page_pfn(b.vm, page);
+    int n = 5000, created = 0, refused = -1;
+    for (int i = 0; i < n; i++) {
+        uint32_t h;
+        int st = sim_gpadl_create(b.vm, b.c1->relid, &pfn, 1, &h);
+        if (st == 0)
+            created++;
+        else if (refused < 0)
+            refused = i;
+        if (st < 0 && st != -ETIMEDOUT)
+            break;
+        if (refused >= 0 && i > refused + 50)
+            break;
+    }
+    print_message("  GPADL flood: %d created, first refusal at #%d\n", created, refused);
+    SIM_ASSERT(refused >= 0, "vmbusd created %d GPADLs for one partition", created);
+    fx_good_check(f, "GPADL flood");
+    SIM_ASSERT_LOGGED(b.name, -1, "GPADL flood");
+    SIM_ASSERT(sim_echo_roundtrip(b.c0, 64, 1, true) == 0, "flooding partition's channel");
+    bad_done(f, &b, "GPADL flood", -1, false);
+}
+
+/* The VMM stuffs its socket with posts and never reads the results. */
+static void test_socket_flood(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "flood-sock", VMBUS_VERSION_WIN10_V5_3, true);
+    int fl = fcntl(b.vm->sock, F_GETFL);
+    fcntl(b.vm->sock, F_SETFL, fl | O_NONBLOCK);
+    struct vu_post_message pm;
+    memset(&pm, 0, sizeof(pm));
+    pm.msg.connection_id = b.vm->msg_conn_id;
+    pm.msg.message_type = 1;
+    pm.msg.payload_size = 16;
+    struct vmbus_channel_modifychannel mc = {.header.msgtype = CHANNELMSG_MODIFYCHANNEL,
+                                             .child_relid = b.c0->relid};
+    memcpy(pm.msg.payload, &mc, sizeof(mc));
+    int sent = 0;
+    uint64_t end = sim_now_ms() + 2000;
+    while (sim_now_ms() < end && sent < 200000) {
+        int r = sim_vu_send(b.vm, VU_MSG_POST_MESSAGE, &pm, sizeof(pm), NULL, 0);
+        if (r == -EAGAIN) {
+            /* vmbusd stopped reading us (or we out-ran it): others still work */
+            fx_good_check(f, "socket flood");
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (r < 0)
+            break;
+        sent++;
+        if (sent % 5000 == 0)
+            fx_good_check(f, "socket flood");
+    }
+    print_message("  stuffed %d POST_MESSAGEs without reading replies\n", sent);
+    fx_good_check(f, "socket flood");
+    fcntl(b.vm->sock, F_SETFL, fl);
+    b.c0 = b.c1 = NULL;
+    bad_done(f, &b, "socket flood", -1, false);
+}
+
+/* A guest that never EOMs while vmbusd has offers to deliver (REQUESTOFFERS
+ * storm) and floods of INITIATE_CONTACT. */
+static void test_offer_storm(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "flood-offers", VMBUS_VERSION_WIN10_V5_3, false);
+    sim_set_consume(b.vm, false);
+    struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
+    int refused = 0;
+    for (int i = 0; i < 3000; i++) {
+        int st = sim_post(b.vm, b.vm->msg_conn_id, 1, &h, sizeof(h));
+        if (st != 0)
+            refused++;
+        if (st < 0)
+            break;
+    }
+    struct vmbus_channel_initiate_contact ic;
+    memset(&ic, 0, sizeof(ic));
+    ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
+    ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
+    ic.u.s.msg_sint = 2;
+    for (int i = 0; i < 3000; i++) {
+        int st = sim_post(b.vm, 4, 1, &ic, sizeof(ic));
+        if (st != 0)
+            refused++;
+        if (st < 0)
+            break;
+    }
+    print_message("  6000 REQUESTOFFERS/INITIATE_CONTACT without EOM: %d refused\n", refused);
+    fx_good_check(f, "offer storm");
+    sim_set_consume(b.vm, true);
+    for (int i = 0; i < 50; i++)
+        sim_poll(b.vm, 10);
+    bad_done(f, &b, "offer/contact storm", -1, false);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_message_flood, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_guest, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gpadl_flood, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_socket_flood, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_offer_storm, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests_name("sim_flood", tests, NULL, NULL);
+}
