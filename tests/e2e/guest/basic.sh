@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: MIT
+# Load the VMBus stack, report detection, version and devices.
+maxver=$(e2e_param e2e.maxver || true)
+if [ -n "$maxver" ]; then
+    e2e_load_vmbus max_version="$maxver" || e2e_fail "hv_vmbus did not negotiate (max_version=$maxver)"
+else
+    e2e_load_vmbus || e2e_fail "hv_vmbus did not negotiate"
+fi
+e2e_load_upto hv_utils
+e2e_settle_devices
+echo "E2E-VMBUS-READY"
+e2e_report
+e2e_result "cpus=$(grep -c ^processor /proc/cpuinfo)"
+e2e_dmesg_check
+e2e_dump_dmesg

@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: MIT
+# Helpers for e2e guest scenarios (sourced by /init; busybox sh).
+
+# Value of NAME=VALUE on the kernel command line.
+e2e_param() {
+    for w in $(cat /proc/cmdline); do
+        case "$w" in "$1"=*) echo "${w#*=}"; return 0 ;; esac
+    done
+    return 1
+}
+
+e2e_fail() { echo "E2E-FAIL $*"; }
+e2e_result() { echo "E2E-RESULT $*"; }
+
+# insmod one module of /mods with optional parameters.
+e2e_insmod() {
+    m=$1; shift
+    insmod "/mods/$m.ko" "$@" 2>&1 | sed "s/^/insmod $m: /"
+}
+
+# Load every module of /mods/order up to and including $1 (dependencies first).
+e2e_load_upto() {
+    for m in $(cat /mods/order); do
+        [ -d "/sys/module/$m" ] || [ -d "/sys/module/$(echo "$m" | tr - _)" ] || e2e_insmod "$m"
+        [ "$m" = "$1" ] && return 0
+    done
+}
+
+# Load hv_vmbus with parameters ($@), wait until the version is negotiated.
+e2e_load_vmbus() {
+    e2e_insmod hv_vmbus "$@"
+    i=0
+    while [ $i -lt 200 ]; do
+        dmesg | grep -q 'hv_vmbus: Vmbus version:' && return 0
+        dmesg | grep -q 'hv_vmbus: Unable to connect to host' && return 1
+        [ -d /sys/bus/vmbus ] && [ $i -gt 100 ] && return 1
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# Wait until the number of VMBus devices stops changing (1.5 s quiet, max 20 s).
+e2e_settle_devices() {
+    last=-1 stable=0 i=0
+    while [ $i -lt 200 ]; do
+        n=$(ls /sys/bus/vmbus/devices 2>/dev/null | wc -l)
+        if [ "$n" = "$last" ]; then
+            stable=$((stable + 1))
+            [ $stable -ge 15 ] && [ "$n" -gt 0 ] && return 0
+            [ $stable -ge 30 ] && return 0
+        else
+            stable=0
+            last=$n
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+}
+
+# Print what the guest kernel reports: detection, version, devices.
+e2e_report() {
+    tag=${1:-}
+    if dmesg | grep -q 'Hypervisor detected: Microsoft Hyper-V'; then
+        e2e_result "${tag}hyperv=detected"
+    else
+        e2e_result "${tag}hyperv=missing"
+    fi
+    v=$(dmesg | grep 'hv_vmbus: Vmbus version:' | tail -n 1 | sed 's/.*Vmbus version://')
+    e2e_result "${tag}version=${v:-none}"
+    n=0
+    for d in /sys/bus/vmbus/devices/*; do
+        [ -e "$d/class_id" ] || continue
+        echo "E2E-DEV ${tag}class=$(cat "$d/class_id") instance=$(cat "$d/device_id") driver=$(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)"
+        n=$((n + 1))
+    done
+    e2e_result "${tag}devices=$n"
+}
+
+e2e_dmesg_check() {
+    if dmesg | grep -E -q 'BUG:|Oops|general protection|Call Trace'; then
+        e2e_fail "kernel reported a problem:"
+        dmesg | grep -E -A5 'BUG:|Oops|general protection|Call Trace' | head -n 40
+    else
+        e2e_result "kernel=clean"
+    fi
+}
+
+e2e_dump_dmesg() {
+    echo "E2E-DMESG-BEGIN"
+    dmesg | grep -i -E 'hyper|vmbus|hv_|acpi: |panic|error|fail' | tail -n 60
+    echo "E2E-DMESG-END"
+}
