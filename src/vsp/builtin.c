@@ -4,20 +4,16 @@
 #include <stddef.h>
 
 extern const struct vsp_plugin vsp_echo_plugin;
-#ifdef HAVE_IC_VSPS
 extern const struct vsp_plugin vsp_heartbeat_plugin;
 extern const struct vsp_plugin vsp_shutdown_plugin;
 extern const struct vsp_plugin vsp_timesync_plugin;
 extern const struct vsp_plugin vsp_kvp_plugin;
-#endif
 
 const struct vsp_plugin *const vsp_builtin_plugins[] = {
     &vsp_echo_plugin,
-#ifdef HAVE_IC_VSPS
     &vsp_heartbeat_plugin,
     &vsp_shutdown_plugin,
     &vsp_timesync_plugin,
     &vsp_kvp_plugin,
-#endif
     NULL,
 };

@@ -25,7 +25,8 @@
  *   kvp-list POOL                 kvp-status
  * Parameters: timeout_ms (35000), control_timeout_ms (10000), enumerate
  * (pools enumerated after negotiation, default "2"; "none"), poll_ms
- * (re-enumerate period, 0 = off), queue_max (256), instance_id, and
+ * (re-enumerate period, 0 = off), queue_max (256), publish_max (distinct
+ * status keys published per partition, 64), instance_id, and
  * pool0.<KEY>=<VALUE> to preset external pool keys.
  *
  * Message layout (body after the IC headers, 7430 bytes, always sent full):
@@ -98,6 +99,7 @@ struct kvp_conf {
     unsigned control_timeout_ms;
     unsigned poll_ms;
     unsigned queue_max;
+    unsigned publish_max;
     bool enum_pool[KVP_POOLS];
     const char *instance;
     struct kvp_kv *preset;
@@ -135,6 +137,10 @@ struct kvp_part {
     struct kvp_kv *pool0; /* host copy of the external pool */
     unsigned n_pool0;
     uint64_t done_ok, done_err;
+    /* Status keys published so far: a guest must not fill vmbusd's table. */
+    char **published;
+    unsigned n_published;
+    bool publish_full_logged;
     uint8_t msg[IC_HDRS_SIZE + KVP_MSG_BYTES];
 };
 
@@ -250,12 +256,33 @@ static void kvp_sanitize(char *s)
 static void kvp_publish(struct kvp_part *k, unsigned pool, const char *key, const char *value)
 {
     char skey[KVP_KEY_UTF8 + 8];
-    char *sval = strdup(value);
+    char *sval;
+    bool known = false;
 
-    if (!sval)
-        return;
     snprintf(skey, sizeof(skey), "%u.%s", pool, key);
     kvp_sanitize(skey);
+    for (unsigned i = 0; i < k->n_published && !known; i++)
+        known = strcmp(k->published[i], skey) == 0;
+    if (!known) {
+        char **n;
+        if (k->n_published >= k->conf->publish_max) {
+            if (!k->publish_full_logged)
+                vsp_log(k->ic.ch, VSP_LOG_WARN, "kvp: %u keys published; not publishing more "
+                        "(publish_max)", k->n_published);
+            k->publish_full_logged = true;
+            return;
+        }
+        n = realloc(k->published, (k->n_published + 1) * sizeof(*n));
+        if (!n)
+            return;
+        k->published = n;
+        if (!(n[k->n_published] = strdup(skey)))
+            return;
+        k->n_published++;
+    }
+    sval = strdup(value);
+    if (!sval)
+        return;
     kvp_sanitize(sval);
     ic_status(&k->ic, skey, sval);
     free(sval);
@@ -632,6 +659,9 @@ static void kvp_destroy(struct ic_chan *ic)
         free(k->pool0[i].value);
     }
     free(k->pool0);
+    for (unsigned i = 0; i < k->n_published; i++)
+        free(k->published[i]);
+    free(k->published);
     free(k);
 }
 
@@ -907,6 +937,7 @@ static int kvp_init(const char *const *keys, const char *const *values, void **s
         {"control_timeout_ms", 1, 600000, &c->control_timeout_ms, NULL},
         {"poll_ms", 0, 86400000, &c->poll_ms, NULL},
         {"queue_max", 1, 65536, &c->queue_max, NULL},
+        {"publish_max", 0, 1024, &c->publish_max, NULL},
         {"enumerate", 0, 0, NULL, &enumerate},
         {"instance_id", 0, 0, NULL, &c->instance},
         {"pool0.", 0, 0, NULL, &dummy},
@@ -919,7 +950,8 @@ static int kvp_init(const char *const *keys, const char *const *values, void **s
     c->timeout_ms = 35000;
     c->control_timeout_ms = 10000;
     c->queue_max = 256;
-    r = ic_parse_params("kvp", keys, values, table, 7);
+    c->publish_max = 64;
+    r = ic_parse_params("kvp", keys, values, table, 8);
     if (!r && kvp_parse_pools(enumerate, c->enum_pool))
         r = -EINVAL;
     if (!r && c->instance && ic_guid_parse(c->instance, &g))

@@ -79,7 +79,12 @@ uint64_t fake_now_ms = 1000000;
 
 uint64_t fake_clock_ms(void)
 {
-    return fake_now_ms;
+    return __atomic_load_n(&fake_now_ms, __ATOMIC_SEQ_CST);
+}
+
+void fake_advance_ms(uint64_t ms)
+{
+    __atomic_add_fetch(&fake_now_ms, ms, __ATOMIC_SEQ_CST);
 }
 
 /* ---- partitions -------------------------------------------------------- */

@@ -71,5 +71,6 @@ extern uint64_t fake_ref_time;
 /* Test clock for ic_clock_ms. */
 extern uint64_t fake_now_ms;
 uint64_t fake_clock_ms(void);
+void fake_advance_ms(uint64_t ms);
 
 #endif

@@ -73,7 +73,7 @@ static void test_beat_ok(void **s)
     assert_string_equal(fake_status(f->p, "heartbeat.seq"), "2");
 
     /* Next tick: next sequence number. */
-    fake_now_ms += 1000;
+    fake_advance_ms(1000);
     assert_int_equal(fake_fire_timers(f->ch), 1);
     hb = fake_sent_last(f->ch);
     assert_int_equal(sent_seq(hb), 2);
@@ -128,11 +128,11 @@ static void test_late(void **s)
     assert_string_equal(fake_status(f->p, "heartbeat.state"), "ok");
     /* The guest stops answering: late after 3 intervals. */
     for (int i = 0; i < 3; i++) {
-        fake_now_ms += 1000;
+        fake_advance_ms(1000);
         fake_fire_timers(f->ch);
     }
     assert_string_equal(fake_status(f->p, "heartbeat.state"), "ok");
-    fake_now_ms += 1000;
+    fake_advance_ms(1000);
     fake_fire_timers(f->ch);
     assert_string_equal(fake_status(f->p, "heartbeat.state"), "late");
     assert_true(fake_log_contains("no answer from the guest"));

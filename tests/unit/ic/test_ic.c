@@ -371,7 +371,7 @@ static void test_bad_replies_then_good(void **s)
     assert_string_equal(fake_status(f->p, "heartbeat.version"), "3.0");
     assert_int_equal(fake_sent_count(f->ch), 2);
     /* A second negotiate reply is unexpected now (new log window first). */
-    fake_now_ms += 20000;
+    fake_advance_ms(20000);
     warns = fake_log_count(VSP_LOG_WARN);
     guest_send(f->ch, n->trans_id, good, glen);
     assert_int_equal(fake_log_count(VSP_LOG_WARN), warns + 1);
@@ -389,7 +389,7 @@ static void test_log_rate_limit(void **s)
         fake_inject(f->ch, VM_PKT_DATA_INBAND, 1, junk, sizeof(junk));
     fake_receive(f->ch);
     assert_int_equal(fake_log_count(VSP_LOG_WARN) - warns, 10);
-    fake_now_ms += 20000;
+    fake_advance_ms(20000);
     fake_inject(f->ch, VM_PKT_DATA_INBAND, 1, junk, sizeof(junk));
     fake_receive(f->ch);
     assert_true(fake_log_contains("40 more bad guest messages"));
