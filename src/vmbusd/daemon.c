@@ -149,6 +149,18 @@ fail:
     return NULL;
 }
 
+int vmbusd_check_config(const struct vmbusd_config *cfg, char *err, size_t errlen)
+{
+    struct vmbusd *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -1;
+    d->cfg = *cfg;
+    int ret = plugins_load(d, err, errlen);
+    plugins_unload(d);
+    free(d);
+    return ret;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct vmbusd *d = arg;

@@ -103,10 +103,16 @@ int main(int argc, char **argv)
     log_set_level((enum log_level)cfg.log_level);
 
     if (check) {
-        cfg.socket_path[0] = 0;
+        int ret = vmbusd_check_config(&cfg, err, sizeof(err));
+        if (ret < 0)
+            fprintf(stderr, "vmbusd: %s\n", err);
+        else
+            printf("vmbusd: configuration OK\n");
+        config_free(&cfg);
+        return ret < 0 ? 1 : 0;
     }
     struct vmbusd *d = NULL;
-    if (!check) {
+    {
         d = vmbusd_create(&cfg, err, sizeof(err));
         if (!d) {
             fprintf(stderr, "vmbusd: %s\n", err);
@@ -115,8 +121,6 @@ int main(int argc, char **argv)
         }
         vmbusd_run(d, true);
         vmbusd_destroy(d);
-    } else {
-        printf("vmbusd: configuration OK\n");
     }
     config_free(&cfg);
     return 0;

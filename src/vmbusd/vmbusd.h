@@ -17,6 +17,9 @@ struct vmbusd_config; /* config.h */
  * load the configured VSP plugins.  On failure returns NULL and writes a
  * one-line reason (naming the path / line at fault) into err. */
 struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t errlen);
+/* Load and initialise the configured plugins without serving anything:
+ * 0, or -1 with the reason in err. */
+int vmbusd_check_config(const struct vmbusd_config *cfg, char *err, size_t errlen);
 /* Run the event loop in the calling thread until vmbusd_stop() or SIGINT/SIGTERM
  * (signals only handled when handle_signals is set). */
 int vmbusd_run(struct vmbusd *d, bool handle_signals);

@@ -208,8 +208,9 @@ static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg
 {
     /* The slot is 256-byte aligned guest memory: the packed header's fields
      * sit at their natural alignment, so plain atomics on them are fine. */
-    uint32_t *typep = (uint32_t *)(void *)slot;
-    uint8_t *flagsp = (uint8_t *)slot + offsetof(struct hv_message_header, message_flags);
+    uintptr_t base = (uintptr_t)slot;
+    uint32_t *typep = (uint32_t *)(base + offsetof(struct hv_message_header, message_type));
+    uint8_t *flagsp = (uint8_t *)(base + offsetof(struct hv_message_header, message_flags));
     uint32_t type = __atomic_load_n(typep, __ATOMIC_ACQUIRE);
     if (type != HV_MESSAGE_TYPE_NONE) {
         __atomic_fetch_or(flagsp, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
