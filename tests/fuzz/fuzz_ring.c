@@ -14,9 +14,11 @@
  *                 bit 1: strict mode: no guest pokes; every result is
  *                        predicted by a model and every packet written
  *                        must come back byte for byte
+ *                 bit 2: a u16 follows the header words: writer max_pkt
  *   u16 size      data area size selector
  *   u32 x 5       write_index, read_index, interrupt_mask,
  *                 pending_send_sz, feature_bits
+ *   [u16 max_pkt selector, if cfg bit 2]
  *   u16 n + n bytes   initial data area contents
  *   then operations: u8 opcode + operands, until the input ends.
  */
@@ -251,6 +253,8 @@ static void op_commit(struct env *e, struct ring_reader *rd, struct model *md, b
     }
 }
 
+static uint32_t max_pkt; /* what the writer was told, 0 = none */
+
 static void op_write(struct env *e, struct ring_writer *wr, struct model *md, bool strict,
                      struct fuzz_in *in)
 {
@@ -293,7 +297,7 @@ static void op_write(struct env *e, struct ring_writer *wr, struct model *md, bo
     uint32_t r0 = e->hdr->read_index;
     uint32_t mask0 = e->hdr->interrupt_mask;
     int want;
-    if (need >= e->size || padded > RING_MAX_PKT_LEN)
+    if (need >= e->size || padded > RING_MAX_PKT_LEN || (max_pkt && padded > max_pkt))
         want = -EMSGSIZE;
     else if (!desc_ok)
         want = -EINVAL;
@@ -394,6 +398,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     e.hdr->interrupt_mask = h[2];
     e.hdr->pending_send_sz = h[3];
     e.hdr->feature_bits = h[4];
+    max_pkt = (cfg & 4) ? 16u + fuzz_u16(&in) % (e.size + 64) : 0;
     uint16_t n = fuzz_u16(&in);
     fuzz_take(&in, e.data, n < e.size ? n : e.size);
     mirror(&e, 0, e.size);
@@ -403,6 +408,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ring_reader_init(&rd, e.hdr, e.data, e.size);
     ring_writer_init(&wr, e.hdr, e.data, e.size);
     FUZZ_CHECK(e.hdr->feature_bits & 1);
+    if (max_pkt)
+        ring_writer_set_max_pkt(&wr, max_pkt);
 
     struct model md;
     memset(&md, 0, sizeof(md));

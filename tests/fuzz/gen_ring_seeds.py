@@ -8,8 +8,11 @@ import struct
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus', 'ring')
 
 
-def head(cfg, sel, w=0, r=0, mask=0, pend=0, feat=1, data=b''):
-    return (struct.pack('<BH5IH', cfg, sel, w, r, mask, pend, feat, len(data)) + data)
+def head(cfg, sel, w=0, r=0, mask=0, pend=0, feat=1, data=b'', max_pkt=None):
+    b = struct.pack('<BH5I', cfg | (4 if max_pkt is not None else 0), sel, w, r, mask, pend, feat)
+    if max_pkt is not None:
+        b += struct.pack('<H', max_pkt)
+    return b + struct.pack('<H', len(data)) + data
 
 
 def op_read(buflen=4096):
@@ -46,6 +49,9 @@ seeds = {
     # strict, tiny ring filled until -EAGAIN, then drained
     'strict-full': head(2, 20) + op_write(40) + op_write(40) + op_write(40) + op_read() +
                    COMMIT + op_write(40) + op_read() + op_read() + COMMIT,
+    # writer limited to 80-byte packets (storvsc): a 64-byte payload fits, 72 does not
+    'strict-maxpkt': head(2, 300, max_pkt=64) + op_write(64) + op_write(72) + op_read() +
+                     COMMIT,
     # guest-written packets in the initial data, read by the host
     'guest-pkts': head(0, 509, w=88, data=guest_pkt(0, 20, 7) + guest_pkt(48, 16, 8)) +
                   op_read() + op_read() + op_read() + COMMIT,
