@@ -734,6 +734,8 @@ static void ic_op_receive(struct vsp_channel *ch)
         ic_handle_packet(ic, &pkt);
     if (r < 0)
         vsp_log(ch, VSP_LOG_WARN, "%s: receive failed: %d", ic->svc->name, r);
+    else if (ic->svc->batch_done)
+        ic->svc->batch_done(ic);
     pthread_mutex_unlock(&ic->lock);
 }
 

@@ -190,6 +190,10 @@ struct ic_service {
     void (*message)(struct ic_chan *ic, const struct ic_msg *m, uint64_t trans_id);
     void (*reset)(struct ic_chan *ic); /* channel closed / reopened */
     void (*writable)(struct ic_chan *ic); /* a parked message went out */
+    /* The receive batch is drained: vmbusd has published the ring's read
+     * index, so the guest has room for its next answer.  Services that send
+     * large requests in reaction to answers (KVP) send from here. */
+    void (*batch_done)(struct ic_chan *ic);
     void (*destroy)(struct ic_chan *ic); /* last reference dropped: free */
 };
 

@@ -577,8 +577,10 @@ static void kvp_message(struct ic_chan *ic, const struct ic_msg *m, uint64_t tid
                k->cur ? k->cur_tid : 0);
         return;
     }
+    /* The next request goes out from kvp_batch_done: until the batch is
+     * drained the guest's ring still holds this ~7.5 KiB answer, and Linux
+     * drops a KVP answer it cannot write. */
     kvp_answer(k, m);
-    kvp_kick(k);
 }
 
 static void kvp_enumerate_pools(struct kvp_part *k)
@@ -629,7 +631,7 @@ static void kvp_ready(struct ic_chan *ic)
     kvp_enumerate_pools(k);
     k->last_poll = ic_clock_ms();
     ic_timer_start(ic, 0, KVP_TICK_MS, KVP_TICK_MS, kvp_tick);
-    kvp_kick(k);
+    /* kvp_batch_done sends the first request. */
 }
 
 static void kvp_reset(struct ic_chan *ic)
@@ -645,6 +647,11 @@ static void kvp_reset(struct ic_chan *ic)
 }
 
 static void kvp_writable(struct ic_chan *ic)
+{
+    kvp_kick((struct kvp_part *)ic);
+}
+
+static void kvp_batch_done(struct ic_chan *ic)
 {
     kvp_kick((struct kvp_part *)ic);
 }
@@ -677,6 +684,7 @@ static const struct ic_service kvp_service = {
     .message = kvp_message,
     .reset = kvp_reset,
     .writable = kvp_writable,
+    .batch_done = kvp_batch_done,
     .destroy = kvp_destroy,
 };
 

@@ -38,6 +38,8 @@ struct vsp_channel {
     unsigned n_sent;
     int fail_err;
     unsigned fail_times;
+    bool uncommitted;         /* vsp_recv returned a packet, not yet 0 */
+    unsigned sends_uncommitted;
 };
 
 struct vsp_partition {
@@ -305,6 +307,7 @@ int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
     if (ch->rx_n == 0) {
         int e = ch->recv_error;
         ch->recv_error = 0;
+        ch->uncommitted = false; /* vmbusd publishes the read index here */
         pthread_mutex_unlock(&fake_lock);
         return e;
     }
@@ -312,6 +315,7 @@ int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
     ch->rx_head = (ch->rx_head + 1) % FAKE_MAX_RX;
     ch->rx_n--;
     ch->rx_cur = rx.data;
+    ch->uncommitted = true;
     pthread_mutex_unlock(&fake_lock);
     memset(pkt, 0, sizeof(*pkt));
     pkt->type = rx.type;
@@ -339,6 +343,8 @@ int vsp_send_inband(struct vsp_channel *ch, const void *data, size_t len, uint64
         pthread_mutex_unlock(&fake_lock);
         return e;
     }
+    if (ch->uncommitted)
+        ch->sends_uncommitted++;
     if (ch->n_sent < FAKE_MAX_SENT) {
         struct fake_sent *s = &ch->sent[ch->n_sent++];
         s->data = malloc(len ? len : 1);
@@ -419,6 +425,11 @@ void fake_fail_sends(struct vsp_channel *ch, int err, unsigned times)
     ch->fail_err = err;
     ch->fail_times = times;
     pthread_mutex_unlock(&fake_lock);
+}
+
+unsigned fake_sends_before_commit(struct vsp_channel *ch)
+{
+    return ch->sends_uncommitted;
 }
 
 void fake_writable(struct vsp_channel *ch)

@@ -49,6 +49,9 @@ bool fake_wait_sent(struct vsp_channel *ch, unsigned n, unsigned timeout_ms);
 /* The next `times` sends return err instead of being recorded. */
 void fake_fail_sends(struct vsp_channel *ch, int err, unsigned times);
 void fake_writable(struct vsp_channel *ch);
+/* Sends made while a receive batch was not drained (the guest's ring may
+ * still hold the answers being processed). */
+unsigned fake_sends_before_commit(struct vsp_channel *ch);
 
 /* Work items and timers. */
 unsigned fake_run_work(void);

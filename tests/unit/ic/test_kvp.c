@@ -33,6 +33,9 @@ static struct fx *fx_new(const char *const *keys, const char *const *vals, bool 
 
 static void fx_free(struct fx *f)
 {
+    /* KVP answers are ~7.5 KiB: never send the next request before the
+     * batch holding the previous answer is drained. */
+    assert_int_equal(fake_sends_before_commit(f->ch), 0);
     plugin_teardown(&vsp_kvp_plugin, f->p, f->state);
 }
 
