@@ -79,6 +79,7 @@ struct ts_part {
     struct ic_chan ic; /* first */
     struct ts_conf conf;
     uint64_t samples, answers;
+    bool no_ref_logged;
 };
 
 static uint64_t ts_host_time(void)
@@ -113,7 +114,9 @@ static int ts_send(struct ts_part *t, uint8_t flags)
         /* Read the reference counter right next to the wall clock. */
         if (!vsp_partition_reference_time ||
             vsp_partition_reference_time(t->ic.part, &ref) < 0) {
-            vsp_log(t->ic.ch, VSP_LOG_WARN, "timesync: no reference time; sample skipped");
+            vsp_log(t->ic.ch, t->no_ref_logged ? VSP_LOG_DEBUG : VSP_LOG_WARN,
+                    "timesync: no reference time; sample skipped");
+            t->no_ref_logged = true;
             return -ENOSYS;
         }
         b.host_time = ts_host_time();
