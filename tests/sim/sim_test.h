@@ -44,6 +44,7 @@ static inline struct sim_daemon *fx_daemon(int echo_channels)
         {"default", "echo"}, /* the per-case VMs of the bad-input tests */
     };
     sim_log_clear();
+    sim_expect_offers_default = echo_channels;
     return simd_start(vms, (int)(sizeof(vms) / sizeof(vms[0])), echo_channels);
 }
 
@@ -105,6 +106,7 @@ static inline struct sim_vm *sim_up(struct sim_daemon *d, const char *name, uint
     struct sim_vm *vm = sim_vm_create(d, name);
     if (!vm)
         return NULL;
+    vm->expect_offers = ECHO_CHANNELS;
     int n = sim_bringup(vm, version);
     if (n < 0) {
         fprintf(stderr, "sim_up(%s, %s): bringup %d\n", name, sim_version_str(version), n);
@@ -168,6 +170,7 @@ static inline void bad_up(struct fx *f, struct bad *b, const char *tag, uint32_t
     snprintf(b->name, sizeof(b->name), "bad-%s", tag);
     b->vm = sim_vm_create(f->d, b->name);
     SIM_ASSERT(b->vm != NULL, "create %s", b->name);
+    b->vm->expect_offers = ECHO_CHANNELS;
     if (version) {
         int n = sim_bringup(b->vm, version);
         SIM_ASSERT(n >= ECHO_CHANNELS, "%s: bringup %d", b->name, n);

@@ -29,6 +29,7 @@
 #define SIM_GPADL_FIRST 0xE1E10u
 
 int sim_timeout_ms = 5000;
+int sim_expect_offers_default;
 #define SIM_ALLOC_BASE (1u << 20) /* leave the first MiB alone */
 
 const uint32_t sim_linux_versions[8] = {
@@ -375,6 +376,32 @@ int sim_vmm_setup(struct sim_vm *vm)
     return 0;
 }
 
+static void forget_channels(struct sim_vm *vm);
+
+int sim_vmm_reset(struct sim_vm *vm)
+{
+    int r = sim_vu_send(vm, VU_MSG_RESET, NULL, 0, NULL, 0);
+    if (r < 0)
+        return r;
+    forget_channels(vm);
+    sim_drain_msgs(vm);
+    vm->msg_conn_id = VMBUS_MESSAGE_CONNECTION_ID;
+    vm->next_gpadl = SIM_GPADL_FIRST;
+    for (uint32_t i = 0; i < vm->vcpus; i++) {
+        memset(vm->mem + vm->vp[i].simp_off, 0, HV_PAGE_SIZE);
+        memset(vm->mem + vm->vp[i].siefp_off, 0, HV_PAGE_SIZE);
+        struct vu_synic_state ss = {
+            .vp_index = i,
+            .scontrol = 1,
+            .simp = sim_off_to_gpa(vm, vm->vp[i].simp_off) | 1,
+            .siefp = sim_off_to_gpa(vm, vm->vp[i].siefp_off) | 1,
+        };
+        if ((r = sim_vu_send(vm, VU_MSG_SYNIC_STATE, &ss, sizeof(ss), NULL, 0)) < 0)
+            return r;
+    }
+    return 0;
+}
+
 struct sim_vm *sim_vm_new(struct sim_daemon *d, const struct sim_vm_opts *o)
 {
     struct sim_vm *vm = calloc(1, sizeof(*vm));
@@ -391,6 +418,7 @@ struct sim_vm *sim_vm_new(struct sim_daemon *d, const struct sim_vm_opts *o)
     vm->sock = -1;
     vm->memfd = -1;
     vm->consume_msgs = true;
+    vm->expect_offers = sim_expect_offers_default;
     vm->next_gpadl = SIM_GPADL_FIRST;
     vm->alloc_next = SIM_ALLOC_BASE;
     vm->alloc_floor = SIM_ALLOC_BASE;
@@ -718,6 +746,27 @@ static void msg_dpc(struct sim_vm *vm, uint32_t vp)
     }
 }
 
+static void chan_event(struct sim_vm *vm, uint32_t relid)
+{
+    struct sim_chan *ch = sim_chan(vm, relid);
+    struct sim_offer *of = sim_find_offer(vm, relid);
+    if (ch && ch->open && !(of && of->rescinded))
+        ch->events++;
+    else
+        vm->stray_events++;
+}
+
+static void compat_events(struct sim_vm *vm)
+{
+    uint64_t *rx = (uint64_t *)(vm->mem + vm->int_page_off);
+    for (unsigned w = 0; w < 256 / 64; w++) {
+        uint64_t v = __atomic_exchange_n(&rx[w], 0, __ATOMIC_SEQ_CST);
+        for (unsigned b = 0; b < 64; b++)
+            if ((v >> b) & 1 && w * 64 + b != 0)
+                chan_event(vm, w * 64 + b);
+    }
+}
+
 /* vmbus_isr: event flags first, then the message slot. */
 static void isr(struct sim_vm *vm, uint32_t vp)
 {
@@ -734,14 +783,14 @@ static void isr(struct sim_vm *vm, uint32_t vp)
             if (!(__atomic_fetch_and(&bits[w], ~m, __ATOMIC_SEQ_CST) & m))
                 continue;
             uint32_t relid = w * 64 + b;
-            if (relid == 0)
+            if (relid == 0) {
+                /* pre-WIN8 (FreeBSD's compat path): bit 0 = "scan the
+                 * host->guest half of the interrupt page" (256 channels) */
+                if (vm->version && vm->version < VMBUS_VERSION_WIN8)
+                    compat_events(vm);
                 continue;
-            struct sim_chan *ch = sim_chan(vm, relid);
-            struct sim_offer *of = sim_find_offer(vm, relid);
-            if (ch && ch->open && !(of && of->rescinded))
-                ch->events++;
-            else
-                vm->stray_events++;
+            }
+            chan_event(vm, relid);
         }
     }
     struct hv_message *slot =
@@ -886,9 +935,17 @@ int sim_request_offers(struct sim_vm *vm)
     if (!sim_wait_msg(vm, CHANNELMSG_ALLOFFERS_DELIVERED, NULL, NULL, NULL, SIM_TIMEOUT_MS))
         return -ETIMEDOUT;
     int n = 0;
-    for (int i = 0; i < vm->noffers; i++)
-        if (vm->offers[i].valid && !vm->offers[i].rescinded)
-            n++;
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    for (;;) {
+        n = 0;
+        for (int i = 0; i < vm->noffers; i++)
+            if (vm->offers[i].valid && !vm->offers[i].rescinded)
+                n++;
+        /* offers may also come after ALLOFFERS_DELIVERED (hot add) */
+        if (n >= vm->expect_offers || sim_now_ms() >= end)
+            break;
+        sim_poll(vm, 10);
+    }
     /* offers are consumed by the state table; drop them from the FIFO */
     while (sim_take_msg(vm, CHANNELMSG_OFFERCHANNEL, NULL, NULL, NULL))
         ;

@@ -22,6 +22,8 @@
 
 /* Deadline of every wait (ms); tests may lower it while probing. */
 extern int sim_timeout_ms;
+/* expect_offers of new VMs (see struct sim_vm). */
+extern int sim_expect_offers_default;
 #define SIM_TIMEOUT_MS sim_timeout_ms
 #define SIM_MAX_VCPUS 8
 #define SIM_MAX_CHANNELS 64
@@ -164,6 +166,7 @@ struct sim_vm {
     struct sim_offer offers[SIM_MAX_CHANNELS];
     int noffers;
     bool all_offers_delivered;
+    int expect_offers;       /* sim_request_offers also waits for this many */
     struct sim_chan chans[SIM_MAX_CHANNELS];
 
     /* received channel messages (FIFO) */
@@ -183,6 +186,9 @@ struct sim_vm *sim_vm_create(struct sim_daemon *d, const char *name);
 void sim_vm_free(struct sim_vm *vm);
 /* Send HELLO..SYNIC_STATE (done by sim_vm_new unless no_setup). */
 int sim_vmm_setup(struct sim_vm *vm);
+/* Guest reboot: VU_MSG_RESET, guest state forgotten, SynIC pages cleared
+ * and re-announced (the rebooted guest writes its MSRs again). */
+int sim_vmm_reset(struct sim_vm *vm);
 
 /* ---- memory ---- */
 uint64_t sim_off_to_gpa(const struct sim_vm *vm, uint64_t off);
