@@ -1378,6 +1378,8 @@ int sim_chan_send(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t t
     if (pktlen / 8 > 0xffff)
         return -EMSGSIZE;
     uint32_t total = pktlen + VMBUS_PKT_TRAILER_SIZE;
+    if (total >= r->size)
+        return -EMSGSIZE;
     uint32_t rd = __atomic_load_n(&r->hdr->read_index, __ATOMIC_ACQUIRE);
     uint32_t wr = r->hdr->write_index;
     if (rd >= r->size || wr >= r->size)

@@ -42,7 +42,7 @@ static void *worker_main(void *arg)
             WFAIL("round %d: stream c0", r);
         if (sim_echo_stream(c1, 200, 100, false) != 0)
             WFAIL("round %d: stream c1", r);
-        if (sim_echo_roundtrip(c0, 20000, 99, true) != 0)
+        if (sim_echo_roundtrip(c0, 8000, 99, true) != 0)
             WFAIL("round %d: large", r);
         if (sim_chan_close(c0) != 0 || sim_chan_close(c1) != 0)
             WFAIL("round %d: close", r);
