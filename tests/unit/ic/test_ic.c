@@ -457,6 +457,91 @@ static void test_recv_error(void **s)
     assert_int_equal(fake_log_count(VSP_LOG_WARN), warns + 1);
 }
 
+/* ---- mutated answers to every service (run under ASan/UBSan too) -------- */
+
+extern const struct vsp_plugin vsp_shutdown_plugin;
+extern const struct vsp_plugin vsp_timesync_plugin;
+extern const struct vsp_plugin vsp_kvp_plugin;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static void mutate_service(const struct vsp_plugin *pl, const struct ic_version *msg, unsigned n,
+                           const char *const *keys, const char *const *vals)
+{
+    static uint8_t buf[8192];
+    void *st;
+    struct vsp_partition *p = plugin_setup(pl, keys, vals, &st);
+    struct vsp_channel *ch = fake_channel(p, 0);
+
+    fake_open(ch);
+    guest_negotiate(ch, msg, n);
+    for (int i = 0; i < 3000; i++) {
+        const struct fake_sent *s = fake_sent_last(ch);
+        size_t len = guest_echo(s, buf, sizeof(buf));
+        unsigned flips = 1 + rnd() % 6;
+
+        if (len > 36 + 2572 && buf[12] == IC_MSG_KVP && buf[28] == 3 && rnd() % 2) {
+            /* a well-formed ENUMERATE answer as the base to mutate */
+            uint32_t t = 1, ks = 8, vs = 4;
+            memcpy(buf + 36, &t, 4);
+            memcpy(buf + 40, &ks, 4);
+            memcpy(buf + 44, &vs, 4);
+            memcpy(buf + 48, "K\0e\0y\0\0\0", 8);
+            memcpy(buf + 48 + 512, "v\0\0\0", 4);
+            flips = rnd() % 3;
+        }
+
+        for (unsigned k = 0; k < flips; k++) {
+            /* mostly the headers and the first record fields */
+            size_t pos = (rnd() & 1) ? rnd() % 64 : rnd() % (len ? len : 1);
+            buf[pos] = (uint8_t)rnd();
+        }
+        if (rnd() % 4 == 0)
+            len = rnd() % (len + 1);
+        if (rnd() % 3)
+            buf[25] |= IC_FLAG_RESPONSE;
+        guest_send(ch, (rnd() % 8) ? s->trans_id : rnd(), buf, len);
+        if (rnd() % 5 == 0) {
+            fake_advance_ms(rnd() % 3000);
+            fake_fire_timers(ch);
+        }
+        if (rnd() % 500 == 0) {
+            fake_close(ch);
+            fake_open(ch);
+            guest_negotiate(ch, msg, n);
+        }
+        if (fake_sent_count(ch) > 400) {
+            fake_sent_clear(ch);
+            fake_fire_timers(ch); /* something to answer again */
+            if (!fake_sent_count(ch)) {
+                fake_close(ch);
+                fake_open(ch);
+                guest_negotiate(ch, msg, n);
+            }
+        }
+    }
+    plugin_teardown(pl, p, st);
+}
+
+static void test_mutated_answers(void **s)
+{
+    const char *kk[] = {"poll_ms", "timeout_ms", "enumerate", NULL},
+               *kv[] = {"1000", "1000", "0,1,2,3,4", NULL};
+
+    mutate_service(&vsp_heartbeat_plugin, linux_hb_msg, 2, NULL, NULL);
+    mutate_service(&vsp_shutdown_plugin, linux_sd_msg, 4, NULL, NULL);
+    mutate_service(&vsp_timesync_plugin, linux_ts_msg, 3, NULL, NULL);
+    mutate_service(&vsp_kvp_plugin, linux_kvp_msg, 3, kk, kv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_start_waits_for_open, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_recv_error, fx_setup, fx_teardown),
+        cmocka_unit_test(test_mutated_answers),
     };
     return cmocka_run_group_tests_name("ic framework", tests, NULL, NULL);
 }
