@@ -12,4 +12,4 @@ echo "E2E-VMBUS-READY"
 e2e_report
 e2e_result "cpus=$(grep -c ^processor /proc/cpuinfo)"
 e2e_dmesg_check
-e2e_dump_dmesg
+[ "$E2E_FAILED" = 0 ] || e2e_dump_dmesg
