@@ -134,7 +134,9 @@ struct kvp_part {
     uint64_t cur_tid;
     uint64_t deadline;
     uint64_t last_poll;
-    struct kvp_kv *pool0; /* host copy of the external pool */
+    /* Host copy of the external pool; value NULL = deleted while the guest
+     * was not listening (the DELETE goes out at the next negotiation). */
+    struct kvp_kv *pool0;
     unsigned n_pool0;
     uint64_t done_ok, done_err;
     /* Status keys published so far: a guest must not fill vmbusd's table. */
@@ -621,12 +623,20 @@ static void kvp_ready(struct ic_chan *ic)
 {
     struct kvp_part *k = (struct kvp_part *)ic;
 
-    /* Re-push the external pool: the guest may have rebooted. */
-    for (unsigned i = 0; i < k->n_pool0; i++) {
-        struct kvp_req *r = kvp_req_new(KVP_OP_SET, 0, k->pool0[i].key, k->pool0[i].value, 0,
-                                        NULL);
+    /* Re-push the external pool (the guest may have rebooted or lost its
+     * pool file) and deliver deletions made while it was not listening. */
+    for (unsigned i = 0; i < k->n_pool0;) {
+        struct kvp_kv *e = &k->pool0[i];
+        struct kvp_req *r = kvp_req_new(e->value ? KVP_OP_SET : KVP_OP_DELETE, 0, e->key,
+                                        e->value, 0, NULL);
         if (r)
             kvp_enqueue(k, r, false);
+        if (!e->value) {
+            free(e->key);
+            *e = k->pool0[--k->n_pool0];
+        } else {
+            i++;
+        }
     }
     kvp_enumerate_pools(k);
     k->last_poll = ic_clock_ms();
@@ -693,14 +703,14 @@ static const struct ic_service kvp_service = {
 static int kvp_pool0_set(struct kvp_part *k, const char *key, const char *value)
 {
     struct kvp_kv *n;
-    char *v;
+    char *v = NULL;
 
     for (unsigned i = 0; i < k->n_pool0; i++) {
         if (strcmp(k->pool0[i].key, key) == 0) {
-            if (!(v = strdup(value)))
+            if (value && !(v = strdup(value)))
                 return -ENOMEM;
             free(k->pool0[i].value);
-            k->pool0[i].value = v;
+            k->pool0[i].value = value ? v : NULL;
             return 0;
         }
     }
@@ -711,8 +721,8 @@ static int kvp_pool0_set(struct kvp_part *k, const char *key, const char *value)
         return -ENOMEM;
     k->pool0 = n;
     n[k->n_pool0].key = strdup(key);
-    n[k->n_pool0].value = strdup(value);
-    if (!n[k->n_pool0].key || !n[k->n_pool0].value) {
+    n[k->n_pool0].value = value ? strdup(value) : NULL;
+    if (!n[k->n_pool0].key || (value && !n[k->n_pool0].value)) {
         free(n[k->n_pool0].key);
         free(n[k->n_pool0].value);
         return -ENOMEM;
@@ -721,16 +731,21 @@ static int kvp_pool0_set(struct kvp_part *k, const char *key, const char *value)
     return 0;
 }
 
-static void kvp_pool0_delete(struct kvp_part *k, const char *key)
+/* Forget a key; keep a tombstone when the guest cannot be told now. */
+static int kvp_pool0_delete(struct kvp_part *k, const char *key, bool tell_later)
 {
     for (unsigned i = 0; i < k->n_pool0; i++) {
         if (strcmp(k->pool0[i].key, key) == 0) {
-            free(k->pool0[i].key);
             free(k->pool0[i].value);
-            k->pool0[i] = k->pool0[--k->n_pool0];
-            return;
+            k->pool0[i].value = NULL;
+            if (!tell_later) {
+                free(k->pool0[i].key);
+                k->pool0[i] = k->pool0[--k->n_pool0];
+            }
+            return 0;
         }
     }
+    return tell_later ? kvp_pool0_set(k, key, NULL) : 0;
 }
 
 /* ---- control ---------------------------------------------------------- */
@@ -851,7 +866,11 @@ static int kvp_do(struct kvp_part *k, const char *cmd, char *args, char *reply, 
             return res;
         }
     } else if (pool == 0 && op == KVP_OP_DELETE) {
-        kvp_pool0_delete(k, key);
+        res = kvp_pool0_delete(k, key, k->ic.state != IC_STATE_READY);
+        if (res) {
+            snprintf(reply, reply_len, "kvp: cannot store deletion: %s", strerror(-res));
+            return res;
+        }
     }
     if (k->ic.state != IC_STATE_READY) {
         if (pool == 0 && (op == KVP_OP_SET || op == KVP_OP_DELETE)) {

@@ -510,6 +510,45 @@ static void test_close_fails_waiters(void **s)
     fx_free(f);
 }
 
+/* Pool 0 changes made while the guest is not listening reach it later. */
+static void test_pool0_offline_changes(void **s)
+{
+    struct fx *f = fx_new(no_enum_k, no_enum_v, false);
+    char reply[512], k[600];
+    const struct fake_sent *m;
+
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "0 A 1", reply,
+                                            sizeof(reply)), 0);
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "0 C 3", reply,
+                                            sizeof(reply)), 0);
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-delete", "0 A", reply,
+                                            sizeof(reply)), 0);
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-delete", "0 B", reply,
+                                            sizeof(reply)), 0);
+    guest_negotiate(f->ch, linux_kvp_msg, 3);
+    const char *want_key[] = {"A", "B", "C"};
+    const int want_op[] = {2, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        m = fake_sent_last(f->ch);
+        assert_int_equal(body_op(m), want_op[i]);
+        if (want_op[i] == 2)
+            assert_int_equal(m->data[36], want_key[i][0]);
+        else
+            assert_string_equal(utf16_key(m, 36, k), want_key[i]);
+        answer(f, IC_S_OK, NULL, NULL);
+    }
+    unsigned n = fake_sent_count(f->ch);
+    /* The tombstones are gone: a reconnect pushes only C. */
+    fake_close(f->ch);
+    fake_open(f->ch);
+    guest_negotiate(f->ch, linux_kvp_msg, 3);
+    assert_int_equal(fake_sent_count(f->ch), n + 2);
+    assert_int_equal(body_op(fake_sent_last(f->ch)), 1);
+    answer(f, IC_S_OK, NULL, NULL);
+    assert_int_equal(fake_sent_count(f->ch), n + 2);
+    fx_free(f);
+}
+
 static void test_bad_commands(void **s)
 {
     struct fx *f = fx_new(no_enum_k, no_enum_v, true);
@@ -559,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_timeout_and_stale_answer),
         cmocka_unit_test(test_full_ring),
         cmocka_unit_test(test_close_fails_waiters),
+        cmocka_unit_test(test_pool0_offline_changes),
         cmocka_unit_test(test_bad_commands),
     };
     return cmocka_run_group_tests_name("kvp vsp", tests, NULL, NULL);
