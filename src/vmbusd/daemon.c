@@ -49,10 +49,13 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
         }
     }
     pthread_mutex_unlock(&d->conns_lock);
+    /* A VMM that breaks the protocol is worth a warning; a VMM that simply
+     * goes away is not. */
+    enum log_level lvl = strncmp(why, "VMM protocol error", 18) == 0 ? LOG_WARN : LOG_INFO;
     if (c->xp)
-        log_info("partition %s (id %u): connection closed: %s", c->name, c->xp->id, why);
+        log_msg(lvl, "partition %s (id %u): connection closed: %s", c->name, c->xp->id, why);
     else
-        log_info("VMM connection closed before HELLO: %s", why);
+        log_msg(lvl, "VMM connection (before HELLO) closed: %s", why);
 }
 
 /* Bind a unix socket, refusing to steal one a live process still serves. */
