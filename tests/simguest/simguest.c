@@ -1,0 +1,825 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmbus-simguest: a demo and diagnostic client for a running vmbusd.
+ *
+ * It plays a VMM and its guest at once (the tests/sim simulator: memfd RAM,
+ * SynIC pages, irqfds, and a guest VMBus driver that behaves like Linux 6.1's
+ * hv_vmbus), connects to vmbusd's vmbus-user socket and says in plain words
+ * what happens: the VMBus version negotiated, every offer, each channel
+ * opened.  On echo channels it sends packets and checks every echo; on the
+ * heartbeat, shutdown and timesync channels it answers like Linux's hv_utils
+ * (IC version negotiation, heartbeats, time samples, shutdown requests).
+ * After --seconds it closes the channels, sends UNLOAD and exits 0 only if
+ * everything checked out.
+ *
+ * The integration-service wire format is written out here from the guest's
+ * point of view (docs: linux-guest-contract section 4), independently of
+ * vmbusd's own src/vsp/ic code, so the two check each other.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/guid.h"
+#include "simvm.h"
+#include "vsp/echo.h"
+
+/* ------------------------------------------------------------------ */
+/* Integration-service framing, guest side                              */
+
+struct g_pipe_hdr {
+    uint32_t flags;
+    uint32_t msgsize;
+} __attribute__((packed));
+
+struct g_ic_ver {
+    uint16_t major, minor;
+} __attribute__((packed));
+
+struct g_ic_hdr {
+    struct g_ic_ver framework; /* +0 */
+    uint16_t type;             /* +4 */
+    struct g_ic_ver msgver;    /* +6 */
+    uint16_t size;             /* +10 */
+    uint32_t status;           /* +12 */
+    uint8_t trans_id;          /* +16 */
+    uint8_t flags;             /* +17 */
+    uint8_t reserved[2];
+} __attribute__((packed));
+
+struct g_negotiate {
+    uint16_t fw_count;
+    uint16_t msg_count;
+    uint32_t reserved;
+    struct g_ic_ver v[];
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct g_ic_hdr) == 20, "IC header");
+_Static_assert(sizeof(struct g_negotiate) == 8, "negotiate");
+
+#define G_ICMSG_HDR 28u /* pipe header + IC header */
+#define G_IC_FLAG_TRANSACTION 1u
+#define G_IC_FLAG_RESPONSE 4u
+#define G_IC_NEGOTIATE 0u
+#define G_IC_HEARTBEAT 1u
+#define G_IC_SHUTDOWN 3u
+#define G_IC_TIMESYNC 4u
+#define G_S_OK 0u
+#define G_E_FAIL 0x80004005u
+#define G_MAX_VERCNT 100u
+/* hv_utils: max_pkt_size 4 KiB; 16 KiB rings (4 pages incl. header) each way */
+#define G_UTIL_MAX_PKT 4096u
+#define G_UTIL_RING_PAGES 4u
+#define G_ECHO_RING_PAGES 8u
+#define G_ECHO_MAX_LEN 4000u
+/* 100 ns units between 1601-01-01 and 1970-01-01 */
+#define G_EPOCH_DELTA 116444736000000000ull
+
+enum kind { K_UNKNOWN, K_ECHO, K_HEARTBEAT, K_SHUTDOWN, K_TIMESYNC, K_KVP, K_VSS, K_FCOPY };
+
+struct svc {
+    enum kind kind;
+    const char *name;
+    const char *guid;
+    uint16_t msg_type;
+    /* what Linux 6.1 accepts, in its preference order */
+    struct g_ic_ver fw[2];
+    struct g_ic_ver msg[4];
+    unsigned n_msg;
+    const char *why_not; /* set: offered but not opened */
+};
+
+static const struct svc svcs[] = {
+    {K_ECHO, "echo", ECHO_CLASS_GUID_STR, 0, {{0, 0}}, {{0, 0}}, 0, NULL},
+    {K_HEARTBEAT, "heartbeat", "57164f39-9115-4e78-ab55-382f3bd5422d", G_IC_HEARTBEAT,
+     {{3, 0}, {1, 0}}, {{3, 0}, {1, 0}}, 2, NULL},
+    {K_SHUTDOWN, "shutdown", "0e0b6031-5213-4934-818b-38d90ced39db", G_IC_SHUTDOWN,
+     {{3, 0}, {1, 0}}, {{3, 2}, {3, 1}, {3, 0}, {1, 0}}, 4, NULL},
+    {K_TIMESYNC, "timesync", "9527e630-d0ae-497b-adce-e80ab0175caf", G_IC_TIMESYNC,
+     {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, NULL},
+    {K_KVP, "kvp", "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6", 2, {{3, 0}, {1, 0}},
+     {{4, 0}, {3, 0}, {1, 0}}, 3,
+     "Linux answers it only when hv_kvp_daemon runs; this demo has none"},
+    {K_VSS, "vss (backup)", "35fa2e29-ea23-4236-96ae-3a6ebacba440", 5, {{0, 0}}, {{0, 0}}, 0,
+     "needs hv_vss_daemon"},
+    {K_FCOPY, "fcopy (file copy)", "34d14be3-dee4-41c8-9ae7-6b174977c192", 7, {{0, 0}}, {{0, 0}},
+     0, "needs hv_fcopy_daemon"},
+};
+
+static const struct svc unknown_svc = {K_UNKNOWN, "unknown", "", 0, {{0, 0}}, {{0, 0}}, 0,
+                                       "no driver for this class"};
+
+static const struct svc *svc_of(const struct hv_guid *g)
+{
+    for (size_t i = 0; i < sizeof(svcs) / sizeof(svcs[0]); i++) {
+        struct hv_guid x;
+        if (guid_parse(svcs[i].guid, &x) == 0 && guid_equal(&x, g))
+            return &svcs[i];
+    }
+    return &unknown_svc;
+}
+
+/* ------------------------------------------------------------------ */
+/* State and output                                                     */
+
+struct gchan {
+    const struct svc *svc;
+    struct sim_chan *ch;
+    uint32_t relid;
+    /* echo */
+    uint64_t echoed, echo_bytes, echo_comp;
+    /* IC */
+    bool negotiated, neg_failed;
+    struct g_ic_ver fw, ver;
+    uint64_t heartbeats, timesyncs, shutdowns, other, dropped;
+    uint64_t last_seq;
+};
+
+static struct {
+    struct sim_vm *vm;
+    struct gchan ch[SIM_MAX_CHANNELS];
+    int nch;
+    int failures;
+    uint64_t t0;
+    bool quiet_ts; /* do not print every timesync sample */
+} g;
+
+static double elapsed(void) { return (double)(sim_now_ms() - g.t0) / 1000.0; }
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    printf("[%7.3f] ", elapsed());
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    g.failures++;
+    printf("[%7.3f] PROBLEM: ", elapsed());
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+}
+
+/* ------------------------------------------------------------------ */
+/* Connecting to an external vmbusd                                     */
+
+/* sim_vm_new() for a daemon this process did not start: the same memory,
+ * vCPU and socket setup, pointed at an arbitrary vmbus-user socket.  Only
+ * the public simulator API and struct sim_vm are used.  path must outlive
+ * the VM.  NULL (reason printed) on failure. */
+static struct sim_vm *simguest_vm_connect(const char *path, const char *name, uint32_t vcpus,
+                                          uint64_t mem_size)
+{
+    struct sim_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return NULL;
+    vm->sock = vm->memfd = -1;
+    for (uint32_t i = 0; i < SIM_MAX_VCPUS; i++)
+        vm->vp[i].irqfd = vm->vp[i].resamplefd = -1;
+    vm->q = calloc(SIM_MSGQ_LEN, sizeof(*vm->q));
+    snprintf(vm->name, sizeof(vm->name), "%s", name);
+    vm->mem_size = mem_size;
+    vm->vcpus = vcpus;
+    vm->consume_msgs = true;
+    vm->next_gpadl = 0xE1E10u;       /* what Linux's first GPADL handle looks like */
+    vm->alloc_next = vm->alloc_floor = 1u << 20;
+    vm->msg_conn_id = VMBUS_MESSAGE_CONNECTION_ID;
+    vm->sock_path = path;
+    if (!vm->q)
+        goto fail;
+    vm->memfd = memfd_create(vm->name, MFD_CLOEXEC);
+    if (vm->memfd < 0 || ftruncate(vm->memfd, (off_t)mem_size) < 0) {
+        perror("vmbus-simguest: guest RAM (memfd)");
+        goto fail;
+    }
+    vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd, 0);
+    if (vm->mem == MAP_FAILED) {
+        vm->mem = NULL;
+        perror("vmbus-simguest: mmap guest RAM");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < vcpus; i++) {
+        vm->vp[i].simp_off = sim_alloc_pages(vm, 1);
+        vm->vp[i].siefp_off = sim_alloc_pages(vm, 1);
+        vm->vp[i].irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        vm->vp[i].resamplefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (vm->vp[i].irqfd < 0 || vm->vp[i].resamplefd < 0) {
+            perror("vmbus-simguest: eventfd");
+            goto fail;
+        }
+    }
+    vm->int_page_off = sim_alloc_pages(vm, 1);
+    vm->mon1_off = sim_alloc_pages(vm, 1);
+    vm->mon2_off = sim_alloc_pages(vm, 1);
+    vm->alloc_floor = vm->alloc_next;
+
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fprintf(stderr, "vmbus-simguest: socket path too long: %s\n", path);
+        goto fail;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    vm->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (vm->sock < 0 || connect(vm->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr, "vmbus-simguest: cannot connect to %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "  (is vmbusd running with --socket %s ?)\n", path);
+        goto fail;
+    }
+    int r = sim_vmm_setup(vm);
+    if (r < 0) {
+        fprintf(stderr, "vmbus-simguest: vmbus-user setup (HELLO ...) failed: %s%s%s\n",
+                strerror(-r), vm->error[0] ? "; vmbusd said: " : "", vm->error);
+        goto fail;
+    }
+    return vm;
+fail:
+    sim_vm_free(vm);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* hv_utils behaviour                                                   */
+
+static const char *ver_list(const struct g_ic_ver *v, unsigned n, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (unsigned i = 0; i < n && o + 12 < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%u.%u", i ? " " : "", v[i].major, v[i].minor);
+    return buf;
+}
+
+/* vmbus_prep_negotiate_resp(): rewrites the negotiate body in place.
+ * Returns true if both a framework and a message version matched. */
+static bool answer_negotiate(struct gchan *c, uint8_t *pkt, uint32_t len)
+{
+    struct g_ic_hdr h;
+    memcpy(&h, pkt + 8, sizeof(h));
+    if (len < G_ICMSG_HDR + 4) {
+        fail("%s: negotiate of %u bytes is too short for the counts; replied unchanged, as "
+             "Linux does", c->svc->name, len);
+        c->neg_failed = true;
+        return false;
+    }
+    h.size = 16;
+    struct g_negotiate neg;
+    memcpy(&neg, pkt + G_ICMSG_HDR, 4);
+    unsigned nfw = neg.fw_count, nmsg = neg.msg_count;
+    struct g_ic_ver host[2 * G_MAX_VERCNT], fw = {(uint16_t)nfw, 0}, mv = {(uint16_t)nmsg, 0};
+    bool found = false;
+    char a[256], b[256];
+    if (nfw > G_MAX_VERCNT || nmsg > G_MAX_VERCNT ||
+        G_ICMSG_HDR + 8 + 4 * (nfw + nmsg) > len) {
+        fail("%s: invalid negotiate (framework count %u, message count %u, %u bytes)",
+             c->svc->name, nfw, nmsg, len);
+    } else {
+        memcpy(host, pkt + G_ICMSG_HDR + 8, 4 * (size_t)(nfw + nmsg));
+        say("%s: host offers framework %s, message %s", c->svc->name,
+            ver_list(host, nfw, a, sizeof(a)), ver_list(host + nfw, nmsg, b, sizeof(b)));
+        for (unsigned i = 0; i < 2 && !found; i++)
+            for (unsigned j = 0; j < nfw && !found; j++)
+                if (host[j].major == c->svc->fw[i].major && host[j].minor == c->svc->fw[i].minor) {
+                    fw = host[j];
+                    found = true;
+                }
+        if (found) {
+            found = false;
+            for (unsigned i = 0; i < c->svc->n_msg && !found; i++)
+                for (unsigned j = nfw; j < nfw + nmsg && !found; j++)
+                    if (host[j].major == c->svc->msg[i].major &&
+                        host[j].minor == c->svc->msg[i].minor) {
+                        mv = host[j];
+                        found = true;
+                    }
+        }
+    }
+    neg.fw_count = found ? 1 : 0;
+    neg.msg_count = found ? 1 : 0;
+    memcpy(pkt + 8, &h, sizeof(h));
+    memcpy(pkt + G_ICMSG_HDR, &neg, 4);
+    /* entries 0 and 1 are written even on failure, as Linux does; the caller's
+     * buffer has room for them */
+    memcpy(pkt + G_ICMSG_HDR + 8, &fw, 4);
+    memcpy(pkt + G_ICMSG_HDR + 12, &mv, 4);
+    if (found) {
+        c->negotiated = true;
+        c->fw = fw;
+        c->ver = mv;
+        say("%s: negotiated framework %u.%u, message version %u.%u (Linux accepts %s)",
+            c->svc->name, fw.major, fw.minor, mv.major, mv.minor,
+            ver_list(c->svc->msg, c->svc->n_msg, a, sizeof(a)));
+    } else {
+        c->neg_failed = true;
+        fail("%s: no common version (Linux accepts framework %s, message %s); replying 0/0",
+             c->svc->name, ver_list(c->svc->fw, 2, a, sizeof(a)),
+             ver_list(c->svc->msg, c->svc->n_msg, b, sizeof(b)));
+    }
+    return found;
+}
+
+static void fmt_host_time(uint64_t t100ns, char *buf, size_t len, double *offset_ms)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (t100ns < G_EPOCH_DELTA) {
+        snprintf(buf, len, "(before 1970: %" PRIu64 ")", t100ns);
+        *offset_ms = 0;
+        return;
+    }
+    uint64_t u = t100ns - G_EPOCH_DELTA;
+    time_t s = (time_t)(u / 10000000u);
+    unsigned ms = (unsigned)((u % 10000000u) / 10000u);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char d[40];
+    strftime(d, sizeof(d), "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03u UTC", d, ms);
+    double ours = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
+    *offset_ms = (double)u / 1e4 - ours;
+}
+
+/* One host->guest IC packet: handle it and reply in place, or drop it as
+ * Linux would. */
+static void ic_packet(struct gchan *c, const struct vmpacket_descriptor *d, uint8_t *pkt,
+                      uint32_t len)
+{
+    if (len < G_ICMSG_HDR) {
+        fail("%s: %u-byte packet is shorter than the IC headers; Linux drops it", c->svc->name,
+             len);
+        c->dropped++;
+        return;
+    }
+    struct g_ic_hdr h;
+    memcpy(&h, pkt + 8, sizeof(h));
+    if (h.type == G_IC_NEGOTIATE) {
+        answer_negotiate(c, pkt, len);
+        memcpy(&h, pkt + 8, sizeof(h));
+    } else if (h.type == c->svc->msg_type && c->svc->kind == K_HEARTBEAT) {
+        if (len < G_ICMSG_HDR + 8) {
+            fail("heartbeat: %u bytes, too short for the sequence number; dropped", len);
+            c->dropped++;
+            return;
+        }
+        uint64_t seq;
+        memcpy(&seq, pkt + G_ICMSG_HDR, 8);
+        if (!c->negotiated)
+            fail("heartbeat: seq %" PRIu64 " arrived before the version negotiation", seq);
+        if (c->heartbeats && seq <= c->last_seq)
+            fail("heartbeat: seq %" PRIu64 " after %" PRIu64 " (not increasing)", seq,
+                 c->last_seq);
+        c->last_seq = seq;
+        seq++;
+        memcpy(pkt + G_ICMSG_HDR, &seq, 8);
+        c->heartbeats++;
+        say("heartbeat %" PRIu64 " answered (seq %" PRIu64 " -> %" PRIu64 ")", c->heartbeats,
+            seq - 1, seq);
+    } else if (h.type == c->svc->msg_type && c->svc->kind == K_TIMESYNC) {
+        bool v4 = c->ver.major >= 4;
+        uint32_t need = G_ICMSG_HDR + (v4 ? 22u : 25u);
+        if (len < need) {
+            fail("timesync: %u bytes, version %u.%u needs %u; dropped (Linux too)", len,
+                 c->ver.major, c->ver.minor, need);
+            c->dropped++;
+            return; /* Linux stops reading without replying */
+        }
+        uint64_t host;
+        uint8_t flags = pkt[G_ICMSG_HDR + (v4 ? 16 : 24)];
+        memcpy(&host, pkt + G_ICMSG_HDR, 8);
+        char when[64];
+        double off;
+        fmt_host_time(host, when, sizeof(when), &off);
+        c->timesyncs++;
+        const char *what = flags == 1 ? "SYNC (a Linux guest steps its clock)"
+                         : flags == 2 ? "SAMPLE"
+                         : flags == 0 ? "PROBE"
+                                      : "unknown flags";
+        if (!g.quiet_ts || c->timesyncs == 1)
+            say("timesync %s: host time %s (%+.1f ms from this host's clock), answered", what,
+                when, off);
+    } else if (h.type == c->svc->msg_type && c->svc->kind == K_SHUTDOWN) {
+        if (len < G_ICMSG_HDR + 2060) {
+            fail("shutdown: %u bytes, needs %u; dropped (Linux too)", len, G_ICMSG_HDR + 2060);
+            c->dropped++;
+            return;
+        }
+        uint32_t reason, timeout, flags;
+        memcpy(&reason, pkt + G_ICMSG_HDR, 4);
+        memcpy(&timeout, pkt + G_ICMSG_HDR + 4, 4);
+        memcpy(&flags, pkt + G_ICMSG_HDR + 8, 4);
+        const char *what;
+        switch (flags) {
+        case 0: case 1: h.status = G_S_OK; what = "power off"; break;
+        case 2: case 3: h.status = G_S_OK; what = "reboot"; break;
+        case 4: case 5: h.status = G_E_FAIL; what = "hibernate (not enabled: refused)"; break;
+        default: h.status = G_E_FAIL; what = "invalid request (refused)"; break;
+        }
+        c->shutdowns++;
+        say("shutdown request: %s%s (reason 0x%x, timeout %u s); answered %s%s", what,
+            flags & 1 ? ", forced" : "", reason, timeout, h.status == G_S_OK ? "S_OK" : "E_FAIL",
+            h.status == G_S_OK ? " - a Linux guest would now do it; this one keeps running" : "");
+    } else {
+        h.status = G_E_FAIL;
+        c->other++;
+        say("%s: message type %u is not for this service; answered E_FAIL", c->svc->name,
+            h.type);
+    }
+    h.flags = G_IC_FLAG_TRANSACTION | G_IC_FLAG_RESPONSE;
+    memcpy(pkt + 8, &h, sizeof(h));
+    uint64_t end = sim_now_ms() + 2000;
+    int r;
+    while ((r = sim_chan_send(c->ch, VM_PKT_DATA_INBAND, 0, d->trans_id, pkt, len)) == -EAGAIN &&
+           sim_now_ms() < end)
+        sim_poll(g.vm, 10);
+    if (r != 0)
+        fail("%s: sending the reply failed: %s", c->svc->name, strerror(-r));
+}
+
+static void service_ic(void)
+{
+    static uint8_t buf[G_UTIL_MAX_PKT + 64];
+    for (int i = 0; i < g.nch; i++) {
+        struct gchan *c = &g.ch[i];
+        if (!c->ch || !c->ch->open || c->svc->kind == K_ECHO)
+            continue;
+        for (;;) {
+            struct vmpacket_descriptor d;
+            uint32_t len = 0;
+            memset(buf, 0, sizeof(buf));
+            if (sim_chan_try_recv(c->ch, &d, buf, G_UTIL_MAX_PKT, &len) != 1)
+                break;
+            if (len > G_UTIL_MAX_PKT) {
+                fail("%s: %u-byte packet exceeds the 4 KiB hv_utils buffer", c->svc->name, len);
+                len = G_UTIL_MAX_PKT;
+            }
+            if (d.type != VM_PKT_DATA_INBAND) {
+                fail("%s: packet type %u (expected inband data)", c->svc->name, d.type);
+                continue;
+            }
+            ic_packet(c, &d, buf, len);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Echo                                                                 */
+
+static void run_echo(struct gchan *c, uint32_t packets)
+{
+    uint64_t t0 = sim_now_ms();
+    for (uint32_t i = 0; i < packets; i++) {
+        uint32_t len = 1 + (uint32_t)(((uint64_t)i * 977) % G_ECHO_MAX_LEN);
+        bool comp = i & 1;
+        int r = sim_echo_roundtrip(c->ch, len, 1000 + i, comp);
+        if (r != 0) {
+            fail("echo relid %u: packet %u (%u bytes) %s", c->relid, i + 1, len,
+                 r == -ETIMEDOUT ? "got no echo" : "came back wrong");
+            return;
+        }
+        c->echoed++;
+        c->echo_bytes += len;
+        c->echo_comp += comp;
+        if ((i & 63) == 63)
+            service_ic(); /* keep answering heartbeats meanwhile */
+    }
+    say("echo relid %u: %" PRIu64 " packets sent, %" PRIu64 " echoes checked, %" PRIu64
+        " bytes verified (%" PRIu64 " came back as completions) in %.0f ms",
+        c->relid, (uint64_t)packets, c->echoed, c->echo_bytes, c->echo_comp,
+        (double)(sim_now_ms() - t0));
+}
+
+/* ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: vmbus-simguest [OPTIONS]\n"
+            "\n"
+            "Connects to a running vmbusd as a simulated VM (VMM + Linux-like guest),\n"
+            "negotiates VMBus, lists the offers, exercises echo channels and answers the\n"
+            "heartbeat, shutdown and timesync services like Linux's hv_utils, then\n"
+            "closes everything and sends UNLOAD.  Exit status 0 only if all checked out.\n"
+            "\n"
+            "  -s, --socket PATH    vmbusd's vmbus-user socket\n"
+            "                       (default /run/vmbusd/vmbus-user.sock)\n"
+            "  -n, --name VM        VM name sent in HELLO; selects [vm NAME] in vmbusd's\n"
+            "                       configuration (default simguest)\n"
+            "  -v, --version X.Y    VMBus version to ask for (default: the newest vmbusd\n"
+            "                       accepts, trying 5.3 down to 0.13 like Linux)\n"
+            "  -p, --packets N      packets per echo channel (default 100)\n"
+            "  -t, --seconds S      how long to keep answering the integration services\n"
+            "                       (default 3)\n"
+            "  -q, --quiet-timesync print only the first timesync message\n"
+            "  -h, --help           this text\n");
+}
+
+static bool parse_version(const char *s, uint32_t *v)
+{
+    unsigned maj, min;
+    char extra;
+    if (sscanf(s, "%u.%u%c", &maj, &min, &extra) != 2 || maj > 0xffff || min > 0xffff)
+        return false;
+    *v = VMBUS_VERSION(maj, min);
+    return true;
+}
+
+static const char *offer_kind(const struct sim_offer *o)
+{
+    if (o->monitor_allocated)
+        return "monitored (MNF)";
+    return o->is_dedicated_interrupt ? "dedicated interrupt" : "shared interrupt";
+}
+
+/* Print the offers not listed yet and mark them listed. */
+static void list_offers(bool *listed)
+{
+    for (int i = 0; i < g.vm->noffers; i++) {
+        const struct sim_offer *o = &g.vm->offers[i];
+        if (!o->valid || o->rescinded || listed[i])
+            continue;
+        listed[i] = true;
+        char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
+        guid_format(&o->if_type, cls);
+        guid_format(&o->if_instance, inst);
+        const struct svc *s = svc_of(&o->if_type);
+        printf("            relid %-3u %-10s class %s  instance %s  (connection id %#x, %s)\n",
+               o->relid, s->name, cls, inst, o->connection_id, offer_kind(o));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'},  {"name", required_argument, NULL, 'n'},
+        {"version", required_argument, NULL, 'v'}, {"packets", required_argument, NULL, 'p'},
+        {"seconds", required_argument, NULL, 't'}, {"quiet-timesync", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    const char *sock = "/run/vmbusd/vmbus-user.sock", *name = "simguest";
+    uint32_t want_version = 0, packets = 100;
+    double seconds = 3;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "s:n:v:p:t:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': sock = optarg; break;
+        case 'n': name = optarg; break;
+        case 'v':
+            if (!parse_version(optarg, &want_version)) {
+                fprintf(stderr, "vmbus-simguest: --version wants MAJOR.MINOR, e.g. 5.3\n");
+                return 2;
+            }
+            break;
+        case 'p': {
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || n > 100000000ul) {
+                fprintf(stderr, "vmbus-simguest: --packets wants a number\n");
+                return 2;
+            }
+            packets = (uint32_t)n;
+            break;
+        }
+        case 't':
+            seconds = strtod(optarg, &end);
+            if (*end || !*optarg || seconds < 0 || seconds > 86400) {
+                fprintf(stderr, "vmbus-simguest: --seconds wants a number of seconds\n");
+                return 2;
+            }
+            break;
+        case 'q': g.quiet_ts = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vmbus-simguest: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (strlen(name) >= VU_VM_NAME_LEN) {
+        fprintf(stderr, "vmbus-simguest: --name is longer than %d bytes\n", VU_VM_NAME_LEN - 1);
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    g.t0 = sim_now_ms();
+
+    /* ---- VMM: connect and describe the VM ---- */
+    const uint32_t vcpus = 2;
+    const uint64_t mem = 64u << 20;
+    say("connecting to vmbusd at %s as VM \"%s\"", sock, name);
+    struct sim_vm *vm = simguest_vm_connect(sock, name, vcpus, mem);
+    if (!vm)
+        return 1;
+    g.vm = vm;
+    say("vmbusd accepted the VMM (vmbus-user %u.%u, partition id %u); gave it %u vCPUs and "
+        "%" PRIu64 " MiB of guest RAM",
+        VU_PROTOCOL_MAJOR, VU_PROTOCOL_MINOR, vm->partition_id, vcpus, mem >> 20);
+
+    /* ---- guest: VMBus version ---- */
+    int rc = 1;
+    if (want_version) {
+        int r = sim_connect_version(vm, want_version);
+        if (r != 1) {
+            fail("vmbusd %s VMBus version %s", r == 0 ? "refused" : "did not answer for",
+                 sim_version_str(want_version));
+            goto out;
+        }
+    } else {
+        static const uint32_t order[] = {
+            VMBUS_VERSION_WIN10_V5_3, VMBUS_VERSION_WIN10_V5_2, VMBUS_VERSION_WIN10_V5_1,
+            VMBUS_VERSION_WIN10_V5,   VMBUS_VERSION_WIN10_RS3,  VMBUS_VERSION_WIN10,
+            VMBUS_VERSION_WIN8_1,     VMBUS_VERSION_WIN8,       VMBUS_VERSION_WIN7,
+            VMBUS_VERSION_WS2008,
+        };
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]) && !vm->version; i++) {
+            int r = sim_connect_version(vm, order[i]);
+            if (r < 0) {
+                fail("no answer to INITIATE_CONTACT %s: %s", sim_version_str(order[i]),
+                     strerror(-r));
+                goto out;
+            }
+            if (r == 0)
+                say("VMBus version %s refused, trying an older one", sim_version_str(order[i]));
+        }
+        if (!vm->version) {
+            fail("vmbusd refused every VMBus version");
+            goto out;
+        }
+    }
+    say("VMBus version %s negotiated (guest messages go to connection id %u)",
+        sim_version_str(vm->version), vm->msg_conn_id);
+
+    /* ---- offers ---- */
+    int n = sim_request_offers(vm);
+    if (n < 0) {
+        fail("REQUESTOFFERS: %s", strerror(-n));
+        goto out;
+    }
+    say("%d offer%s received before ALLOFFERS_DELIVERED%s", n, n == 1 ? "" : "s",
+        n ? ":" : "");
+    bool listed[SIM_MAX_CHANNELS] = {false};
+    list_offers(listed);
+    /* Offers may still come after ALLOFFERS_DELIVERED (hot add; Linux takes
+     * them).  Give late ones a moment so the demo shows and opens them. */
+    uint64_t grace = sim_now_ms() + (n ? 300 : 1000);
+    while (sim_now_ms() < grace)
+        sim_poll(vm, 20);
+    int late = 0;
+    for (int i = 0; i < vm->noffers; i++)
+        late += vm->offers[i].valid && !vm->offers[i].rescinded && !listed[i];
+    if (late) {
+        say("note: %d more offer%s arrived after ALLOFFERS_DELIVERED (hot add):", late,
+            late == 1 ? "" : "s");
+        list_offers(listed);
+    }
+    if (n + late == 0)
+        say("note: no offers at all - does vmbusd's configuration give VM \"%s\" any VSP?", name);
+
+    /* ---- open channels ---- */
+    for (int i = 0; i < vm->noffers; i++) {
+        const struct sim_offer *o = &vm->offers[i];
+        if (!o->valid || o->rescinded)
+            continue;
+        const struct svc *s = svc_of(&o->if_type);
+        if (s->why_not) {
+            say("relid %u (%s): not opened - %s", o->relid, s->name, s->why_not);
+            continue;
+        }
+        uint32_t pages = s->kind == K_ECHO ? G_ECHO_RING_PAGES : G_UTIL_RING_PAGES;
+        vm->max_pkt = s->kind == K_ECHO ? 0 : G_UTIL_MAX_PKT;
+        int st = 0;
+        struct sim_chan *ch = sim_chan_open(vm, o->relid, pages, pages, &st);
+        if (!ch) {
+            fail("relid %u (%s): open failed (status %d)", o->relid, s->name, st);
+            continue;
+        }
+        struct gchan *gc = &g.ch[g.nch++];
+        memset(gc, 0, sizeof(*gc));
+        gc->svc = s;
+        gc->ch = ch;
+        gc->relid = o->relid;
+        say("relid %u (%s): opened, rings %u KiB each way incl. header page (ring GPADL %#x)",
+            o->relid, s->name, pages * 4, ch->gpadl);
+    }
+    service_ic();
+
+    /* ---- echo channels ---- */
+    for (int i = 0; i < g.nch; i++)
+        if (g.ch[i].svc->kind == K_ECHO)
+            run_echo(&g.ch[i], packets);
+
+    /* ---- integration services for S seconds ---- */
+    bool have_ic = false;
+    for (int i = 0; i < g.nch; i++)
+        have_ic |= g.ch[i].svc->kind != K_ECHO;
+    if (have_ic) {
+        say("answering the integration services for %g s ...", seconds);
+        uint64_t start = sim_now_ms(), until = start + (uint64_t)(seconds * 1000);
+        for (;;) {
+            sim_poll(vm, 20);
+            service_ic();
+            if (vm->dead)
+                break;
+            /* past --seconds, keep going (up to 5 s) only for a negotiation
+             * still under way */
+            bool pending = false;
+            for (int i = 0; i < g.nch; i++)
+                pending |= g.ch[i].svc->kind != K_ECHO && !g.ch[i].negotiated &&
+                           !g.ch[i].neg_failed;
+            uint64_t now = sim_now_ms();
+            if (now >= until && (!pending || now >= start + 5000))
+                break;
+        }
+    }
+    if (vm->dead) {
+        fail("vmbusd closed the connection%s%s", vm->error[0] ? ": " : "", vm->error);
+        goto out;
+    }
+
+    /* ---- close and unload ---- */
+    for (int i = 0; i < g.nch; i++) {
+        struct gchan *gc = &g.ch[i];
+        int r = sim_chan_close(gc->ch);
+        if (r != 0)
+            fail("relid %u (%s): close failed: %s", gc->relid, gc->svc->name, strerror(-r));
+        else
+            say("relid %u (%s): closed, ring GPADL torn down", gc->relid, gc->svc->name);
+    }
+    if (vm->version >= VMBUS_VERSION_WIN8_1) {
+        int r = sim_unload(vm);
+        if (r != 0)
+            fail("UNLOAD: %s", strerror(-r));
+        else
+            say("UNLOAD acknowledged by vmbusd (UNLOAD_RESPONSE)");
+    } else {
+        say("VMBus %s has no UNLOAD (Linux skips it before 3.0)", sim_version_str(vm->version));
+    }
+
+    /* ---- verdict ---- */
+    printf("\nsummary:\n");
+    for (int i = 0; i < g.nch; i++) {
+        struct gchan *gc = &g.ch[i];
+        switch (gc->svc->kind) {
+        case K_ECHO:
+            printf("  echo      relid %-3u %" PRIu64 "/%u echoes verified, %" PRIu64 " bytes\n",
+                   gc->relid, gc->echoed, packets, gc->echo_bytes);
+            break;
+        default:
+            printf("  %-9s relid %-3u ", gc->svc->name, gc->relid);
+            if (gc->negotiated)
+                printf("version %u.%u (framework %u.%u)", gc->ver.major, gc->ver.minor,
+                       gc->fw.major, gc->fw.minor);
+            else
+                printf("not negotiated");
+            if (gc->svc->kind == K_HEARTBEAT)
+                printf(", %" PRIu64 " heartbeats answered", gc->heartbeats);
+            if (gc->svc->kind == K_TIMESYNC)
+                printf(", %" PRIu64 " time messages answered", gc->timesyncs);
+            if (gc->svc->kind == K_SHUTDOWN)
+                printf(", %" PRIu64 " shutdown requests", gc->shutdowns);
+            printf("\n");
+            if (!gc->negotiated && !gc->neg_failed)
+                fail("%s: vmbusd never sent the version negotiation", gc->svc->name);
+            if (gc->svc->kind == K_HEARTBEAT && gc->negotiated && gc->heartbeats == 0)
+                fail("heartbeat: no heartbeat arrived in %g s", seconds);
+            if (gc->svc->kind == K_TIMESYNC && gc->negotiated && gc->timesyncs == 0)
+                printf("            note: no time message arrived (vmbusd sends one right after"
+                       " negotiation)\n");
+            break;
+        }
+        if (gc->svc->kind == K_ECHO && gc->echoed != packets && !g.failures)
+            fail("echo relid %u: only %" PRIu64 " of %u echoes", gc->relid, gc->echoed, packets);
+    }
+    if (vm->bad_host_msgs)
+        fail("%" PRIu64 " channel messages from vmbusd that Linux would reject",
+             vm->bad_host_msgs);
+    if (vm->error[0])
+        fail("vmbusd reported an error: %s", vm->error);
+    if (g.failures == 0)
+        rc = 0;
+out:
+    if (rc == 0)
+        printf("result: OK - everything checked out\n");
+    else
+        printf("result: FAILED (%d problem%s above)\n", g.failures ? g.failures : 1,
+               g.failures == 1 ? "" : "s");
+    sim_vm_free(vm);
+    return rc;
+}
