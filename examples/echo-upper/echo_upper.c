@@ -4,15 +4,16 @@
  * walks through it).
  *
  * Every VM configured to get it ("vsp = ... echo-upper" in [vm NAME]) is
- * offered one channel of class EU_CLASS.  Each DATA_INBAND packet the guest
- * sends on it is answered with prefix + the payload with a-z upper-cased,
- * under the same trans_id: as a completion if the guest asked for one, else
- * as an inband packet.
+ * offered one channel of class ECHO_UPPER_CLASS.  Each message the guest
+ * sends on it (echo_upper.h: an 8-byte header with the text length, then the
+ * text) is answered with prefix + the text with a-z upper-cased, under the
+ * same trans_id: as a completion if the guest asked for one, else inband.
+ * Malformed messages are counted, logged (rate-limited) and dropped.
  *
  * Parameters ([vsp echo-upper] in vmbusd.conf):
  *   prefix = TEXT       put before every answer (printable ASCII, <= 64 bytes,
  *                       default none)
- *   max_payload = N     larger packets are dropped (1..1048576, default 65536)
+ *   max_payload = N     longer texts are dropped (1..1048576, default 65536)
  *
  * Control command (vmbusctl control VM echo-upper stats): packet counters.
  * Status (vmbusctl status VM): echo-upper.state, echo-upper.packets.
@@ -29,9 +30,7 @@
 
 #include <vmbusd/vsp.h>
 
-/* Our own interface type: no guest driver binds to it unless written for it. */
-#define EU_CLASS    "9a11869b-dc0b-4cde-8233-51b8c6059083"
-#define EU_INSTANCE "f1609556-202f-4c9c-9275-894f47e85bc5"
+#include "echo_upper.h"
 
 #define EU_PREFIX_MAX        64
 #define EU_MAX_PAYLOAD_DEF   65536u
@@ -103,7 +102,7 @@ static const struct eu_config eu_defaults = {.max_payload = EU_MAX_PAYLOAD_DEF};
 struct eu_channel {
     const struct eu_config *cfg;
     struct vsp_partition *part;
-    /* The answer being built or waiting for ring space: prefix + payload. */
+    /* The answer being built or waiting for ring space: header, prefix, text. */
     uint8_t *reply;
     size_t reply_cap;
     size_t reply_len;
@@ -113,7 +112,7 @@ struct eu_channel {
     unsigned warnings;
     /* Read by control() on another thread while callbacks run: atomics. */
     atomic_bool open;
-    atomic_uint_fast64_t packets, replies, dropped, ignored;
+    atomic_uint_fast64_t packets, replies, dropped, ignored, waits;
 };
 
 struct eu_partition {
@@ -132,7 +131,7 @@ static int eu_open(struct vsp_channel *ch, const uint8_t *user_data, size_t len)
 {
     struct eu_channel *e = vsp_channel_opaque(ch);
     /* The largest answer we ever build; allocated once per open. */
-    e->reply_cap = e->cfg->prefix_len + e->cfg->max_payload;
+    e->reply_cap = ECHO_UPPER_HDR_SIZE + e->cfg->prefix_len + e->cfg->max_payload;
     e->reply = malloc(e->reply_cap);
     if (!e->reply)
         return ENOMEM; /* non-zero: the guest's OPENCHANNEL fails */
@@ -187,25 +186,47 @@ static void eu_receive(struct vsp_channel *ch)
     while ((r = vsp_recv(ch, &pkt)) > 0) {
         atomic_fetch_add(&e->packets, 1);
         /* Everything in pkt came from the guest: check before use.  vmbusd
-         * has validated the framing (len, header_len lie inside the copy);
-         * the meaning is ours to check. */
+         * has checked the framing (data and len lie inside its private copy
+         * of the packet); what the bytes mean is ours to check. */
         if (pkt.type != VM_PKT_DATA_INBAND) {
             atomic_fetch_add(&e->ignored, 1);
             eu_bad_packet(ch, e, "ignoring packet of type", pkt.type);
             continue;
         }
-        if (pkt.len > e->cfg->max_payload) {
+        struct echo_upper_hdr h;
+        if (pkt.len < ECHO_UPPER_HDR_SIZE) {
             atomic_fetch_add(&e->dropped, 1);
-            eu_bad_packet(ch, e, "dropping packet larger than max_payload", pkt.len);
+            eu_bad_packet(ch, e, "dropping packet shorter than the header", pkt.len);
             continue;
         }
-        const uint8_t *in = pkt.data;
+        memcpy(&h, pkt.data, sizeof(h)); /* pkt.data need not be aligned */
+        if (h.reserved != 0) {
+            atomic_fetch_add(&e->dropped, 1);
+            eu_bad_packet(ch, e, "dropping message with reserved field", h.reserved);
+            continue;
+        }
+        /* pkt.len includes VMBus's padding to 8 bytes: len may be less,
+         * never more.  (Compare without overflow: len is guest-controlled.) */
+        if (h.len > pkt.len - ECHO_UPPER_HDR_SIZE) {
+            atomic_fetch_add(&e->dropped, 1);
+            eu_bad_packet(ch, e, "dropping message whose length exceeds the packet", h.len);
+            continue;
+        }
+        if (h.len > e->cfg->max_payload) {
+            atomic_fetch_add(&e->dropped, 1);
+            eu_bad_packet(ch, e, "dropping message longer than max_payload", h.len);
+            continue;
+        }
+        const uint8_t *in = (const uint8_t *)pkt.data + ECHO_UPPER_HDR_SIZE;
+        struct echo_upper_hdr rh = {.len = (uint32_t)e->cfg->prefix_len + h.len};
         uint8_t *out = e->reply;
+        memcpy(out, &rh, sizeof(rh));
+        out += ECHO_UPPER_HDR_SIZE;
         memcpy(out, e->cfg->prefix, e->cfg->prefix_len);
         out += e->cfg->prefix_len;
-        for (uint32_t i = 0; i < pkt.len; i++) /* ASCII only: no locale */
+        for (uint32_t i = 0; i < h.len; i++) /* ASCII only: no locale */
             out[i] = in[i] >= 'a' && in[i] <= 'z' ? (uint8_t)(in[i] - 'a' + 'A') : in[i];
-        e->reply_len = e->cfg->prefix_len + pkt.len;
+        e->reply_len = ECHO_UPPER_HDR_SIZE + rh.len;
         e->reply_trans = pkt.trans_id;
         e->reply_comp = (pkt.flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED) != 0;
 
@@ -214,6 +235,7 @@ static void eu_receive(struct vsp_channel *ch)
             /* The guest's ring is full.  e->reply stays as it is (pkt.data
              * would not: it is only valid until the next vsp_recv). */
             e->reply_held = true;
+            atomic_fetch_add(&e->waits, 1);
             break;
         }
         if (ret < 0) {
@@ -254,8 +276,8 @@ static int eu_attach(void *plugin_state, struct vsp_partition *p)
     ep->chan.part = p;
 
     struct vsp_offer o = {.ops = &eu_ops, .opaque = &ep->chan};
-    if (vsp_guid_parse(EU_CLASS, &o.class_id) < 0 ||
-        vsp_guid_parse(EU_INSTANCE, &o.instance_id) < 0) {
+    if (vsp_guid_parse(ECHO_UPPER_CLASS, &o.class_id) < 0 ||
+        vsp_guid_parse(ECHO_UPPER_INSTANCE, &o.instance_id) < 0) {
         free(ep);
         return -EINVAL;
     }
@@ -299,10 +321,10 @@ static int eu_control(void *plugin_state, struct vsp_partition *p, const char *c
     struct eu_channel *e = &ep->chan;
     snprintf(reply, reply_len,
              "channel %s, %" PRIuFAST64 " packets, %" PRIuFAST64 " replies, %" PRIuFAST64
-             " dropped, %" PRIuFAST64 " ignored, prefix \"%s\"",
+             " dropped, %" PRIuFAST64 " ignored, %" PRIuFAST64 " ring-full waits, prefix \"%s\"",
              atomic_load(&e->open) ? "open" : "closed", atomic_load(&e->packets),
              atomic_load(&e->replies), atomic_load(&e->dropped), atomic_load(&e->ignored),
-             e->cfg->prefix);
+             atomic_load(&e->waits), e->cfg->prefix);
     return 0;
 }
 

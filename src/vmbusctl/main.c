@@ -636,11 +636,13 @@ static int cmd_heartbeat(const struct ctl *c, int argc, char **argv)
             continue;
         put_padded(json_str(json_get(p, "name"), "?"), 20);
         printf(" %5llu  ", num_u(json_get(p, "id")));
-        put_padded(state ? state : "(no heartbeat service)", 9);
+        put_padded(state ? state : "-", 9);
         putchar(' ');
         put_padded(status_of(p, "heartbeat.seq", "-"), 20);
         putchar(' ');
         put_safe(stdout, status_of(p, "heartbeat.version", "-"), false);
+        if (!state)
+            printf("  (no heartbeat service)");
         putchar('\n');
     }
     json_free(j);
