@@ -281,14 +281,19 @@ static int eu_attach(void *plugin_state, struct vsp_partition *p)
         free(ep);
         return -EINVAL;
     }
+    /* Everything the channel callbacks use is ready before the offer: a
+     * guest that already asked for offers gets it at once and may open the
+     * channel before attach() returns. */
+    vsp_partition_set_status(p, "echo-upper.state", "offered");
+    vsp_partition_set_status(p, "echo-upper.packets", "0");
     ep->ch = vsp_channel_offer(p, &o);
     if (!ep->ch) {
         free(ep);
         return -ENOMEM;
     }
+    /* control() may run any time on another thread; until this store it
+     * answers "not attached". */
     vsp_partition_set_opaque(p, &vmbusd_vsp_plugin, ep);
-    vsp_partition_set_status(p, "echo-upper.state", "offered");
-    vsp_partition_set_status(p, "echo-upper.packets", "0");
     return 0;
 }
 
