@@ -53,14 +53,12 @@ static void handle_initiate_contact(struct xpartition *xp, uint32_t conn_id,
     if (xp->connected) {
         /* A guest that reconnects without UNLOAD (kexec, crash kernel, a
          * guest that lost its state) starts from scratch. */
-        log_info("partition %s: INITIATE_CONTACT while connected (version %u.%u); resetting "
-                 "the VMBus connection",
-                 xp->name, ver >> 16, ver & 0xffff);
+        xp_event(xp, "INITIATE_CONTACT while connected (version %u.%u); resetting "
+                 "the VMBus connection", ver >> 16, ver & 0xffff);
         xp_disconnect_locked(xp, false);
     }
     if (!vi) {
-        log_info("partition %s: guest proposed VMBus version %u.%u: not supported", xp->name,
-                 ver >> 16, ver & 0xffff);
+        xp_event(xp, "guest proposed VMBus version %u.%u: not supported", ver >> 16, ver & 0xffff);
         goto reply;
     }
     /* Versions from 5.0 on contact us on connection id 4; older ones on 1. */
@@ -104,7 +102,7 @@ static void handle_initiate_contact(struct xpartition *xp, uint32_t conn_id,
         if (xp->ops->eventfd_add(xp->ops_ctx, VMBUS_EVENT_CONNECTION_ID) == 0)
             xp->legacy_eventfd = true;
     }
-    log_info("partition %s: VMBus version %u.%u negotiated (target vcpu %u)", xp->name, ver >> 16,
+    xp_event(xp, "VMBus version %u.%u negotiated (target vcpu %u)", ver >> 16,
              ver & 0xffff, xp->target_vcpu);
 reply:
     if (!r.version_supported && m->target_vcpu < xp->nvcpus)
@@ -125,7 +123,7 @@ static void handle_request_offers(struct xpartition *xp)
 
 static void handle_unload(struct xpartition *xp)
 {
-    log_info("partition %s: guest UNLOAD; closing all channels", xp->name);
+    xp_event(xp, "guest UNLOAD; closing all channels");
     xp_disconnect_locked(xp, false);
     struct vmbus_channel_message_header r = {.msgtype = CHANNELMSG_UNLOAD_RESPONSE};
     xp_queue_msg(xp, &r, sizeof(r));
@@ -143,7 +141,7 @@ static void handle_tl_connect(struct xpartition *xp,
         .host_service_id = m->host_service_id,
         .status = 0xC0000236u, /* STATUS_CONNECTION_REFUSED */
     };
-    log_info("partition %s: hv_sock connect request refused (no service)", xp->name);
+    xp_event(xp, "hv_sock connect request refused (no service)");
     xp_queue_msg(xp, &r, sizeof(r));
 }
 

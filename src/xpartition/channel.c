@@ -61,7 +61,7 @@ struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_ch
     char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
     guid_format(&o->if_type, cls);
     guid_format(&o->if_instance, inst);
-    log_info("partition %s: offer added: class=%s instance=%s subchannel=%u", xp->name, cls, inst,
+    xp_event(xp, "offer added: class=%s instance=%s subchannel=%u", cls, inst,
              o->sub_channel_index);
     xp_post_pending_offers(xp);
     pthread_mutex_unlock(&xp->lock);
@@ -116,7 +116,7 @@ void xp_post_pending_offers(struct xpartition *xp)
         atomic_store(&ch->state, XP_CHAN_OFFERED);
         char cls[GUID_STR_LEN];
         guid_format(&ch->offer.if_type, cls);
-        log_info("partition %s: relid %u offered (class %s, connection id %#x)", xp->name, relid,
+        xp_event(xp, "relid %u offered (class %s, connection id %#x)", relid,
                  cls, conn);
     }
     if (!xp->alloffers_sent && xp_msgq_free(xp) >= 1) {
@@ -256,7 +256,7 @@ void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_chann
     ch->openid = m->openid;
     atomic_store(&ch->target_vp, m->target_vp);
     atomic_store(&ch->state, XP_CHAN_OPENING);
-    log_info("partition %s: relid %u opening (rings %u/%u KiB, vp %u)", xp->name, ch->relid,
+    xp_event(xp, "relid %u opening (rings %u/%u KiB, vp %u)", ch->relid,
              (d * HV_PAGE_SIZE) / 1024, ((g->npages - d) * HV_PAGE_SIZE) / 1024, m->target_vp);
     xp->ops->channel_open(xp->ops_ctx, ch, m->userdata, sizeof(m->userdata));
 }
@@ -272,7 +272,7 @@ void xp_channel_open_done(struct xp_channel *ch, uint32_t status)
     if (status == 0) {
         atomic_store(&ch->state, XP_CHAN_OPEN);
         send_open_result(xp, ch->relid, ch->openid, 0);
-        log_info("partition %s: relid %u open", xp->name, ch->relid);
+        xp_event(xp, "relid %u open", ch->relid);
         /* The guest may have written before we were ready. */
         xp->ops->channel_kick(xp->ops_ctx, ch);
     } else {
@@ -311,10 +311,10 @@ void xp_channel_close_done(struct xp_channel *ch)
         else
             atomic_store(&ch->state, XP_CHAN_PENDING); /* unloaded: offer again later */
         if (relid)
-            log_info("partition %s: relid %u closed (now %s)", xp->name, relid,
+            xp_event(xp, "relid %u closed (now %s)", relid,
                      xp_chan_state_name(atomic_load(&ch->state)));
         else
-            log_info("partition %s: channel closed after the guest disconnected", xp->name);
+            xp_event(xp, "channel closed after the guest disconnected");
         xp_post_pending_offers(xp);
     }
     pthread_mutex_unlock(&xp->lock);
@@ -335,7 +335,7 @@ void xp_handle_close(struct xpartition *xp, uint32_t relid)
                       xp_chan_state_name(st));
         return;
     }
-    log_info("partition %s: relid %u closed by the guest", xp->name, relid);
+    xp_event(xp, "relid %u closed by the guest", relid);
     xp_channel_shutdown(ch);
 }
 
@@ -360,7 +360,7 @@ void xp_rescind_channel(struct xp_channel *ch)
 {
     struct xpartition *xp = ch->xp;
     pthread_mutex_lock(&xp->lock);
-    log_info("partition %s: relid %u rescinded by its VSP", xp->name, ch->relid);
+    xp_event(xp, "relid %u rescinded by its VSP", ch->relid);
     rescind_locked(xp, ch);
     pthread_mutex_unlock(&xp->lock);
 }
@@ -391,7 +391,7 @@ void xp_handle_relid_released(struct xpartition *xp, uint32_t relid)
         /* The VSP's close is still running; the relid is freed after it. */
         xp_guest_warn(xp, "RELID_RELEASED for relid %u before its close finished", relid);
     }
-    log_info("partition %s: relid %u released by the guest", xp->name, relid);
+    xp_event(xp, "relid %u released by the guest", relid);
     release_relid(xp, ch);
     ch->removed = true;
 }
@@ -409,7 +409,7 @@ void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifych
         status = STATUS_UNSUCCESSFUL;
     } else {
         atomic_store(&ch->target_vp, m->target_vp);
-        log_info("partition %s: relid %u now signals vp %u", xp->name, ch->relid, m->target_vp);
+        xp_event(xp, "relid %u now signals vp %u", ch->relid, m->target_vp);
     }
     if (xp->version >= VMBUS_VERSION_WIN10_V5_3) {
         struct vmbus_channel_modifychannel_response r = {
@@ -467,7 +467,7 @@ void xp_close_all(struct xpartition *xp)
 void xp_reset(struct xpartition *xp)
 {
     pthread_mutex_lock(&xp->lock);
-    log_info("partition %s: guest reset; VMBus state cleared", xp->name);
+    xp_event(xp, "guest reset; VMBus state cleared");
     xp_disconnect_locked(xp, false);
     for (uint32_t i = 0; i < xp->nvcpus; i++) {
         struct xp_vcpu *v = &xp->vcpus[i];

@@ -10,13 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "xpartition/internal.h"
 
-#define LOG_BUDGET 64 /* guest-caused warnings logged per partition before throttling */
 
 struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
                              const struct xp_host_ops *ops, void *ctx)
@@ -36,7 +36,6 @@ struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
     xp->nvcpus = nvcpus;
     xp->ops = ops;
     xp->ops_ctx = ctx;
-    xp->log_budget = LOG_BUDGET;
     return xp;
 }
 
@@ -62,22 +61,70 @@ void xp_destroy(struct xpartition *xp)
     free(xp);
 }
 
+/*
+ * Everything a guest can trigger is logged through a per-partition token
+ * bucket, so a guest looping on open/close or INITIATE_CONTACT cannot flood
+ * the log: LOG_BURST lines at once, LOG_RATE more per second, and a count of
+ * what was suppressed once lines flow again.
+ */
+#define LOG_BURST 200
+#define LOG_RATE 20
+
+static bool log_token(struct xpartition *xp)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (xp->log_stamp_ms == 0) {
+        xp->log_stamp_ms = now_ms;
+        xp->log_tokens = LOG_BURST;
+    }
+    uint64_t refill = (now_ms - xp->log_stamp_ms) * LOG_RATE / 1000;
+    if (refill) {
+        xp->log_tokens = xp->log_tokens + refill > LOG_BURST ? LOG_BURST
+                                                             : xp->log_tokens + (unsigned)refill;
+        xp->log_stamp_ms = now_ms;
+    }
+    if (xp->log_tokens == 0) {
+        xp->log_suppressed++;
+        return false;
+    }
+    xp->log_tokens--;
+    if (xp->log_suppressed) {
+        log_warn("partition %s (id %u): %llu log lines about this guest were suppressed", xp->name,
+                 xp->id, (unsigned long long)xp->log_suppressed);
+        xp->log_suppressed = 0;
+    }
+    return true;
+}
+
+static void xp_vlog(struct xpartition *xp, enum log_level lvl, const char *fmt, va_list ap)
+{
+    if (lvl > log_get_level() || !log_token(xp))
+        return;
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    if (lvl <= LOG_WARN)
+        log_msg(lvl, "partition %s (id %u): %s", xp->name, xp->id, buf);
+    else
+        log_msg(lvl, "partition %s: %s", xp->name, buf);
+}
+
 void xp_guest_warn(struct xpartition *xp, const char *fmt, ...)
 {
     xp->stats.violations++;
-    /* A hostile guest must not be able to flood the log: after the budget is
-     * spent, only every 1024th problem is reported. */
-    if (xp->log_budget == 0 && (xp->stats.violations & 1023) != 0)
-        return;
-    if (xp->log_budget)
-        xp->log_budget--;
-    char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    xp_vlog(xp, LOG_WARN, fmt, ap);
     va_end(ap);
-    log_warn("partition %s (id %u): %s%s", xp->name, xp->id, buf,
-             xp->log_budget ? "" : " (further guest errors throttled)");
+}
+
+void xp_event(struct xpartition *xp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    xp_vlog(xp, LOG_INFO, fmt, ap);
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------------ */

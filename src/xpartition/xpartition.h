@@ -151,7 +151,8 @@ struct xpartition {
     unsigned ngpadls, npending_gpadls;
 
     struct xp_stats stats;
-    unsigned log_budget;       /* rate limit for guest-caused warnings */
+    unsigned log_tokens;       /* token bucket for guest-triggered log lines */
+    uint64_t log_stamp_ms, log_suppressed;
 };
 
 /* ---- lifetime ---- */
@@ -206,7 +207,9 @@ void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len);
 void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id);
 
 const char *xp_chan_state_name(int state);
-/* Log a guest-caused problem, rate limited per partition. */
+/* Log a guest-caused problem (warning) or a guest-triggered event (info),
+ * prefixed with the partition and rate limited per partition. */
 void xp_guest_warn(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void xp_event(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
