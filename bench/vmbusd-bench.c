@@ -5,8 +5,9 @@
  * Baselines (what the hardware and kernel give for free):
  *   - memcpy bandwidth: 64 MiB buffer to buffer copies.
  *   - eventfd ping-pong: two threads wake each other through a pair of
- *     eventfds (blocking read); one round trip = two wake-ups, which is the
- *     least an echo through vmbusd could cost.
+ *     eventfds (blocking read); one round trip = two wake-ups.  For
+ *     information also a 3-thread relay, the shape of an echo through vmbusd
+ *     (guest -> vmbusd event loop -> worker -> guest).
  *
  * Measured: the guest simulator (tests/sim: a Linux-like hv_vmbus guest in
  * this process) talks to vmbusd, also in this process (its own event-loop and
@@ -170,49 +171,70 @@ static double bench_memcpy_cached(void)
     return quantile(rates, (size_t)reps, 0.5);
 }
 
-struct pingpong {
-    int to_b, to_a;
-    int n;
+/* A ring of eventfd wake-ups: thread 0 writes fd[0], thread i reads fd[i-1]
+ * and writes fd[i], thread 0 reads fd[hops-1].  hops = 2 is the classic
+ * ping-pong; hops = 3 has the shape of an echo through vmbusd (guest ->
+ * vmbusd event loop -> worker -> guest). */
+#define MAX_HOPS 3
+
+struct relay {
+    int fd[MAX_HOPS];
+    int hops, n;
 };
 
-static void *pong_thread(void *arg)
+struct relay_arg {
+    struct relay *r;
+    int idx;
+};
+
+static void *relay_thread(void *arg)
 {
-    struct pingpong *p = arg;
+    struct relay_arg *a = arg;
     uint64_t v;
-    for (int i = 0; i < p->n; i++) {
-        if (read(p->to_b, &v, sizeof(v)) != sizeof(v))
+    for (int i = 0; i < a->r->n; i++) {
+        if (read(a->r->fd[a->idx - 1], &v, sizeof(v)) != sizeof(v))
             break;
         v = 1;
-        if (write(p->to_a, &v, sizeof(v)) != sizeof(v))
+        if (write(a->r->fd[a->idx], &v, sizeof(v)) != sizeof(v))
             break;
     }
     return NULL;
 }
 
-/* Round trips between two threads, in µs: p50 and p99. */
-static void bench_eventfd(double *p50, double *p99)
+/* Round trips through 'hops' threads, in µs: p50 and p99. */
+static void bench_eventfd(int hops, double *p50, double *p99)
 {
     int warm = quick ? 500 : 2000, n = quick ? 3000 : 20000;
-    struct pingpong p = {.to_b = eventfd(0, EFD_CLOEXEC), .to_a = eventfd(0, EFD_CLOEXEC),
-                         .n = warm + n};
+    struct relay r = {.hops = hops, .n = warm + n};
+    struct relay_arg args[MAX_HOPS];
+    pthread_t t[MAX_HOPS];
     double *rtt = calloc((size_t)n, sizeof(double));
-    pthread_t t;
-    if (p.to_a < 0 || p.to_b < 0 || !rtt || pthread_create(&t, NULL, pong_thread, &p)) {
-        fprintf(stderr, "vmbusd-bench: eventfd baseline setup failed\n");
-        exit(1);
+    for (int i = 0; i < hops; i++)
+        if ((r.fd[i] = eventfd(0, EFD_CLOEXEC)) < 0 || !rtt) {
+            fprintf(stderr, "vmbusd-bench: eventfd baseline setup failed\n");
+            exit(1);
+        }
+    for (int i = 1; i < hops; i++) {
+        args[i] = (struct relay_arg){.r = &r, .idx = i};
+        if (pthread_create(&t[i], NULL, relay_thread, &args[i])) {
+            fprintf(stderr, "vmbusd-bench: pthread_create failed\n");
+            exit(1);
+        }
     }
     for (int i = 0; i < warm + n; i++) {
         uint64_t v = 1, t0 = now_ns();
-        if (write(p.to_b, &v, sizeof(v)) != sizeof(v) || read(p.to_a, &v, sizeof(v)) != sizeof(v)) {
-            fprintf(stderr, "vmbusd-bench: eventfd ping-pong failed\n");
+        if (write(r.fd[0], &v, sizeof(v)) != sizeof(v) ||
+            read(r.fd[hops - 1], &v, sizeof(v)) != sizeof(v)) {
+            fprintf(stderr, "vmbusd-bench: eventfd relay failed\n");
             exit(1);
         }
         if (i >= warm)
             rtt[i - warm] = (double)(now_ns() - t0) / 1000.0;
     }
-    pthread_join(t, NULL);
-    close(p.to_a);
-    close(p.to_b);
+    for (int i = 1; i < hops; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < hops; i++)
+        close(r.fd[i]);
     *p99 = quantile(rtt, (size_t)n, 0.99);
     *p50 = quantile(rtt, (size_t)n, 0.5);
     free(rtt);
@@ -389,7 +411,7 @@ static void usage(FILE *f)
             "the 64 B round-trip latency (p50, p99).  Every figure is printed with its\n"
             "ratio to the matching baseline, as a table and as lines\n"
             "  BENCH <name> <value> <unit> <ratio>\n"
-            "(ratio '-' for the baselines themselves).  A full run takes about 30 s.\n"
+            "(ratio '-' for the baselines themselves).  A full run takes about 15 s.\n"
             "\n"
             "  -q, --quick   short run (a few seconds; a smoke test, figures are rough)\n"
             "  -h, --help    this text\n");
@@ -416,7 +438,7 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    double t_start = now_s(), bw64k = 0;
+    double t_start = now_s(), bw64k = 0, rtt_p50 = 0;
     printf("vmbusd-bench: %s run, %ld CPUs online\n", quick ? "quick" : "full",
            sysconf(_SC_NPROCESSORS_ONLN));
 
@@ -424,13 +446,16 @@ int main(int argc, char **argv)
     printf("measuring baselines ...\n");
     double memcpy_mbs = bench_memcpy();
     double cached_mbs = bench_memcpy_cached();
-    double efd_p50, efd_p99;
-    bench_eventfd(&efd_p50, &efd_p99);
+    double efd_p50, efd_p99, relay_p50, relay_p99;
+    bench_eventfd(2, &efd_p50, &efd_p99);
+    bench_eventfd(3, &relay_p50, &relay_p99);
     add_fig("memcpy_bw", "memcpy 64 MiB", memcpy_mbs, "MB/s", "MB/s", -1, "");
     add_fig("memcpy_cached_bw", "memcpy 64 KiB, in cache (info)", cached_mbs, "MB/s", "MB/s", -1,
             "");
     add_fig("eventfd_rtt_p50", "eventfd ping-pong round trip p50", efd_p50, "us", "µs", -1, "");
     add_fig("eventfd_rtt_p99", "eventfd ping-pong round trip p99", efd_p99, "us", "µs", -1, "");
+    add_fig("eventfd3_rtt_p50", "eventfd 3-thread relay p50 (info)", relay_p50, "us", "µs", -1,
+            "");
 
     /* ---- vmbusd + simulator ---- */
     printf("starting vmbusd (in process) and the simulated guest ...\n");
@@ -503,6 +528,7 @@ int main(int argc, char **argv)
         goto out;
     }
     double p99 = quantile(rtt, (size_t)nrt, 0.99), p50 = quantile(rtt, (size_t)nrt, 0.5);
+    rtt_p50 = p50;
     free(rtt);
     add_fig("echo_rtt_64B_p50", "echo round trip 64 B p50", p50, "us", "µs", p50 / efd_p50,
             "/ eventfd RTT p50");
@@ -549,9 +575,11 @@ out:
            "ring, guest out of it twice (Linux-style bounce buffer, then the caller's buffer).\n"
            "The rings (1 MiB each way) stay in cache, so the streams are not bound by DRAM\n"
            "like the 64 MiB memcpy; the 64 KiB stream reaches %.3f of the in-cache memcpy.\n"
+           "An echo round trip needs three thread wake-ups (guest -> vmbusd event loop ->\n"
+           "worker -> guest): its p50 is %.2f x the 3-thread eventfd relay p50.\n"
            "vmbusd, the guest and the baselines share this machine's CPUs with whatever else\n"
            "runs here; figures are noisy under load.  Total time %.1f s.\n\n",
-           bw64k / cached_mbs, now_s() - t_start);
+           bw64k / cached_mbs, rtt_p50 / relay_p50, now_s() - t_start);
     for (int i = 0; i < nfigs; i++) {
         char v[32];
         if (figs[i].value >= 1000)
