@@ -678,9 +678,14 @@ int main(int argc, char **argv)
     list_offers(listed);
     /* Offers may still come after ALLOFFERS_DELIVERED (hot add; Linux takes
      * them).  Give late ones a moment so the demo shows and opens them. */
-    uint64_t grace = sim_now_ms() + (n ? 300 : 1000);
-    while (sim_now_ms() < grace)
+    uint64_t t_all = sim_now_ms(), quiet = t_all;
+    for (int seen = vm->noffers; sim_now_ms() < t_all + 1000 && sim_now_ms() < quiet + 200;) {
         sim_poll(vm, 20);
+        if (vm->noffers != seen) {
+            seen = vm->noffers;
+            quiet = sim_now_ms();
+        }
+    }
     int late = 0;
     for (int i = 0; i < vm->noffers; i++)
         late += vm->offers[i].valid && !vm->offers[i].rescinded && !listed[i];
