@@ -33,13 +33,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "simvm.h"
 
 #define MIB (1024u * 1024u)
 #define RING_PAGES 257u /* 1 header page + 1 MiB of data, each way */
 #define FULL_CHECK_PKTS 64u
 
-static bool quick;
+static bool quick, verbose;
 
 static double now_s(void)
 {
@@ -403,7 +404,7 @@ done:
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: vmbusd-bench [--quick]\n"
+            "Usage: vmbusd-bench [--quick] [--verbose]\n"
             "\n"
             "Measures this machine's memcpy bandwidth and eventfd ping-pong round trip,\n"
             "then the guest simulator talking to an in-process vmbusd through the echo\n"
@@ -414,6 +415,7 @@ static void usage(FILE *f)
             "(ratio '-' for the baselines themselves).  A full run takes about 15 s.\n"
             "\n"
             "  -q, --quick   short run (a few seconds; a smoke test, figures are rough)\n"
+            "  -v, --verbose keep vmbusd's info log lines (stderr)\n"
             "  -h, --help    this text\n");
 }
 
@@ -421,13 +423,15 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"quick", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qvh", opts, NULL)) != -1) {
         switch (c) {
         case 'q': quick = true; break;
+        case 'v': verbose = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -465,6 +469,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmbusd-bench: cannot start vmbusd\n");
         return 1;
     }
+    if (!verbose)
+        log_set_level(LOG_WARN); /* vmbusd's per-channel info lines */
     struct sim_vm_opts vo = {.name = "bench", .mem_size = 64u * MIB};
     struct sim_vm *vm = sim_vm_new(d, &vo);
     int rc = 1;
