@@ -1,0 +1,106 @@
+#!/bin/sh
+# vmbusctl against the integration-service VSPs, with a simulated guest
+# (tests/simguest) that answers them like Linux's hv_utils.
+# usage: vmbusctl-ic.sh VMBUSD VMBUSCTL VMBUS_SIMGUEST
+set -eu
+vmbusd=$1
+vmbusctl=$2
+simguest=$3
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusctl-ic.XXXXXX")
+pid=
+gpid=
+cleanup() {
+    for p in $gpid $pid; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$tmp/vmbusd.log" "$tmp/guest.log"; do
+        [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }
+    done
+    exit 1
+}
+run() { # expected-status args...
+    want=$1
+    shift
+    set +e
+    "$vmbusctl" --socket "$tmp/ctl.sock" "$@" >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    set -e
+    echo "\$ vmbusctl $*  (exit $got)"
+    cat "$tmp/out" "$tmp/err"
+    [ "$got" = "$want" ] || fail "'vmbusctl $*' exited with $got, expected $want"
+}
+has() { grep -q -E -- "$1" "$2" || fail "expected /$1/ in $2"; }
+
+cat >"$tmp/vmbusd.conf" <<CONF
+[vm default]
+vsp = heartbeat shutdown timesync kvp
+
+[vsp heartbeat]
+interval_ms = 200
+CONF
+"$vmbusd" -c "$tmp/vmbusd.conf" --socket "$tmp/vu.sock" --control "$tmp/ctl.sock" \
+    >"$tmp/vmbusd.log" 2>&1 &
+pid=$!
+i=0
+while [ ! -S "$tmp/ctl.sock" ] || [ ! -S "$tmp/vu.sock" ]; do
+    kill -0 "$pid" 2>/dev/null || fail "vmbusd exited"
+    i=$((i + 1))
+    [ $i -lt 200 ] || fail "vmbusd sockets missing after 10 s"
+    sleep 0.05
+done
+"$simguest" --socket "$tmp/vu.sock" --name web1 --seconds 20 --quiet-timesync \
+    >"$tmp/guest.log" 2>&1 &
+gpid=$!
+
+echo "== heartbeat becomes ok"
+i=0
+while :; do
+    set +e
+    "$vmbusctl" --socket "$tmp/ctl.sock" heartbeat web1 >"$tmp/out" 2>&1
+    rc=$?
+    set -e
+    [ $rc = 0 ] && break
+    i=$((i + 1))
+    [ $i -lt 200 ] || fail "heartbeat of web1 never ok: $(cat "$tmp/out")"
+    sleep 0.05
+done
+run 0 heartbeat web1
+has '^VM +ID +HEARTBEAT +SEQ +VERSION$' "$tmp/out"
+has '^web1 +[0-9]+  ok +[0-9]+ +[0-9]+\.[0-9]+$' "$tmp/out"
+run 0 heartbeat
+has '^web1 +[0-9]+  ok ' "$tmp/out"
+run 0 --json heartbeat web1
+has '"heartbeat.state":"ok"' "$tmp/out"
+
+echo "== status and list"
+run 0 status web1
+has '^  heartbeat\.state +ok$' "$tmp/out"
+has '^  heartbeat\.seq +[0-9]+$' "$tmp/out"
+has '^  shutdown\.version +[0-9]+\.[0-9]+$' "$tmp/out"
+run 0 list
+has '^VM web1 \(partition [0-9]+\): 2 vCPUs, VMBus 5\.3, ' "$tmp/out"
+has '^ +[0-9]+  heartbeat  57164f39-9115-4e78-ab55-382f3bd5422d  [0-9a-f-]{36}  open ' "$tmp/out"
+has '^ +[0-9]+  shutdown   0e0b6031-5213-4934-818b-38d90ced39db  [0-9a-f-]{36}  open ' "$tmp/out"
+has '^ +[0-9]+  timesync   9527e630-d0ae-497b-adce-e80ab0175caf  [0-9a-f-]{36}  open ' "$tmp/out"
+has '^ +[0-9]+  kvp        a9a0f4e7-5a45-4d96-b827-8a841e8c03e6  [0-9a-f-]{36}  ' "$tmp/out"
+
+echo "== shutdown"
+run 0 shutdown web1 --reboot
+has '^shutdown: guest accepted reboot$' "$tmp/out"
+run 0 shutdown web1 --force
+has '^shutdown: guest accepted poweroff$' "$tmp/out"
+grep -q "shutdown: reboot requested" "$tmp/vmbusd.log" || fail "no reboot request logged"
+grep -q "shutdown: poweroff (force) requested" "$tmp/vmbusd.log" || fail "no forced poweroff logged"
+
+echo "== kvp (the simulated guest runs no KVP daemon)"
+run 1 kvp get web1 auto OSName
+has "^vmbusctl: web1: kvp: guest KVP service not ready" "$tmp/err"
+run 0 kvp set web1 external greeting hello world
+has "^kvp: stored for pool 0" "$tmp/out"
+echo "PASS"
