@@ -43,6 +43,19 @@
 
 static bool quick, verbose;
 
+/* The 1-minute load average, or -1. */
+static double loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -444,8 +457,9 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     double t_start = now_s(), bw64k = 0, rtt_p50 = 0;
-    printf("vmbusd-bench: %s run, %ld CPUs online\n", quick ? "quick" : "full",
-           sysconf(_SC_NPROCESSORS_ONLN));
+    double load0 = loadavg();
+    printf("vmbusd-bench: %s run, %ld CPUs online, load average %.2f\n", quick ? "quick" : "full",
+           sysconf(_SC_NPROCESSORS_ONLN), load0);
 
     /* ---- baselines ---- */
     printf("measuring baselines ...\n");
@@ -594,8 +608,10 @@ out:
            "An echo round trip needs three thread wake-ups (guest -> vmbusd event loop ->\n"
            "worker -> guest): its p50 is %.2f x the 3-thread eventfd relay p50.\n"
            "vmbusd, the guest and the baselines share this machine's CPUs with whatever else\n"
-           "runs here; figures are noisy under load.  Total time %.1f s.\n\n",
-           bw64k / cached_mbs, rtt_p50 / relay_p50, now_s() - t_start);
+           "runs here; figures are noisy under load (load average %.2f at the start, %.2f at\n"
+           "the end, %ld CPUs).  Total time %.1f s.\n\n",
+           bw64k / cached_mbs, rtt_p50 / relay_p50, load0, loadavg(),
+           sysconf(_SC_NPROCESSORS_ONLN), now_s() - t_start);
     for (int i = 0; i < nfigs; i++) {
         char v[32];
         if (figs[i].value >= 1000)
