@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,16 @@ static struct {
     uint64_t t0;
     bool quiet_ts; /* do not print every timesync sample */
 } g;
+
+/* SIGINT / SIGTERM: stop early but still close the channels and UNLOAD; a
+ * second signal kills (SA_RESETHAND). */
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
 
 static double elapsed(void) { return (double)(sim_now_ms() - g.t0) / 1000.0; }
 
@@ -485,7 +496,7 @@ static void service_ic(void)
 static void run_echo(struct gchan *c, uint32_t packets)
 {
     uint64_t t0 = sim_now_ms();
-    for (uint32_t i = 0; i < packets; i++) {
+    for (uint32_t i = 0; i < packets && !stop_requested; i++) {
         uint32_t len = 1 + (uint32_t)(((uint64_t)i * 977) % G_ECHO_MAX_LEN);
         bool comp = i & 1;
         int r = sim_echo_roundtrip(c->ch, len, 1000 + i, comp);
@@ -619,6 +630,10 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     g.t0 = sim_now_ms();
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     /* ---- VMM: connect and describe the VM ---- */
     const uint32_t vcpus = 2;
@@ -740,7 +755,7 @@ int main(int argc, char **argv)
         for (;;) {
             sim_poll(vm, 20);
             service_ic();
-            if (vm->dead)
+            if (vm->dead || stop_requested)
                 break;
             /* past --seconds, keep going (up to 5 s) only for a negotiation
              * still under way */
@@ -757,6 +772,8 @@ int main(int argc, char **argv)
         fail("vmbusd closed the connection%s%s", vm->error[0] ? ": " : "", vm->error);
         goto out;
     }
+    if (stop_requested)
+        say("interrupted: closing down early");
 
     /* ---- close and unload ---- */
     for (int i = 0; i < g.nch; i++) {
@@ -809,7 +826,7 @@ int main(int argc, char **argv)
                        " negotiation)\n");
             break;
         }
-        if (gc->svc->kind == K_ECHO && gc->echoed != packets && !g.failures)
+        if (gc->svc->kind == K_ECHO && gc->echoed != packets && !g.failures && !stop_requested)
             fail("echo relid %u: only %" PRIu64 " of %u echoes", gc->relid, gc->echoed, packets);
     }
     if (vm->bad_host_msgs)
