@@ -639,22 +639,19 @@ int ic_timer_start(struct ic_chan *ic, unsigned idx, unsigned first_ms, unsigned
     return 0;
 }
 
-/* The timers run as work items of this channel, so none is running while
- * close runs; they are cancelled outside the lock all the same. */
+/* Timers are not cancelled here: vmbusd's partition teardown (as of this
+ * writing) frees every timer before it runs the VSP closes, so a cancel from
+ * close would touch freed memory.  The timers stay until the partition goes
+ * (vmbusd cancels them then, and drains the channel before detach) and idle
+ * while the channel is not ready; a reopen reuses them. */
 static void ic_op_close(struct vsp_channel *ch)
 {
     struct ic_chan *ic = vsp_channel_opaque(ch);
-    struct vsp_timer *t[IC_TIMERS];
 
     pthread_mutex_lock(&ic->lock);
     ic->state = IC_STATE_OFFERED;
     ic_reset_locked(ic);
-    memcpy(t, ic->timers, sizeof(t));
-    memset(ic->timers, 0, sizeof(ic->timers));
     pthread_mutex_unlock(&ic->lock);
-    for (unsigned i = 0; i < IC_TIMERS; i++)
-        if (t[i])
-            vsp_timer_cancel(t[i]);
 }
 
 static void ic_handle_negotiate(struct ic_chan *ic, const struct ic_msg *m, uint64_t tid)

@@ -22,8 +22,8 @@
  * Locking: struct ic_chan.lock guards the framework state and the service's
  * state; every service hook runs with it held.  The lock is taken by the
  * channel callbacks (serialised by vmbusd), by timers, and by control
- * commands (which vmbusd runs on another thread).  vsp_timer_cancel() is never
- * called with the lock held.
+ * commands (which vmbusd runs on another thread).  Service timers are never
+ * cancelled by the plugins (see ic_op_close in ic.c).
  *
  * Everything a guest sends is untrusted: lengths, counts, versions, strings.
  * A malformed reply is logged (rate-limited) and ignored; it never crashes.
@@ -226,7 +226,9 @@ struct ic_chan {
     unsigned log_in_window;
     unsigned log_suppressed;
     unsigned bad_replies;
-    /* Service timers: cancelled (outside the lock) when the channel closes. */
+    /* Service timers: started at the first negotiation, kept until the
+     * partition goes away (see ic_op_close); their callbacks must check
+     * that the state is READY. */
     struct vsp_timer *timers[IC_TIMERS];
 };
 
@@ -251,8 +253,9 @@ size_t ic_prepare(struct ic_chan *ic, uint8_t *buf, size_t cap, size_t body_len)
 int ic_send(struct ic_chan *ic, const uint8_t *buf, size_t len, unsigned flags,
             uint64_t *trans_id);
 
-/* Start timer slot idx of the channel (lock held); fn gets ic as argument.
- * 0 or -errno.  A running timer in the slot is kept (returns 0). */
+/* Start timer slot idx of the channel (lock held); fn gets ic as argument and
+ * must do nothing unless ic->state is READY.  0 or -errno.  A timer already in
+ * the slot is kept (returns 0): it survives close/reopen. */
 int ic_timer_start(struct ic_chan *ic, unsigned idx, unsigned first_ms, unsigned period_ms,
                    vsp_work_fn fn);
 

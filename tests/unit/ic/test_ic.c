@@ -435,14 +435,22 @@ static void test_reopen(void **s)
     guest_negotiate(f->ch, linux_hb_msg, 2);
     assert_int_equal(fake_timer_count(), 1);
     fake_close(f->ch);
-    assert_int_equal(fake_timer_count(), 0);
+    /* The timer stays (vmbusd cancels it with the partition) but idles. */
     assert_string_equal(fake_status(f->p, "heartbeat.state"), "none");
     fake_sent_clear(f->ch);
+    fake_set_open(f->ch, true);
+    fake_fire_timers(f->ch);
+    assert_int_equal(fake_sent_count(f->ch), 0);
+    fake_set_open(f->ch, false);
     fake_open(f->ch);
     assert_int_equal(fake_sent_count(f->ch), 1);
     assert_int_equal(sent_hdr(fake_sent_last(f->ch)).msg_type, IC_MSG_NEGOTIATE);
     guest_negotiate(f->ch, linux_hb_msg + 1, 1); /* an old guest: 1.0 only */
     assert_string_equal(fake_status(f->p, "heartbeat.version"), "1.0");
+    assert_int_equal(fake_timer_count(), 1); /* reused, not doubled */
+    fake_fire_timers(f->ch);
+    assert_int_equal(sent_hdr(fake_sent_last(f->ch)).msg_type, IC_MSG_HEARTBEAT);
+    assert_int_equal(sent_hdr(fake_sent_last(f->ch)).msg_version.major, 1);
 }
 
 /* A ring error from vsp_recv is logged, not fatal. */
