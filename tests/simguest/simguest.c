@@ -694,7 +694,9 @@ int main(int argc, char **argv)
     /* Offers may still come after ALLOFFERS_DELIVERED (hot add; Linux takes
      * them).  Give late ones a moment so the demo shows and opens them. */
     uint64_t t_all = sim_now_ms(), quiet = t_all;
-    for (int seen = vm->noffers; sim_now_ms() < t_all + 1000 && sim_now_ms() < quiet + 200;) {
+    /* up to 1 s for a first offer; otherwise until none came for 200 ms */
+    for (int seen = vm->noffers;
+         sim_now_ms() < t_all + 1000 && (vm->noffers == 0 || sim_now_ms() < quiet + 200);) {
         sim_poll(vm, 20);
         if (vm->noffers != seen) {
             seen = vm->noffers;
@@ -710,7 +712,8 @@ int main(int argc, char **argv)
         list_offers(listed);
     }
     if (n + late == 0)
-        say("note: no offers at all - does vmbusd's configuration give VM \"%s\" any VSP?", name);
+        fail("no offers at all - does vmbusd's configuration give VM \"%s\" any VSP "
+             "([vm %s] or [vm default])?", name, name);
 
     /* ---- open channels ---- */
     for (int i = 0; i < vm->noffers; i++) {
