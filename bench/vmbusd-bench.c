@@ -3,7 +3,8 @@
  * vmbusd-bench: how fast is the VMBus data path, relative to this machine?
  *
  * Baselines (what the hardware and kernel give for free):
- *   - memcpy bandwidth: 64 MiB buffer to buffer copies.
+ *   - memcpy bandwidth: 64 MiB buffer to buffer copies (DRAM bound); for
+ *     information also 64 KiB copies that stay in cache.
  *   - eventfd ping-pong: two threads wake each other through a pair of
  *     eventfds (blocking read); one round trip = two wake-ups.  For
  *     information also a 3-thread relay, the shape of an echo through vmbusd
@@ -16,8 +17,9 @@
  *     echoes as they come (packets/s and payload MB/s, one direction), for
  *     64 B, 1 KiB and 64 KiB packets; median of 8 half-second slices;
  *   - round trip: one 64 B packet out, wait for its echo, repeat.
- * Every echo is checked (type, trans_id, length; full content for the first
- * packets of each run, first and last 8 bytes afterwards).
+ * Every echo is checked: type, trans_id, length, and content (all of it for
+ * round trips and the first 64 packets of each stream slice, the first and
+ * last 8 bytes for the rest of a slice).
  *
  * Ratios: stream MB/s / memcpy MB/s; stream packets/s x eventfd round trip
  * (packets moved per eventfd round-trip time); echo round trip / eventfd
