@@ -417,7 +417,7 @@ int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint6
     } else {
         ret = ring_write(&xc->out, v, n, &signal);
         if (ret == -EAGAIN)
-            atomic_store(&xc->send_blocked, (uint32_t)(total + 8 + 8));
+            atomic_store(&xc->send_blocked, (uint32_t)ring_packet_size(total));
     }
     pthread_mutex_unlock(&xc->send_lock);
     if (ret == RING_ERR_INDEX) {

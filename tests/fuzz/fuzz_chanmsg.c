@@ -139,10 +139,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 1:
-            if (slot->header.message_type) {
-                FUZZ_CHECK(slot->header.payload_size <= 240);
-                slot->header.message_type = 0;
-            }
+            /* The slot is guest memory: op 2 may have scribbled on it, so
+             * nothing about its contents is asserted here. */
+            slot->header.message_type = 0;
             xp_eom(xp, 0);
             break;
         case 2: {
