@@ -496,7 +496,12 @@ int main(int argc, char **argv)
         goto out;
     }
     int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
-    const struct sim_offer *of = n > 0 ? sim_offer_by_class(vm, sim_echo_class(), 0) : NULL;
+    const struct sim_offer *of = NULL;
+    /* vmbusd attaches the VSPs asynchronously after HELLO: the echo offer may
+     * come after ALLOFFERS_DELIVERED (hot add).  Wait for it a little. */
+    for (uint64_t end = sim_now_ms() + 3000; n >= 0 && sim_now_ms() < end; sim_poll(vm, 10))
+        if ((of = sim_offer_by_class(vm, sim_echo_class(), 0)) != NULL)
+            break;
     if (!of) {
         fprintf(stderr, "vmbusd-bench: VMBus bring-up failed (%d) or no echo offer\n", n);
         goto out;
