@@ -62,8 +62,15 @@ static void *worker(void *arg)
         if (!s->head)
             s->tail = NULL;
         bool unserialised = s == &wq->unserialised;
-        if (unserialised && s->head)
-            make_ready(wq, s); /* other workers may take the next item now */
+        if (unserialised) {
+            /* For the unserialised queue `scheduled` means "in the ready
+             * list": it just left it, so put it back if items remain (other
+             * workers may take the next one now) and let enqueue() re-add it
+             * otherwise. */
+            s->scheduled = false;
+            if (s->head)
+                make_ready(wq, s);
+        }
         pthread_mutex_unlock(&wq->lock);
 
         current_serial = s;
@@ -78,8 +85,6 @@ static void *worker(void *arg)
                 make_ready(wq, s);
             else
                 s->scheduled = false;
-        } else if (!s->head) {
-            s->scheduled = false;
         }
         pthread_cond_broadcast(&s->drained);
     }
