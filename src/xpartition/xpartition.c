@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -147,6 +148,17 @@ int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, ui
             ret = -EEXIST;
             goto out;
         }
+    }
+    /* mmap() succeeds past the end of the file, but touching such a page
+     * raises SIGBUS and would kill vmbusd with every partition in it. */
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        ret = -errno;
+        goto out;
+    }
+    if (S_ISREG(st.st_mode) && fd_offset + size > (uint64_t)st.st_size) {
+        ret = -ERANGE;
+        goto out;
     }
     void *hva = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)fd_offset);
     if (hva == MAP_FAILED) {
