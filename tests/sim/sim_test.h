@@ -74,6 +74,15 @@ static inline int fx_teardown(void **state)
     return 0;
 }
 
+/* Run a group; SIM_FILTER=pattern selects tests (cmocka wildcards). */
+#define SIM_RUN(name, tests)                                                             \
+    do {                                                                                 \
+        const char *flt = getenv("SIM_FILTER");                                          \
+        if (flt && *flt)                                                                 \
+            cmocka_set_test_filter(flt);                                                 \
+        return cmocka_run_group_tests_name(name, tests, NULL, NULL);                     \
+    } while (0)
+
 /* Print the daemon log on failure paths. */
 #define SIM_ASSERT(cond, ...)                                                            \
     do {                                                                                 \

@@ -316,5 +316,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inconsistent_lengths, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_body_abuse, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_bad_gpadl", tests, NULL, NULL);
+    SIM_RUN("sim_bad_gpadl", tests);
 }

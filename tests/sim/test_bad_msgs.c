@@ -504,5 +504,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_abuse, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_open_offsets, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_bad_msgs", tests, NULL, NULL);
+    SIM_RUN("sim_bad_msgs", tests);
 }

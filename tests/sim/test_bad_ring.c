@@ -260,5 +260,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_descriptors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ring_oddities, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_bad_ring", tests, NULL, NULL);
+    SIM_RUN("sim_bad_ring", tests);
 }

@@ -218,5 +218,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_many, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_channels, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_echo", tests, NULL, NULL);
+    SIM_RUN("sim_echo", tests);
 }

@@ -194,5 +194,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_socket_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offer_storm, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_flood", tests, NULL, NULL);
+    SIM_RUN("sim_flood", tests);
 }

@@ -121,5 +121,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_four_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_partition_accounting, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_multi", tests, NULL, NULL);
+    SIM_RUN("sim_multi", tests);
 }

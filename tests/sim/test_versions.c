@@ -281,5 +281,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_id_rules, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_socket, fx_setup, fx_teardown),
     };
-    return cmocka_run_group_tests_name("sim_versions", tests, NULL, NULL);
+    SIM_RUN("sim_versions", tests);
 }
