@@ -502,6 +502,8 @@ int main(int argc, char **argv)
     for (uint64_t end = sim_now_ms() + 3000; n >= 0 && sim_now_ms() < end; sim_poll(vm, 10))
         if ((of = sim_offer_by_class(vm, sim_echo_class(), 0)) != NULL)
             break;
+    if (of && n == 0)
+        printf("note: the echo offer came only after ALLOFFERS_DELIVERED (hot add)\n");
     if (!of) {
         fprintf(stderr, "vmbusd-bench: VMBus bring-up failed (%d) or no echo offer\n", n);
         goto out;
