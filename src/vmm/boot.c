@@ -10,6 +10,7 @@
  *   0x09000  PML4, 0x0A000 PDPT, 0x0B000..0x0EFFF four page directories (0-4 GiB, 2 MiB pages)
  *   0x20000  kernel command line
  *   0xE0000  ACPI tables (acpi.c), reserved in the e820 map
+ *   0xFFFF0  real-mode reset stub (writes the ACPI reset register)
  *   0x100000 protected-mode kernel
  * The initrd goes as high as the kernel allows, below the 32-bit hole.
  */
@@ -155,6 +156,27 @@ static void setup_page_tables(struct guest_mem *m)
         pd[i] = (i << 21) | 0x83; /* present, writable, 2 MiB page */
 }
 
+/*
+ * There is no BIOS, but Linux on a hardware-reduced ACPI machine without
+ * EFI reboots by jumping to the real-mode reset vector F000:FFF0.  Put a
+ * four-instruction stub there that writes the ACPI reset register.
+ */
+static void setup_reset_stub(struct guest_mem *m)
+{
+    static const uint8_t stub[] = {
+        0xba, ACPI_RESET_PORT & 0xff, ACPI_RESET_PORT >> 8, /* mov dx, ACPI_RESET_PORT */
+        0xb0, ACPI_RESET_VALUE,                             /* mov al, ACPI_RESET_VALUE */
+        0xee,                                               /* out dx, al */
+        0xf4,                                               /* hlt */
+        0xeb, 0xfd,                                         /* jmp hlt */
+    };
+    uint8_t *p = mem_gpa(m, 0xffff0, 16);
+    if (p) {
+        memset(p, 0x90, 16);
+        memcpy(p, stub, sizeof(stub));
+    }
+}
+
 static void setup_gdt(struct guest_mem *m)
 {
     uint64_t *gdt = mem_gpa(m, BOOT_GDT_GPA, 32);
@@ -291,5 +313,6 @@ int boot_setup(struct vm *vm, const struct boot_image *img, const char *cmdline)
 
     setup_page_tables(m);
     setup_gdt(m);
+    setup_reset_stub(m);
     return setup_bsp_regs(vm, BOOT_KERNEL_GPA + 0x200);
 }

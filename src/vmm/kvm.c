@@ -207,6 +207,22 @@ static void dump_regs(struct vcpu *vc)
                 (unsigned long long)s.cr4, (unsigned long long)s.efer);
 }
 
+void vm_dump_vcpus(struct vm *vm)
+{
+    for (int i = 0; i < vm->ncpus; i++) {
+        struct vcpu *vc = &vm->vcpus[i];
+        struct kvm_regs r;
+        struct kvm_sregs s;
+        struct kvm_mp_state mp = {0};
+        if (vc->fd < 0 || ioctl(vc->fd, KVM_GET_REGS, &r) < 0 || ioctl(vc->fd, KVM_GET_SREGS, &s) < 0)
+            continue;
+        ioctl(vc->fd, KVM_GET_MP_STATE, &mp);
+        log_info("vCPU %d stopped at rip=%#llx rsp=%#llx rflags=%#llx cr3=%#llx mp_state=%u", i,
+                 (unsigned long long)r.rip, (unsigned long long)r.rsp,
+                 (unsigned long long)r.rflags, (unsigned long long)s.cr3, mp.mp_state);
+    }
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *vc = arg;

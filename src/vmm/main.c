@@ -275,6 +275,8 @@ int main(int argc, char **argv)
             break;
         enum vm_event ev = wait_event(&vm);
         vm_stop_vcpus(&vm);
+        if (ev == VM_EV_SIGNAL || ev == VM_EV_ERROR)
+            vm_dump_vcpus(&vm);
         if (ev == VM_EV_POWEROFF) {
             log_info("guest powered off");
             status = VMM_EXIT_POWEROFF;

@@ -63,6 +63,11 @@ static void pio_one(struct vcpu *vc, uint16_t port, bool is_write, uint8_t *data
         /* CMOS: all registers read 0 (no update in progress, no RTC alarm). */
         memset(data, 0, size);
         return;
+    case 0x64:
+        /* i8042 status: input buffer empty, so a keyboard-controller reset is
+         * not stuck waiting; there is no keyboard controller otherwise. */
+        memset(data, 0, size);
+        return;
     default:
         memset(data, 0xff, size);
         return;

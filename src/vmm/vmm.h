@@ -143,6 +143,8 @@ int vm_create(struct vm *vm);
 void vm_destroy(struct vm *vm);
 int vm_start_vcpus(struct vm *vm);
 void vm_stop_vcpus(struct vm *vm);
+/* Logs every vCPU's RIP/RSP/CR3 (where a stopped or failed guest was). */
+void vm_dump_vcpus(struct vm *vm);
 void vm_post_event(struct vm *vm, enum vm_event ev);
 int vm_irq_line(struct vm *vm, int irq, int level);
 

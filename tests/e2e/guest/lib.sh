@@ -3,6 +3,7 @@
 
 # Value of NAME=VALUE on the kernel command line.
 e2e_param() {
+    local w
     for w in $(cat /proc/cmdline); do
         case "$w" in "$1"=*) echo "${w#*=}"; return 0 ;; esac
     done
@@ -15,36 +16,39 @@ e2e_result() { echo "E2E-RESULT $*"; }
 
 # insmod one module of /mods with optional parameters.
 e2e_insmod() {
-    m=$1; shift
+    local m=$1; shift
     insmod "/mods/$m.ko" "$@" 2>&1 | sed "s/^/insmod $m: /"
 }
 
 # Load every module of /mods/order up to and including $1 (dependencies first).
 e2e_load_upto() {
+    local m
     for m in $(cat /mods/order); do
         [ -d "/sys/module/$m" ] || [ -d "/sys/module/$(echo "$m" | tr - _)" ] || e2e_insmod "$m"
         [ "$m" = "$1" ] && return 0
     done
 }
 
-# Load hv_vmbus with parameters ($@), wait until the version is negotiated.
+# Load hv_vmbus with parameters ($@), wait until a (new) version line appears.
 e2e_load_vmbus() {
+    local before n w
+    before=$(dmesg | grep -c 'hv_vmbus: Vmbus version:')
     e2e_insmod hv_vmbus "$@"
-    i=0
-    while [ $i -lt 200 ]; do
-        dmesg | grep -q 'hv_vmbus: Vmbus version:' && return 0
-        dmesg | grep -q 'hv_vmbus: Unable to connect to host' && return 1
-        [ -d /sys/bus/vmbus ] && [ $i -gt 100 ] && return 1
+    w=0
+    while [ $w -lt 200 ]; do
+        n=$(dmesg | grep -c 'hv_vmbus: Vmbus version:')
+        [ "$n" -gt "$before" ] && return 0
+        [ -d /sys/module/hv_vmbus ] || return 1
         sleep 0.1
-        i=$((i + 1))
+        w=$((w + 1))
     done
     return 1
 }
 
 # Wait until the number of VMBus devices stops changing (1.5 s quiet, max 20 s).
 e2e_settle_devices() {
-    last=-1 stable=0 i=0
-    while [ $i -lt 200 ]; do
+    local last=-1 stable=0 w=0 n
+    while [ $w -lt 200 ]; do
         n=$(ls /sys/bus/vmbus/devices 2>/dev/null | wc -l)
         if [ "$n" = "$last" ]; then
             stable=$((stable + 1))
@@ -55,13 +59,13 @@ e2e_settle_devices() {
             last=$n
         fi
         sleep 0.1
-        i=$((i + 1))
+        w=$((w + 1))
     done
 }
 
 # Print what the guest kernel reports: detection, version, devices.
 e2e_report() {
-    tag=${1:-}
+    local tag=${1:-} v n d
     if dmesg | grep -q 'Hypervisor detected: Microsoft Hyper-V'; then
         e2e_result "${tag}hyperv=detected"
     else
@@ -82,6 +86,7 @@ e2e_report() {
 # ignored: "XSAVE consistency problem" at boot is an artifact of QEMU TCG's
 # nested SVM (L2's XSETBV never reaches L1's KVM); it appears with any VMM.
 e2e_dmesg_check() {
+    local pat n
     dmesg > /tmp/dmesg.txt 2>&1
     pat='BUG:|Oops|general protection fault|WARNING: CPU|kernel BUG|watchdog: BUG'
     if grep -q 'XSAVE consistency problem' /tmp/dmesg.txt; then

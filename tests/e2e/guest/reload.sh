@@ -3,7 +3,6 @@
 loops=$(e2e_param e2e.loops || echo 3)
 i=1
 while [ $i -le $((loops + 1)) ]; do
-    dmesg -c >/dev/null
     e2e_load_vmbus || e2e_fail "round $i: hv_vmbus did not negotiate"
     e2e_load_upto hv_utils
     e2e_settle_devices
