@@ -229,6 +229,8 @@ static bool vu_recv_one(struct sim_vm *vm, bool *got)
     switch (h.type) {
     case VU_MSG_HELLO_REPLY:
     case VU_MSG_POST_RESULT:
+        if (h.type == VU_MSG_POST_RESULT)
+            vm->post_results++;
         vm->rep_valid = true;
         vm->rep_type = h.type;
         vm->rep_seq = h.seq;

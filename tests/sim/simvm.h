@@ -129,6 +129,7 @@ struct sim_vm {
     uint32_t rep_type, rep_seq, rep_size;
     uint8_t rep[64];
     uint64_t vu_unknown;     /* datagrams of unknown type from vmbusd */
+    uint64_t post_results;   /* POST_RESULTs received */
     const char *sock_path;
 
     /* memory */
