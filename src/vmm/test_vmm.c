@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests of the VMM parts that need no KVM: the ACPI tables and AML, the
+ * guest-memory bounds checks and the bzImage checks.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmm/vmm.h"
+
+static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
+{
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0)
+            return true;
+    return false;
+}
+
+static void test_dsdt_aml(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    int n = acpi_build_dsdt(buf, sizeof(buf));
+    assert_true(n > 36);
+    const uint8_t *aml = buf + 36;
+    size_t len = (size_t)n - 36;
+    /* Name (_HID, "VMBUS") */
+    static const uint8_t hid[] = {0x08, '_', 'H', 'I', 'D', 0x0d, 'V', 'M', 'B', 'U', 'S', 0};
+    assert_true(contains(aml, len, hid, sizeof(hid)));
+    /* Name (_CRS, Buffer (2) { 0x79, 0x00 }) */
+    static const uint8_t crs[] = {0x08, '_', 'C', 'R', 'S', 0x11, 0x05, 0x0a, 0x02, 0x79, 0x00};
+    assert_true(contains(aml, len, crs, sizeof(crs)));
+    /* Method (_STA) { Return (0x0F) } */
+    static const uint8_t sta[] = {0x14, 0x09, '_', 'S', 'T', 'A', 0x00, 0xa4, 0x0a, 0x0f};
+    assert_true(contains(aml, len, sta, sizeof(sta)));
+    /* Name (\_S5, Package (2) { 5, 5 }) */
+    static const uint8_t s5[] = {0x08, '\\', '_', 'S', '5', '_', 0x12, 0x06, 0x02, 0x0a, 0x05};
+    assert_true(contains(aml, len, s5, sizeof(s5)));
+    /* COM1: EisaId ("PNP0501") and IRQNoFlags {4} */
+    static const uint8_t pnp[] = {0x0c, 0x41, 0xd0, 0x05, 0x01};
+    static const uint8_t irq4[] = {0x22, 0x10, 0x00};
+    assert_true(contains(aml, len, pnp, sizeof(pnp)));
+    assert_true(contains(aml, len, irq4, sizeof(irq4)));
+    /* The outer Scope's PkgLength covers everything up to \_S5. */
+    assert_int_equal(aml[0], 0x10);
+    unsigned pk = aml[1];
+    size_t scope_len = (pk >> 6) == 0 ? (pk & 0x3f) : ((pk & 0x0f) | ((size_t)aml[2] << 4));
+    assert_memory_equal(aml + 1 + scope_len, s5, 6);
+    /* Too small a buffer fails cleanly. */
+    assert_int_equal(acpi_build_dsdt(buf, 40), -1);
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static uint32_t rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void test_tables(void **state)
+{
+    (void)state;
+    static struct vm vm;
+    memset(&vm, 0, sizeof(vm));
+    vm.ncpus = 3;
+    assert_int_equal(mem_create(&vm.mem, 64ull << 20), 0);
+    uint64_t rsdp_gpa = acpi_build(&vm);
+    assert_int_equal(rsdp_gpa, ACPI_TABLES_GPA);
+    const uint8_t *rsdp = mem_gpa(&vm.mem, rsdp_gpa, 36);
+    assert_memory_equal(rsdp, "RSD PTR ", 8);
+    assert_true(acpi_checksum_ok(rsdp, 20));
+    assert_true(acpi_checksum_ok(rsdp, 36));
+    const uint8_t *xsdt = mem_gpa(&vm.mem, rd64(rsdp + 24), 36);
+    assert_memory_equal(xsdt, "XSDT", 4);
+    uint32_t xlen = rd32(xsdt + 4);
+    assert_true(acpi_checksum_ok(mem_gpa(&vm.mem, rd64(rsdp + 24), xlen), xlen));
+    bool have_fadt = false, have_madt = false;
+    for (uint32_t off = 36; off + 8 <= xlen; off += 8) {
+        const uint8_t *t = mem_gpa(&vm.mem, rd64(xsdt + off), 36);
+        assert_non_null(t);
+        uint32_t tl = rd32(t + 4);
+        t = mem_gpa(&vm.mem, rd64(xsdt + off), tl);
+        assert_true(acpi_checksum_ok(t, tl));
+        if (memcmp(t, "FACP", 4) == 0) {
+            have_fadt = true;
+            assert_int_equal(tl, 276);
+            uint32_t flags = rd32(t + 112);
+            assert_true(flags & (1u << 20)); /* HW_REDUCED_ACPI */
+            assert_true(flags & (1u << 10)); /* RESET_REG_SUP */
+            assert_int_equal(t[116], 1);     /* reset reg in I/O space */
+            assert_int_equal(rd64(t + 120), ACPI_RESET_PORT);
+            assert_int_equal(t[128], ACPI_RESET_VALUE);
+            assert_int_equal(rd64(t + 248), ACPI_SLEEP_CTL_PORT);
+            assert_int_equal(rd64(t + 260), ACPI_SLEEP_STS_PORT);
+            const uint8_t *dsdt = mem_gpa(&vm.mem, rd64(t + 140), 36);
+            assert_memory_equal(dsdt, "DSDT", 4);
+            uint32_t dl = rd32(dsdt + 4);
+            assert_true(acpi_checksum_ok(mem_gpa(&vm.mem, rd64(t + 140), dl), dl));
+        } else if (memcmp(t, "APIC", 4) == 0) {
+            have_madt = true;
+            int lapics = 0, ioapics = 0;
+            for (uint32_t o = 44; o + 2 <= tl; o += t[o + 1]) {
+                assert_true(t[o + 1] >= 2);
+                if (t[o] == 0)
+                    lapics++;
+                if (t[o] == 1)
+                    ioapics++;
+            }
+            assert_int_equal(lapics, 3);
+            assert_int_equal(ioapics, 1);
+        }
+    }
+    assert_true(have_fadt);
+    assert_true(have_madt);
+    mem_destroy(&vm.mem);
+}
+
+static void test_mem_bounds(void **state)
+{
+    (void)state;
+    struct guest_mem m;
+    assert_int_equal(mem_create(&m, 64ull << 20), 0);
+    assert_non_null(mem_gpa(&m, 0, 4096));
+    assert_non_null(mem_gpa(&m, (64ull << 20) - 256, 256));
+    assert_null(mem_gpa(&m, (64ull << 20) - 255, 256));
+    assert_null(mem_gpa(&m, 64ull << 20, 1));
+    assert_null(mem_gpa(&m, UINT64_MAX - 10, 256)); /* no wrap-around */
+    assert_null(mem_gpa(&m, 0, UINT64_MAX));
+    mem_destroy(&m);
+    assert_int_equal(mem_create(&m, 1000), -1);
+}
+
+static void test_bzimage_checks(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/vmm-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static uint8_t junk[8192];
+    memset(junk, 0x5a, sizeof(junk));
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    struct boot_image img;
+    assert_int_equal(boot_load_files(&img, path, NULL), -1);
+    assert_int_equal(boot_load_files(&img, "/nonexistent/bzImage", NULL), -1);
+    /* A valid-looking header with a 32-bit-only boot protocol is refused. */
+    junk[0x1fe] = 0x55;
+    junk[0x1ff] = 0xaa;
+    memcpy(junk + 0x202, "HdrS", 4);
+    junk[0x206] = 0x0a; /* version 2.10 */
+    junk[0x207] = 0x02;
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    close(fd);
+    assert_int_equal(boot_load_files(&img, path, NULL), -1);
+    unlink(path);
+    const char *k = getenv("VMM_TEST_KERNEL");
+    if (k && access(k, R_OK) == 0) {
+        assert_int_equal(boot_load_files(&img, k, NULL), 0);
+        boot_free_files(&img);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dsdt_aml),
+        cmocka_unit_test(test_tables),
+        cmocka_unit_test(test_mem_bounds),
+        cmocka_unit_test(test_bzimage_checks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
