@@ -181,6 +181,13 @@ void xp_handle_gpadl_teardown(struct xpartition *xp, const struct vmbus_channel_
                       m->gpadl);
         return;
     }
+    if (g->relid != m->child_relid) {
+        /* Linux tears a GPADL down through the channel it created it for;
+         * anything else must not touch (or defer) another channel's GPADL. */
+        xp_guest_warn(xp, "relid %u: GPADL_TEARDOWN of 0x%x, which belongs to relid %u; ignored",
+                      m->child_relid, m->gpadl, g->relid);
+        return;
+    }
     if (g->teardown_requested) {
         xp_guest_warn(xp, "relid %u: GPADL_TEARDOWN of 0x%x repeated", g->relid, g->id);
         return;
