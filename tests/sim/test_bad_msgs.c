@@ -123,6 +123,7 @@ static void test_wrong_relids(void **state)
     struct fx *f = *state;
     fx_good_start(f);
     static const uint32_t relids[] = {999, 2047, 2048, 0x7fffffff, 0};
+    int nmissing = 0;
     for (size_t r = 0; r < sizeof(relids) / sizeof(relids[0]); r++) {
         uint32_t relid = relids[r];
         for (int kind = 0; kind < 6; kind++) {
@@ -181,14 +182,22 @@ static void test_wrong_relids(void **state)
             snprintf(what, sizeof(what), "%s relid %u", name, relid);
             snprintf(tok, sizeof(tok), "#%u", relid);
             fx_good_check(f, what);
-            /* the log line must name the partition and the bogus relid */
-            SIM_ASSERT(sim_log_wait(2000, LOG_WARN, b.name, tok, NULL),
-                       "no warning naming %s and relid %u for %s", b.name, relid, what);
-            print_message("  %-46s post=%-3d %s\n", what, b.post_status, bad_observe(&b));
+            /* the log line must name the partition and the bogus relid;
+             * collect misses and fail at the end, so every case runs */
+            bool logged = sim_log_wait(1000, LOG_WARN, b.name, tok, NULL);
+            if (!logged) {
+                nmissing++;
+                fprintf(stderr, "MISSING: no warning naming %s and relid %u for %s\n", b.name,
+                        relid, what);
+            }
+            print_message("  %-46s post=%-3d %s%s\n", what, b.post_status, bad_observe(&b),
+                          logged ? "" : " [NOT LOGGED]");
             SIM_ASSERT(b.vm->bad_host_msgs == 0, "malformed host messages");
             sim_vm_free(b.vm);
         }
     }
+    SIM_ASSERT(nmissing == 0, "%d wrong-relid cases without a warning naming the relid",
+               nmissing);
 }
 
 /* Channel messages before INITIATE_CONTACT / before REQUESTOFFERS. */
