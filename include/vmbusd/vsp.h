@@ -52,7 +52,8 @@ struct vsp_packet {
     uint16_t flags;           /* VMBUS_DATA_PACKET_FLAG_* */
     uint64_t trans_id;
     const void *data;         /* payload at offset8 * 8 */
-    uint32_t len;             /* payload length */
+    uint32_t len;             /* payload length, including the padding to 8 bytes the
+                                 ring adds (VMBus does not carry the unpadded length) */
     const void *header;       /* whole packet from the descriptor on */
     uint32_t header_len;      /* offset8 * 8: descriptor + type-specific header */
 };
@@ -94,7 +95,9 @@ struct vsp_plugin {
     void (*detach)(void *plugin_state, struct vsp_partition *p);
     /* Optional: an operator command from vmbusctl for partition p, e.g.
      * cmd "shutdown", args "reboot".  Write a human-readable answer (or JSON
-     * when the command says so) into reply; return 0 or -errno. */
+     * when the command says so) into reply; return 0 or -errno.  Runs on the
+     * control client's thread, concurrently with channel callbacks and other
+     * control calls: the plugin protects its own state. */
     int (*control)(void *plugin_state, struct vsp_partition *p, const char *cmd,
                    const char *args, char *reply, size_t reply_len);
 };
@@ -149,15 +152,19 @@ typedef void (*vsp_work_fn)(void *arg);
  * NULL for no serialisation). */
 int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg);
 /* Periodic (period_ms > 0 after first_ms) or one-shot (period_ms == 0) timer;
- * fn runs as a work item of ch.  Cancel with vsp_timer_cancel (waits for a
- * running callback to end unless called from it). */
+ * fn runs as a work item of ch (or of the partition when ch is NULL).
+ * Cancel with vsp_timer_cancel (waits for a running callback to end unless
+ * called from it); cancelling from close() or detach() is allowed.  Timers
+ * still running at detach are cancelled by vmbusd.  NULL once the partition
+ * is being torn down. */
 struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *ch,
                                   unsigned first_ms, unsigned period_ms,
                                   vsp_work_fn fn, void *arg);
 void vsp_timer_cancel(struct vsp_timer *t);
 
 /* ---- logging ------------------------------------------------------- */
-/* Logged with the partition name and the channel's relid and class. */
+/* Logged with the partition name and the channel's relid and class; ch may
+ * be NULL (e.g. from init()) for a line without them. */
 void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)

@@ -23,6 +23,8 @@
 #include "vmbusd/internal.h"
 #include "xpartition/versions.h"
 
+#define CTL_MAX_REQUEST 16384 /* a KVP value is at most 2048 UTF-16 units */
+
 struct strbuf {
     char *s;
     size_t len, cap;
@@ -51,19 +53,56 @@ static void sb_add(struct strbuf *b, const char *fmt, ...)
     }
 }
 
-/* Values may come from the guest (KVP): escape everything that is not
- * plain printable ASCII. */
+/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), 0 if invalid
+ * (overlong forms, surrogates and code points above U+10FFFF included). */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* Values may come from the guest (KVP): control characters are escaped,
+ * valid UTF-8 passes through, anything else becomes U+FFFD. */
 static void sb_json_str(struct strbuf *b, const char *s)
 {
     sb_add(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        size_t n = c < 0x80 ? 1 : utf8_seq_len((const unsigned char *)s);
         if (c == '"' || c == '\\')
             sb_add(b, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
+        else if (c < 0x20 || c == 0x7f)
             sb_add(b, "\\u%04x", c);
-        else
+        else if (c < 0x80)
             sb_add(b, "%c", c);
+        else if (n == 0)
+            sb_add(b, "\\ufffd"); /* not UTF-8: say so rather than pass it on */
+        else {
+            sb_add(b, "%.*s", (int)n, s);
+            s += n - 1;
+        }
     }
     sb_add(b, "\"");
 }
@@ -72,8 +111,11 @@ static uint32_t ring_fill(const struct ring *r)
 {
     if (!r->hdr || !r->size)
         return 0;
-    uint32_t w = __atomic_load_n(&r->hdr->write_index, __ATOMIC_ACQUIRE);
-    uint32_t rd = __atomic_load_n(&r->hdr->read_index, __ATOMIC_ACQUIRE);
+    /* The header page is page-aligned guest memory; go through plain
+     * pointers so no compiler sees an atomic on a packed member. */
+    const uint32_t *idx = (const uint32_t *)(uintptr_t)r->hdr;
+    uint32_t w = __atomic_load_n(&idx[0], __ATOMIC_ACQUIRE);
+    uint32_t rd = __atomic_load_n(&idx[1], __ATOMIC_ACQUIRE);
     if (w >= r->size || rd >= r->size)
         return 0;
     uint32_t used = w >= rd ? w - rd : r->size - rd + w;
@@ -111,7 +153,9 @@ static void list_partition(struct strbuf *b, struct vmm_conn *c)
     sb_add(b, "],\"status\":{");
     char *st = c->vp ? vsp_partition_status_text(c->vp) : NULL;
     first = true;
-    for (char *line = st ? strtok(st, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = st ? strtok_r(st, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
         char *eq = strchr(line, '=');
         if (!eq)
             continue;
@@ -144,21 +188,29 @@ static void do_list(struct vmbusd *d, struct strbuf *b)
 
 static void do_control(struct vmbusd *d, struct strbuf *b, char *args)
 {
-    char *vm = strtok(args, " "), *vsp = strtok(NULL, " "), *cmd = strtok(NULL, " ");
-    char *rest = strtok(NULL, "");
+    char *save = NULL;
+    char *vm = strtok_r(args, " ", &save), *vsp = strtok_r(NULL, " ", &save);
+    char *cmd = strtok_r(NULL, " ", &save);
+    char *rest = strtok_r(NULL, "", &save);
     if (!vm || !vsp || !cmd) {
         sb_add(b, "{\"ok\":false,\"error\":\"usage: control VM VSP COMMAND [ARGS]\"}");
         return;
     }
+    /* A VM is named by its name first; a plain decimal number that names no
+     * VM is taken as a partition id. */
+    char *end;
+    unsigned long id = strtoul(vm, &end, 10);
+    bool numeric = *vm && !*end;
     struct vmm_conn *found = NULL;
     pthread_mutex_lock(&d->conns_lock);
-    for (struct vmm_conn *c = d->conns; c; c = c->next) {
-        if (c->xp && c->vp && (strcmp(c->name, vm) == 0 || (uint32_t)atoi(vm) == c->xp->id)) {
+    for (struct vmm_conn *c = d->conns; c && !found; c = c->next)
+        if (c->xp && c->vp && strcmp(c->name, vm) == 0)
             found = c;
-            atomic_fetch_add(&c->ctl_busy, 1); /* teardown waits for us */
-            break;
-        }
-    }
+    for (struct vmm_conn *c = d->conns; c && !found && numeric; c = c->next)
+        if (c->xp && c->vp && c->xp->id == id)
+            found = c;
+    if (found)
+        atomic_fetch_add(&found->ctl_busy, 1); /* teardown waits for us */
     pthread_mutex_unlock(&d->conns_lock);
     if (!found) {
         sb_add(b, "{\"ok\":false,\"error\":");
@@ -184,11 +236,15 @@ static void *client_thread(void *arg)
         close(fd);
         return NULL;
     }
-    char line[1024];
-    while (fgets(line, sizeof(line), f)) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
         line[strcspn(line, "\r\n")] = 0;
         struct strbuf b = {0};
-        if (strcmp(line, "list") == 0)
+        if (n > CTL_MAX_REQUEST)
+            sb_add(&b, "{\"ok\":false,\"error\":\"request longer than %d bytes\"}", CTL_MAX_REQUEST);
+        else if (strcmp(line, "list") == 0)
             do_list(d, &b);
         else if (strncmp(line, "control ", 8) == 0)
             do_control(d, &b, line + 8);
@@ -200,6 +256,7 @@ static void *client_thread(void *arg)
         }
         free(b.s);
     }
+    free(line);
     fclose(f);
     return NULL;
 }

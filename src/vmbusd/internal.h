@@ -63,6 +63,9 @@ struct vmm_conn {
     int fd;
     struct event *ev;
     struct event *retry_ev;
+    struct event *wev;       /* armed while replies wait for the VMM to read */
+    struct out_msg *outq, *outq_tail;
+    unsigned outq_len;
     pthread_mutex_t send_lock;
     uint32_t seq;
     struct xpartition *xp;  /* after HELLO */

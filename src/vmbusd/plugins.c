@@ -67,7 +67,7 @@ static int add_plugin(struct vmbusd *d, const struct vsp_plugin *pl, void *dl, c
     lp->state = state;
     lp->dl = dl;
     snprintf(lp->path, sizeof(lp->path), "%s", path);
-    log_debug("VSP %s loaded from %s", pl->name, path);
+    log_info("VSP %s loaded from %s", pl->name, path);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,17 +21,21 @@
 
 #define RETRY_MS 50 /* re-try stuck message deliveries this often */
 
-static int conn_send(struct vmm_conn *c, uint32_t type, uint32_t seq, const void *body,
-                     size_t len, const int *fds, int nfds)
-{
+/* A message that could not be sent yet because the VMM is slow to read.
+ * Order is kept: once one message waits, later ones queue behind it. */
+struct out_msg {
+    struct out_msg *next;
+    size_t len;
+    int nfds;
+    int fds[VU_MAX_FDS];
     uint8_t buf[VU_MAX_MSG_SIZE];
-    struct vu_hdr h = {.type = type, .size = (uint32_t)len, .seq = seq};
-    if (sizeof(h) + len > sizeof(buf))
-        return -EMSGSIZE;
-    memcpy(buf, &h, sizeof(h));
-    if (len)
-        memcpy(buf + sizeof(h), body, len);
-    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(h) + len};
+};
+
+#define OUTQ_MAX 4096
+
+static ssize_t send_one(int fd, const uint8_t *buf, size_t len, const int *fds, int nfds)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     union {
         char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
         struct cmsghdr align;
@@ -46,10 +51,90 @@ static int conn_send(struct vmm_conn *c, uint32_t type, uint32_t seq, const void
         cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
     }
+    return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void out_free(struct out_msg *m)
+{
+    for (int i = 0; i < m->nfds; i++)
+        close(m->fds[i]);
+    free(m);
+}
+
+/* Send what waits, in order; send_lock held.  Returns -errno on a dead socket. */
+static int flush_outq_locked(struct vmm_conn *c)
+{
+    while (c->outq) {
+        struct out_msg *m = c->outq;
+        if (send_one(c->fd, m->buf, m->len, m->fds, m->nfds) < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+        c->outq = m->next;
+        if (!c->outq)
+            c->outq_tail = NULL;
+        c->outq_len--;
+        out_free(m);
+    }
+    return 0;
+}
+
+static int conn_send(struct vmm_conn *c, uint32_t type, uint32_t seq, const void *body,
+                     size_t len, const int *fds, int nfds)
+{
+    uint8_t buf[VU_MAX_MSG_SIZE];
+    struct vu_hdr h = {.type = type, .size = (uint32_t)len, .seq = seq};
+    if (sizeof(h) + len > sizeof(buf) || nfds > VU_MAX_FDS)
+        return -EMSGSIZE;
+    memcpy(buf, &h, sizeof(h));
+    if (len)
+        memcpy(buf + sizeof(h), body, len);
+    int ret = 0;
     pthread_mutex_lock(&c->send_lock);
-    ssize_t n = c->dead ? -1 : sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    if (c->dead) {
+        ret = -EPIPE;
+    } else if (!c->outq && send_one(c->fd, buf, sizeof(h) + len, fds, nfds) >= 0) {
+        ret = 0;
+    } else if (c->outq || errno == EAGAIN || errno == EWOULDBLOCK) {
+        /* The VMM is not reading: keep the message (with its own copies of
+         * the fds) and stop reading new requests until it catches up. */
+        struct out_msg *m = c->outq_len < OUTQ_MAX ? calloc(1, sizeof(*m)) : NULL;
+        if (!m) {
+            ret = -ENOBUFS;
+        } else {
+            m->len = sizeof(h) + len;
+            memcpy(m->buf, buf, m->len);
+            for (int i = 0; i < nfds; i++)
+                m->fds[m->nfds++] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+            if (c->outq_tail)
+                c->outq_tail->next = m;
+            else
+                c->outq = m;
+            c->outq_tail = m;
+            c->outq_len++;
+            event_add(c->wev, NULL);
+        }
+    } else {
+        ret = -errno;
+    }
     pthread_mutex_unlock(&c->send_lock);
-    return n < 0 ? -errno : 0;
+    return ret;
+}
+
+/* The socket can take more: drain the queue, then read requests again. */
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmm_conn *c = arg;
+    pthread_mutex_lock(&c->send_lock);
+    int ret = flush_outq_locked(c);
+    bool empty = c->outq == NULL;
+    if (empty)
+        event_del(c->wev);
+    pthread_mutex_unlock(&c->send_lock);
+    if (ret < 0) {
+        conn_teardown(c, strerror(-ret));
+        return;
+    }
+    if (empty && c->ev)
+        event_add(c->ev, NULL);
 }
 
 static void conn_error(struct vmm_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -325,6 +410,15 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmm_conn *c = arg;
+    pthread_mutex_lock(&c->send_lock);
+    bool backlog = c->outq != NULL;
+    pthread_mutex_unlock(&c->send_lock);
+    if (backlog) {
+        /* Replies are waiting for the VMM to read them: take no new
+         * requests until they are gone (conn_write_cb re-enables us). */
+        event_del(c->ev);
+        return;
+    }
     uint8_t buf[VU_MAX_MSG_SIZE + 1];
     union {
         char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
@@ -389,6 +483,7 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd)
         c->routes[i].vp = (uint32_t)i;
     }
     c->ev = event_new(d->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    c->wev = event_new(d->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
     event_add(c->ev, NULL);
     return c;
 }
@@ -420,6 +515,12 @@ static void conn_teardown_work(void *arg)
         if (r->resamplefd >= 0)
             close(r->resamplefd);
     }
+    event_free(c->wev);
+    while (c->outq) {
+        struct out_msg *m = c->outq;
+        c->outq = m->next;
+        out_free(m);
+    }
     close(c->fd);
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->evfd_lock);
@@ -436,6 +537,7 @@ void conn_teardown(struct vmm_conn *c, const char *why)
     event_del(c->ev);
     event_free(c->ev);
     c->ev = NULL;
+    event_del(c->wev);
     if (c->retry_ev) {
         event_del(c->retry_ev);
         event_free(c->retry_ev);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VSP plugin API (include/vmbusd/vsp.h) on top of the partition model.
- * Every callback of a channel runs on that channel's serial work queue; the
- * partition-level callbacks (attach, detach, control) on the partition's.
+ * Every callback of a channel runs on that channel's serial work queue;
+ * attach and detach on the partition's; control on the vmbusctl client's
+ * thread.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -65,6 +66,7 @@ struct vsp_partition {
     int nslots;
     struct status_kv status[MAX_STATUS];
     int nstatus;
+    bool dying; /* teardown started: no new timers */
 };
 
 /* ------------------------------------------------------------------ */
@@ -104,6 +106,8 @@ static void attach_work(void *arg)
         else
             s->attached = true;
     }
+    /* Boot-time offers are all in: a waiting REQUESTOFFERS completes now. */
+    xp_offers_ready(p->xp);
 }
 
 void vsp_partition_attach_all(struct vsp_partition *p)
@@ -124,6 +128,21 @@ void vsp_partition_destroy(struct vsp_partition *p)
     /* Attach may still be running: let it finish first. */
     workq_serial_drain(p->serial);
 
+    /* Closes and detaches run while timers still exist, so a VSP may cancel
+     * its own timers there; new timers are refused from now on. */
+    pthread_mutex_lock(&p->lock);
+    p->dying = true;
+    pthread_mutex_unlock(&p->lock);
+
+    xp_close_all(p->xp); /* queues the VSP closes */
+    for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
+        workq_serial_drain(ch->serial);
+
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].attached && p->slots[i].pl->detach)
+            p->slots[i].pl->detach(p->slots[i].state, p);
+
+    /* Timers the VSPs left running: stop them and wait out queued runs. */
     pthread_mutex_lock(&p->lock);
     struct vsp_timer *t = p->timers;
     p->timers = NULL;
@@ -135,15 +154,9 @@ void vsp_partition_destroy(struct vsp_partition *p)
         timer_unref(t);
         t = n;
     }
-
-    xp_close_all(p->xp); /* queues the VSP closes */
-
     for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
         workq_serial_drain(ch->serial);
-
-    for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].attached && p->slots[i].pl->detach)
-            p->slots[i].pl->detach(p->slots[i].state, p);
+    workq_serial_drain(p->serial);
 
     struct vsp_channel *ch = p->channels;
     while (ch) {
@@ -164,14 +177,14 @@ void vsp_partition_set_opaque(struct vsp_partition *p, const struct vsp_plugin *
 {
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].pl == pl)
-            p->slots[i].opaque = opaque;
+            __atomic_store_n(&p->slots[i].opaque, opaque, __ATOMIC_RELEASE);
 }
 
 void *vsp_partition_get_opaque(const struct vsp_partition *p, const struct vsp_plugin *pl)
 {
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].pl == pl)
-            return p->slots[i].opaque;
+            return __atomic_load_n(&p->slots[i].opaque, __ATOMIC_ACQUIRE);
     return NULL;
 }
 
@@ -508,6 +521,12 @@ struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *c
     atomic_init(&t->refs, 1);
     t->ev = event_new(p->d->base, -1, 0, timer_cb, t);
     pthread_mutex_lock(&p->lock);
+    if (p->dying) {
+        pthread_mutex_unlock(&p->lock);
+        event_free(t->ev);
+        free(t);
+        return NULL;
+    }
     t->next = p->timers;
     p->timers = t;
     pthread_mutex_unlock(&p->lock);
@@ -568,6 +587,10 @@ void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *f
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    if (!ch) {
+        log_msg(map_level(lvl), "vsp: %s", buf);
+        return;
+    }
     guid_format(&ch->xc->offer.if_type, cls);
     log_msg(map_level(lvl), "partition %s: relid %u (class %s): %s", ch->p->conn->name,
             ch->xc->relid, cls, buf);

@@ -119,7 +119,7 @@ void xp_post_pending_offers(struct xpartition *xp)
         xp_event(xp, "relid %u offered (class %s, connection id %#x)", relid,
                  cls, conn);
     }
-    if (!xp->alloffers_sent && xp_msgq_free(xp) >= 1) {
+    if (!xp->alloffers_sent && xp->offers_ready && xp_msgq_free(xp) >= 1) {
         struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_ALLOFFERS_DELIVERED};
         xp_queue_msg(xp, &h, sizeof(h));
         xp->alloffers_sent = true;
@@ -354,6 +354,14 @@ static void rescind_locked(struct xpartition *xp, struct xp_channel *ch)
         atomic_store(&ch->state, XP_CHAN_RESCINDED);
     else
         xp_channel_shutdown(ch);
+}
+
+void xp_offers_ready(struct xpartition *xp)
+{
+    pthread_mutex_lock(&xp->lock);
+    xp->offers_ready = true;
+    xp_post_pending_offers(xp);
+    pthread_mutex_unlock(&xp->lock);
 }
 
 void xp_rescind_channel(struct xp_channel *ch)

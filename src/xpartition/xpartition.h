@@ -139,6 +139,7 @@ struct xpartition {
     uint64_t interrupt_page;   /* < 2.4 guests: shared interrupt page GPA */
     _Atomic(uint8_t *) interrupt_page_hva;
     bool alloffers_sent;
+    bool offers_ready;         /* the VSPs made their boot-time offers */
     bool legacy_eventfd;       /* conn id 2 registered for pre-WIN8 guests */
 
     /* host -> guest message queue */
@@ -196,6 +197,10 @@ int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off);
 struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
                                     void *vsp);
 void xp_rescind_channel(struct xp_channel *ch);
+/* The VSPs have made the offers a guest should find at boot: from now on
+ * REQUESTOFFERS is completed with ALLOFFERS_DELIVERED (later offers are hot
+ * adds).  Until then the guest's request waits. */
+void xp_offers_ready(struct xpartition *xp);
 void xp_channel_open_done(struct xp_channel *ch, uint32_t status);
 void xp_channel_close_done(struct xp_channel *ch);
 /* Tear a channel down because its guest broke the protocol (ring corruption). */

@@ -121,6 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         chans[i] = xp_offer_channel(xp, &o, NULL);
         FUZZ_CHECK(chans[i]);
     }
+    xp_offers_ready(xp);
     struct hv_message *slot = (struct hv_message *)(ram + SIMP_PAGE * 4096 + 2 * 256);
 
     for (int steps = 0; in.left && steps < 512; steps++) {
