@@ -219,12 +219,53 @@ struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_c
     return sd;
 }
 
+/* vmbusd_destroy() must return: if it hangs, dump every thread's stack
+ * (gdb, if installed) and fail the test process instead of timing out. */
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cond = PTHREAD_COND_INITIALIZER;
+static bool wd_done;
+
+static void *stop_watchdog(void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 15;
+    pthread_mutex_lock(&wd_lock);
+    while (!wd_done)
+        if (pthread_cond_timedwait(&wd_cond, &wd_lock, &ts) == ETIMEDOUT)
+            break;
+    bool done = wd_done;
+    pthread_mutex_unlock(&wd_lock);
+    if (done)
+        return NULL;
+    fprintf(stderr, "simd_stop: vmbusd_destroy() hangs; thread stacks:\n");
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd),
+             "gdb -p %d -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#|^Thread' >&2",
+             (int)getpid());
+    if (system(cmd) < 0)
+        perror("system");
+    sim_log_dump("vmbusd_destroy hang");
+    _exit(99);
+}
+
 void simd_stop(struct sim_daemon *sd)
 {
     if (!sd)
         return;
+    pthread_t wd;
+    wd_done = false;
+    bool have_wd = pthread_create(&wd, NULL, stop_watchdog, NULL) == 0;
     vmbusd_stop(sd->d);
     vmbusd_destroy(sd->d);
+    if (have_wd) {
+        pthread_mutex_lock(&wd_lock);
+        wd_done = true;
+        pthread_cond_broadcast(&wd_cond);
+        pthread_mutex_unlock(&wd_lock);
+        pthread_join(wd, NULL);
+    }
     config_free(&sd->cfg);
     unlink(sd->cfg.socket_path);
     unlink(sd->cfg.control_path);
