@@ -651,6 +651,7 @@ static void ic_op_close(struct vsp_channel *ch)
     pthread_mutex_lock(&ic->lock);
     ic->state = IC_STATE_OFFERED;
     ic_reset_locked(ic);
+    ic_status(ic, "version", "none");
     pthread_mutex_unlock(&ic->lock);
 }
 

@@ -178,6 +178,7 @@ static void test_close_stops(void **s)
     answer(f, fake_sent_last(f->ch), 1, 0, 0);
     fake_close(f->ch);
     assert_string_equal(fake_status(f->p, "heartbeat.state"), "none");
+    assert_string_equal(fake_status(f->p, "heartbeat.version"), "none");
     /* The timer idles while the channel is closed. */
     unsigned n = fake_sent_count(f->ch);
     fake_fire_timers(f->ch);
