@@ -263,6 +263,32 @@ static void test_reconnect_socket(void **state)
                vmbusd_partition_count(simd_vmbusd(f->d)));
 }
 
+/* Offers made when the partition attached must precede ALLOFFERS_DELIVERED,
+ * even when the guest asks for offers the moment the VMM is set up (a boot
+ * loader-fast guest): the VSPs attach on a worker, so this is a race. */
+static void test_offers_before_alloffers(void **state)
+{
+    struct fx *f = *state;
+    int late = 0;
+    for (int i = 0; i < 30; i++) {
+        struct sim_vm *vm = sim_vm_create(f->d, VM_C);
+        SIM_ASSERT(vm != NULL, "create");
+        vm->expect_offers = 0; /* count what is there at ALLOFFERS_DELIVERED */
+        int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
+        if (n < ECHO_CHANNELS)
+            late++;
+        sim_vm_free(vm);
+        for (int k = 0; k < 100 && vmbusd_partition_count(simd_vmbusd(f->d)) != 0; k++) {
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    print_message("  %d of 30 connections got ALLOFFERS_DELIVERED before the echo offers\n",
+                  late);
+    SIM_ASSERT(late == 0, "%d of 30 guests saw ALLOFFERS_DELIVERED before the boot-time offers",
+               late);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +306,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unsupported_versions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_connection_id_rules, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_socket, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_offers_before_alloffers, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_versions", tests);
 }
