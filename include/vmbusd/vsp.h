@@ -60,7 +60,9 @@ struct vsp_packet {
 
 struct vsp_channel_ops {
     /* Guest sent OPENCHANNEL.  Return 0 to accept, or a non-zero status that
-     * goes back in OPENCHANNEL_RESULT.  user_data is the 120-byte open data. */
+     * goes back in OPENCHANNEL_RESULT.  user_data is the 120-byte open data.
+     * The guest may not be written to before it has the result: send the
+     * first packets from a work item (vsp_queue_work), not from here. */
     int (*open)(struct vsp_channel *ch, const uint8_t *user_data, size_t len);
     /* Guest closed the channel, or the partition went away. */
     void (*close)(struct vsp_channel *ch);
@@ -121,7 +123,9 @@ bool vsp_channel_is_open(const struct vsp_channel *ch);
 
 /* ---- receiving ----------------------------------------------------- */
 /* 1: *pkt filled; 0: ring empty; <0: the guest corrupted the ring (the
- * channel is being torn down; stop using it). */
+ * channel is being torn down; stop using it).  The guest sees the space
+ * freed (its read index) when vsp_recv() returns 0 or the receive callback
+ * returns, so a VSP that must send a large reply should drain first. */
 int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt);
 
 /* ---- sending ------------------------------------------------------- */
