@@ -26,6 +26,7 @@ struct workq {
     struct workq_serial *ready_head, *ready_tail;
     struct workq_serial unserialised; /* pseudo-queue for workq_submit */
     bool stopping;
+    int running;   /* items being run right now */
     int nthreads;
     pthread_t *threads;
 };
@@ -49,7 +50,10 @@ static void *worker(void *arg)
     struct workq *wq = arg;
     pthread_mutex_lock(&wq->lock);
     for (;;) {
-        while (!wq->ready_head && !wq->stopping)
+        /* When stopping, an idle worker stays until no item runs any more:
+         * a running item may still queue work it then waits for (a
+         * partition teardown drains the partition's serial queue). */
+        while (!wq->ready_head && !(wq->stopping && wq->running == 0))
             pthread_cond_wait(&wq->wake, &wq->lock);
         struct workq_serial *s = wq->ready_head;
         if (!s)
@@ -71,6 +75,7 @@ static void *worker(void *arg)
             if (s->head)
                 make_ready(wq, s);
         }
+        wq->running++;
         pthread_mutex_unlock(&wq->lock);
 
         current_serial = s;
@@ -79,6 +84,9 @@ static void *worker(void *arg)
         free(it);
 
         pthread_mutex_lock(&wq->lock);
+        wq->running--;
+        if (wq->stopping && wq->running == 0)
+            pthread_cond_broadcast(&wq->wake); /* idle workers may leave now */
         s->done++;
         if (!unserialised) {
             if (s->head)
