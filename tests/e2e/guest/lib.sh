@@ -80,6 +80,7 @@ e2e_report() {
         n=$((n + 1))
     done
     e2e_result "${tag}devices=$n"
+    e2e_result "${tag}memtotal_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)"
 }
 
 # Kernel problems (BUG, Oops, WARN, ...).  One warning is expected and
