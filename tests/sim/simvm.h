@@ -209,7 +209,9 @@ bool sim_vu_alive(struct sim_vm *vm, int timeout_ms);
 
 /* ---- hypercalls ---- */
 /* HvPostMessage: returns the HV status, or -errno if the socket failed /
- * no POST_RESULT arrived in time. */
+ * no POST_RESULT arrived in time.  payload_size goes into the input page
+ * as given (bad-input tests use > 240); min(payload_size, 240) bytes are
+ * read from payload. */
 int sim_post(struct sim_vm *vm, uint32_t conn_id, uint32_t msg_type, const void *payload,
              uint32_t payload_size);
 /* Post a channel message on the negotiated connection id (what

@@ -70,9 +70,11 @@ static void test_oversized(void **state)
         char tag[32];
         snprintf(tag, sizeof(tag), "big-%zu", i);
         bad_up(f, &b, tag, VMBUS_VERSION_WIN10_V5_3, true);
-        struct vmbus_channel_relid_msg m = {.header.msgtype = CHANNELMSG_CLOSECHANNEL,
+        uint8_t m[HV_MESSAGE_PAYLOAD_SIZE] = {0}; /* sim_post copies up to 240 bytes */
+        struct vmbus_channel_relid_msg c = {.header.msgtype = CHANNELMSG_CLOSECHANNEL,
                                             .child_relid = b.c0->relid};
-        post_raw(&b, HV_MESSAGE_TYPE_VMBUS, &m, sizes[i]);
+        memcpy(m, &c, sizeof(c));
+        post_raw(&b, HV_MESSAGE_TYPE_VMBUS, m, sizes[i]);
         SIM_ASSERT(b.post_status != 0, "payload_size %u accepted", sizes[i]);
         char what[64];
         snprintf(what, sizeof(what), "payload_size %u", sizes[i]);
