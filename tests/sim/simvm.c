@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,19 +73,21 @@ void sim_fill_pattern(void *buf, uint32_t len, uint64_t seed)
     }
 }
 
+static struct hv_guid echo_class;
+static bool echo_class_ok;
+static pthread_once_t echo_once = PTHREAD_ONCE_INIT;
+
+static void echo_class_init(void)
+{
+#ifdef ECHO_CLASS_GUID_STR
+    echo_class_ok = guid_parse(ECHO_CLASS_GUID_STR, &echo_class) == 0;
+#endif
+}
+
 const struct hv_guid *sim_echo_class(void)
 {
-    static struct hv_guid g;
-    static int parsed;
-#ifdef ECHO_CLASS_GUID_STR
-    if (!parsed)
-        parsed = guid_parse(ECHO_CLASS_GUID_STR, &g) == 0 ? 1 : -1;
-    return parsed > 0 ? &g : NULL;
-#else
-    (void)g;
-    (void)parsed;
-    return NULL;
-#endif
+    pthread_once(&echo_once, echo_class_init);
+    return echo_class_ok ? &echo_class : NULL;
 }
 
 /* ------------------------------------------------------------------ */
