@@ -744,7 +744,9 @@ static void msg_dpc(struct sim_vm *vm, uint32_t vp)
                                      false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         return;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&slot->header.message_flags, __ATOMIC_SEQ_CST) & HV_MESSAGE_FLAG_PENDING) {
+    if ((__atomic_load_n(&slot->header.message_flags, __ATOMIC_SEQ_CST) &
+         HV_MESSAGE_FLAG_PENDING) &&
+        !vm->lose_eoms) {
         uint64_t one = 1;
         if (write(vm->vp[vp].resamplefd, &one, sizeof(one)) == sizeof(one))
             vm->vp[vp].eoms++;

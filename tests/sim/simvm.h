@@ -164,6 +164,7 @@ struct sim_vm {
     uint32_t next_gpadl;     /* starts at 0xE1E10 */
     bool consume_msgs;       /* ISR copies + EOMs the slot (default true) */
     bool post_no_retry;      /* sim_post_msg: no retry on INSUFFICIENT_* (flood tests) */
+    bool lose_eoms;          /* buggy guest: never writes EOM (host must re-check) */
     struct sim_offer offers[SIM_MAX_CHANNELS];
     int noffers;
     bool all_offers_delivered;

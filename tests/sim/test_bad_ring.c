@@ -153,12 +153,20 @@ static void run_case(struct fx *f, enum corruption c, uint32_t version)
     SIM_ASSERT(sim_echo_roundtrip(b.c1, 300, 9, true) == 0, "%s: other channel broken", what);
     SIM_ASSERT(sim_echo_stream(b.c1, 100, 200, false) == 0, "%s: other channel stream", what);
     /* guest acknowledges like Linux; the relid may come back later */
+    struct sim_offer old = *sim_find_offer(b.vm, relid);
     guest_rescind_handling(b.c0);
     for (int i = 0; i < 10; i++)
         sim_poll(b.vm, 10);
+    bool reoffered = false;
+    for (int i = 0; i < b.vm->noffers; i++) {
+        struct sim_offer *o = &b.vm->offers[i];
+        if (o->valid && !o->rescinded && memcmp(&o->if_instance, &old.if_instance, 16) == 0)
+            reoffered = true;
+    }
     SIM_ASSERT(!b.vm->dead, "%s: partition disconnected (%s)", what, b.vm->error);
     SIM_ASSERT(b.vm->bad_host_msgs == 0, "%s: malformed host messages", what);
-    print_message("  %-52s rescinded relid %u; other channel ok\n", what, relid);
+    print_message("  %-52s rescinded relid %u; other channel ok; %s\n", what, relid,
+                  reoffered ? "re-offered after RELID_RELEASED" : "not re-offered");
     sim_vm_free(b.vm);
 }
 

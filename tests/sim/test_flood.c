@@ -198,11 +198,39 @@ static void test_offer_storm(void **state)
     bad_done(f, &b, "offer/contact storm", -1, false);
 }
 
+/* A guest that frees the slot but never signals EOM: vmbusd's periodic
+ * re-check still delivers everything (slower). */
+static void test_lost_eoms(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_up(f->d, VM_A, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "up");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "open");
+    vm->lose_eoms = true;
+    /* a burst of 20 responses: all but the first find the slot busy */
+    struct vmbus_channel_modifychannel m = {.header.msgtype = CHANNELMSG_MODIFYCHANNEL,
+                                            .child_relid = ch->relid};
+    for (int i = 0; i < 20; i++)
+        SIM_ASSERT(sim_post(vm, vm->msg_conn_id, 1, &m, sizeof(m)) == 0, "post %d", i);
+    int got = 0;
+    uint64_t t0 = sim_now_ms();
+    while (got < 20 && sim_wait_msg(vm, CHANNELMSG_MODIFYCHANNEL_RESPONSE, NULL, NULL, NULL, 2000))
+        got++;
+    print_message("  20 responses without EOMs: %d delivered in %llu ms\n", got,
+                  (unsigned long long)(sim_now_ms() - t0));
+    SIM_ASSERT(got == 20, "only %d of 20 messages arrived without EOMs", got);
+    vm->lose_eoms = false;
+    SIM_ASSERT(sim_chan_close(ch) == 0, "close");
+    sim_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_message_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_slow_guest, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lost_eoms, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_gpadl_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_socket_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offer_storm, fx_setup, fx_teardown),

@@ -87,6 +87,13 @@ static void full_flow(void **state, uint32_t v)
         t++;
         r = sim_chan_modify(vm, c0->relid, 0);
         SIM_ASSERT(r == 0, "modifychannel back %d", r);
+        if (v < VMBUS_VERSION_WIN10_V5_3) {
+            /* fire-and-forget below 5.3: no MODIFYCHANNEL_RESPONSE */
+            for (int i = 0; i < 5; i++)
+                sim_poll(vm, 10);
+            SIM_ASSERT(!sim_take_msg(vm, CHANNELMSG_MODIFYCHANNEL_RESPONSE, NULL, NULL, NULL),
+                       "MODIFYCHANNEL_RESPONSE sent on %s", sim_version_str(v));
+        }
     }
 
     /* close, reopen, echo */
