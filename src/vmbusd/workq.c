@@ -16,6 +16,7 @@ struct workq_serial {
     struct workq_serial *next_ready; /* link in wq's ready list */
     struct work_item *head, *tail;
     bool scheduled;                  /* in the ready list or running */
+    bool running;                    /* an item of it runs right now */
     unsigned long queued, done;      /* for drain */
     pthread_cond_t drained;
 };
@@ -66,6 +67,8 @@ static void *worker(void *arg)
         if (!s->head)
             s->tail = NULL;
         bool unserialised = s == &wq->unserialised;
+        if (!unserialised)
+            s->running = true;
         if (unserialised) {
             /* For the unserialised queue `scheduled` means "in the ready
              * list": it just left it, so put it back if items remain (other
@@ -89,6 +92,7 @@ static void *worker(void *arg)
             pthread_cond_broadcast(&wq->wake); /* idle workers may leave now */
         s->done++;
         if (!unserialised) {
+            s->running = false;
             if (s->head)
                 make_ready(wq, s);
             else
@@ -184,13 +188,64 @@ int workq_serial_submit(struct workq_serial *s, work_fn fn, void *arg)
     return enqueue(s, fn, arg);
 }
 
+static void unlink_ready(struct workq *wq, struct workq_serial *s)
+{
+    struct workq_serial *prev = NULL;
+    for (struct workq_serial *q = wq->ready_head; q; prev = q, q = q->next_ready) {
+        if (q != s)
+            continue;
+        if (prev)
+            prev->next_ready = q->next_ready;
+        else
+            wq->ready_head = q->next_ready;
+        if (wq->ready_tail == q)
+            wq->ready_tail = prev;
+        return;
+    }
+}
+
 void workq_serial_drain(struct workq_serial *s)
 {
     struct workq *wq = s->wq;
     pthread_mutex_lock(&wq->lock);
     unsigned long target = s->queued;
-    while (s->done < target)
+    /* A work item that drains another queue (a partition teardown waiting
+     * for its channels' closes) runs that queue's items itself rather than
+     * wait for a free worker: with every worker doing the same (or a pool
+     * of one) nobody would be left to run them. */
+    bool help = current_serial && current_serial != s && s != &wq->unserialised;
+    while (s->done < target) {
+        if (help && s->head && !s->running) {
+            unlink_ready(wq, s); /* queued, not running: it is on the ready list */
+            struct work_item *it = s->head;
+            s->head = it->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->running = true;
+            wq->running++;
+            pthread_mutex_unlock(&wq->lock);
+
+            const struct workq_serial *outer = current_serial;
+            current_serial = s;
+            it->fn(it->arg);
+            current_serial = outer;
+            free(it);
+
+            pthread_mutex_lock(&wq->lock);
+            wq->running--;
+            s->running = false;
+            s->done++;
+            if (s->head)
+                make_ready(wq, s);
+            else
+                s->scheduled = false;
+            if (wq->stopping && wq->running == 0)
+                pthread_cond_broadcast(&wq->wake);
+            pthread_cond_broadcast(&s->drained);
+            continue;
+        }
         pthread_cond_wait(&s->drained, &wq->lock);
+    }
     pthread_mutex_unlock(&wq->lock);
 }
 
