@@ -166,6 +166,9 @@ struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_c
     config_defaults(&sd->cfg);
     snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
     snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
+    const char *w = getenv("SIM_WORKERS"); /* vmbusd's worker pool size */
+    if (w && atoi(w) > 0)
+        sd->cfg.workers = atoi(w);
     sd->cfg.nvms = 0;
     for (int i = 0; i < nvms && i < CFG_MAX_VMS; i++) {
         struct cfg_vm *vm = &sd->cfg.vms[sd->cfg.nvms++];

@@ -114,12 +114,40 @@ static void test_partition_accounting(void **state)
     sim_vm_free(b);
 }
 
+/* Many VMMs disconnect at the same moment, with open channels: the
+ * teardowns must not starve vmbusd's worker pool (each teardown waits for
+ * its channels' VSP closes, which need workers too). */
+static void test_mass_disconnect(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    enum { N = 12 };
+    struct sim_vm *vms[N];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "mass-%d", i);
+        vms[i] = sim_up(f->d, name, VMBUS_VERSION_WIN10_V5_3);
+        SIM_ASSERT(vms[i] != NULL, "up %d", i);
+        SIM_ASSERT(sim_open_echo(vms[i], 0, 2, 2) && sim_open_echo(vms[i], 1, 2, 2), "open %d",
+                   i);
+    }
+    for (int i = 0; i < N; i++)
+        sim_vm_free(vms[i]);
+    uint64_t t0 = sim_now_ms();
+    while (vmbusd_partition_count(simd_vmbusd(f->d)) > 1 && sim_now_ms() - t0 < 5000)
+        sim_poll(f->good, 10);
+    fx_good_check(f, "12 partitions disconnecting at once");
+    SIM_ASSERT(vmbusd_partition_count(simd_vmbusd(f->d)) == 1, "%u partitions left",
+               vmbusd_partition_count(simd_vmbusd(f->d)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_four_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_partition_accounting, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_mass_disconnect, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_multi", tests);
 }
