@@ -225,12 +225,70 @@ static void test_lost_eoms(void **state)
     sim_vm_free(vm);
 }
 
+/* vmbusd never writes into an occupied slot: a slot the guest leaves full
+ * keeps its contents until the guest frees it; queued messages then arrive
+ * in order. */
+static void test_occupied_slot(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "slot-busy", VMBUS_VERSION_WIN10_V5_3, true);
+    struct sim_vm *vm = b.vm;
+    sim_set_consume(vm, false);
+    struct hv_message *slot =
+        (struct hv_message *)(vm->mem + vm->vp[0].simp_off) + VMBUS_MESSAGE_SINT;
+    /* wait until the slot is free, then occupy it with a foreign message */
+    uint64_t end = sim_now_ms() + 2000;
+    while (__atomic_load_n(&slot->header.message_type, __ATOMIC_SEQ_CST) && sim_now_ms() < end) {
+        sim_set_consume(vm, true);
+        sim_poll(vm, 10);
+        sim_set_consume(vm, false);
+    }
+    struct hv_message junk;
+    memset(&junk, 0x5a, sizeof(junk));
+    junk.header.message_type = 0x12345678;
+    junk.header.payload_size = 8;
+    junk.header.message_flags = 0;
+    memcpy(slot, &junk, sizeof(junk));
+    /* 50 GPADLs: 50 GPADL_CREATEDs queue up behind the occupied slot */
+    uint64_t page = sim_alloc_pages(vm, 1);
+    uint64_t pfn = sim_page_pfn(vm, page);
+    for (uint32_t i = 0; i < 50; i++)
+        SIM_ASSERT(sim_gpadl_post(vm, b.c1->relid, 0x20000 + i, &pfn, 1, 1, 0, 0) == 0,
+                   "gpadl %u", i);
+    for (int i = 0; i < 20; i++)
+        sim_poll(vm, 5);
+    SIM_ASSERT(slot->header.message_type == 0x12345678 &&
+                   memcmp(slot->payload, junk.payload, sizeof(junk.payload)) == 0,
+               "vmbusd overwrote an occupied SynIC slot");
+    SIM_ASSERT(slot->header.message_flags & HV_MESSAGE_FLAG_PENDING,
+               "msg_pending not set on the busy slot");
+    /* the guest frees it: everything arrives, in order */
+    __atomic_store_n(&slot->header.message_type, 0, __ATOMIC_SEQ_CST);
+    uint64_t one = 1;
+    SIM_ASSERT(write(vm->vp[0].resamplefd, &one, 8) == 8, "eom");
+    sim_set_consume(vm, true);
+    for (uint32_t i = 0; i < 50; i++) {
+        struct sim_qmsg q;
+        SIM_ASSERT(sim_wait_msg(vm, CHANNELMSG_GPADL_CREATED, NULL, NULL, &q, 2000),
+                   "GPADL_CREATED %u missing", i);
+        struct vmbus_channel_gpadl_created c;
+        memcpy(&c, q.payload, sizeof(c));
+        SIM_ASSERT(c.gpadl == 0x20000 + i && c.creation_status == 0,
+                   "GPADL_CREATED out of order: got 0x%x (status 0x%x), expected 0x%x", c.gpadl,
+                   c.creation_status, 0x20000 + i);
+    }
+    bad_done(f, &b, "occupied SynIC slot", -1, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_message_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_slow_guest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lost_eoms, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_occupied_slot, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_gpadl_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_socket_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offer_storm, fx_setup, fx_teardown),
