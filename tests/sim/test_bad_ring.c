@@ -261,12 +261,49 @@ static void test_ring_oddities(void **state)
     bad_done(f, &b, "signal storm", -1, false);
 }
 
+/* A guest that loops sending packets a VSP complains about must not be able
+ * to flood vmbusd's log (xpartition rate-limits its own guest-triggered
+ * lines; VSP lines about guest input need the same). */
+static void test_log_flood(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "log-flood", VMBUS_VERSION_WIN10_V5_3, true);
+    int before = sim_log_count(LOG_DEBUG, b.name, NULL, NULL);
+    uint8_t p[64];
+    memset(p, 0, sizeof(p));
+    int sent = 0;
+    for (int i = 0; i < 5000; i++) {
+        struct vmpacket_descriptor d = {.type = 0x33, .offset8 = 2, .len8 = 6,
+                                        .trans_id = (uint64_t)i};
+        memcpy(p, &d, 16);
+        int r = sim_chan_send(b.c0, 0x33, 0, (uint64_t)i, p + 16, 32);
+        if (r == -EAGAIN) {
+            sim_poll(b.vm, 1);
+            i--;
+            continue;
+        }
+        SIM_ASSERT(r == 0, "send %d: %d", i, r);
+        sent++;
+    }
+    for (int i = 0; i < 20; i++)
+        sim_poll(b.vm, 10);
+    int lines = sim_log_count(LOG_DEBUG, b.name, NULL, NULL) - before;
+    print_message("  %d bad packets -> %d log lines naming the partition\n", sent, lines);
+    fx_good_check(f, "log flood");
+    SIM_ASSERT(lines <= 1000, "%d bad packets produced %d log lines (no rate limit)", sent,
+               lines);
+    bad_done(f, &b, "log flood", -1, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ring_indices, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ring_descriptors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ring_oddities, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_log_flood, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_bad_ring", tests);
 }
