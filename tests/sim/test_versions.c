@@ -296,6 +296,38 @@ static void test_offers_before_alloffers(void **state)
                late);
 }
 
+/* Channel messages go to the vCPU named in INITIATE_CONTACT (8 vCPUs,
+ * target 5); channel events to the OPENCHANNEL target_vp (7). */
+static void test_target_vcpus(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm_opts o = {.name = VM_A, .vcpus = 8};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "8-vCPU VM");
+    vm->target_vcpu = 5;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) >= ECHO_CHANNELS, "bringup");
+    SIM_ASSERT(vm->vp[5].interrupts > 0, "no interrupt on target vCPU 5");
+    for (uint32_t v = 0; v < 8; v++)
+        if (v != 5)
+            SIM_ASSERT(vm->vp[v].interrupts == 0, "message interrupt on vCPU %u", v);
+    vm->target_vcpu = 7; /* OPENCHANNEL target_vp */
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "open");
+    vm->target_vcpu = 5;
+    uint64_t before = vm->vp[7].interrupts, ev = ch->events;
+    uint8_t p[64];
+    sim_fill_pattern(p, 64, 1);
+    SIM_ASSERT(sim_chan_send(ch, VM_PKT_DATA_INBAND, 0, 1, p, 64) == 0, "send");
+    SIM_ASSERT(sim_chan_wait_event(ch, ev, SIM_TIMEOUT_MS), "no event");
+    SIM_ASSERT(vm->vp[7].interrupts > before, "channel event not on vCPU 7");
+    uint8_t in[128];
+    uint32_t got;
+    struct vmpacket_descriptor d;
+    SIM_ASSERT(sim_chan_try_recv(ch, &d, in, sizeof(in), &got) == 1 && d.trans_id == 1, "echo");
+    SIM_ASSERT(sim_echo_stream(ch, 100, 100, true) == 0, "stream");
+    sim_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +346,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connection_id_rules, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_socket, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offers_before_alloffers, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_target_vcpus, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_versions", tests);
 }
