@@ -220,6 +220,10 @@ void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_chann
     else if (!(g = xp_gpadl_find(xp, m->ringbuffer_gpadlhandle)) || !g->complete ||
              g->teardown_requested)
         why = "names a ring GPADL that does not exist";
+    else if (g->relid != m->child_relid)
+        /* it would be freed under the open ring when its own channel's
+         * relid is released (xp_gpadl_forget) */
+        why = "names a ring GPADL created for another channel";
     else if (g->users > 0)
         why = "names a ring GPADL that is already in use";
     else if (g->byte_offset != 0 || (g->byte_count & (HV_PAGE_SIZE - 1)))
