@@ -308,6 +308,62 @@ static void test_body_abuse(void **state)
     bad_done(f, &b, "ring GPADL with aliased pages", -1, false);
 }
 
+/* A ring GPADL created for another channel: if vmbusd accepts it, the
+ * other channel's release must not free it under the open ring. */
+static void test_gpadl_cross_channel(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct bad b;
+    bad_up(f, &b, "cross-gpadl", VMBUS_VERSION_WIN10_V5_3, false);
+    struct sim_offer *oa = sim_offer_by_class(b.vm, sim_echo_class(), 0);
+    struct sim_offer *ob = sim_offer_by_class(b.vm, sim_echo_class(), 1);
+    uint32_t ra = oa->relid, rb = ob->relid;
+    /* a ring GPADL created for B, used to open A */
+    uint32_t hb;
+    uint64_t off;
+    SIM_ASSERT(sim_gpadl_create_pages(b.vm, rb, 8, &hb, &off) == 0, "gpadl for B");
+    struct vmbus_channel_open_channel m = {.header.msgtype = CHANNELMSG_OPENCHANNEL,
+                                           .child_relid = ra, .openid = ra,
+                                           .ringbuffer_gpadlhandle = hb,
+                                           .downstream_ringbuffer_pageoffset = 4};
+    b.post_status = sim_post(b.vm, b.vm->msg_conn_id, 1, &m, sizeof(m));
+    struct sim_qmsg q;
+    SIM_ASSERT(sim_wait_msg(b.vm, CHANNELMSG_OPENCHANNEL_RESULT, NULL, NULL, &q, 2000),
+               "no OPENCHANNEL_RESULT");
+    struct vmbus_channel_open_result r;
+    memcpy(&r, q.payload, sizeof(r));
+    print_message("  OPEN relid %u with relid %u's GPADL: status 0x%x\n", ra, rb, r.status);
+    if (r.status == 0) {
+        /* B: open, corrupt its ring -> rescind, close + RELID_RELEASED */
+        struct sim_chan *cb = sim_open_echo(b.vm, 1, 4, 4);
+        SIM_ASSERT(cb != NULL, "open B");
+        cb->out.hdr->write_index = cb->out.size + 8;
+        sim_signal_event(b.vm, ob->connection_id);
+        uint64_t end = sim_now_ms() + 2000;
+        while (!ob->rescinded && sim_now_ms() < end)
+            sim_poll(b.vm, 10);
+        SIM_ASSERT(ob->rescinded, "B not rescinded");
+        struct vmbus_channel_relid_msg c = {.header.msgtype = CHANNELMSG_CLOSECHANNEL,
+                                            .child_relid = rb};
+        sim_post_msg(b.vm, &c, sizeof(c));
+        cb->open = false;
+        sim_relid_released(b.vm, rb);
+        for (int i = 0; i < 10; i++)
+            sim_poll(b.vm, 10);
+        /* now close A, whose ring is the GPADL created for B */
+        struct vmbus_channel_relid_msg ca = {.header.msgtype = CHANNELMSG_CLOSECHANNEL,
+                                             .child_relid = ra};
+        sim_post_msg(b.vm, &ca, sizeof(ca));
+        sim_gpadl_teardown(b.vm, ra, hb);
+        for (int i = 0; i < 10; i++)
+            sim_poll(b.vm, 10);
+    } else {
+        SIM_ASSERT_LOGGED(b.name, (int)ra, "OPEN with another channel's GPADL");
+    }
+    bad_done(f, &b, "ring GPADL of another channel", -1, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +371,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_endless_bodies, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_inconsistent_lengths, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_body_abuse, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gpadl_cross_channel, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_bad_gpadl", tests);
 }
