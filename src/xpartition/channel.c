@@ -130,6 +130,13 @@ static void release_relid(struct xpartition *xp, struct xp_channel *ch)
 {
     if (!ch->relid)
         return;
+    /* The relid's GPADLs are forgotten below.  A close may still be in
+     * flight (Linux sends CLOSECHANNEL and RELID_RELEASED back to back after
+     * a rescind): it must not put the ring GPADL after it was freed. */
+    if (ch->ring_gpadl) {
+        ch->ring_gpadl->users--;
+        ch->ring_gpadl = NULL;
+    }
     if (per_channel_events(xp) || ch->conn_id != VMBUS_EVENT_CONNECTION_ID)
         xp->ops->eventfd_del(xp->ops_ctx, ch->conn_id);
     xp_gpadl_forget(xp, ch->relid);
