@@ -262,8 +262,8 @@ static void test_chaos(void **state)
         run_seed(f, strtoull(s, NULL, 0), 2000);
         return;
     }
-    for (uint64_t seed = 1; seed <= 4; seed++)
-        run_seed(f, seed, 500);
+    for (uint64_t seed = 1; seed <= 12; seed++)
+        run_seed(f, seed, 1000);
 }
 
 int main(void)
