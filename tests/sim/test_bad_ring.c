@@ -261,6 +261,77 @@ static void test_ring_oddities(void **state)
     bad_done(f, &b, "signal storm", -1, false);
 }
 
+static uint32_t rnd32(uint64_t *x, uint32_t n)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return (uint32_t)(*x % n);
+}
+
+/* In-range but meaningless indices and random ring contents, both
+ * directions, many times: vmbusd may rescind the channel or echo garbage,
+ * but must stay memory-safe (run under ASan) and keep others working. */
+static void test_ring_random_indices(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    uint64_t x = 0x1234567;
+#define RND(n) rnd32(&x, (n))
+    int rescinds = 0;
+    for (int round = 0; round < 12; round++) {
+        struct bad b;
+        char tag[32];
+        snprintf(tag, sizeof(tag), "ring-random-%d", round);
+        bad_up(f, &b, tag, VMBUS_VERSION_WIN10_V5_3, false);
+        b.c0 = sim_open_echo(b.vm, 0, 2 + RND(6), 2 + RND(6));
+        b.c1 = sim_open_echo(b.vm, 1, 4, 4);
+        SIM_ASSERT(b.c0 && b.c1, "open");
+        struct sim_offer *o = sim_find_offer(b.vm, b.c0->relid);
+        for (int i = 0; i < 200 && !o->rescinded; i++) {
+            struct sim_ring *out = &b.c0->out, *in = &b.c0->in;
+            switch (RND(4)) {
+            case 0: /* random bytes at random places of the guest->host ring */
+                for (int k = 0; k < 64; k++)
+                    out->data[RND(out->size)] = (uint8_t)RND(256);
+                break;
+            case 1: /* an in-range, aligned write index */
+                __atomic_store_n(&out->hdr->write_index, RND(out->size / 8) * 8,
+                                 __ATOMIC_SEQ_CST);
+                break;
+            case 2: /* an in-range, aligned read index on the host->guest ring */
+                __atomic_store_n(&in->hdr->read_index, RND(in->size / 8) * 8,
+                                 __ATOMIC_SEQ_CST);
+                break;
+            default: { /* a plausible packet */
+                uint8_t p[256];
+                for (int k = 0; k < 256; k++)
+                    p[k] = (uint8_t)RND(256);
+                uint16_t type = RND(2) ? VM_PKT_DATA_INBAND : (uint16_t)RND(16);
+                uint16_t flags = (uint16_t)RND(2);
+                uint32_t len = RND(256);
+                sim_chan_send(b.c0, type, flags, (uint64_t)i, p, len);
+                break;
+            }
+            }
+            sim_signal_event(b.vm, o->connection_id);
+            if (i % 20 == 0)
+                sim_poll(b.vm, 1);
+        }
+        for (int i = 0; i < 10; i++)
+            sim_poll(b.vm, 5);
+        if (o->rescinded)
+            rescinds++;
+        SIM_ASSERT(sim_echo_roundtrip(b.c1, 100, 1, true) == 0, "round %d: other channel",
+                   round);
+        fx_good_check(f, "random ring indices");
+        SIM_ASSERT(!b.vm->dead && b.vm->bad_host_msgs == 0, "round %d", round);
+        sim_vm_free(b.vm);
+    }
+#undef RND
+    print_message("  12 rounds of random in-range indices/contents: %d rescinds\n", rescinds);
+}
+
 /* A guest that loops sending packets a VSP complains about must not be able
  * to flood vmbusd's log (xpartition rate-limits its own guest-triggered
  * lines; VSP lines about guest input need the same). */
@@ -303,6 +374,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_indices, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ring_descriptors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ring_oddities, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ring_random_indices, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_log_flood, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_bad_ring", tests);
