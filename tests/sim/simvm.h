@@ -58,7 +58,6 @@ int sim_log_count(int max_level, const char *n1, const char *n2, const char *n3)
 bool sim_log_wait(int timeout_ms, int max_level, const char *n1, const char *n2,
                   const char *n3);
 void sim_log_dump(const char *why); /* print the capture (on failure) */
-/* Print every captured line to stderr as it arrives (SIM_VERBOSE=1). */
 
 /* ------------------------------------------------------------------ */
 /* Simulated VM                                                        */
@@ -199,8 +198,8 @@ uint64_t sim_alloc_pages(struct sim_vm *vm, uint32_t npages); /* memfd offset, z
 uint64_t sim_page_pfn(const struct sim_vm *vm, uint64_t off);  /* pfn of the page at off */
 
 /* ---- raw vmbus-user (VMM side) ---- */
-/* Send one datagram: header (type, size = len, fresh seq unless seq_out
- * is preset... ) + payload + fds.  Returns the seq used, or -errno. */
+/* Send one datagram: header (type, size = len, the next seq, flags 0) +
+ * payload + fds.  Returns the seq used, or -errno. */
 int sim_vu_send(struct sim_vm *vm, uint32_t type, const void *payload, uint32_t len,
                 const int *fds, int nfds);
 /* Send arbitrary bytes as one datagram (no header added). */
@@ -263,7 +262,7 @@ int sim_bringup(struct sim_vm *vm, uint32_t version);
  * GPADL_CREATED.  Returns creation_status (0 ok) or -errno; *handle set. */
 int sim_gpadl_create(struct sim_vm *vm, uint32_t relid, const uint64_t *pfns, uint32_t npages,
                      uint32_t *handle);
-/* Same for nparges freshly allocated contiguous pages; *off = memfd offset. */
+/* Same for npages freshly allocated contiguous pages; *off = memfd offset. */
 int sim_gpadl_create_pages(struct sim_vm *vm, uint32_t relid, uint32_t npages, uint32_t *handle,
                            uint64_t *off);
 /* Building block for bad inputs: post a header that announces
@@ -281,7 +280,8 @@ int sim_gpadl_teardown(struct sim_vm *vm, uint32_t relid, uint32_t handle);
 /* Linux __vmbus_open: allocate send_pages + recv_pages (each including its
  * header page), init both rings, ring GPADL, OPENCHANNEL, wait result.
  * Returns the channel (open) or NULL; *status gets OPENCHANNEL_RESULT's status
- * (or -errno). max_pkt = inbound copy buffer size (0: 16 KiB). */
+ * (or -errno).  The inbound copy buffer (Linux max_pkt_size) is vm->max_pkt,
+ * 0 meaning the whole ring. */
 struct sim_chan *sim_chan_open(struct sim_vm *vm, uint32_t relid, uint32_t send_pages,
                                uint32_t recv_pages, int *status);
 /* vmbus_close: CLOSECHANNEL, GPADL_TEARDOWN(ring), wait TORNDOWN. 0/-errno. */
