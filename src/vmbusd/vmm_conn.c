@@ -296,6 +296,13 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     if (!m.vm_name[0])
         snprintf(m.vm_name, sizeof(m.vm_name), "vm%u", id);
     snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
+    pthread_mutex_lock(&c->d->conns_lock);
+    for (struct vmm_conn *o = c->d->conns; o; o = o->next)
+        if (o != c && o->xp && strcmp(o->name, c->name) == 0)
+            log_warn("partition %s (id %u): another VM with this name is connected (id %u); "
+                     "vmbusctl reaches it by name, this one by its id",
+                     c->name, id, o->xp->id);
+    pthread_mutex_unlock(&c->d->conns_lock);
     c->nvcpus = m.vcpu_count;
     c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
     if (!c->xp)
@@ -385,9 +392,10 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         if (h->size != sizeof(m))
             return conn_error(c, "POST_MESSAGE of %u bytes", h->size);
         memcpy(&m, body, sizeof(m));
+        if (m.vp_index >= c->nvcpus)
+            return conn_error(c, "POST_MESSAGE from vp %u of %u", m.vp_index, c->nvcpus);
         struct vu_post_result r = {.hv_status = HV_STATUS_INVALID_PARAMETER};
-        if (m.vp_index < c->nvcpus)
-            r.hv_status = xp_post_message(c->xp, m.vp_index, &m.msg, sizeof(m.msg));
+        r.hv_status = xp_post_message(c->xp, m.vp_index, &m.msg, sizeof(m.msg));
         conn_send(c, VU_MSG_POST_RESULT, h->seq, &r, sizeof(r), NULL, 0);
         return;
     }
@@ -400,6 +408,8 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         return;
     }
     case VU_MSG_RESET:
+        if (h->size != 0)
+            return conn_error(c, "RESET of %u bytes", h->size);
         xp_reset(c->xp);
         return;
     default:
@@ -459,7 +469,11 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         return conn_error(c, "message of %zd bytes is shorter than its header", n);
     }
     memcpy(&h, buf, sizeof(h));
-    if (h.size != (size_t)n - sizeof(h) || h.flags != 0) {
+    if (h.flags != 0) {
+        close_fds(fds, nfds);
+        return conn_error(c, "message type %u: flags %#x (must be 0)", h.type, h.flags);
+    }
+    if (h.size != (size_t)n - sizeof(h)) {
         close_fds(fds, nfds);
         return conn_error(c, "message type %u: header says %u bytes, datagram has %zu", h.type,
                           h.size, (size_t)n - sizeof(h));

@@ -582,6 +582,10 @@ void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *f
 {
     if (map_level(lvl) > log_get_level())
         return;
+    /* What a VSP logs about a channel is usually the guest's doing: it
+     * shares the partition's rate limit. */
+    if (ch && !xp_log_allowed(ch->p->xp))
+        return;
     char buf[768], cls[GUID_STR_LEN];
     va_list ap;
     va_start(ap, fmt);
@@ -598,7 +602,7 @@ void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *f
 
 void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)
 {
-    if (map_level(lvl) > log_get_level())
+    if (map_level(lvl) > log_get_level() || !xp_log_allowed(p->xp))
         return;
     char buf[768];
     va_list ap;

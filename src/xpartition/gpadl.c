@@ -35,8 +35,21 @@ static void gpadl_unlink_free(struct xpartition *xp, struct xp_gpadl *g)
     if (!g->complete)
         xp->npending_gpadls--;
     xp->ngpadls--;
-    if (g->vsp_map)
-        munmap(g->vsp_map, g->vsp_map_len);
+    if (g->vsp_map) {
+        /* The VSP may still be reading it: swap the guest pages for
+         * anonymous memory instead of unmapping under its feet. */
+        struct xp_orphan_map *o = malloc(sizeof(*o));
+        if (o && mmap(g->vsp_map, g->vsp_map_len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+            o->addr = g->vsp_map;
+            o->len = g->vsp_map_len;
+            o->next = xp->orphans;
+            xp->orphans = o;
+        } else {
+            free(o);
+            munmap(g->vsp_map, g->vsp_map_len);
+        }
+    }
     free(g->pfns);
     free(g);
 }

@@ -53,6 +53,12 @@ void xp_destroy(struct xpartition *xp)
         ch = n;
     }
     xp->offers = NULL;
+    while (xp->orphans) {
+        struct xp_orphan_map *o = xp->orphans;
+        xp->orphans = o->next;
+        munmap(o->addr, o->len);
+        free(o);
+    }
     for (int i = 0; i < xp->nregions; i++) {
         munmap(xp->regions[i].hva, xp->regions[i].size);
         close(xp->regions[i].fd);
@@ -109,6 +115,14 @@ static void xp_vlog(struct xpartition *xp, enum log_level lvl, const char *fmt, 
         log_msg(lvl, "partition %s (id %u): %s", xp->name, xp->id, buf);
     else
         log_msg(lvl, "partition %s: %s", xp->name, buf);
+}
+
+bool xp_log_allowed(struct xpartition *xp)
+{
+    pthread_mutex_lock(&xp->lock);
+    bool ok = log_token(xp);
+    pthread_mutex_unlock(&xp->lock);
+    return ok;
 }
 
 void xp_guest_warn(struct xpartition *xp, const char *fmt, ...)

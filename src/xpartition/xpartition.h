@@ -92,12 +92,22 @@ struct xp_gpadl {
     size_t vsp_map_len;
 };
 
+/* A VSP mapping whose GPADL the guest took away (UNLOAD, reset, release)
+ * while the VSP may still use it: the range now holds anonymous memory so a
+ * late access neither faults nor reaches guest memory; freed at destroy. */
+struct xp_orphan_map {
+    struct xp_orphan_map *next;
+    void *addr;
+    size_t len;
+};
+
 struct xp_channel {
     struct xpartition *xp;
     struct xp_channel *next;   /* LOCAL_OFFER list */
     struct vmbus_channel_offer offer;
-    uint32_t relid;            /* 0 until offered */
-    uint32_t conn_id;
+    /* Written under xp->lock, read lock-free by senders and loggers. */
+    _Atomic uint32_t relid;    /* 0 until offered */
+    _Atomic uint32_t conn_id;
     _Atomic int state;         /* enum xp_chan_state */
     bool rescind_requested;
     bool removed;              /* VSP asked to rescind before it was ever offered */
@@ -150,6 +160,7 @@ struct xpartition {
     struct xp_channel *relids[VMBUS_MAX_RELID + 1];
     struct xp_gpadl *gpadls;
     unsigned ngpadls, npending_gpadls;
+    struct xp_orphan_map *orphans;
 
     struct xp_stats stats;
     unsigned log_tokens;       /* token bucket for guest-triggered log lines */
@@ -216,5 +227,8 @@ const char *xp_chan_state_name(int state);
  * prefixed with the partition and rate limited per partition. */
 void xp_guest_warn(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void xp_event(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Take a token from the partition's log bucket (for VSP lines a guest can
+ * trigger); false: drop the line. */
+bool xp_log_allowed(struct xpartition *xp);
 
 #endif
