@@ -127,6 +127,7 @@ int vm_create(struct vm *vm)
             return -1;
         }
     }
+    log_debug("VM created; %d RAM slot(s) mapped", vm->mem.nregions);
     for (int i = 0; i < vm->ncpus; i++) {
         struct vcpu *vc = &vm->vcpus[i];
         vc->vm = vm;

@@ -173,9 +173,19 @@ static void *signal_thread(void *arg)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     int sig;
+    if (sigwait(&set, &sig) != 0)
+        return NULL;
+    if (!vm->in_run_loop) {
+        log_warn("stopped on signal %s while setting up the VM", strsignal(sig));
+        _exit(VMM_EXIT_SIGNAL);
+    }
+    log_warn("stopping the VM on signal %s", strsignal(sig));
+    vm_post_event(vm, VM_EV_SIGNAL);
+    /* A second signal means the orderly stop is stuck: leave now. */
     if (sigwait(&set, &sig) == 0) {
-        log_warn("stopping the VM on signal %s", strsignal(sig));
-        vm_post_event(vm, VM_EV_SIGNAL);
+        log_warn("second signal %s: exiting at once", strsignal(sig));
+        vm_dump_vcpus(vm);
+        _exit(VMM_EXIT_SIGNAL);
     }
     return NULL;
 }
@@ -262,8 +272,15 @@ int main(int argc, char **argv)
     int reboots = 0;
     bool setup_sent = false;
     for (;;) {
-        if (vm_create(&vm) < 0 || hv_setup_sint_routes(&vm) < 0 ||
-            boot_setup(&vm, &img, opt.cmdline) < 0)
+        vm.in_run_loop = false;
+        log_debug("creating the VM");
+        if (vm_create(&vm) < 0)
+            break;
+        log_debug("routing SINT%d", 2);
+        if (hv_setup_sint_routes(&vm) < 0)
+            break;
+        log_debug("loading the kernel");
+        if (boot_setup(&vm, &img, opt.cmdline) < 0)
             break;
         if (vm.vmbus && !setup_sent) {
             if (vmbus_send_setup(&vm) < 0 || vmbus_start_reader(&vm) < 0)
@@ -273,6 +290,8 @@ int main(int argc, char **argv)
         vmbus_rearm_eventfds(&vm);
         if (vm_start_vcpus(&vm) < 0)
             break;
+        vm.in_run_loop = true;
+        log_debug("%d vCPU(s) running", vm.ncpus);
         enum vm_event ev = wait_event(&vm);
         vm_stop_vcpus(&vm);
         if (ev == VM_EV_SIGNAL || ev == VM_EV_ERROR)

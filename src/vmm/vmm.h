@@ -134,6 +134,7 @@ struct vm {
     pthread_cond_t cond;
     enum vm_event event;
     volatile bool stopping;
+    volatile bool in_run_loop; /* vCPUs started, main thread waits for events */
     pthread_t main_thread;
     uint8_t cmos_index;
 };
