@@ -30,7 +30,7 @@
 #include "vsp/ic/ic.h"
 
 #define TS_CLASS    "9527e630-d0ae-497b-adce-e80ab0175caf"
-#define TS_INSTANCE "2f9bcc4a-0069-4af3-b76b-6fd0be528c03"
+#define TS_INSTANCE "5d7a3e1b-9c24-4f6e-b0a8-3e1f7c9d2a03"
 
 #define TS_FLAG_PROBE  0
 #define TS_FLAG_SYNC   1
