@@ -8,12 +8,16 @@
 #   3. hv_kvp_daemon runs; the host's pool-0 keys must show up in
 #      /var/lib/hyperv/.kvp_pool_0 (e2e.kvpkey=KEY, set by the host after
 #      E2E-IC-READY; e2e.kvppreset=KEY, preset in vmbusd's config)
-#   4. wait (e2e.wait seconds) for the host's shutdown request: hv_utils runs
+#      and a pool-1 record written here must reach the host
+#   4. clock set back to 2001 after E2E-KVP-DONE; the host's
+#      'timesync sync' command must fix it (E2E-CLOCK-RESET, E2E-CLOCK2)
+#   5. wait (e2e.wait seconds) for the host's shutdown request: hv_utils runs
 #      /sbin/poweroff (busybox), which sends SIGUSR2 to PID 1, i.e. to this
 #      shell; the trap below notes it, this script reports and returns, and
 #      /init powers the guest off.
 # Markers: E2E-CLOCK, E2E-IC-READY, E2E-KVP pool=0 key=K value=V,
-#          E2E-KVP-SEEN key=K, E2E-POWEROFF-SIGNAL, E2E-RESULT ...
+#          E2E-KVP-SEEN key=K, E2E-KVP-DONE, E2E-CLOCK-RESET, E2E-CLOCK2,
+#          E2E-POWEROFF-SIGNAL, E2E-RESULT ...
 E2E_POWEROFF=""
 trap 'E2E_POWEROFF=usr2' USR2
 trap 'E2E_POWEROFF=term' TERM
@@ -37,6 +41,14 @@ ic_kvp_dump() {
         echo "E2E-KVP pool=$1 key=$k value=$v"
         i=$((i + 1))
     done
+}
+# Append the record KEY=VALUE to pool file POOL.
+ic_kvp_add() {
+    local f=/var/lib/hyperv/.kvp_pool_$1
+    {
+        printf '%s' "$2"; dd if=/dev/zero bs=$((512 - ${#2})) count=1 2>/dev/null
+        printf '%s' "$3"; dd if=/dev/zero bs=$((2048 - ${#3})) count=1 2>/dev/null
+    } >> "$f"
 }
 # Is KEY in pool file POOL?
 ic_kvp_has() {
@@ -83,6 +95,10 @@ i=0
 while [ ! -c /dev/vmbus/hv_kvp ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 if [ -c /dev/vmbus/hv_kvp ] && [ -x /usr/sbin/hv_kvp_daemon ]; then
     mkdir -p /var/lib/hyperv
+    # A guest-side key (pool 1, "guest"): the daemon reads the pool files
+    # at start; the host lists them with 'vmbusctl kvp list VM guest'.
+    guestkey=$(e2e_param e2e.kvpguest || true)
+    [ -z "$guestkey" ] || ic_kvp_add 1 "$guestkey" "written by the guest"
     /usr/sbin/hv_kvp_daemon -n </dev/null >/tmp/kvp.log 2>&1 &
     kvp_pid=$!
     e2e_result "kvp_daemon=started"
@@ -115,6 +131,19 @@ fi
 v=$(dmesg | sed -n "s/.*hv_utils: KVP IC version \([0-9.]*\).*/\1/p" | tail -n 1)
 e2e_result "ic_KVP=${v:-none}"
 echo "E2E-KVP-DONE"
+
+# Live SYNC: back to 2001; the host sends 'timesync timesync sync'.
+if [ -z "$E2E_POWEROFF" ]; then
+    date -s '2001-02-03 04:05:06' >/dev/null 2>&1
+    echo "E2E-CLOCK-RESET now=$(date +%s)"
+    i=0
+    while [ "$(date +%s)" -lt 1500000000 ] && [ $i -lt 300 ] && [ -z "$E2E_POWEROFF" ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    e2e_result "clock2_wait_ds=$i"
+    echo "E2E-CLOCK2 now=$(date +%s)"
+fi
 
 # Wait for the host's shutdown request.
 i=0
