@@ -150,6 +150,26 @@ static void add_param(struct cfg_vsp_params *p, const char *k, const char *v)
 
 struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_channels)
 {
+    return simd_start_params(vms, nvms, echo_channels, NULL, 0);
+}
+
+/* The [vsp NAME] section for name, created if missing (NULL if full). */
+static struct cfg_vsp_params *vsp_section(struct vmbusd_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nvspparams; i++)
+        if (strcmp(cfg->vspparams[i].name, name) == 0)
+            return &cfg->vspparams[i];
+    if (cfg->nvspparams >= CFG_MAX_VSPS)
+        return NULL;
+    struct cfg_vsp_params *p = &cfg->vspparams[cfg->nvspparams++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    return p;
+}
+
+struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int echo_channels,
+                                     const struct sim_vsp_param *params, int nparams)
+{
     struct sim_daemon *sd = calloc(1, sizeof(*sd));
     if (!sd)
         return NULL;
@@ -194,6 +214,11 @@ struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_c
         char n[16];
         snprintf(n, sizeof(n), "%d", echo_channels);
         add_param(ep, "channels", n);
+    }
+    for (int i = 0; i < nparams; i++) {
+        struct cfg_vsp_params *p = vsp_section(&sd->cfg, params[i].vsp);
+        if (p)
+            add_param(p, params[i].key, params[i].value);
     }
 
     log_set_sink(sim_log_sink, NULL);
@@ -277,4 +302,5 @@ void simd_stop(struct sim_daemon *sd)
 }
 
 const char *simd_socket_path(const struct sim_daemon *sd) { return sd->cfg.socket_path; }
+const char *simd_control_path(const struct sim_daemon *sd) { return sd->cfg.control_path; }
 struct vmbusd *simd_vmbusd(struct sim_daemon *sd) { return sd->d; }

@@ -44,8 +44,17 @@ struct sim_vm_cfg {
  * "[vsp echo] channels = echo_channels".  The socket lives in a fresh
  * temporary directory.  Returns NULL (and prints why) on failure. */
 struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_channels);
+/* One "[vsp VSP] KEY = VALUE" line for simd_start_params(). */
+struct sim_vsp_param {
+    const char *vsp, *key, *value;
+};
+/* simd_start() plus VSP parameters (applied after the echo channel count). */
+struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int echo_channels,
+                                     const struct sim_vsp_param *params, int nparams);
 void simd_stop(struct sim_daemon *d);
 const char *simd_socket_path(const struct sim_daemon *d);
+/* vmbusd's control socket (the "list" / "control VM VSP CMD" protocol). */
+const char *simd_control_path(const struct sim_daemon *d);
 struct vmbusd *simd_vmbusd(struct sim_daemon *d);
 
 /* Log capture (all vmbusd log lines since the last clear). */

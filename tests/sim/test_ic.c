@@ -1,0 +1,1758 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The integration services (heartbeat, shutdown, timesync, KVP) through the
+ * real in-process vmbusd, with a guest that answers like Linux 6.1's
+ * hv_utils (drivers/hv/hv_util.c, hv_kvp.c + hv_kvp_daemon; contract
+ * section 4) and with guests that answer badly.
+ *
+ * The guest side of the IC wire format is written here from the guest's
+ * point of view, independently of src/vsp/ic, so the two check each other.
+ *
+ * Good: each channel opened like hv_utils (16 KiB rings each way), the
+ * negotiate answered like vmbus_prep_negotiate_resp(), then heartbeats
+ * (status heartbeat.seq / heartbeat.state through the control socket),
+ * timesync SYNC (host time against CLOCK_REALTIME), shutdown through
+ * `control VM shutdown shutdown poweroff`, KVP enumeration of the auto pool
+ * and `kvp-set 0 KEY VALUE`.
+ *
+ * Bad: every case runs on a partition of its own and asserts that vmbusd
+ * keeps running (control socket answers), logs a warning naming the
+ * partition and the channel's relid, that the service recovers (a later
+ * good answer is taken, or the channel renegotiates after a reopen), and
+ * that the healthy partition vm-good still echoes.
+ */
+#include "sim_test.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/guid.h"
+
+/* ------------------------------------------------------------------ */
+/* Wire format, guest side                                              */
+
+struct gv {
+    uint16_t major, minor;
+} __attribute__((packed));
+
+/* icmsg_hdr, after the 8-byte vmbuspipe_hdr */
+struct gh {
+    struct gv fw;      /* +0 */
+    uint16_t type;     /* +4 */
+    struct gv ver;     /* +6 */
+    uint16_t size;     /* +10 */
+    uint32_t status;   /* +12 */
+    uint8_t tid;       /* +16 */
+    uint8_t flags;     /* +17 */
+    uint8_t rsvd[2];
+} __attribute__((packed));
+_Static_assert(sizeof(struct gh) == 20, "icmsg_hdr");
+
+#define G_HDRS 28u /* vmbuspipe_hdr + icmsg_hdr */
+#define G_TRANSACTION 1u
+#define G_REQUEST 2u
+#define G_RESPONSE 4u
+#define G_T_NEGOTIATE 0u
+#define G_T_HEARTBEAT 1u
+#define G_T_KVP 2u
+#define G_T_SHUTDOWN 3u
+#define G_T_TIMESYNC 4u
+#define G_S_OK 0u
+#define G_E_FAIL 0x80004005u
+#define G_S_CONT 0x80070103u
+#define G_MAX_VERCNT 100u
+/* 100 ns units from 1601-01-01 to 1970-01-01 */
+#define G_EPOCH 116444736000000000ull
+/* hv_utils: VMBUS_RING_SIZE(3 pages) = 4 pages incl. the header, each way */
+#define G_RING_PAGES 4u
+/* receive buffers: one page (heartbeat/shutdown/timesync), four for KVP */
+#define G_BUF_UTIL 4096u
+#define G_BUF_KVP 16384u
+/* hv_kvp_msg: {op u8, pool u8, pad u16} + union (7426) */
+#define G_KVP_MSG 7430u
+#define G_KVP_KEY 512u
+#define G_KVP_VAL 2048u
+#define G_KVP_SET 1u
+#define G_KVP_GET 0u
+#define G_KVP_ENUM 3u
+
+enum { HB, SD, TS, KV, NSVC };
+
+struct svc {
+    const char *name;
+    const char *cls;
+    uint16_t type;
+    struct gv fw[2];  /* Linux's preference order */
+    struct gv msg[4];
+    unsigned nmsg;
+    uint32_t buf;     /* Linux's receive buffer */
+};
+
+static const struct svc svcs[NSVC] = {
+    [HB] = {"heartbeat", "57164f39-9115-4e78-ab55-382f3bd5422d", G_T_HEARTBEAT,
+            {{3, 0}, {1, 0}}, {{3, 0}, {1, 0}}, 2, G_BUF_UTIL},
+    [SD] = {"shutdown", "0e0b6031-5213-4934-818b-38d90ced39db", G_T_SHUTDOWN,
+            {{3, 0}, {1, 0}}, {{3, 2}, {3, 1}, {3, 0}, {1, 0}}, 4, G_BUF_UTIL},
+    [TS] = {"timesync", "9527e630-d0ae-497b-adce-e80ab0175caf", G_T_TIMESYNC,
+            {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, G_BUF_UTIL},
+    [KV] = {"kvp", "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6", G_T_KVP,
+            {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, G_BUF_KVP},
+};
+
+struct pkt {
+    struct vmpacket_descriptor d;
+    uint32_t len;
+    uint8_t b[G_BUF_KVP + 64];
+};
+
+struct icvm;
+
+struct gch {
+    struct icvm *v;
+    int s;
+    struct sim_chan *ch;
+    uint32_t relid;
+    bool ready;
+    struct gv fw, ver;
+};
+
+struct icvm {
+    char name[48];
+    struct sim_vm *vm;
+    struct gch c[NSVC];
+};
+
+static struct gh hdr_of(const struct pkt *p)
+{
+    struct gh h;
+    memcpy(&h, p->b + 8, sizeof(h));
+    return h;
+}
+
+static void hdr_put(struct pkt *p, const struct gh *h)
+{
+    memcpy(p->b + 8, h, sizeof(*h));
+}
+
+static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* ------------------------------------------------------------------ */
+/* Control socket client                                                */
+
+static const char *g_ctl; /* control socket path of the current daemon */
+
+/* One request line, one answer line.  true if an answer arrived. */
+static bool ctl_call(const char *req, char *out, size_t cap)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", g_ctl);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    bool ok = false;
+    size_t n = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        size_t rl = strlen(req);
+        char *line = malloc(rl + 2);
+        if (line) {
+            memcpy(line, req, rl);
+            line[rl] = '\n';
+            ok = write(fd, line, rl + 1) == (ssize_t)(rl + 1);
+            free(line);
+        }
+        while (ok && n + 1 < cap) {
+            ssize_t r = read(fd, out + n, cap - 1 - n);
+            if (r <= 0) {
+                ok = false;
+                break;
+            }
+            n += (size_t)r;
+            if (memchr(out, '\n', n))
+                break;
+        }
+    }
+    close(fd);
+    out[n] = 0;
+    return ok && n > 0;
+}
+
+/* Value of status key `key` of partition vm from `list` (false if absent). */
+static bool st_get(const char *vm, const char *key, char *val, size_t cap)
+{
+    size_t big = 256 * 1024;
+    char *buf = malloc(big);
+    bool found = false;
+    if (!buf)
+        return false;
+    if (ctl_call("list", buf, big)) {
+        char needle[160];
+        snprintf(needle, sizeof(needle), "\"name\":\"%s\"", vm);
+        char *pos = strstr(buf, needle);
+        if (pos) {
+            char *end = strstr(pos, "{\"id\":");
+            if (end)
+                *end = 0;
+            snprintf(needle, sizeof(needle), "\"%s\":\"", key);
+            char *k = strstr(pos, needle);
+            if (k) {
+                k += strlen(needle);
+                char *q = strchr(k, '"');
+                if (q) {
+                    size_t l = (size_t)(q - k);
+                    if (l >= cap)
+                        l = cap - 1;
+                    memcpy(val, k, l);
+                    val[l] = 0;
+                    found = true;
+                }
+            }
+        }
+    }
+    free(buf);
+    return found;
+}
+
+/* Wait until status key == want (want NULL: exists). */
+static bool st_wait(const char *vm, const char *key, const char *want, int timeout_ms)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
+    char val[512];
+    for (;;) {
+        if (st_get(vm, key, val, sizeof(val)) && (!want || strcmp(val, want) == 0))
+            return true;
+        if (sim_now_ms() >= end)
+            return false;
+        usleep(10000);
+    }
+}
+
+static void st_dump(const char *vm, const char *key)
+{
+    char val[512] = "(absent)";
+    st_get(vm, key, val, sizeof(val));
+    fprintf(stderr, "  status %s %s = %s\n", vm, key, val);
+}
+
+/* A control command on a thread of its own (it blocks until the guest
+ * answers, and the guest is this thread). */
+struct actl {
+    pthread_t t;
+    char req[512];
+    char reply[16384];
+    bool ok;
+    bool running;
+};
+
+static void *actl_fn(void *arg)
+{
+    struct actl *a = arg;
+    a->ok = ctl_call(a->req, a->reply, sizeof(a->reply));
+    return NULL;
+}
+
+static void actl_start(struct actl *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void actl_start(struct actl *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->req, sizeof(a->req), fmt, ap);
+    va_end(ap);
+    a->reply[0] = 0;
+    a->ok = false;
+    a->running = pthread_create(&a->t, NULL, actl_fn, a) == 0;
+    SIM_ASSERT(a->running, "control thread");
+}
+
+static const char *actl_join(struct actl *a)
+{
+    if (a->running)
+        pthread_join(a->t, NULL);
+    a->running = false;
+    return a->reply;
+}
+
+/* Synchronous control command; returns the JSON answer (static buffer). */
+static const char *ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *ctl(const char *fmt, ...)
+{
+    static char out[16384];
+    char req[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req, sizeof(req), fmt, ap);
+    va_end(ap);
+    if (!ctl_call(req, out, sizeof(out)))
+        snprintf(out, sizeof(out), "(no answer)");
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixture                                                              */
+
+#define IC_VSPS "heartbeat shutdown timesync kvp"
+#define HB_LATE_MS 1000
+
+static int ic_setup(void **state)
+{
+    static const struct sim_vm_cfg vms[] = {
+        {VM_GOOD, "echo"},
+        {"default", IC_VSPS}, /* every per-case partition */
+    };
+    static const struct sim_vsp_param params[] = {
+        {"heartbeat", "interval_ms", "100"},
+        {"heartbeat", "late_ms", "1000"},
+        {"shutdown", "control_timeout_ms", "2000"},
+        {"timesync", "interval_ms", "1000"},
+        {"kvp", "control_timeout_ms", "3000"},
+        {"kvp", "timeout_ms", "3000"},
+    };
+    struct fx *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    sim_log_clear();
+    sim_expect_offers_default = NSVC;
+    f->d = simd_start_params(vms, 2, ECHO_CHANNELS, params,
+                             (int)(sizeof(params) / sizeof(params[0])));
+    if (!f->d) {
+        free(f);
+        return -1;
+    }
+    g_ctl = simd_control_path(f->d);
+    *state = f;
+    return 0;
+}
+
+static int ic_teardown(void **state)
+{
+    g_ctl = NULL;
+    return fx_teardown(state);
+}
+
+/* vmbusd answers `list` and the healthy partition echoes. */
+static void alive(struct fx *f, const char *what)
+{
+    const char *r = ctl("list");
+    SIM_ASSERT(strncmp(r, "{\"ok\":true", 10) == 0, "control socket after %s: %s", what, r);
+    fx_good_check(f, what);
+}
+
+/* A warning naming the partition and the relid (and containing needle). */
+static void expect_warn(const struct gch *c, const char *needle, const char *what)
+{
+    char tok[24];
+    snprintf(tok, sizeof(tok), "#%u", c->relid);
+    SIM_ASSERT(sim_log_wait(3000, LOG_WARN, c->v->name, tok, needle),
+               "%s: no warning naming partition %s and relid %u (%s) [%s]", what, c->v->name,
+               c->relid, needle ? needle : "any", svcs[c->s].name);
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest: channels                                                      */
+
+static void icvm_up(struct fx *f, struct icvm *v, const char *tag, unsigned mask)
+{
+    memset(v, 0, sizeof(*v));
+    snprintf(v->name, sizeof(v->name), "ic-%s", tag);
+    v->vm = sim_vm_create(f->d, v->name);
+    SIM_ASSERT(v->vm != NULL, "create %s", v->name);
+    v->vm->expect_offers = NSVC;
+    int n = sim_bringup(v->vm, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(n >= NSVC, "%s: bringup %d offers", v->name, n);
+    for (int s = 0; s < NSVC; s++) {
+        struct gch *c = &v->c[s];
+        c->v = v;
+        c->s = s;
+        struct hv_guid g;
+        SIM_ASSERT(guid_parse(svcs[s].cls, &g) == 0, "guid");
+        struct sim_offer *of = sim_offer_by_class(v->vm, &g, 0);
+        SIM_ASSERT(of != NULL, "%s: no %s offer", v->name, svcs[s].name);
+        c->relid = of->relid;
+        if (!(mask & (1u << s)))
+            continue;
+        int st = 0;
+        c->ch = sim_chan_open(v->vm, of->relid, G_RING_PAGES, G_RING_PAGES, &st);
+        SIM_ASSERT(c->ch != NULL, "%s: open %s (relid %u): %d", v->name, svcs[s].name, of->relid,
+                   st);
+    }
+}
+
+static void icvm_free(struct icvm *v)
+{
+    SIM_ASSERT(v->vm->bad_host_msgs == 0, "%s: vmbusd sent malformed channel messages", v->name);
+    SIM_ASSERT(!v->vm->dead, "%s: partition disconnected (%s)", v->name, v->vm->error);
+    sim_vm_free(v->vm);
+    v->vm = NULL;
+}
+
+/* Receive one host packet on c; checks what every hv_utils driver relies on.
+ * false on timeout. */
+static bool g_recv(struct gch *c, struct pkt *p, int timeout_ms)
+{
+    memset(p->b, 0, G_HDRS + 64);
+    int r = sim_chan_recv(c->ch, &p->d, p->b, sizeof(p->b), &p->len, timeout_ms);
+    if (r != 1)
+        return false;
+    const struct svc *s = &svcs[c->s];
+    SIM_ASSERT(p->d.type == VM_PKT_DATA_INBAND, "%s: host packet type %u", s->name, p->d.type);
+    /* vmbus_recvpacket() into the driver's buffer: -ENOBUFS beyond it */
+    SIM_ASSERT(p->len <= s->buf, "%s: %u-byte host packet exceeds Linux's %u-byte buffer",
+               s->name, p->len, s->buf);
+    SIM_ASSERT(p->len >= G_HDRS, "%s: %u-byte host packet (Linux drops < 28)", s->name, p->len);
+    struct gh h = hdr_of(p);
+    SIM_ASSERT((h.flags & (G_TRANSACTION | G_REQUEST)) == (G_TRANSACTION | G_REQUEST) &&
+                   !(h.flags & G_RESPONSE),
+               "%s: host IC flags 0x%x", s->name, h.flags);
+    SIM_ASSERT(rd32(p->b) == 1, "%s: pipe header flags %u", s->name, rd32(p->b));
+    if (h.type != G_T_NEGOTIATE) {
+        SIM_ASSERT(c->ready, "%s: message type %u before the negotiation", s->name, h.type);
+        SIM_ASSERT(h.type == s->type, "%s: message type %u on this channel", s->name, h.type);
+        SIM_ASSERT(h.fw.major == c->fw.major && h.fw.minor == c->fw.minor &&
+                       h.ver.major == c->ver.major && h.ver.minor == c->ver.minor,
+                   "%s: message with versions %u.%u/%u.%u, negotiated %u.%u/%u.%u", s->name,
+                   h.fw.major, h.fw.minor, h.ver.major, h.ver.minor, c->fw.major, c->fw.minor,
+                   c->ver.major, c->ver.minor);
+        SIM_ASSERT(G_HDRS + h.size <= p->len, "%s: IC msg size %u beyond the %u-byte packet",
+                   s->name, h.size, p->len);
+    }
+    return true;
+}
+
+static void g_must_recv(struct gch *c, struct pkt *p, const char *what)
+{
+    SIM_ASSERT(g_recv(c, p, SIM_TIMEOUT_MS), "%s: nothing from the host on %s (relid %u)", what,
+               svcs[c->s].name, c->relid);
+}
+
+/* Send a guest packet, waiting while the ring is full. */
+static int g_send(struct gch *c, uint16_t type, uint64_t tid, const void *buf, uint32_t len)
+{
+    uint64_t end = sim_now_ms() + 3000;
+    int r;
+    while ((r = sim_chan_send(c->ch, type, 0, tid, buf, len)) == -EAGAIN && sim_now_ms() < end)
+        sim_poll(c->v->vm, 5);
+    return r;
+}
+
+/* Echo the packet back in place as every hv_utils driver does. */
+static void g_reply(struct gch *c, struct pkt *p)
+{
+    struct gh h = hdr_of(p);
+    h.flags = G_TRANSACTION | G_RESPONSE;
+    hdr_put(p, &h);
+    int r = g_send(c, VM_PKT_DATA_INBAND, p->d.trans_id, p->b, p->len);
+    SIM_ASSERT(r == 0, "%s: reply not sent: %d", svcs[c->s].name, r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest: negotiation (vmbus_prep_negotiate_resp)                       */
+
+static bool gv_eq(struct gv a, struct gv b) { return a.major == b.major && a.minor == b.minor; }
+
+/* Rewrite the negotiate request in p into Linux's answer.  Returns whether
+ * both a framework and a message version matched (answer 1/1, else 0/0). */
+static bool linux_negotiate(const struct svc *s, struct pkt *p, struct gv *fw_out,
+                            struct gv *ver_out)
+{
+    if (p->len < G_HDRS + 4)
+        return false; /* Linux replies with the packet unchanged */
+    struct gh h = hdr_of(p);
+    h.size = 16;
+    hdr_put(p, &h);
+    uint8_t *body = p->b + G_HDRS;
+    unsigned nfw = rd16(body), nmsg = rd16(body + 2);
+    struct gv fw = {(uint16_t)nfw, 0}, mv = {(uint16_t)nmsg, 0};
+    bool found = false;
+    if (nfw <= G_MAX_VERCNT && nmsg <= G_MAX_VERCNT && G_HDRS + 8 + 4 * (nfw + nmsg) <= p->len) {
+        const uint8_t *list = body + 8;
+        for (unsigned i = 0; i < 2 && !found; i++)
+            for (unsigned j = 0; j < nfw && !found; j++) {
+                struct gv hv = {rd16(list + 4 * j), rd16(list + 4 * j + 2)};
+                if (gv_eq(hv, s->fw[i])) {
+                    fw = hv;
+                    found = true;
+                }
+            }
+        if (found) {
+            found = false;
+            for (unsigned i = 0; i < s->nmsg && !found; i++)
+                for (unsigned j = nfw; j < nfw + nmsg && !found; j++) {
+                    struct gv hv = {rd16(list + 4 * j), rd16(list + 4 * j + 2)};
+                    if (gv_eq(hv, s->msg[i])) {
+                        mv = hv;
+                        found = true;
+                    }
+                }
+        }
+    }
+    wr16(body, found ? 1 : 0);
+    wr16(body + 2, found ? 1 : 0);
+    memcpy(body + 8, &fw, 4);
+    memcpy(body + 12, &mv, 4);
+    if (fw_out)
+        *fw_out = fw;
+    if (ver_out)
+        *ver_out = mv;
+    return found;
+}
+
+/* What vmbusd is documented to offer (src/vsp/ic/README.md); timesync
+ * offers 4.0 only with a reference-time source. */
+static void check_offer(const struct gch *c, const struct pkt *p)
+{
+    const struct svc *s = &svcs[c->s];
+    const uint8_t *body = p->b + G_HDRS;
+    struct gh h = hdr_of(p);
+    SIM_ASSERT(h.type == G_T_NEGOTIATE, "%s: first host message has type %u", s->name, h.type);
+    unsigned nfw = rd16(body), nmsg = rd16(body + 2);
+    SIM_ASSERT(nfw >= 1 && nmsg >= 1 && nfw + nmsg >= 2 && nfw + nmsg <= G_MAX_VERCNT,
+               "%s: negotiate counts %u/%u", s->name, nfw, nmsg);
+    SIM_ASSERT(G_HDRS + 8 + 4 * (nfw + nmsg) <= p->len, "%s: negotiate counts %u/%u in %u bytes",
+               s->name, nfw, nmsg, p->len);
+    SIM_ASSERT(h.size >= 8 + 4 * (nfw + nmsg), "%s: negotiate msg size %u", s->name, h.size);
+    static const struct gv fw_exp[] = {{3, 0}, {1, 0}};
+    static const struct gv hb_exp[] = {{3, 0}, {1, 0}};
+    static const struct gv sd_exp[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
+    static const struct gv ts_exp[] = {{4, 0}, {3, 0}, {1, 0}};
+    static const struct gv kv_exp[] = {{4, 0}, {3, 0}, {1, 0}};
+    const struct gv *exp = c->s == HB ? hb_exp : c->s == SD ? sd_exp : c->s == TS ? ts_exp : kv_exp;
+    unsigned nexp = c->s == HB ? 2 : c->s == SD ? 4 : 3;
+    if (c->s == TS && nmsg == 2) { /* no reference time: 3.0, 1.0 */
+        exp++;
+        nexp--;
+    }
+    SIM_ASSERT(nfw == 2 && nmsg == nexp, "%s: host offers %u framework and %u message versions",
+               s->name, nfw, nmsg);
+    for (unsigned i = 0; i < nfw + nmsg; i++) {
+        struct gv v = {rd16(body + 8 + 4 * i), rd16(body + 10 + 4 * i)};
+        struct gv e = i < nfw ? fw_exp[i] : exp[i - nfw];
+        SIM_ASSERT(gv_eq(v, e), "%s: offered version %u is %u.%u, expected %u.%u", s->name, i,
+                   v.major, v.minor, e.major, e.minor);
+    }
+}
+
+static void svc_key(const struct gch *c, const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.%s", svcs[c->s].name, key);
+}
+
+static void wait_version(const struct gch *c, const char *want, const char *what)
+{
+    char key[64];
+    svc_key(c, "version", key, sizeof(key));
+    if (!st_wait(c->v->name, key, want, 3000)) {
+        st_dump(c->v->name, key);
+        SIM_ASSERT(false, "%s: %s of %s never became %s", what, key, c->v->name, want);
+    }
+}
+
+/* Receive the negotiate request (checked) into p. */
+static void g_get_negotiate(struct gch *c, struct pkt *p, const char *what)
+{
+    g_must_recv(c, p, what);
+    check_offer(c, p);
+}
+
+/* Answer p (a negotiate request) like Linux and wait until the host
+ * reports the negotiated version. */
+static void g_answer_negotiate(struct gch *c, struct pkt *p, const char *what)
+{
+    struct gv fw, ver;
+    bool ok = linux_negotiate(&svcs[c->s], p, &fw, &ver);
+    SIM_ASSERT(ok, "%s: no version in common with Linux", svcs[c->s].name);
+    g_reply(c, p);
+    c->fw = fw;
+    c->ver = ver;
+    c->ready = true;
+    char want[16];
+    snprintf(want, sizeof(want), "%u.%u", ver.major, ver.minor);
+    wait_version(c, want, what);
+}
+
+static void g_negotiate(struct gch *c, const char *what)
+{
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(p != NULL, "oom");
+    g_get_negotiate(c, p, what);
+    g_answer_negotiate(c, p, what);
+    free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest: services                                                      */
+
+/* Next heartbeat request: returns its seq (p holds it). */
+static uint64_t g_heartbeat(struct gch *c, struct pkt *p, const char *what)
+{
+    g_must_recv(c, p, what);
+    struct gh h = hdr_of(p);
+    SIM_ASSERT(h.type == G_T_HEARTBEAT, "%s: heartbeat channel got type %u", what, h.type);
+    /* heartbeat_msg_data {seq u64, reserved u32 x 8}; Linux needs >= 36 */
+    SIM_ASSERT(p->len >= G_HDRS + 8 && h.size >= 8, "%s: heartbeat of %u bytes", what, p->len);
+    return rd64(p->b + G_HDRS);
+}
+
+/* Answer heartbeat p with seq + 1 (what Linux does). */
+static void g_heartbeat_answer(struct gch *c, struct pkt *p)
+{
+    wr64(p->b + G_HDRS, rd64(p->b + G_HDRS) + 1);
+    g_reply(c, p);
+}
+
+static void wait_hb(const struct gch *c, uint64_t seq, const char *what)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "%" PRIu64, seq);
+    bool ok = st_wait(c->v->name, "heartbeat.seq", want, 3000) &&
+              st_wait(c->v->name, "heartbeat.state", "ok", 3000);
+    if (!ok) {
+        st_dump(c->v->name, "heartbeat.seq");
+        st_dump(c->v->name, "heartbeat.state");
+    }
+    SIM_ASSERT(ok, "%s: heartbeat.seq never became %s with state ok", what, want);
+}
+
+/* The newest heartbeat in the ring (older ones are skipped, unanswered). */
+static uint64_t g_heartbeat_latest(struct gch *c, struct pkt *p, const char *what)
+{
+    uint64_t seq = g_heartbeat(c, p, what);
+    struct pkt *q = malloc(sizeof(*q));
+    SIM_ASSERT(q != NULL, "oom");
+    while (g_recv(c, q, 0)) {
+        struct gh h = hdr_of(q);
+        if (h.type != G_T_HEARTBEAT)
+            continue;
+        uint64_t s2 = rd64(q->b + G_HDRS);
+        SIM_ASSERT(s2 > seq, "%s: heartbeat seq %" PRIu64 " after %" PRIu64, what, s2, seq);
+        seq = s2;
+        memcpy(p, q, sizeof(*p));
+    }
+    free(q);
+    return seq;
+}
+
+/* One complete heartbeat exchange and the published status. */
+static void g_heartbeat_ok(struct gch *c, const char *what)
+{
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(p != NULL, "oom");
+    uint64_t seq = g_heartbeat_latest(c, p, what);
+    g_heartbeat_answer(c, p);
+    wait_hb(c, seq + 1, what);
+    free(p);
+}
+
+/* Timesync message (v3 layout {host u64, child u64, round trip u64,
+ * flags u8}, v4 {host u64, ref u64, flags u8, leap, stratum, rsvd[3]}). */
+static uint8_t ts_flags(const struct gch *c, const struct pkt *p)
+{
+    return p->b[G_HDRS + (c->ver.major >= 4 ? 16 : 24)];
+}
+
+static void g_timesync(struct gch *c, struct pkt *p, const char *what)
+{
+    g_must_recv(c, p, what);
+    struct gh h = hdr_of(p);
+    SIM_ASSERT(h.type == G_T_TIMESYNC, "%s: timesync channel got type %u", what, h.type);
+    uint32_t need = G_HDRS + (c->ver.major >= 4 ? 22u : 25u);
+    SIM_ASSERT(p->len >= need, "%s: timesync %u bytes, version %u.%u needs %u (Linux drops it)",
+               what, p->len, c->ver.major, c->ver.minor, need);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ours = (uint64_t)now.tv_sec * 10000000u + (uint64_t)now.tv_nsec / 100u + G_EPOCH;
+    uint64_t host = rd64(p->b + G_HDRS);
+    uint64_t diff = host > ours ? host - ours : ours - host;
+    SIM_ASSERT(diff < 10000000u, "%s: host time %" PRIu64 " is %.3f s from CLOCK_REALTIME", what,
+               host, (double)diff / 1e7);
+}
+
+static unsigned long st_num(const char *vm, const char *key)
+{
+    char v[64];
+    return st_get(vm, key, v, sizeof(v)) ? strtoul(v, NULL, 10) : 0;
+}
+
+/* Timesync answers counted by the host, from `control VM timesync timesync`
+ * (the status key timesync.answers is only republished on the next tick). */
+static unsigned long ts_answered(const char *vm)
+{
+    const char *r = ctl("control %s timesync timesync", vm);
+    const char *m = strstr(r, "messages sent, ");
+    return m ? strtoul(m + 15, NULL, 10) : 0;
+}
+
+static bool ts_wait_answered(const char *vm, unsigned long min, int timeout_ms)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
+    while (ts_answered(vm) < min) {
+        if (sim_now_ms() >= end)
+            return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+static bool st_wait_num(const char *vm, const char *key, unsigned long min, int timeout_ms)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
+    while (st_num(vm, key) < min) {
+        if (sim_now_ms() >= end)
+            return false;
+        usleep(10000);
+    }
+    return true;
+}
+
+/* KVP: UTF-16LE helpers (ASCII only) and records. */
+static uint32_t u16_put(uint8_t *dst, const char *s)
+{
+    uint32_t n = 0;
+    for (; *s; s++, n += 2)
+        wr16(dst + n, (uint8_t)*s);
+    wr16(dst + n, 0);
+    return n + 2;
+}
+
+static bool u16_is(const uint8_t *src, uint32_t size, const char *s)
+{
+    uint32_t n = (uint32_t)strlen(s);
+    if (size != 2 * (n + 1))
+        return false;
+    for (uint32_t i = 0; i <= n; i++)
+        if (rd16(src + 2 * i) != (uint8_t)s[i])
+            return false;
+    return true;
+}
+
+/* record {value type u32, key size u32, value size u32, key[512], value[2048]} */
+static void kvp_rec_put(uint8_t *rec, const char *key, const char *value)
+{
+    memset(rec, 0, 12 + G_KVP_KEY + G_KVP_VAL);
+    wr32(rec, 1); /* REG_SZ: hv_kvp_daemon's values are all strings */
+    wr32(rec + 4, u16_put(rec + 12, key));
+    wr32(rec + 8, u16_put(rec + 12 + G_KVP_KEY, value));
+}
+
+static const char *const auto_keys[] = {
+    "FullyQualifiedDomainName", "IntegrationServicesVersion", "NetworkAddressIPv4",
+    "NetworkAddressIPv6", "OSBuildNumber", "OSName", "OSMajorVersion", "OSMinorVersion",
+    "OSVersion", "ProcessorArchitecture",
+};
+static const char *const auto_vals[] = {
+    "simguest.example", "3.1", "192.0.2.7", "2001:db8::7", "6.1.0-sim", "Debian GNU/Linux",
+    "6", "1", "6.1.0-sim", "x86_64",
+};
+
+static void g_kvp_request(struct gch *c, struct pkt *p, const char *what)
+{
+    g_must_recv(c, p, what);
+    struct gh h = hdr_of(p);
+    SIM_ASSERT(h.type == G_T_KVP, "%s: kvp channel got type %u", what, h.type);
+    SIM_ASSERT(p->len >= G_HDRS + G_KVP_MSG && h.size >= G_KVP_MSG,
+               "%s: kvp message of %u bytes (msg size %u): not the full hv_kvp_msg", what,
+               p->len, h.size);
+}
+
+/* Answer an ENUMERATE of the auto pool like hv_kvp_daemon + hv_kvp.c. */
+static void g_kvp_answer_enum(struct gch *c, struct pkt *p)
+{
+    uint8_t *body = p->b + G_HDRS;
+    uint32_t idx = rd32(body + 4);
+    struct gh h = hdr_of(p);
+    if (body[1] == 2 && idx < 10) {
+        kvp_rec_put(body + 8, auto_keys[idx], auto_vals[idx]);
+        h.status = G_S_OK;
+    } else {
+        h.status = G_S_CONT; /* no more items: the daemon's error -> S_CONT */
+    }
+    hdr_put(p, &h);
+    g_reply(c, p);
+}
+
+/* Serve the host's enumeration of pool `pool` until S_CONT. */
+static void g_kvp_serve_enum(struct gch *c, uint8_t pool, const char *what)
+{
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(p != NULL, "oom");
+    for (uint32_t i = 0;; i++) {
+        g_kvp_request(c, p, what);
+        uint8_t *body = p->b + G_HDRS;
+        SIM_ASSERT(body[0] == G_KVP_ENUM && body[1] == pool && rd32(body + 4) == i,
+                   "%s: expected ENUMERATE pool %u index %u, got op %u pool %u index %u", what,
+                   pool, i, body[0], body[1], rd32(body + 4));
+        g_kvp_answer_enum(c, p);
+        if (i >= 10)
+            break;
+    }
+    free(p);
+}
+
+/* Receive a SET and check it carries key/value as UTF-16. */
+static void g_kvp_expect_set(struct gch *c, struct pkt *p, uint8_t pool, const char *key,
+                             const char *value, const char *what)
+{
+    g_kvp_request(c, p, what);
+    const uint8_t *body = p->b + G_HDRS, *rec = body + 4;
+    SIM_ASSERT(body[0] == G_KVP_SET && body[1] == pool, "%s: op %u pool %u, expected SET %u",
+               what, body[0], body[1], pool);
+    SIM_ASSERT(rd32(rec) == 1, "%s: value type %u", what, rd32(rec));
+    SIM_ASSERT(u16_is(rec + 12, rd32(rec + 4), key), "%s: key (size %u) is not UTF-16 '%s'",
+               what, rd32(rec + 4), key);
+    SIM_ASSERT(u16_is(rec + 12 + G_KVP_KEY, rd32(rec + 8), value),
+               "%s: value (size %u) is not UTF-16 '%s'", what, rd32(rec + 8), value);
+}
+
+/* kvp-set through the control socket, answered S_OK: the service works. */
+static void g_kvp_set_ok(struct gch *c, const char *key, const char *value, const char *what)
+{
+    struct actl *a = calloc(1, sizeof(*a));
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(a && p, "oom");
+    actl_start(a, "control %s kvp kvp-set 0 %s %s", c->v->name, key, value);
+    g_kvp_expect_set(c, p, 0, key, value, what);
+    g_reply(c, p); /* SET: S_OK, buffer unchanged */
+    const char *r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":true") && strstr(r, "done"), "%s: kvp-set: %s", what,
+               r);
+    free(p);
+    free(a);
+}
+
+/* shutdown poweroff through the control socket, answered S_OK. */
+static void g_shutdown_ok(struct gch *c, const char *action, uint32_t flags, const char *what)
+{
+    struct actl *a = calloc(1, sizeof(*a));
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(a && p, "oom");
+    actl_start(a, "control %s shutdown shutdown %s", c->v->name, action);
+    g_must_recv(c, p, what);
+    struct gh h = hdr_of(p);
+    SIM_ASSERT(h.type == G_T_SHUTDOWN, "%s: shutdown channel got type %u", what, h.type);
+    /* shutdown_msg_data {reason, timeout, flags, message[2048]} */
+    SIM_ASSERT(p->len >= 2088, "%s: shutdown payload %u < 2088 (Linux drops it)", what, p->len);
+    SIM_ASSERT(rd32(p->b + G_HDRS + 8) == flags, "%s: shutdown flags %u, expected %u", what,
+               rd32(p->b + G_HDRS + 8), flags);
+    h.status = G_S_OK;
+    hdr_put(p, &h);
+    g_reply(c, p);
+    const char *r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":true") && strstr(r, "accepted"),
+               "%s: control reply: %s", what, r);
+    free(p);
+    free(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* Good flows                                                           */
+
+static void test_good(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(v && p, "oom");
+    icvm_up(f, v, "good", 0xf);
+    for (int s = 0; s < NSVC; s++)
+        g_negotiate(&v->c[s], "good negotiate");
+    print_message("  negotiated: heartbeat %u.%u, shutdown %u.%u, timesync %u.%u, kvp %u.%u "
+                  "(framework %u.%u)\n",
+                  v->c[HB].ver.major, v->c[HB].ver.minor, v->c[SD].ver.major,
+                  v->c[SD].ver.minor, v->c[TS].ver.major, v->c[TS].ver.minor,
+                  v->c[KV].ver.major, v->c[KV].ver.minor, v->c[HB].fw.major, v->c[HB].fw.minor);
+    SIM_ASSERT(gv_eq(v->c[HB].ver, (struct gv){3, 0}) && gv_eq(v->c[SD].ver, (struct gv){3, 2}) &&
+                   gv_eq(v->c[KV].ver, (struct gv){4, 0}) && gv_eq(v->c[HB].fw, (struct gv){3, 0}),
+               "Linux's choices");
+
+    /* heartbeat: several requests, each answered seq + 1 */
+    struct gch *hb = &v->c[HB];
+    uint64_t last = 0;
+    uint64_t t0 = sim_now_ms();
+    for (int i = 0; i < 5; i++) {
+        uint64_t seq = g_heartbeat(hb, p, "heartbeat");
+        SIM_ASSERT(seq > last, "heartbeat seq %" PRIu64 " after %" PRIu64, seq, last);
+        last = seq;
+        g_heartbeat_answer(hb, p);
+        wait_hb(hb, seq + 1, "heartbeat");
+    }
+    uint64_t took = sim_now_ms() - t0;
+    char buf[64];
+    const char *list = ctl("list");
+    SIM_ASSERT(strstr(list, "\"heartbeat.state\":\"ok\"") != NULL, "list: %s", list);
+    print_message("  heartbeat: 5 requests answered in %" PRIu64 " ms, last seq %" PRIu64
+                  ", status ok\n", took, last + 1);
+    SIM_ASSERT(strstr(ctl("control %s heartbeat heartbeat", v->name), "state ok"),
+               "heartbeat control");
+
+    /* timesync: a SYNC right after the negotiation, then samples */
+    struct gch *ts = &v->c[TS];
+    g_timesync(ts, p, "timesync");
+    SIM_ASSERT(ts_flags(ts, p) == 1, "first timesync message has flags %u, expected SYNC",
+               ts_flags(ts, p));
+    g_reply(ts, p);
+    SIM_ASSERT(ts_wait_answered(v->name, 1, 3000), "timesync: answer not counted");
+    /* an operator SYNC */
+    const char *r = ctl("control %s timesync timesync sync", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":true"), "timesync sync: %s", r);
+    unsigned samples = 0;
+    for (;;) {
+        g_timesync(ts, p, "timesync sync");
+        uint8_t fl = ts_flags(ts, p);
+        g_reply(ts, p);
+        if (fl == 1)
+            break;
+        SIM_ASSERT(fl == 2, "timesync flags %u", fl);
+        samples++;
+    }
+    SIM_ASSERT(ts_wait_answered(v->name, 2 + samples, 3000), "timesync: answers not counted");
+    /* the status key follows at the next tick (interval_ms) */
+    SIM_ASSERT(st_wait_num(v->name, "timesync.answers", 2 + samples, 3000), "timesync.answers");
+    print_message("  timesync %u.%u: SYNC within 1 s of CLOCK_REALTIME answered, operator sync "
+                  "answered (%u samples between)\n", ts->ver.major, ts->ver.minor, samples);
+
+    /* shutdown through the control socket */
+    struct gch *sd = &v->c[SD];
+    g_shutdown_ok(sd, "poweroff", 0, "shutdown poweroff");
+    SIM_ASSERT(st_get(v->name, "shutdown.last", buf, sizeof(buf)) && strstr(buf, "S_OK"),
+               "shutdown.last");
+    g_shutdown_ok(sd, "reboot", 2, "shutdown reboot");
+    print_message("  shutdown: poweroff and reboot accepted (%s)\n", buf);
+
+    /* KVP: the host enumerates the auto pool after the negotiation */
+    struct gch *kv = &v->c[KV];
+    g_kvp_serve_enum(kv, 2, "kvp enumerate");
+    SIM_ASSERT(st_wait(v->name, "kvp.2.FullyQualifiedDomainName", "simguest.example", 3000),
+               "kvp.2.FullyQualifiedDomainName");
+    SIM_ASSERT(st_wait(v->name, "kvp.2.ProcessorArchitecture", "x86_64", 3000),
+               "kvp.2.ProcessorArchitecture");
+    g_kvp_set_ok(kv, "SimKey", "some value", "kvp-set");
+    /* kvp-list 2 through the control socket */
+    struct actl *a = calloc(1, sizeof(*a));
+    SIM_ASSERT(a != NULL, "oom");
+    actl_start(a, "control %s kvp kvp-list 2", v->name);
+    g_kvp_serve_enum(kv, 2, "kvp-list");
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":true") && strstr(r, "OSName=Debian GNU/Linux"),
+               "kvp-list: %s", r);
+    free(a);
+    print_message("  kvp %u.%u: auto pool enumerated (10 keys published), kvp-set 0 and "
+                  "kvp-list 2 answered\n", kv->ver.major, kv->ver.minor);
+
+    /* still alive after all that: one more heartbeat */
+    g_heartbeat_ok(hb, "final heartbeat");
+    alive(f, "good flows");
+    icvm_free(v);
+    free(p);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad negotiate answers                                                */
+
+enum nbad {
+    NB_ZERO,
+    NB_EFAIL,
+    NB_COUNT_101,
+    NB_COUNT_FFFF,
+    NB_COUNT_NOFIT,
+    NB_SHORT_VERSIONS,
+    NB_BODY_SHORT,
+    NB_HDR_SHORT,
+    NB_EMPTY,
+    NB_FW_NOT_OFFERED,
+    NB_MSG_NOT_OFFERED,
+    NB_TYPE_OTHER,
+    NB_TYPE_SVC,
+    NB_NO_RESPONSE,
+    NB_WRONG_TID,
+    NB_NOT_INBAND,
+    NB_DUP,
+    NB_COUNT
+};
+
+static const struct {
+    const char *tag, *what, *needle;
+    bool fatal; /* the host gives up: reopen needed */
+} nbad[NB_COUNT] = {
+    [NB_ZERO] = {"neg-zero", "counts 0/0 (no common version)", "negotiation failed", true},
+    [NB_EFAIL] = {"neg-efail", "status E_FAIL", "negotiation failed", true},
+    [NB_COUNT_101] = {"neg-101", "framework count 101", "above 100", false},
+    [NB_COUNT_FFFF] = {"neg-ffff", "counts 65535/65535", "above 100", false},
+    [NB_COUNT_NOFIT] = {"neg-nofit", "counts 40/40 in a 2-entry packet", "exactly one", false},
+    [NB_SHORT_VERSIONS] = {"neg-shortv", "1/1 but only one version entry", "too short", false},
+    [NB_BODY_SHORT] = {"neg-shortb", "body of 4 bytes", "negotiate body truncated", false},
+    [NB_HDR_SHORT] = {"neg-shorth", "20-byte packet (< 28)", "shorter than the IC headers",
+                      false},
+    [NB_EMPTY] = {"neg-empty", "empty packet", "shorter than the IC headers", false},
+    [NB_FW_NOT_OFFERED] = {"neg-fw", "framework 2.0 (never offered)", "not offered", false},
+    [NB_MSG_NOT_OFFERED] = {"neg-msg", "message version 3.5 (never offered)", "not offered",
+                            false},
+    [NB_TYPE_OTHER] = {"neg-type", "another service's IC message type", "message type", false},
+    [NB_TYPE_SVC] = {"neg-type2", "the service's type before negotiation",
+                     "before negotiation finished", false},
+    [NB_NO_RESPONSE] = {"neg-noresp", "response flag clear", "response flag not set", false},
+    [NB_WRONG_TID] = {"neg-tid", "wrong VMBus trans_id", "unexpected negotiate reply", false},
+    [NB_NOT_INBAND] = {"neg-comp", "sent as a completion packet (not inband)", "packet type",
+                       false},
+    [NB_DUP] = {"neg-dup", "answered twice", "unexpected negotiate reply", false},
+};
+
+/* Turn a good Linux answer q into bad answer `kind`; returns the packet
+ * length and sets the VMBus packet type and trans_id to use. */
+static uint32_t neg_mutate(enum nbad kind, const struct gch *c, struct pkt *q, uint16_t *type,
+                           uint64_t *tid)
+{
+    uint8_t *body = q->b + G_HDRS;
+    struct gh h = hdr_of(q);
+    uint32_t len = q->len;
+    *type = VM_PKT_DATA_INBAND;
+    switch (kind) {
+    case NB_ZERO: /* what Linux itself sends without a match */
+        wr16(body, 0);
+        wr16(body + 2, 0);
+        break;
+    case NB_EFAIL:
+        h.status = G_E_FAIL;
+        break;
+    case NB_COUNT_101:
+        wr16(body, 101);
+        break;
+    case NB_COUNT_FFFF:
+        wr16(body, 0xffff);
+        wr16(body + 2, 0xffff);
+        break;
+    case NB_COUNT_NOFIT:
+        wr16(body, 40);
+        wr16(body + 2, 40);
+        break;
+    case NB_SHORT_VERSIONS:
+        len = G_HDRS + 8 + 4;
+        break;
+    case NB_BODY_SHORT:
+        len = G_HDRS + 4;
+        break;
+    case NB_HDR_SHORT:
+        len = 20;
+        break;
+    case NB_EMPTY:
+        len = 0;
+        break;
+    case NB_FW_NOT_OFFERED:
+        wr16(body + 8, 2);
+        wr16(body + 10, 0);
+        break;
+    case NB_MSG_NOT_OFFERED:
+        wr16(body + 12, 3);
+        wr16(body + 14, 5);
+        break;
+    case NB_TYPE_OTHER:
+        h.type = svcs[c->s].type == G_T_HEARTBEAT ? G_T_SHUTDOWN : G_T_HEARTBEAT;
+        break;
+    case NB_TYPE_SVC:
+        h.type = svcs[c->s].type;
+        break;
+    case NB_NO_RESPONSE:
+        h.flags = G_TRANSACTION | G_REQUEST;
+        break;
+    case NB_WRONG_TID:
+        *tid += 1000;
+        break;
+    case NB_NOT_INBAND:
+        *type = VM_PKT_COMP;
+        break;
+    default:
+        break;
+    }
+    if (kind != NB_NO_RESPONSE)
+        h.flags = G_TRANSACTION | G_RESPONSE;
+    hdr_put(q, &h);
+    return len;
+}
+
+/* The service works after its negotiation: the first thing it does. */
+static void svc_works(struct gch *c, const char *what)
+{
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(p != NULL, "oom");
+    switch (c->s) {
+    case HB:
+        g_heartbeat_ok(c, what);
+        break;
+    case TS:
+        g_timesync(c, p, what);
+        SIM_ASSERT(ts_flags(c, p) == 1, "%s: first timesync flags %u", what, ts_flags(c, p));
+        g_reply(c, p);
+        SIM_ASSERT(ts_wait_answered(c->v->name, 1, 3000), "%s: timesync", what);
+        break;
+    case SD:
+        g_shutdown_ok(c, "poweroff", 0, what);
+        break;
+    case KV:
+        g_kvp_serve_enum(c, 2, what);
+        g_kvp_set_ok(c, "K", "v", what);
+        break;
+    }
+    free(p);
+}
+
+static void run_neg_case(struct fx *f, enum nbad kind)
+{
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p)), *q = malloc(sizeof(*q));
+    SIM_ASSERT(v && p && q, "oom");
+    const char *what = nbad[kind].what;
+    icvm_up(f, v, nbad[kind].tag, 0xf);
+    for (int s = 0; s < NSVC; s++) {
+        struct gch *c = &v->c[s];
+        g_get_negotiate(c, p, what);
+        memcpy(q, p, sizeof(*q));
+        SIM_ASSERT(linux_negotiate(&svcs[s], q, NULL, NULL), "Linux answer");
+        if (kind == NB_DUP) {
+            memcpy(q, p, sizeof(*q));
+            g_answer_negotiate(c, q, what);
+            memcpy(q, p, sizeof(*q));
+            SIM_ASSERT(linux_negotiate(&svcs[s], q, NULL, NULL), "Linux answer");
+        }
+        uint16_t type;
+        uint64_t tid = p->d.trans_id;
+        uint32_t len = neg_mutate(kind, c, q, &type, &tid);
+        int r = g_send(c, type, tid, q->b, len);
+        SIM_ASSERT(r == 0, "%s: send: %d", what, r);
+        expect_warn(c, nbad[kind].needle, what);
+        if (nbad[kind].fatal) {
+            wait_version(c, "unsupported", what);
+            if (s == SD) {
+                const char *rep = ctl("control %s shutdown shutdown poweroff", v->name);
+                SIM_ASSERT(strstr(rep, "\"ok\":false") && strstr(rep, "not ready"),
+                           "%s: shutdown on a failed channel: %s", what, rep);
+            }
+            /* a late good answer does not revive it */
+            memcpy(q, p, sizeof(*q));
+            linux_negotiate(&svcs[s], q, NULL, NULL);
+            g_reply(c, q);
+            expect_warn(c, "state failed", what);
+            /* hv_utils reloaded: close and open again, renegotiate */
+            SIM_ASSERT(sim_chan_close(c->ch) == 0, "%s: close", what);
+            int st = 0;
+            c->ch = sim_chan_open(v->vm, c->relid, G_RING_PAGES, G_RING_PAGES, &st);
+            SIM_ASSERT(c->ch != NULL, "%s: reopen %s: %d", what, svcs[s].name, st);
+            g_negotiate(c, what);
+        } else if (kind != NB_DUP) {
+            /* the host ignored it and still waits: the good answer works */
+            char key[64];
+            svc_key(c, "version", key, sizeof(key));
+            char val[32] = "";
+            st_get(v->name, key, val, sizeof(val));
+            SIM_ASSERT(strcmp(val, "none") == 0, "%s: %s is '%s' after a bad answer", what, key,
+                       val);
+            memcpy(q, p, sizeof(*q));
+            g_answer_negotiate(c, q, what);
+        }
+        svc_works(c, what);
+    }
+    alive(f, what);
+    print_message("  negotiate %-42s warned (4 relids), %s\n", what,
+                  nbad[kind].fatal ? "channel failed; renegotiated after reopen"
+                                   : "ignored; good answer then accepted");
+    icvm_free(v);
+    free(p);
+    free(q);
+    free(v);
+}
+
+static void test_bad_negotiate(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    for (int k = 0; k < NB_COUNT; k++)
+        run_neg_case(f, (enum nbad)k);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad heartbeat answers                                                */
+
+enum hbad {
+    HBB_SEQ_PLUS2,
+    HBB_SEQ_STALE,
+    HBB_SEQ_OLD,
+    HBB_REPLAY,
+    HBB_GARBAGE,
+    HBB_GARBAGE_BODY,
+    HBB_SHORT,
+    HBB_EFAIL,
+    HBB_UNKNOWN_TID,
+    HBB_NOT_INBAND,
+    HBB_NEGOTIATE_AGAIN,
+    HBB_COUNT
+};
+
+static const struct {
+    const char *tag, *what, *needle;
+} hbad[HBB_COUNT] = {
+    [HBB_SEQ_PLUS2] = {"hb-plus2", "seq + 2", "expected"},
+    [HBB_SEQ_STALE] = {"hb-stale", "seq unchanged (stale)", "expected"},
+    [HBB_SEQ_OLD] = {"hb-old", "the previous answer's seq", "expected"},
+    [HBB_REPLAY] = {"hb-replay", "an earlier answer replayed", "unknown trans_id"},
+    [HBB_GARBAGE] = {"hb-garbage", "72 random bytes", NULL},
+    [HBB_GARBAGE_BODY] = {"hb-garbody", "valid header, 0xff body", "expected"},
+    [HBB_SHORT] = {"hb-short", "body of 4 bytes", "reply of 4 bytes"},
+    [HBB_EFAIL] = {"hb-efail", "status E_FAIL", "0x80004005"},
+    [HBB_UNKNOWN_TID] = {"hb-tid", "unknown trans_id", "unknown trans_id"},
+    [HBB_NOT_INBAND] = {"hb-comp", "completion packet (not inband)", "packet type"},
+    [HBB_NEGOTIATE_AGAIN] = {"hb-neg", "a negotiate answer when ready",
+                             "unexpected negotiate reply"},
+};
+
+static void run_hb_case(struct fx *f, enum hbad kind)
+{
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p)), *prev = malloc(sizeof(*prev));
+    SIM_ASSERT(v && p && prev, "oom");
+    const char *what = hbad[kind].what;
+    icvm_up(f, v, hbad[kind].tag, 1u << HB);
+    struct gch *c = &v->c[HB];
+    struct pkt *neg = malloc(sizeof(*neg));
+    SIM_ASSERT(neg != NULL, "oom");
+    g_get_negotiate(c, neg, what);
+    memcpy(p, neg, sizeof(*p));
+    g_answer_negotiate(c, p, what);
+    /* one good exchange first: the seq the status must keep */
+    uint64_t s0 = g_heartbeat_latest(c, prev, what);
+    g_heartbeat_answer(c, prev);
+    wait_hb(c, s0 + 1, what);
+    uint64_t seq = g_heartbeat_latest(c, p, what);
+    uint64_t bad_seq = seq + 1;
+    uint16_t type = VM_PKT_DATA_INBAND;
+    uint64_t tid = p->d.trans_id;
+    uint32_t len = p->len;
+    struct gh h = hdr_of(p);
+    h.flags = G_TRANSACTION | G_RESPONSE;
+    switch (kind) {
+    case HBB_SEQ_PLUS2:
+        bad_seq = seq + 2;
+        break;
+    case HBB_SEQ_STALE:
+        bad_seq = seq;
+        break;
+    case HBB_SEQ_OLD:
+        bad_seq = s0 + 1;
+        break;
+    case HBB_REPLAY: /* prev was answered already (prev now holds seq + 1) */
+        memcpy(p, prev, sizeof(*p));
+        tid = p->d.trans_id;
+        len = p->len;
+        h = hdr_of(p);
+        bad_seq = rd64(p->b + G_HDRS);
+        break;
+    case HBB_GARBAGE:
+        sim_fill_pattern(p->b, 72, 0x5eed);
+        len = 72;
+        break;
+    case HBB_GARBAGE_BODY:
+        memset(p->b + G_HDRS, 0xff, p->len - G_HDRS);
+        bad_seq = rd64(p->b + G_HDRS);
+        break;
+    case HBB_SHORT:
+        len = G_HDRS + 4;
+        break;
+    case HBB_EFAIL:
+        h.status = G_E_FAIL;
+        break;
+    case HBB_UNKNOWN_TID:
+        tid = 0xdead0000u;
+        break;
+    case HBB_NOT_INBAND:
+        type = VM_PKT_COMP;
+        break;
+    case HBB_NEGOTIATE_AGAIN:
+        memcpy(p, neg, sizeof(*p));
+        linux_negotiate(&svcs[HB], p, NULL, NULL);
+        tid = p->d.trans_id;
+        len = p->len;
+        h = hdr_of(p);
+        h.flags = G_TRANSACTION | G_RESPONSE;
+        break;
+    default:
+        break;
+    }
+    if (kind != HBB_GARBAGE && kind != HBB_REPLAY && kind != HBB_NEGOTIATE_AGAIN &&
+        kind != HBB_GARBAGE_BODY)
+        wr64(p->b + G_HDRS, bad_seq);
+    if (kind != HBB_GARBAGE)
+        hdr_put(p, &h);
+    int r = g_send(c, type, tid, p->b, len);
+    SIM_ASSERT(r == 0, "%s: send %d", what, r);
+    expect_warn(c, hbad[kind].needle, what);
+    /* the status still holds the last good answer */
+    char val[64], want[32];
+    snprintf(want, sizeof(want), "%" PRIu64, s0 + 1);
+    SIM_ASSERT(st_get(v->name, "heartbeat.seq", val, sizeof(val)) && strcmp(val, want) == 0,
+               "%s: heartbeat.seq is %s, expected %s (bad answer taken?)", what, val, want);
+    /* and the service goes on */
+    g_heartbeat_ok(c, what);
+    alive(f, what);
+    print_message("  heartbeat %-40s warned, ignored; next heartbeat ok\n", what);
+    icvm_free(v);
+    free(neg);
+    free(p);
+    free(prev);
+    free(v);
+}
+
+static void test_bad_heartbeat(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    for (int k = 0; k < HBB_COUNT; k++)
+        run_hb_case(f, (enum hbad)k);
+
+    /* a guest that stops answering goes "late" (and back to "ok") */
+    struct icvm *v = calloc(1, sizeof(*v));
+    SIM_ASSERT(v != NULL, "oom");
+    icvm_up(f, v, "hb-silent", 1u << HB);
+    struct gch *c = &v->c[HB];
+    g_negotiate(c, "silent guest");
+    g_heartbeat_ok(c, "silent guest");
+    SIM_ASSERT(st_wait(v->name, "heartbeat.state", "late", HB_LATE_MS + 3000),
+               "heartbeat.state never became late");
+    expect_warn(c, "no answer from the guest", "silent guest");
+    g_heartbeat_ok(c, "silent guest back");
+    alive(f, "silent guest");
+    print_message("  heartbeat: unanswered for > late_ms -> state late + warning; ok again "
+                  "after an answer\n");
+    icvm_free(v);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad KVP answers                                                      */
+
+enum kbad {
+    KB_KEY_BIG,
+    KB_KEY_HUGE,
+    KB_KEY_ODD,
+    KB_KEY_ZERO,
+    KB_KEY_EMPTY,
+    KB_KEY_NONUL,
+    KB_KEY_SURROGATE,
+    KB_VAL_BIG,
+    KB_VAL_HUGE,
+    KB_VAL_ODD,
+    KB_VAL_NONUL,
+    KB_VAL_SURROGATE,
+    KB_TYPE,
+    KB_U32_SIZE,
+    KB_SHORT,
+    KB_HDR_SHORT,
+    KB_OP,
+    KB_POOL,
+    KB_INDEX,
+    KB_UNKNOWN_TID,
+    KB_NOT_INBAND,
+    KB_COUNT
+};
+
+static const struct {
+    const char *tag, *what, *needle;
+} kbad[KB_COUNT] = {
+    [KB_KEY_BIG] = {"kv-keybig", "key size 514 (> 512)", "bad key size"},
+    [KB_KEY_HUGE] = {"kv-keyhuge", "key size 0xffffffff", "bad key size"},
+    [KB_KEY_ODD] = {"kv-keyodd", "key size 7 (odd)", "bad key size"},
+    [KB_KEY_ZERO] = {"kv-keyzero", "key size 0", "bad key size"},
+    [KB_KEY_EMPTY] = {"kv-keyempty", "empty key (size 2)", "empty key"},
+    [KB_KEY_NONUL] = {"kv-keynonul", "key of 256 units without NUL", "key is not terminated"},
+    [KB_KEY_SURROGATE] = {"kv-keysurr", "key with an unpaired surrogate",
+                          "key is not terminated"},
+    [KB_VAL_BIG] = {"kv-valbig", "value size 2050 (> 2048)", "bad value size"},
+    [KB_VAL_HUGE] = {"kv-valhuge", "value size 0x80000000", "bad value size"},
+    [KB_VAL_ODD] = {"kv-valodd", "value size 5 (odd)", "odd string value size"},
+    [KB_VAL_NONUL] = {"kv-valnonul", "value of 1024 units without NUL",
+                      "value is not terminated"},
+    [KB_VAL_SURROGATE] = {"kv-valsurr", "value with a lone low surrogate",
+                          "value is not terminated"},
+    [KB_TYPE] = {"kv-type", "value type 99", "unknown value type"},
+    [KB_U32_SIZE] = {"kv-u32", "REG_U32 value of 3 bytes", "bad u32 value size"},
+    [KB_SHORT] = {"kv-short", "answer truncated to 100 body bytes", "enumerate answer of"},
+    [KB_HDR_SHORT] = {"kv-hdrshort", "answer of 12 bytes", "shorter than the IC headers"},
+    [KB_OP] = {"kv-op", "operation not echoed", "does not echo operation"},
+    [KB_POOL] = {"kv-pool", "pool not echoed", "does not echo operation"},
+    [KB_INDEX] = {"kv-index", "index 7 for index 0", "index 7"},
+    [KB_UNKNOWN_TID] = {"kv-tid", "unknown trans_id", "kvp answer for trans_id"},
+    [KB_NOT_INBAND] = {"kv-comp", "completion packet (not inband)", "packet type"},
+};
+
+static void run_kvp_case(struct fx *f, enum kbad kind)
+{
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(v && p, "oom");
+    const char *what = kbad[kind].what;
+    icvm_up(f, v, kbad[kind].tag, 1u << KV);
+    struct gch *c = &v->c[KV];
+    g_negotiate(c, what);
+    /* the host enumerates the auto pool: answer index 0 badly */
+    g_kvp_request(c, p, what);
+    uint8_t *body = p->b + G_HDRS, *rec = body + 8;
+    SIM_ASSERT(body[0] == G_KVP_ENUM && body[1] == 2 && rd32(body + 4) == 0,
+               "%s: first request op %u pool %u", what, body[0], body[1]);
+    kvp_rec_put(rec, "BadKey", "bad value");
+    uint8_t *key = rec + 12, *val = rec + 12 + G_KVP_KEY;
+    uint16_t type = VM_PKT_DATA_INBAND;
+    uint64_t tid = p->d.trans_id;
+    uint32_t len = p->len;
+    switch (kind) {
+    case KB_KEY_BIG: wr32(rec + 4, 514); break;
+    case KB_KEY_HUGE: wr32(rec + 4, 0xffffffffu); break;
+    case KB_KEY_ODD: wr32(rec + 4, 7); break;
+    case KB_KEY_ZERO: wr32(rec + 4, 0); break;
+    case KB_KEY_EMPTY:
+        wr16(key, 0);
+        wr32(rec + 4, 2);
+        break;
+    case KB_KEY_NONUL:
+        for (uint32_t i = 0; i < G_KVP_KEY; i += 2)
+            wr16(key + i, 'A');
+        wr32(rec + 4, G_KVP_KEY);
+        break;
+    case KB_KEY_SURROGATE:
+        wr16(key, 0xd800);
+        wr16(key + 2, 'A');
+        wr16(key + 4, 0);
+        wr32(rec + 4, 6);
+        break;
+    case KB_VAL_BIG: wr32(rec + 8, 2050); break;
+    case KB_VAL_HUGE: wr32(rec + 8, 0x80000000u); break;
+    case KB_VAL_ODD: wr32(rec + 8, 5); break;
+    case KB_VAL_NONUL:
+        for (uint32_t i = 0; i < G_KVP_VAL; i += 2)
+            wr16(val + i, 'B');
+        wr32(rec + 8, G_KVP_VAL);
+        break;
+    case KB_VAL_SURROGATE:
+        wr16(val, 0xdc00);
+        wr16(val + 2, 0);
+        wr32(rec + 8, 4);
+        break;
+    case KB_TYPE: wr32(rec, 99); break;
+    case KB_U32_SIZE:
+        wr32(rec, 4);
+        wr32(rec + 8, 3);
+        break;
+    case KB_SHORT: len = G_HDRS + 100; break;
+    case KB_HDR_SHORT: len = 12; break;
+    case KB_OP: body[0] = G_KVP_SET; break;
+    case KB_POOL: body[1] = 3; break;
+    case KB_INDEX: wr32(body + 4, 7); break;
+    case KB_UNKNOWN_TID: tid += 77; break;
+    case KB_NOT_INBAND: type = VM_PKT_COMP; break;
+    default: break;
+    }
+    struct gh h = hdr_of(p);
+    h.flags = G_TRANSACTION | G_RESPONSE;
+    h.status = G_S_OK;
+    hdr_put(p, &h);
+    int r = g_send(c, type, tid, p->b, len);
+    SIM_ASSERT(r == 0, "%s: send %d", what, r);
+    expect_warn(c, kbad[kind].needle, what);
+    /* nothing of it published */
+    char vbuf[64];
+    SIM_ASSERT(!st_get(v->name, "kvp.2.BadKey", vbuf, sizeof(vbuf)),
+               "%s: the bad record was published", what);
+    if (kind == KB_UNKNOWN_TID || kind == KB_NOT_INBAND || kind == KB_HDR_SHORT) {
+        /* ignored: the host still waits for index 0 - answer it properly */
+        memset(rec, 0, 12 + G_KVP_KEY + G_KVP_VAL);
+        g_kvp_answer_enum(c, p);
+        /* and the rest of the enumeration follows */
+        for (uint32_t i = 1; i <= 10; i++) {
+            g_kvp_request(c, p, what);
+            SIM_ASSERT(p->b[G_HDRS] == G_KVP_ENUM && rd32(p->b + G_HDRS + 4) == i,
+                       "%s: enumeration index %u", what, i);
+            g_kvp_answer_enum(c, p);
+        }
+        SIM_ASSERT(st_wait(v->name, "kvp.2.OSName", "Debian GNU/Linux", 3000), "%s: OSName",
+                   what);
+    }
+    /* the service still works */
+    g_kvp_set_ok(c, "After", "bad answer", what);
+    alive(f, what);
+    print_message("  kvp %-46s warned, not published; kvp-set afterwards ok\n", what);
+    icvm_free(v);
+    free(p);
+    free(v);
+}
+
+static void test_bad_kvp(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    for (int k = 0; k < KB_COUNT; k++)
+        run_kvp_case(f, (enum kbad)k);
+
+    /* operator commands see the guest's bad / failed answers */
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    struct actl *a = calloc(1, sizeof(*a));
+    SIM_ASSERT(v && p && a, "oom");
+    icvm_up(f, v, "kv-ctl", 1u << KV);
+    struct gch *c = &v->c[KV];
+    g_negotiate(c, "kvp control");
+    g_kvp_serve_enum(c, 2, "kvp control");
+
+    /* GET answered with an oversized value */
+    actl_start(a, "control %s kvp kvp-get 1 SomeKey", v->name);
+    g_kvp_request(c, p, "kvp-get");
+    uint8_t *body = p->b + G_HDRS;
+    SIM_ASSERT(body[0] == G_KVP_GET && body[1] == 1, "kvp-get op %u pool %u", body[0], body[1]);
+    SIM_ASSERT(u16_is(body + 4 + 12, rd32(body + 8), "SomeKey"), "kvp-get key");
+    wr32(body + 4, 1);
+    wr32(body + 4 + 8, 9000);
+    g_reply(c, p);
+    const char *r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "malformed"),
+               "kvp-get with a bad answer: %s", r);
+    expect_warn(c, "bad value size", "kvp-get oversized value");
+
+    /* SET refused by the guest (E_FAIL, what Linux sends without its daemon) */
+    actl_start(a, "control %s kvp kvp-set 0 Refused value", v->name);
+    g_kvp_expect_set(c, p, 0, "Refused", "value", "kvp-set refused");
+    struct gh h = hdr_of(p);
+    h.status = G_E_FAIL;
+    hdr_put(p, &h);
+    g_reply(c, p);
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "0x80004005"),
+               "kvp-set refused: %s", r);
+
+    /* SET answered with garbage (operation not echoed) */
+    actl_start(a, "control %s kvp kvp-set 0 Garbled value", v->name);
+    g_kvp_expect_set(c, p, 0, "Garbled", "value", "kvp-set garbled");
+    memset(p->b + G_HDRS, 0xee, 8);
+    g_reply(c, p);
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "malformed"),
+               "kvp-set garbled: %s", r);
+    expect_warn(c, "does not echo operation", "kvp-set garbled");
+
+    /* no answer at all: the control command times out, a late answer is
+     * ignored, the next request works */
+    actl_start(a, "control %s kvp kvp-set 0 Slow value", v->name);
+    g_kvp_expect_set(c, p, 0, "Slow", "value", "kvp-set slow");
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false"), "kvp-set unanswered: %s", r);
+    SIM_ASSERT(sim_log_wait(5000, LOG_WARN, v->name, "no answer to op", NULL),
+               "kvp: no timeout warning");
+    g_reply(c, p); /* late */
+    expect_warn(c, "kvp answer for trans_id", "late kvp answer");
+    g_kvp_set_ok(c, "Fast", "value", "kvp after timeout");
+    alive(f, "kvp control");
+    print_message("  kvp control: bad GET answer -> 'malformed', SET E_FAIL -> guest status, "
+                  "garbled SET -> 'malformed', no answer -> timeout, late answer ignored\n");
+    icvm_free(v);
+    free(a);
+    free(p);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shutdown and timesync refusals                                      */
+
+static void test_bad_shutdown_timesync(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    struct actl *a = calloc(1, sizeof(*a));
+    SIM_ASSERT(v && p && a, "oom");
+    icvm_up(f, v, "sd-refuse", (1u << SD) | (1u << TS));
+    struct gch *sd = &v->c[SD], *ts = &v->c[TS];
+    g_negotiate(sd, "shutdown");
+    g_negotiate(ts, "timesync");
+
+    /* the guest refuses: E_FAIL (Linux: hibernate without hibernation) */
+    actl_start(a, "control %s shutdown shutdown poweroff", v->name);
+    g_must_recv(sd, p, "shutdown E_FAIL");
+    struct gh h = hdr_of(p);
+    SIM_ASSERT(h.type == G_T_SHUTDOWN && p->len >= 2088, "shutdown request type %u len %u",
+               h.type, p->len);
+    h.status = G_E_FAIL;
+    hdr_put(p, &h);
+    g_reply(sd, p);
+    const char *r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "refused") &&
+                   strstr(r, "E_FAIL"),
+               "shutdown refused: control reply %s", r);
+    expect_warn(sd, "0x80004005", "shutdown E_FAIL");
+    print_message("  shutdown answered E_FAIL -> control: %s\n", r);
+
+    /* hibernate answered like Linux without hibernation support */
+    actl_start(a, "control %s shutdown shutdown hibernate", v->name);
+    g_must_recv(sd, p, "hibernate");
+    SIM_ASSERT(rd32(p->b + G_HDRS + 8) == 4, "hibernate flags %u", rd32(p->b + G_HDRS + 8));
+    h = hdr_of(p);
+    h.status = G_E_FAIL;
+    hdr_put(p, &h);
+    g_reply(sd, p);
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "refused"), "hibernate refused: %s", r);
+
+    /* no answer: the command times out; the late answer is ignored */
+    actl_start(a, "control %s shutdown shutdown reboot", v->name);
+    g_must_recv(sd, p, "shutdown unanswered");
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "no answer"),
+               "shutdown unanswered: %s", r);
+    g_reply(sd, p);
+    expect_warn(sd, "unexpected shutdown reply", "late shutdown answer");
+
+    /* an answer nobody asked for */
+    p->d.trans_id = 4242;
+    g_reply(sd, p);
+    expect_warn(sd, "trans_id 4242", "unsolicited shutdown answer");
+    g_shutdown_ok(sd, "poweroff", 0, "shutdown after refusals");
+
+    /* timesync: E_FAIL and a trans_id never sent are ignored.  Answer what
+     * queued up meanwhile (stale by now), then take a fresh SYNC. */
+    unsigned long drained = 0;
+    while (g_recv(ts, p, 0)) {
+        g_reply(ts, p);
+        drained++;
+    }
+    SIM_ASSERT(drained >= 1, "no SYNC after the timesync negotiation");
+    SIM_ASSERT(ts_wait_answered(v->name, drained, 3000), "timesync answers");
+    r = ctl("control %s timesync timesync sync", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":true"), "timesync sync: %s", r);
+    g_timesync(ts, p, "timesync");
+    unsigned long answers = ts_answered(v->name);
+    h = hdr_of(p);
+    h.status = G_E_FAIL;
+    hdr_put(p, &h);
+    g_reply(ts, p);
+    expect_warn(ts, "timesync reply with status", "timesync E_FAIL");
+    h.status = G_S_OK;
+    hdr_put(p, &h);
+    p->d.trans_id = 0x7fffffff;
+    g_reply(ts, p);
+    expect_warn(ts, "never sent", "timesync unknown trans_id");
+    SIM_ASSERT(ts_answered(v->name) == answers, "bad timesync answers counted");
+    r = ctl("control %s timesync timesync sync", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":true"), "timesync sync: %s", r);
+    for (;;) {
+        g_timesync(ts, p, "timesync after refusals");
+        uint8_t fl = ts_flags(ts, p);
+        g_reply(ts, p);
+        if (fl == 1)
+            break;
+    }
+    SIM_ASSERT(ts_wait_answered(v->name, answers + 1, 3000), "timesync answers");
+    alive(f, "shutdown/timesync refusals");
+    print_message("  shutdown: timeout reported, late/unsolicited answers warned; timesync "
+                  "E_FAIL / unknown trans_id warned, not counted\n");
+    icvm_free(v);
+    free(a);
+    free(p);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Packets nobody asked for                                             */
+
+static void test_flood(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(v && p, "oom");
+    icvm_up(f, v, "flood", 0xf);
+    for (int s = 0; s < NSVC; s++)
+        g_negotiate(&v->c[s], "flood");
+    g_kvp_serve_enum(&v->c[KV], 2, "flood");
+    int before = sim_log_count(LOG_DEBUG, v->name, NULL, NULL);
+    const int per_chan = 1500;
+    uint64_t t0 = sim_now_ms();
+    for (int s = 0; s < NSVC; s++) {
+        struct gch *c = &v->c[s];
+        for (int i = 0; i < per_chan; i++) {
+            uint8_t b[96];
+            uint32_t len = 16 + (uint32_t)(i * 7) % 80;
+            uint16_t type = VM_PKT_DATA_INBAND;
+            sim_fill_pattern(b, sizeof(b), (uint64_t)i);
+            struct gh h = {.fw = {3, 0}, .type = svcs[s].type, .ver = {3, 0},
+                           .size = (uint16_t)(len > G_HDRS ? len - G_HDRS : 0),
+                           .flags = G_TRANSACTION | G_RESPONSE};
+            switch (i % 5) {
+            case 0: /* plausible answer to nothing */
+                len = 72;
+                memcpy(b + 8, &h, sizeof(h));
+                break;
+            case 1: /* negotiate answer out of season */
+                h.type = G_T_NEGOTIATE;
+                len = G_HDRS + 16;
+                memcpy(b + 8, &h, sizeof(h));
+                wr16(b + G_HDRS, 1);
+                wr16(b + G_HDRS + 2, 1);
+                break;
+            case 2: /* not inband */
+                type = (uint16_t)(i % 2 ? VM_PKT_COMP : VM_PKT_DATA_USING_GPA_DIRECT);
+                break;
+            default: /* garbage */
+                break;
+            }
+            int r = g_send(c, type, 1000000u + (uint64_t)i, b, len);
+            SIM_ASSERT(r == 0, "flood %s packet %d: %d", svcs[s].name, i, r);
+            if (i % 64 == 0)
+                sim_poll(v->vm, 0);
+        }
+    }
+    uint64_t took = sim_now_ms() - t0;
+    /* every channel still works */
+    g_heartbeat_ok(&v->c[HB], "after flood");
+    g_shutdown_ok(&v->c[SD], "poweroff", 0, "after flood");
+    g_kvp_set_ok(&v->c[KV], "Flood", "over", "after flood");
+    const char *r = ctl("control %s timesync timesync sync", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":true"), "timesync after flood: %s", r);
+    for (;;) {
+        g_timesync(&v->c[TS], p, "timesync after flood");
+        uint8_t fl = ts_flags(&v->c[TS], p);
+        g_reply(&v->c[TS], p);
+        if (fl == 1)
+            break;
+    }
+    for (int s = 0; s < NSVC; s++)
+        expect_warn(&v->c[s], "bad guest message", "flood");
+    int lines = sim_log_count(LOG_DEBUG, v->name, NULL, NULL) - before;
+    print_message("  flood: %d unsolicited packets on 4 IC channels in %" PRIu64
+                  " ms -> %d log lines; every service still answers\n", per_chan * NSVC, took,
+                  lines);
+    SIM_ASSERT(lines <= 250, "%d unsolicited packets produced %d log lines (rate limit?)",
+               per_chan * NSVC, lines);
+    alive(f, "flood");
+    icvm_free(v);
+    free(p);
+    free(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_good, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_negotiate, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_heartbeat, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_kvp, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_shutdown_timesync, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_flood, ic_setup, ic_teardown),
+    };
+    SIM_RUN("sim_ic", tests);
+}
