@@ -201,17 +201,11 @@ static int hb_init(const char *const *keys, const char *const *values, void **st
         return -ENOMEM;
     c->interval_ms = 1000;
     r = ic_parse_params("heartbeat", keys, values, table, 3);
+    if (!r)
+        r = ic_instance_param(&c->instance);
     if (r) {
         free(c);
         return r;
-    }
-    if (c->instance) {
-        struct hv_guid g;
-        if (ic_guid_parse(c->instance, &g)) {
-            free(c);
-            return -EINVAL;
-        }
-        c->instance = strdup(c->instance);
     }
     c->late_ms = late ? late : 3 * c->interval_ms;
     *state = c;

@@ -369,6 +369,20 @@ int ic_param_uint(const char *val, unsigned min, unsigned max, unsigned *out)
     return 0;
 }
 
+int ic_instance_param(const char **instance)
+{
+    struct hv_guid g;
+    if (!*instance)
+        return 0;
+    if (ic_guid_parse(*instance, &g))
+        return -EINVAL;
+    char *copy = strdup(*instance);
+    if (!copy)
+        return -ENOMEM;
+    *instance = copy;
+    return 0;
+}
+
 int ic_parse_params(const char *plugin, const char *const *keys, const char *const *values,
                     const struct ic_param *table, unsigned n)
 {

@@ -282,5 +282,9 @@ struct ic_param {
 };
 int ic_parse_params(const char *plugin, const char *const *keys, const char *const *values,
                     const struct ic_param *table, unsigned n);
+/* The optional instance_id parameter: *instance (pointing into the config)
+ * must be a GUID; on success it is replaced by a copy the plugin owns.
+ * 0, -EINVAL or -ENOMEM. */
+int ic_instance_param(const char **instance);
 
 #endif

@@ -969,7 +969,6 @@ static int kvp_init(const char *const *keys, const char *const *values, void **s
         {"instance_id", 0, 0, NULL, &c->instance},
         {"pool0.", 0, 0, NULL, &dummy},
     };
-    struct hv_guid g;
     int r;
 
     if (!c)
@@ -981,11 +980,9 @@ static int kvp_init(const char *const *keys, const char *const *values, void **s
     r = ic_parse_params("kvp", keys, values, table, 8);
     if (!r && kvp_parse_pools(enumerate, c->enum_pool))
         r = -EINVAL;
-    if (!r && c->instance && ic_guid_parse(c->instance, &g))
-        r = -EINVAL;
-    if (!r && c->instance && !(c->instance = strdup(c->instance)))
-        r = -ENOMEM;
-    else if (r)
+    if (!r)
+        r = ic_instance_param(&c->instance);
+    if (r)
         c->instance = NULL;
     for (unsigned i = 0; !r && keys && keys[i]; i++) {
         const char *key = keys[i] + 6, *val = values[i];

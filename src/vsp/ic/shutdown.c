@@ -272,17 +272,14 @@ static int sd_init(const char *const *keys, const char *const *values, void **st
         {"timeout_s", 0, 86400, &c->timeout_s, NULL},
         {"instance_id", 0, 0, NULL, &c->instance},
     };
-    struct hv_guid g;
     int r;
 
     if (!c)
         return -ENOMEM;
     c->control_timeout_ms = 5000;
     r = ic_parse_params("shutdown", keys, values, table, 4);
-    if (!r && c->instance && ic_guid_parse(c->instance, &g))
-        r = -EINVAL;
-    if (!r && c->instance && !(c->instance = strdup(c->instance)))
-        r = -ENOMEM;
+    if (!r)
+        r = ic_instance_param(&c->instance);
     if (r) {
         free(c);
         return r;

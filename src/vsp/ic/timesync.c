@@ -217,7 +217,6 @@ static int ts_init(const char *const *keys, const char *const *values, void **st
         {"max_version", 0, 0, NULL, &maxv},
         {"instance_id", 0, 0, NULL, &c->instance},
     };
-    struct hv_guid g;
     int r;
 
     if (!c)
@@ -235,10 +234,8 @@ static int ts_init(const char *const *keys, const char *const *values, void **st
         else
             r = -EINVAL;
     }
-    if (!r && c->instance && ic_guid_parse(c->instance, &g))
-        r = -EINVAL;
-    if (!r && c->instance && !(c->instance = strdup(c->instance)))
-        r = -ENOMEM;
+    if (!r)
+        r = ic_instance_param(&c->instance);
     if (r) {
         free(c);
         return r;
