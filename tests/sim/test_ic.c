@@ -1666,6 +1666,107 @@ static void test_bad_shutdown_timesync(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Control commands racing with the guest                               */
+
+/* Close and reopen a channel (hv_utils unbound and bound again). */
+static void g_reopen(struct gch *c, const char *what)
+{
+    SIM_ASSERT(sim_chan_close(c->ch) == 0, "%s: close %s", what, svcs[c->s].name);
+    c->ready = false;
+    int st = 0;
+    c->ch = sim_chan_open(c->v->vm, c->relid, G_RING_PAGES, G_RING_PAGES, &st);
+    SIM_ASSERT(c->ch != NULL, "%s: reopen %s: %d", what, svcs[c->s].name, st);
+}
+
+static void test_control_races(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    struct actl *a = calloc(1, sizeof(*a));
+    SIM_ASSERT(v && p && a, "oom");
+    icvm_up(f, v, "races", (1u << SD) | (1u << KV));
+    struct gch *sd = &v->c[SD], *kv = &v->c[KV];
+    g_negotiate(sd, "races");
+    g_negotiate(kv, "races");
+    g_kvp_serve_enum(kv, 2, "races");
+
+    /* a second shutdown while one is outstanding: -EBUSY */
+    actl_start(a, "control %s shutdown shutdown poweroff", v->name);
+    g_must_recv(sd, p, "busy");
+    const char *r = ctl("control %s shutdown shutdown reboot", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":false") && strstr(r, "outstanding"), "second shutdown: %s", r);
+    g_reply(sd, p);
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "accepted"), "first shutdown: %s", r);
+
+    /* the guest closes the channel instead of answering */
+    actl_start(a, "control %s shutdown shutdown poweroff", v->name);
+    g_must_recv(sd, p, "close mid-request");
+    uint64_t t0 = sim_now_ms();
+    g_reopen(sd, "close mid-request");
+    r = actl_join(a);
+    uint64_t took = sim_now_ms() - t0;
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "closed"),
+               "shutdown when the channel closes: %s", r);
+    print_message("  shutdown pending, guest closes the channel -> %s (%" PRIu64 " ms)\n", r,
+                  took);
+    g_negotiate(sd, "reopened");
+    g_shutdown_ok(sd, "poweroff", 0, "shutdown after reopen");
+
+    /* the same for KVP; after the reopen the host pushes its pool 0 again */
+    actl_start(a, "control %s kvp kvp-set 0 Pushed again", v->name);
+    g_kvp_expect_set(kv, p, 0, "Pushed", "again", "kvp close mid-request");
+    g_reopen(kv, "kvp close mid-request");
+    r = actl_join(a);
+    SIM_ASSERT(a->ok && strstr(r, "\"ok\":false"), "kvp-set when the channel closes: %s", r);
+    print_message("  kvp-set pending, guest closes the channel -> %s\n", r);
+    g_negotiate(kv, "kvp reopened");
+    g_kvp_expect_set(kv, p, 0, "Pushed", "again", "pool 0 pushed after renegotiation");
+    g_reply(kv, p);
+    g_kvp_serve_enum(kv, 2, "kvp reopened");
+    g_kvp_set_ok(kv, "Fresh", "value", "kvp after reopen");
+
+    /* the VM disappears while commands wait for it */
+    struct actl *b = calloc(1, sizeof(*b));
+    SIM_ASSERT(b != NULL, "oom");
+    actl_start(a, "control %s shutdown shutdown reboot", v->name);
+    g_must_recv(sd, p, "vm gone");
+    actl_start(b, "control %s kvp kvp-set 0 Gone value", v->name);
+    g_kvp_expect_set(kv, p, 0, "Gone", "value", "vm gone");
+    t0 = sim_now_ms();
+    sim_vm_free(v->vm);
+    v->vm = NULL;
+    /* meanwhile other partitions are served at once */
+    usleep(100000);
+    uint64_t t1 = sim_now_ms();
+    fx_good_check(f, "VM gone with commands pending");
+    uint64_t echo_ms = sim_now_ms() - t1;
+    const char *ra = actl_join(a), *rb = actl_join(b);
+    took = sim_now_ms() - t0;
+    print_message("  healthy partition's echo while the teardown waits: %" PRIu64 " ms\n",
+                  echo_ms);
+    /* vmbusd bug (reported): conn_teardown_work spins on a worker until the
+     * pending commands time out; with SIM_WORKERS=1 every other partition
+     * stalls that long and this fails. */
+    SIM_ASSERT(echo_ms < 1500, "healthy partition stalled %" PRIu64 " ms while a gone VM's "
+               "control commands waited", echo_ms);
+    SIM_ASSERT(a->ok && strstr(ra, "\"ok\":false"), "shutdown when the VM goes: %s", ra);
+    SIM_ASSERT(b->ok && strstr(rb, "\"ok\":false"), "kvp-set when the VM goes: %s", rb);
+    print_message("  VM disconnects with shutdown + kvp-set pending -> answered in %" PRIu64
+                  " ms:\n    %s\n    %s\n", took, ra, rb);
+    SIM_ASSERT(took < 6000, "control commands hung %" PRIu64 " ms after the VM went", took);
+    r = ctl("control %s shutdown shutdown poweroff", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":false"), "command for a gone VM: %s", r);
+    alive(f, "control races");
+    free(b);
+    free(a);
+    free(p);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
 /* Packets nobody asked for                                             */
 
 static void test_flood(void **state)
@@ -1752,6 +1853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_heartbeat, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_bad_kvp, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_bad_shutdown_timesync, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_control_races, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_flood, ic_setup, ic_teardown),
     };
     SIM_RUN("sim_ic", tests);
