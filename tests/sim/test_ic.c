@@ -1767,6 +1767,89 @@ static void test_control_races(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Oddities: observed and reported, the contract asserted               */
+
+static void test_oddities(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *p = malloc(sizeof(*p));
+    SIM_ASSERT(v && p, "oom");
+    icvm_up(f, v, "odd", 0xf);
+    for (int s = 0; s < NSVC; s++)
+        g_negotiate(&v->c[s], "oddities");
+
+    /* the same timesync answer three more times */
+    struct gch *ts = &v->c[TS];
+    g_timesync(ts, p, "timesync replay");
+    g_reply(ts, p);
+    SIM_ASSERT(ts_wait_answered(v->name, 1, 3000), "timesync answer");
+    unsigned long n0 = ts_answered(v->name);
+    for (int i = 0; i < 3; i++)
+        g_reply(ts, p);
+    usleep(100000);
+    unsigned long n1 = ts_answered(v->name);
+    print_message("  timesync: one answer replayed 3 times -> answered count %lu -> %lu%s\n", n0,
+                  n1, n1 > n0 ? " (replays counted: no per-request tracking)" : "");
+
+    /* the auto pool enumerates more distinct keys than publish_max (64) */
+    struct gch *kv = &v->c[KV];
+    unsigned items = 0;
+    for (uint32_t i = 0;; i++) {
+        g_kvp_request(kv, p, "many keys");
+        uint8_t *body = p->b + G_HDRS;
+        SIM_ASSERT(body[0] == G_KVP_ENUM && rd32(body + 4) == i, "enumerate index %u", i);
+        struct gh h = hdr_of(p);
+        if (i < 80) {
+            char key[32], val[32];
+            snprintf(key, sizeof(key), "Key%02u", i);
+            snprintf(val, sizeof(val), "Value%02u", i);
+            kvp_rec_put(body + 8, key, val);
+            h.status = G_S_OK;
+            items++;
+        } else {
+            h.status = G_S_CONT;
+        }
+        hdr_put(p, &h);
+        g_reply(kv, p);
+        if (i >= 80)
+            break;
+    }
+    SIM_ASSERT(sim_log_wait(3000, LOG_WARN, v->name, "publish_max", NULL),
+               "no warning when the guest reports more keys than publish_max");
+    char val[64];
+    SIM_ASSERT(st_get(v->name, "kvp.2.Key00", val, sizeof(val)) && strcmp(val, "Value00") == 0,
+               "kvp.2.Key00");
+    SIM_ASSERT(!st_get(v->name, "kvp.2.Key79", val, sizeof(val)), "key beyond publish_max published");
+    print_message("  kvp: %u distinct keys enumerated -> first 64 published, then a warning\n",
+                  items);
+
+    /* a guest packet far larger than any IC answer */
+    struct gch *hb = &v->c[HB];
+    uint8_t *big = calloc(1, 11000);
+    SIM_ASSERT(big != NULL, "oom");
+    struct gh bh = {.fw = {3, 0}, .type = G_T_HEARTBEAT, .ver = {3, 0}, .size = 10000,
+                    .flags = G_TRANSACTION | G_RESPONSE};
+    memcpy(big + 8, &bh, sizeof(bh));
+    int r = g_send(hb, VM_PKT_DATA_INBAND, 31337, big, 11000);
+    free(big);
+    SIM_ASSERT(r == 0, "send 11000 bytes: %d", r);
+    for (int i = 0; i < 20; i++)
+        sim_poll(v->vm, 5);
+    struct sim_offer *of = sim_find_offer(v->vm, hb->relid);
+    bool rescinded = of && of->rescinded;
+    print_message("  heartbeat: 11000-byte guest packet -> %s\n",
+                  rescinded ? "channel rescinded" : "ignored");
+    if (!rescinded)
+        g_heartbeat_ok(hb, "after a big packet");
+    alive(f, "oddities");
+    icvm_free(v);
+    free(p);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
 /* Packets nobody asked for                                             */
 
 static void test_flood(void **state)
@@ -1854,6 +1937,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_kvp, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_bad_shutdown_timesync, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_control_races, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_oddities, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_flood, ic_setup, ic_teardown),
     };
     SIM_RUN("sim_ic", tests);
