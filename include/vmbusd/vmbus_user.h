@@ -31,7 +31,8 @@ enum vu_msg_type {
     VU_MSG_SINT_ROUTE = 3,   /* + 2 fds: SINT irqfd, EOM resample fd */
     VU_MSG_SYNIC_STATE = 4,  /* SCONTROL/SIMP/SIEFP of one vCPU changed */
     VU_MSG_POST_MESSAGE = 5, /* a guest HvPostMessage; reply VU_MSG_POST_RESULT */
-    VU_MSG_RESET = 6,        /* guest reset: forget all VMBus state, keep memory */
+    VU_MSG_RESET = 6,        /* guest reset: forget all VMBus state, keep memory;
+                                reply VU_MSG_RESET_DONE */
     VU_MSG_SIGNAL_EVENT = 7, /* a guest HvSignalEvent the VMM could not route to an eventfd */
 
     /* vmbusd -> VMM */
@@ -40,6 +41,7 @@ enum vu_msg_type {
     VU_MSG_EVENTFD_ADD = 66, /* + 1 fd: register with KVM_HYPERV_EVENTFD */
     VU_MSG_EVENTFD_DEL = 67,
     VU_MSG_ERROR = 68,       /* fatal; vmbusd closes the connection after it */
+    VU_MSG_RESET_DONE = 69,  /* reply to RESET: vmbusd no longer touches guest memory */
 };
 
 struct vu_hdr {

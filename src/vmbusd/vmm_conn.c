@@ -411,6 +411,9 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         if (h->size != 0)
             return conn_error(c, "RESET of %u bytes", h->size);
         xp_reset(c->xp);
+        /* From here on nothing in vmbusd writes the old guest's memory: the
+         * VMM may clear it and boot again. */
+        conn_send(c, VU_MSG_RESET_DONE, h->seq, NULL, 0, NULL, 0);
         return;
     default:
         return conn_error(c, "unknown message type %u", h->type);

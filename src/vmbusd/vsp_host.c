@@ -332,10 +332,9 @@ static void kick_work(void *arg)
         ch->ops->receive(ch);
     /* Publish what the VSP consumed; the guest may wait for room. */
     pthread_mutex_lock(&xc->recv_lock);
-    bool signal = xc->in.r.hdr && ring_reader_commit(&xc->in);
-    pthread_mutex_unlock(&xc->recv_lock);
-    if (signal)
+    if (atomic_load(&xc->state) == XP_CHAN_OPEN && xc->in.r.hdr && ring_reader_commit(&xc->in))
         xp_channel_notify_guest(xc);
+    pthread_mutex_unlock(&xc->recv_lock);
 }
 
 void vsp_host_channel_kick(struct xp_channel *xc)
@@ -432,13 +431,14 @@ int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint6
         if (ret == -EAGAIN)
             atomic_store(&xc->send_blocked, (uint32_t)ring_packet_size(total));
     }
+    /* Signal inside the lock: a guest reset fences on it (xp_reset). */
+    if (ret == RING_OK && signal)
+        xp_channel_notify_guest(xc);
     pthread_mutex_unlock(&xc->send_lock);
     if (ret == RING_ERR_INDEX) {
         xp_channel_fault(xc, "host->guest ring: indices corrupted by the guest");
         return -EIO;
     }
-    if (ret == RING_OK && signal)
-        xp_channel_notify_guest(xc);
     return ret;
 }
 

@@ -49,6 +49,7 @@ struct vmbus_client {
     int nevfd;
     struct evfd evfds[MAX_EVENTFDS];
     unsigned long posts, results;
+    uint32_t reset_seq;    /* RESET waiting for RESET_DONE (0: none) */
 };
 
 static int send_locked(struct vmbus_client *c, uint32_t type, uint32_t seq, const void *payload,
@@ -421,6 +422,15 @@ static void *reader_thread(void *arg)
                 handle_eventfd_del(vm, (const struct vu_eventfd *)payload);
             close_fds(fds, nfds);
             break;
+        case VU_MSG_RESET_DONE:
+            pthread_mutex_lock(&c->lock);
+            if (c->reset_seq && h.seq == c->reset_seq) {
+                c->reset_seq = 0;
+                pthread_cond_broadcast(&c->cond);
+            }
+            pthread_mutex_unlock(&c->lock);
+            close_fds(fds, nfds);
+            break;
         case VU_MSG_ERROR: {
             struct vu_error err = {0};
             memcpy(&err, payload, (size_t)n < sizeof(err) ? (size_t)n : sizeof(err));
@@ -468,8 +478,28 @@ void vmbus_reset(struct vm *vm)
     while (c->nevfd > 0)
         evfd_remove_locked(vm, c->nevfd - 1, false);
     c->vm_ready = false;
-    if (c->connected && send_locked(c, VU_MSG_RESET, 0, NULL, 0, NULL, 0) < 0)
-        gone_locked(vm, strerror(errno));
+    if (c->connected) {
+        /* Wait until vmbusd confirms it no longer writes this guest's
+         * memory: the caller clears RAM and boots again next. */
+        uint32_t seq = c->next_seq++;
+        if (c->next_seq == 0)
+            c->next_seq = 1;
+        c->reset_seq = seq;
+        if (send_locked(c, VU_MSG_RESET, seq, NULL, 0, NULL, 0) < 0) {
+            c->reset_seq = 0;
+            gone_locked(vm, strerror(errno));
+        } else {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 5;
+            while (c->reset_seq == seq && c->connected)
+                if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT) {
+                    log_warn("vmbusd did not confirm the reset within 5 s; rebooting anyway");
+                    c->reset_seq = 0;
+                    break;
+                }
+        }
+    }
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -494,6 +494,15 @@ void xp_reset(struct xpartition *xp)
         atomic_store(&v->msg_slot, NULL);
         atomic_store(&v->event_flags, NULL);
     }
+    /* Fence: a VSP sender or reader inside a ring (or about to set an event
+     * bit) finishes now; every later one sees the channel closing.  After
+     * this the old guest's memory is not written again. */
+    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+        pthread_mutex_lock(&ch->send_lock);
+        pthread_mutex_unlock(&ch->send_lock);
+        pthread_mutex_lock(&ch->recv_lock);
+        pthread_mutex_unlock(&ch->recv_lock);
+    }
     pthread_mutex_unlock(&xp->lock);
 }
 
