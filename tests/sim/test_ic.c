@@ -927,6 +927,20 @@ static void test_good(void **state)
     SIM_ASSERT(st_get(v->name, "shutdown.last", buf, sizeof(buf)) && strstr(buf, "S_OK"),
                "shutdown.last");
     g_shutdown_ok(sd, "reboot", 2, "shutdown reboot");
+    /* forced, with reason, timeout and a display message (UTF-16LE) */
+    struct actl *sa = calloc(1, sizeof(*sa));
+    SIM_ASSERT(sa != NULL, "oom");
+    actl_start(sa, "control %s shutdown shutdown poweroff force timeout=30 reason=7 "
+               "message=Going down now", v->name);
+    g_must_recv(sd, p, "shutdown with message");
+    const uint8_t *sb = p->b + G_HDRS;
+    SIM_ASSERT(rd32(sb) == 7 && rd32(sb + 4) == 30 && rd32(sb + 8) == 1,
+               "shutdown reason %u timeout %u flags %u", rd32(sb), rd32(sb + 4), rd32(sb + 8));
+    SIM_ASSERT(u16_is(sb + 12, 2 * (uint32_t)(strlen("Going down now") + 1), "Going down now"),
+               "shutdown display message");
+    g_reply(sd, p);
+    SIM_ASSERT(strstr(actl_join(sa), "accepted"), "forced shutdown: %s", sa->reply);
+    free(sa);
     print_message("  shutdown: poweroff and reboot accepted (%s)\n", buf);
 
     /* KVP: the host enumerates the auto pool after the negotiation */
@@ -1767,6 +1781,45 @@ static void test_control_races(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* KVP before hv_kvp_daemon runs                                        */
+
+/* Linux reads the KVP negotiate only once its daemon registered: until
+ * then kvp-set on pool 0 is stored, everything else is refused, and the
+ * stored keys go out right after the (late) negotiation. */
+static void test_kvp_no_daemon(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    struct icvm *v = calloc(1, sizeof(*v));
+    struct pkt *neg = malloc(sizeof(*neg)), *p = malloc(sizeof(*p));
+    SIM_ASSERT(v && neg && p, "oom");
+    icvm_up(f, v, "kv-nodaemon", 1u << KV);
+    struct gch *kv = &v->c[KV];
+    g_get_negotiate(kv, neg, "no daemon");
+    const char *r = ctl("control %s kvp kvp-set 0 Early bird", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":true") && strstr(r, "stored"), "kvp-set before ready: %s", r);
+    r = ctl("control %s kvp kvp-get 1 Early", v->name);
+    SIM_ASSERT(strstr(r, "\"ok\":false") && strstr(r, "not ready"), "kvp-get before ready: %s",
+               r);
+    r = ctl("control %s kvp kvp-status", v->name);
+    SIM_ASSERT(strstr(r, "negotiating"), "kvp-status before ready: %s", r);
+    SIM_ASSERT(!g_recv(kv, p, 200), "the host sent a KVP message before the negotiation");
+    /* the daemon starts: the negotiate is answered at last */
+    g_answer_negotiate(kv, neg, "late negotiation");
+    g_kvp_expect_set(kv, p, 0, "Early", "bird", "stored key pushed");
+    g_reply(kv, p);
+    g_kvp_serve_enum(kv, 2, "after late negotiation");
+    g_kvp_set_ok(kv, "Late", "too", "kvp after late negotiation");
+    alive(f, "kvp without daemon");
+    print_message("  kvp without daemon: kvp-set 0 stored, kvp-get refused; stored key pushed "
+                  "right after the late negotiation\n");
+    icvm_free(v);
+    free(p);
+    free(neg);
+    free(v);
+}
+
+/* ------------------------------------------------------------------ */
 /* Oddities: observed and reported, the contract asserted               */
 
 static void test_oddities(void **state)
@@ -1937,6 +1990,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_kvp, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_bad_shutdown_timesync, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_control_races, ic_setup, ic_teardown),
+        cmocka_unit_test_setup_teardown(test_kvp_no_daemon, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_oddities, ic_setup, ic_teardown),
         cmocka_unit_test_setup_teardown(test_flood, ic_setup, ic_teardown),
     };
