@@ -94,7 +94,10 @@ extern const struct xp_host_ops conn_xp_ops;
 struct vsp_partition *vsp_partition_create(struct vmm_conn *c);
 /* Attach the configured VSPs (as a work item). */
 void vsp_partition_attach_all(struct vsp_partition *p);
-/* Close everything, detach plugins, free.  Blocks; run on a worker. */
+/* Close every channel (VSP closes run; commands waiting on the guest fail).
+ * Blocks; run on a worker. */
+void vsp_partition_close(struct vsp_partition *p);
+/* Close (if not yet), detach plugins, free.  Blocks; run on a worker. */
 void vsp_partition_destroy(struct vsp_partition *p);
 void vsp_host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len);
 void vsp_host_channel_close(struct xp_channel *xc);

@@ -509,10 +509,14 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd)
 static void conn_teardown_work(void *arg)
 {
     struct vmm_conn *c = arg;
+    /* Close the channels first: a vmbusctl command waiting for this guest's
+     * answer then fails at once instead of running into its timeout. */
+    if (c->vp)
+        vsp_partition_close(c->vp);
     while (atomic_load(&c->ctl_busy) > 0)
         usleep(1000); /* a vmbusctl request still uses the partition */
     if (c->vp)
-        vsp_partition_destroy(c->vp); /* closes channels, detaches plugins */
+        vsp_partition_destroy(c->vp); /* detaches plugins, frees */
     pthread_mutex_lock(&c->evfd_lock);
     struct conn_eventfd *e = c->evfds;
     c->evfds = NULL;

@@ -66,7 +66,8 @@ struct vsp_partition {
     int nslots;
     struct status_kv status[MAX_STATUS];
     int nstatus;
-    bool dying; /* teardown started: no new timers */
+    bool dying;  /* teardown started: no new timers */
+    bool closed; /* vsp_partition_close ran */
 };
 
 /* ------------------------------------------------------------------ */
@@ -123,8 +124,11 @@ static void timer_unref(struct vsp_timer *t)
     }
 }
 
-void vsp_partition_destroy(struct vsp_partition *p)
+void vsp_partition_close(struct vsp_partition *p)
 {
+    if (p->closed)
+        return;
+    p->closed = true;
     /* Attach may still be running: let it finish first. */
     workq_serial_drain(p->serial);
 
@@ -137,6 +141,11 @@ void vsp_partition_destroy(struct vsp_partition *p)
     xp_close_all(p->xp); /* queues the VSP closes */
     for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
         workq_serial_drain(ch->serial);
+}
+
+void vsp_partition_destroy(struct vsp_partition *p)
+{
+    vsp_partition_close(p);
 
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].attached && p->slots[i].pl->detach)

@@ -79,6 +79,8 @@ struct ts_part {
     struct ic_chan ic; /* first */
     struct ts_conf conf;
     uint64_t samples, answers;
+    bool answered;            /* last_answer_tid is valid */
+    uint64_t last_answer_tid; /* replies come in order: a repeat is not counted */
     bool no_ref_logged;
 };
 
@@ -179,13 +181,21 @@ static void ts_message(struct ic_chan *ic, const struct ic_msg *m, uint64_t tid)
                ic_status_name(m->hdr.status));
         return;
     }
+    if (t->answered && tid <= t->last_answer_tid) {
+        ic_bad(ic, "timesync reply for trans_id %" PRIu64 " repeated", tid);
+        return;
+    }
+    t->answered = true;
+    t->last_answer_tid = tid;
     t->answers++;
+    ts_publish(t);
 }
 
 static void ts_reset(struct ic_chan *ic)
 {
     struct ts_part *t = (struct ts_part *)ic;
 
+    t->answered = false; /* trans ids may start over on the next open */
     ts_publish(t);
 }
 
