@@ -319,39 +319,9 @@ int ic_utf16le_to_utf8(const uint8_t *in, size_t in_bytes, char *out, size_t out
 
 /* ---- small parsers --------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int ic_guid_parse(const char *s, struct hv_guid *g)
 {
-    /* Text order of the 16 bytes -> mixed-endian memory order. */
-    static const int pos[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
-    uint8_t text[16];
-    unsigned n = 0;
-
-    if (!s || strlen(s) != 36)
-        return -EINVAL;
-    for (unsigned i = 0; i < 36;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return -EINVAL;
-            i++;
-            continue;
-        }
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -EINVAL;
-        text[n++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-    }
-    for (unsigned i = 0; i < 16; i++)
-        g->b[pos[i]] = text[i];
-    return 0;
+    return vsp_guid_parse(s, g);
 }
 
 int ic_param_uint(const char *val, unsigned min, unsigned max, unsigned *out)

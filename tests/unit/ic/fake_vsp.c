@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Fake vsp_* host API for the IC unit tests; see fake_vsp.h. */
+#include "common/guid.h"
 #include "fake_vsp.h"
 
 #include <errno.h>
@@ -591,4 +592,10 @@ void fake_log_reset(void)
 {
     memset(fake_logs, 0, sizeof(fake_logs));
     fake_log_buf[0] = '\0';
+}
+
+/* The real host parses GUIDs with vmbusd's own parser; so does the fake. */
+int vsp_guid_parse(const char *s, struct hv_guid *g)
+{
+    return guid_parse(s, g);
 }
