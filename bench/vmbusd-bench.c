@@ -335,19 +335,9 @@ static struct stream_result stream(struct sim_chan *ch, uint32_t len, double sec
             progress = true;
         }
         /* drain with the interrupt masked, then unmask and look again */
-        __atomic_store_n(&ch->in.hdr->interrupt_mask, 1, __ATOMIC_SEQ_CST);
-        for (;;) {
-            struct vmpacket_descriptor d;
-            uint32_t got = 0;
-            int r = sim_chan_try_recv(ch, &d, in, len + 64, &got);
-            if (r != 1) {
-                __atomic_store_n(&ch->in.hdr->interrupt_mask, 0, __ATOMIC_SEQ_CST);
-                __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                r = sim_chan_try_recv(ch, &d, in, len + 64, &got);
-                if (r != 1)
-                    break;
-                __atomic_store_n(&ch->in.hdr->interrupt_mask, 1, __ATOMIC_SEQ_CST);
-            }
+        struct vmpacket_descriptor d;
+        uint32_t got = 0;
+        while (sim_chan_recv_batched(ch, &d, in, len + 64, &got) == 1) {
             if (!check_echo(&d, in, got, tmpl, len, next_recv,
                             next_recv - first < FULL_CHECK_PKTS))
                 goto done;

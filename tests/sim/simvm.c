@@ -1478,6 +1478,21 @@ int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, voi
     return 1;
 }
 
+int sim_chan_recv_batched(struct sim_chan *ch, struct vmpacket_descriptor *desc, void *buf,
+                          uint32_t cap, uint32_t *len)
+{
+    __atomic_store_n(&ch->in.hdr->interrupt_mask, 1, __ATOMIC_SEQ_CST);
+    int r = sim_chan_try_recv(ch, desc, buf, cap, len);
+    if (r == 1)
+        return 1;
+    __atomic_store_n(&ch->in.hdr->interrupt_mask, 0, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    r = sim_chan_try_recv(ch, desc, buf, cap, len);
+    if (r == 1)
+        __atomic_store_n(&ch->in.hdr->interrupt_mask, 1, __ATOMIC_SEQ_CST);
+    return r;
+}
+
 bool sim_chan_wait_event(struct sim_chan *ch, uint64_t since, int timeout_ms)
 {
     uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
@@ -1597,17 +1612,7 @@ int sim_echo_stream(struct sim_chan *ch, uint32_t n, uint32_t len, bool want_com
         }
         struct vmpacket_descriptor d;
         uint32_t got;
-        __atomic_store_n(&ch->in.hdr->interrupt_mask, 1, __ATOMIC_SEQ_CST);
-        for (;;) {
-            int r = sim_chan_try_recv(ch, &d, in, len + 64, &got);
-            if (r != 1) {
-                __atomic_store_n(&ch->in.hdr->interrupt_mask, 0, __ATOMIC_SEQ_CST);
-                __atomic_thread_fence(__ATOMIC_SEQ_CST);
-                r = sim_chan_try_recv(ch, &d, in, len + 64, &got);
-                if (r != 1)
-                    break;
-                __atomic_store_n(&ch->in.hdr->interrupt_mask, 1, __ATOMIC_SEQ_CST);
-            }
+        while (sim_chan_recv_batched(ch, &d, in, len + 64, &got) == 1) {
             uint64_t tid = 1000000 + recvd;
             sim_fill_pattern(exp, len, tid);
             uint16_t want_type = want_comp ? VM_PKT_COMP : VM_PKT_DATA_INBAND;

@@ -311,6 +311,13 @@ int sim_chan_send(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t t
  * payload length).  1 got one, 0 ring empty. */
 int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, void *buf,
                       uint32_t buflen, uint32_t *len);
+/* Batched receive, as Linux's NAPI-style readers do: interrupt_mask is set
+ * while packets are taken; when the ring looks empty it is cleared and the
+ * ring checked once more, so a packet written meanwhile is not missed.
+ * Returns 1 with a packet (mask still set), else what sim_chan_try_recv
+ * returned for the empty ring (mask cleared). */
+int sim_chan_recv_batched(struct sim_chan *ch, struct vmpacket_descriptor *desc, void *buf,
+                          uint32_t cap, uint32_t *len);
 /* Blocking version: waits for a host signal when empty.  1 / 0 timeout. */
 int sim_chan_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, void *buf,
                   uint32_t buflen, uint32_t *len, int timeout_ms);
