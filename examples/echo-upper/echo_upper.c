@@ -37,10 +37,6 @@
 #define EU_MAX_PAYLOAD_LIMIT (1u << 20)
 #define EU_WARN_LIMIT        10 /* log at most this many bad packets per channel */
 
-/* The plugin descriptor; defined at the bottom.  Its address is also the key
- * under which we keep per-partition state (vsp_partition_set_opaque). */
-extern const struct vsp_plugin vmbusd_vsp_plugin;
-
 /* ---- configuration (init/fini) --------------------------------------- */
 
 struct eu_config {
@@ -267,7 +263,7 @@ static const struct vsp_channel_ops eu_ops = {
 
 /* ---- per partition --------------------------------------------------- */
 
-static int eu_attach(void *plugin_state, struct vsp_partition *p)
+static int eu_attach(void *plugin_state, struct vsp_partition *p, void **part_state)
 {
     struct eu_partition *ep = calloc(1, sizeof(*ep));
     if (!ep)
@@ -291,25 +287,24 @@ static int eu_attach(void *plugin_state, struct vsp_partition *p)
         free(ep);
         return -ENOMEM;
     }
-    /* control() may run any time on another thread; until this store it
-     * answers "not attached". */
-    vsp_partition_set_opaque(p, &vmbusd_vsp_plugin, ep);
+    /* vmbusd hands ep back to detach and control (which it calls only
+     * once attach has returned 0). */
+    *part_state = ep;
     return 0;
 }
 
-static void eu_detach(void *plugin_state, struct vsp_partition *p)
+static void eu_detach(void *plugin_state, struct vsp_partition *p, void *part_state)
 {
-    struct eu_partition *ep = vsp_partition_get_opaque(p, &vmbusd_vsp_plugin);
-    vsp_partition_set_opaque(p, &vmbusd_vsp_plugin, NULL);
+    struct eu_partition *ep = part_state;
     if (ep)
         free(ep->chan.reply); /* close() has run already; this is only a safety net */
     free(ep);
 }
 
-static int eu_control(void *plugin_state, struct vsp_partition *p, const char *cmd,
-                      const char *args, char *reply, size_t reply_len)
+static int eu_control(void *plugin_state, struct vsp_partition *p, void *part_state,
+                      const char *cmd, const char *args, char *reply, size_t reply_len)
 {
-    struct eu_partition *ep = vsp_partition_get_opaque(p, &vmbusd_vsp_plugin);
+    struct eu_partition *ep = part_state;
 
     if (strcmp(cmd, "stats") != 0) {
         snprintf(reply, reply_len, "echo-upper: unknown command '%s' (stats)", cmd);
@@ -318,10 +313,6 @@ static int eu_control(void *plugin_state, struct vsp_partition *p, const char *c
     if (args && *args) {
         snprintf(reply, reply_len, "echo-upper: stats takes no arguments");
         return -EINVAL;
-    }
-    if (!ep) {
-        snprintf(reply, reply_len, "echo-upper: not attached");
-        return -ENODEV;
     }
     struct eu_channel *e = &ep->chan;
     snprintf(reply, reply_len,

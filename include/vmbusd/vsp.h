@@ -8,7 +8,8 @@
  *
  * Model (after the Windows kernel-mode client library):
  *   - For every partition (VM) that is configured to get the VSP, vmbusd calls
- *     plugin->attach(); the VSP offers channels there with vsp_channel_offer().
+ *     plugin->attach(); the VSP offers channels there with vsp_channel_offer()
+ *     and returns its per-partition state, which detach and control get back.
  *   - The guest opens a channel -> ops->open(); it closes -> ops->close().
  *   - Packets from the guest -> ops->receive(), called once per batch; the VSP
  *     pulls packets with vsp_recv() until it returns 0.
@@ -35,7 +36,7 @@
 extern "C" {
 #endif
 
-#define VSP_API_VERSION   1
+#define VSP_API_VERSION   2
 #define VSP_PLUGIN_SYMBOL "vmbusd_vsp_plugin"
 
 struct vsp_partition; /* one child VM */
@@ -91,24 +92,30 @@ struct vsp_plugin {
      * pairs, NULL-terminated arrays).  Return 0, or -errno to refuse loading. */
     int (*init)(const char *const *keys, const char *const *values, void **plugin_state);
     void (*fini)(void *plugin_state);
-    /* A partition that is configured to get this VSP connected: offer channels. */
-    int (*attach)(void *plugin_state, struct vsp_partition *p);
-    /* The partition is going away; its channels are already closed. */
-    void (*detach)(void *plugin_state, struct vsp_partition *p);
+    /* A partition that is configured to get this VSP connected: offer
+     * channels, and store the VSP's state for this partition in *part_state
+     * (it starts NULL).  vmbusd hands part_state back to detach and control
+     * of this partition.  Return 0, or -errno (logged; control commands are
+     * then refused).  Either way detach follows with *part_state: channels
+     * offered before a failure stay offered until the VM goes, so what their
+     * opaque points at is freed in detach, not in attach. */
+    int (*attach)(void *plugin_state, struct vsp_partition *p, void **part_state);
+    /* The partition is going away; its channels are already closed and no
+     * control call for it runs.  Free part_state. */
+    void (*detach)(void *plugin_state, struct vsp_partition *p, void *part_state);
     /* Optional: an operator command from vmbusctl for partition p, e.g.
      * cmd "shutdown", args "reboot".  Write a human-readable answer (or JSON
      * when the command says so) into reply; return 0 or -errno.  Runs on the
      * control client's thread, concurrently with channel callbacks and other
-     * control calls: the plugin protects its own state. */
-    int (*control)(void *plugin_state, struct vsp_partition *p, const char *cmd,
-                   const char *args, char *reply, size_t reply_len);
+     * control calls: the plugin protects its own state.  Called only after
+     * attach succeeded (before that vmbusd answers "not attached" itself). */
+    int (*control)(void *plugin_state, struct vsp_partition *p, void *part_state,
+                   const char *cmd, const char *args, char *reply, size_t reply_len);
 };
 
 /* ---- partitions ---------------------------------------------------- */
 const char *vsp_partition_name(const struct vsp_partition *p);
 uint32_t vsp_partition_id(const struct vsp_partition *p);
-void vsp_partition_set_opaque(struct vsp_partition *p, const struct vsp_plugin *pl, void *opaque);
-void *vsp_partition_get_opaque(const struct vsp_partition *p, const struct vsp_plugin *pl);
 
 /* ---- channels ------------------------------------------------------ */
 /* Add an offer to the partition's LOCAL_OFFER list.  It reaches the guest

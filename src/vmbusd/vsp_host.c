@@ -33,8 +33,9 @@ struct vsp_channel {
 struct plugin_slot {
     const struct vsp_plugin *pl;
     void *state;
-    void *opaque;
-    bool attached;
+    void *part_state;     /* what attach returned for this partition */
+    bool attach_ran;      /* detach is owed */
+    atomic_bool attached; /* attach succeeded: control may be called */
 };
 
 struct status_kv {
@@ -100,12 +101,13 @@ static void attach_work(void *arg)
     struct vsp_partition *p = arg;
     for (int i = 0; i < p->nslots; i++) {
         struct plugin_slot *s = &p->slots[i];
-        int ret = s->pl->attach ? s->pl->attach(s->state, p) : 0;
+        int ret = s->pl->attach ? s->pl->attach(s->state, p, &s->part_state) : 0;
+        s->attach_ran = true;
         if (ret < 0)
             log_err("partition %s: VSP %s failed to attach: %s", p->conn->name, s->pl->name,
                     strerror(-ret));
         else
-            s->attached = true;
+            atomic_store(&s->attached, true); /* publishes part_state to control */
     }
     /* Boot-time offers are all in: a waiting REQUESTOFFERS completes now. */
     xp_offers_ready(p->xp);
@@ -148,8 +150,8 @@ void vsp_partition_destroy(struct vsp_partition *p)
     vsp_partition_close(p);
 
     for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].attached && p->slots[i].pl->detach)
-            p->slots[i].pl->detach(p->slots[i].state, p);
+        if (p->slots[i].attach_ran && p->slots[i].pl->detach)
+            p->slots[i].pl->detach(p->slots[i].state, p, p->slots[i].part_state);
 
     /* Timers the VSPs left running: stop them and wait out queued runs. */
     pthread_mutex_lock(&p->lock);
@@ -181,21 +183,6 @@ void vsp_partition_destroy(struct vsp_partition *p)
 
 const char *vsp_partition_name(const struct vsp_partition *p) { return p->conn->name; }
 uint32_t vsp_partition_id(const struct vsp_partition *p) { return p->xp->id; }
-
-void vsp_partition_set_opaque(struct vsp_partition *p, const struct vsp_plugin *pl, void *opaque)
-{
-    for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].pl == pl)
-            __atomic_store_n(&p->slots[i].opaque, opaque, __ATOMIC_RELEASE);
-}
-
-void *vsp_partition_get_opaque(const struct vsp_partition *p, const struct vsp_plugin *pl)
-{
-    for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].pl == pl)
-            return __atomic_load_n(&p->slots[i].opaque, __ATOMIC_ACQUIRE);
-    return NULL;
-}
 
 void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value)
 {
@@ -239,7 +226,11 @@ int vsp_partition_control(struct vsp_partition *p, const char *vsp, const char *
             snprintf(reply, len, "VSP %s takes no commands", vsp);
             return -ENOTSUP;
         }
-        return s->pl->control(s->state, p, cmd, args ? args : "", reply, len);
+        if (!atomic_load(&s->attached)) {
+            snprintf(reply, len, "%s: not attached to partition %s", vsp, p->conn->name);
+            return -ENODEV;
+        }
+        return s->pl->control(s->state, p, s->part_state, cmd, args ? args : "", reply, len);
     }
     snprintf(reply, len, "partition %s has no VSP %s", p->conn->name, vsp);
     return -ENOENT;

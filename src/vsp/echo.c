@@ -142,33 +142,30 @@ struct echo_part {
     struct echo_chan chans[64];
 };
 
-static int echo_attach(void *state, struct vsp_partition *p)
+static int echo_attach(void *state, struct vsp_partition *p, void **part_state)
 {
     struct echo_cfg *cfg = state;
     struct echo_part *ep = calloc(1, sizeof(*ep));
     if (!ep)
         return -ENOMEM;
+    /* detach frees ep even if an offer below fails: offered channels point into it. */
+    *part_state = ep;
     struct vsp_offer o = {.ops = &echo_ops};
     vsp_guid_parse(ECHO_CLASS_GUID_STR, &o.class_id);
     for (int i = 0; i < (cfg ? cfg->channels : 1); i++) {
         vsp_guid_parse(ECHO_INSTANCE_GUID_STR, &o.instance_id);
         o.instance_id.b[15] = (uint8_t)i;
         o.opaque = &ep->chans[i];
-        if (!vsp_channel_offer(p, &o)) {
-            free(ep);
+        if (!vsp_channel_offer(p, &o))
             return -ENOMEM;
-        }
         ep->n++;
     }
-    extern const struct vsp_plugin vsp_echo_plugin;
-    vsp_partition_set_opaque(p, &vsp_echo_plugin, ep);
     return 0;
 }
 
-static void echo_detach(void *state, struct vsp_partition *p)
+static void echo_detach(void *state, struct vsp_partition *p, void *part_state)
 {
-    extern const struct vsp_plugin vsp_echo_plugin;
-    struct echo_part *ep = vsp_partition_get_opaque(p, &vsp_echo_plugin);
+    struct echo_part *ep = part_state;
     for (int i = 0; ep && i < ep->n; i++)
         free(ep->chans[i].held_data);
     free(ep);

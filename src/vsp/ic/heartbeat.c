@@ -26,8 +26,6 @@
 #define HB_BODY     40u /* seq u64 + reserved u32 x 8 */
 #define HB_OUTSTANDING 16u
 
-extern const struct vsp_plugin vsp_heartbeat_plugin;
-
 static const struct ic_version hb_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version hb_msg[] = {{3, 0}, {1, 0}};
 
@@ -221,7 +219,7 @@ static void hb_fini(void *state)
     free(c);
 }
 
-static int hb_attach(void *state, struct vsp_partition *p)
+static int hb_attach(void *state, struct vsp_partition *p, void **part_state)
 {
     const struct hb_conf *c = state;
     struct hb_part *hb = calloc(1, sizeof(*hb));
@@ -237,34 +235,29 @@ static int hb_attach(void *state, struct vsp_partition *p)
         free(hb);
         return r;
     }
-    vsp_partition_set_opaque(p, &vsp_heartbeat_plugin, hb);
+    *part_state = hb;
     hb_publish(hb);
     return 0;
 }
 
-static void hb_detach(void *state, struct vsp_partition *p)
+static void hb_detach(void *state, struct vsp_partition *p, void *part_state)
 {
-    struct hb_part *hb = vsp_partition_get_opaque(p, &vsp_heartbeat_plugin);
+    struct hb_part *hb = part_state;
 
     if (!hb)
         return;
-    vsp_partition_set_opaque(p, &vsp_heartbeat_plugin, NULL);
     ic_chan_put(&hb->ic);
 }
 
-static int hb_control(void *state, struct vsp_partition *p, const char *cmd, const char *args,
-                      char *reply, size_t reply_len)
+static int hb_control(void *state, struct vsp_partition *p, void *part_state, const char *cmd,
+                      const char *args, char *reply, size_t reply_len)
 {
-    struct hb_part *hb = vsp_partition_get_opaque(p, &vsp_heartbeat_plugin);
+    struct hb_part *hb = part_state;
     uint64_t now = ic_clock_ms();
 
     if (strcmp(cmd, "heartbeat") != 0) {
         snprintf(reply, reply_len, "heartbeat: unknown command '%s'", cmd);
         return -EOPNOTSUPP;
-    }
-    if (!hb) {
-        snprintf(reply, reply_len, "heartbeat: not attached");
-        return -ENODEV;
     }
     pthread_mutex_lock(&hb->ic.lock);
     if (hb->ic.state == IC_STATE_READY)

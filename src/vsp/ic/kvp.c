@@ -84,8 +84,6 @@ struct kvp_rec {
 _Static_assert(sizeof(struct kvp_rec) == KVP_REC_BYTES, "kvp record is 2572 bytes");
 _Static_assert(IC_HDRS_SIZE + KVP_MSG_BYTES <= IC_MAX_PAYLOAD_KVP, "kvp message fits the ring");
 
-extern const struct vsp_plugin vsp_kvp_plugin;
-
 static const struct ic_version kvp_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version kvp_msgv[] = {{4, 0}, {3, 0}, {1, 0}};
 
@@ -892,10 +890,10 @@ static int kvp_do(struct kvp_part *k, const char *cmd, char *args, char *reply, 
     return kvp_run(k, r, cmd, reply, reply_len);
 }
 
-static int kvp_control(void *state, struct vsp_partition *p, const char *cmd, const char *args,
-                       char *reply, size_t reply_len)
+static int kvp_control(void *state, struct vsp_partition *p, void *part_state, const char *cmd,
+                       const char *args, char *reply, size_t reply_len)
 {
-    struct kvp_part *k = vsp_partition_get_opaque(p, &vsp_kvp_plugin);
+    struct kvp_part *k = part_state;
     char *copy;
     int r;
 
@@ -903,10 +901,6 @@ static int kvp_control(void *state, struct vsp_partition *p, const char *cmd, co
         strcmp(cmd, "kvp-list") && strcmp(cmd, "kvp-status")) {
         snprintf(reply, reply_len, "kvp: unknown command '%s'", cmd);
         return -EOPNOTSUPP;
-    }
-    if (!k) {
-        snprintf(reply, reply_len, "kvp: not attached");
-        return -ENODEV;
     }
     copy = strdup(args ? args : "");
     if (!copy)
@@ -1017,7 +1011,7 @@ static int kvp_init(const char *const *keys, const char *const *values, void **s
     return 0;
 }
 
-static int kvp_attach(void *state, struct vsp_partition *p)
+static int kvp_attach(void *state, struct vsp_partition *p, void **part_state)
 {
     const struct kvp_conf *c = state;
     struct kvp_part *k = calloc(1, sizeof(*k));
@@ -1035,7 +1029,7 @@ static int kvp_attach(void *state, struct vsp_partition *p)
     r = ic_chan_setup(&k->ic, &kvp_service, p, kvp_msgv, 3, c->instance);
     if (r)
         goto fail;
-    vsp_partition_set_opaque(p, &vsp_kvp_plugin, k);
+    *part_state = k;
     return 0;
 
 fail:
@@ -1048,13 +1042,12 @@ fail:
     return r;
 }
 
-static void kvp_detach(void *state, struct vsp_partition *p)
+static void kvp_detach(void *state, struct vsp_partition *p, void *part_state)
 {
-    struct kvp_part *k = vsp_partition_get_opaque(p, &vsp_kvp_plugin);
+    struct kvp_part *k = part_state;
 
     if (!k)
         return;
-    vsp_partition_set_opaque(p, &vsp_kvp_plugin, NULL);
     ic_chan_put(&k->ic);
 }
 

@@ -40,8 +40,6 @@ struct sd_body {
 /* Linux drops shutdown requests whose payload is shorter than this. */
 _Static_assert(IC_HDRS_SIZE + sizeof(struct sd_body) == 2088, "shutdown payload must be 2088");
 
-extern const struct vsp_plugin vsp_shutdown_plugin;
-
 static const struct ic_version sd_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version sd_msg[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
 
@@ -231,10 +229,10 @@ static int sd_do(struct sd_part *sd, const struct sd_request *rq, char *reply, s
     return 0;
 }
 
-static int sd_control(void *state, struct vsp_partition *p, const char *cmd, const char *args,
-                      char *reply, size_t reply_len)
+static int sd_control(void *state, struct vsp_partition *p, void *part_state, const char *cmd,
+                      const char *args, char *reply, size_t reply_len)
 {
-    struct sd_part *sd = vsp_partition_get_opaque(p, &vsp_shutdown_plugin);
+    struct sd_part *sd = part_state;
     const struct sd_conf *c = state;
     struct sd_request rq = {.reason = c->reason, .timeout_s = c->timeout_s, .what = "poweroff"};
     char *copy;
@@ -243,10 +241,6 @@ static int sd_control(void *state, struct vsp_partition *p, const char *cmd, con
     if (strcmp(cmd, "shutdown") != 0) {
         snprintf(reply, reply_len, "shutdown: unknown command '%s'", cmd);
         return -EOPNOTSUPP;
-    }
-    if (!sd) {
-        snprintf(reply, reply_len, "shutdown: not attached");
-        return -ENODEV;
     }
     copy = strdup(args ? args : "");
     if (!copy)
@@ -297,7 +291,7 @@ static void sd_fini(void *state)
     free(c);
 }
 
-static int sd_attach(void *state, struct vsp_partition *p)
+static int sd_attach(void *state, struct vsp_partition *p, void **part_state)
 {
     const struct sd_conf *c = state;
     struct sd_part *sd = calloc(1, sizeof(*sd));
@@ -312,17 +306,16 @@ static int sd_attach(void *state, struct vsp_partition *p)
         free(sd);
         return r;
     }
-    vsp_partition_set_opaque(p, &vsp_shutdown_plugin, sd);
+    *part_state = sd;
     return 0;
 }
 
-static void sd_detach(void *state, struct vsp_partition *p)
+static void sd_detach(void *state, struct vsp_partition *p, void *part_state)
 {
-    struct sd_part *sd = vsp_partition_get_opaque(p, &vsp_shutdown_plugin);
+    struct sd_part *sd = part_state;
 
     if (!sd)
         return;
-    vsp_partition_set_opaque(p, &vsp_shutdown_plugin, NULL);
     ic_chan_put(&sd->ic);
 }
 

@@ -64,8 +64,6 @@ _Static_assert(sizeof(struct ts_body_v3) == 25, "timesync v3 body");
 extern int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref)
     __attribute__((weak));
 
-extern const struct vsp_plugin vsp_timesync_plugin;
-
 static const struct ic_version ts_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version ts_msg_all[] = {{4, 0}, {3, 0}, {1, 0}};
 
@@ -263,7 +261,7 @@ static void ts_fini(void *state)
     free(c);
 }
 
-static int ts_attach(void *state, struct vsp_partition *p)
+static int ts_attach(void *state, struct vsp_partition *p, void **part_state)
 {
     const struct ts_conf *c = state;
     struct ts_part *t = calloc(1, sizeof(*t));
@@ -290,33 +288,28 @@ static int ts_attach(void *state, struct vsp_partition *p)
         free(t);
         return r;
     }
-    vsp_partition_set_opaque(p, &vsp_timesync_plugin, t);
+    *part_state = t;
     return 0;
 }
 
-static void ts_detach(void *state, struct vsp_partition *p)
+static void ts_detach(void *state, struct vsp_partition *p, void *part_state)
 {
-    struct ts_part *t = vsp_partition_get_opaque(p, &vsp_timesync_plugin);
+    struct ts_part *t = part_state;
 
     if (!t)
         return;
-    vsp_partition_set_opaque(p, &vsp_timesync_plugin, NULL);
     ic_chan_put(&t->ic);
 }
 
-static int ts_control(void *state, struct vsp_partition *p, const char *cmd, const char *args,
-                      char *reply, size_t reply_len)
+static int ts_control(void *state, struct vsp_partition *p, void *part_state, const char *cmd,
+                      const char *args, char *reply, size_t reply_len)
 {
-    struct ts_part *t = vsp_partition_get_opaque(p, &vsp_timesync_plugin);
+    struct ts_part *t = part_state;
     int r = 0;
 
     if (strcmp(cmd, "timesync") != 0) {
         snprintf(reply, reply_len, "timesync: unknown command '%s'", cmd);
         return -EOPNOTSUPP;
-    }
-    if (!t) {
-        snprintf(reply, reply_len, "timesync: not attached");
-        return -ENODEV;
     }
     pthread_mutex_lock(&t->ic.lock);
     if (args && strcmp(args, "sync") == 0) {

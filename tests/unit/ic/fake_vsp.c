@@ -12,7 +12,6 @@
 #include <time.h>
 
 #define FAKE_MAX_CHANNELS 8
-#define FAKE_MAX_SLOTS    8
 #define FAKE_MAX_STATUS   512
 #define FAKE_MAX_TIMERS   64
 #define FAKE_MAX_WORK     64
@@ -47,8 +46,6 @@ struct vsp_partition {
     char name[32];
     struct vsp_channel *ch[FAKE_MAX_CHANNELS];
     unsigned n_ch;
-    const struct vsp_plugin *slot_pl[FAKE_MAX_SLOTS];
-    void *slot_opaque[FAKE_MAX_SLOTS];
     char *st_key[FAKE_MAX_STATUS];
     char *st_val[FAKE_MAX_STATUS];
     unsigned n_st;
@@ -130,25 +127,6 @@ const char *vsp_partition_name(const struct vsp_partition *p)
 uint32_t vsp_partition_id(const struct vsp_partition *p)
 {
     return 1;
-}
-
-void vsp_partition_set_opaque(struct vsp_partition *p, const struct vsp_plugin *pl, void *opaque)
-{
-    for (unsigned i = 0; i < FAKE_MAX_SLOTS; i++) {
-        if (p->slot_pl[i] == pl || !p->slot_pl[i]) {
-            p->slot_pl[i] = pl;
-            p->slot_opaque[i] = opaque;
-            return;
-        }
-    }
-}
-
-void *vsp_partition_get_opaque(const struct vsp_partition *p, const struct vsp_plugin *pl)
-{
-    for (unsigned i = 0; i < FAKE_MAX_SLOTS; i++)
-        if (p->slot_pl[i] == pl)
-            return p->slot_opaque[i];
-    return NULL;
 }
 
 void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value)

@@ -90,7 +90,8 @@ static void *ctl_thread(void *arg)
 {
     struct ctl_call *c = arg;
 
-    c->ret = c->pl->control(c->state, c->p, c->cmd, c->args, c->reply, sizeof(c->reply));
+    c->ret = c->pl->control(c->state, c->p, c->part_state, c->cmd, c->args, c->reply,
+                            sizeof(c->reply));
     return NULL;
 }
 
@@ -107,7 +108,7 @@ int ctl_join(struct ctl_call *c)
 }
 
 struct vsp_partition *plugin_setup(const struct vsp_plugin *pl, const char *const *keys,
-                                   const char *const *values, void **state)
+                                   const char *const *values, void **state, void **part_state)
 {
     struct vsp_partition *p = fake_partition_new("vm1");
 
@@ -115,19 +116,22 @@ struct vsp_partition *plugin_setup(const struct vsp_plugin *pl, const char *cons
     fake_log_reset();
     assert_int_equal(pl->api_version, VSP_API_VERSION);
     assert_int_equal(pl->init(keys, values, state), 0);
-    assert_int_equal(pl->attach(*state, p), 0);
+    *part_state = NULL;
+    assert_int_equal(pl->attach(*state, p, part_state), 0);
+    assert_non_null(*part_state);
     assert_int_equal(fake_channel_count(p), 1);
     return p;
 }
 
-void plugin_teardown(const struct vsp_plugin *pl, struct vsp_partition *p, void *state)
+void plugin_teardown(const struct vsp_plugin *pl, struct vsp_partition *p, void *state,
+                     void *part_state)
 {
     struct vsp_channel *ch = fake_channel(p, 0);
 
     if (ch && vsp_channel_is_open(ch))
         fake_close(ch);
     fake_run_work();
-    pl->detach(state, p);
+    pl->detach(state, p, part_state);
     pl->fini(state);
     fake_partition_free(p);
 }

@@ -38,6 +38,7 @@ struct ctl_call {
     const struct vsp_plugin *pl;
     void *state;
     struct vsp_partition *p;
+    void *part_state;
     const char *cmd;
     const char *args;
     char reply[4096];
@@ -48,9 +49,11 @@ void ctl_start(struct ctl_call *c);
 int ctl_join(struct ctl_call *c);
 
 /* Attach plugin pl (init with NULL-terminated key/value arrays) to a new
- * partition; returns the partition, plugin state in *state. */
+ * partition; returns the partition, plugin state in *state and what attach
+ * returned for the partition in *part_state. */
 struct vsp_partition *plugin_setup(const struct vsp_plugin *pl, const char *const *keys,
-                                   const char *const *values, void **state);
-void plugin_teardown(const struct vsp_plugin *pl, struct vsp_partition *p, void *state);
+                                   const char *const *values, void **state, void **part_state);
+void plugin_teardown(const struct vsp_plugin *pl, struct vsp_partition *p, void *state,
+                     void *part_state);
 
 #endif

@@ -9,6 +9,7 @@ extern const struct vsp_plugin vsp_heartbeat_plugin;
 
 struct fx {
     void *state;
+    void *part; /* what attach returned */
     struct vsp_partition *p;
     struct vsp_channel *ch;
 };
@@ -18,7 +19,7 @@ static int fx_setup(void **s)
     static struct fx f;
     const char *keys[] = {"interval_ms", NULL}, *vals[] = {"1000", NULL};
 
-    f.p = plugin_setup(&vsp_heartbeat_plugin, keys, vals, &f.state);
+    f.p = plugin_setup(&vsp_heartbeat_plugin, keys, vals, &f.state, &f.part);
     f.ch = fake_channel(f.p, 0);
     fake_open(f.ch);
     guest_negotiate(f.ch, linux_hb_msg, 2);
@@ -30,7 +31,7 @@ static int fx_teardown(void **s)
 {
     struct fx *f = *s;
 
-    plugin_teardown(&vsp_heartbeat_plugin, f->p, f->state);
+    plugin_teardown(&vsp_heartbeat_plugin, f->p, f->state, f->part);
     return 0;
 }
 
@@ -159,15 +160,15 @@ static void test_control(void **s)
     struct fx *f = *s;
     char reply[256];
 
-    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, "heartbeat", "", reply,
+    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, f->part, "heartbeat", "", reply,
                                                   sizeof(reply)), 0);
     assert_non_null(strstr(reply, "no answer"));
     answer(f, fake_sent_last(f->ch), 1, 0, 0);
-    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, "heartbeat", "", reply,
+    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, f->part, "heartbeat", "", reply,
                                                   sizeof(reply)), 0);
     assert_non_null(strstr(reply, "state ok"));
     assert_non_null(strstr(reply, "seq 2"));
-    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, "reboot", "", reply,
+    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, f->part, "reboot", "", reply,
                                                   sizeof(reply)), -EOPNOTSUPP);
 }
 
@@ -188,7 +189,7 @@ static void test_close_stops(void **s)
 
 static void test_params(void **s)
 {
-    void *st;
+    void *st, *part;
     const char *k1[] = {"interval_ms", NULL}, *v1[] = {"5", NULL};
     const char *k2[] = {"bogus", NULL}, *v2[] = {"5", NULL};
     const char *k3[] = {"instance_id", NULL}, *v3[] = {"not-a-guid", NULL};
@@ -200,10 +201,10 @@ static void test_params(void **s)
     assert_int_equal(vsp_heartbeat_plugin.init(k1, v1, &st), -EINVAL);
     assert_int_equal(vsp_heartbeat_plugin.init(k2, v2, &st), -EINVAL);
     assert_int_equal(vsp_heartbeat_plugin.init(k3, v3, &st), -EINVAL);
-    p = plugin_setup(&vsp_heartbeat_plugin, k4, v4, &st);
+    p = plugin_setup(&vsp_heartbeat_plugin, k4, v4, &st, &part);
     ic_guid_parse("11111111-2222-3333-4444-555555555555", &g);
     assert_memory_equal(fake_channel_offer(fake_channel(p, 0))->instance_id.b, g.b, 16);
-    plugin_teardown(&vsp_heartbeat_plugin, p, st);
+    plugin_teardown(&vsp_heartbeat_plugin, p, st, part);
 }
 
 int main(void)

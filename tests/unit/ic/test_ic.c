@@ -243,6 +243,7 @@ static void test_guid_and_params(void **s)
 
 struct fx {
     void *state;
+    void *part; /* what attach returned */
     struct vsp_partition *p;
     struct vsp_channel *ch;
 };
@@ -251,7 +252,7 @@ static int fx_setup(void **s)
 {
     static struct fx f;
 
-    f.p = plugin_setup(&vsp_heartbeat_plugin, NULL, NULL, &f.state);
+    f.p = plugin_setup(&vsp_heartbeat_plugin, NULL, NULL, &f.state, &f.part);
     f.ch = fake_channel(f.p, 0);
     *s = &f;
     return 0;
@@ -261,7 +262,7 @@ static int fx_teardown(void **s)
 {
     struct fx *f = *s;
 
-    plugin_teardown(&vsp_heartbeat_plugin, f->p, f->state);
+    plugin_teardown(&vsp_heartbeat_plugin, f->p, f->state, f->part);
     return 0;
 }
 
@@ -485,8 +486,8 @@ static void mutate_service(const struct vsp_plugin *pl, const struct ic_version 
                            const char *const *keys, const char *const *vals)
 {
     static uint8_t buf[8192];
-    void *st;
-    struct vsp_partition *p = plugin_setup(pl, keys, vals, &st);
+    void *st, *part;
+    struct vsp_partition *p = plugin_setup(pl, keys, vals, &st, &part);
     struct vsp_channel *ch = fake_channel(p, 0);
 
     fake_open(ch);
@@ -536,7 +537,7 @@ static void mutate_service(const struct vsp_plugin *pl, const struct ic_version 
             }
         }
     }
-    plugin_teardown(pl, p, st);
+    plugin_teardown(pl, p, st, part);
 }
 
 static void test_mutated_answers(void **s)

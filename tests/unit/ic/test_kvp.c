@@ -14,6 +14,7 @@ extern const struct vsp_plugin vsp_kvp_plugin;
 
 struct fx {
     void *state;
+    void *part; /* what attach returned */
     struct vsp_partition *p;
     struct vsp_channel *ch;
 };
@@ -23,7 +24,7 @@ static struct fx fxs;
 /* keys/values: extra parameters, NULL-terminated; negotiate when ready. */
 static struct fx *fx_new(const char *const *keys, const char *const *vals, bool ready)
 {
-    fxs.p = plugin_setup(&vsp_kvp_plugin, keys, vals, &fxs.state);
+    fxs.p = plugin_setup(&vsp_kvp_plugin, keys, vals, &fxs.state, &fxs.part);
     fxs.ch = fake_channel(fxs.p, 0);
     fake_open(fxs.ch);
     if (ready)
@@ -36,7 +37,7 @@ static void fx_free(struct fx *f)
     /* KVP answers are ~7.5 KiB: never send the next request before the
      * batch holding the previous answer is drained. */
     assert_int_equal(fake_sends_before_commit(f->ch), 0);
-    plugin_teardown(&vsp_kvp_plugin, f->p, f->state);
+    plugin_teardown(&vsp_kvp_plugin, f->p, f->state, f->part);
 }
 
 static int body_op(const struct fake_sent *s)
@@ -122,14 +123,14 @@ static void test_no_daemon_then_ready(void **s)
 
     /* The guest never answers the negotiate: commands fail, nothing else. */
     assert_int_equal(fake_sent_count(f->ch), 1);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-get", "2 OSName", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "2 OSName", reply,
                                             sizeof(reply)), -ENOTCONN);
     assert_non_null(strstr(reply, "hv_kvp_daemon"));
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-list", "2", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-list", "2", reply,
                                             sizeof(reply)), -ENOTCONN);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "1 A b", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "1 A b", reply,
                                             sizeof(reply)), -ENOTCONN);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "0 Later value two",
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 Later value two",
                                             reply, sizeof(reply)), 0);
     assert_non_null(strstr(reply, "stored"));
     assert_int_equal(fake_sent_count(f->ch), 1);
@@ -192,6 +193,7 @@ static struct ctl_call *ctl(struct fx *f, const char *cmd, const char *args)
     c.pl = &vsp_kvp_plugin;
     c.state = f->state;
     c.p = f->p;
+    c.part_state = f->part;
     c.cmd = cmd;
     c.args = args;
     ctl_start(&c);
@@ -247,7 +249,7 @@ static void test_list_get_delete(void **s)
     assert_non_null(strstr(c->reply, "0x80004005"));
 
     char reply[512];
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-status", "", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-status", "", reply,
                                             sizeof(reply)), 0);
     assert_non_null(strstr(reply, "1 host keys in pool 0"));
     fx_free(f);
@@ -450,7 +452,7 @@ static void test_timeout_and_stale_answer(void **s)
 
     assert_int_equal(body_op(first), 3);
     /* A control command queued behind it gives up after 100 ms. */
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-get", "0 x", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0 x", reply,
                                             sizeof(reply)), -ETIMEDOUT);
     assert_non_null(strstr(reply, "pending"));
     unsigned n = fake_sent_count(f->ch);
@@ -481,7 +483,7 @@ static void test_full_ring(void **s)
     memset(&c, 0, sizeof(c));
     static struct ctl_call cc;
     cc = (struct ctl_call){.pl = &vsp_kvp_plugin, .state = f->state, .p = f->p,
-                           .cmd = "kvp-get", .args = "0 k"};
+                           .part_state = f->part, .cmd = "kvp-get", .args = "0 k"};
     ctl_start(&cc);
     while (fake_sent_count(f->ch) == n) {
         fake_writable(f->ch);
@@ -517,13 +519,13 @@ static void test_pool0_offline_changes(void **s)
     char reply[512], k[600];
     const struct fake_sent *m;
 
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "0 A 1", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 A 1", reply,
                                             sizeof(reply)), 0);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "0 C 3", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 C 3", reply,
                                             sizeof(reply)), 0);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-delete", "0 A", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-delete", "0 A", reply,
                                             sizeof(reply)), 0);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-delete", "0 B", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-delete", "0 B", reply,
                                             sizeof(reply)), 0);
     guest_negotiate(f->ch, linux_kvp_msg, 3);
     const char *want_key[] = {"A", "B", "C"};
@@ -557,23 +559,23 @@ static void test_bad_commands(void **s)
     memset(longkey, 'k', sizeof(longkey));
     memcpy(longkey, "0 ", 2);
     longkey[sizeof(longkey) - 1] = '\0';
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "7 a b", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "7 a b", reply,
                                             sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "x a b", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "x a b", reply,
                                             sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-get", "0", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0", reply,
                                             sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-get", "0 a b", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0 a b", reply,
                                             sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-list", "", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-list", "", reply,
                                             sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-get", longkey, reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", longkey, reply,
                                             sizeof(reply)), -EINVAL);
     assert_non_null(strstr(reply, "too long"));
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-set", "0 k \xc3", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 k \xc3", reply,
                                             sizeof(reply)), -EINVAL);
     assert_non_null(strstr(reply, "UTF-8"));
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, "kvp-frob", "", reply,
+    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-frob", "", reply,
                                             sizeof(reply)), -EOPNOTSUPP);
     assert_int_equal(fake_sent_count(f->ch), 1);
     fx_free(f);

@@ -18,11 +18,12 @@ static uint64_t now_filetime(void)
     return (uint64_t)ts.tv_sec * 10000000ull + (uint64_t)ts.tv_nsec / 100 + EPOCH_DELTA;
 }
 
-static struct vsp_partition *setup(const char *maxv, void **state, struct vsp_channel **ch)
+static struct vsp_partition *setup(const char *maxv, void **state, void **part,
+                                   struct vsp_channel **ch)
 {
     const char *keys[] = {"max_version", NULL}, *vals[] = {maxv, NULL};
     struct vsp_partition *p = plugin_setup(&vsp_timesync_plugin, maxv ? keys : NULL,
-                                           maxv ? vals : NULL, state);
+                                           maxv ? vals : NULL, state, part);
 
     *ch = fake_channel(p, 0);
     fake_open(*ch);
@@ -45,13 +46,13 @@ static void test_v3_without_reftime(void **s)
 {
     struct vsp_channel *ch;
     struct ic_version v[8];
-    void *st;
+    void *st, *part;
     struct vsp_partition *p;
     const struct fake_sent *m;
     uint64_t host, t0;
 
     fake_ref_time_available = false;
-    p = setup(NULL, &st, &ch);
+    p = setup(NULL, &st, &part, &ch);
     assert_int_equal(offered(ch, v), 2);
     assert_int_equal(v[0].major, 3);
     assert_int_equal(v[1].major, 1);
@@ -87,10 +88,10 @@ static void test_v3_without_reftime(void **s)
     guest_send(ch, m->trans_id, buf, 20);     /* truncated */
     assert_int_equal(fake_log_count(VSP_LOG_WARN), warns + 3);
     char reply[256];
-    assert_int_equal(vsp_timesync_plugin.control(st, p, "timesync", "", reply, sizeof(reply)),
+    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "", reply, sizeof(reply)),
                      0);
     assert_non_null(strstr(reply, "1 answered"));
-    plugin_teardown(&vsp_timesync_plugin, p, st);
+    plugin_teardown(&vsp_timesync_plugin, p, st, part);
 }
 
 /* With the reference time available, Linux picks 4.0 and gets the v4 layout. */
@@ -98,14 +99,14 @@ static void test_v4_with_reftime(void **s)
 {
     struct vsp_channel *ch;
     struct ic_version v[8];
-    void *st;
+    void *st, *part;
     struct vsp_partition *p;
     const struct fake_sent *m;
     uint64_t ref;
 
     fake_ref_time_available = true;
     fake_ref_time = 0x1122334455667788ull;
-    p = setup(NULL, &st, &ch);
+    p = setup(NULL, &st, &part, &ch);
     assert_int_equal(offered(ch, v), 3);
     assert_int_equal(v[0].major, 4);
     guest_negotiate(ch, linux_ts_msg, 3);
@@ -129,12 +130,12 @@ static void test_v4_with_reftime(void **s)
 
     /* Control: an immediate SYNC. */
     char reply[256];
-    assert_int_equal(vsp_timesync_plugin.control(st, p, "timesync", "sync", reply,
+    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "sync", reply,
                                                  sizeof(reply)), 0);
     assert_int_equal(fake_sent_last(ch)->data[28 + 16], 1);
-    assert_int_equal(vsp_timesync_plugin.control(st, p, "timesync", "bogus", reply,
+    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "bogus", reply,
                                                  sizeof(reply)), -EINVAL);
-    plugin_teardown(&vsp_timesync_plugin, p, st);
+    plugin_teardown(&vsp_timesync_plugin, p, st, part);
     fake_ref_time_available = false;
 }
 
@@ -143,22 +144,22 @@ static void test_max_version(void **s)
 {
     struct vsp_channel *ch;
     struct ic_version v[8];
-    void *st;
+    void *st, *part;
     struct vsp_partition *p;
     const struct ic_version old[1] = {{1, 0}};
     const char *keys[] = {"max_version", NULL}, *bad[] = {"2.5", NULL};
     char reply[128];
 
     fake_ref_time_available = true;
-    p = setup("3.0", &st, &ch);
+    p = setup("3.0", &st, &part, &ch);
     assert_int_equal(offered(ch, v), 2);
     assert_int_equal(v[0].major, 3);
-    assert_int_equal(vsp_timesync_plugin.control(st, p, "timesync", "sync", reply,
+    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "sync", reply,
                                                  sizeof(reply)), -ENOTCONN);
     guest_negotiate(ch, old, 1);
     assert_string_equal(fake_status(p, "timesync.version"), "1.0");
     assert_int_equal(fake_sent_last(ch)->len, 53);
-    plugin_teardown(&vsp_timesync_plugin, p, st);
+    plugin_teardown(&vsp_timesync_plugin, p, st, part);
     fake_ref_time_available = false;
     assert_int_equal(vsp_timesync_plugin.init(keys, bad, &st), -EINVAL);
 }
@@ -167,8 +168,8 @@ static void test_max_version(void **s)
 static void test_sync_parked(void **s)
 {
     struct vsp_channel *ch;
-    void *st;
-    struct vsp_partition *p = setup(NULL, &st, &ch);
+    void *st, *part;
+    struct vsp_partition *p = setup(NULL, &st, &part, &ch);
     unsigned n;
 
     fake_fail_sends(ch, -EAGAIN, 1);
@@ -178,7 +179,7 @@ static void test_sync_parked(void **s)
     fake_writable(ch);
     assert_int_equal(fake_sent_count(ch), n + 1);
     assert_int_equal(fake_sent_last(ch)->data[28 + 24], 1);
-    plugin_teardown(&vsp_timesync_plugin, p, st);
+    plugin_teardown(&vsp_timesync_plugin, p, st, part);
 }
 
 int main(void)
