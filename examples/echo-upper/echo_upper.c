@@ -130,7 +130,7 @@ static int eu_open(struct vsp_channel *ch, const uint8_t *user_data, size_t len)
     e->reply_cap = ECHO_UPPER_HDR_SIZE + e->cfg->prefix_len + e->cfg->max_payload;
     e->reply = malloc(e->reply_cap);
     if (!e->reply)
-        return ENOMEM; /* non-zero: the guest's OPENCHANNEL fails */
+        return -ENOMEM; /* the guest's OPENCHANNEL fails */
     e->reply_held = false;
     e->warnings = 0;
     atomic_store(&e->open, true);

@@ -60,8 +60,11 @@ struct vsp_packet {
 };
 
 struct vsp_channel_ops {
-    /* Guest sent OPENCHANNEL.  Return 0 to accept, or a non-zero status that
-     * goes back in OPENCHANNEL_RESULT.  user_data is the 120-byte open data.
+    /* Guest sent OPENCHANNEL.  Return 0 to accept, or a negative errno to
+     * refuse, like every other callback (never an NTSTATUS): the guest gets
+     * OPENCHANNEL_RESULT with STATUS_UNSUCCESSFUL, vmbusd logs the refusal,
+     * and the VSP logs why.  user_data is the 120-byte open data (guest
+     * controlled).
      * The guest may not be written to before it has the result: send the
      * first packets from a work item (vsp_queue_work), not from here. */
     int (*open)(struct vsp_channel *ch, const uint8_t *user_data, size_t len);

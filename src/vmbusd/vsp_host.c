@@ -285,7 +285,11 @@ static void open_work(void *arg)
 {
     struct vsp_channel *ch = arg;
     int ret = ch->ops->open ? ch->ops->open(ch, ch->open_data, ch->open_len) : 0;
-    xp_channel_open_done(ch->xc, ret < 0 ? 0xC0000001u : (uint32_t)ret);
+    if (ret > 0)
+        vsp_log(ch, VSP_LOG_ERROR, "open returned %d, which is not 0 or a negative errno "
+                "(vsp.h); refusing the open", ret);
+    /* The guest learns only that the open failed: STATUS_UNSUCCESSFUL. */
+    xp_channel_open_done(ch->xc, ret == 0 ? 0 : 0xC0000001u);
 }
 
 void vsp_host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len)
