@@ -119,6 +119,13 @@ struct vsp_plugin {
 /* ---- partitions ---------------------------------------------------- */
 const char *vsp_partition_name(const struct vsp_partition *p);
 uint32_t vsp_partition_id(const struct vsp_partition *p);
+/* The partition's reference counter as the guest would read it now
+ * (TIME_REF_COUNT: 100 ns units since the VM started): 0 with *ref set, or
+ * -ENOTSUP when vmbusd cannot read it.  The VMM does not pass the counter
+ * to vmbusd yet (no vmbus-user message carries it), so today the answer is
+ * always -ENOTSUP: a VSP must work without it (timesync then offers message
+ * version 3.0 at most). */
+int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref);
 
 /* ---- channels ------------------------------------------------------ */
 /* Add an offer to the partition's LOCAL_OFFER list.  It reaches the guest

@@ -184,6 +184,13 @@ void vsp_partition_destroy(struct vsp_partition *p)
 const char *vsp_partition_name(const struct vsp_partition *p) { return p->conn->name; }
 uint32_t vsp_partition_id(const struct vsp_partition *p) { return p->xp->id; }
 
+int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref)
+{
+    /* Only the VMM (KVM) knows the guest's counter, and vmbus-user has no
+     * message for it yet. */
+    return -ENOTSUP;
+}
+
 void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value)
 {
     pthread_mutex_lock(&p->lock);

@@ -12,9 +12,9 @@
  *
  * Version 4.0 needs the guest's reference counter (TIME_REF_COUNT) at the
  * moment the host time was read: the guest adds (now - that) to the host
- * time.  vsp.h has no way to read it, so 4.0 is only offered when vmbusd
- * exports the (requested) function vsp_partition_reference_time(); otherwise
- * the offer is 3.0, 1.0 and the guest uses its own counter on arrival.
+ * time.  4.0 is only offered when vsp_partition_reference_time() can read
+ * it; otherwise the offer is 3.0, 1.0 and the guest uses its own counter on
+ * arrival.
  *
  * Parameters: interval_ms (default 5000), max_version ("4.0", "3.0", "1.0"),
  * instance_id.  Control: "timesync" [sync] - status, or send a SYNC now.
@@ -57,12 +57,6 @@ struct ts_body_v3 {
 
 _Static_assert(sizeof(struct ts_body_v4) == 22, "timesync v4 body");
 _Static_assert(sizeof(struct ts_body_v3) == 25, "timesync v3 body");
-
-/* Requested addition to vsp.h (see the report of the IC work): the partition
- * reference counter, 100 ns units, as the guest would read it now.  Weak, so
- * the plugin links and runs (without version 4.0) while vmbusd lacks it. */
-extern int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref)
-    __attribute__((weak));
 
 static const struct ic_version ts_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version ts_msg_all[] = {{4, 0}, {3, 0}, {1, 0}};
@@ -112,8 +106,7 @@ static int ts_send(struct ts_part *t, uint8_t flags)
 
         memset(&b, 0, sizeof(b));
         /* Read the reference counter right next to the wall clock. */
-        if (!vsp_partition_reference_time ||
-            vsp_partition_reference_time(t->ic.part, &ref) < 0) {
+        if (vsp_partition_reference_time(t->ic.part, &ref) < 0) {
             vsp_log(t->ic.ch, t->no_ref_logged ? VSP_LOG_DEBUG : VSP_LOG_WARN,
                     "timesync: no reference time; sample skipped");
             t->no_ref_logged = true;
@@ -274,7 +267,7 @@ static int ts_attach(void *state, struct vsp_partition *p, void **part_state)
         return -ENOMEM;
     t->conf = *c;
     /* Offer 4.0 only when the reference counter can be read. */
-    bool have_ref = vsp_partition_reference_time && vsp_partition_reference_time(p, &ref) == 0;
+    bool have_ref = vsp_partition_reference_time(p, &ref) == 0;
     for (unsigned i = 0; i < 3; i++) {
         if (ts_msg_all[i].major > c->max_major)
             continue;

@@ -161,11 +161,10 @@ unsigned fake_status_count(struct vsp_partition *p)
     return p->n_st;
 }
 
-int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref);
 int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref)
 {
     if (!fake_ref_time_available)
-        return -ENOSYS;
+        return -ENOTSUP;
     *ref = fake_ref_time;
     return 0;
 }

@@ -67,7 +67,7 @@ unsigned fake_log_count(enum vsp_log_level lvl);
 bool fake_log_contains(const char *needle);
 void fake_log_reset(void);
 
-/* The (requested, not yet in vsp.h) reference-time hook. */
+/* What vsp_partition_reference_time() answers: -ENOTSUP unless available. */
 extern bool fake_ref_time_available;
 extern uint64_t fake_ref_time;
 
