@@ -35,7 +35,6 @@
 #define EU_PREFIX_MAX        64
 #define EU_MAX_PAYLOAD_DEF   65536u
 #define EU_MAX_PAYLOAD_LIMIT (1u << 20)
-#define EU_WARN_LIMIT        10 /* log at most this many bad packets per channel */
 
 /* ---- configuration (init/fini) --------------------------------------- */
 
@@ -105,7 +104,6 @@ struct eu_channel {
     bool reply_held;    /* did not fit (-EAGAIN); resend on writable */
     bool reply_comp;
     uint64_t reply_trans;
-    unsigned warnings;
     /* Read by control() on another thread while callbacks run: atomics. */
     atomic_bool open;
     atomic_uint_fast64_t packets, replies, dropped, ignored, waits;
@@ -132,7 +130,6 @@ static int eu_open(struct vsp_channel *ch, const uint8_t *user_data, size_t len)
     if (!e->reply)
         return -ENOMEM; /* the guest's OPENCHANNEL fails */
     e->reply_held = false;
-    e->warnings = 0;
     atomic_store(&e->open, true);
     vsp_partition_set_status(e->part, "echo-upper.state", "open");
     vsp_log(ch, VSP_LOG_INFO, "echo-upper: channel open");
@@ -156,13 +153,12 @@ static int eu_send_reply(struct vsp_channel *ch, struct eu_channel *e)
     return vsp_send_inband(ch, e->reply, e->reply_len, e->reply_trans, false);
 }
 
-/* Rate-limited: a misbehaving guest must not be able to flood our log. */
-static void eu_bad_packet(struct vsp_channel *ch, struct eu_channel *e, const char *what,
-                          uint32_t value)
+/* vsp_guest_error, not vsp_log: it is rate-limited per VM (a misbehaving
+ * guest must not be able to flood the host's log) and counted in the VM's
+ * guest errors that vmbusctl shows. */
+static void eu_bad_packet(struct vsp_channel *ch, const char *what, uint32_t value)
 {
-    if (e->warnings++ < EU_WARN_LIMIT)
-        vsp_log(ch, VSP_LOG_WARN, "echo-upper: %s (%u)%s", what, value,
-                e->warnings == EU_WARN_LIMIT ? "; not logging more" : "");
+    vsp_guest_error(ch, "echo-upper: %s (%u)", what, value);
 }
 
 static void eu_receive(struct vsp_channel *ch)
@@ -186,31 +182,31 @@ static void eu_receive(struct vsp_channel *ch)
          * of the packet); what the bytes mean is ours to check. */
         if (pkt.type != VM_PKT_DATA_INBAND) {
             atomic_fetch_add(&e->ignored, 1);
-            eu_bad_packet(ch, e, "ignoring packet of type", pkt.type);
+            eu_bad_packet(ch, "ignoring packet of type", pkt.type);
             continue;
         }
         struct echo_upper_hdr h;
         if (pkt.len < ECHO_UPPER_HDR_SIZE) {
             atomic_fetch_add(&e->dropped, 1);
-            eu_bad_packet(ch, e, "dropping packet shorter than the header", pkt.len);
+            eu_bad_packet(ch, "dropping packet shorter than the header", pkt.len);
             continue;
         }
         memcpy(&h, pkt.data, sizeof(h)); /* pkt.data need not be aligned */
         if (h.reserved != 0) {
             atomic_fetch_add(&e->dropped, 1);
-            eu_bad_packet(ch, e, "dropping message with reserved field", h.reserved);
+            eu_bad_packet(ch, "dropping message with reserved field", h.reserved);
             continue;
         }
         /* pkt.len includes VMBus's padding to 8 bytes: len may be less,
          * never more.  (Compare without overflow: len is guest-controlled.) */
         if (h.len > pkt.len - ECHO_UPPER_HDR_SIZE) {
             atomic_fetch_add(&e->dropped, 1);
-            eu_bad_packet(ch, e, "dropping message whose length exceeds the packet", h.len);
+            eu_bad_packet(ch, "dropping message whose length exceeds the packet", h.len);
             continue;
         }
         if (h.len > e->cfg->max_payload) {
             atomic_fetch_add(&e->dropped, 1);
-            eu_bad_packet(ch, e, "dropping message longer than max_payload", h.len);
+            eu_bad_packet(ch, "dropping message longer than max_payload", h.len);
             continue;
         }
         const uint8_t *in = (const uint8_t *)pkt.data + ECHO_UPPER_HDR_SIZE;

@@ -190,6 +190,16 @@ void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *f
     __attribute__((format(printf, 3, 4)));
 void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The guest did something wrong on ch (a malformed or unexpected packet, a
+ * broken protocol rule): a warning naming the VM, the relid and the class,
+ * counted in the partition's guest errors (vmbusctl list).  It shares the
+ * partition's log rate limit with vmbusd's own checks of that guest, so a
+ * guest cannot flood the host log through a VSP: use it, not vsp_log, for
+ * everything a guest can trigger at will.  The limit is per VM, not per
+ * channel: a VSP with many channels may cap each channel too, so one
+ * flooding channel does not hide the others' lines (src/vsp/ic does). */
+void vsp_guest_error(const struct vsp_channel *ch, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* ---- helpers ------------------------------------------------------- */
 /* "57164f39-9115-4e78-ab55-382f3bd5422d" -> GUID in wire (mixed-endian)

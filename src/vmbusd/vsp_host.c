@@ -622,3 +622,18 @@ void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char 
     va_end(ap);
     log_msg(map_level(lvl), "partition %s: %s", p->conn->name, buf);
 }
+
+void vsp_guest_error(const struct vsp_channel *ch, const char *fmt, ...)
+{
+    char buf[384], cls[GUID_STR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    guid_format(&ch->xc->offer.if_type, cls);
+    /* Counted and rate limited with the model's own guest warnings. */
+    struct xpartition *xp = ch->p->xp;
+    pthread_mutex_lock(&xp->lock);
+    xp_guest_warn(xp, "relid %u (class %s): %s", ch->xc->relid, cls, buf);
+    pthread_mutex_unlock(&xp->lock);
+}

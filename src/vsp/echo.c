@@ -97,7 +97,7 @@ static void echo_receive(struct vsp_channel *ch)
     struct vsp_packet pkt;
     while (vsp_recv(ch, &pkt) > 0) {
         if (pkt.type != VM_PKT_DATA_INBAND) {
-            vsp_log(ch, VSP_LOG_WARN, "ignoring packet type %u", pkt.type);
+            vsp_guest_error(ch, "echo: ignoring packet type %u", pkt.type);
             continue;
         }
         uint16_t type = (pkt.flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED)

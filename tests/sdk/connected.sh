@@ -30,6 +30,8 @@ INSTANCE=f1609556-202f-4c9c-9275-894f47e85bc5
 
 run 0 list
 has '^VM sdk \(partition [0-9]+\): 2 vCPUs, VMBus 5\.3, ' "$tmp/out"
+# the 5 messages echo-upper dropped or ignored are the guest's errors
+has '^VM sdk .*, 5 guest errors$' "$tmp/out"
 has "RELID +SERVICE +CLASS +INSTANCE +STATE +IN% +OUT%" "$tmp/out"
 has "^ +[0-9]+  - +$CLASS  $INSTANCE  open +[0-9]+% +[0-9]+%$" "$tmp/out"
 
@@ -37,6 +39,7 @@ run 0 --json list
 has '^\{"ok":true,"partitions":\[\{"id":[0-9]+,"name":"sdk",' "$tmp/out"
 has "\"class\":\"$CLASS\",\"instance\":\"$INSTANCE\"" "$tmp/out"
 has '"state":"open"' "$tmp/out"
+has '"name":"sdk",.*"guest_errors":5,' "$tmp/out"
 id=$(sed -n 's/^{"ok":true,"partitions":\[{"id":\([0-9]*\),.*/\1/p' "$tmp/out")
 
 run 0 control sdk echo-upper stats

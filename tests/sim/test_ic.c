@@ -224,6 +224,25 @@ static bool st_get(const char *vm, const char *key, char *val, size_t cap)
     return found;
 }
 
+/* The partition's "guest_errors" from `list` (vmbusctl list: "N guest
+ * errors"); -1 if it is not listed. */
+static long guest_errors(const char *vm)
+{
+    size_t big = 256 * 1024;
+    char *buf = malloc(big);
+    long n = -1;
+    if (buf && ctl_call("list", buf, big)) {
+        char needle[160];
+        snprintf(needle, sizeof(needle), "\"name\":\"%s\",", vm);
+        char *pos = strstr(buf, needle);
+        char *num = pos ? strstr(pos, "\"guest_errors\":") : NULL;
+        if (num)
+            n = strtol(num + strlen("\"guest_errors\":"), NULL, 10);
+    }
+    free(buf);
+    return n;
+}
+
 /* Wait until status key == want (want NULL: exists). */
 static bool st_wait(const char *vm, const char *key, const char *want, int timeout_ms)
 {
@@ -1305,9 +1324,15 @@ static void run_hb_case(struct fx *f, enum hbad kind)
         wr64(p->b + G_HDRS, bad_seq);
     if (kind != HBB_GARBAGE)
         hdr_put(p, &h);
+    long errors = guest_errors(v->name);
     int r = g_send(c, type, tid, p->b, len);
     SIM_ASSERT(r == 0, "%s: send %d", what, r);
     expect_warn(c, hbad[kind].needle, what);
+    /* what vmbusctl list shows as the VM's guest errors counts it (the
+     * warning came from the VSP, which has already counted it) */
+    SIM_ASSERT(errors >= 0 && guest_errors(v->name) == errors + 1,
+               "%s: guest errors %ld -> %ld, expected one more", what, errors,
+               guest_errors(v->name));
     /* the status still holds the last good answer */
     char val[64], want[32];
     snprintf(want, sizeof(want), "%" PRIu64, s0 + 1);

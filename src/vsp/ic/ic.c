@@ -415,7 +415,7 @@ void ic_bad(struct ic_chan *ic, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    vsp_log(ic->ch, VSP_LOG_WARN, "%s: bad guest message ignored: %s", ic->svc->name, line);
+    vsp_guest_error(ic->ch, "%s: bad guest message ignored: %s", ic->svc->name, line);
 }
 
 void ic_status(struct ic_chan *ic, const char *key, const char *value)

@@ -70,6 +70,7 @@ static struct vsp_timer fake_timers[FAKE_MAX_TIMERS];
 static struct fake_work fake_work_q[FAKE_MAX_WORK];
 static unsigned fake_n_work;
 static unsigned fake_logs[4];
+static unsigned fake_guest_errors;
 static char fake_log_buf[16384];
 static uint32_t fake_next_relid = 1;
 
@@ -555,6 +556,21 @@ void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char 
     va_end(ap);
 }
 
+void vsp_guest_error(const struct vsp_channel *ch, const char *fmt, ...)
+{
+    va_list ap;
+
+    __atomic_add_fetch(&fake_guest_errors, 1, __ATOMIC_SEQ_CST);
+    va_start(ap, fmt);
+    fake_vlog(VSP_LOG_WARN, fmt, ap);
+    va_end(ap);
+}
+
+unsigned fake_guest_error_count(void)
+{
+    return __atomic_load_n(&fake_guest_errors, __ATOMIC_SEQ_CST);
+}
+
 unsigned fake_log_count(enum vsp_log_level lvl)
 {
     return (unsigned)lvl < 4 ? fake_logs[lvl] : 0;
@@ -568,6 +584,7 @@ bool fake_log_contains(const char *needle)
 void fake_log_reset(void)
 {
     memset(fake_logs, 0, sizeof(fake_logs));
+    __atomic_store_n(&fake_guest_errors, 0, __ATOMIC_SEQ_CST);
     fake_log_buf[0] = '\0';
 }
 

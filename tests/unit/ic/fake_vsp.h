@@ -63,7 +63,8 @@ const char *fake_status(struct vsp_partition *p, const char *key);
 unsigned fake_status_count(struct vsp_partition *p);
 
 /* Logs. */
-unsigned fake_log_count(enum vsp_log_level lvl);
+unsigned fake_log_count(enum vsp_log_level lvl); /* vsp_guest_error counts as WARN */
+unsigned fake_guest_error_count(void);             /* vsp_guest_error calls */
 bool fake_log_contains(const char *needle);
 void fake_log_reset(void);
 

@@ -324,13 +324,14 @@ static void test_bad_replies_then_good(void **s)
     uint8_t buf[256], good[256];
     size_t glen;
     struct ic_negotiate neg;
-    unsigned warns;
+    unsigned warns, guest_errors;
 
     fake_open(f->ch);
     n = fake_sent_last(f->ch);
     glen = guest_negotiate_reply(n, good, sizeof(good), linux_hb_msg, 2);
 
     warns = fake_log_count(VSP_LOG_WARN);
+    guest_errors = fake_guest_error_count();
     /* truncated below the IC headers */
     guest_send(f->ch, n->trans_id, good, 20);
     /* empty */
@@ -364,6 +365,8 @@ static void test_bad_replies_then_good(void **s)
     fake_inject(f->ch, VM_PKT_COMP, n->trans_id, good, glen);
     fake_receive(f->ch);
     assert_int_equal(fake_log_count(VSP_LOG_WARN) - warns, 10);
+    /* reported as the guest's errors (vmbusd counts and rate-limits those) */
+    assert_int_equal(fake_guest_error_count() - guest_errors, 10);
     assert_true(fake_log_contains("bad guest message ignored"));
     assert_string_equal(fake_status(f->p, "heartbeat.version"), "none");
     assert_int_equal(fake_sent_count(f->ch), 1);
