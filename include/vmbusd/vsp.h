@@ -5,6 +5,8 @@
  * A VSP is a shared object (or a built-in module written the same way) that
  * exports one symbol, VSP_PLUGIN_SYMBOL, pointing at a struct vsp_plugin.
  * vmbusd refuses a plugin whose api_version differs from VSP_API_VERSION.
+ * The functions declared here are all a plugin can call: vmbusd exports
+ * exactly these (vsp.sym is the linker's list of them).
  *
  * Model (after the Windows kernel-mode client library):
  *   - For every partition (VM) that is configured to get the VSP, vmbusd calls
