@@ -67,8 +67,13 @@ struct vsp_channel_ops {
      * OPENCHANNEL_RESULT with STATUS_UNSUCCESSFUL, vmbusd logs the refusal,
      * and the VSP logs why.  user_data is the 120-byte open data (guest
      * controlled).
-     * The guest may not be written to before it has the result: send the
-     * first packets from a work item (vsp_queue_work), not from here. */
+     * Order, guaranteed: when open returns 0, vmbusd marks the channel open
+     * and queues OPENCHANNEL_RESULT for the guest before anything else of
+     * the channel runs.  A work item queued from open (vsp_queue_work(ch,
+     * ...)) and the first receive run after that, and find
+     * vsp_channel_is_open() true unless the guest has closed the channel
+     * meanwhile (close then follows).  Sends from open itself fail with
+     * -EPIPE: send the first packets from such a work item. */
     int (*open)(struct vsp_channel *ch, const uint8_t *user_data, size_t len);
     /* Guest closed the channel, or the partition went away. */
     void (*close)(struct vsp_channel *ch);

@@ -295,7 +295,9 @@ static void open_work(void *arg)
     if (ret > 0)
         vsp_log(ch, VSP_LOG_ERROR, "open returned %d, which is not 0 or a negative errno "
                 "(vsp.h); refusing the open", ret);
-    /* The guest learns only that the open failed: STATUS_UNSUCCESSFUL. */
+    /* The guest learns only that the open failed: STATUS_UNSUCCESSFUL.
+     * In this work item, not a later one: vsp.h promises that work the VSP
+     * queued from open runs after the channel is open and answered. */
     xp_channel_open_done(ch->xc, ret == 0 ? 0 : 0xC0000001u);
 }
 

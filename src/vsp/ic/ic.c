@@ -17,9 +17,6 @@
 /* Guest-triggered log lines: at most this many per window per channel. */
 #define IC_LOG_BURST     10u
 #define IC_LOG_WINDOW_MS 10000u
-/* Retries of the initial negotiate while vmbusd finishes opening the channel. */
-#define IC_START_RETRY_MS 10u
-#define IC_START_MAX_TRIES 200u
 
 static uint64_t ic_default_clock_ms(void)
 {
@@ -538,7 +535,8 @@ struct ic_start_arg {
 
 static void ic_start_fn(void *arg);
 
-static void ic_schedule_start(struct ic_chan *ic, unsigned gen, bool delayed)
+/* Queue the negotiation behind ops->open (lock held). */
+static void ic_schedule_start(struct ic_chan *ic, unsigned gen)
 {
     struct ic_start_arg *a = malloc(sizeof(*a));
 
@@ -548,33 +546,26 @@ static void ic_schedule_start(struct ic_chan *ic, unsigned gen, bool delayed)
     }
     a->ic = ic;
     a->gen = gen;
-    ic->refs++; /* the work item's reference (lock held by caller) */
-    if (!delayed && vsp_queue_work(ic->ch, ic_start_fn, a) == 0)
-        return;
-    if (vsp_timer_start(ic->part, ic->ch, IC_START_RETRY_MS, 0, ic_start_fn, a))
+    ic->refs++; /* the work item's reference */
+    if (vsp_queue_work(ic->ch, ic_start_fn, a) == 0)
         return;
     ic->refs--;
     free(a);
     vsp_log(ic->ch, VSP_LOG_ERROR, "%s: cannot schedule negotiation", ic->svc->name);
 }
 
-/* Runs after ops->open returned: start the negotiation once vmbusd reports the
- * channel open (it may still be sending OPENCHANNEL_RESULT). */
+/* A work item queued from ops->open runs after vmbusd has marked the channel
+ * open and queued the guest's OPENCHANNEL_RESULT (vsp.h), so the negotiate
+ * can go at once.  A channel that is not open was closed by the guest
+ * meanwhile: close follows, and the next open starts over. */
 static void ic_start_fn(void *arg)
 {
     struct ic_start_arg *a = arg;
     struct ic_chan *ic = a->ic;
 
     pthread_mutex_lock(&ic->lock);
-    if (ic->open_gen == a->gen && ic->state == IC_STATE_OPENED) {
-        if (vsp_channel_is_open(ic->ch)) {
-            ic_send_negotiate(ic);
-        } else if (++ic->start_tries < IC_START_MAX_TRIES) {
-            ic_schedule_start(ic, a->gen, true);
-        } else {
-            vsp_log(ic->ch, VSP_LOG_WARN, "%s: channel never became open", ic->svc->name);
-        }
-    }
+    if (ic->open_gen == a->gen && ic->state == IC_STATE_OPENED && vsp_channel_is_open(ic->ch))
+        ic_send_negotiate(ic);
     pthread_mutex_unlock(&ic->lock);
     free(a);
     ic_chan_put(ic);
@@ -599,11 +590,10 @@ static int ic_op_open(struct vsp_channel *ch, const uint8_t *user_data, size_t l
     ic->ch = ch;
     ic->state = IC_STATE_OPENED;
     ic->open_gen++;
-    ic->start_tries = 0;
     ic->fw = (struct ic_version){0, 0};
     ic->ver = (struct ic_version){0, 0};
     ic_status(ic, "version", "none");
-    ic_schedule_start(ic, ic->open_gen, false);
+    ic_schedule_start(ic, ic->open_gen);
     pthread_mutex_unlock(&ic->lock);
     return 0;
 }

@@ -209,7 +209,6 @@ struct ic_chan {
     int refs;            /* under lock; see ic_chan_get/put */
     enum ic_state state;
     unsigned open_gen;   /* bumped on every open/close */
-    unsigned start_tries;
     struct ic_version msg_versions[IC_MAX_MSG_VERSIONS]; /* offered, newest first */
     unsigned n_msg;
     struct ic_version fw;  /* negotiated */

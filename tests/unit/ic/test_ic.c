@@ -414,8 +414,25 @@ static void test_park_on_full_ring(void **s)
     fake_writable(f->ch); /* nothing parked: harmless */
 }
 
-/* Not open yet when the start work runs: retried from a timer. */
-static void test_start_waits_for_open(void **s)
+/* vmbusd runs work queued from open only once the channel is open (vsp.h):
+ * the negotiate goes out from that first work item, with no retry timer. */
+static void test_start_after_open(void **s)
+{
+    struct fx *f = *s;
+    uint8_t ud[120] = {0};
+
+    assert_int_equal(fake_channel_offer(f->ch)->ops->open(f->ch, ud, sizeof(ud)), 0);
+    assert_int_equal(fake_sent_count(f->ch), 0); /* never from open itself */
+    fake_set_open(f->ch, true);                  /* what vmbusd does after open */
+    fake_run_work();
+    assert_int_equal(fake_sent_count(f->ch), 1);
+    assert_int_equal(sent_hdr(fake_sent_last(f->ch)).msg_type, IC_MSG_NEGOTIATE);
+    assert_int_equal(fake_timer_count(), 0);
+}
+
+/* The guest closed the channel before the start work ran: nothing is sent or
+ * retried; close follows and the next open negotiates. */
+static void test_start_closed_meanwhile(void **s)
 {
     struct fx *f = *s;
     uint8_t ud[120] = {0};
@@ -423,11 +440,11 @@ static void test_start_waits_for_open(void **s)
     assert_int_equal(fake_channel_offer(f->ch)->ops->open(f->ch, ud, sizeof(ud)), 0);
     fake_run_work();
     assert_int_equal(fake_sent_count(f->ch), 0);
-    assert_int_equal(fake_timer_count(), 1);
-    fake_set_open(f->ch, true);
-    fake_fire_timers(f->ch);
-    assert_int_equal(fake_sent_count(f->ch), 1);
     assert_int_equal(fake_timer_count(), 0);
+    fake_close(f->ch);
+    fake_open(f->ch);
+    assert_int_equal(fake_sent_count(f->ch), 1);
+    assert_int_equal(sent_hdr(fake_sent_last(f->ch)).msg_type, IC_MSG_NEGOTIATE);
 }
 
 /* Close and reopen: state resets and negotiation starts again. */
@@ -569,7 +586,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_replies_then_good, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_log_rate_limit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_park_on_full_ring, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_start_waits_for_open, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_start_after_open, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_start_closed_meanwhile, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_recv_error, fx_setup, fx_teardown),
         cmocka_unit_test(test_mutated_answers),
