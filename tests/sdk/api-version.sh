@@ -1,9 +1,12 @@
 #!/bin/sh
-# vmbusd refuses a plugin built for another VSP API version, and says so.
-# usage: api-version.sh VMBUSD BAD_API_PLUGIN.so
+# vmbusd refuses a plugin built for another VSP API version, newer or older
+# than its own, and says so.
+# usage: api-version.sh VMBUSD API_VERSION NEWER_PLUGIN.so OLDER_PLUGIN.so
 set -eu
 vmbusd=$1
-plugin=$2
+api=$2
+newer=$3
+older=$4
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusd-api.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail() {
@@ -11,29 +14,36 @@ fail() {
     cat "$tmp/log" >&2 2>/dev/null || true
     exit 1
 }
-mkdir "$tmp/plugins"
-cp "$plugin" "$tmp/plugins/bad-api.so"
-so="$tmp/plugins/bad-api.so"
-refusal="plugin $so: built for VSP API version [0-9]*, vmbusd provides [0-9]*; not loaded"
 
-echo "== a VM configured to get the plugin: the configuration is refused"
-printf '[vm sdk]\nvsp = bad-api\n' >"$tmp/conf"
-set +e
-"$vmbusd" -c "$tmp/conf" --plugin-dir "$tmp/plugins" --check-config >"$tmp/out" 2>"$tmp/log"
-rc=$?
-set -e
-cat "$tmp/out" "$tmp/log"
-[ $rc = 1 ] || fail "--check-config exited with $rc, expected 1"
-grep -q "$refusal" "$tmp/log" || fail "no API-version refusal in the log"
-grep -q "\[vm sdk\] names VSP 'bad-api', which no plugin provides" "$tmp/log" ||
-    fail "no error naming the VM and the VSP"
+check() { # plugin built-for-version
+    rm -rf "$tmp/plugins"
+    mkdir "$tmp/plugins"
+    cp "$1" "$tmp/plugins/bad-api.so"
+    so="$tmp/plugins/bad-api.so"
+    refusal="plugin $so: built for VSP API version $2, vmbusd provides $api; not loaded"
 
-echo "== nobody wants it: vmbusd runs, but still logs the refusal"
-set +e
-"$vmbusd" --plugin-dir "$tmp/plugins" --check-config >"$tmp/out" 2>"$tmp/log"
-rc=$?
-set -e
-cat "$tmp/out" "$tmp/log"
-[ $rc = 0 ] || fail "--check-config exited with $rc, expected 0"
-grep -q "$refusal" "$tmp/log" || fail "no API-version refusal in the log"
+    echo "== API version $2, a VM configured to get the plugin: the configuration is refused"
+    printf '[vm sdk]\nvsp = bad-api\n' >"$tmp/conf"
+    set +e
+    "$vmbusd" -c "$tmp/conf" --plugin-dir "$tmp/plugins" --check-config >"$tmp/out" 2>"$tmp/log"
+    rc=$?
+    set -e
+    cat "$tmp/out" "$tmp/log"
+    [ $rc = 1 ] || fail "--check-config exited with $rc, expected 1"
+    grep -qF "$refusal" "$tmp/log" || fail "no refusal '$refusal' in the log"
+    grep -q "\[vm sdk\] names VSP 'bad-api', which no plugin provides" "$tmp/log" ||
+        fail "no error naming the VM and the VSP"
+
+    echo "== API version $2, nobody wants it: vmbusd runs, but still logs the refusal"
+    set +e
+    "$vmbusd" --plugin-dir "$tmp/plugins" --check-config >"$tmp/out" 2>"$tmp/log"
+    rc=$?
+    set -e
+    cat "$tmp/out" "$tmp/log"
+    [ $rc = 0 ] || fail "--check-config exited with $rc, expected 0"
+    grep -qF "$refusal" "$tmp/log" || fail "no refusal '$refusal' in the log"
+}
+
+check "$newer" $((api + 1))
+check "$older" $((api - 1))
 echo "PASS"
