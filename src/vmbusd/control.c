@@ -151,7 +151,7 @@ static void list_partition(struct strbuf *b, struct vmm_conn *c)
     }
     pthread_mutex_unlock(&xp->lock);
     sb_add(b, "],\"status\":{");
-    char *st = c->vp ? vsp_partition_status_text(c->vp) : NULL;
+    char *st = c->vp ? host_partition_status_text(c->vp) : NULL;
     first = true;
     char *save = NULL;
     for (char *line = st ? strtok_r(st, "\n", &save) : NULL; line;
@@ -219,7 +219,7 @@ static void do_control(struct vmbusd *d, struct strbuf *b, char *args)
         return;
     }
     char reply[4096] = "";
-    int ret = vsp_partition_control(found->vp, vsp, cmd, rest, reply, sizeof(reply));
+    int ret = host_partition_control(found->vp, vsp, cmd, rest, reply, sizeof(reply));
     atomic_fetch_sub(&found->ctl_busy, 1);
     sb_add(b, "{\"ok\":%s,%s", ret == 0 ? "true" : "false", ret == 0 ? "\"reply\":" : "\"error\":");
     sb_json_str(b, reply[0] ? reply : strerror(-ret));

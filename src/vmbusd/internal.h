@@ -91,21 +91,21 @@ void conn_teardown(struct vmm_conn *c, const char *why);
 extern const struct xp_host_ops conn_xp_ops;
 
 /* vsp_host.c */
-struct vsp_partition *vsp_partition_create(struct vmm_conn *c);
+struct vsp_partition *host_partition_create(struct vmm_conn *c);
 /* Attach the configured VSPs (as a work item). */
-void vsp_partition_attach_all(struct vsp_partition *p);
+void host_partition_attach_all(struct vsp_partition *p);
 /* Close every channel (VSP closes run; commands waiting on the guest fail).
  * Blocks; run on a worker. */
-void vsp_partition_close(struct vsp_partition *p);
+void host_partition_close(struct vsp_partition *p);
 /* Close (if not yet), detach plugins, free.  Blocks; run on a worker. */
-void vsp_partition_destroy(struct vsp_partition *p);
-void vsp_host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len);
-void vsp_host_channel_close(struct xp_channel *xc);
-void vsp_host_channel_kick(struct xp_channel *xc);
+void host_partition_destroy(struct vsp_partition *p);
+void host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len);
+void host_channel_close(struct xp_channel *xc);
+void host_channel_kick(struct xp_channel *xc);
 /* Copy of the published status values as "key=value\n" lines. */
-char *vsp_partition_status_text(struct vsp_partition *p);
-int vsp_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
-                          const char *args, char *reply, size_t len);
+char *host_partition_status_text(struct vsp_partition *p);
+int host_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
+                           const char *args, char *reply, size_t len);
 
 /* plugins.c */
 int plugins_load(struct vmbusd *d, char *err, size_t errlen);

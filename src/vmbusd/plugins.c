@@ -108,8 +108,8 @@ static int load_dir(struct vmbusd *d, const char *dir, char *err, size_t errlen)
 
 int plugins_load(struct vmbusd *d, char *err, size_t errlen)
 {
-    for (int i = 0; vsp_builtin_plugins[i]; i++)
-        if (add_plugin(d, vsp_builtin_plugins[i], NULL, "(built-in)", err, errlen) < 0)
+    for (int i = 0; builtin_plugins[i]; i++)
+        if (add_plugin(d, builtin_plugins[i], NULL, "(built-in)", err, errlen) < 0)
             return -1;
     for (int i = 0; i < d->cfg.ndirs; i++)
         if (load_dir(d, d->cfg.plugin_dirs[i], err, errlen) < 0)

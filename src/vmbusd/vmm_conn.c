@@ -236,10 +236,10 @@ static void op_eventfd_del(void *ctx, uint32_t conn_id)
 
 static void op_channel_open(void *ctx, struct xp_channel *ch, const uint8_t *ud, size_t len)
 {
-    vsp_host_channel_open(ch, ud, len);
+    host_channel_open(ch, ud, len);
 }
-static void op_channel_close(void *ctx, struct xp_channel *ch) { vsp_host_channel_close(ch); }
-static void op_channel_kick(void *ctx, struct xp_channel *ch) { vsp_host_channel_kick(ch); }
+static void op_channel_close(void *ctx, struct xp_channel *ch) { host_channel_close(ch); }
+static void op_channel_kick(void *ctx, struct xp_channel *ch) { host_channel_kick(ch); }
 
 const struct xp_host_ops conn_xp_ops = {
     .signal_vp = op_signal_vp,
@@ -307,7 +307,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
     if (!c->xp)
         return conn_error(c, "out of memory");
-    c->vp = vsp_partition_create(c);
+    c->vp = host_partition_create(c);
     struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
                                .partition_id = id};
     conn_send(c, VU_MSG_HELLO_REPLY, h->seq, &r, sizeof(r), NULL, 0);
@@ -315,7 +315,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     struct timeval tv = {0, RETRY_MS * 1000};
     event_add(c->retry_ev, &tv);
     log_info("partition %s (id %u): VMM connected, %u vCPUs", c->name, id, c->nvcpus);
-    vsp_partition_attach_all(c->vp);
+    host_partition_attach_all(c->vp);
 }
 
 static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t *body, int *fds,
@@ -512,11 +512,11 @@ static void conn_teardown_work(void *arg)
     /* Close the channels first: a vmbusctl command waiting for this guest's
      * answer then fails at once instead of running into its timeout. */
     if (c->vp)
-        vsp_partition_close(c->vp);
+        host_partition_close(c->vp);
     while (atomic_load(&c->ctl_busy) > 0)
         usleep(1000); /* a vmbusctl request still uses the partition */
     if (c->vp)
-        vsp_partition_destroy(c->vp); /* detaches plugins, frees */
+        host_partition_destroy(c->vp); /* detaches plugins, frees */
     pthread_mutex_lock(&c->evfd_lock);
     struct conn_eventfd *e = c->evfds;
     c->evfds = NULL;

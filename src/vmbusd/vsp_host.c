@@ -68,13 +68,13 @@ struct vsp_partition {
     struct status_kv status[MAX_STATUS];
     int nstatus;
     bool dying;  /* teardown started: no new timers */
-    bool closed; /* vsp_partition_close ran */
+    bool closed; /* host_partition_close ran */
 };
 
 /* ------------------------------------------------------------------ */
 /* Partition                                                           */
 
-struct vsp_partition *vsp_partition_create(struct vmm_conn *c)
+struct vsp_partition *host_partition_create(struct vmm_conn *c)
 {
     struct vsp_partition *p = calloc(1, sizeof(*p));
     if (!p)
@@ -113,7 +113,7 @@ static void attach_work(void *arg)
     xp_offers_ready(p->xp);
 }
 
-void vsp_partition_attach_all(struct vsp_partition *p)
+void host_partition_attach_all(struct vsp_partition *p)
 {
     workq_serial_submit(p->serial, attach_work, p);
 }
@@ -126,7 +126,7 @@ static void timer_unref(struct vsp_timer *t)
     }
 }
 
-void vsp_partition_close(struct vsp_partition *p)
+void host_partition_close(struct vsp_partition *p)
 {
     if (p->closed)
         return;
@@ -145,9 +145,9 @@ void vsp_partition_close(struct vsp_partition *p)
         workq_serial_drain(ch->serial);
 }
 
-void vsp_partition_destroy(struct vsp_partition *p)
+void host_partition_destroy(struct vsp_partition *p)
 {
-    vsp_partition_close(p);
+    host_partition_close(p);
 
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].attach_ran && p->slots[i].pl->detach)
@@ -207,7 +207,7 @@ void vsp_partition_set_status(struct vsp_partition *p, const char *key, const ch
     pthread_mutex_unlock(&p->lock);
 }
 
-char *vsp_partition_status_text(struct vsp_partition *p)
+char *host_partition_status_text(struct vsp_partition *p)
 {
     pthread_mutex_lock(&p->lock);
     size_t cap = (size_t)p->nstatus * 260 + 1;
@@ -222,8 +222,8 @@ char *vsp_partition_status_text(struct vsp_partition *p)
     return out;
 }
 
-int vsp_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
-                          const char *args, char *reply, size_t len)
+int host_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
+                           const char *args, char *reply, size_t len)
 {
     for (int i = 0; i < p->nslots; i++) {
         struct plugin_slot *s = &p->slots[i];
@@ -301,7 +301,7 @@ static void open_work(void *arg)
     xp_channel_open_done(ch->xc, ret == 0 ? 0 : 0xC0000001u);
 }
 
-void vsp_host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len)
+void host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len)
 {
     struct vsp_channel *ch = xc->vsp;
     ch->open_len = len < sizeof(ch->open_data) ? len : sizeof(ch->open_data);
@@ -317,7 +317,7 @@ static void close_work(void *arg)
     xp_channel_close_done(ch->xc);
 }
 
-void vsp_host_channel_close(struct xp_channel *xc)
+void host_channel_close(struct xp_channel *xc)
 {
     struct vsp_channel *ch = xc->vsp;
     workq_serial_submit(ch->serial, close_work, ch);
@@ -350,7 +350,7 @@ static void kick_work(void *arg)
     pthread_mutex_unlock(&xc->recv_lock);
 }
 
-void vsp_host_channel_kick(struct xp_channel *xc)
+void host_channel_kick(struct xp_channel *xc)
 {
     struct vsp_channel *ch = xc->vsp;
     /* Coalesce: one queued receive covers any number of signals. */

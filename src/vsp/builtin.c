@@ -3,17 +3,17 @@
 
 #include <stddef.h>
 
-extern const struct vsp_plugin vsp_echo_plugin;
-extern const struct vsp_plugin vsp_heartbeat_plugin;
-extern const struct vsp_plugin vsp_shutdown_plugin;
-extern const struct vsp_plugin vsp_timesync_plugin;
-extern const struct vsp_plugin vsp_kvp_plugin;
+extern const struct vsp_plugin echo_plugin;
+extern const struct vsp_plugin heartbeat_plugin;
+extern const struct vsp_plugin shutdown_plugin;
+extern const struct vsp_plugin timesync_plugin;
+extern const struct vsp_plugin kvp_plugin;
 
-const struct vsp_plugin *const vsp_builtin_plugins[] = {
-    &vsp_echo_plugin,
-    &vsp_heartbeat_plugin,
-    &vsp_shutdown_plugin,
-    &vsp_timesync_plugin,
-    &vsp_kvp_plugin,
+const struct vsp_plugin *const builtin_plugins[] = {
+    &echo_plugin,
+    &heartbeat_plugin,
+    &shutdown_plugin,
+    &timesync_plugin,
+    &kvp_plugin,
     NULL,
 };

@@ -6,6 +6,6 @@
 #include "vmbusd/vsp.h"
 
 /* NULL-terminated list. */
-extern const struct vsp_plugin *const vsp_builtin_plugins[];
+extern const struct vsp_plugin *const builtin_plugins[];
 
 #endif

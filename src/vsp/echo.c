@@ -171,7 +171,7 @@ static void echo_detach(void *state, struct vsp_partition *p, void *part_state)
     free(ep);
 }
 
-const struct vsp_plugin vsp_echo_plugin = {
+const struct vsp_plugin echo_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "echo",
     .description = "test VSP that echoes every inband packet",

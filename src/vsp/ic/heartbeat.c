@@ -275,7 +275,7 @@ static int hb_control(void *state, struct vsp_partition *p, void *part_state, co
     return 0;
 }
 
-const struct vsp_plugin vsp_heartbeat_plugin = {
+const struct vsp_plugin heartbeat_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "heartbeat",
     .description = "Hyper-V heartbeat integration service (guest liveness)",

@@ -1051,7 +1051,7 @@ static void kvp_detach(void *state, struct vsp_partition *p, void *part_state)
     ic_chan_put(&k->ic);
 }
 
-const struct vsp_plugin vsp_kvp_plugin = {
+const struct vsp_plugin kvp_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "kvp",
     .description = "Hyper-V key-value pair exchange integration service",

@@ -319,7 +319,7 @@ static void sd_detach(void *state, struct vsp_partition *p, void *part_state)
     ic_chan_put(&sd->ic);
 }
 
-const struct vsp_plugin vsp_shutdown_plugin = {
+const struct vsp_plugin shutdown_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "shutdown",
     .description = "Hyper-V guest shutdown integration service (poweroff/reboot)",

@@ -327,7 +327,7 @@ static int ts_control(void *state, struct vsp_partition *p, void *part_state, co
     return r;
 }
 
-const struct vsp_plugin vsp_timesync_plugin = {
+const struct vsp_plugin timesync_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "timesync",
     .description = "Hyper-V time synchronisation integration service",

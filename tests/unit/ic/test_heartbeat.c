@@ -5,7 +5,7 @@
 
 #include "ic_test.h"
 
-extern const struct vsp_plugin vsp_heartbeat_plugin;
+extern const struct vsp_plugin heartbeat_plugin;
 
 struct fx {
     void *state;
@@ -19,7 +19,7 @@ static int fx_setup(void **s)
     static struct fx f;
     const char *keys[] = {"interval_ms", NULL}, *vals[] = {"1000", NULL};
 
-    f.p = plugin_setup(&vsp_heartbeat_plugin, keys, vals, &f.state, &f.part);
+    f.p = plugin_setup(&heartbeat_plugin, keys, vals, &f.state, &f.part);
     f.ch = fake_channel(f.p, 0);
     fake_open(f.ch);
     guest_negotiate(f.ch, linux_hb_msg, 2);
@@ -31,7 +31,7 @@ static int fx_teardown(void **s)
 {
     struct fx *f = *s;
 
-    plugin_teardown(&vsp_heartbeat_plugin, f->p, f->state, f->part);
+    plugin_teardown(&heartbeat_plugin, f->p, f->state, f->part);
     return 0;
 }
 
@@ -160,16 +160,16 @@ static void test_control(void **s)
     struct fx *f = *s;
     char reply[256];
 
-    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, f->part, "heartbeat", "", reply,
-                                                  sizeof(reply)), 0);
+    assert_int_equal(heartbeat_plugin.control(f->state, f->p, f->part, "heartbeat", "", reply,
+                                              sizeof(reply)), 0);
     assert_non_null(strstr(reply, "no answer"));
     answer(f, fake_sent_last(f->ch), 1, 0, 0);
-    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, f->part, "heartbeat", "", reply,
-                                                  sizeof(reply)), 0);
+    assert_int_equal(heartbeat_plugin.control(f->state, f->p, f->part, "heartbeat", "", reply,
+                                              sizeof(reply)), 0);
     assert_non_null(strstr(reply, "state ok"));
     assert_non_null(strstr(reply, "seq 2"));
-    assert_int_equal(vsp_heartbeat_plugin.control(f->state, f->p, f->part, "reboot", "", reply,
-                                                  sizeof(reply)), -EOPNOTSUPP);
+    assert_int_equal(heartbeat_plugin.control(f->state, f->p, f->part, "reboot", "", reply,
+                                              sizeof(reply)), -EOPNOTSUPP);
 }
 
 static void test_close_stops(void **s)
@@ -198,13 +198,13 @@ static void test_params(void **s)
     struct vsp_partition *p;
     struct hv_guid g;
 
-    assert_int_equal(vsp_heartbeat_plugin.init(k1, v1, &st), -EINVAL);
-    assert_int_equal(vsp_heartbeat_plugin.init(k2, v2, &st), -EINVAL);
-    assert_int_equal(vsp_heartbeat_plugin.init(k3, v3, &st), -EINVAL);
-    p = plugin_setup(&vsp_heartbeat_plugin, k4, v4, &st, &part);
+    assert_int_equal(heartbeat_plugin.init(k1, v1, &st), -EINVAL);
+    assert_int_equal(heartbeat_plugin.init(k2, v2, &st), -EINVAL);
+    assert_int_equal(heartbeat_plugin.init(k3, v3, &st), -EINVAL);
+    p = plugin_setup(&heartbeat_plugin, k4, v4, &st, &part);
     ic_guid_parse("11111111-2222-3333-4444-555555555555", &g);
     assert_memory_equal(fake_channel_offer(fake_channel(p, 0))->instance_id.b, g.b, 16);
-    plugin_teardown(&vsp_heartbeat_plugin, p, st, part);
+    plugin_teardown(&heartbeat_plugin, p, st, part);
 }
 
 int main(void)

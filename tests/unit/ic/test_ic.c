@@ -6,7 +6,7 @@
 
 #include "ic_test.h"
 
-extern const struct vsp_plugin vsp_heartbeat_plugin;
+extern const struct vsp_plugin heartbeat_plugin;
 
 static const struct ic_version fw2[] = {{3, 0}, {1, 0}};
 static const struct ic_version sd4[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
@@ -252,7 +252,7 @@ static int fx_setup(void **s)
 {
     static struct fx f;
 
-    f.p = plugin_setup(&vsp_heartbeat_plugin, NULL, NULL, &f.state, &f.part);
+    f.p = plugin_setup(&heartbeat_plugin, NULL, NULL, &f.state, &f.part);
     f.ch = fake_channel(f.p, 0);
     *s = &f;
     return 0;
@@ -262,7 +262,7 @@ static int fx_teardown(void **s)
 {
     struct fx *f = *s;
 
-    plugin_teardown(&vsp_heartbeat_plugin, f->p, f->state, f->part);
+    plugin_teardown(&heartbeat_plugin, f->p, f->state, f->part);
     return 0;
 }
 
@@ -488,9 +488,9 @@ static void test_recv_error(void **s)
 
 /* ---- mutated answers to every service (run under ASan/UBSan too) -------- */
 
-extern const struct vsp_plugin vsp_shutdown_plugin;
-extern const struct vsp_plugin vsp_timesync_plugin;
-extern const struct vsp_plugin vsp_kvp_plugin;
+extern const struct vsp_plugin shutdown_plugin;
+extern const struct vsp_plugin timesync_plugin;
+extern const struct vsp_plugin kvp_plugin;
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -565,10 +565,10 @@ static void test_mutated_answers(void **s)
     const char *kk[] = {"poll_ms", "timeout_ms", "enumerate", NULL},
                *kv[] = {"1000", "1000", "0,1,2,3,4", NULL};
 
-    mutate_service(&vsp_heartbeat_plugin, linux_hb_msg, 2, NULL, NULL);
-    mutate_service(&vsp_shutdown_plugin, linux_sd_msg, 4, NULL, NULL);
-    mutate_service(&vsp_timesync_plugin, linux_ts_msg, 3, NULL, NULL);
-    mutate_service(&vsp_kvp_plugin, linux_kvp_msg, 3, kk, kv);
+    mutate_service(&heartbeat_plugin, linux_hb_msg, 2, NULL, NULL);
+    mutate_service(&shutdown_plugin, linux_sd_msg, 4, NULL, NULL);
+    mutate_service(&timesync_plugin, linux_ts_msg, 3, NULL, NULL);
+    mutate_service(&kvp_plugin, linux_kvp_msg, 3, kk, kv);
 }
 
 int main(void)

@@ -7,7 +7,7 @@
 
 #include "ic_test.h"
 
-extern const struct vsp_plugin vsp_kvp_plugin;
+extern const struct vsp_plugin kvp_plugin;
 
 #define KVP_LEN (28 + 7430)
 #define REC 12 + 512 + 2048
@@ -24,7 +24,7 @@ static struct fx fxs;
 /* keys/values: extra parameters, NULL-terminated; negotiate when ready. */
 static struct fx *fx_new(const char *const *keys, const char *const *vals, bool ready)
 {
-    fxs.p = plugin_setup(&vsp_kvp_plugin, keys, vals, &fxs.state, &fxs.part);
+    fxs.p = plugin_setup(&kvp_plugin, keys, vals, &fxs.state, &fxs.part);
     fxs.ch = fake_channel(fxs.p, 0);
     fake_open(fxs.ch);
     if (ready)
@@ -37,7 +37,7 @@ static void fx_free(struct fx *f)
     /* KVP answers are ~7.5 KiB: never send the next request before the
      * batch holding the previous answer is drained. */
     assert_int_equal(fake_sends_before_commit(f->ch), 0);
-    plugin_teardown(&vsp_kvp_plugin, f->p, f->state, f->part);
+    plugin_teardown(&kvp_plugin, f->p, f->state, f->part);
 }
 
 static int body_op(const struct fake_sent *s)
@@ -123,15 +123,15 @@ static void test_no_daemon_then_ready(void **s)
 
     /* The guest never answers the negotiate: commands fail, nothing else. */
     assert_int_equal(fake_sent_count(f->ch), 1);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "2 OSName", reply,
-                                            sizeof(reply)), -ENOTCONN);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "2 OSName", reply,
+                                        sizeof(reply)), -ENOTCONN);
     assert_non_null(strstr(reply, "hv_kvp_daemon"));
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-list", "2", reply,
-                                            sizeof(reply)), -ENOTCONN);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "1 A b", reply,
-                                            sizeof(reply)), -ENOTCONN);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 Later value two",
-                                            reply, sizeof(reply)), 0);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-list", "2", reply,
+                                        sizeof(reply)), -ENOTCONN);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "1 A b", reply,
+                                        sizeof(reply)), -ENOTCONN);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 Later value two",
+                                        reply, sizeof(reply)), 0);
     assert_non_null(strstr(reply, "stored"));
     assert_int_equal(fake_sent_count(f->ch), 1);
     assert_int_equal(fake_timer_count(), 0);
@@ -190,7 +190,7 @@ static struct ctl_call *ctl(struct fx *f, const char *cmd, const char *args)
     unsigned before = fake_sent_count(f->ch);
 
     memset(&c, 0, sizeof(c));
-    c.pl = &vsp_kvp_plugin;
+    c.pl = &kvp_plugin;
     c.state = f->state;
     c.p = f->p;
     c.part_state = f->part;
@@ -249,8 +249,8 @@ static void test_list_get_delete(void **s)
     assert_non_null(strstr(c->reply, "0x80004005"));
 
     char reply[512];
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-status", "", reply,
-                                            sizeof(reply)), 0);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-status", "", reply,
+                                        sizeof(reply)), 0);
     assert_non_null(strstr(reply, "1 host keys in pool 0"));
     fx_free(f);
 }
@@ -452,8 +452,8 @@ static void test_timeout_and_stale_answer(void **s)
 
     assert_int_equal(body_op(first), 3);
     /* A control command queued behind it gives up after 100 ms. */
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0 x", reply,
-                                            sizeof(reply)), -ETIMEDOUT);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0 x", reply,
+                                        sizeof(reply)), -ETIMEDOUT);
     assert_non_null(strstr(reply, "pending"));
     unsigned n = fake_sent_count(f->ch);
     fake_advance_ms(1500);
@@ -482,7 +482,7 @@ static void test_full_ring(void **s)
     fake_fail_sends(f->ch, -EAGAIN, 1);
     memset(&c, 0, sizeof(c));
     static struct ctl_call cc;
-    cc = (struct ctl_call){.pl = &vsp_kvp_plugin, .state = f->state, .p = f->p,
+    cc = (struct ctl_call){.pl = &kvp_plugin, .state = f->state, .p = f->p,
                            .part_state = f->part, .cmd = "kvp-get", .args = "0 k"};
     ctl_start(&cc);
     while (fake_sent_count(f->ch) == n) {
@@ -519,14 +519,14 @@ static void test_pool0_offline_changes(void **s)
     char reply[512], k[600];
     const struct fake_sent *m;
 
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 A 1", reply,
-                                            sizeof(reply)), 0);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 C 3", reply,
-                                            sizeof(reply)), 0);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-delete", "0 A", reply,
-                                            sizeof(reply)), 0);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-delete", "0 B", reply,
-                                            sizeof(reply)), 0);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 A 1", reply,
+                                        sizeof(reply)), 0);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 C 3", reply,
+                                        sizeof(reply)), 0);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-delete", "0 A", reply,
+                                        sizeof(reply)), 0);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-delete", "0 B", reply,
+                                        sizeof(reply)), 0);
     guest_negotiate(f->ch, linux_kvp_msg, 3);
     const char *want_key[] = {"A", "B", "C"};
     const int want_op[] = {2, 2, 1};
@@ -559,24 +559,24 @@ static void test_bad_commands(void **s)
     memset(longkey, 'k', sizeof(longkey));
     memcpy(longkey, "0 ", 2);
     longkey[sizeof(longkey) - 1] = '\0';
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "7 a b", reply,
-                                            sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "x a b", reply,
-                                            sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0", reply,
-                                            sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0 a b", reply,
-                                            sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-list", "", reply,
-                                            sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-get", longkey, reply,
-                                            sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "7 a b", reply,
+                                        sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "x a b", reply,
+                                        sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0", reply,
+                                        sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-get", "0 a b", reply,
+                                        sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-list", "", reply,
+                                        sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-get", longkey, reply,
+                                        sizeof(reply)), -EINVAL);
     assert_non_null(strstr(reply, "too long"));
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 k \xc3", reply,
-                                            sizeof(reply)), -EINVAL);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-set", "0 k \xc3", reply,
+                                        sizeof(reply)), -EINVAL);
     assert_non_null(strstr(reply, "UTF-8"));
-    assert_int_equal(vsp_kvp_plugin.control(f->state, f->p, f->part, "kvp-frob", "", reply,
-                                            sizeof(reply)), -EOPNOTSUPP);
+    assert_int_equal(kvp_plugin.control(f->state, f->p, f->part, "kvp-frob", "", reply,
+                                        sizeof(reply)), -EOPNOTSUPP);
     assert_int_equal(fake_sent_count(f->ch), 1);
     fx_free(f);
 
@@ -584,9 +584,9 @@ static void test_bad_commands(void **s)
     const char *k1[] = {"enumerate", NULL}, *v1[] = {"9", NULL};
     const char *k2[] = {"pool0.", NULL}, *v2[] = {"x", NULL};
     const char *k3[] = {"pool0.k", NULL}, *v3[] = {"\xff", NULL};
-    assert_int_equal(vsp_kvp_plugin.init(k1, v1, &st), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.init(k2, v2, &st), -EINVAL);
-    assert_int_equal(vsp_kvp_plugin.init(k3, v3, &st), -EINVAL);
+    assert_int_equal(kvp_plugin.init(k1, v1, &st), -EINVAL);
+    assert_int_equal(kvp_plugin.init(k2, v2, &st), -EINVAL);
+    assert_int_equal(kvp_plugin.init(k3, v3, &st), -EINVAL);
 }
 
 int main(void)

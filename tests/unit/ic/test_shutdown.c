@@ -5,7 +5,7 @@
 
 #include "ic_test.h"
 
-extern const struct vsp_plugin vsp_shutdown_plugin;
+extern const struct vsp_plugin shutdown_plugin;
 
 struct fx {
     void *state;
@@ -19,7 +19,7 @@ static struct fx *fx_new(const char *timeout_ms)
     static struct fx f;
     const char *keys[] = {"control_timeout_ms", NULL}, *vals[] = {timeout_ms, NULL};
 
-    f.p = plugin_setup(&vsp_shutdown_plugin, keys, vals, &f.state, &f.part);
+    f.p = plugin_setup(&shutdown_plugin, keys, vals, &f.state, &f.part);
     f.ch = fake_channel(f.p, 0);
     fake_open(f.ch);
     return &f;
@@ -47,7 +47,7 @@ static int fx_teardown(void **s)
 {
     struct fx *f = *s;
 
-    plugin_teardown(&vsp_shutdown_plugin, f->p, f->state, f->part);
+    plugin_teardown(&shutdown_plugin, f->p, f->state, f->part);
     return 0;
 }
 
@@ -61,7 +61,7 @@ struct sd_seen {
 static int run(struct fx *f, const char *args, bool answer, uint32_t status, char *reply,
                struct sd_seen *seen)
 {
-    struct ctl_call c = {.pl = &vsp_shutdown_plugin, .state = f->state, .p = f->p,
+    struct ctl_call c = {.pl = &shutdown_plugin, .state = f->state, .p = f->p,
                          .part_state = f->part, .cmd = "shutdown", .args = args};
     unsigned before = fake_sent_count(f->ch);
 
@@ -144,7 +144,7 @@ static void test_bad_answers(void **s)
     assert_int_equal(fake_log_count(VSP_LOG_WARN), warns + 1);
 
     /* A wrong trans_id, then a truncated packet, then the right answer. */
-    struct ctl_call c = {.pl = &vsp_shutdown_plugin, .state = f->state, .p = f->p,
+    struct ctl_call c = {.pl = &shutdown_plugin, .state = f->state, .p = f->p,
                          .part_state = f->part, .cmd = "shutdown", .args = "reboot"};
     unsigned before = fake_sent_count(f->ch);
     ctl_start(&c);
@@ -180,7 +180,7 @@ static void test_timeout(void **s)
 static void test_close_while_waiting(void **s)
 {
     struct fx *f = *s;
-    struct ctl_call c = {.pl = &vsp_shutdown_plugin, .state = f->state, .p = f->p,
+    struct ctl_call c = {.pl = &shutdown_plugin, .state = f->state, .p = f->p,
                          .part_state = f->part, .cmd = "shutdown", .args = "poweroff"};
     unsigned before = fake_sent_count(f->ch);
 
@@ -197,26 +197,26 @@ static void test_not_ready_and_bad_args(void **s)
     char reply[512];
 
     /* Before negotiation. */
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "reboot",
-                                                 reply, sizeof(reply)), -ENOTCONN);
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "reboot",
+                                             reply, sizeof(reply)), -ENOTCONN);
     assert_non_null(strstr(reply, "negotiating"));
     guest_negotiate(f->ch, linux_sd_msg, 4);
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "", reply,
-                                                 sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "explode",
-                                                 reply, sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "force",
-                                                 reply, sizeof(reply)), -EINVAL);
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "shutdown",
-                                                 "reboot timeout=abc", reply, sizeof(reply)),
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "", reply,
+                                             sizeof(reply)), -EINVAL);
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "explode",
+                                             reply, sizeof(reply)), -EINVAL);
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "shutdown", "force",
+                                             reply, sizeof(reply)), -EINVAL);
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "shutdown",
+                                             "reboot timeout=abc", reply, sizeof(reply)),
                      -EINVAL);
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "shutdown",
-                                                 "reboot message=\xff", reply, sizeof(reply)),
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "shutdown",
+                                             "reboot message=\xff", reply, sizeof(reply)),
                      -EINVAL);
-    assert_int_equal(vsp_shutdown_plugin.control(f->state, f->p, f->part, "reboot", "", reply,
-                                                 sizeof(reply)), -EOPNOTSUPP);
+    assert_int_equal(shutdown_plugin.control(f->state, f->p, f->part, "reboot", "", reply,
+                                             sizeof(reply)), -EOPNOTSUPP);
     assert_int_equal(fake_sent_count(f->ch), 1); /* only the negotiate */
-    plugin_teardown(&vsp_shutdown_plugin, f->p, f->state, f->part);
+    plugin_teardown(&shutdown_plugin, f->p, f->state, f->part);
 }
 
 /* Old guests: negotiation falls back to 1.0; a new host list is accepted. */
@@ -229,7 +229,7 @@ static void test_old_guest(void **s)
     guest_negotiate(f->ch, old, 1);
     assert_string_equal(fake_status(f->p, "shutdown.version"), "1.0");
     (void)reply;
-    plugin_teardown(&vsp_shutdown_plugin, f->p, f->state, f->part);
+    plugin_teardown(&shutdown_plugin, f->p, f->state, f->part);
 }
 
 int main(void)

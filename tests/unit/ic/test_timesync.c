@@ -6,7 +6,7 @@
 
 #include "ic_test.h"
 
-extern const struct vsp_plugin vsp_timesync_plugin;
+extern const struct vsp_plugin timesync_plugin;
 
 #define EPOCH_DELTA 116444736000000000ull
 
@@ -22,7 +22,7 @@ static struct vsp_partition *setup(const char *maxv, void **state, void **part,
                                    struct vsp_channel **ch)
 {
     const char *keys[] = {"max_version", NULL}, *vals[] = {maxv, NULL};
-    struct vsp_partition *p = plugin_setup(&vsp_timesync_plugin, maxv ? keys : NULL,
+    struct vsp_partition *p = plugin_setup(&timesync_plugin, maxv ? keys : NULL,
                                            maxv ? vals : NULL, state, part);
 
     *ch = fake_channel(p, 0);
@@ -88,10 +88,10 @@ static void test_v3_without_reftime(void **s)
     guest_send(ch, m->trans_id, buf, 20);     /* truncated */
     assert_int_equal(fake_log_count(VSP_LOG_WARN), warns + 3);
     char reply[256];
-    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "", reply, sizeof(reply)),
+    assert_int_equal(timesync_plugin.control(st, p, part, "timesync", "", reply, sizeof(reply)),
                      0);
     assert_non_null(strstr(reply, "1 answered"));
-    plugin_teardown(&vsp_timesync_plugin, p, st, part);
+    plugin_teardown(&timesync_plugin, p, st, part);
 }
 
 /* With the reference time available, Linux picks 4.0 and gets the v4 layout. */
@@ -130,12 +130,12 @@ static void test_v4_with_reftime(void **s)
 
     /* Control: an immediate SYNC. */
     char reply[256];
-    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "sync", reply,
-                                                 sizeof(reply)), 0);
+    assert_int_equal(timesync_plugin.control(st, p, part, "timesync", "sync", reply,
+                                             sizeof(reply)), 0);
     assert_int_equal(fake_sent_last(ch)->data[28 + 16], 1);
-    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "bogus", reply,
-                                                 sizeof(reply)), -EINVAL);
-    plugin_teardown(&vsp_timesync_plugin, p, st, part);
+    assert_int_equal(timesync_plugin.control(st, p, part, "timesync", "bogus", reply,
+                                             sizeof(reply)), -EINVAL);
+    plugin_teardown(&timesync_plugin, p, st, part);
     fake_ref_time_available = false;
 }
 
@@ -154,14 +154,14 @@ static void test_max_version(void **s)
     p = setup("3.0", &st, &part, &ch);
     assert_int_equal(offered(ch, v), 2);
     assert_int_equal(v[0].major, 3);
-    assert_int_equal(vsp_timesync_plugin.control(st, p, part, "timesync", "sync", reply,
-                                                 sizeof(reply)), -ENOTCONN);
+    assert_int_equal(timesync_plugin.control(st, p, part, "timesync", "sync", reply,
+                                             sizeof(reply)), -ENOTCONN);
     guest_negotiate(ch, old, 1);
     assert_string_equal(fake_status(p, "timesync.version"), "1.0");
     assert_int_equal(fake_sent_last(ch)->len, 53);
-    plugin_teardown(&vsp_timesync_plugin, p, st, part);
+    plugin_teardown(&timesync_plugin, p, st, part);
     fake_ref_time_available = false;
-    assert_int_equal(vsp_timesync_plugin.init(keys, bad, &st), -EINVAL);
+    assert_int_equal(timesync_plugin.init(keys, bad, &st), -EINVAL);
 }
 
 /* A SYNC hitting a full ring is parked and delivered when writable. */
@@ -179,7 +179,7 @@ static void test_sync_parked(void **s)
     fake_writable(ch);
     assert_int_equal(fake_sent_count(ch), n + 1);
     assert_int_equal(fake_sent_last(ch)->data[28 + 24], 1);
-    plugin_teardown(&vsp_timesync_plugin, p, st, part);
+    plugin_teardown(&timesync_plugin, p, st, part);
 }
 
 int main(void)
