@@ -142,8 +142,29 @@ static void send_bad(struct sim_chan *ch, const void *data, uint32_t len, uint16
     CHECK(send_raw(ch, type, true, trans, data, len) == 0, "%s: send", what);
 }
 
+/* The host is blocked on a full host->guest ring: vmbusd's ring writer
+ * stores pending_send_sz in that ring's header when an answer does not fit,
+ * and clears it only once a write succeeds (src/xpartition/ring.c). */
+static bool host_ring_full(const struct sim_chan *ch)
+{
+    return __atomic_load_n(&ch->in.hdr->pending_send_sz, __ATOMIC_ACQUIRE) != 0;
+}
+
+static int send_flood_packet(struct sim_chan *ch, uint8_t *buf, uint32_t len, uint32_t seq)
+{
+    for (uint32_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)('a' + (seq + i) % 26);
+    uint8_t *m = frame(buf, len, 0, len);
+    int r = send_raw(ch, VM_PKT_DATA_INBAND, false, 1000 + seq, m, ECHO_UPPER_HDR_SIZE + len);
+    free(m);
+    return r;
+}
+
 /* Many messages without reading: the host->guest ring fills, echo-upper gets
- * -EAGAIN and must hold its answer, then resume on writable. */
+ * -EAGAIN and must hold its answer, then resume on writable.
+ * The guest reads nothing until vmbusd shows it is blocked on the full ring
+ * (n answers are far more than both rings hold), so echo-upper meets a full
+ * ring however the threads are scheduled. */
 static void flood(struct sim_chan *ch, uint32_t n, uint32_t len)
 {
     uint8_t *buf = malloc(len);
@@ -151,14 +172,22 @@ static void flood(struct sim_chan *ch, uint32_t n, uint32_t len)
     uint64_t stuck_since = sim_now_ms();
     if (!buf)
         return;
+    while (sent < n && !host_ring_full(ch)) {
+        int r = send_flood_packet(ch, buf, len, sent);
+        if (r == 0) {
+            sent++;
+            continue;
+        }
+        CHECK(r == -EAGAIN, "flood: send: %s", strerror(-r));
+        if (r != -EAGAIN || sim_now_ms() > stuck_since + 10000)
+            break;
+        sim_poll(ch->vm, 1); /* our ring is full: let the host drain it */
+    }
+    CHECK(host_ring_full(ch), "flood: %u packets sent without reading, host never blocked", sent);
+    stuck_since = sim_now_ms();
     while (answered < n) {
         if (sent < n) {
-            for (uint32_t i = 0; i < len; i++)
-                buf[i] = (uint8_t)('a' + (sent + i) % 26);
-            uint8_t *m = frame(buf, len, 0, len);
-            int r = send_raw(ch, VM_PKT_DATA_INBAND, false, 1000 + sent, m,
-                             ECHO_UPPER_HDR_SIZE + len);
-            free(m);
+            int r = send_flood_packet(ch, buf, len, sent);
             if (r == 0) {
                 sent++;
                 stuck_since = sim_now_ms();
