@@ -191,47 +191,143 @@ static inline void bad_up(struct fx *f, struct bad *b, const char *tag, uint32_t
     }
 }
 
-/* What happened to the bad partition (for the report), without failing. */
-static inline const char *bad_observe(struct bad *b)
+/* What vmbusd must have done to the partition that sent the bad input. */
+enum bad_outcome {
+    /* Ignored or refused: the partition keeps working.  Its open channels
+     * (b->c0, b->c1) still echo; with neither open, the guest can still
+     * connect, get its offers, open an echo channel and use it. */
+    BAD_WORKS,
+    /* Channel b->c0 rescinded (the guest broke it); b->c1 still echoes. */
+    BAD_RESCINDED,
+    /* The guest's VMBus connection restarted from scratch: the open channels
+     * are gone, a REQUESTOFFERS is answered again (on a live connection a
+     * second one is ignored) and a fresh channel echoes. */
+    BAD_RESET,
+    /* The partition was torn down: vmbusd closed its VMM socket. */
+    BAD_TORN_DOWN,
+};
+
+static inline const char *bad_outcome_str(enum bad_outcome o)
 {
-    static __thread char buf[200];
-    struct sim_vm *vm = b->vm;
-    int saved = sim_timeout_ms;
-    sim_timeout_ms = 1000;
-    for (int i = 0; i < 5; i++)
-        sim_poll(vm, 20);
-    const char *r;
-    if (vm->dead) {
-        snprintf(buf, sizeof(buf), "partition disconnected%s%s", vm->error[0] ? ": " : "",
-                 vm->error);
-        r = buf;
-    } else if (b->c0 && sim_find_offer(vm, b->c0->relid) &&
-               sim_find_offer(vm, b->c0->relid)->rescinded) {
-        bool other = b->c1 && sim_echo_roundtrip(b->c1, 64, 4242, true) == 0;
-        snprintf(buf, sizeof(buf), "channel %u rescinded; other channel %s", b->c0->relid,
-                 other ? "works" : "BROKEN");
-        r = buf;
-    } else if (b->c0) {
-        bool ok = sim_echo_roundtrip(b->c0, 64, 4243, true) == 0;
-        r = ok ? "ignored/refused; partition keeps working" : "partition's channel STOPPED";
-    } else {
-        struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
-        int st = sim_post(vm, vm->msg_conn_id, 1, &h, sizeof(h));
-        snprintf(buf, sizeof(buf), "partition alive, next post -> %d", st);
-        r = buf;
-    }
-    sim_timeout_ms = saved;
-    return r;
+    static const char *const s[] = {"partition keeps working", "channel rescinded",
+                                    "VMBus connection reset", "partition torn down"};
+    return s[o];
 }
 
+/* Open the last echo channel the guest has not open (the earlier ones may
+ * be held by the test's raw OPENCHANNELs) and make one round trip.  0 ok,
+ * else which step failed. */
+static inline int bad_probe_fresh_channel(struct bad *b)
+{
+    struct sim_vm *vm = b->vm;
+    if (!vm->version) {
+        sim_drain_msgs(vm); /* answers to the bad input are not for us */
+        if (sim_connect_version(vm, VMBUS_VERSION_WIN10_V5_3) != 1)
+            return -1;
+    }
+    if (!vm->all_offers_delivered && sim_request_offers(vm) < ECHO_CHANNELS)
+        return -2;
+    int pick = -1;
+    for (int n = 0; n < SIM_MAX_CHANNELS; n++) {
+        struct sim_offer *of = sim_offer_by_class(vm, sim_echo_class(), n);
+        if (!of)
+            break;
+        struct sim_chan *ch = sim_chan(vm, of->relid);
+        if (!ch || !ch->open)
+            pick = n;
+    }
+    if (pick < 0)
+        return -3;
+    struct sim_chan *ch = sim_open_echo(vm, pick, 4, 4);
+    if (!ch)
+        return -4;
+    return sim_echo_roundtrip(ch, 64, 4244, true) == 0 ? 0 : -5;
+}
+
+static inline bool bad_rescinded(struct bad *b, struct sim_chan *ch, int timeout_ms)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        struct sim_offer *of = sim_find_offer(b->vm, ch->relid);
+        if (of && of->rescinded)
+            return true;
+        if (sim_now_ms() >= end || b->vm->dead)
+            return false;
+        sim_poll(b->vm, 10);
+    }
+}
+
+/* Assert that vmbusd did `expect` to the bad partition. */
+static inline void bad_expect(struct bad *b, const char *what, enum bad_outcome expect)
+{
+    struct sim_vm *vm = b->vm;
+    for (int i = 0; i < 5; i++)
+        sim_poll(vm, 20);
+    if (expect == BAD_TORN_DOWN) {
+        uint64_t end = sim_now_ms() + 2000;
+        while (!vm->dead && sim_now_ms() < end)
+            sim_poll(vm, 20);
+        SIM_ASSERT(vm->dead, "%s: partition %s not torn down", what, b->name);
+        return;
+    }
+    SIM_ASSERT(!vm->dead, "%s: partition %s torn down (%s), expected: %s", what, b->name,
+               vm->error, bad_outcome_str(expect));
+    int r;
+    switch (expect) {
+    case BAD_WORKS:
+        if (b->c0) {
+            struct sim_offer *of = sim_find_offer(vm, b->c0->relid);
+            SIM_ASSERT(of && !of->rescinded, "%s: relid %u rescinded", what, b->c0->relid);
+            r = sim_echo_roundtrip(b->c0, 64, 4242, true);
+            SIM_ASSERT(r == 0, "%s: relid %u stopped working (%d)", what, b->c0->relid, r);
+        }
+        if (b->c1) {
+            r = sim_echo_roundtrip(b->c1, 64, 4243, true);
+            SIM_ASSERT(r == 0, "%s: relid %u stopped working (%d)", what, b->c1->relid, r);
+        }
+        if (!b->c0 && !b->c1) {
+            r = bad_probe_fresh_channel(b);
+            SIM_ASSERT(r == 0, "%s: partition %s cannot open a channel afterwards (step %d)",
+                       what, b->name, r);
+        }
+        break;
+    case BAD_RESCINDED:
+        SIM_ASSERT(b->c0 && bad_rescinded(b, b->c0, 2000), "%s: relid %u not rescinded", what,
+                   b->c0 ? b->c0->relid : 0);
+        if (b->c1) {
+            r = sim_echo_roundtrip(b->c1, 64, 4243, true);
+            SIM_ASSERT(r == 0, "%s: other channel (relid %u) broken (%d)", what, b->c1->relid,
+                       r);
+        }
+        break;
+    case BAD_RESET: {
+        uint32_t version = vm->version;
+        sim_guest_forget(vm); /* the guest starts over, as after UNLOAD */
+        sim_drain_msgs(vm);
+        vm->version = version;
+        r = sim_request_offers(vm);
+        SIM_ASSERT(r >= ECHO_CHANNELS, "%s: REQUESTOFFERS after the reset -> %d", what, r);
+        b->c0 = b->c1 = NULL;
+        r = bad_probe_fresh_channel(b);
+        SIM_ASSERT(r == 0, "%s: no working channel after the reset (step %d)", what, r);
+        break;
+    }
+    case BAD_TORN_DOWN:
+        break;
+    }
+}
+
+/* The end of every bad-input case: the healthy partition is unaffected,
+ * vmbusd logged a warning naming the bad partition (and relid >= 0) if
+ * require_log, did `expect` to it, and sent it nothing malformed. */
 static inline void bad_done(struct fx *f, struct bad *b, const char *what, int relid,
-                            bool require_log)
+                            bool require_log, enum bad_outcome expect)
 {
     fx_good_check(f, what);
     if (require_log)
         SIM_ASSERT_LOGGED(b->name, relid, what);
-    const char *obs = bad_observe(b);
-    print_message("  %-46s post=%-3d %s\n", what, b->post_status, obs);
+    bad_expect(b, what, expect);
+    print_message("  %-46s post=%-3d %s\n", what, b->post_status, bad_outcome_str(expect));
     SIM_ASSERT(b->vm->bad_host_msgs == 0, "%s: vmbusd sent malformed messages", what);
     sim_vm_free(b->vm);
     b->vm = NULL;

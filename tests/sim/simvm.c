@@ -381,14 +381,13 @@ int sim_vmm_setup(struct sim_vm *vm)
     return 0;
 }
 
-static void forget_channels(struct sim_vm *vm);
 
 int sim_vmm_reset(struct sim_vm *vm)
 {
     int r = sim_vu_send(vm, VU_MSG_RESET, NULL, 0, NULL, 0);
     if (r < 0)
         return r;
-    forget_channels(vm);
+    sim_guest_forget(vm);
     sim_drain_msgs(vm);
     vm->msg_conn_id = VMBUS_MESSAGE_CONNECTION_ID;
     vm->next_gpadl = SIM_GPADL_FIRST;
@@ -973,7 +972,7 @@ struct sim_offer *sim_offer_by_class(struct sim_vm *vm, const struct hv_guid *cl
     return NULL;
 }
 
-static void forget_channels(struct sim_vm *vm)
+void sim_guest_forget(struct sim_vm *vm)
 {
     memset(vm->offers, 0, sizeof(vm->offers));
     vm->noffers = 0;
@@ -990,7 +989,7 @@ int sim_unload(struct sim_vm *vm)
         return st < 0 ? st : -EIO;
     if (!sim_wait_msg(vm, CHANNELMSG_UNLOAD_RESPONSE, NULL, NULL, NULL, SIM_TIMEOUT_MS))
         return -ETIMEDOUT;
-    forget_channels(vm);
+    sim_guest_forget(vm);
     sim_drain_msgs(vm);
     return 0;
 }

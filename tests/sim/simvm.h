@@ -263,6 +263,9 @@ struct sim_offer *sim_find_offer(struct sim_vm *vm, uint32_t relid);
 struct sim_offer *sim_offer_by_class(struct sim_vm *vm, const struct hv_guid *cls, int n);
 /* UNLOAD -> UNLOAD_RESPONSE; forgets all guest channel state. 0 / -errno. */
 int sim_unload(struct sim_vm *vm);
+/* The guest forgets its offers, channels and negotiated version (a new
+ * kernel, or a guest that lost its state); vmbusd is told nothing. */
+void sim_guest_forget(struct sim_vm *vm);
 /* Connect + REQUESTOFFERS in one go; returns number of offers or -errno. */
 int sim_bringup(struct sim_vm *vm, uint32_t version);
 

@@ -165,8 +165,10 @@ static void run_case(struct fx *f, enum corruption c, uint32_t version)
     }
     SIM_ASSERT(!b.vm->dead, "%s: partition disconnected (%s)", what, b.vm->error);
     SIM_ASSERT(b.vm->bad_host_msgs == 0, "%s: malformed host messages", what);
-    print_message("  %-52s rescinded relid %u; other channel ok; %s\n", what, relid,
-                  reoffered ? "re-offered after RELID_RELEASED" : "not re-offered");
+    /* RESCINDED --RELID_RELEASED--> removed (src/xpartition/channel.c) */
+    SIM_ASSERT(!reoffered, "%s: relid %u offered again after RELID_RELEASED", what, relid);
+    print_message("  %-52s rescinded relid %u; other channel ok; not re-offered\n", what,
+                  relid);
     sim_vm_free(b.vm);
 }
 
@@ -217,7 +219,7 @@ static void test_ring_oddities(void **state)
         for (int i = 0; i < 10; i++)
             sim_poll(b.vm, 10);
     }
-    bad_done(f, &b, "unknown packet types in ring", -1, false);
+    bad_done(f, &b, "unknown packet types in ring", -1, false, BAD_WORKS);
 
     /* absurd pending_send_sz / interrupt_mask written by the guest */
     bad_up(f, &b, "ring-pending", VMBUS_VERSION_WIN10_V5_3, true);
@@ -227,7 +229,7 @@ static void test_ring_oddities(void **state)
         b.c0->out.hdr->feature_bits = 0xffffffff;
         SIM_ASSERT(sim_echo_stream(b.c0, 50, 100, true) == 0, "echo with absurd pending_send_sz");
     }
-    bad_done(f, &b, "absurd pending_send_sz", -1, false);
+    bad_done(f, &b, "absurd pending_send_sz", -1, false, BAD_WORKS);
 
     /* a packet larger than anything the host reads at once */
     bad_up(f, &b, "ring-bigpkt", VMBUS_VERSION_WIN10_V5_3, false);
@@ -241,13 +243,10 @@ static void test_ring_oddities(void **state)
         int r = sim_chan_send(b.c0, VM_PKT_DATA_INBAND, 1, 3, p, len);
         free(p);
         SIM_ASSERT(r == 0, "send 500 KiB");
-        bool resc = wait_rescind(b.vm, b.c0->relid, 1000);
-        print_message("  500 KiB packet (echo ring 12 KiB): %s\n",
-                      resc ? "channel rescinded" : "no rescind");
-        if (!resc)
-            b.c0 = NULL; /* observe the other channel only */
+        /* a well-formed packet the echo VSP cannot answer (too big for the
+         * host->guest ring): dropped, the channel goes on (bad_done) */
     }
-    bad_done(f, &b, "500 KiB packet", -1, false);
+    bad_done(f, &b, "500 KiB packet", -1, false, BAD_WORKS);
 
     /* signal storm on an idle channel and on unknown connection ids */
     bad_up(f, &b, "signal-storm", VMBUS_VERSION_WIN10_V5_3, true);
@@ -258,7 +257,7 @@ static void test_ring_oddities(void **state)
         for (uint32_t i = 0; i < 2000; i++)
             sim_signal_event(b.vm, 0xabc000 + i);
     }
-    bad_done(f, &b, "signal storm", -1, false);
+    bad_done(f, &b, "signal storm", -1, false, BAD_WORKS);
 }
 
 static uint32_t rnd32(uint64_t *x, uint32_t n)
@@ -365,7 +364,7 @@ static void test_log_flood(void **state)
     fx_good_check(f, "log flood");
     SIM_ASSERT(lines <= 1000, "%d bad packets produced %d log lines (no rate limit)", sent,
                lines);
-    bad_done(f, &b, "log flood", -1, false);
+    bad_done(f, &b, "log flood", -1, false, BAD_WORKS);
 }
 
 int main(void)

@@ -53,7 +53,7 @@ static void test_message_flood(void **state)
     print_message("  after resuming: %d MODIFYCHANNEL_RESPONSEs delivered\n", got);
     SIM_ASSERT(got == ok, "accepted %d but delivered %d", ok, got);
     SIM_ASSERT(sim_echo_roundtrip(b.c0, 64, 1, true) == 0, "flooding partition works again");
-    bad_done(f, &b, "message flood", -1, false);
+    bad_done(f, &b, "message flood", -1, false, BAD_WORKS);
 }
 
 /* Slot stays busy but the guest posts retrying like Linux does; nothing
@@ -103,7 +103,7 @@ static void test_gpadl_flood(void **state)
     fx_good_check(f, "GPADL flood");
     SIM_ASSERT_LOGGED(b.name, -1, "GPADL flood");
     SIM_ASSERT(sim_echo_roundtrip(b.c0, 64, 1, true) == 0, "flooding partition's channel");
-    bad_done(f, &b, "GPADL flood", -1, false);
+    bad_done(f, &b, "GPADL flood", -1, false, BAD_WORKS);
 }
 
 /* The VMM stuffs its socket with posts and never reads the results. */
@@ -156,8 +156,7 @@ static void test_socket_flood(void **state)
                   sent, (unsigned long long)got);
     SIM_ASSERT(got == (uint64_t)sent, "%lld of %d POST_RESULTs lost while the VMM was slow to read",
                (long long)sent - (long long)got, sent);
-    b.c0 = b.c1 = NULL;
-    bad_done(f, &b, "socket flood", -1, false);
+    bad_done(f, &b, "socket flood", -1, false, BAD_WORKS);
 }
 
 /* A guest that never EOMs while vmbusd has offers to deliver (REQUESTOFFERS
@@ -195,7 +194,8 @@ static void test_offer_storm(void **state)
     sim_set_consume(b.vm, true);
     for (int i = 0; i < 50; i++)
         sim_poll(b.vm, 10);
-    bad_done(f, &b, "offer/contact storm", -1, false);
+    /* every INITIATE_CONTACT on a live connection restarts it */
+    bad_done(f, &b, "offer/contact storm", -1, false, BAD_RESET);
 }
 
 /* A guest that frees the slot but never signals EOM: vmbusd's periodic
@@ -279,7 +279,7 @@ static void test_occupied_slot(void **state)
                    "GPADL_CREATED out of order: got 0x%x (status 0x%x), expected 0x%x", c.gpadl,
                    c.creation_status, 0x20000 + i);
     }
-    bad_done(f, &b, "occupied SynIC slot", -1, false);
+    bad_done(f, &b, "occupied SynIC slot", -1, false, BAD_WORKS);
 }
 
 int main(void)

@@ -86,9 +86,9 @@ static void test_four_partitions(void **state)
     run_parallel(*state, names, 4, 5);
 }
 
-/* Partitions count and names: two live VMs show up, and a third with an
- * unconfigured name still connects (gets no echo channels or is refused,
- * but never disturbs the others). */
+/* Partitions count and names: two live VMs show up, and a third whose name
+ * has no [vm] section connects with the [vm default] VSPs (the suite's
+ * default section gives echo) without disturbing the others. */
 static void test_partition_accounting(void **state)
 {
     struct fx *f = *state;
@@ -99,13 +99,15 @@ static void test_partition_accounting(void **state)
                vmbusd_partition_count(simd_vmbusd(f->d)));
     SIM_ASSERT(a->partition_id != b->partition_id, "same partition id");
     struct sim_vm *c = sim_vm_create(f->d, "vm-not-configured");
-    if (c) {
-        int n = sim_bringup(c, VMBUS_VERSION_WIN10_V5_3);
-        print_message("  unconfigured VM: bringup -> %d offers\n", n);
-        sim_vm_free(c);
-    } else {
-        print_message("  unconfigured VM: refused at setup\n");
-    }
+    SIM_ASSERT(c != NULL, "a VM without a [vm] section refused at setup");
+    int n = sim_bringup(c, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(n == ECHO_CHANNELS, "VM without a [vm] section: %d offers, expected the %d of "
+               "[vm default]", n, ECHO_CHANNELS);
+    SIM_ASSERT(vmbusd_partition_count(simd_vmbusd(f->d)) == 3, "count %u with the third VM",
+               vmbusd_partition_count(simd_vmbusd(f->d)));
+    SIM_ASSERT(c->partition_id != a->partition_id && c->partition_id != b->partition_id,
+               "third VM shares a partition id");
+    sim_vm_free(c);
     struct sim_chan *ca = sim_open_echo(a, 0, 4, 4), *cb = sim_open_echo(b, 0, 4, 4);
     SIM_ASSERT(ca && cb, "open");
     SIM_ASSERT(sim_echo_roundtrip(ca, 64, 1, true) == 0 && sim_echo_roundtrip(cb, 64, 1, true) == 0,
