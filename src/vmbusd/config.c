@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,57 @@ void config_defaults(struct vmbusd_config *cfg)
     snprintf(cfg->control_path, sizeof(cfg->control_path), "/run/vmbusd/control.sock");
     cfg->workers = 4;
     cfg->log_level = LOG_INFO;
+    cfg->socket_access = (struct cfg_sock_access){.mode = 0660, .gid = (gid_t)-1};
+    cfg->control_access = (struct cfg_sock_access){.mode = 0600, .gid = (gid_t)-1};
+}
+
+/* [daemon] socket-mode, socket-group, control-mode, control-group.
+ * Returns 1 if key is one of them, 0 if not, -1 with the reason in why if
+ * its value is bad. */
+static int sock_access_key(struct vmbusd_config *cfg, const char *key, const char *val,
+                           char *why, size_t whylen)
+{
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(why, whylen, __VA_ARGS__);                                                        \
+        return -1;                                                                                 \
+    } while (0)
+    struct cfg_sock_access *a;
+    const char *what;
+    if (strncmp(key, "socket-", 7) == 0) {
+        a = &cfg->socket_access;
+        what = key + 7;
+    } else if (strncmp(key, "control-", 8) == 0) {
+        a = &cfg->control_access;
+        what = key + 8;
+    } else {
+        return 0;
+    }
+    if (strcmp(what, "mode") == 0) {
+        char *end;
+        unsigned long m = strtoul(val, &end, 8);
+        /* rw for the owner, never for others: any local user could reach
+         * every VM (or control all of them) */
+        if (!*val || *end || m > 0777 || (m & 0600) != 0600 || (m & 0007))
+            BAD("%s must be octal, rw for the owner, nothing for others (e.g. %s)", key,
+                a == &cfg->socket_access ? "0660" : "0600");
+        a->mode = (unsigned)m;
+        return 1;
+    }
+    if (strcmp(what, "group") == 0) {
+        if (!*val || strlen(val) >= sizeof(a->group))
+            BAD("%s: bad group name", key);
+        struct group *g = getgrnam(val);
+        char *end;
+        unsigned long id = strtoul(val, &end, 10);
+        if (!g && (*end || id >= (gid_t)-1))
+            BAD("%s: no group '%s'", key, val);
+        a->gid = g ? g->gr_gid : (gid_t)id;
+        snprintf(a->group, sizeof(a->group), "%s", val);
+        return 1;
+    }
+    return 0;
+#undef BAD
 }
 
 void config_default_vms(struct vmbusd_config *cfg)
@@ -64,6 +116,8 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
     enum section sec = SEC_NONE;
     struct cfg_vm *vm = NULL;
     struct cfg_vsp_params *vp = NULL;
+    char why[160];
+    int r;
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         int o_ = snprintf(err, errlen, "%s:%d: ", path, lineno);                                   \
@@ -155,6 +209,9 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
                 if (l < 0)
                     FAIL("log-level must be error, warn, info or debug");
                 cfg->log_level = l;
+            } else if ((r = sock_access_key(cfg, key, val, why, sizeof(why))) != 0) {
+                if (r < 0)
+                    FAIL("%s", why);
             } else if (strcmp(key, "plugin-dir") == 0) {
                 if (cfg->ndirs == CFG_MAX_DIRS)
                     FAIL("more than %d plugin-dir lines", CFG_MAX_DIRS);

@@ -2,7 +2,8 @@
 /*
  * vmbusd configuration (conf/vmbusd.conf documents the format).
  *
- *   [daemon]           socket, control, workers, log-level, plugin-dir
+ *   [daemon]           socket, control, workers, log-level, plugin-dir,
+ *                      socket-mode, socket-group, control-mode, control-group
  *   [vm NAME]          vsp = list of VSP names the VM gets ("default" matches
  *                      any VM without a section of its own)
  *   [vsp NAME]         key = value parameters handed to that VSP's init()
@@ -11,6 +12,7 @@
 #define VMBUSD_CONFIG_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define CFG_MAX_VMS 32
 #define CFG_MAX_VSPS 32
@@ -30,9 +32,19 @@ struct cfg_vm {
     char vsps[CFG_MAX_VSPS][64];
 };
 
+/* Who may connect to one of vmbusd's sockets (docs/security.md): vmbusd
+ * sets these on the socket file after bind, whatever the umask. */
+struct cfg_sock_access {
+    unsigned mode; /* permission bits, e.g. 0660 */
+    gid_t gid;     /* (gid_t)-1: vmbusd's own group */
+    char group[64];
+};
+
 struct vmbusd_config {
     char socket_path[108];
     char control_path[108];
+    struct cfg_sock_access socket_access;  /* VMMs: 0660 */
+    struct cfg_sock_access control_access; /* vmbusctl: 0600 */
     int workers;
     int log_level;
     int ndirs;
@@ -43,8 +55,9 @@ struct vmbusd_config {
     struct cfg_vsp_params vspparams[CFG_MAX_VSPS];
 };
 
-/* Built-in defaults: socket /run/vmbusd/vmbus-user.sock, control socket
- * /run/vmbusd/control.sock, 4 workers, no VMs configured. */
+/* Built-in defaults: socket /run/vmbusd/vmbus-user.sock (mode 0660),
+ * control socket /run/vmbusd/control.sock (mode 0600), both in vmbusd's
+ * group, 4 workers, no VMs configured. */
 void config_defaults(struct vmbusd_config *cfg);
 /* If no [vm] section exists: "default" gets the four integration services. */
 void config_default_vms(struct vmbusd_config *cfg);

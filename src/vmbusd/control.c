@@ -285,7 +285,8 @@ static void ctl_accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 int control_listen(struct vmbusd *d, char *err, size_t errlen)
 {
-    d->ctl_fd = daemon_bind_unix(d->cfg.control_path, SOCK_STREAM, err, errlen);
+    d->ctl_fd = daemon_bind_unix(d->cfg.control_path, SOCK_STREAM, &d->cfg.control_access, err,
+                                 errlen);
     if (d->ctl_fd < 0)
         return -1;
     d->ctl_ev = event_new(d->base, d->ctl_fd, EV_READ | EV_PERSIST, ctl_accept_cb, d);

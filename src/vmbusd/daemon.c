@@ -59,7 +59,8 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
 }
 
 /* Bind a unix socket, refusing to steal one a live process still serves. */
-int daemon_bind_unix(const char *path, int type, char *err, size_t errlen)
+int daemon_bind_unix(const char *path, int type, const struct cfg_sock_access *acc, char *err,
+                     size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -96,12 +97,28 @@ int daemon_bind_unix(const char *path, int type, char *err, size_t errlen)
         return -1;
     }
 bound:
+    /* Until here the file has the umask's mode; the service's UMask=0077
+     * makes that the owner only, so the window never grants more than acc.
+     * Group first: chmod after chown keeps the mode exactly as asked. */
+    if (acc->gid != (gid_t)-1 && chown(path, (uid_t)-1, acc->gid) < 0) {
+        snprintf(err, errlen, "cannot give %s to group %s: %s", path, acc->group,
+                 strerror(errno));
+        goto fail_bound;
+    }
+    if (chmod(path, acc->mode) < 0) {
+        snprintf(err, errlen, "cannot set mode %04o on %s: %s", acc->mode, path,
+                 strerror(errno));
+        goto fail_bound;
+    }
     if (listen(fd, 16) < 0) {
         snprintf(err, errlen, "listen on %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
+        goto fail_bound;
     }
     return fd;
+fail_bound:
+    close(fd);
+    unlink(path);
+    return -1;
 }
 
 static void mkdir_parent(const char *path)
@@ -136,7 +153,8 @@ struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t 
     if (plugins_load(d, err, errlen) < 0)
         goto fail;
     mkdir_parent(cfg->socket_path);
-    d->listen_fd = daemon_bind_unix(cfg->socket_path, SOCK_SEQPACKET, err, errlen);
+    d->listen_fd =
+        daemon_bind_unix(cfg->socket_path, SOCK_SEQPACKET, &cfg->socket_access, err, errlen);
     if (d->listen_fd < 0)
         goto fail;
     d->listen_ev = event_new(d->base, d->listen_fd, EV_READ | EV_PERSIST, accept_cb, d);

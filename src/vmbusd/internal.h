@@ -81,7 +81,11 @@ struct vmm_conn {
 
 /* daemon.c */
 void daemon_conn_closed(struct vmm_conn *c, const char *why);
-int daemon_bind_unix(const char *path, int type, char *err, size_t errlen);
+/* Bind and listen on a unix socket at path, then give the file the mode
+ * and group of acc (set explicitly: the umask does not decide who may
+ * connect). */
+int daemon_bind_unix(const char *path, int type, const struct cfg_sock_access *acc, char *err,
+                     size_t errlen);
 
 /* vmm_conn.c */
 struct vmm_conn *conn_create(struct vmbusd *d, int fd);
