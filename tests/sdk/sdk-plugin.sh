@@ -61,6 +61,8 @@ incdir=${incdir%% *}
     fail "Cflags ($cflags) do not point at the installed headers"
 cmp -s "$incdir/vmbusd/vsp.h" "$src/include/vmbusd/vsp.h" || fail "installed vsp.h differs"
 cmp -s "$incdir/vmbusd/hv_wire.h" "$src/include/vmbusd/hv_wire.h" || fail "installed hv_wire.h differs"
+cmp -s "$incdir/vmbusd/vmbus_user.h" "$src/include/vmbusd/vmbus_user.h" ||
+    fail "vmbus_user.h (for other VMMs) not installed, or differs"
 [ -z "$(echo "$libs" | tr -d ' ')" ] || fail "vmbusd-vsp.pc has Libs ($libs); plugins link against nothing"
 case $plugindir in
 "$tmp/dest"/*/vmbusd/vsp) ;;
@@ -72,6 +74,10 @@ printf '#include <vmbusd/vsp.h>\nint main(void) { return VSP_API_VERSION; }\n' >
 # shellcheck disable=SC2086
 $CC -std=gnu11 -Wall -Wextra -Werror -fsyntax-only $cflags "$tmp/inc.c" ||
     fail "the installed vsp.h does not compile on its own"
+printf '#include <vmbusd/vmbus_user.h>\nint main(void) { return VU_PROTOCOL_MAJOR; }\n' >"$tmp/vu.c"
+# shellcheck disable=SC2086
+$CC -std=gnu11 -Wall -Wextra -Werror -fsyntax-only $cflags "$tmp/vu.c" ||
+    fail "the installed vmbus_user.h does not compile on its own"
 
 if [ -n "$make" ]; then
     step "build examples/echo-upper with its Makefile"
