@@ -138,6 +138,8 @@ uint64_t sim_alloc_pages(struct sim_vm *vm, uint32_t npages)
 /* ------------------------------------------------------------------ */
 /* vmbus-user transport                                                 */
 
+static void vu_service(struct sim_vm *vm);
+
 int sim_vu_send_raw(struct sim_vm *vm, const void *buf, size_t len, const int *fds, int nfds)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
@@ -164,8 +166,10 @@ int sim_vu_send_raw(struct sim_vm *vm, const void *buf, size_t len, const int *f
     while (r < 0 && errno == EINTR);
     if (r < 0) {
         int e = errno;
-        if (e == EPIPE || e == ECONNRESET)
+        if (e == EPIPE || e == ECONNRESET) {
+            vu_service(vm); /* what vmbusd sent before it closed: its ERROR */
             vm->dead = true;
+        }
         return -e;
     }
     return 0;
@@ -208,6 +212,10 @@ static bool vu_recv_one(struct sim_vm *vm, bool *got)
                         .msg_controllen = sizeof(cbuf.b)};
     *got = false;
     ssize_t r = recvmsg(vm->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    /* vmbusd closed while datagrams we sent were unread: the kernel reports
+     * ECONNRESET once, then hands over what vmbusd sent (its ERROR) and EOF */
+    if (r < 0 && errno == ECONNRESET)
+        r = recvmsg(vm->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (r < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     if (r == 0)
