@@ -5,7 +5,7 @@
 # (--check-config and a real run), and drive it from a simulated guest while
 # vmbusctl inspects and controls it.
 #
-# usage: sdk-plugin.sh BUILD_ROOT SOURCE_ROOT VMBUSD VMBUSCTL SDK_GUEST MESON CC [MAKE]
+# usage: sdk-plugin.sh BUILD_ROOT SOURCE_ROOT VMBUSD VMBUSCTL SDK_GUEST MESON CC MAKE
 set -eu
 build=$1
 src=$2
@@ -14,7 +14,7 @@ vmbusctl=$4
 guest=$5
 meson=$6
 CC=$7
-make=${8:-}
+make=$8
 export CC
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusd-sdk.XXXXXX")
 pid=
@@ -79,18 +79,14 @@ printf '#include <vmbusd/vmbus_user.h>\nint main(void) { return VU_PROTOCOL_MAJO
 $CC -std=gnu11 -Wall -Wextra -Werror -fsyntax-only $cflags "$tmp/vu.c" ||
     fail "the installed vmbus_user.h does not compile on its own"
 
-if [ -n "$make" ]; then
-    step "build examples/echo-upper with its Makefile"
-    cp -R "$src/examples/echo-upper" "$tmp/src-make"
-    rm -rf "$tmp/src-make/echo-upper.so" "$tmp/src-make/build"
-    "$make" -C "$tmp/src-make" CC="$CC" || fail "make"
-    "$make" -C "$tmp/src-make" install DESTDIR="$tmp/inst" || fail "make install"
-    [ -f "$tmp/inst$plugindir/echo-upper.so" ] || fail "make install did not use plugindir"
-    mkdir "$tmp/plugins-make"
-    cp "$tmp/src-make/echo-upper.so" "$tmp/plugins-make/"
-else
-    echo "(make not found: Makefile build skipped)"
-fi
+step "build examples/echo-upper with its Makefile"
+cp -R "$src/examples/echo-upper" "$tmp/src-make"
+rm -rf "$tmp/src-make/echo-upper.so" "$tmp/src-make/build"
+"$make" -C "$tmp/src-make" CC="$CC" || fail "make"
+"$make" -C "$tmp/src-make" install DESTDIR="$tmp/inst" || fail "make install"
+[ -f "$tmp/inst$plugindir/echo-upper.so" ] || fail "make install did not use plugindir"
+mkdir "$tmp/plugins-make"
+cp "$tmp/src-make/echo-upper.so" "$tmp/plugins-make/"
 
 step "build examples/echo-upper with its meson.build"
 cp -R "$src/examples/echo-upper" "$tmp/src-meson"
@@ -99,10 +95,9 @@ rm -rf "$tmp/src-meson/echo-upper.so" "$tmp/src-meson/build"
 "$meson" compile -C "$tmp/build-meson" >"$tmp/log" 2>&1 || fail "meson compile"
 so="$tmp/build-meson/echo-upper.so"
 [ -f "$so" ] || fail "meson built no echo-upper.so"
-if command -v nm >/dev/null 2>&1; then
-    nm -D --defined-only "$so" | grep -qw vmbusd_vsp_plugin || fail "vmbusd_vsp_plugin not exported"
-    nm -D --defined-only "$so" | grep -q ' T eu_' && fail "internal functions exported"
-fi
+command -v nm >/dev/null 2>&1 || fail "nm not found (binutils): cannot check the exports"
+nm -D --defined-only "$so" | grep -qw vmbusd_vsp_plugin || fail "vmbusd_vsp_plugin not exported"
+nm -D --defined-only "$so" | grep -q ' T eu_' && fail "internal functions exported"
 mkdir "$tmp/plugins"
 cp "$so" "$tmp/plugins/"
 
@@ -128,7 +123,7 @@ check_loads() { # plugin-dir
     grep -q "configuration OK" "$tmp/out" || fail "no 'configuration OK'"
 }
 check_loads "$tmp/plugins"
-[ -n "$make" ] && check_loads "$tmp/plugins-make"
+check_loads "$tmp/plugins-make"
 
 step "a bad parameter is refused"
 sed 's/^max_payload = 1024/colour = blue/' "$tmp/vmbusd.conf" >"$tmp/bad.conf"
