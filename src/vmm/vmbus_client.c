@@ -210,6 +210,12 @@ int vmbus_connect(struct vm *vm, const char *path, const char *name)
     }
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
+        if (e == EACCES || e == EPERM) {
+            log_err("no permission to connect to vmbusd's socket %s (%s): run vmbus-vmm as a "
+                    "member of the socket's group (vmbus with the systemd unit; "
+                    "docs/security.md) or as root", path, strerror(e));
+            return -1;
+        }
         log_err("vmbusd is not listening on %s (%s): start it first, e.g. "
                 "`vmbusd --socket %s --config FILE`, point vmbus-vmm at it with "
                 "--vmbusd PATH, or run without VMBus with --no-vmbus", path, strerror(e), path);
