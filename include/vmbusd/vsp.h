@@ -182,9 +182,12 @@ int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg);
 /* Periodic (period_ms > 0 after first_ms) or one-shot (period_ms == 0) timer;
  * fn runs as a work item of ch (or of the partition when ch is NULL).
  * Cancel with vsp_timer_cancel (waits for a running callback to end unless
- * called from it); cancelling from close() or detach() is allowed.  Timers
- * still running at detach are cancelled by vmbusd.  NULL once the partition
- * is being torn down. */
+ * called from it); cancelling from close() or detach() is allowed.  A
+ * one-shot timer is freed once its callback has returned: after that its
+ * handle must not be used (not even to cancel it).  When the partition goes,
+ * vmbusd stops its remaining timers and waits for running callbacks before
+ * the first detach(), so detach() may free what the callbacks use.  NULL
+ * once the partition is being torn down. */
 struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *ch,
                                   unsigned first_ms, unsigned period_ms,
                                   vsp_work_fn fn, void *arg);

@@ -19,6 +19,8 @@
 #define CFG_MAX_PARAMS 32
 #define CFG_MAX_DIRS 8
 
+struct vsp_plugin;
+
 struct cfg_vsp_params {
     char name[64];
     int nparams;
@@ -53,6 +55,10 @@ struct vmbusd_config {
     struct cfg_vm vms[CFG_MAX_VMS];
     int nvspparams;
     struct cfg_vsp_params vspparams[CFG_MAX_VSPS];
+    /* VSPs linked into the program that embeds vmbusd (the simulator's test
+     * VSPs), NULL-terminated; treated like the built-in ones.  Not set from
+     * a configuration file. */
+    const struct vsp_plugin *const *linked_plugins;
 };
 
 /* Built-in defaults: socket /run/vmbusd/vmbus-user.sock (mode 0660),

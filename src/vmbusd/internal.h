@@ -110,6 +110,9 @@ void host_channel_kick(struct xp_channel *xc);
 char *host_partition_status_text(struct vsp_partition *p);
 int host_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,
                            const char *args, char *reply, size_t len);
+/* Timers of p not yet cancelled or (one-shot) run; for tests, not part of
+ * the plugin API. */
+unsigned host_timer_count(struct vsp_partition *p);
 
 /* plugins.c */
 int plugins_load(struct vmbusd *d, char *err, size_t errlen);

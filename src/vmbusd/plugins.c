@@ -111,6 +111,9 @@ int plugins_load(struct vmbusd *d, char *err, size_t errlen)
     for (int i = 0; builtin_plugins[i]; i++)
         if (add_plugin(d, builtin_plugins[i], NULL, "(built-in)", err, errlen) < 0)
             return -1;
+    for (int i = 0; d->cfg.linked_plugins && d->cfg.linked_plugins[i]; i++)
+        if (add_plugin(d, d->cfg.linked_plugins[i], NULL, "(linked in)", err, errlen) < 0)
+            return -1;
     for (int i = 0; i < d->cfg.ndirs; i++)
         if (load_dir(d, d->cfg.plugin_dirs[i], err, errlen) < 0)
             return -1;

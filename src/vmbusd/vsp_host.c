@@ -134,8 +134,9 @@ void host_partition_close(struct vsp_partition *p)
     /* Attach may still be running: let it finish first. */
     workq_serial_drain(p->serial);
 
-    /* Closes and detaches run while timers still exist, so a VSP may cancel
-     * its own timers there; new timers are refused from now on. */
+    /* The closes run while the timers still do, so a VSP may cancel its
+     * own timers there (host_partition_destroy stops the rest before the
+     * detaches); new timers are refused from now on. */
     pthread_mutex_lock(&p->lock);
     p->dying = true;
     pthread_mutex_unlock(&p->lock);
@@ -149,22 +150,33 @@ void host_partition_destroy(struct vsp_partition *p)
 {
     host_partition_close(p);
 
+    /* Stop every timer before any detach: detach frees the state the timers
+     * were given as arg.  event_del waits for a timer_cb running on the
+     * loop; the drains then wait out the runs it queued (they see
+     * `cancelled` and skip fn).  The timers are freed only after detach, so
+     * a VSP may still vsp_timer_cancel() them there. */
+    pthread_mutex_lock(&p->lock);
+    struct vsp_timer *stopped = p->timers;
+    p->timers = NULL;
+    pthread_mutex_unlock(&p->lock);
+    for (struct vsp_timer *t = stopped; t; t = t->next) {
+        atomic_store(&t->cancelled, true);
+        event_del(t->ev);
+    }
+    for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
+        workq_serial_drain(ch->serial);
+    workq_serial_drain(p->serial);
+
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].attach_ran && p->slots[i].pl->detach)
             p->slots[i].pl->detach(p->slots[i].state, p, p->slots[i].part_state);
 
-    /* Timers the VSPs left running: stop them and wait out queued runs. */
-    pthread_mutex_lock(&p->lock);
-    struct vsp_timer *t = p->timers;
-    p->timers = NULL;
-    pthread_mutex_unlock(&p->lock);
-    while (t) {
-        struct vsp_timer *n = t->next;
-        atomic_store(&t->cancelled, true);
-        event_del(t->ev);
-        timer_unref(t);
-        t = n;
+    while (stopped) {
+        struct vsp_timer *n = stopped->next;
+        timer_unref(stopped);
+        stopped = n;
     }
+    /* Work a detach queued. */
     for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
         workq_serial_drain(ch->serial);
     workq_serial_drain(p->serial);
@@ -496,11 +508,34 @@ int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg)
     return ch ? workq_serial_submit(ch->serial, fn, arg) : -EINVAL;
 }
 
+/* Take t off its partition's list; true if it was there (the caller then
+ * owns the list's reference). */
+static bool timer_unlink(struct vsp_timer *t)
+{
+    struct vsp_partition *p = t->p;
+    bool found = false;
+    pthread_mutex_lock(&p->lock);
+    for (struct vsp_timer **pp = &p->timers; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
 static void timer_work(void *arg)
 {
     struct vsp_timer *t = arg;
     if (!atomic_load(&t->cancelled))
         t->fn(t->arg);
+    /* A one-shot timer is done once it ran: free it now rather than with
+     * the partition (a guest opening and closing a channel in a loop would
+     * otherwise grow the list without bound). */
+    if (t->period_ms == 0 && timer_unlink(t))
+        timer_unref(t);
     timer_unref(t);
 }
 
@@ -553,24 +588,24 @@ void vsp_timer_cancel(struct vsp_timer *t)
     if (!t)
         return;
     struct vsp_partition *p = t->p;
-    pthread_mutex_lock(&p->lock);
-    bool found = false;
-    for (struct vsp_timer **pp = &p->timers; *pp; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            found = true;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (!found)
-        return; /* already cancelled with the partition */
+    if (!timer_unlink(t))
+        return; /* already stopped with the partition */
     atomic_store(&t->cancelled, true);
     event_del(t->ev);
     struct workq_serial *s = t->ch ? t->ch->serial : p->serial;
     if (!workq_serial_current(s))
         workq_serial_drain(s); /* a callback in flight finishes first */
     timer_unref(t);
+}
+
+unsigned host_timer_count(struct vsp_partition *p)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (struct vsp_timer *t = p->timers; t; t = t->next)
+        n++;
+    pthread_mutex_unlock(&p->lock);
+    return n;
 }
 
 int vsp_guid_parse(const char *s, struct hv_guid *g)

@@ -148,6 +148,8 @@ static void add_param(struct cfg_vsp_params *p, const char *k, const char *v)
     p->values[p->nparams] = NULL;
 }
 
+const struct vsp_plugin *const *simd_linked_plugins;
+
 struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_channels)
 {
     return simd_start_params(vms, nvms, echo_channels, NULL, 0);
@@ -186,6 +188,7 @@ struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int
     config_defaults(&sd->cfg);
     snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
     snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
+    sd->cfg.linked_plugins = simd_linked_plugins;
     const char *w = getenv("SIM_WORKERS"); /* vmbusd's worker pool size */
     if (w && atoi(w) > 0)
         sd->cfg.workers = atoi(w);

@@ -52,6 +52,10 @@ struct sim_vsp_param {
 struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int echo_channels,
                                      const struct sim_vsp_param *params, int nparams);
 void simd_stop(struct sim_daemon *d);
+/* Test VSPs (NULL-terminated) the next simd_start*() offers besides the
+ * built-in ones, named in sim_vm_cfg.vsps like them. */
+struct vsp_plugin;
+extern const struct vsp_plugin *const *simd_linked_plugins;
 const char *simd_socket_path(const struct sim_daemon *d);
 /* vmbusd's control socket (the "list" / "control VM VSP CMD" protocol). */
 const char *simd_control_path(const struct sim_daemon *d);

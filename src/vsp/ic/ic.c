@@ -613,11 +613,10 @@ int ic_timer_start(struct ic_chan *ic, unsigned idx, unsigned first_ms, unsigned
     return 0;
 }
 
-/* Timers are not cancelled here: vmbusd's partition teardown (as of this
- * writing) frees every timer before it runs the VSP closes, so a cancel from
- * close would touch freed memory.  The timers stay until the partition goes
- * (vmbusd cancels them then, and drains the channel before detach) and idle
- * while the channel is not ready; a reopen reuses them. */
+/* Timers are not cancelled here: they stay until the partition goes, idle
+ * while the channel is not ready, and a reopen reuses them.  vmbusd stops
+ * them (and waits for a callback in flight) before any detach, so the
+ * detach may drop the last reference to the state they point at. */
 static void ic_op_close(struct vsp_channel *ch)
 {
     struct ic_chan *ic = vsp_channel_opaque(ch);

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VSP host layer (src/vmbusd/vsp_host.c) seen from a VSP: a probe VSP
+ * linked into this test (simd_linked_plugins) offers two channels and
+ * records what vmbusd does to it.
+ *
+ *   test_no_timer_after_detach   when the VM goes, no timer callback runs
+ *                                once detach() was called (detach frees what
+ *                                the callbacks use; issue 7 item 3)
+ *   test_oneshot_timers_freed    a one-shot timer per open, 500 open/close
+ *                                cycles: only the two periodic timers remain
+ */
+#include "sim_test.h"
+
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmbusd/internal.h"
+#include "vmbusd/vsp.h"
+
+#define VM_PROBE "vm-probe"
+#define PROBE_CHANNELS 2
+#define PROBE_ALIVE 0x600dcafe
+#define PROBE_DEAD 0xdeadbeef
+
+/* The probe's per-partition state (one partition per test). */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct vsp_partition *p;
+    struct vsp_channel *ch[PROBE_CHANNELS];
+    unsigned magic;          /* PROBE_ALIVE from attach, PROBE_DEAD from detach on */
+    int ticks;               /* periodic callbacks while alive */
+    int ticks_after_detach;  /* callbacks that found the state detached */
+    int oneshots_started, oneshots_fired;
+    bool detached;
+} pr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static const struct hv_guid probe_class = {
+    {0x3a, 0x6c, 0x1e, 0x52, 0x77, 0x0b, 0x4f, 0x4d, 0x9a, 0x21, 0x5e, 0x0f, 0x6b, 0x13, 0x88, 0x40}};
+
+static void probe_tick(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pr.lock);
+    if (pr.magic == PROBE_ALIVE)
+        pr.ticks++;
+    else
+        pr.ticks_after_detach++; /* a use after free if detach had freed it */
+    pthread_cond_broadcast(&pr.cond);
+    pthread_mutex_unlock(&pr.lock);
+}
+
+static void probe_oneshot(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pr.lock);
+    pr.oneshots_fired++;
+    pthread_mutex_unlock(&pr.lock);
+}
+
+static int probe_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
+{
+    (void)ud;
+    (void)len;
+    pthread_mutex_lock(&pr.lock);
+    pr.oneshots_started++;
+    pthread_mutex_unlock(&pr.lock);
+    /* a one-shot timer per open (e.g. a start-up retry) */
+    return vsp_timer_start(vsp_channel_partition(ch), ch, 1, 0, probe_oneshot, NULL) ? 0 : -ENOMEM;
+}
+
+static void probe_receive(struct vsp_channel *ch)
+{
+    struct vsp_packet pkt;
+    while (vsp_recv(ch, &pkt) > 0)
+        ;
+}
+
+static const struct vsp_channel_ops probe_ops = {.open = probe_open, .receive = probe_receive};
+
+static int probe_attach(void *state, struct vsp_partition *p, void **part_state)
+{
+    (void)state;
+    (void)part_state;
+    pthread_mutex_lock(&pr.lock);
+    pr.p = p;
+    pr.magic = PROBE_ALIVE;
+    for (int i = 0; i < PROBE_CHANNELS; i++) {
+        struct vsp_offer o = {.class_id = probe_class, .ops = &probe_ops};
+        o.instance_id.b[0] = (uint8_t)(i + 1);
+        pr.ch[i] = vsp_channel_offer(p, &o);
+    }
+    pthread_mutex_unlock(&pr.lock);
+    /* one periodic timer of the partition, one of a channel, 1 ms apart */
+    if (!vsp_timer_start(p, NULL, 1, 1, probe_tick, NULL) ||
+        !vsp_timer_start(p, pr.ch[0], 1, 1, probe_tick, NULL))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Poisons the state the timers use, then - if a timer of this partition is
+ * still live - waits until one has run: with teardown in the wrong order
+ * this makes the use after free certain instead of a matter of luck. */
+static void probe_detach(void *state, struct vsp_partition *p, void *part_state)
+{
+    (void)state;
+    (void)part_state;
+    pthread_mutex_lock(&pr.lock);
+    pr.magic = PROBE_DEAD;
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 10; /* only bounds a hang; the assertion is on the count */
+    while (host_timer_count(p) > 0 && pr.ticks_after_detach == 0)
+        if (pthread_cond_timedwait(&pr.cond, &pr.lock, &end) != 0)
+            break;
+    pr.detached = true;
+    pthread_mutex_unlock(&pr.lock);
+}
+
+static const struct vsp_plugin probe_plugin = {
+    .api_version = VSP_API_VERSION,
+    .name = "probe",
+    .attach = probe_attach,
+    .detach = probe_detach,
+};
+static const struct vsp_plugin *const linked[] = {&probe_plugin, NULL};
+
+static int setup(void **state)
+{
+    static const struct sim_vm_cfg vms[] = {{VM_PROBE, "probe"}};
+    pthread_mutex_lock(&pr.lock);
+    memset(pr.ch, 0, sizeof(pr.ch));
+    pr.p = NULL;
+    pr.magic = 0;
+    pr.ticks = pr.ticks_after_detach = pr.oneshots_started = pr.oneshots_fired = 0;
+    pr.detached = false;
+    pthread_mutex_unlock(&pr.lock);
+    simd_linked_plugins = linked;
+    sim_log_clear();
+    struct fx *f = calloc(1, sizeof(*f));
+    f->d = simd_start(vms, 1, 0);
+    if (!f->d) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static struct sim_vm *probe_up(struct fx *f)
+{
+    struct sim_vm *vm = sim_vm_create(f->d, VM_PROBE);
+    SIM_ASSERT(vm != NULL, "create");
+    vm->expect_offers = PROBE_CHANNELS;
+    int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(n == PROBE_CHANNELS, "bringup: %d offers", n);
+    return vm;
+}
+
+/* Wait (sim deadline) until cond holds; the lock is held while it is read. */
+#define WAIT_FOR(cond)                                                                   \
+    ({                                                                                   \
+        uint64_t end_ = sim_now_ms() + (uint64_t)sim_timeout_ms;                         \
+        bool ok_;                                                                        \
+        for (;;) {                                                                       \
+            pthread_mutex_lock(&pr.lock);                                                \
+            ok_ = (cond);                                                                \
+            pthread_mutex_unlock(&pr.lock);                                              \
+            if (ok_ || sim_now_ms() > end_)                                              \
+                break;                                                                   \
+            usleep(1000);                                                                \
+        }                                                                                \
+        ok_;                                                                             \
+    })
+
+static void test_no_timer_after_detach(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = probe_up(f);
+    SIM_ASSERT(WAIT_FOR(pr.ticks >= 4), "the probe's timers never ran (%d ticks)", pr.ticks);
+    sim_vm_free(vm); /* the VMM goes away: partition teardown */
+    SIM_ASSERT(WAIT_FOR(pr.detached), "detach never ran");
+    simd_stop(f->d);
+    f->d = NULL;
+    SIM_ASSERT(pr.ticks_after_detach == 0,
+               "%d timer callback(s) ran after detach (on state detach had freed)",
+               pr.ticks_after_detach);
+}
+
+static void test_oneshot_timers_freed(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = probe_up(f);
+    struct sim_offer *of = sim_offer_by_class(vm, &probe_class, 0);
+    SIM_ASSERT(of != NULL, "probe offer");
+    enum { CYCLES = 500 };
+    for (int i = 0; i < CYCLES; i++) {
+        int st;
+        struct sim_chan *ch = sim_chan_open(vm, of->relid, 2, 2, &st);
+        SIM_ASSERT(ch != NULL, "open %d: status %d", i, st);
+        SIM_ASSERT(sim_chan_close(ch) == 0, "close %d", i);
+    }
+    SIM_ASSERT(WAIT_FOR(pr.oneshots_fired == CYCLES), "%d of %d one-shot timers fired",
+               pr.oneshots_fired, CYCLES);
+    /* vmbusd frees a one-shot timer right after its callback returned */
+    SIM_ASSERT(WAIT_FOR(host_timer_count(pr.p) == 2),
+               "%u timers live after %d open/close cycles (2 periodic ones expected)",
+               host_timer_count(pr.p), CYCLES);
+    sim_vm_free(vm);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    if (f && f->d)
+        simd_stop(f->d);
+    free(f);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_no_timer_after_detach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oneshot_timers_freed, setup, teardown),
+    };
+    SIM_RUN("sim_vsp_host", tests);
+}
