@@ -166,8 +166,9 @@ int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint6
 /* ---- guest memory ---------------------------------------------------- */
 /* Map a GPADL the guest created on this channel: returns the pages back to
  * back in host memory and their byte length, or NULL if no such GPADL.
- * The mapping stays valid until vsp_gpadl_unmap(); while mapped, the guest's
- * GPADL_TEARDOWN of it is answered only after the unmap. */
+ * Every successful map needs its own vsp_gpadl_unmap() on the same channel;
+ * the mapping stays valid until the last one, and the guest's GPADL_TEARDOWN
+ * of it is answered only after that. */
 void *vsp_gpadl_map(struct vsp_channel *ch, uint32_t gpadl_id, size_t *len);
 void vsp_gpadl_unmap(struct vsp_channel *ch, uint32_t gpadl_id);
 /* Host pointer to [gpa, gpa+len) of guest RAM if it lies inside one memory

@@ -264,8 +264,11 @@ void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len)
         }
         g->vsp_map = base;
         g->vsp_map_len = sz;
-        g->users++;
     }
+    /* Every map is a user: the mapping (and the guest's teardown) waits
+     * for the matching number of unmaps. */
+    g->vsp_maps++;
+    g->users++;
     ret = (uint8_t *)g->vsp_map + g->byte_offset;
     *len = g->byte_count;
 out:
@@ -278,9 +281,13 @@ void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id)
     struct xpartition *xp = ch->xp;
     pthread_mutex_lock(&xp->lock);
     struct xp_gpadl *g = xp_gpadl_find(xp, id);
-    if (g && g->vsp_map) {
-        munmap(g->vsp_map, g->vsp_map_len);
-        g->vsp_map = NULL;
+    /* Only the channel the GPADL was created for (the one that could map
+     * it) may unmap it. */
+    if (g && g->relid == ch->relid && g->vsp_maps > 0) {
+        if (--g->vsp_maps == 0) {
+            munmap(g->vsp_map, g->vsp_map_len);
+            g->vsp_map = NULL;
+        }
         xp_gpadl_put(xp, g);
     }
     pthread_mutex_unlock(&xp->lock);

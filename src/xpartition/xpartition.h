@@ -89,6 +89,7 @@ struct xp_gpadl {
     bool teardown_requested; /* answer TORNDOWN once users drops to 0 */
     int users;               /* ring mapping or VSP mappings */
     void *vsp_map;           /* a VSP mapping of the whole GPADL */
+    int vsp_maps;            /* xp_gpadl_map calls not yet unmapped */
     size_t vsp_map_len;
 };
 

@@ -9,10 +9,14 @@
  *                                the callbacks use; issue 7 item 3)
  *   test_oneshot_timers_freed    a one-shot timer per open, 500 open/close
  *                                cycles: only the two periodic timers remain
+ *   test_gpadl_map_users         a GPADL mapped twice stays mapped until the
+ *                                second unmap; another channel cannot unmap
+ *                                it; the guest's teardown waits for the last
  */
 #include "sim_test.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,6 +215,65 @@ static void test_oneshot_timers_freed(void **state)
     sim_vm_free(vm);
 }
 
+/* True if [p, p+len) is mapped in this process. */
+static bool mapped(const void *p, size_t len)
+{
+    unsigned char vec[64];
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(HV_PAGE_SIZE - 1);
+    return len / HV_PAGE_SIZE + 2 <= sizeof(vec) &&
+           mincore((void *)a, (uintptr_t)p + len - a, vec) == 0;
+}
+
+static bool match_torndown(const struct sim_qmsg *m, const void *arg)
+{
+    const struct vmbus_channel_gpadl_torndown *t = (const void *)m->payload;
+    return t->gpadl == *(const uint32_t *)arg;
+}
+
+static void test_gpadl_map_users(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = probe_up(f);
+    struct sim_offer *of = sim_offer_by_class(vm, &probe_class, 0);
+    SIM_ASSERT(of != NULL, "probe offer");
+    struct vsp_channel *mine = NULL, *other = NULL;
+    for (int i = 0; i < PROBE_CHANNELS; i++) {
+        if (vsp_channel_relid(pr.ch[i]) == of->relid)
+            mine = pr.ch[i];
+        else
+            other = pr.ch[i];
+    }
+    SIM_ASSERT(mine && other, "probe channels");
+    uint32_t handle;
+    uint64_t off;
+    SIM_ASSERT(sim_gpadl_create_pages(vm, of->relid, 3, &handle, &off) == 0, "GPADL");
+    sim_fill_pattern(vm->mem + off, 3 * HV_PAGE_SIZE, 77);
+
+    size_t len1 = 0, len2 = 0;
+    uint8_t *m1 = vsp_gpadl_map(mine, handle, &len1);
+    uint8_t *m2 = vsp_gpadl_map(mine, handle, &len2);
+    SIM_ASSERT(m1 && m2 && len1 == 3 * HV_PAGE_SIZE && len2 == len1, "two maps");
+    vsp_gpadl_unmap(mine, handle);
+    SIM_ASSERT(mapped(m2, len2), "the first unmap took the second user's mapping away");
+    SIM_ASSERT(memcmp(m2, vm->mem + off, len2) == 0, "mapping shows the guest's pages");
+
+    vsp_gpadl_unmap(other, handle); /* not its GPADL: nothing happens */
+    SIM_ASSERT(mapped(m2, len2), "another channel unmapped this channel's GPADL");
+
+    struct vmbus_channel_gpadl_teardown t = {
+        .header.msgtype = CHANNELMSG_GPADL_TEARDOWN, .child_relid = of->relid, .gpadl = handle};
+    SIM_ASSERT(sim_post_msg(vm, &t, sizeof(t)) == 0, "GPADL_TEARDOWN");
+    sim_poll(vm, 0);
+    SIM_ASSERT(!sim_take_msg(vm, CHANNELMSG_GPADL_TORNDOWN, match_torndown, &handle, NULL),
+               "GPADL_TORNDOWN while the VSP still maps the GPADL");
+    SIM_ASSERT(mapped(m2, len2), "the guest's teardown unmapped a GPADL still in use");
+    vsp_gpadl_unmap(mine, handle);
+    SIM_ASSERT(sim_wait_msg(vm, CHANNELMSG_GPADL_TORNDOWN, match_torndown, &handle, NULL,
+                            sim_timeout_ms),
+               "no GPADL_TORNDOWN after the last unmap");
+    sim_vm_free(vm);
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
@@ -225,6 +288,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_timer_after_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oneshot_timers_freed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gpadl_map_users, setup, teardown),
     };
     SIM_RUN("sim_vsp_host", tests);
 }
