@@ -247,12 +247,29 @@ void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_chann
     }
 
     /* pages [0, d) carry guest -> host, [d, n) host -> guest */
+    const char *fail = NULL;
     if (map_ring(xp, g, 0, d, &ch->in_map) < 0 ||
         map_ring(xp, g, d, g->npages - d, &ch->out_map) < 0) {
-        log_err("partition %s: relid %u: cannot map the ring buffers", xp->name, ch->relid);
+        fail = "cannot map the ring buffers";
+    } else {
+        /* The private copy of one inbound packet.  No packet is longer than
+         * len8 (16 bits) * 8 bytes whatever the ring size, so a guest with a
+         * 32 MiB ring does not make us allocate 32 MiB per channel. */
+        ch->pktbuf_len = ch->in_map.data_size < RING_MAX_PKT_LEN ? ch->in_map.data_size
+                                                                   : RING_MAX_PKT_LEN;
+        ch->pktbuf = malloc(ch->pktbuf_len);
+        if (!ch->pktbuf)
+            fail = "out of memory for the packet buffer";
+    }
+    if (fail) {
+        log_err("partition %s: relid %u: %s; the open fails", xp->name, ch->relid, fail);
         if (ch->in_map.base)
             ring_unmap(&ch->in_map);
+        if (ch->out_map.base)
+            ring_unmap(&ch->out_map);
         memset(&ch->in_map, 0, sizeof(ch->in_map));
+        memset(&ch->out_map, 0, sizeof(ch->out_map));
+        ch->pktbuf_len = 0;
         send_open_result(xp, m->child_relid, m->openid, STATUS_UNSUCCESSFUL);
         return;
     }
@@ -260,8 +277,6 @@ void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_chann
                      ch->in_map.data_size);
     ring_writer_init(&ch->out, ch->out_map.base, (uint8_t *)ch->out_map.base + HV_PAGE_SIZE,
                      ch->out_map.data_size);
-    ch->pktbuf_len = ch->in_map.data_size;
-    ch->pktbuf = malloc(ch->pktbuf_len);
     g->users++;
     ch->ring_gpadl = g;
     ch->openid = m->openid;
