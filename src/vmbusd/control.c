@@ -7,7 +7,9 @@
  *   control VM VSP COMMAND [ARGS...]  hand a command to one VSP of one VM
  *
  * Each client gets a thread of its own: a VSP command may block (it can wait
- * for the guest), and must not stall the event loop.
+ * for the guest), and must not stall the event loop.  At most
+ * CTL_MAX_CLIENTS are served at once; a request line may be at most
+ * CTL_MAX_REQUEST bytes long (docs/vmbusctl.md).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -23,7 +25,6 @@
 #include "vmbusd/internal.h"
 #include "xpartition/versions.h"
 
-#define CTL_MAX_REQUEST 16384 /* a KVP value is at most 2048 UTF-16 units */
 
 struct strbuf {
     char *s;
@@ -226,65 +227,147 @@ static void do_control(struct vmbusd *d, struct strbuf *b, char *args)
     sb_add(b, "}");
 }
 
+/* The clients being served: counted for the cap, and known so that
+ * control_close can end them before the daemon goes. */
+struct control {
+    pthread_mutex_t lock;
+    pthread_cond_t gone; /* a client left */
+    int fds[CTL_MAX_CLIENTS];
+    int nclients;
+    bool full_logged; /* the cap was hit; logged once until a client leaves */
+};
+
+struct client {
+    struct vmbusd *d;
+    int fd;
+};
+
+static void send_all(int fd, const char *s, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* the client went away */
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+static void answer(struct vmbusd *d, int fd, char *line)
+{
+    struct strbuf b = {0};
+    line[strcspn(line, "\r")] = 0;
+    if (strcmp(line, "list") == 0)
+        do_list(d, &b);
+    else if (strncmp(line, "control ", 8) == 0)
+        do_control(d, &b, line + 8);
+    else
+        sb_add(&b, "{\"ok\":false,\"error\":\"unknown request (list, control)\"}");
+    if (b.s) {
+        sb_add(&b, "\n");
+        send_all(fd, b.s, b.len);
+    }
+    free(b.s);
+}
+
 static void *client_thread(void *arg)
 {
-    struct vmbusd *d = ((void **)arg)[0];
-    int fd = (int)(intptr_t)((void **)arg)[1];
-    free(arg);
-    FILE *f = fdopen(fd, "r+");
-    if (!f) {
-        close(fd);
-        return NULL;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        line[strcspn(line, "\r\n")] = 0;
-        struct strbuf b = {0};
-        if (n > CTL_MAX_REQUEST)
-            sb_add(&b, "{\"ok\":false,\"error\":\"request longer than %d bytes\"}", CTL_MAX_REQUEST);
-        else if (strcmp(line, "list") == 0)
-            do_list(d, &b);
-        else if (strncmp(line, "control ", 8) == 0)
-            do_control(d, &b, line + 8);
-        else
-            sb_add(&b, "{\"ok\":false,\"error\":\"unknown request (list, control)\"}");
-        if (b.s) {
-            fprintf(f, "%s\n", b.s);
-            fflush(f);
+    struct client *cl = arg;
+    struct vmbusd *d = cl->d;
+    int fd = cl->fd;
+    free(cl);
+    /* The limit applies while reading: a line (newline included) must fit
+     * the buffer, so a client cannot make us hold more than this. */
+    char *buf = malloc(CTL_MAX_REQUEST + 1);
+    size_t len = 0;
+    while (buf) {
+        ssize_t n = recv(fd, buf + len, CTL_MAX_REQUEST - len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        char *start = buf, *nl;
+        while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
+            *nl = 0;
+            answer(d, fd, start);
+            start = nl + 1;
         }
-        free(b.s);
+        len -= (size_t)(start - buf);
+        memmove(buf, start, len);
+        if (len == CTL_MAX_REQUEST) {
+            static const char e[] = "{\"ok\":false,\"error\":\"request longer than "
+                                    "16384 bytes\"}\n";
+            _Static_assert(CTL_MAX_REQUEST == 16384, "the message above");
+            send_all(fd, e, sizeof(e) - 1);
+            log_warn("control client sent a request longer than %d bytes; disconnected",
+                     CTL_MAX_REQUEST);
+            break; /* no way to find the next request: the client is cut off */
+        }
     }
-    free(line);
-    fclose(f);
+    free(buf);
+    struct control *ctl = d->ctl;
+    pthread_mutex_lock(&ctl->lock);
+    for (int i = 0; i < ctl->nclients; i++) {
+        if (ctl->fds[i] == fd) {
+            ctl->fds[i] = ctl->fds[--ctl->nclients];
+            break;
+        }
+    }
+    ctl->full_logged = false;
+    close(fd);
+    pthread_cond_broadcast(&ctl->gone);
+    pthread_mutex_unlock(&ctl->lock);
     return NULL;
 }
 
 static void ctl_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
     struct vmbusd *d = arg;
+    struct control *ctl = d->ctl;
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         return;
-    void **a = malloc(2 * sizeof(void *));
+    pthread_mutex_lock(&ctl->lock);
+    if (ctl->nclients == CTL_MAX_CLIENTS) {
+        bool log = !ctl->full_logged;
+        ctl->full_logged = true;
+        pthread_mutex_unlock(&ctl->lock);
+        if (log)
+            log_warn("control socket: %d clients connected, refusing more", CTL_MAX_CLIENTS);
+        static const char e[] = "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+        (void)!send(fd, e, sizeof(e) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        return;
+    }
+    struct client *cl = malloc(sizeof(*cl));
     pthread_t t;
-    if (!a) {
-        close(fd);
-        return;
+    if (cl) {
+        *cl = (struct client){.d = d, .fd = fd};
+        ctl->fds[ctl->nclients++] = fd;
+        if (pthread_create(&t, NULL, client_thread, cl) == 0) {
+            pthread_detach(t);
+            pthread_mutex_unlock(&ctl->lock);
+            return;
+        }
+        ctl->nclients--;
+        free(cl);
     }
-    a[0] = d;
-    a[1] = (void *)(intptr_t)fd;
-    if (pthread_create(&t, NULL, client_thread, a) != 0) {
-        free(a);
-        close(fd);
-        return;
-    }
-    pthread_detach(t);
+    pthread_mutex_unlock(&ctl->lock);
+    close(fd);
 }
 
 int control_listen(struct vmbusd *d, char *err, size_t errlen)
 {
+    d->ctl = calloc(1, sizeof(*d->ctl));
+    if (!d->ctl) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&d->ctl->lock, NULL);
+    pthread_cond_init(&d->ctl->gone, NULL);
     d->ctl_fd = daemon_bind_unix(d->cfg.control_path, SOCK_STREAM, &d->cfg.control_access, err,
                                  errlen);
     if (d->ctl_fd < 0)
@@ -304,4 +387,18 @@ void control_close(struct vmbusd *d)
         unlink(d->cfg.control_path);
         d->ctl_fd = -1;
     }
+    struct control *ctl = d->ctl;
+    if (!ctl)
+        return;
+    /* The client threads use d: end their connections and wait for them. */
+    pthread_mutex_lock(&ctl->lock);
+    for (int i = 0; i < ctl->nclients; i++)
+        shutdown(ctl->fds[i], SHUT_RDWR);
+    while (ctl->nclients > 0)
+        pthread_cond_wait(&ctl->gone, &ctl->lock);
+    pthread_mutex_unlock(&ctl->lock);
+    pthread_cond_destroy(&ctl->gone);
+    pthread_mutex_destroy(&ctl->lock);
+    free(ctl);
+    d->ctl = NULL;
 }

@@ -29,6 +29,7 @@ struct vmbusd {
     struct event *listen_ev;
     int ctl_fd;
     struct event *ctl_ev;
+    struct control *ctl; /* control.c: the clients being served */
     struct event *sig_int, *sig_term;
     struct workq *wq;
     struct loaded_plugin plugins[CFG_MAX_VSPS];
@@ -120,6 +121,12 @@ void plugins_unload(struct vmbusd *d);
 struct loaded_plugin *plugins_find(struct vmbusd *d, const char *name);
 
 /* control.c */
+/* A request line, newline included (a KVP value is at most 2048 UTF-16
+ * units, 6 KiB as UTF-8); a longer one gets an error and the connection
+ * is closed. */
+#define CTL_MAX_REQUEST 16384
+/* Control connections served at once (a thread each); more are refused. */
+#define CTL_MAX_CLIENTS 16
 int control_listen(struct vmbusd *d, char *err, size_t errlen);
 void control_close(struct vmbusd *d);
 
