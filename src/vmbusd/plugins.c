@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * VSP plugins: the built-in ones, then every *.so in the configured plugin
- * directories.  A plugin built for another API version is refused.
+ * VSP plugins: the built-in ones (and those linked into an embedding
+ * program), then, for every VSP a [vm] section names that none of them
+ * provides, NAME.so from the first plugin directory that has it.  A plugin
+ * file or directory that others could write, or that belongs to another
+ * user, is refused; so is a plugin built for another API version.
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "vmbusd/internal.h"
@@ -71,39 +75,77 @@ static int add_plugin(struct vmbusd *d, const struct vsp_plugin *pl, void *dl, c
     return 0;
 }
 
-static int load_dir(struct vmbusd *d, const char *dir, char *err, size_t errlen)
+/* vmbusd runs the plugin's code with its own privileges (root, unless the
+ * unit says otherwise): whoever can replace the file or the directory entry
+ * owns the daemon.  Accept only what root or vmbusd's own user owns and
+ * nobody else may write.  0, or -1 with the reason in err. */
+static int check_owner_mode(const char *what, const char *path, bool want_dir, char *err,
+                            size_t errlen)
 {
-    DIR *dh = opendir(dir);
-    if (!dh) {
-        log_warn("plugin directory %s: %s", dir, strerror(errno));
-        return 0;
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return -1;
     }
-    struct dirent *de;
-    int ret = 0;
-    while (ret == 0 && (de = readdir(dh))) {
-        size_t n = strlen(de->d_name);
-        if (n < 4 || strcmp(de->d_name + n - 3, ".so") != 0)
-            continue;
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s %s is not a %s", what, path,
+                 want_dir ? "directory" : "regular file");
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "%s %s is owned by uid %u, not by root or vmbusd's user (uid %u); refused",
+                 what, path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(err, errlen, "%s %s is writable by group or others (mode %04o); refused",
+                 what, path, (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+/* Load the VSP `name` from the first plugin directory holding NAME.so:
+ * 0 (loaded, or refused with a log line), 1 if no directory has it, -1 on a
+ * refusal that stops vmbusd (reason in err). */
+static int load_named(struct vmbusd *d, const char *name, char *err, size_t errlen)
+{
+    for (int i = 0; i < d->cfg.ndirs; i++) {
+        const char *dir = d->cfg.plugin_dirs[i];
         char path[512];
-        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        snprintf(path, sizeof(path), "%s/%s.so", dir, name);
+        if (access(path, F_OK) < 0)
+            continue;
+        if (check_owner_mode("plugin directory", dir, true, err, errlen) < 0 ||
+            check_owner_mode("plugin", path, false, err, errlen) < 0)
+            return -1;
         void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
         if (!dl) {
             log_err("plugin %s: %s", path, dlerror());
-            continue;
+            return 0;
         }
         const struct vsp_plugin *pl = dlsym(dl, VSP_PLUGIN_SYMBOL);
         if (!pl) {
             log_err("plugin %s does not export %s; not loaded", path, VSP_PLUGIN_SYMBOL);
             dlclose(dl);
-            continue;
+            return 0;
+        }
+        /* Checked before the name: a plugin of another API version may
+         * have another struct layout. */
+        if (pl->api_version == VSP_API_VERSION && (!pl->name || strcmp(pl->name, name) != 0)) {
+            log_err("plugin %s calls its VSP '%s', not '%s'; not loaded", path,
+                    pl->name ? pl->name : "", name);
+            dlclose(dl);
+            return 0;
         }
         int before = d->nplugins;
-        ret = add_plugin(d, pl, dl, path, err, errlen);
+        int ret = add_plugin(d, pl, dl, path, err, errlen);
         if (d->nplugins == before)
             dlclose(dl);
+        return ret;
     }
-    closedir(dh);
-    return ret;
+    return 1;
 }
 
 int plugins_load(struct vmbusd *d, char *err, size_t errlen)
@@ -114,9 +156,14 @@ int plugins_load(struct vmbusd *d, char *err, size_t errlen)
     for (int i = 0; d->cfg.linked_plugins && d->cfg.linked_plugins[i]; i++)
         if (add_plugin(d, d->cfg.linked_plugins[i], NULL, "(linked in)", err, errlen) < 0)
             return -1;
-    for (int i = 0; i < d->cfg.ndirs; i++)
-        if (load_dir(d, d->cfg.plugin_dirs[i], err, errlen) < 0)
-            return -1;
+    /* From the plugin directories only what a [vm] section names: a .so
+     * nobody uses is not even opened (dlopen runs its constructors). */
+    for (int i = 0; i < d->cfg.nvms; i++)
+        for (int j = 0; j < d->cfg.vms[i].nvsps; j++) {
+            const char *name = d->cfg.vms[i].vsps[j];
+            if (!plugins_find(d, name) && load_named(d, name, err, errlen) < 0)
+                return -1;
+        }
     for (int i = 0; i < d->cfg.nvms; i++)
         for (int j = 0; j < d->cfg.vms[i].nvsps; j++)
             if (!plugins_find(d, d->cfg.vms[i].vsps[j])) {

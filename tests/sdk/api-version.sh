@@ -17,8 +17,8 @@ fail() {
 
 check() { # plugin built-for-version
     rm -rf "$tmp/plugins"
-    mkdir "$tmp/plugins"
-    cp "$1" "$tmp/plugins/bad-api.so"
+    mkdir -m 0755 "$tmp/plugins"
+    install -m 0755 "$1" "$tmp/plugins/bad-api.so"
     so="$tmp/plugins/bad-api.so"
     refusal="plugin $so: built for VSP API version $2, vmbusd provides $api; not loaded"
 
@@ -34,14 +34,16 @@ check() { # plugin built-for-version
     grep -q "\[vm sdk\] names VSP 'bad-api', which no plugin provides" "$tmp/log" ||
         fail "no error naming the VM and the VSP"
 
-    echo "== API version $2, nobody wants it: vmbusd runs, but still logs the refusal"
+    echo "== API version $2, nobody wants it: vmbusd does not even open it"
     set +e
     "$vmbusd" --plugin-dir "$tmp/plugins" --check-config >"$tmp/out" 2>"$tmp/log"
     rc=$?
     set -e
     cat "$tmp/out" "$tmp/log"
     [ $rc = 0 ] || fail "--check-config exited with $rc, expected 0"
-    grep -qF "$refusal" "$tmp/log" || fail "no refusal '$refusal' in the log"
+    if grep -q "bad-api" "$tmp/log"; then
+        fail "vmbusd looked at a plugin no [vm] section names"
+    fi
 }
 
 check "$newer" $((api + 1))

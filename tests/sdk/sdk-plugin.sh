@@ -85,8 +85,10 @@ rm -rf "$tmp/src-make/echo-upper.so" "$tmp/src-make/build"
 "$make" -C "$tmp/src-make" CC="$CC" || fail "make"
 "$make" -C "$tmp/src-make" install DESTDIR="$tmp/inst" || fail "make install"
 [ -f "$tmp/inst$plugindir/echo-upper.so" ] || fail "make install did not use plugindir"
-mkdir "$tmp/plugins-make"
-cp "$tmp/src-make/echo-upper.so" "$tmp/plugins-make/"
+# vmbusd refuses plugin files and directories others may write: set
+# the modes rather than trust the caller's umask.
+mkdir -m 0755 "$tmp/plugins-make"
+install -m 0755 "$tmp/src-make/echo-upper.so" "$tmp/plugins-make/"
 
 step "build examples/echo-upper with its meson.build"
 cp -R "$src/examples/echo-upper" "$tmp/src-meson"
@@ -98,8 +100,8 @@ so="$tmp/build-meson/echo-upper.so"
 command -v nm >/dev/null 2>&1 || fail "nm not found (binutils): cannot check the exports"
 nm -D --defined-only "$so" | grep -qw vmbusd_vsp_plugin || fail "vmbusd_vsp_plugin not exported"
 nm -D --defined-only "$so" | grep -q ' T eu_' && fail "internal functions exported"
-mkdir "$tmp/plugins"
-cp "$so" "$tmp/plugins/"
+mkdir -m 0755 "$tmp/plugins"
+install -m 0755 "$so" "$tmp/plugins/"
 
 cat >"$tmp/vmbusd.conf" <<CONF
 [daemon]
