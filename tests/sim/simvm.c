@@ -61,6 +61,13 @@ uint64_t sim_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t sim_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 void sim_fill_pattern(void *buf, uint32_t len, uint64_t seed)
 {
     uint8_t *p = buf;
@@ -465,7 +472,7 @@ struct sim_vm *sim_vm_new(struct sim_daemon *d, const struct sim_vm_opts *o)
     if (vm->sock < 0)
         goto fail;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    vm->sock_path = simd_socket_path(d);
+    vm->sock_path = o->sock_path ? o->sock_path : simd_socket_path(d);
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", vm->sock_path);
     if (connect(vm->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         fprintf(stderr, "sim_vm_new(%s): connect %s: %s\n", vm->name, sa.sun_path,
@@ -1205,7 +1212,9 @@ struct sim_chan *sim_chan_open(struct sim_vm *vm, uint32_t relid, uint32_t send_
     }
     for (uint32_t i = 0; i < total; i++)
         pfns[i] = sim_page_pfn(vm, ch->ring_off + (uint64_t)i * HV_PAGE_SIZE);
+    uint64_t t0 = sim_now_ns();
     int st = sim_gpadl_create(vm, relid, pfns, total, &ch->gpadl);
+    ch->open_gpadl_ns = sim_now_ns() - t0;
     free(pfns);
     if (st != 0) {
         *status = st;
@@ -1220,6 +1229,7 @@ struct sim_chan *sim_chan_open(struct sim_vm *vm, uint32_t relid, uint32_t send_
     m.ringbuffer_gpadlhandle = ch->gpadl;
     m.target_vp = ch->target_vp;
     m.downstream_ringbuffer_pageoffset = send_pages;
+    t0 = sim_now_ns();
     st = sim_post_msg(vm, &m, sizeof(m));
     if (st != 0) {
         *status = st < 0 ? st : -EIO;
@@ -1239,6 +1249,7 @@ struct sim_chan *sim_chan_open(struct sim_vm *vm, uint32_t relid, uint32_t send_
             sim_poll(vm, 50);
         }
     }
+    ch->open_msg_ns = sim_now_ns() - t0;
     if (!got) {
         *status = -ETIMEDOUT;
         goto teardown;

@@ -82,6 +82,8 @@ struct sim_vm_opts {
     uint64_t hole_size;  /* rest mapped at hole_start + hole_size (2 regions) */
     uint32_t vcpus;      /* default 2 */
     bool no_setup;       /* connect only: no HELLO/MEM/SINT/SYNIC (raw tests) */
+    const char *sock_path; /* vmbusd's socket if not d's (d may then be NULL): a
+                              VMM in another process than the daemon */
 };
 
 struct sim_offer {
@@ -120,6 +122,10 @@ struct sim_chan {
     uint64_t events;         /* host->guest signals seen (event flag bit) */
     uint64_t signals_sent;   /* HvSignalEvent calls made */
     uint32_t target_vp;
+    /* How long sim_chan_open waited for the host (for the benchmark): ring
+     * GPADL_HEADER posted -> GPADL_CREATED taken, OPENCHANNEL posted ->
+     * OPENCHANNEL_RESULT taken. */
+    uint64_t open_gpadl_ns, open_msg_ns;
 };
 
 struct sim_qmsg {
@@ -349,6 +355,7 @@ const char *sim_version_str(uint32_t v);       /* "5.3" (static buffer per call 
 /* Parsed ECHO_CLASS_GUID_STR. */
 const struct hv_guid *sim_echo_class(void);
 uint64_t sim_now_ms(void);
+uint64_t sim_now_ns(void);
 void sim_fill_pattern(void *buf, uint32_t len, uint64_t seed);
 
 #endif
