@@ -63,7 +63,8 @@ struct vmm_conn {
     struct vmbusd *d;
     int fd;
     struct event *ev;
-    struct event *retry_ev;
+    struct event *retry_ev;  /* one-shot: armed while host messages wait */
+    bool retry_armed;        /* under send_lock */
     struct event *wev;       /* armed while replies wait for the VMM to read */
     struct out_msg *outq, *outq_tail;
     unsigned outq_len;

@@ -19,7 +19,7 @@
 #include "vmbusd/internal.h"
 #include "vmbusd/vmbus_user.h"
 
-#define RETRY_MS 50 /* re-try stuck message deliveries this often */
+#define RETRY_MS 50 /* re-try stuck message deliveries after this long */
 
 /* A message that could not be sent yet because the VMM is slow to read.
  * Order is kept: once one message waits, later ones queue behind it. */
@@ -234,6 +234,20 @@ static void op_eventfd_del(void *ctx, uint32_t conn_id)
     pthread_mutex_unlock(&c->evfd_lock);
 }
 
+/* Host messages wait for the guest's slot: retry in RETRY_MS.  Any thread,
+ * partition locked; after the teardown began the timer is gone. */
+static void op_msgs_waiting(void *ctx)
+{
+    struct vmm_conn *c = ctx;
+    pthread_mutex_lock(&c->send_lock);
+    if (!c->dead && c->retry_ev && !c->retry_armed) {
+        struct timeval tv = {0, RETRY_MS * 1000};
+        c->retry_armed = true;
+        event_add(c->retry_ev, &tv);
+    }
+    pthread_mutex_unlock(&c->send_lock);
+}
+
 static void op_channel_open(void *ctx, struct xp_channel *ch, const uint8_t *ud, size_t len)
 {
     host_channel_open(ch, ud, len);
@@ -248,6 +262,7 @@ const struct xp_host_ops conn_xp_ops = {
     .channel_open = op_channel_open,
     .channel_close = op_channel_close,
     .channel_kick = op_channel_kick,
+    .msgs_waiting = op_msgs_waiting,
 };
 
 /* ------------------------------------------------------------------ */
@@ -265,7 +280,10 @@ static void eom_cb(evutil_socket_t fd, short what, void *arg)
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmm_conn *c = arg;
-    xp_flush(c->xp);
+    pthread_mutex_lock(&c->send_lock);
+    c->retry_armed = false;
+    pthread_mutex_unlock(&c->send_lock);
+    xp_flush(c->xp); /* re-arms through op_msgs_waiting while messages wait */
 }
 
 static void close_fds(int *fds, int n)
@@ -304,6 +322,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
                      c->name, id, o->xp->id);
     pthread_mutex_unlock(&c->d->conns_lock);
     c->nvcpus = m.vcpu_count;
+    c->retry_ev = event_new(c->d->base, -1, 0, retry_cb, c);
     c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
     if (!c->xp)
         return conn_error(c, "out of memory");
@@ -311,9 +330,6 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
                                .partition_id = id};
     conn_send(c, VU_MSG_HELLO_REPLY, h->seq, &r, sizeof(r), NULL, 0);
-    c->retry_ev = event_new(c->d->base, -1, EV_PERSIST, retry_cb, c);
-    struct timeval tv = {0, RETRY_MS * 1000};
-    event_add(c->retry_ev, &tv);
     log_info("partition %s (id %u): VMM connected, %u vCPUs", c->name, id, c->nvcpus);
     host_partition_attach_all(c->vp);
 }

@@ -307,17 +307,19 @@ static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg
 static void deliver_locked(struct xpartition *xp)
 {
     uint32_t vp = xp->target_vcpu;
-    if (xp->msgq_len == 0 || vp >= xp->nvcpus)
+    if (xp->msgq_len == 0)
         return;
-    struct hv_message *slot = atomic_load(&xp->vcpus[vp].msg_slot);
-    if (!slot)
-        return;
-    if (!slot_try_write(slot, &xp->msgq[xp->msgq_head], xp->msgq_len > 1))
-        return;
-    xp->msgq_head = (xp->msgq_head + 1) % XP_MSGQ_MAX;
-    xp->msgq_len--;
-    xp->stats.msgs_out++;
-    xp->ops->signal_vp(xp->ops_ctx, vp);
+    struct hv_message *slot = vp < xp->nvcpus ? atomic_load(&xp->vcpus[vp].msg_slot) : NULL;
+    if (slot && slot_try_write(slot, &xp->msgq[xp->msgq_head], xp->msgq_len > 1)) {
+        xp->msgq_head = (xp->msgq_head + 1) % XP_MSGQ_MAX;
+        xp->msgq_len--;
+        xp->stats.msgs_out++;
+        xp->ops->signal_vp(xp->ops_ctx, vp);
+    }
+    /* Only now is a retry needed: nothing polls a partition whose queue
+     * is empty, so idle partitions cost no CPU. */
+    if (xp->msgq_len > 0 && xp->ops->msgs_waiting)
+        xp->ops->msgs_waiting(xp->ops_ctx);
 }
 
 void xp_flush_locked(struct xpartition *xp)

@@ -61,6 +61,10 @@ struct xp_host_ops {
     void (*channel_close)(void *ctx, struct xp_channel *ch);
     /* The guest signalled an open channel: schedule the VSP's receive. */
     void (*channel_kick)(void *ctx, struct xp_channel *ch);
+    /* Messages wait for the guest's slot: call xp_flush() a little later
+     * (the EOM the guest owes may never come).  Called with the partition
+     * locked, possibly many times per wait.  May be NULL. */
+    void (*msgs_waiting)(void *ctx);
 };
 
 struct xp_region {
@@ -193,7 +197,8 @@ uint32_t xp_post_message(struct xpartition *xp, uint32_t vp, const struct hv_pos
 /* The guest signalled end-of-message on vp (or anything that may have freed
  * a slot): deliver queued messages. */
 void xp_eom(struct xpartition *xp, uint32_t vp);
-/* Periodic retry of stuck deliveries; returns true while messages wait. */
+/* Retry of stuck deliveries (after ops->msgs_waiting); returns true while
+ * messages wait. */
 bool xp_flush(struct xpartition *xp);
 
 /* ---- event endpoint ---- */

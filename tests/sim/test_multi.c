@@ -2,7 +2,9 @@
 /* Several partitions at once, each driven by its own thread. */
 #include "sim_test.h"
 
+#include <dirent.h>
 #include <pthread.h>
+#include <unistd.h>
 
 struct worker {
     struct sim_daemon *d;
@@ -143,6 +145,68 @@ static void test_mass_disconnect(void **state)
                vmbusd_partition_count(simd_vmbusd(f->d)));
 }
 
+/* Voluntary context switches of every thread of this process but the
+ * caller: vmbusd's event loop and workers (the simulated guests run in the
+ * caller). */
+static long long vmbusd_thread_switches(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    long long sum = 0;
+    pid_t me = gettid();
+    for (struct dirent *e; dir && (e = readdir(dir)) != NULL;) {
+        if (e->d_name[0] == '.' || atoi(e->d_name) == me)
+            continue;
+        char path[300], line[128];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        FILE *fp = fopen(path, "r");
+        while (fp && fgets(line, sizeof(line), fp))
+            if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+                sum += atoll(line + 24);
+        if (fp)
+            fclose(fp);
+    }
+    if (dir)
+        closedir(dir);
+    return sum;
+}
+
+/* Partitions that are connected, have open channels and nothing to say cost
+ * vmbusd no wake-ups: nothing polls them (1000 such partitions must not keep
+ * a CPU busy).  One quiet window out of several is enough, since work still
+ * in flight when the first one starts may wake a thread. */
+static void test_idle_partitions_sleep(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 4 };
+    struct sim_vm *vms[N];
+    struct sim_chan *chs[N][ECHO_CHANNELS];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "idle-%d", i);
+        vms[i] = sim_up(f->d, name, VMBUS_VERSION_WIN10_V5_3);
+        SIM_ASSERT(vms[i] != NULL, "up %d", i);
+        for (int c = 0; c < ECHO_CHANNELS; c++) {
+            chs[i][c] = sim_open_echo(vms[i], c, 2, 2);
+            SIM_ASSERT(chs[i][c] && sim_echo_roundtrip(chs[i][c], 64, 1, false) == 0,
+                       "open + echo %d/%d", i, c);
+        }
+    }
+    long long woke = -1;
+    for (int w = 0; w < 10 && woke != 0; w++) {
+        long long before = vmbusd_thread_switches();
+        usleep(300 * 1000);
+        woke = vmbusd_thread_switches() - before;
+    }
+    SIM_ASSERT(woke == 0, "vmbusd's threads woke %lld times in 300 ms with %d idle partitions",
+               woke, N);
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < ECHO_CHANNELS; c++)
+            SIM_ASSERT(sim_echo_roundtrip(chs[i][c], 64, 2, true) == 0,
+                       "echo after idling %d/%d", i, c);
+    for (int i = 0; i < N; i++)
+        sim_vm_free(vms[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +214,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_four_partitions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_partition_accounting, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_mass_disconnect, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_partitions_sleep, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_multi", tests);
 }
