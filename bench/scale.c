@@ -31,7 +31,7 @@
  *  - 64 B echo round trip of partition 0's first channel with all the others
  *    open and idle, next to a lone channel: the first channel of the only
  *    partition of a second vmbusd in this process, started the same way.
- *    The two are measured in alternating slices, so that load from outside
+ *    The two take turns, one round trip each, so that load from outside
  *    (other work on this machine) hits both alike.  For information also
  *    partition 0's channel before the others connected.
  * Every channel is checked with one 64 B echo round trip after its open.
@@ -59,7 +59,6 @@
 #define SCALE_RING_PAGES 2u /* 1 header page + 4 KiB of data, each way */
 #define SCALE_VCPUS 1u
 #define CHILD_STEP_S 1800 /* the child's connect / open phases must end in this */
-#define RTT_SLICES 10
 
 struct open_time {
     double total_us; /* GPADL_HEADER posted -> OPENCHANNEL_RESULT taken */
@@ -321,8 +320,8 @@ static void others_usage(double *cpu, double *switches)
     *switches = (double)(self.ru_nvcsw + self.ru_nivcsw - me.ru_nvcsw - me.ru_nivcsw);
 }
 
-/* n 64 B round trips on each of a and b (b may be NULL), in alternating
- * slices after a warm-up; p50 and p99 of each. */
+/* n 64 B round trips on each of a and b (b may be NULL), one on a, one on
+ * b, and so on, after a warm-up; p50 and p99 of each. */
 static bool rtt_figures(struct sim_chan *a, struct sim_chan *b, int n, uint64_t *trans,
                         double p50[2], double p99[2])
 {
@@ -331,13 +330,12 @@ static bool rtt_figures(struct sim_chan *a, struct sim_chan *b, int n, uint64_t 
     bool ok = rtt[0] && rtt[1];
     for (int c = 0; ok && c < 2; c++)
         ok = !chs[c] || roundtrips(chs[c], 64, quick ? 200 : 1000, NULL, trans);
-    int per = n / RTT_SLICES;
-    for (int k = 0; ok && k < RTT_SLICES; k++)
+    for (int k = 0; ok && k < n; k++)
         for (int c = 0; ok && c < 2; c++)
-            ok = !chs[c] || roundtrips(chs[c], 64, per, rtt[c] + k * per, trans);
+            ok = !chs[c] || roundtrips(chs[c], 64, 1, rtt[c] + k, trans);
     for (int c = 0; ok && c < 2; c++) {
-        p99[c] = quantile(rtt[c], (size_t)(per * RTT_SLICES), 0.99);
-        p50[c] = quantile(rtt[c], (size_t)(per * RTT_SLICES), 0.5);
+        p99[c] = quantile(rtt[c], (size_t)n, 0.99);
+        p50[c] = quantile(rtt[c], (size_t)n, 0.5);
     }
     free(rtt[0]);
     free(rtt[1]);
@@ -441,7 +439,7 @@ int scale_run(const struct scale_opts *o, const struct baselines *b)
     double idle_real = now_s() - t0;
     others_usage(&cpu1, &sw1);
 
-    printf("round trips (64 B), one channel among %d and the lone one, alternating ...\n",
+    printf("round trips (64 B), one channel among %d and the lone one, taking turns ...\n",
            nch);
     uint64_t full_before = ring_full_waits;
     if (!rtt_figures(ch, lch, nrt, &trans, rtt_p50, rtt_p99))
@@ -551,15 +549,15 @@ int scale_run(const struct scale_opts *o, const struct baselines *b)
            "Open handshake: sim_chan_open() = ring GPADL_HEADER posted -> GPADL_CREATED, "
            "OPENCHANNEL posted -> OPENCHANNEL_RESULT taken by the guest's ISR (each post also "
            "a POST_RESULT round trip to the VMM), all %d partitions connected.\n"
-           "Round trips: %d per channel in %d alternating slices; sends that found the ring "
+           "Round trips: %d per channel, the two channels taking turns; sends that found the ring "
            "full although all was echoed (vmbusd had not published its read index): %llu.\n"
            "vmbusd warnings logged: %d.  Load average %.2f at the start, %.2f at the end, "
            "%ld CPUs.  Total time %.1f s.\n\n",
            o->vms, o->channels, others, t_connect, nch - 1, t_open, t_leave, o->channels,
            s1.heap - s0.heap, s2.heap - s1.heap, ring_bytes, s0.rss_anon / 1048576,
            s1.rss_anon / 1048576, s2.rss_anon / 1048576, s0.fds, s1.fds, s2.fds, s0.threads,
-           s1.threads, s2.threads, cpu1 - cpu0, sw1 - sw0, idle_real, o->vms, nrt / RTT_SLICES * RTT_SLICES,
-           RTT_SLICES, (unsigned long long)full_waits, warnings,
+           s1.threads, s2.threads, cpu1 - cpu0, sw1 - sw0, idle_real, o->vms, nrt,
+           (unsigned long long)full_waits, warnings,
            b->load0, loadavg(), sysconf(_SC_NPROCESSORS_ONLN), now_s() - b->t_start);
     print_bench_lines();
 out:
