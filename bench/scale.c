@@ -137,9 +137,10 @@ static int fds_per_partition(int channels)
     return 2 + 2 * (int)SCALE_VCPUS + channels;
 }
 
-/* Raise the soft RLIMIT_NOFILE to what this process needs (vmbusd with
- * all partitions + partition 0's VMM side; the child needs less and
- * inherits it).  false, with the numbers, if the hard limit is too low. */
+/* Raise the soft RLIMIT_NOFILE to the hard one (the child inherits it).
+ * false, with the numbers, if the hard limit is below what this process
+ * needs: vmbusd with all partitions + partition 0's VMM side (the child
+ * needs less).  The estimate is a floor: the measured count is printed. */
 static bool fd_budget(const struct scale_opts *o)
 {
     int per = fds_per_partition(o->channels);
@@ -156,8 +157,6 @@ static bool fd_budget(const struct scale_opts *o)
            (unsigned long long)per * (unsigned long long)(o->vms - 1) + 64,
            2ull * (unsigned long long)per * (unsigned long long)o->vms + 64,
            (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
-    if (rl.rlim_cur >= need)
-        return true;
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
         fprintf(stderr,
                 "vmbusd-bench: %d partitions x %d channels need ~%llu file descriptors in "
@@ -168,12 +167,15 @@ static bool fd_budget(const struct scale_opts *o)
                 (unsigned long long)((rl.rlim_max - 64) / (rlim_t)per - 1));
         return false;
     }
-    rl.rlim_cur = need;
+    if (rl.rlim_cur == rl.rlim_max)
+        return true;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 4 * need : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
         fprintf(stderr, "vmbusd-bench: cannot raise RLIMIT_NOFILE to %llu: %s\n",
-                (unsigned long long)need, strerror(errno));
+                (unsigned long long)rl.rlim_cur, strerror(errno));
         return false;
     }
+    printf("fds: soft RLIMIT_NOFILE raised to %llu\n", (unsigned long long)rl.rlim_cur);
     return true;
 }
 
