@@ -239,7 +239,8 @@ static bool vm_open(struct sim_vm *vm, int from, int to, struct open_time *t, ch
             snprintf(err, errlen, "%s: opening echo channel %d failed: %d", vm->name, i, st);
             return false;
         }
-        t[i] = (struct open_time){.total_us = (double)(ch->open_gpadl_ns + ch->open_msg_ns) / 1000.0,
+        t[i] = (struct open_time){.total_us =
+                                      (double)(ch->open_gpadl_ns + ch->open_msg_ns) / 1000.0,
                                   .gpadl_us = (double)ch->open_gpadl_ns / 1000.0,
                                   .msg_us = (double)ch->open_msg_ns / 1000.0};
         if (sim_echo_roundtrip(ch, 64, 0x5ca1e000ull + (uint64_t)i, false) != 0) {
@@ -515,7 +516,9 @@ int scale_run(const struct scale_opts *o, const struct baselines *b)
     double heap_chan = heap_part / o->channels + heap_open;
     double rss_chan = (s2.rss_anon - s0.rss_anon) / (nch - o->channels);
     double fds_part = others ? (double)(s1.fds - s0.fds) / others : 0;
-    double cpu_pct = (cpu1 - cpu0) / idle_real * 100, wakeups = (sw1 - sw0) / idle_real;
+    /* RUSAGE_SELF and RUSAGE_THREAD are sampled apart: clamp the jitter */
+    double cpu_pct = cpu1 > cpu0 ? (cpu1 - cpu0) / idle_real * 100 : 0;
+    double wakeups = sw1 > sw0 ? (sw1 - sw0) / idle_real : 0;
     if (others) {
         add_fig("scale_heap_per_partition", "vmbusd heap / partition (offered)", heap_part,
                 "B", "B", -1, "");
@@ -574,8 +577,8 @@ int scale_run(const struct scale_opts *o, const struct baselines *b)
            o->vms, o->channels, others, t_connect, nch - 1, t_open, t_leave, o->channels,
            s1.heap - s0.heap, s2.heap - s1.heap, ring_bytes, s0.rss_anon / 1048576,
            s1.rss_anon / 1048576, s2.rss_anon / 1048576, s0.fds, s1.fds, s2.fds, s0.threads,
-           s1.threads, s2.threads, cpu1 - cpu0, sw1 - sw0, idle_real, o->vms, nrt,
-           RTT_BLOCK, RTT_BLOCK_WARM, (unsigned long long)full_waits, warnings,
+           s1.threads, s2.threads, cpu_pct * idle_real / 100, wakeups * idle_real, idle_real,
+           o->vms, nrt, RTT_BLOCK, RTT_BLOCK_WARM, (unsigned long long)full_waits, warnings,
            b->load0, loadavg(), sysconf(_SC_NPROCESSORS_ONLN), now_s() - b->t_start);
     print_bench_lines();
 out:
