@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,6 +492,8 @@ int scale_run(const struct scale_opts *o, const struct baselines *b)
         goto out;
     }
     int warnings = sim_log_count(LOG_WARN, NULL, NULL, NULL);
+    cpu_set_t cpus;
+    int ncpus = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : -1;
     rc = 0;
 
     /* ---- figures ---- */
@@ -572,13 +575,15 @@ int scale_run(const struct scale_opts *o, const struct baselines *b)
            "Round trips: %d per channel, the two channels taking turns in blocks of %d (the "
            "first %d of each not timed); sends that found the ring "
            "full although all was echoed (vmbusd had not published its read index): %llu.\n"
+           "CPUs this run may use: %d (unpinned, where the threads land makes a round trip "
+           "~15 or ~35 µs, whatever the scale: pin with taskset -c N to compare).\n"
            "vmbusd warnings logged: %d.  Load average %.2f at the start, %.2f at the end, "
            "%ld CPUs.  Total time %.1f s.\n\n",
            o->vms, o->channels, others, t_connect, nch - 1, t_open, t_leave, o->channels,
            s1.heap - s0.heap, s2.heap - s1.heap, ring_bytes, s0.rss_anon / 1048576,
            s1.rss_anon / 1048576, s2.rss_anon / 1048576, s0.fds, s1.fds, s2.fds, s0.threads,
            s1.threads, s2.threads, cpu_pct * idle_real / 100, wakeups * idle_real, idle_real,
-           o->vms, nrt, RTT_BLOCK, RTT_BLOCK_WARM, (unsigned long long)full_waits, warnings,
+           o->vms, nrt, RTT_BLOCK, RTT_BLOCK_WARM, (unsigned long long)full_waits, ncpus, warnings,
            b->load0, loadavg(), sysconf(_SC_NPROCESSORS_ONLN), now_s() - b->t_start);
     print_bench_lines();
 out:

@@ -475,7 +475,7 @@ done:
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: vmbusd-bench [--quick] [--verbose]\n"
+            "Usage: vmbusd-bench [--quick] [--verbose] [--scale [--scale-vms N] [--scale-channels N]]\n"
             "\n"
             "Measures this machine's memcpy bandwidth and eventfd ping-pong round trip,\n"
             "then the guest simulator talking to an in-process vmbusd through the echo\n"
@@ -489,7 +489,9 @@ static void usage(FILE *f)
             "echo channels each in one vmbusd (see bench/scale.c): vmbusd's heap and\n"
             "fds per partition and per channel, its idle CPU with every channel open,\n"
             "the open handshake latency and the 64 B round trip of one channel among\n"
-            "all the others next to the same channel alone.\n"
+            "all the others next to a lone channel.  On a busy machine pin it to one\n"
+            "CPU (taskset -c 1 ...): unpinned, where the threads land makes a round\n"
+            "trip take ~15 or ~35 µs, whatever the scale.\n"
             "\n"
             "  -q, --quick   short run (a few seconds; a smoke test, figures are rough)\n"
             "  -v, --verbose keep vmbusd's info log lines (stderr)\n"
