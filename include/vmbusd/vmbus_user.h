@@ -27,7 +27,8 @@
 enum vu_msg_type {
     /* VMM -> vmbusd */
     VU_MSG_HELLO = 1,        /* first message; reply VU_MSG_HELLO_REPLY */
-    VU_MSG_MEM_REGION = 2,   /* + 1 fd: guest RAM backing (memfd), mmap-able */
+    VU_MSG_MEM_REGION = 2,   /* + 1 fd: guest RAM backing: a memfd sealed with
+                                F_SEAL_SHRINK, not write-sealed */
     VU_MSG_SINT_ROUTE = 3,   /* + 2 fds: SINT irqfd, EOM resample fd */
     VU_MSG_SYNIC_STATE = 4,  /* SCONTROL/SIMP/SIEFP of one vCPU changed */
     VU_MSG_POST_MESSAGE = 5, /* a guest HvPostMessage; reply VU_MSG_POST_RESULT */
@@ -68,10 +69,14 @@ struct vu_hello_reply {
     uint32_t reserved;
 };
 
+/* The fd: memfd_create(MFD_ALLOW_SEALING), ftruncate, then
+ * F_ADD_SEALS F_SEAL_SHRINK (vmbusd refuses anything that could shrink under
+ * its mapping, and write-sealed memfds). */
 struct vu_mem_region {
     uint64_t guest_phys_addr; /* page-aligned */
     uint64_t size;            /* page-aligned, non-zero */
-    uint64_t fd_offset;       /* page-aligned offset of the region in the fd */
+    uint64_t fd_offset;       /* page-aligned offset of the region in the fd;
+                                 fd_offset + size <= the memfd's size */
 };
 
 struct vu_sint_route {

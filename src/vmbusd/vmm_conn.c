@@ -137,18 +137,36 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
         event_add(c->ev, NULL);
 }
 
-static void conn_error(struct vmm_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void conn_error(struct vmm_conn *c, const char *fmt, ...)
+/* Tell the VMM why (ERROR with an errno-style code), then close. */
+static void conn_verror(struct vmm_conn *c, int code, const char *fmt, va_list ap)
 {
-    struct vu_error e = {.code = EPROTO};
-    va_list ap;
-    va_start(ap, fmt);
+    struct vu_error e = {.code = (uint32_t)code};
     vsnprintf(e.message, sizeof(e.message), fmt, ap);
-    va_end(ap);
     conn_send(c, VU_MSG_ERROR, 0, &e, sizeof(e), NULL, 0);
     char why[200];
     snprintf(why, sizeof(why), "VMM protocol error: %s", e.message);
     conn_teardown(c, why);
+}
+
+/* A message that breaks the protocol: code EPROTO. */
+static void conn_error(struct vmm_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_error(struct vmm_conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_verror(c, EPROTO, fmt, ap);
+    va_end(ap);
+}
+
+/* A refusal with a more specific code (docs/vmbus-user-protocol.md, ERROR). */
+static void conn_error_code(struct vmm_conn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conn_error_code(struct vmm_conn *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    conn_verror(c, code, fmt, ap);
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------------ */
@@ -293,6 +311,21 @@ static void close_fds(int *fds, int n)
             close(fds[i]);
 }
 
+/* Why xp_add_region() refused a region, for the VMM's developer. */
+static const char *region_refusal(int err)
+{
+    switch (err) {
+    case EBADF: return "the fd is not a memfd";
+    case EPERM: return "the memfd is not sealed with F_SEAL_SHRINK";
+    case EROFS: return "the memfd is write-sealed";
+    case ERANGE: return "beyond the end of the memfd";
+    case EEXIST: return "overlaps another region";
+    case ENOSPC: return "more than 32 regions";
+    case EINVAL: return "unaligned, empty or wrapping";
+    default: return strerror(err);
+    }
+}
+
 static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void *body)
 {
     struct vu_hello m;
@@ -361,9 +394,9 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         int ret = xp_add_region(c->xp, m.guest_phys_addr, m.size, fds[0], m.fd_offset);
         if (ret < 0) {
             close(fds[0]);
-            return conn_error(c, "MEM_REGION gpa 0x%llx size 0x%llx refused: %s",
-                              (unsigned long long)m.guest_phys_addr, (unsigned long long)m.size,
-                              strerror(-ret));
+            return conn_error_code(c, -ret, "MEM_REGION gpa 0x%llx size 0x%llx refused: %s",
+                                   (unsigned long long)m.guest_phys_addr,
+                                   (unsigned long long)m.size, region_refusal(-ret));
         }
         log_info("partition %s: memory 0x%llx-0x%llx mapped", c->name,
                  (unsigned long long)m.guest_phys_addr,

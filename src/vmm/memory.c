@@ -22,7 +22,7 @@ int mem_create(struct guest_mem *m, uint64_t bytes)
         log_err("guest memory must be a multiple of 1 MiB and at least 64 MiB");
         return -1;
     }
-    int fd = memfd_create("vmbus-vmm-ram", MFD_CLOEXEC);
+    int fd = memfd_create("vmbus-vmm-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         log_err("memfd_create: %s", strerror(errno));
         return -1;
@@ -30,6 +30,16 @@ int mem_create(struct guest_mem *m, uint64_t bytes)
     if (ftruncate(fd, (off_t)bytes) < 0) {
         log_err("ftruncate guest RAM to %llu bytes: %s", (unsigned long long)bytes,
                 strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* vmbusd maps this memory and refuses a memfd that could shrink under
+     * it (docs/vmbus-user-protocol.md, MEM_REGION).  Guest RAM never changes
+     * size, and its seals need not change either: F_SEAL_SEAL also keeps
+     * anyone from write-sealing it later, which would break vmbusd's ring
+     * mappings. */
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        log_err("sealing guest RAM: %s", strerror(errno));
         close(fd);
         return -1;
     }

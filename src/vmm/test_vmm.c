@@ -3,6 +3,7 @@
  * Unit tests of the VMM parts that need no KVM: the ACPI tables and AML, the
  * guest-memory bounds checks and the bzImage checks.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <setjmp.h>
@@ -141,6 +142,14 @@ static void test_mem_bounds(void **state)
     assert_null(mem_gpa(&m, 64ull << 20, 1));
     assert_null(mem_gpa(&m, UINT64_MAX - 10, 256)); /* no wrap-around */
     assert_null(mem_gpa(&m, 0, UINT64_MAX));
+    /* vmbusd only maps guest RAM that cannot shrink; a reset still clears it */
+    int seals = fcntl(m.memfd, F_GET_SEALS);
+    assert_true(seals >= 0 && (seals & F_SEAL_SHRINK) && !(seals & F_SEAL_WRITE));
+    assert_int_equal(ftruncate(m.memfd, 0), -1);
+    assert_int_equal(errno, EPERM);
+    *(volatile uint8_t *)mem_gpa(&m, 4096, 1) = 0x5a;
+    assert_int_equal(mem_clear(&m), 0);
+    assert_int_equal(*(volatile uint8_t *)mem_gpa(&m, 4096, 1), 0);
     mem_destroy(&m);
     assert_int_equal(mem_create(&m, 1000), -1);
 }

@@ -6,6 +6,7 @@
 #include "xpartition/xpartition.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,14 +164,34 @@ int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, ui
             goto out;
         }
     }
-    /* mmap() succeeds past the end of the file, but touching such a page
-     * raises SIGBUS and would kill vmbusd with every partition in it. */
+    /* vmbusd touches these pages at any time, and touching a page beyond
+     * the end of the file raises SIGBUS, which would kill vmbusd with every
+     * partition in it.  Checking the size now is not enough: the VMM could
+     * shrink the file later.  Only a memfd sealed with F_SEAL_SHRINK stays
+     * as large as it is (seals cannot be removed), so nothing else is
+     * accepted: not /dev/zero or a regular file either, which would leave
+     * vmbusd writing memory the guest never sees. */
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) {
+        ret = -EBADF; /* not a memfd */
+        goto out;
+    }
+    if (!(seals & F_SEAL_SHRINK)) {
+        ret = -EPERM;
+        goto out;
+    }
+    /* vmbusd writes guest memory (SynIC pages, rings): a write-sealed memfd
+     * cannot be mapped writable (now or, with F_SEAL_FUTURE_WRITE, later). */
+    if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+        ret = -EROFS;
+        goto out;
+    }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         ret = -errno;
         goto out;
     }
-    if (S_ISREG(st.st_mode) && fd_offset + size > (uint64_t)st.st_size) {
+    if (fd_offset + size > (uint64_t)st.st_size) {
         ret = -ERANGE;
         goto out;
     }

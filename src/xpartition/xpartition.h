@@ -180,6 +180,11 @@ struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
 void xp_destroy(struct xpartition *xp);
 
 /* ---- VMM-reported state ---- */
+/* Map guest RAM [gpa, gpa + size) from fd at fd_offset; on success the
+ * partition owns fd.  fd must be a memfd sealed with F_SEAL_SHRINK and not
+ * write-sealed.  -EINVAL unaligned/empty/wrapping, -ENOSPC too many regions,
+ * -EEXIST overlap, -EBADF not a memfd, -EPERM no F_SEAL_SHRINK, -EROFS
+ * write-sealed, -ERANGE beyond the end of the fd, or mmap's error. */
 int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, uint64_t fd_offset);
 int xp_set_sint_route(struct xpartition *xp, uint32_t vp);
 int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t simp,

@@ -18,6 +18,7 @@
  *   6  reset
  *   7  poke-ring: u16 page, then a write_index/read_index pair (u32, u32)
  */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,8 +93,9 @@ static const struct xp_host_ops ops = {
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     log_set_level(getenv("FUZZ_LOG") ? LOG_DEBUG : LOG_ERR); /* guest errors are expected by the thousand */
-    memfd = memfd_create("fuzz-ram", 0);
-    if (memfd < 0 || ftruncate(memfd, RAM_SIZE) < 0)
+    /* xp_add_region takes only a memfd sealed against shrinking. */
+    memfd = memfd_create("fuzz-ram", MFD_ALLOW_SEALING);
+    if (memfd < 0 || ftruncate(memfd, RAM_SIZE) < 0 || fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
         abort();
     ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     if (ram == MAP_FAILED)

@@ -284,6 +284,7 @@ static bool vu_recv_one(struct sim_vm *vm, bool *got)
         memcpy(&e, pl, plen < sizeof(e) ? plen : sizeof(e));
         e.message[sizeof(e.message) - 1] = 0;
         snprintf(vm->error, sizeof(vm->error), "%u: %s", e.code, e.message);
+        vm->error_code = e.code;
         break;
     }
     default:
@@ -447,8 +448,10 @@ struct sim_vm *sim_vm_new(struct sim_daemon *d, const struct sim_vm_opts *o)
     if (!vm->q)
         goto fail;
 
-    vm->memfd = memfd_create(vm->name, MFD_CLOEXEC);
-    if (vm->memfd < 0 || ftruncate(vm->memfd, (off_t)vm->mem_size) < 0)
+    /* vmbusd takes only a memfd that cannot shrink under its mapping. */
+    vm->memfd = memfd_create(vm->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (vm->memfd < 0 || ftruncate(vm->memfd, (off_t)vm->mem_size) < 0 ||
+        fcntl(vm->memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
         goto fail;
     vm->mem = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, vm->memfd, 0);
     if (vm->mem == MAP_FAILED) {

@@ -140,7 +140,8 @@ struct sim_vm {
     int sock;
     uint32_t seq;
     bool dead;               /* socket closed / VU_MSG_ERROR seen */
-    char error[160];         /* VU_MSG_ERROR text */
+    char error[160];         /* VU_MSG_ERROR "code: text" */
+    uint32_t error_code;     /* VU_MSG_ERROR code (errno), 0 if none came */
     uint32_t partition_id;
     /* last reply vmbusd sent (HELLO_REPLY / POST_RESULT) */
     bool rep_valid;

@@ -8,6 +8,7 @@
 #include "sim_test.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -434,6 +435,119 @@ static void test_vcpus(void **state)
     vu_done(f, vm, "SIMP disabled", false, VU_ACCEPTED);
 }
 
+/* Wait (up to 2 s) for vmbusd to close the connection; true if it did. */
+static bool vu_wait_dead(struct sim_vm *vm)
+{
+    uint64_t end = sim_now_ms() + 2000;
+    while (!vm->dead && sim_now_ms() < end)
+        sim_vu_alive(vm, 10);
+    return vm->dead;
+}
+
+/* A memfd of size bytes with these seals (0: unsealed). */
+static int memfd_sealed(size_t size, int seals)
+{
+    int fd = memfd_create("vu-mem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0 || (seals && fcntl(fd, F_ADD_SEALS, seals) < 0))
+        fail_msg("memfd: %s", strerror(errno));
+    return fd;
+}
+
+/* MEM_REGION takes only a memfd sealed against shrinking: anything else
+ * could shrink under vmbusd's mapping (SIGBUS) or is memory the VMM's guest
+ * never sees.  Each is refused with an ERROR whose code says why. */
+static void test_memory_fd_kinds(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    const size_t size = 8u << 20;
+    char tmpl[] = "/tmp/vmbusd-sim-ram.XXXXXX";
+    int file = mkstemp(tmpl);
+    SIM_ASSERT(file >= 0 && ftruncate(file, (off_t)size) == 0, "regular file");
+    unlink(tmpl);
+    int zero = open("/dev/zero", O_RDWR | O_CLOEXEC);
+    SIM_ASSERT(zero >= 0, "/dev/zero");
+    const struct {
+        const char *what;
+        int fd;
+        uint32_t code;
+    } cases[] = {
+        {"MEM_REGION with an unsealed memfd", memfd_sealed(size, 0), EPERM},
+        {"MEM_REGION with a memfd sealed F_SEAL_GROW only", memfd_sealed(size, F_SEAL_GROW),
+         EPERM},
+        {"MEM_REGION with a regular file", file, EBADF},
+        {"MEM_REGION with /dev/zero", zero, EBADF},
+        {"MEM_REGION with a write-sealed memfd",
+         memfd_sealed(size, F_SEAL_SHRINK | F_SEAL_WRITE), EROFS},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sim_vm *vm = raw_vm(f, "vu-mem-kind", true);
+        struct vu_mem_region mr = {.guest_phys_addr = 0, .size = size};
+        sim_vu_send(vm, VU_MSG_MEM_REGION, &mr, sizeof(mr), &cases[i].fd, 1);
+        close(cases[i].fd);
+        SIM_ASSERT(vu_wait_dead(vm), "%s: accepted", cases[i].what);
+        SIM_ASSERT(vm->error_code == cases[i].code && strstr(vm->error, "MEM_REGION"),
+                   "%s: ERROR '%s', expected code %u", cases[i].what, vm->error, cases[i].code);
+        vu_done(f, vm, cases[i].what, true, VU_REFUSED);
+    }
+}
+
+/* A VMM that shrinks guest RAM under its running partition.  vmbusd took
+ * its memfd only with F_SEAL_SHRINK, so the kernel refuses the shrink; the
+ * partition and every other one keep running.  (A vmbusd that accepts an
+ * unsealed memfd dies of SIGBUS in the first half, and this test with it.) */
+static void test_memory_shrink(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+
+    /* A hostile VMM offers an unsealed memfd, then truncates it and makes
+     * vmbusd write the SIMP page in it. */
+    struct sim_vm *vm = raw_vm(f, "vu-shrink-unsealed", true);
+    int u = memfd_sealed(vm->mem_size, 0);
+    struct vu_mem_region mr = {.guest_phys_addr = 0, .size = vm->mem_size};
+    sim_vu_send(vm, VU_MSG_MEM_REGION, &mr, sizeof(mr), &u, 1);
+    if (!vu_wait_dead(vm)) {
+        for (uint32_t v = 0; v < vm->vcpus; v++) {
+            struct vu_sint_route r = {.vp_index = v, .sint = 2};
+            int fds[2] = {vm->vp[v].irqfd, vm->vp[v].resamplefd};
+            sim_vu_send(vm, VU_MSG_SINT_ROUTE, &r, sizeof(r), fds, 2);
+            struct vu_synic_state s = {.vp_index = v, .scontrol = 1,
+                                       .simp = sim_off_to_gpa(vm, vm->vp[v].simp_off) | 1,
+                                       .siefp = sim_off_to_gpa(vm, vm->vp[v].siefp_off) | 1};
+            sim_vu_send(vm, VU_MSG_SYNIC_STATE, &s, sizeof(s), NULL, 0);
+        }
+        int t = ftruncate(u, 0);
+        print_message("    unsealed memfd accepted; ftruncate(0) -> %d; INITIATE_CONTACT...\n", t);
+        struct vmbus_channel_initiate_contact ic;
+        memset(&ic, 0, sizeof(ic));
+        ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
+        ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
+        ic.u.s.msg_sint = 2;
+        sim_post(vm, 4, 1, &ic, sizeof(ic));
+        sim_vu_alive(vm, 200);
+    }
+    close(u);
+    SIM_ASSERT(vm->dead && vm->error_code == EPERM, "unsealed memfd: ERROR '%s'", vm->error);
+    vu_done(f, vm, "unsealed memfd, shrunk under the partition", true, VU_REFUSED);
+
+    /* A well-behaved VMM turns hostile: its sealed memfd cannot shrink. */
+    vm = sim_up(f->d, "vu-shrink-sealed", VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "partition up");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "channel open");
+    errno = 0;
+    int r = ftruncate(vm->memfd, 0);
+    SIM_ASSERT(r == -1 && errno == EPERM, "ftruncate(memfd, 0) -> %d (%s), expected EPERM", r,
+               strerror(errno));
+    r = ftruncate(vm->memfd, 4096);
+    SIM_ASSERT(r == -1 && errno == EPERM, "ftruncate(memfd, 4096) -> %d, expected EPERM", r);
+    SIM_ASSERT(sim_echo_roundtrip(ch, 200, 1, true) == 0, "partition broken after the shrink");
+    SIM_ASSERT(!vm->dead, "partition's connection closed after the shrink: %s", vm->error);
+    fx_good_check(f, "shrink attempt");
+    sim_vm_free(vm);
+}
+
 /* fds attached to messages that take none are closed, not leaked. */
 static void test_fd_leaks(void **state)
 {
@@ -493,6 +607,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_types_and_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_vcpus, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fd_leaks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_fd_kinds, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_memory_shrink, fx_setup, fx_teardown),
         /* last: a daemon that maps beyond the memfd dies of SIGBUS here */
         cmocka_unit_test_setup_teardown(test_memory_regions, fx_setup, fx_teardown),
     };

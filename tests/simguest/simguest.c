@@ -17,6 +17,7 @@
  * vmbusd's own src/vsp/ic code, so the two check each other.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -217,8 +218,10 @@ static struct sim_vm *simguest_vm_connect(const char *path, const char *name, ui
     vm->sock_path = path;
     if (!vm->q)
         goto fail;
-    vm->memfd = memfd_create(vm->name, MFD_CLOEXEC);
-    if (vm->memfd < 0 || ftruncate(vm->memfd, (off_t)mem_size) < 0) {
+    /* vmbusd takes only a memfd that cannot shrink under its mapping. */
+    vm->memfd = memfd_create(vm->name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (vm->memfd < 0 || ftruncate(vm->memfd, (off_t)mem_size) < 0 ||
+        fcntl(vm->memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
         perror("vmbus-simguest: guest RAM (memfd)");
         goto fail;
     }
