@@ -56,16 +56,19 @@ struct vu_hello {
     uint16_t major;           /* VU_PROTOCOL_MAJOR; a different major is refused */
     uint16_t minor;
     uint32_t vcpu_count;      /* 1..VU_MAX_VCPUS; vCPUs are named by VP index */
-    uint32_t features;        /* VU_F_*; must be 0 in 1.0 */
+    uint32_t features;        /* features the VMM would use; vmbusd ignores bits it
+                                 does not know (none are defined in 1.0) */
     uint32_t reserved;
-    char vm_name[VU_VM_NAME_LEN]; /* NUL-terminated; names the partition in logs */
+    char vm_name[VU_VM_NAME_LEN]; /* NUL within the 64 bytes (else ENAMETOOLONG);
+                                     unique among connected VMs (else EEXIST);
+                                     names the partition in logs, config, vmbusctl */
 };
 
 struct vu_hello_reply {
     uint16_t major;
     uint16_t minor;
     uint32_t partition_id;    /* vmbusd's id for this VM (logs, vmbusctl) */
-    uint32_t features;
+    uint32_t features;        /* features both sides use: 0 in 1.0 */
     uint32_t reserved;
 };
 

@@ -539,6 +539,14 @@ static void print_partition(const struct json *p)
            num_u(json_get(p, "messages_in")), num_u(json_get(p, "messages_out")),
            num_u(json_get(p, "guest_errors")),
            num_u(json_get(p, "guest_errors")) == 1 ? "" : "s");
+    /* The VMM process that connected the VM (vmbusd read it with
+     * SO_PEERCRED): the process vmbusctl commands for this VM reach. */
+    if (json_get(p, "vmm_pid")) {
+        double pid = json_num(json_get(p, "vmm_pid"), 0);
+        double uid = json_num(json_get(p, "vmm_uid"), -1);
+        double gid = json_num(json_get(p, "vmm_gid"), -1);
+        printf("  VMM: pid %.0f, uid %.0f, gid %.0f\n", pid, uid, gid);
+    }
     if (!chans || chans->type != JSON_ARRAY || chans->n == 0) {
         printf("  (no channels)\n");
         return;

@@ -131,6 +131,9 @@ static void list_partition(struct strbuf *b, struct vmm_conn *c)
     sb_json_str(b, c->name);
     sb_add(b, ",\"vcpus\":%u,\"connected\":%s,\"version\":\"%u.%u\",", xp->nvcpus,
            xp->connected ? "true" : "false", xp->version >> 16, xp->version & 0xffff);
+    /* Who connected it: which VMM process vmbusctl commands for this VM reach. */
+    sb_add(b, "\"vmm_pid\":%d,\"vmm_uid\":%d,\"vmm_gid\":%d,", (int)c->peer_pid,
+           (int)c->peer_uid, (int)c->peer_gid);
     sb_add(b, "\"messages_in\":%llu,\"messages_out\":%llu,\"guest_errors\":%llu,\"channels\":[",
            (unsigned long long)xp->stats.msgs_in, (unsigned long long)xp->stats.msgs_out,
            (unsigned long long)xp->stats.violations);

@@ -55,7 +55,8 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
     if (c->xp)
         log_msg(lvl, "partition %s (id %u): connection closed: %s", c->name, c->xp->id, why);
     else
-        log_msg(lvl, "VMM connection (before HELLO) closed: %s", why);
+        log_msg(lvl, "VMM connection (pid %d, uid %d, before HELLO) closed: %s", (int)c->peer_pid,
+                (int)c->peer_uid, why);
 }
 
 /* Bind a unix socket, refusing to steal one a live process still serves. */

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "vmbusd/config.h"
 #include "vmbusd/vmbus_user.h"
@@ -62,6 +63,11 @@ struct vmm_conn {
     struct vmm_conn *next;
     struct vmbusd *d;
     int fd;
+    /* The VMM process as the kernel saw it at connect (SO_PEERCRED);
+     * pid 0 / uid and gid -1 if it could not be read. */
+    pid_t peer_pid;
+    uid_t peer_uid;
+    gid_t peer_gid;
     struct event *ev;
     struct event *retry_ev;  /* one-shot: armed while host messages wait */
     bool retry_armed;        /* under send_lock */

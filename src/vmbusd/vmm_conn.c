@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -334,26 +335,54 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     if (h->size != sizeof(m))
         return conn_error(c, "HELLO of %u bytes (expected %zu)", h->size, sizeof(m));
     memcpy(&m, body, sizeof(m));
-    m.vm_name[VU_VM_NAME_LEN - 1] = 0;
+    /* A name cut to fit would be a different name than the VMM meant (and
+     * could collide with another VM's). */
+    if (!memchr(m.vm_name, 0, sizeof(m.vm_name)))
+        return conn_error_code(c, ENAMETOOLONG, "HELLO vm_name has no NUL in its %d bytes",
+                               VU_VM_NAME_LEN);
     if (m.major != VU_PROTOCOL_MAJOR)
-        return conn_error(c, "protocol version %u.%u not supported (vmbusd speaks %u.%u)",
-                          m.major, m.minor, VU_PROTOCOL_MAJOR, VU_PROTOCOL_MINOR);
+        return conn_error_code(c, EPROTONOSUPPORT,
+                               "protocol version %u.%u not supported (vmbusd speaks %u.%u)",
+                               m.major, m.minor, VU_PROTOCOL_MAJOR, VU_PROTOCOL_MINOR);
     if (m.vcpu_count == 0 || m.vcpu_count > VU_MAX_VCPUS)
-        return conn_error(c, "vcpu_count %u outside 1..%u", m.vcpu_count, VU_MAX_VCPUS);
+        return conn_error_code(c, EINVAL, "vcpu_count %u outside 1..%u", m.vcpu_count,
+                               VU_MAX_VCPUS);
     for (char *p = m.vm_name; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '_'; /* names end up in logs */
     uint32_t id = __atomic_add_fetch(&c->d->next_partition_id, 1, __ATOMIC_RELAXED);
     if (!m.vm_name[0])
         snprintf(m.vm_name, sizeof(m.vm_name), "vm%u", id);
-    snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
+    /* The name selects the VM's configuration and is how vmbusctl reaches
+     * it (KVP values included): a second VMM must not take it over while
+     * the first is connected.  HELLOs are handled on the loop thread one at
+     * a time, so nobody can claim the name between this check and xp_create. */
+    struct vmm_conn *holder = NULL;
     pthread_mutex_lock(&c->d->conns_lock);
-    for (struct vmm_conn *o = c->d->conns; o; o = o->next)
-        if (o != c && o->xp && strcmp(o->name, c->name) == 0)
-            log_warn("partition %s (id %u): another VM with this name is connected (id %u); "
-                     "vmbusctl reaches it by name, this one by its id",
-                     c->name, id, o->xp->id);
+    for (struct vmm_conn *o = c->d->conns; o && !holder; o = o->next)
+        if (o != c && o->xp && strcmp(o->name, m.vm_name) == 0)
+            holder = o;
     pthread_mutex_unlock(&c->d->conns_lock);
+    /* A VMM that closed its connection and connected again at once: the
+     * loop may see the new HELLO before the old connection's hang-up.  The
+     * old one is gone, so it gives the name up now.  (Connections are only
+     * freed after conn_teardown, which runs on this thread: holder is
+     * still valid.) */
+    struct pollfd pfd = {.fd = holder ? holder->fd : -1, .events = POLLRDHUP};
+    if (holder && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+        conn_teardown(holder, "VMM disconnected");
+        holder = NULL;
+    }
+    if (holder) {
+        uint32_t owner = holder->xp->id;
+        pid_t owner_pid = holder->peer_pid;
+        log_warn("VMM pid %d (uid %d) asked for the name %s, which partition %u (VMM pid %d) "
+                 "uses: refused",
+                 (int)c->peer_pid, (int)c->peer_uid, m.vm_name, owner, (int)owner_pid);
+        return conn_error_code(c, EEXIST, "VM name '%s' is in use by partition %u", m.vm_name,
+                               owner);
+    }
+    snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
     c->nvcpus = m.vcpu_count;
     c->retry_ev = event_new(c->d->base, -1, 0, retry_cb, c);
     c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
@@ -363,7 +392,8 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
                                .partition_id = id};
     conn_send(c, VU_MSG_HELLO_REPLY, h->seq, &r, sizeof(r), NULL, 0);
-    log_info("partition %s (id %u): VMM connected, %u vCPUs", c->name, id, c->nvcpus);
+    log_info("partition %s (id %u): VMM connected (pid %d, uid %d, gid %d), %u vCPUs", c->name,
+             id, (int)c->peer_pid, (int)c->peer_uid, (int)c->peer_gid, c->nvcpus);
     host_partition_attach_all(c->vp);
 }
 
@@ -540,6 +570,16 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd)
         return NULL;
     c->d = d;
     c->fd = fd;
+    struct ucred cr;
+    socklen_t crlen = sizeof(cr);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0 && crlen == sizeof(cr)) {
+        c->peer_pid = cr.pid;
+        c->peer_uid = cr.uid;
+        c->peer_gid = cr.gid;
+    } else {
+        c->peer_uid = (uid_t)-1;
+        c->peer_gid = (gid_t)-1;
+    }
     snprintf(c->name, sizeof(c->name), "(connecting)");
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->evfd_lock, NULL);

@@ -85,10 +85,16 @@ has '^  heartbeat\.seq +[0-9]+$' "$tmp/out"
 has '^  shutdown\.version +[0-9]+\.[0-9]+$' "$tmp/out"
 run 0 list
 has '^VM web1 \(partition [0-9]+\): 2 vCPUs, VMBus 5\.3, ' "$tmp/out"
+# the VMM that connected web1 (SO_PEERCRED): the simulated guest's process
+has "^  VMM: pid $gpid, uid $(id -u), gid $(id -g)\$" "$tmp/out"
+grep -q "partition web1 (id [0-9]*): VMM connected (pid $gpid, uid $(id -u), gid $(id -g))" \
+    "$tmp/vmbusd.log" || fail "no 'VMM connected' log line with the VMM's credentials"
 has '^ +[0-9]+  heartbeat  57164f39-9115-4e78-ab55-382f3bd5422d  [0-9a-f-]{36}  open ' "$tmp/out"
 has '^ +[0-9]+  shutdown   0e0b6031-5213-4934-818b-38d90ced39db  [0-9a-f-]{36}  open ' "$tmp/out"
 has '^ +[0-9]+  timesync   9527e630-d0ae-497b-adce-e80ab0175caf  [0-9a-f-]{36}  open ' "$tmp/out"
 has '^ +[0-9]+  kvp        a9a0f4e7-5a45-4d96-b827-8a841e8c03e6  [0-9a-f-]{36}  ' "$tmp/out"
+run 0 --json list
+has "\"vmm_pid\":$gpid,\"vmm_uid\":$(id -u),\"vmm_gid\":$(id -g)," "$tmp/out"
 
 echo "== shutdown"
 run 0 shutdown web1 --reboot

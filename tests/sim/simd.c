@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -302,6 +304,43 @@ void simd_stop(struct sim_daemon *sd)
     unlink(sd->cfg.control_path);
     rmdir(sd->dir);
     free(sd);
+}
+
+/* One request line, one answer line.  true if an answer arrived. */
+bool sim_ctl_call(const char *path, const char *req, char *out, size_t outlen)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    struct timeval tv = {.tv_sec = 20};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    bool ok = false;
+    size_t n = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        size_t rl = strlen(req);
+        char *line = malloc(rl + 2);
+        if (line) {
+            memcpy(line, req, rl);
+            line[rl] = '\n';
+            ok = write(fd, line, rl + 1) == (ssize_t)(rl + 1);
+            free(line);
+        }
+        while (ok && n + 1 < outlen) {
+            ssize_t r = read(fd, out + n, outlen - 1 - n);
+            if (r <= 0) {
+                ok = false;
+                break;
+            }
+            n += (size_t)r;
+            if (memchr(out, '\n', n))
+                break;
+        }
+    }
+    close(fd);
+    out[n] = 0;
+    return ok && n > 0;
 }
 
 const char *simd_socket_path(const struct sim_daemon *sd) { return sd->cfg.socket_path; }

@@ -60,6 +60,9 @@ const char *simd_socket_path(const struct sim_daemon *d);
 /* vmbusd's control socket (the "list" / "control VM VSP CMD" protocol). */
 const char *simd_control_path(const struct sim_daemon *d);
 struct vmbusd *simd_vmbusd(struct sim_daemon *d);
+/* One request line to the control socket at path, its answer line into out
+ * (NUL-terminated); false if no answer came (20 s). */
+bool sim_ctl_call(const char *path, const char *req, char *out, size_t cap);
 
 /* Log capture (all vmbusd log lines since the last clear). */
 void sim_log_clear(void);

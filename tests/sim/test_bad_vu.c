@@ -51,6 +51,15 @@ static struct sim_vm *raw_vm(struct fx *f, const char *base, bool hello)
     return vm;
 }
 
+/* Wait (up to 2 s) for vmbusd to close the connection; true if it did. */
+static bool vu_wait_dead(struct sim_vm *vm)
+{
+    uint64_t end = sim_now_ms() + 2000;
+    while (!vm->dead && sim_now_ms() < end)
+        sim_vu_alive(vm, 10);
+    return vm->dead;
+}
+
 /* What vmbusd must do with a connection that sent an abusive message. */
 enum vu_outcome {
     VU_REFUSED,  /* ERROR with a reason, then the connection is closed */
@@ -189,15 +198,21 @@ static void test_types_and_order(void **state)
     }
 
     /* HELLO variants */
+    /* code: the ERROR code expected; 0: accepted (unknown features are
+     * ignored, docs/vmbus-user-protocol.md HELLO) */
     static const struct {
         const char *what;
         uint16_t major;
         uint32_t vcpus, features;
         bool fill_name;
+        uint32_t code;
     } hv[] = {
-        {"HELLO major 2", 2, 2, 0, false},         {"HELLO vcpu_count 0", 1, 0, 0, false},
-        {"HELLO vcpu_count 257", 1, 257, 0, false}, {"HELLO vcpu_count ~0", 1, ~0u, 0, false},
-        {"HELLO features ~0", 1, 2, ~0u, false},   {"HELLO name not terminated", 1, 2, 0, true},
+        {"HELLO major 2", 2, 2, 0, false, EPROTONOSUPPORT},
+        {"HELLO vcpu_count 0", 1, 0, 0, false, EINVAL},
+        {"HELLO vcpu_count 257", 1, 257, 0, false, EINVAL},
+        {"HELLO vcpu_count ~0", 1, ~0u, 0, false, EINVAL},
+        {"HELLO features ~0", 1, 2, ~0u, false, 0},
+        {"HELLO name not terminated", 1, 2, 0, true, ENAMETOOLONG},
     };
     for (size_t i = 0; i < sizeof(hv) / sizeof(hv[0]); i++) {
         vm = raw_vm(f, "vu-hello", false);
@@ -208,13 +223,18 @@ static void test_types_and_order(void **state)
         else
             snprintf(h.vm_name, sizeof(h.vm_name), "vu-hello-%zu", i);
         sim_vu_send(vm, VU_MSG_HELLO, &h, sizeof(h), NULL, 0);
-        sim_vu_alive(vm, 100);
+        uint64_t end = sim_now_ms() + 2000;
+        while (sim_now_ms() < end && !vm->dead && !vm->rep_valid)
+            sim_vu_alive(vm, 10);
         bool replied = vm->rep_valid && vm->rep_type == VU_MSG_HELLO_REPLY;
-        /* the first four are refused; unknown features bits and an
-         * unterminated name (cut to 63 bytes) are accepted */
-        SIM_ASSERT(replied == (i >= 4), "%s: %s", hv[i].what,
-                   replied ? "HELLO_REPLY" : "no HELLO_REPLY");
-        vu_done(f, vm, hv[i].what, false, i < 4 ? VU_REFUSED : VU_ACCEPTED);
+        print_message("    %s: %s\n", hv[i].what, replied ? "HELLO_REPLY" : "no reply");
+        if (hv[i].code)
+            SIM_ASSERT(!replied && vu_wait_dead(vm) && vm->error_code == hv[i].code,
+                       "%s: %s, ERROR '%s' (expected code %u)", hv[i].what,
+                       replied ? "HELLO_REPLY" : "no reply", vm->error, hv[i].code);
+        else
+            SIM_ASSERT(replied && !vm->dead, "%s refused: %s", hv[i].what, vm->error);
+        vu_done(f, vm, hv[i].what, false, hv[i].code ? VU_REFUSED : VU_ACCEPTED);
     }
 
     /* HELLO twice */
@@ -226,12 +246,70 @@ static void test_types_and_order(void **state)
     }
     vu_done(f, vm, "HELLO twice", true, VU_REFUSED);
 
-    /* Two VMMs claiming the same VM name at once: what vmbusd must do is
-     * issue 7 item 4 (refuse the second); its test comes with that change.
-     * Here: the healthy partition is unaffected either way. */
-    vm = raw_vm(f, VM_GOOD, true);
-    fx_good_check(f, "second connection named like a live VM");
+}
+
+/* The id of partition name in the control socket's "list", its VMM's pid
+ * in *pid; 0 if it is not listed, -1 if listed more than once. */
+static long listed(struct fx *f, const char *name, long *pid)
+{
+    static char buf[256 * 1024];
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), "list", buf, sizeof(buf)), "list");
+    char needle[96];
+    snprintf(needle, sizeof(needle), ",\"name\":\"%s\",", name);
+    long id = 0;
+    for (char *p = strstr(buf, needle); p; p = strstr(p + 1, needle)) {
+        if (id)
+            return -1;
+        char *o = p;
+        while (o > buf && strncmp(o, "{\"id\":", 6) != 0)
+            o--;
+        id = strtol(o + 6, NULL, 10);
+        char *pp = strstr(p, "\"vmm_pid\":");
+        *pid = pp ? strtol(pp + 10, NULL, 10) : 0;
+    }
+    return id;
+}
+
+/* A second VMM that announces the name of a connected VM is refused: the
+ * name (and with it vmbusctl's commands, KVP values included) stays with the
+ * first.  Once the first goes, the name is free again. */
+static void test_duplicate_name(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    long pid = 0;
+    long id = listed(f, VM_GOOD, &pid);
+    SIM_ASSERT(id == f->good->partition_id, "list shows %s as partition %ld, expected %u",
+               VM_GOOD, id, f->good->partition_id);
+    SIM_ASSERT(pid == getpid(), "list shows the VMM of %s as pid %ld, expected %d", VM_GOOD, pid,
+               (int)getpid());
+    SIM_ASSERT(sim_log_count(LOG_INFO, VM_GOOD, "VMM connected (pid", NULL) == 1,
+               "no 'VMM connected' line with the VMM's pid");
+
+    struct sim_vm_opts o = {.name = VM_GOOD, .no_setup = true, .mem_size = 8u << 20};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "connect");
+    struct vu_hello h = {.major = VU_PROTOCOL_MAJOR, .vcpu_count = 2};
+    snprintf(h.vm_name, sizeof(h.vm_name), "%s", VM_GOOD);
+    sim_vu_send(vm, VU_MSG_HELLO, &h, sizeof(h), NULL, 0);
+    SIM_ASSERT(vu_wait_dead(vm), "second VMM named %s accepted", VM_GOOD);
+    SIM_ASSERT(vm->error_code == EEXIST && strstr(vm->error, VM_GOOD),
+               "second VMM: ERROR '%s', expected EEXIST naming %s", vm->error, VM_GOOD);
+    SIM_ASSERT(!(vm->rep_valid && vm->rep_type == VU_MSG_HELLO_REPLY), "HELLO_REPLY sent");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_GOOD, "refused", NULL), "refusal not logged");
+    fx_good_check(f, "a second VMM with the same name");
+    SIM_ASSERT(listed(f, VM_GOOD, &pid) == id, "%s no longer listed once as partition %ld",
+               VM_GOOD, id);
     sim_vm_free(vm);
+
+    /* the first VMM leaves: the name is free */
+    sim_vm_free(f->good);
+    f->good = NULL;
+    for (int i = 0; i < 200 && listed(f, VM_GOOD, &pid) != 0; i++)
+        usleep(10000);
+    SIM_ASSERT(listed(f, VM_GOOD, &pid) == 0, "%s still listed after its VMM left", VM_GOOD);
+    fx_good_check(f, "the name taken again after its VMM left");
+    SIM_ASSERT(listed(f, VM_GOOD, &pid) == f->good->partition_id, "new %s not listed", VM_GOOD);
 }
 
 static void test_memory_regions(void **state)
@@ -435,15 +513,6 @@ static void test_vcpus(void **state)
     vu_done(f, vm, "SIMP disabled", false, VU_ACCEPTED);
 }
 
-/* Wait (up to 2 s) for vmbusd to close the connection; true if it did. */
-static bool vu_wait_dead(struct sim_vm *vm)
-{
-    uint64_t end = sim_now_ms() + 2000;
-    while (!vm->dead && sim_now_ms() < end)
-        sim_vu_alive(vm, 10);
-    return vm->dead;
-}
-
 /* A memfd of size bytes with these seals (0: unsealed). */
 static int memfd_sealed(size_t size, int seals)
 {
@@ -605,6 +674,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_framing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_types_and_order, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_name, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_vcpus, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fd_leaks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_memory_fd_kinds, fx_setup, fx_teardown),

@@ -154,38 +154,7 @@ static const char *g_ctl; /* control socket path of the current daemon */
 /* One request line, one answer line.  true if an answer arrived. */
 static bool ctl_call(const char *req, char *out, size_t cap)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", g_ctl);
-    struct timeval tv = {.tv_sec = 20};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    bool ok = false;
-    size_t n = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-        size_t rl = strlen(req);
-        char *line = malloc(rl + 2);
-        if (line) {
-            memcpy(line, req, rl);
-            line[rl] = '\n';
-            ok = write(fd, line, rl + 1) == (ssize_t)(rl + 1);
-            free(line);
-        }
-        while (ok && n + 1 < cap) {
-            ssize_t r = read(fd, out + n, cap - 1 - n);
-            if (r <= 0) {
-                ok = false;
-                break;
-            }
-            n += (size_t)r;
-            if (memchr(out, '\n', n))
-                break;
-        }
-    }
-    close(fd);
-    out[n] = 0;
-    return ok && n > 0;
+    return sim_ctl_call(g_ctl, req, out, cap);
 }
 
 /* Value of status key `key` of partition vm from `list` (false if absent). */
