@@ -19,6 +19,11 @@
 #include "common/log.h"
 #include "xpartition/internal.h"
 
+/* Guest-triggered log lines per partition: burst, then lines per second
+ * (see log_token). */
+#define LOG_BURST 200
+#define LOG_RATE 20
+
 
 struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
                              const struct xp_host_ops *ops, void *ctx)
@@ -38,6 +43,7 @@ struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
     xp->nvcpus = nvcpus;
     xp->ops = ops;
     xp->ops_ctx = ctx;
+    xp->log_rl = (struct ratelimit)RATELIMIT_INIT(LOG_BURST, LOG_RATE);
     return xp;
 }
 
@@ -75,34 +81,14 @@ void xp_destroy(struct xpartition *xp)
  * the log: LOG_BURST lines at once, LOG_RATE more per second, and a count of
  * what was suppressed once lines flow again.
  */
-#define LOG_BURST 200
-#define LOG_RATE 20
-
 static bool log_token(struct xpartition *xp)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    if (xp->log_stamp_ms == 0) {
-        xp->log_stamp_ms = now_ms;
-        xp->log_tokens = LOG_BURST;
-    }
-    uint64_t refill = (now_ms - xp->log_stamp_ms) * LOG_RATE / 1000;
-    if (refill) {
-        xp->log_tokens = xp->log_tokens + refill > LOG_BURST ? LOG_BURST
-                                                             : xp->log_tokens + (unsigned)refill;
-        xp->log_stamp_ms = now_ms;
-    }
-    if (xp->log_tokens == 0) {
-        xp->log_suppressed++;
+    uint64_t dropped;
+    if (!ratelimit_allow(&xp->log_rl, &dropped))
         return false;
-    }
-    xp->log_tokens--;
-    if (xp->log_suppressed) {
+    if (dropped)
         log_warn("partition %s (id %u): %llu log lines about this guest were suppressed", xp->name,
-                 xp->id, (unsigned long long)xp->log_suppressed);
-        xp->log_suppressed = 0;
-    }
+                 xp->id, (unsigned long long)dropped);
     return true;
 }
 

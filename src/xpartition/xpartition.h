@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/ratelimit.h"
 #include "vmbusd/hv_wire.h"
 #include "xpartition/ring.h"
 #include "xpartition/ring_map.h"
@@ -168,8 +169,7 @@ struct xpartition {
     struct xp_orphan_map *orphans;
 
     struct xp_stats stats;
-    unsigned log_tokens;       /* token bucket for guest-triggered log lines */
-    uint64_t log_stamp_ms, log_suppressed;
+    struct ratelimit log_rl;   /* guest-triggered log lines */
 };
 
 /* ---- lifetime ---- */

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A token bucket for log lines that something outside vmbusd can trigger
+ * (a guest, a VMM, a flood of connections): up to `burst` lines at once,
+ * `rate` more per second, and a count of the lines dropped meanwhile, so
+ * the log says how many once lines flow again.  Not locked: the owner
+ * serialises calls.
+ */
+#ifndef VMBUSD_RATELIMIT_H
+#define VMBUSD_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ratelimit {
+    unsigned burst, rate; /* set by the owner; the rest starts zeroed */
+    unsigned tokens;
+    uint64_t stamp_ms;
+    uint64_t dropped;
+};
+
+#define RATELIMIT_INIT(burst_, rate_) {.burst = (burst_), .rate = (rate_)}
+
+/* May a line be logged now?  When it may, *dropped gets the number of lines
+ * refused since the last one allowed (0 if none), for the caller to report. */
+bool ratelimit_allow(struct ratelimit *rl, uint64_t *dropped);
+
+#endif
