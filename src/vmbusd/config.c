@@ -20,6 +20,8 @@ void config_defaults(struct vmbusd_config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->socket_access = (struct cfg_sock_access){.mode = 0660, .gid = (gid_t)-1};
     cfg->control_access = (struct cfg_sock_access){.mode = 0600, .gid = (gid_t)-1};
+    cfg->max_connections = CFG_DEF_MAX_CONNECTIONS;
+    cfg->max_fds_per_conn = CFG_DEF_MAX_FDS_PER_CONN;
 }
 
 /* [daemon] socket-mode, socket-group, control-mode, control-group.
@@ -204,6 +206,19 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
                 if (*end || n < 1 || n > 64)
                     FAIL("workers must be 1..64");
                 cfg->workers = (int)n;
+            } else if (strcmp(key, "max-connections") == 0) {
+                char *end;
+                long n = strtol(val, &end, 10);
+                if (*end || n < 1 || n > 1000000)
+                    FAIL("max-connections must be 1..1000000");
+                cfg->max_connections = (unsigned)n;
+            } else if (strcmp(key, "max-fds-per-connection") == 0) {
+                char *end;
+                long n = strtol(val, &end, 10);
+                if (*end || n < CFG_MIN_FDS_PER_CONN || n > CFG_MAX_FDS_PER_CONN)
+                    FAIL("max-fds-per-connection must be %d..%d", CFG_MIN_FDS_PER_CONN,
+                         CFG_MAX_FDS_PER_CONN);
+                cfg->max_fds_per_conn = (unsigned)n;
             } else if (strcmp(key, "log-level") == 0) {
                 int l = log_parse_level(val);
                 if (l < 0)

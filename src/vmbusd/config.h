@@ -3,7 +3,8 @@
  * vmbusd configuration (conf/vmbusd.conf documents the format).
  *
  *   [daemon]           socket, control, workers, log-level, plugin-dir,
- *                      socket-mode, socket-group, control-mode, control-group
+ *                      socket-mode, socket-group, control-mode, control-group,
+ *                      max-connections, max-fds-per-connection
  *   [vm NAME]          vsp = list of VSP names the VM gets ("default" matches
  *                      any VM without a section of its own)
  *   [vsp NAME]         key = value parameters handed to that VSP's init()
@@ -18,6 +19,11 @@
 #define CFG_MAX_VSPS 32
 #define CFG_MAX_PARAMS 32
 #define CFG_MAX_DIRS 8
+/* Defaults of the fd limits (conf/vmbusd.conf explains the numbers). */
+#define CFG_DEF_MAX_CONNECTIONS 1024
+#define CFG_DEF_MAX_FDS_PER_CONN 160 /* 64 vCPUs x 2 SINT fds + 32 regions */
+#define CFG_MIN_FDS_PER_CONN 3       /* one region and one vCPU */
+#define CFG_MAX_FDS_PER_CONN 544     /* 256 vCPUs x 2 + 32 regions */
 
 struct vsp_plugin;
 
@@ -49,6 +55,8 @@ struct vmbusd_config {
     struct cfg_sock_access control_access; /* vmbusctl: 0600 */
     int workers;
     int log_level;
+    unsigned max_connections;  /* VMM connections at once */
+    unsigned max_fds_per_conn; /* fds one VMM may hand over and vmbusd keeps */
     int ndirs;
     char plugin_dirs[CFG_MAX_DIRS][256];
     int nvms;
@@ -63,7 +71,7 @@ struct vmbusd_config {
 
 /* Built-in defaults: socket /run/vmbusd/vmbus-user.sock (mode 0660),
  * control socket /run/vmbusd/control.sock (mode 0600), both in vmbusd's
- * group, 4 workers, no VMs configured. */
+ * group, 4 workers, the CFG_DEF_* fd limits, no VMs configured. */
 void config_defaults(struct vmbusd_config *cfg);
 /* If no [vm] section exists: "default" gets the four integration services. */
 void config_default_vms(struct vmbusd_config *cfg);

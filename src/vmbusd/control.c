@@ -331,8 +331,10 @@ static void ctl_accept_cb(evutil_socket_t lfd, short what, void *arg)
     struct vmbusd *d = arg;
     struct control *ctl = d->ctl;
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        daemon_accept_failed(d, d->ctl_ev, d->cfg.control_path, errno);
         return;
+    }
     pthread_mutex_lock(&ctl->lock);
     if (ctl->nclients == CTL_MAX_CLIENTS) {
         bool log = !ctl->full_logged;

@@ -4,9 +4,11 @@
 #include <event2/thread.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -15,13 +17,86 @@
 #include "common/log.h"
 #include "vmbusd/internal.h"
 
+#define ACCEPT_PAUSE_MS 250 /* listening stops this long when out of fds */
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    event_add(arg, NULL);
+}
+
+/* A log line about connections, through the daemon's rate limit (a flood of
+ * connections must not flood the log).  Loop thread only. */
+static void accept_log(struct vmbusd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void accept_log(struct vmbusd *d, const char *fmt, ...)
+{
+    uint64_t dropped;
+    if (!ratelimit_allow(&d->accept_rl, &dropped))
+        return;
+    char buf[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (dropped)
+        log_warn("%s (and %llu similar lines suppressed)", buf, (unsigned long long)dropped);
+    else
+        log_warn("%s", buf);
+}
+
+void daemon_accept_failed(struct vmbusd *d, struct event *ev, const char *path, int err)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+        return; /* nothing pending, or the client already gave up */
+    bool out_of_resources = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    /* The pending connection stays in the backlog and keeps the socket
+     * readable: accepting again at once would spin.  Pause listening; the
+     * backlog waits (clients block in connect or get EAGAIN). */
+    if (out_of_resources) {
+        event_del(ev);
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        if (event_base_once(d->base, -1, EV_TIMEOUT, accept_resume_cb, ev, &tv) < 0)
+            event_add(ev, NULL);
+    }
+    accept_log(d, "accept on %s: %s%s", path, strerror(err),
+               out_of_resources ? "; not accepting connections for a moment" : "");
+}
+
+/* Tell a connection over the limit why, then close it.  It has sent
+ * nothing yet; the ERROR waits in its socket. */
+static void refuse_conn(struct vmbusd *d, int cfd)
+{
+    struct {
+        struct vu_hdr h;
+        struct vu_error e;
+    } m = {.h = {.type = VU_MSG_ERROR, .size = sizeof(struct vu_error)},
+           .e = {.code = ECONNREFUSED}};
+    snprintf(m.e.message, sizeof(m.e.message),
+             "vmbusd serves at most %u VMM connections (max-connections)", d->max_conns);
+    if (send(cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* nothing more to tell it */
+    }
+    struct ucred cr = {0};
+    socklen_t len = sizeof(cr);
+    getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+    close(cfd);
+    accept_log(d, "VMM connection (pid %d, uid %d) refused: %u connections is the limit "
+                  "(max-connections, RLIMIT_NOFILE)",
+               (int)cr.pid, (int)cr.uid, d->max_conns);
+}
+
 static void accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmbusd *d = arg;
     int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (cfd < 0) {
-        if (errno != EAGAIN && errno != EINTR)
-            log_warn("accept on %s: %s", d->cfg.socket_path, strerror(errno));
+        daemon_accept_failed(d, d->listen_ev, d->cfg.socket_path, errno);
+        return;
+    }
+    pthread_mutex_lock(&d->conns_lock);
+    bool full = d->nconns >= d->max_conns;
+    pthread_mutex_unlock(&d->conns_lock);
+    if (full) {
+        refuse_conn(d, cfd);
         return;
     }
     struct vmm_conn *c = conn_create(d, cfd);
@@ -133,6 +208,47 @@ static void mkdir_parent(const char *path)
     mkdir(dir, 0755); /* /run/vmbusd for the default paths; errors show at bind */
 }
 
+unsigned long vmbusd_raise_fd_limit(void)
+{
+    /* Many VMs need many fds (epoll has no FD_SETSIZE limit); the hard
+     * limit is what the administrator allows (LimitNOFILE=). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise RLIMIT_NOFILE to %llu: %s", (unsigned long long)want,
+                     strerror(errno));
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? ~0ul : (unsigned long)rl.rlim_cur;
+}
+
+/* How many VMM connections fit into RLIMIT_NOFILE, each with the most fds
+ * it may make vmbusd keep: an accepted connection never finds vmbusd out
+ * of fds because of the others. */
+static void size_connection_limit(struct vmbusd *d)
+{
+    struct rlimit rl;
+    unsigned long long limit = ~0ull;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        limit = rl.rlim_cur;
+    unsigned long long per_conn = (unsigned long long)d->cfg.max_fds_per_conn + CONN_OWN_FDS;
+    unsigned long long fit = limit > DAEMON_FD_RESERVE ? (limit - DAEMON_FD_RESERVE) / per_conn : 0;
+    d->max_conns = d->cfg.max_connections;
+    if (fit < d->max_conns) {
+        d->max_conns = fit ? (unsigned)fit : 1;
+        log_warn("RLIMIT_NOFILE %llu leaves room for %u VMM connections of up to %u fds each, "
+                 "fewer than max-connections = %u (raise LimitNOFILE, or lower "
+                 "max-fds-per-connection)",
+                 limit, d->max_conns, d->cfg.max_fds_per_conn, d->cfg.max_connections);
+    }
+    log_info("serving up to %u VMM connections, up to %u fds each (RLIMIT_NOFILE %llu)",
+             d->max_conns, d->cfg.max_fds_per_conn, limit);
+}
+
 struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t errlen)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -144,6 +260,12 @@ struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t 
     }
     d->cfg = *cfg;
     d->listen_fd = d->ctl_fd = -1;
+    d->accept_rl = (struct ratelimit)RATELIMIT_INIT(5, 1);
+    if (!d->cfg.max_connections)
+        d->cfg.max_connections = CFG_DEF_MAX_CONNECTIONS;
+    if (!d->cfg.max_fds_per_conn)
+        d->cfg.max_fds_per_conn = CFG_DEF_MAX_FDS_PER_CONN;
+    size_connection_limit(d);
     pthread_mutex_init(&d->conns_lock, NULL);
     d->base = event_base_new();
     d->wq = workq_create(cfg->workers > 0 ? cfg->workers : 4);

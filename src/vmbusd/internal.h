@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "common/ratelimit.h"
 #include "vmbusd/config.h"
 #include "vmbusd/vmbus_user.h"
 #include "vmbusd/vmbusd.h"
@@ -38,6 +39,8 @@ struct vmbusd {
     pthread_mutex_t conns_lock;
     struct vmm_conn *conns;
     unsigned nconns;
+    unsigned max_conns; /* cfg.max_connections, lowered to fit RLIMIT_NOFILE */
+    struct ratelimit accept_rl; /* refused / failed accepts (loop thread) */
     uint32_t next_partition_id;
     pthread_t thread;
     bool thread_started;
@@ -79,6 +82,7 @@ struct vmm_conn {
     struct xpartition *xp;  /* after HELLO */
     char name[VU_VM_NAME_LEN];
     uint32_t nvcpus;
+    unsigned vmm_fds; /* fds the VMM handed over that vmbusd keeps */
     struct vcpu_route routes[XP_MAX_VCPUS];
     pthread_mutex_t evfd_lock;
     struct conn_eventfd *evfds;
@@ -88,7 +92,16 @@ struct vmm_conn {
 };
 
 /* daemon.c */
+/* fds vmbusd keeps for itself (sockets, epoll, plugins, vmbusctl clients),
+ * and what each VMM connection costs it besides the fds the VMM hands over:
+ * the socket and one eventfd per channel, up to 32. */
+#define DAEMON_FD_RESERVE 64
+#define CONN_OWN_FDS 33
 void daemon_conn_closed(struct vmm_conn *c, const char *why);
+/* accept() on the listening socket of ev failed with err: log it (rate
+ * limited) and, if vmbusd is out of fds or memory, stop listening for a
+ * moment instead of spinning on the connection that stays pending. */
+void daemon_accept_failed(struct vmbusd *d, struct event *ev, const char *path, int err);
 /* Bind and listen on a unix socket at path, then give the file the mode
  * and group of acc (set explicitly: the umask does not decide who may
  * connect). */

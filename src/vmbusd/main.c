@@ -114,6 +114,7 @@ int main(int argc, char **argv)
     }
     struct vmbusd *d = NULL;
     {
+        vmbusd_raise_fd_limit();
         d = vmbusd_create(&cfg, err, sizeof(err));
         if (!d) {
             fprintf(stderr, "vmbusd: %s\n", err);

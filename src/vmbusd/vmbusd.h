@@ -17,6 +17,10 @@ struct vmbusd_config; /* config.h */
  * load the configured VSP plugins.  On failure returns NULL and writes a
  * one-line reason (naming the path / line at fault) into err. */
 struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t errlen);
+/* Raise the process's soft RLIMIT_NOFILE to its hard limit (call before
+ * vmbusd_create, which sizes the connection limit from it).  Returns the
+ * soft limit now in force. */
+unsigned long vmbusd_raise_fd_limit(void);
 /* Load and initialise the configured plugins without serving anything:
  * 0, or -1 with the reason in err. */
 int vmbusd_check_config(const struct vmbusd_config *cfg, char *err, size_t errlen);

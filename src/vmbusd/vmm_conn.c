@@ -410,6 +410,16 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         close_fds(fds, nfds);
         return conn_error(c, "message type %u before HELLO", h->type);
     }
+    /* Every connection gets the same fd quota, sized so that all of them
+     * together fit into vmbusd's RLIMIT_NOFILE (daemon.c).  A refused
+     * message ends the connection, so counting before it is handled is
+     * exact enough. */
+    if (nfds && c->vmm_fds + (unsigned)nfds > c->d->cfg.max_fds_per_conn) {
+        close_fds(fds, nfds);
+        return conn_error_code(c, EMFILE, "more than %u fds handed over (max-fds-per-connection)",
+                               c->d->cfg.max_fds_per_conn);
+    }
+    c->vmm_fds += (unsigned)nfds;
     switch (h->type) {
     case VU_MSG_HELLO:
         handle_hello(c, h, body);

@@ -6,6 +6,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,9 @@ struct sim_daemon {
     struct vmbusd_config cfg;
     struct vmbusd *d;
     char dir[64];
+    pid_t pid;          /* spawned vmbusd, 0 if in-process */
+    char conf_path[96];
+    char log_path[96];
 };
 
 /* ------------------------------------------------------------------ */
@@ -233,6 +240,7 @@ struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int
         log_set_level(LOG_DEBUG);
 
     char err[256] = "";
+    vmbusd_raise_fd_limit(); /* as vmbusd's main() does */
     sd->d = vmbusd_create(&sd->cfg, err, sizeof(err));
     if (!sd->d) {
         fprintf(stderr, "simd_start: vmbusd_create failed: %s\n", err);
@@ -283,10 +291,101 @@ static void *stop_watchdog(void *arg)
     _exit(99);
 }
 
+struct sim_daemon *simd_spawn(const char *exe, const char *conf, unsigned long nofile)
+{
+    struct sim_daemon *sd = calloc(1, sizeof(*sd));
+    if (!sd)
+        return NULL;
+    snprintf(sd->dir, sizeof(sd->dir), "/tmp/vmbusd-sim.XXXXXX");
+    if (!mkdtemp(sd->dir)) {
+        perror("mkdtemp");
+        free(sd);
+        return NULL;
+    }
+    config_defaults(&sd->cfg);
+    snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
+    snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
+    snprintf(sd->conf_path, sizeof(sd->conf_path), "%s/vmbusd.conf", sd->dir);
+    snprintf(sd->log_path, sizeof(sd->log_path), "%s/vmbusd.log", sd->dir);
+    FILE *f = fopen(sd->conf_path, "w");
+    if (!f || fputs(conf, f) < 0 || fclose(f) != 0) {
+        perror("simd_spawn: config file");
+        goto fail;
+    }
+    sd->pid = fork();
+    if (sd->pid < 0) {
+        perror("fork");
+        goto fail;
+    }
+    if (sd->pid == 0) {
+        struct rlimit rl = {.rlim_cur = nofile, .rlim_max = nofile};
+        if (nofile && setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            _exit(126);
+        int lfd = open(sd->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (lfd < 0 || dup2(lfd, 1) < 0 || dup2(lfd, 2) < 0)
+            _exit(126);
+        execl(exe, exe, "--config", sd->conf_path, "--socket", sd->cfg.socket_path, "--control",
+              sd->cfg.control_path, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        if (access(sd->cfg.socket_path, F_OK) == 0 && access(sd->cfg.control_path, F_OK) == 0)
+            return sd;
+        if (waitpid(sd->pid, NULL, WNOHANG) == sd->pid) {
+            fprintf(stderr, "simd_spawn: %s exited; its log:\n", exe);
+            FILE *lf = fopen(sd->log_path, "r");
+            char line[512];
+            while (lf && fgets(line, sizeof(line), lf))
+                fputs(line, stderr);
+            if (lf)
+                fclose(lf);
+            sd->pid = 0;
+            goto fail;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "simd_spawn: no sockets from %s after 10 s\n", exe);
+    kill(sd->pid, SIGKILL);
+    waitpid(sd->pid, NULL, 0);
+    sd->pid = 0;
+fail:
+    unlink(sd->conf_path);
+    unlink(sd->log_path);
+    rmdir(sd->dir);
+    free(sd);
+    return NULL;
+}
+
+pid_t simd_pid(const struct sim_daemon *sd) { return sd->pid; }
+const char *simd_log_path(const struct sim_daemon *sd) { return sd->log_path; }
+
+static void simd_stop_process(struct sim_daemon *sd)
+{
+    kill(sd->pid, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 1000 && waitpid(sd->pid, &st, WNOHANG) != sd->pid; i++)
+        usleep(10000);
+    if (kill(sd->pid, 0) == 0) {
+        fprintf(stderr, "simd_stop: vmbusd (pid %d) ignores SIGTERM: killed\n", (int)sd->pid);
+        kill(sd->pid, SIGKILL);
+        waitpid(sd->pid, &st, 0);
+    }
+    unlink(sd->cfg.socket_path);
+    unlink(sd->cfg.control_path);
+    unlink(sd->conf_path);
+    unlink(sd->log_path);
+    rmdir(sd->dir);
+    free(sd);
+}
+
 void simd_stop(struct sim_daemon *sd)
 {
     if (!sd)
         return;
+    if (sd->pid) {
+        simd_stop_process(sd);
+        return;
+    }
     pthread_t wd;
     wd_done = false;
     bool have_wd = pthread_create(&wd, NULL, stop_watchdog, NULL) == 0;

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vmbusd/hv_wire.h"
 #include "vmbusd/vmbus_user.h"
@@ -51,6 +52,14 @@ struct sim_vsp_param {
 /* simd_start() plus VSP parameters (applied after the echo channel count). */
 struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int echo_channels,
                                      const struct sim_vsp_param *params, int nparams);
+/* vmbusd as a process of its own: the executable exe with config text conf
+ * (written to a file), its sockets in a fresh temporary directory, its log
+ * in simd_log_path(), and RLIMIT_NOFILE (soft and hard) nofile if non-zero.
+ * Returns once both sockets exist; NULL (and prints why) on failure. */
+struct sim_daemon *simd_spawn(const char *exe, const char *conf, unsigned long nofile);
+pid_t simd_pid(const struct sim_daemon *d);        /* 0: in-process */
+const char *simd_log_path(const struct sim_daemon *d);
+/* In-process: vmbusd_destroy; spawned: SIGTERM and wait (SIGKILL after 10 s). */
 void simd_stop(struct sim_daemon *d);
 /* Test VSPs (NULL-terminated) the next simd_start*() offers besides the
  * built-in ones, named in sim_vm_cfg.vsps like them. */

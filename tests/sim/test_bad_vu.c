@@ -617,6 +617,44 @@ static void test_memory_shrink(void **state)
     sim_vm_free(vm);
 }
 
+/* A VMM may make vmbusd keep at most max-fds-per-connection fds (default
+ * 160): a 256-vCPU VM's SINT routes pass it and are refused with EMFILE,
+ * and everything it handed over is closed with the connection. */
+static void test_fd_quota(void **state)
+{
+    struct fx *f = *state;
+    fx_good_start(f);
+    int before = count_fds();
+    struct sim_vm_opts o = {.name = "vu-fd-quota", .no_setup = true, .mem_size = 8u << 20};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "connect");
+    struct vu_hello h = {.major = VU_PROTOCOL_MAJOR, .vcpu_count = VU_MAX_VCPUS};
+    snprintf(h.vm_name, sizeof(h.vm_name), "%s", o.name);
+    sim_vu_send(vm, VU_MSG_HELLO, &h, sizeof(h), NULL, 0);
+    struct vu_mem_region mr = {.guest_phys_addr = 0, .size = vm->mem_size};
+    sim_vu_send(vm, VU_MSG_MEM_REGION, &mr, sizeof(mr), &vm->memfd, 1);
+    uint32_t sent = 0;
+    for (uint32_t v = 0; v < VU_MAX_VCPUS && !vm->dead; v++, sent++) {
+        struct vu_sint_route r = {.vp_index = v, .sint = VMBUS_MESSAGE_SINT};
+        int fds[2] = {vm->vp[0].irqfd, vm->vp[0].resamplefd};
+        sim_vu_send(vm, VU_MSG_SINT_ROUTE, &r, sizeof(r), fds, 2);
+        sim_vu_alive(vm, 0);
+    }
+    SIM_ASSERT(vu_wait_dead(vm), "%u SINT routes (%u fds) accepted", sent, 1 + 2 * sent);
+    SIM_ASSERT(vm->error_code == EMFILE && strstr(vm->error, "max-fds-per-connection"),
+               "ERROR '%s', expected EMFILE", vm->error);
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, o.name, "max-fds-per-connection", NULL),
+               "refusal not logged");
+    sim_vm_free(vm);
+    fx_good_check(f, "fd quota");
+    int after = count_fds();
+    for (int i = 0; i < 200 && after - before > 5; i++) {
+        usleep(10000);
+        after = count_fds();
+    }
+    SIM_ASSERT(after - before <= 5, "fds grew from %d to %d", before, after);
+}
+
 /* fds attached to messages that take none are closed, not leaked. */
 static void test_fd_leaks(void **state)
 {
@@ -677,6 +715,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_name, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_vcpus, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fd_leaks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fd_quota, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_memory_fd_kinds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_memory_shrink, fx_setup, fx_teardown),
         /* last: a daemon that maps beyond the memfd dies of SIGBUS here */
