@@ -8,6 +8,8 @@
  * struct vu_hdr followed by exactly hdr.size payload bytes.  File
  * descriptors travel as SCM_RIGHTS ancillary data on the datagram that
  * names them.  All integers are host-endian (both ends share a host).
+ * A 0-byte datagram reads as end of connection (recv returns 0): never
+ * send one.
  */
 #ifndef VMBUSD_VMBUS_USER_H
 #define VMBUSD_VMBUS_USER_H
@@ -103,7 +105,8 @@ struct vu_post_message {
 };
 
 struct vu_post_result {
-    uint32_t hv_status;       /* HV_STATUS_* to return to the guest in RAX */
+    uint32_t hv_status;       /* HV_STATUS_* to return to the guest in RAX (0, 5,
+                                 18 wrong connection id, 19 queue full) */
     uint32_t reserved;
 };
 
@@ -120,7 +123,10 @@ struct vu_eventfd {
 };
 
 struct vu_error {
-    uint32_t code;            /* errno-style */
+    uint32_t code;            /* errno: EPROTO for protocol violations, or a
+                                 specific one (the protocol document's ERROR
+                                 table: EEXIST duplicate name, EPERM unsealed
+                                 memfd, EMFILE too many fds, ...) */
     char message[128];        /* NUL-terminated */
 };
 

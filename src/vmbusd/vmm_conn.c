@@ -387,7 +387,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     c->retry_ev = event_new(c->d->base, -1, 0, retry_cb, c);
     c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
     if (!c->xp)
-        return conn_error(c, "out of memory");
+        return conn_error_code(c, ENOMEM, "out of memory");
     c->vp = host_partition_create(c);
     struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
                                .partition_id = id};

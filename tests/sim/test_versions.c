@@ -224,6 +224,9 @@ static void test_connection_id_rules(void **state)
 
     sim_drain_msgs(vm);
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) >= ECHO_CHANNELS, "proper connect");
+    /* after contact every message but INITIATE_CONTACT goes to id 1 */
+    st = sim_post(vm, VMBUS_MESSAGE_CONNECTION_ID_4, HV_MESSAGE_TYPE_VMBUS, &h, sizeof(h));
+    SIM_ASSERT(st == HV_STATUS_INVALID_CONNECTION_ID, "REQUESTOFFERS on conn 4: status %d", st);
     struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
     SIM_ASSERT(ch != NULL, "open");
     SIM_ASSERT(sim_echo_roundtrip(ch, 40, 1, true) == 0, "echo");
