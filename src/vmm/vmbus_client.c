@@ -145,6 +145,10 @@ static ssize_t recv_msg(int fd, struct vu_hdr *h, void *payload, size_t cap, int
     do {
         n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
+    /* vmbusd closed with messages of ours unread (it refused us): the first
+     * recv reports ECONNRESET, the ERROR it sent before still follows. */
+    if (n < 0 && errno == ECONNRESET)
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     *nfds = 0;
     if (n < 0)
         return RECV_ERROR;
