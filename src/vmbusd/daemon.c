@@ -24,13 +24,15 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
     event_add(arg, NULL);
 }
 
-/* A log line about connections, through the daemon's rate limit (a flood of
- * connections must not flood the log).  Loop thread only. */
-static void accept_log(struct vmbusd *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void accept_log(struct vmbusd *d, const char *fmt, ...)
+/* A log line about a connection that has no partition (yet), through the
+ * daemon's rate limit: a VMM connecting in a loop, or a flood of
+ * connections, must not flood the log.  Loop thread only. */
+static void conn_log(struct vmbusd *d, enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void conn_log(struct vmbusd *d, enum log_level lvl, const char *fmt, ...)
 {
     uint64_t dropped;
-    if (!ratelimit_allow(&d->accept_rl, &dropped))
+    if (lvl > log_get_level() || !ratelimit_allow(&d->accept_rl, &dropped))
         return;
     char buf[400];
     va_list ap;
@@ -38,9 +40,9 @@ static void accept_log(struct vmbusd *d, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     if (dropped)
-        log_warn("%s (and %llu similar lines suppressed)", buf, (unsigned long long)dropped);
+        log_msg(lvl, "%s (and %llu similar lines suppressed)", buf, (unsigned long long)dropped);
     else
-        log_warn("%s", buf);
+        log_msg(lvl, "%s", buf);
 }
 
 void daemon_accept_failed(struct vmbusd *d, struct event *ev, const char *path, int err)
@@ -57,7 +59,7 @@ void daemon_accept_failed(struct vmbusd *d, struct event *ev, const char *path, 
         if (event_base_once(d->base, -1, EV_TIMEOUT, accept_resume_cb, ev, &tv) < 0)
             event_add(ev, NULL);
     }
-    accept_log(d, "accept on %s: %s%s", path, strerror(err),
+    conn_log(d, LOG_WARN, "accept on %s: %s%s", path, strerror(err),
                out_of_resources ? "; not accepting connections for a moment" : "");
 }
 
@@ -79,7 +81,7 @@ static void refuse_conn(struct vmbusd *d, int cfd)
     socklen_t len = sizeof(cr);
     getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
     close(cfd);
-    accept_log(d, "VMM connection (pid %d, uid %d) refused: %u connections is the limit "
+    conn_log(d, LOG_WARN, "VMM connection (pid %d, uid %d) refused: %u connections is the limit "
                   "(max-connections, RLIMIT_NOFILE)",
                (int)cr.pid, (int)cr.uid, d->max_conns);
 }
@@ -130,8 +132,8 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
     if (c->xp)
         log_msg(lvl, "partition %s (id %u): connection closed: %s", c->name, c->xp->id, why);
     else
-        log_msg(lvl, "VMM connection (pid %d, uid %d, before HELLO) closed: %s", (int)c->peer_pid,
-                (int)c->peer_uid, why);
+        conn_log(d, lvl, "VMM connection (pid %d, uid %d, before HELLO) closed: %s",
+                 (int)c->peer_pid, (int)c->peer_uid, why);
 }
 
 /* Bind a unix socket, refusing to steal one a live process still serves. */

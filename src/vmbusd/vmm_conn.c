@@ -373,15 +373,9 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
         conn_teardown(holder, "VMM disconnected");
         holder = NULL;
     }
-    if (holder) {
-        uint32_t owner = holder->xp->id;
-        pid_t owner_pid = holder->peer_pid;
-        log_warn("VMM pid %d (uid %d) asked for the name %s, which partition %u (VMM pid %d) "
-                 "uses: refused",
-                 (int)c->peer_pid, (int)c->peer_uid, m.vm_name, owner, (int)owner_pid);
+    if (holder) /* logged (rate-limited) with this VMM's pid as the connection closes */
         return conn_error_code(c, EEXIST, "VM name '%s' is in use by partition %u", m.vm_name,
-                               owner);
-    }
+                               holder->xp->id);
     snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
     c->nvcpus = m.vcpu_count;
     c->retry_ev = event_new(c->d->base, -1, 0, retry_cb, c);

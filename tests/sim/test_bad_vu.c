@@ -296,7 +296,10 @@ static void test_duplicate_name(void **state)
     SIM_ASSERT(vm->error_code == EEXIST && strstr(vm->error, VM_GOOD),
                "second VMM: ERROR '%s', expected EEXIST naming %s", vm->error, VM_GOOD);
     SIM_ASSERT(!(vm->rep_valid && vm->rep_type == VU_MSG_HELLO_REPLY), "HELLO_REPLY sent");
-    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_GOOD, "refused", NULL), "refusal not logged");
+    char pid_s[32];
+    snprintf(pid_s, sizeof(pid_s), "(pid %d,", (int)getpid());
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_GOOD, "is in use by partition", pid_s),
+               "refusal not logged with the VMM's pid");
     fx_good_check(f, "a second VMM with the same name");
     SIM_ASSERT(listed(f, VM_GOOD, &pid) == id, "%s no longer listed once as partition %ld",
                VM_GOOD, id);
