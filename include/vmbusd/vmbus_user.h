@@ -126,7 +126,8 @@ struct vu_error {
     uint32_t code;            /* errno: EPROTO for protocol violations, or a
                                  specific one (the protocol document's ERROR
                                  table: EEXIST duplicate name, EPERM unsealed
-                                 memfd, EMFILE too many fds, ...) */
+                                 memfd, EMFILE too many fds, ENFILE vmbusd out
+                                 of fds, ...) */
     char message[128];        /* NUL-terminated */
 };
 

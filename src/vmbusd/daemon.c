@@ -63,17 +63,31 @@ void daemon_accept_failed(struct vmbusd *d, struct event *ev, const char *path, 
                out_of_resources ? "; not accepting connections for a moment" : "");
 }
 
-/* Tell a connection over the limit why, then close it.  It has sent
- * nothing yet; the ERROR waits in its socket. */
-static void refuse_conn(struct vmbusd *d, int cfd)
+bool daemon_fds_take(struct vmbusd *d, unsigned n)
+{
+    unsigned cur = atomic_load(&d->fds_used);
+    do {
+        if (cur + n > d->fd_budget)
+            return false;
+    } while (!atomic_compare_exchange_weak(&d->fds_used, &cur, cur + n));
+    return true;
+}
+
+void daemon_fds_release(struct vmbusd *d, unsigned n)
+{
+    atomic_fetch_sub(&d->fds_used, n);
+}
+
+/* Tell a connection vmbusd does not take why, then close it.  The ERROR
+ * waits in its socket; whatever it sent is not read. */
+static void refuse_conn(struct vmbusd *d, int cfd, const char *why)
 {
     struct {
         struct vu_hdr h;
         struct vu_error e;
     } m = {.h = {.type = VU_MSG_ERROR, .size = sizeof(struct vu_error)},
            .e = {.code = ECONNREFUSED}};
-    snprintf(m.e.message, sizeof(m.e.message),
-             "vmbusd serves at most %u VMM connections (max-connections)", d->max_conns);
+    snprintf(m.e.message, sizeof(m.e.message), "vmbusd refuses the connection: %s", why);
     if (send(cfd, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         /* nothing more to tell it */
     }
@@ -81,9 +95,8 @@ static void refuse_conn(struct vmbusd *d, int cfd)
     socklen_t len = sizeof(cr);
     getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
     close(cfd);
-    conn_log(d, LOG_WARN, "VMM connection (pid %d, uid %d) refused: %u connections is the limit "
-                  "(max-connections, RLIMIT_NOFILE)",
-               (int)cr.pid, (int)cr.uid, d->max_conns);
+    conn_log(d, LOG_WARN, "VMM connection (pid %d, uid %d) refused: %s", (int)cr.pid, (int)cr.uid,
+             why);
 }
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -95,14 +108,25 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     pthread_mutex_lock(&d->conns_lock);
-    bool full = d->nconns >= d->max_conns;
+    bool full = d->nconns >= d->cfg.max_connections;
     pthread_mutex_unlock(&d->conns_lock);
     if (full) {
-        refuse_conn(d, cfd);
+        char why[96];
+        snprintf(why, sizeof(why), "it serves %u VMM connections (max-connections)",
+                 d->cfg.max_connections);
+        refuse_conn(d, cfd, why);
+        return;
+    }
+    /* A new VM comes in only while one more VMM could hand over its whole
+     * quota: VMs already running can still add what they need. */
+    if (atomic_load(&d->fds_used) + 1 + d->cfg.max_fds_per_conn > d->fd_budget ||
+        !daemon_fds_take(d, 1)) {
+        refuse_conn(d, cfd, "it is near its file descriptor limit (RLIMIT_NOFILE)");
         return;
     }
     struct vmm_conn *c = conn_create(d, cfd);
     if (!c) {
+        daemon_fds_release(d, 1);
         close(cfd);
         return;
     }
@@ -228,27 +252,19 @@ unsigned long vmbusd_raise_fd_limit(void)
     return rl.rlim_cur == RLIM_INFINITY ? ~0ul : (unsigned long)rl.rlim_cur;
 }
 
-/* How many VMM connections fit into RLIMIT_NOFILE, each with the most fds
- * it may make vmbusd keep: an accepted connection never finds vmbusd out
- * of fds because of the others. */
-static void size_connection_limit(struct vmbusd *d)
+/* The connections' share of RLIMIT_NOFILE: every fd held for them is
+ * counted against it, so vmbusd refuses a VM (with a reason) before the
+ * kernel refuses vmbusd an fd. */
+static void size_fd_budget(struct vmbusd *d)
 {
     struct rlimit rl;
-    unsigned long long limit = ~0ull;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    unsigned long long limit = UINT32_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < UINT32_MAX)
         limit = rl.rlim_cur;
-    unsigned long long per_conn = (unsigned long long)d->cfg.max_fds_per_conn + CONN_OWN_FDS;
-    unsigned long long fit = limit > DAEMON_FD_RESERVE ? (limit - DAEMON_FD_RESERVE) / per_conn : 0;
-    d->max_conns = d->cfg.max_connections;
-    if (fit < d->max_conns) {
-        d->max_conns = fit ? (unsigned)fit : 1;
-        log_warn("RLIMIT_NOFILE %llu leaves room for %u VMM connections of up to %u fds each, "
-                 "fewer than max-connections = %u (raise LimitNOFILE, or lower "
-                 "max-fds-per-connection)",
-                 limit, d->max_conns, d->cfg.max_fds_per_conn, d->cfg.max_connections);
-    }
-    log_info("serving up to %u VMM connections, up to %u fds each (RLIMIT_NOFILE %llu)",
-             d->max_conns, d->cfg.max_fds_per_conn, limit);
+    d->fd_budget = limit > DAEMON_FD_RESERVE ? (unsigned)(limit - DAEMON_FD_RESERVE) : 0;
+    log_info("RLIMIT_NOFILE %llu: %u fds for up to %u VMM connections, up to %u handed over by "
+             "each",
+             limit, d->fd_budget, d->cfg.max_connections, d->cfg.max_fds_per_conn);
 }
 
 struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t errlen)
@@ -267,7 +283,7 @@ struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t 
         d->cfg.max_connections = CFG_DEF_MAX_CONNECTIONS;
     if (!d->cfg.max_fds_per_conn)
         d->cfg.max_fds_per_conn = CFG_DEF_MAX_FDS_PER_CONN;
-    size_connection_limit(d);
+    size_fd_budget(d);
     pthread_mutex_init(&d->conns_lock, NULL);
     d->base = event_base_new();
     d->wq = workq_create(cfg->workers > 0 ? cfg->workers : 4);

@@ -39,7 +39,10 @@ struct vmbusd {
     pthread_mutex_t conns_lock;
     struct vmm_conn *conns;
     unsigned nconns;
-    unsigned max_conns; /* cfg.max_connections, lowered to fit RLIMIT_NOFILE */
+    /* fds held for connections (sockets, what VMMs hand over, channel
+     * eventfds) and how many RLIMIT_NOFILE allows (daemon_fds_take) */
+    atomic_uint fds_used;
+    unsigned fd_budget;
     struct ratelimit accept_rl; /* refused / failed accepts (loop thread) */
     uint32_t next_partition_id;
     pthread_t thread;
@@ -49,6 +52,7 @@ struct vmbusd {
 struct conn_eventfd {
     struct conn_eventfd *next;
     struct vmm_conn *conn;
+    struct vmbusd *d; /* the fd is returned to d's budget after conn is gone */
     uint32_t conn_id;
     int fd;
     struct event *ev;
@@ -92,11 +96,14 @@ struct vmm_conn {
 };
 
 /* daemon.c */
-/* fds vmbusd keeps for itself (sockets, epoll, plugins, vmbusctl clients),
- * and what each VMM connection costs it besides the fds the VMM hands over:
- * the socket and one eventfd per channel, up to 32. */
+/* fds of RLIMIT_NOFILE vmbusd keeps for itself (listening sockets, epoll,
+ * plugins, vmbusctl clients, fds in flight); the rest is the budget of the
+ * connections. */
 #define DAEMON_FD_RESERVE 64
-#define CONN_OWN_FDS 33
+/* Count n more fds held for connections; false (nothing counted) if that
+ * would pass the budget.  Any thread. */
+bool daemon_fds_take(struct vmbusd *d, unsigned n);
+void daemon_fds_release(struct vmbusd *d, unsigned n);
 void daemon_conn_closed(struct vmm_conn *c, const char *why);
 /* accept() on the listening socket of ev failed with err: log it (rate
  * limited) and, if vmbusd is out of fds or memory, stop listening for a

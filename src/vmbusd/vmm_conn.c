@@ -196,14 +196,21 @@ static void eventfd_cb(evutil_socket_t fd, short what, void *arg)
 static int op_eventfd_add(void *ctx, uint32_t conn_id)
 {
     struct vmm_conn *c = ctx;
+    if (!daemon_fds_take(c->d, 1))
+        return -ENFILE;
     struct conn_eventfd *e = calloc(1, sizeof(*e));
-    if (!e)
+    if (!e) {
+        daemon_fds_release(c->d, 1);
         return -ENOMEM;
+    }
     e->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (e->fd < 0) {
+        int err = errno;
+        daemon_fds_release(c->d, 1);
         free(e);
-        return -errno;
+        return -err;
     }
+    e->d = c->d;
     e->conn = c;
     e->conn_id = conn_id;
     struct vu_eventfd m = {.connection_id = conn_id};
@@ -225,6 +232,7 @@ static void eventfd_finalize(struct event *ev, void *arg)
 {
     struct conn_eventfd *e = arg;
     close(e->fd);
+    daemon_fds_release(e->d, 1);
     free(e);
 }
 
@@ -404,14 +412,18 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         close_fds(fds, nfds);
         return conn_error(c, "message type %u before HELLO", h->type);
     }
-    /* Every connection gets the same fd quota, sized so that all of them
-     * together fit into vmbusd's RLIMIT_NOFILE (daemon.c).  A refused
-     * message ends the connection, so counting before it is handled is
-     * exact enough. */
+    /* One VMM may make vmbusd keep at most its quota of fds, and all of
+     * them together no more than vmbusd's RLIMIT_NOFILE holds (daemon.c).
+     * A refused message ends the connection, so counting before it is
+     * handled is exact enough; teardown gives them all back. */
     if (nfds && c->vmm_fds + (unsigned)nfds > c->d->cfg.max_fds_per_conn) {
         close_fds(fds, nfds);
         return conn_error_code(c, EMFILE, "more than %u fds handed over (max-fds-per-connection)",
                                c->d->cfg.max_fds_per_conn);
+    }
+    if (nfds && !daemon_fds_take(c->d, (unsigned)nfds)) {
+        close_fds(fds, nfds);
+        return conn_error_code(c, ENFILE, "vmbusd is at its file descriptor limit");
     }
     c->vmm_fds += (unsigned)nfds;
     switch (h->type) {
@@ -636,6 +648,7 @@ static void conn_teardown_work(void *arg)
         out_free(m);
     }
     close(c->fd);
+    daemon_fds_release(c->d, 1 + c->vmm_fds); /* the socket, what the VMM handed over */
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->evfd_lock);
     free(c);

@@ -198,9 +198,6 @@ struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int
     snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
     snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
     sd->cfg.linked_plugins = simd_linked_plugins;
-    /* No test runs more VMs at once; this fits any usual RLIMIT_NOFILE, so
-     * vmbusd has no reason to warn that it serves fewer. */
-    sd->cfg.max_connections = 64;
     const char *w = getenv("SIM_WORKERS"); /* vmbusd's worker pool size */
     if (w && atoi(w) > 0)
         sd->cfg.workers = atoi(w);

@@ -362,6 +362,92 @@ static void test_accept_emfile(void **state)
     good_vm_works(d, "after-emfile");
 }
 
+/* The next message vmbusd sends on s: its type (*code: an ERROR's code),
+ * 0 if none within 5 s or the connection closed. */
+static uint32_t next_msg(int s, uint32_t *code)
+{
+    uint8_t buf[VU_MAX_MSG_SIZE];
+    uint64_t end = sim_now_ms() + 5000;
+    *code = 0;
+    while (sim_now_ms() < end) {
+        ssize_t n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == ECONNRESET)) {
+            usleep(5000);
+            continue;
+        }
+        if (n < (ssize_t)sizeof(struct vu_hdr))
+            return 0;
+        struct vu_hdr h;
+        memcpy(&h, buf, sizeof(h));
+        if (h.type == VU_MSG_ERROR && (size_t)n >= sizeof(h) + sizeof(uint32_t))
+            memcpy(code, buf + sizeof(h), sizeof(*code));
+        return h.type;
+    }
+    return 0;
+}
+
+/* Two VMs let in while vmbusd had room, then both hand over their fds:
+ * the second would pass RLIMIT_NOFILE and is refused (ERROR ENFILE), the
+ * first keeps working, and everything comes back when they go (a good VM
+ * connects and works). */
+static void test_fd_budget(void **state)
+{
+    (void)state;
+    static const char small[] = "[daemon]\n"
+                                "max-fds-per-connection = 17\n"
+                                "[vm default]\n"
+                                "vsp = echo\n"
+                                "[vsp echo]\n"
+                                "channels = 2\n";
+    /* 99 - 64 reserved = 35 fds for connections: 2 sockets + 17 + 16 */
+    struct sim_daemon *d = simd_spawn(vmbusd_exe, small, 99);
+    SIM_ASSERT(d != NULL, "vmbusd with RLIMIT_NOFILE 99");
+    int memfd = sealed_memfd();
+    int e1 = eventfd(0, EFD_CLOEXEC), e2 = eventfd(0, EFD_CLOEXEC);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", simd_socket_path(d));
+    int s[2];
+    uint32_t code;
+    for (int i = 0; i < 2; i++) {
+        s[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        SIM_ASSERT(s[i] >= 0 && connect(s[i], (struct sockaddr *)&sa, sizeof(sa)) == 0,
+                   "connect %d", i);
+        struct vu_hello h = {.major = VU_PROTOCOL_MAJOR, .vcpu_count = FLOOD_VCPUS};
+        snprintf(h.vm_name, sizeof(h.vm_name), "budget-%d", i);
+        send_vu(s[i], VU_MSG_HELLO, &h, sizeof(h), NULL, 0);
+        SIM_ASSERT(next_msg(s[i], &code) == VU_MSG_HELLO_REPLY, "VM %d not let in (%u)", i, code);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct vu_mem_region mr = {.guest_phys_addr = 0, .size = 1u << 20};
+        send_vu(s[i], VU_MSG_MEM_REGION, &mr, sizeof(mr), &memfd, 1);
+        for (uint32_t v = 0; v < FLOOD_VCPUS; v++) {
+            struct vu_sint_route r = {.vp_index = v, .sint = VMBUS_MESSAGE_SINT};
+            int fds[2] = {e1, e2};
+            send_vu(s[i], VU_MSG_SINT_ROUTE, &r, sizeof(r), fds, 2);
+        }
+        send_vu(s[i], VU_MSG_RESET, NULL, 0, NULL, 0); /* answered once all above is handled */
+        uint32_t t = next_msg(s[i], &code);
+        print_message("  VM %d, %d fds handed over: %s %u\n", i, 1 + 2 * FLOOD_VCPUS,
+                      t == VU_MSG_ERROR ? "ERROR" : t == VU_MSG_RESET_DONE ? "RESET_DONE" : "?",
+                      code);
+        if (i == 0)
+            SIM_ASSERT(t == VU_MSG_RESET_DONE, "first VM: message %u (ERROR code %u)", t, code);
+        else
+            SIM_ASSERT(t == VU_MSG_ERROR && code == ENFILE,
+                       "second VM: message %u code %u, expected ERROR ENFILE", t, code);
+    }
+    send_vu(s[0], VU_MSG_RESET, NULL, 0, NULL, 0);
+    SIM_ASSERT(next_msg(s[0], &code) == VU_MSG_RESET_DONE, "first VM broken (%u)", code);
+    SIM_ASSERT(kill(simd_pid(d), 0) == 0, "vmbusd died");
+    for (int i = 0; i < 2; i++)
+        close(s[i]);
+    close(memfd);
+    close(e1);
+    close(e2);
+    good_vm_works(d, "after-budget");
+    simd_stop(d);
+}
+
 int main(void)
 {
     vmbusd_exe = getenv("VMBUSD");
@@ -372,6 +458,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connection_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
+        cmocka_unit_test(test_fd_budget),
     };
     SIM_RUN("sim_limits", tests);
 }
