@@ -17,6 +17,8 @@
 #include "vmbusd/workq.h"
 #include "xpartition/xpartition.h"
 
+struct sint_signaller;
+
 struct loaded_plugin {
     const struct vsp_plugin *pl;
     void *state;
@@ -59,7 +61,7 @@ struct conn_eventfd {
 };
 
 struct vcpu_route {
-    int irqfd, resamplefd;
+    int resamplefd; /* -1: no SINT_ROUTE yet (the irqfd is in vmm_conn.sig) */
     struct event *eom_ev;
     struct vmm_conn *conn;
     uint32_t vp;
@@ -88,6 +90,7 @@ struct vmm_conn {
     uint32_t nvcpus;
     unsigned vmm_fds; /* fds the VMM handed over that vmbusd keeps */
     struct vcpu_route routes[XP_MAX_VCPUS];
+    _Atomic(struct sint_signaller *) sig; /* writes the irqfds; from the first SINT_ROUTE */
     pthread_mutex_t evfd_lock;
     struct conn_eventfd *evfds;
     struct vsp_partition *vp; /* the VSP layer's view */

@@ -18,7 +18,9 @@
 
 #include "common/log.h"
 #include "vmbusd/internal.h"
+#include "vmbusd/sint_signal.h"
 #include "vmbusd/vmbus_user.h"
+#include "vmbusd/vmm_fd.h"
 
 #define RETRY_MS 50 /* re-try stuck message deliveries after this long */
 
@@ -173,22 +175,22 @@ static void conn_error_code(struct vmm_conn *c, int code, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 /* xp_host_ops                                                         */
 
+/* Called with the partition lock held, from the loop and from workers: the
+ * irqfd write itself happens on the partition's SINT thread. */
 static void op_signal_vp(void *ctx, uint32_t vp)
 {
     struct vmm_conn *c = ctx;
-    if (vp >= c->nvcpus || c->routes[vp].irqfd < 0)
-        return;
-    uint64_t one = 1;
-    if (write(c->routes[vp].irqfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        log_warn("partition %s: SINT irqfd of vp %u: %s", c->name, vp, strerror(errno));
+    struct sint_signaller *s = atomic_load(&c->sig);
+    if (s)
+        sint_signaller_raise(s, vp); /* none yet: xp_set_sint_route re-raises */
 }
 
 static void eventfd_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn_eventfd *e = arg;
-    uint64_t v;
-    /* ISR: drain the fd; DPC: route the signal to the channel. */
-    if (read(fd, &v, sizeof(v)) != sizeof(v))
+    /* ISR: drain the fd (the VMM shares it: never a blocking read); DPC:
+     * route the signal to the channel. */
+    if (!vmm_eventfd_drain(fd))
         return;
     xp_connection_signalled(e->conn->xp, e->conn_id);
 }
@@ -298,8 +300,7 @@ const struct xp_host_ops conn_xp_ops = {
 static void eom_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vcpu_route *r = arg;
-    uint64_t v;
-    if (read(fd, &v, sizeof(v)) != sizeof(v))
+    if (!vmm_eventfd_drain(fd))
         return;
     xp_eom(r->conn->xp, r->vp);
 }
@@ -457,19 +458,43 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         }
         memcpy(&m, body, sizeof(m));
         if (m.vp_index >= c->nvcpus || m.sint != VMBUS_MESSAGE_SINT ||
-            c->routes[m.vp_index].irqfd >= 0) {
+            c->routes[m.vp_index].resamplefd >= 0) {
             close_fds(fds, nfds);
             return conn_error(c, "SINT_ROUTE vp %u sint %u refused (vCPUs %u, VMBus SINT %u%s)",
                               m.vp_index, m.sint, c->nvcpus, VMBUS_MESSAGE_SINT,
-                              m.vp_index < c->nvcpus && c->routes[m.vp_index].irqfd >= 0
+                              m.vp_index < c->nvcpus && c->routes[m.vp_index].resamplefd >= 0
                                   ? ", route already set"
                                   : "");
         }
+        /* Only eventfds: vmbusd writes the irqfd and reads the resample fd,
+         * and anything else (a pipe, a socket, a file) could block that. */
+        char why[96];
+        const char *which = "irqfd";
+        int bad = vmm_fd_check_eventfd(fds[0], false, why, sizeof(why));
+        if (bad == 0) {
+            which = "resample fd";
+            bad = vmm_fd_check_eventfd(fds[1], true, why, sizeof(why));
+        }
+        if (bad) {
+            close_fds(fds, nfds);
+            return conn_error(c, "SINT_ROUTE vp %u refused: the %s is %s", m.vp_index, which,
+                              why);
+        }
+        struct sint_signaller *s = atomic_load(&c->sig);
+        if (!s) {
+            s = sint_signaller_new(c->name, c->nvcpus);
+            if (!s) {
+                close_fds(fds, nfds);
+                return conn_error(c, "cannot start the SINT thread: %s", strerror(errno));
+            }
+            atomic_store(&c->sig, s);
+        }
         struct vcpu_route *r = &c->routes[m.vp_index];
-        r->irqfd = fds[0];
+        sint_signaller_set_irqfd(s, m.vp_index, fds[0]);
         r->resamplefd = fds[1];
         r->eom_ev = event_new(c->d->base, r->resamplefd, EV_READ | EV_PERSIST, eom_cb, r);
         event_add(r->eom_ev, NULL);
+        /* Raises what the guest missed while the route was missing. */
         xp_set_sint_route(c->xp, m.vp_index);
         return;
     }
@@ -499,6 +524,8 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         if (h->size != sizeof(m))
             return conn_error(c, "SIGNAL_EVENT of %u bytes", h->size);
         memcpy(&m, body, sizeof(m));
+        if (m.vp_index >= c->nvcpus)
+            return conn_error(c, "SIGNAL_EVENT from vp %u of %u", m.vp_index, c->nvcpus);
         xp_connection_signalled(c->xp, m.connection_id & 0xffffff);
         return;
     }
@@ -600,7 +627,7 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd)
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->evfd_lock, NULL);
     for (int i = 0; i < XP_MAX_VCPUS; i++) {
-        c->routes[i].irqfd = c->routes[i].resamplefd = -1;
+        c->routes[i].resamplefd = -1;
         c->routes[i].conn = c;
         c->routes[i].vp = (uint32_t)i;
     }
@@ -632,12 +659,12 @@ static void conn_teardown_work(void *arg)
         e = n;
     }
     xp_destroy(c->xp);
+    /* Nothing raises SINTs any more; a write the VMM keeps blocked is cut. */
+    sint_signaller_free(atomic_load(&c->sig));
     for (uint32_t i = 0; i < XP_MAX_VCPUS; i++) {
         struct vcpu_route *r = &c->routes[i];
         if (r->eom_ev)
             event_free(r->eom_ev);
-        if (r->irqfd >= 0)
-            close(r->irqfd);
         if (r->resamplefd >= 0)
             close(r->resamplefd);
     }
