@@ -132,6 +132,8 @@ void xp_event(struct xpartition *xp, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 /* Guest memory                                                        */
 
+static void synic_resolve_locked(struct xpartition *xp, uint32_t vp, bool warn);
+
 int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, uint64_t fd_offset)
 {
     if (size == 0 || (gpa | size | fd_offset) & (HV_PAGE_SIZE - 1) || gpa + size < gpa ||
@@ -188,6 +190,11 @@ int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, ui
     }
     xp->regions[xp->nregions++] =
         (struct xp_region){.gpa = gpa, .size = size, .fd = fd, .fd_offset = fd_offset, .hva = hva};
+    /* SynIC pages announced before their memory become usable now, and the
+     * messages that waited for them go out. */
+    for (uint32_t vp = 0; vp < xp->nvcpus; vp++)
+        synic_resolve_locked(xp, vp, false);
+    xp_flush_locked(xp);
 out:
     pthread_mutex_unlock(&xp->lock);
     return ret;
@@ -224,14 +231,72 @@ int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off)
 /* ------------------------------------------------------------------ */
 /* SynIC                                                               */
 
+/* Something waits for vp's interrupt: a message in its slot or an event
+ * flag set (read here, never trusted beyond "raise the SINT once"). */
+static bool sint_work_waiting(struct xp_vcpu *v)
+{
+    struct hv_message *slot = atomic_load(&v->msg_slot);
+    if (slot) {
+        /* 256-byte aligned guest memory, as in slot_try_write */
+        uintptr_t base = (uintptr_t)slot;
+        uint32_t *typep = (uint32_t *)(base + offsetof(struct hv_message_header, message_type));
+        if (__atomic_load_n(typep, __ATOMIC_ACQUIRE) != HV_MESSAGE_TYPE_NONE)
+            return true;
+    }
+    uint8_t *flags = atomic_load(&v->event_flags);
+    if (flags) {
+        /* SIEFP + 256 * SINT: 8-byte aligned; senders set bits atomically */
+        const uint64_t *w = (const uint64_t *)(void *)flags;
+        for (unsigned i = 0; i < HV_EVENT_FLAGS_BYTES / 8; i++)
+            if (__atomic_load_n(&w[i], __ATOMIC_RELAXED))
+                return true;
+    }
+    return false;
+}
+
 int xp_set_sint_route(struct xpartition *xp, uint32_t vp)
 {
     if (vp >= xp->nvcpus)
         return -EINVAL;
     pthread_mutex_lock(&xp->lock);
-    xp->vcpus[vp].has_route = true;
+    struct xp_vcpu *v = &xp->vcpus[vp];
+    v->has_route = true;
+    /* Messages and events may have been placed while the route was missing;
+     * their interrupt went nowhere, so raise it now. */
+    if (sint_work_waiting(v))
+        xp->ops->signal_vp(xp->ops_ctx, vp);
+    xp_flush_locked(xp);
     pthread_mutex_unlock(&xp->lock);
     return 0;
+}
+
+/* Point vp's message slot and event flags at its SIMP / SIEFP pages, if
+ * enabled and inside the guest memory known so far.  warn: say when a page
+ * lies outside it (the pages are looked up again when memory is added). */
+static void synic_resolve_locked(struct xpartition *xp, uint32_t vp, bool warn)
+{
+    struct xp_vcpu *v = &xp->vcpus[vp];
+    struct hv_message *slot = NULL;
+    uint8_t *flags = NULL;
+    if ((v->scontrol & 1) && (v->simp & 1)) {
+        uint8_t *page = xp_gpa_to_hva(xp, v->simp & ~(uint64_t)(HV_PAGE_SIZE - 1), HV_PAGE_SIZE);
+        if (page)
+            slot = (struct hv_message *)(page + VMBUS_MESSAGE_SINT * HV_MESSAGE_SIZE);
+        else if (warn)
+            xp_guest_warn(xp, "vp %u: SIMP 0x%llx is outside guest memory", vp,
+                          (unsigned long long)v->simp);
+    }
+    if ((v->scontrol & 1) && (v->siefp & 1)) {
+        uint8_t *page =
+            xp_gpa_to_hva(xp, v->siefp & ~(uint64_t)(HV_PAGE_SIZE - 1), HV_PAGE_SIZE);
+        if (page)
+            flags = page + VMBUS_MESSAGE_SINT * HV_EVENT_FLAGS_BYTES;
+        else if (warn)
+            xp_guest_warn(xp, "vp %u: SIEFP 0x%llx is outside guest memory", vp,
+                          (unsigned long long)v->siefp);
+    }
+    atomic_store(&v->msg_slot, slot);
+    atomic_store(&v->event_flags, flags);
 }
 
 int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t simp,
@@ -246,26 +311,7 @@ int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t
     v->siefp = siefp;
     /* The pages are guest memory the guest chose; a page outside RAM simply
      * leaves the endpoint unusable (messages wait) rather than failing. */
-    struct hv_message *slot = NULL;
-    uint8_t *flags = NULL;
-    if ((scontrol & 1) && (simp & 1)) {
-        uint8_t *page = xp_gpa_to_hva(xp, simp & ~(uint64_t)(HV_PAGE_SIZE - 1), HV_PAGE_SIZE);
-        if (page)
-            slot = (struct hv_message *)(page + VMBUS_MESSAGE_SINT * HV_MESSAGE_SIZE);
-        else
-            xp_guest_warn(xp, "vp %u: SIMP 0x%llx is outside guest memory", vp,
-                          (unsigned long long)simp);
-    }
-    if ((scontrol & 1) && (siefp & 1)) {
-        uint8_t *page = xp_gpa_to_hva(xp, siefp & ~(uint64_t)(HV_PAGE_SIZE - 1), HV_PAGE_SIZE);
-        if (page)
-            flags = page + VMBUS_MESSAGE_SINT * HV_EVENT_FLAGS_BYTES;
-        else
-            xp_guest_warn(xp, "vp %u: SIEFP 0x%llx is outside guest memory", vp,
-                          (unsigned long long)siefp);
-    }
-    atomic_store(&v->msg_slot, slot);
-    atomic_store(&v->event_flags, flags);
+    synic_resolve_locked(xp, vp, true);
     log_debug("partition %s: vp %u synic control=%#llx simp=%#llx siefp=%#llx", xp->name, vp,
               (unsigned long long)scontrol, (unsigned long long)simp, (unsigned long long)siefp);
     xp_flush_locked(xp);
