@@ -345,7 +345,7 @@ static bool vu_wait_reply(struct sim_vm *vm, uint32_t type, uint32_t seq, int ti
     }
 }
 
-int sim_vmm_setup(struct sim_vm *vm)
+int sim_vmm_hello(struct sim_vm *vm)
 {
     struct vu_hello hello = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
                              .vcpu_count = vm->vcpus};
@@ -360,9 +360,14 @@ int sim_vmm_setup(struct sim_vm *vm)
     if (hr.major != VU_PROTOCOL_MAJOR)
         return -EPROTO;
     vm->partition_id = hr.partition_id;
+    return 0;
+}
 
-    /* memory: one region, or two around the hole */
+int sim_vmm_send_memory(struct sim_vm *vm)
+{
+    /* one region, or two around the hole */
     struct vu_mem_region mr;
+    int seq;
     if (!vm->hole_size) {
         mr = (struct vu_mem_region){.guest_phys_addr = 0, .size = vm->mem_size, .fd_offset = 0};
         if ((seq = sim_vu_send(vm, VU_MSG_MEM_REGION, &mr, sizeof(mr), &vm->memfd, 1)) < 0)
@@ -378,12 +383,23 @@ int sim_vmm_setup(struct sim_vm *vm)
         if ((seq = sim_vu_send(vm, VU_MSG_MEM_REGION, &mr, sizeof(mr), &vm->memfd, 1)) < 0)
             return seq;
     }
+    return 0;
+}
+
+int sim_vmm_send_routes(struct sim_vm *vm)
+{
     for (uint32_t i = 0; i < vm->vcpus; i++) {
         struct vu_sint_route sr = {.vp_index = i, .sint = VMBUS_MESSAGE_SINT};
         int fds[2] = {vm->vp[i].irqfd, vm->vp[i].resamplefd};
-        if ((seq = sim_vu_send(vm, VU_MSG_SINT_ROUTE, &sr, sizeof(sr), fds, 2)) < 0)
+        int seq = sim_vu_send(vm, VU_MSG_SINT_ROUTE, &sr, sizeof(sr), fds, 2);
+        if (seq < 0)
             return seq;
     }
+    return 0;
+}
+
+int sim_vmm_send_synic(struct sim_vm *vm)
+{
     for (uint32_t i = 0; i < vm->vcpus; i++) {
         struct vu_synic_state ss = {
             .vp_index = i,
@@ -391,9 +407,19 @@ int sim_vmm_setup(struct sim_vm *vm)
             .simp = sim_off_to_gpa(vm, vm->vp[i].simp_off) | 1,
             .siefp = sim_off_to_gpa(vm, vm->vp[i].siefp_off) | 1,
         };
-        if ((seq = sim_vu_send(vm, VU_MSG_SYNIC_STATE, &ss, sizeof(ss), NULL, 0)) < 0)
+        int seq = sim_vu_send(vm, VU_MSG_SYNIC_STATE, &ss, sizeof(ss), NULL, 0);
+        if (seq < 0)
             return seq;
     }
+    return 0;
+}
+
+int sim_vmm_setup(struct sim_vm *vm)
+{
+    int r;
+    if ((r = sim_vmm_hello(vm)) < 0 || (r = sim_vmm_send_memory(vm)) < 0 ||
+        (r = sim_vmm_send_routes(vm)) < 0 || (r = sim_vmm_send_synic(vm)) < 0)
+        return r;
     return 0;
 }
 
@@ -900,7 +926,7 @@ void sim_drain_msgs(struct sim_vm *vm)
 /* ------------------------------------------------------------------ */
 /* Connection                                                           */
 
-int sim_connect_version(struct sim_vm *vm, uint32_t version)
+int sim_contact_post(struct sim_vm *vm, uint32_t version)
 {
     struct vmbus_channel_initiate_contact m;
     memset(&m, 0, sizeof(m));
@@ -919,11 +945,11 @@ int sim_connect_version(struct sim_vm *vm, uint32_t version)
     m.monitor_page1 = sim_off_to_gpa(vm, vm->mon1_off);
     m.monitor_page2 = sim_off_to_gpa(vm, vm->mon2_off);
     m.target_vcpu = vm->target_vcpu;
-    int st = sim_post_msg(vm, &m, sizeof(m));
-    if (st < 0)
-        return st;
-    if (st != 0)
-        return 0; /* e.g. INVALID_CONNECTION_ID: try the next version */
+    return sim_post_msg(vm, &m, sizeof(m));
+}
+
+int sim_contact_wait(struct sim_vm *vm, uint32_t version)
+{
     struct sim_qmsg r;
     if (!sim_wait_msg(vm, CHANNELMSG_VERSION_RESPONSE, NULL, NULL, &r, SIM_TIMEOUT_MS))
         return -ETIMEDOUT;
@@ -935,6 +961,16 @@ int sim_connect_version(struct sim_vm *vm, uint32_t version)
     if (version >= VMBUS_VERSION_WIN10_V5)
         vm->msg_conn_id = vr.msg_conn_id;
     return 1;
+}
+
+int sim_connect_version(struct sim_vm *vm, uint32_t version)
+{
+    int st = sim_contact_post(vm, version);
+    if (st < 0)
+        return st;
+    if (st != 0)
+        return 0; /* e.g. INVALID_CONNECTION_ID: try the next version */
+    return sim_contact_wait(vm, version);
 }
 
 uint32_t sim_connect(struct sim_vm *vm)

@@ -219,6 +219,13 @@ struct sim_vm *sim_vm_create(struct sim_daemon *d, const char *name);
 void sim_vm_free(struct sim_vm *vm);
 /* Send HELLO..SYNIC_STATE (done by sim_vm_new unless no_setup). */
 int sim_vmm_setup(struct sim_vm *vm);
+/* Its steps, for tests that change their order: HELLO (waits for the
+ * reply), the MEM_REGION(s), every vCPU's SINT_ROUTE, every vCPU's
+ * SYNIC_STATE (SCONTROL, SIMP and SIEFP enabled).  0 / -errno. */
+int sim_vmm_hello(struct sim_vm *vm);
+int sim_vmm_send_memory(struct sim_vm *vm);
+int sim_vmm_send_routes(struct sim_vm *vm);
+int sim_vmm_send_synic(struct sim_vm *vm);
 /* Guest reboot: VU_MSG_RESET, guest state forgotten, SynIC pages cleared
  * and re-announced (the rebooted guest writes its MSRs again). */
 int sim_vmm_reset(struct sim_vm *vm);
@@ -275,6 +282,10 @@ void sim_drain_msgs(struct sim_vm *vm); /* forget queued messages */
  * -errno on post failure / timeout.  On accept records version and
  * msg_conn_id. */
 int sim_connect_version(struct sim_vm *vm, uint32_t version);
+/* sim_connect_version() in two halves: post INITIATE_CONTACT (returns the
+ * HV status or -errno) and wait for VERSION_RESPONSE (1 / 0 / -errno). */
+int sim_contact_post(struct sim_vm *vm, uint32_t version);
+int sim_contact_wait(struct sim_vm *vm, uint32_t version);
 /* Walk Linux's list (5.3 ... 2.4), then 1.1, 0.13; returns the accepted
  * version or 0. */
 uint32_t sim_connect(struct sim_vm *vm);

@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A VMM that turns the fds it shares with vmbusd against it.  SINT_ROUTE
+ * fds that are not eventfds are refused with an ERROR; eventfds that would
+ * make vmbusd's I/O block (an irqfd preloaded to the maximum in blocking
+ * mode, or switched to blocking after SINT_ROUTE; vmbusd's own eventfds
+ * switched to blocking and read by the VMM first) may break that VM only:
+ * another VM still connects, gets its offers and echoes, and the hostile
+ * partition is torn down when its VMM goes away.
+ */
+#include "sim_test.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "vmbusd/internal.h" /* the event base, to park the loop (white-box) */
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define EVENTFD_MAX 0xfffffffffffffffeull
+
+/* The good VM does everything a VM does, from HELLO on. */
+static void good_vm_works(struct fx *f, const char *after)
+{
+    static int serial;
+    char name[32];
+    snprintf(name, sizeof(name), "good-%d", ++serial);
+    struct sim_vm *vm = sim_up(f->d, name, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "good VM: HELLO and offers after %s", after);
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "good VM: open after %s", after);
+    for (int i = 0; i < 20; i++)
+        SIM_ASSERT(sim_echo_roundtrip(ch, 64 + i, (uint64_t)i + 1, i & 1) == 0,
+                   "good VM: echo %d after %s", i, after);
+    SIM_ASSERT(vm->bad_host_msgs == 0, "good VM: malformed messages after %s", after);
+    sim_vm_free(vm);
+}
+
+/* Wait until only `n` partitions are left (the hostile one went away). */
+static void wait_partitions(struct fx *f, unsigned n, const char *what)
+{
+    for (int i = 0; i < 1000 && vmbusd_partition_count(simd_vmbusd(f->d)) > n; i++)
+        usleep(10000);
+    SIM_ASSERT(vmbusd_partition_count(simd_vmbusd(f->d)) == n, "%s: partition not torn down",
+               what);
+}
+
+/* ---- fds that are not eventfds ---- */
+
+enum bad_kind { PIPE_IRQ, PIPE_RESAMPLE, SOCKET, REGULAR_FILE, SEMAPHORE_RESAMPLE };
+
+static void bad_fd_case(struct fx *f, enum bad_kind k, const char *what, const char *expect)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "hostile-fd-%d", (int)k);
+    struct sim_vm_opts o = {.name = name, .no_setup = true, .mem_size = 8u << 20};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "connect");
+    SIM_ASSERT(sim_vmm_hello(vm) == 0, "HELLO");
+    int p[2] = {-1, -1}, extra = -1;
+    int fds[2] = {vm->vp[0].irqfd, vm->vp[0].resamplefd};
+    switch (k) {
+    case PIPE_IRQ:
+        SIM_ASSERT(pipe2(p, O_CLOEXEC) == 0, "pipe");
+        fds[0] = p[1];
+        break;
+    case PIPE_RESAMPLE:
+        SIM_ASSERT(pipe2(p, O_CLOEXEC) == 0, "pipe");
+        fds[1] = p[0];
+        break;
+    case SOCKET:
+        SIM_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0, "socketpair");
+        fds[0] = p[0];
+        break;
+    case REGULAR_FILE:
+        extra = memfd_create("not-an-eventfd", MFD_CLOEXEC);
+        SIM_ASSERT(extra >= 0, "memfd");
+        fds[0] = extra;
+        break;
+    case SEMAPHORE_RESAMPLE:
+        extra = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+        SIM_ASSERT(extra >= 0, "eventfd");
+        fds[1] = extra;
+        break;
+    }
+    struct vu_sint_route r = {.vp_index = 0, .sint = VMBUS_MESSAGE_SINT};
+    SIM_ASSERT(sim_vu_send(vm, VU_MSG_SINT_ROUTE, &r, sizeof(r), fds, 2) > 0, "send");
+    sim_vu_alive(vm, 2000);
+    print_message("  %-40s %s\n", what, vm->error[0] ? vm->error : "(no ERROR)");
+    SIM_ASSERT(vm->error[0] && strstr(vm->error, "SINT_ROUTE") && strstr(vm->error, expect),
+               "%s: expected an ERROR saying '%s', got '%s'", what, expect, vm->error);
+    SIM_ASSERT(vm->dead, "%s: connection still open after ERROR", what);
+    sim_vm_free(vm);
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0)
+            close(p[i]);
+    if (extra >= 0)
+        close(extra);
+}
+
+static void test_not_eventfds(void **state)
+{
+    struct fx *f = *state;
+    bad_fd_case(f, PIPE_IRQ, "irqfd is a pipe", "irqfd is not an eventfd");
+    bad_fd_case(f, PIPE_RESAMPLE, "resample fd is a pipe", "resample fd is not an eventfd");
+    bad_fd_case(f, SOCKET, "irqfd is a socket", "irqfd is not an eventfd");
+    bad_fd_case(f, REGULAR_FILE, "irqfd is a memfd", "irqfd is not an eventfd");
+    bad_fd_case(f, SEMAPHORE_RESAMPLE, "resample fd in semaphore mode", "semaphore");
+    wait_partitions(f, 0, "refused SINT_ROUTEs");
+    good_vm_works(f, "refused SINT_ROUTEs");
+}
+
+/* ---- eventfds whose write would block ---- */
+
+/* A hostile VM whose vp 0 irqfd cannot take another write; vmbusd has to
+ * raise its SINT (VERSION_RESPONSE).  The hostile "guest" never services
+ * that irqfd (reading it would unblock the write). */
+static void blocked_irqfd_case(struct fx *f, bool switch_after)
+{
+    const char *what = switch_after ? "irqfd switched to blocking and filled after SINT_ROUTE"
+                                    : "irqfd blocking and preloaded to the maximum";
+    char name[64];
+    snprintf(name, sizeof(name), "hostile-irq-%s", switch_after ? "switched" : "preloaded");
+    struct sim_vm_opts o = {.name = name, .no_setup = true, .mem_size = 8u << 20};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "connect");
+    uint64_t max = EVENTFD_MAX;
+    if (!switch_after) {
+        close(vm->vp[0].irqfd);
+        vm->vp[0].irqfd = eventfd(0, EFD_CLOEXEC); /* blocking */
+        SIM_ASSERT(write(vm->vp[0].irqfd, &max, sizeof(max)) == sizeof(max), "preload");
+    }
+    SIM_ASSERT(sim_vmm_setup(vm) == 0, "%s: setup", what);
+    if (switch_after) {
+        /* the same open file description as vmbusd's copy */
+        SIM_ASSERT(fcntl(vm->vp[0].irqfd, F_SETFL, 0) == 0, "F_SETFL");
+        SIM_ASSERT(write(vm->vp[0].irqfd, &max, sizeof(max)) == sizeof(max), "fill");
+    }
+    /* vmbusd answers on vp 0: that SINT write cannot complete */
+    int st = sim_contact_post(vm, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(st == 0, "%s: INITIATE_CONTACT post -> %d", what, st);
+    good_vm_works(f, what);
+    sim_log_clear();
+    sim_vm_free(vm); /* the VMM goes away; vmbusd must cut its stuck write */
+    SIM_ASSERT(sim_log_wait(10000, LOG_WARN, name, "write interrupted", NULL),
+               "%s: no sign that vmbusd stopped the partition's SINT thread", what);
+    wait_partitions(f, 0, what);
+    print_message("  %-56s other VM fine, partition torn down\n", what);
+}
+
+static void test_irqfd_preloaded(void **state)
+{
+    blocked_irqfd_case(*state, false);
+    good_vm_works(*state, "hostile teardown");
+}
+
+static void test_irqfd_switched_to_blocking(void **state)
+{
+    blocked_irqfd_case(*state, true);
+    good_vm_works(*state, "hostile teardown");
+}
+
+/* ---- the VMM reads vmbusd's eventfds itself ---- */
+
+/*
+ * The race a hostile VMM can win by reading in a loop (take the counter
+ * between vmbusd's "readable" event and vmbusd's read), made deterministic:
+ * vmbusd's event loop is parked twice, white-box, through its event base.
+ * Park 1 (a one-shot callback) holds the loop while the test makes a pipe
+ * and then the shared eventfd readable; released, the loop collects both
+ * in one wake-up, pipe first, and park 2 (the pipe's callback) holds it
+ * again before the eventfd's callback runs.  The VMM takes the counter
+ * then, and the loop goes on to read an empty eventfd.
+ */
+struct loop_parker {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int parked; /* times the loop sat in park_cb */
+    bool go;
+    int pipe_fd[2];
+    struct event *pipe_ev;
+};
+
+static void park_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct loop_parker *p = arg;
+    char b;
+    if (fd >= 0 && read(fd, &b, 1) < 0)
+        perror("park pipe");
+    pthread_mutex_lock(&p->lock);
+    p->parked++;
+    pthread_cond_broadcast(&p->cond);
+    while (!p->go)
+        pthread_cond_wait(&p->cond, &p->lock);
+    p->go = false;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static bool wait_parked(struct loop_parker *p, int n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    pthread_mutex_lock(&p->lock);
+    while (p->parked < n)
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) != 0)
+            break;
+    bool ok = p->parked >= n;
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+static void release(struct loop_parker *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->go = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Make fd (shared with vmbusd, blocking mode) readable, and take its
+ * counter back after vmbusd's loop saw it readable, before it reads. */
+static void steal_after_event(struct fx *f, struct loop_parker *p, int fd, const char *what)
+{
+    struct event_base *base = ((struct vmbusd *)simd_vmbusd(f->d))->base;
+    int before = p->parked;
+    struct timeval now = {0, 0};
+    SIM_ASSERT(event_base_once(base, -1, EV_TIMEOUT, park_cb, p, &now) == 0, "park 1");
+    SIM_ASSERT(wait_parked(p, before + 1), "%s: the loop did not park", what);
+    uint64_t v = 1;
+    SIM_ASSERT(write(p->pipe_fd[1], "x", 1) == 1 && write(fd, &v, sizeof(v)) == sizeof(v),
+               "%s: writes", what);
+    release(p);
+    SIM_ASSERT(wait_parked(p, before + 2), "%s: the loop did not park again", what);
+    struct iovec iov = {.iov_base = &v, .iov_len = sizeof(v)};
+    SIM_ASSERT(preadv2(fd, &iov, 1, -1, RWF_NOWAIT) == sizeof(v), "%s: steal", what);
+    release(p); /* the loop now runs the eventfd's callback on an empty counter */
+}
+
+static void test_vmm_reads_our_eventfds(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_up(f->d, "hostile-thief", VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "hostile VM up");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "hostile VM open");
+    sim_vu_alive(vm, 50); /* pick up every EVENTFD_ADD */
+    int evfd = -1;
+    struct sim_offer *of = sim_find_offer(vm, ch->relid);
+    for (int i = 0; i < vm->nevfd && of; i++)
+        if (vm->evfd[i].conn_id == of->connection_id)
+            evfd = vm->evfd[i].fd;
+    SIM_ASSERT(evfd >= 0, "no eventfd for the channel's connection id");
+    fx_good_start(f);
+
+    struct loop_parker p = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                            .cond = PTHREAD_COND_INITIALIZER};
+    SIM_ASSERT(pipe2(p.pipe_fd, O_CLOEXEC | O_NONBLOCK) == 0, "pipe");
+    struct event_base *base = ((struct vmbusd *)simd_vmbusd(f->d))->base;
+    p.pipe_ev = event_new(base, p.pipe_fd[0], EV_READ | EV_PERSIST, park_cb, &p);
+    SIM_ASSERT(p.pipe_ev && event_add(p.pipe_ev, NULL) == 0, "pipe event");
+
+    /* vmbusd's guest-signal eventfd, then the VMM's resample fd: both put
+     * in blocking mode (the flag is shared with vmbusd's copies). */
+    static const char *const what[2] = {"guest-signal eventfd", "resample fd"};
+    int fds[2] = {evfd, vm->vp[0].resamplefd};
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        SIM_ASSERT(fl >= 0 && fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK) == 0, "F_SETFL");
+        steal_after_event(f, &p, fds[i], what[i]);
+        char after[96];
+        snprintf(after, sizeof(after), "the VMM emptied vmbusd's %s under it", what[i]);
+        fx_good_check(f, after);
+        print_message("  %-60s other VM fine\n", after);
+    }
+    event_free(p.pipe_ev);
+    close(p.pipe_fd[0]);
+    close(p.pipe_fd[1]);
+    sim_vm_free(vm);
+    wait_partitions(f, 1, "thief");
+    good_vm_works(f, "thief teardown");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_not_eventfds, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_irqfd_preloaded, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_irqfd_switched_to_blocking, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_vmm_reads_our_eventfds, fx_setup, fx_teardown),
+    };
+    SIM_RUN("sim_hostile_vmm", tests);
+}
