@@ -31,8 +31,11 @@ enum vu_msg_type {
     VU_MSG_HELLO = 1,        /* first message; reply VU_MSG_HELLO_REPLY */
     VU_MSG_MEM_REGION = 2,   /* + 1 fd: guest RAM backing: a memfd sealed with
                                 F_SEAL_SHRINK, not write-sealed */
-    VU_MSG_SINT_ROUTE = 3,   /* + 2 fds: SINT irqfd, EOM resample fd */
+    VU_MSG_SINT_ROUTE = 3,   /* + 2 fds: SINT irqfd, EOM resample fd (eventfds only) */
     VU_MSG_SYNIC_STATE = 4,  /* SCONTROL/SIMP/SIEFP of one vCPU changed */
+    /* MEM_REGION, SINT_ROUTE and SYNIC_STATE may come in any order after
+     * HELLO: what vmbusd produced for the guest before they were complete
+     * is delivered and signalled once they are. */
     VU_MSG_POST_MESSAGE = 5, /* a guest HvPostMessage; reply VU_MSG_POST_RESULT */
     VU_MSG_RESET = 6,        /* guest reset: forget all VMBus state, keep memory;
                                 reply VU_MSG_RESET_DONE */
@@ -41,8 +44,11 @@ enum vu_msg_type {
     /* vmbusd -> VMM */
     VU_MSG_HELLO_REPLY = 64,
     VU_MSG_POST_RESULT = 65,
-    VU_MSG_EVENTFD_ADD = 66, /* + 1 fd: register with KVM_HYPERV_EVENTFD */
-    VU_MSG_EVENTFD_DEL = 67,
+    VU_MSG_EVENTFD_ADD = 66, /* + 1 fd: register with KVM_HYPERV_EVENTFD; one per
+                                channel as it is offered (>= 2.4), or one for
+                                connection id 2 at INITIATE_CONTACT (< 2.4) */
+    VU_MSG_EVENTFD_DEL = 67, /* UNLOAD, new contact, RESET: all; after a rescinded
+                                channel's RELID_RELEASED: its own; none on close */
     VU_MSG_ERROR = 68,       /* fatal; vmbusd closes the connection after it */
     VU_MSG_RESET_DONE = 69,  /* reply to RESET: vmbusd no longer touches guest memory */
 };
@@ -84,14 +90,20 @@ struct vu_mem_region {
                                  fd_offset + size <= the memfd's size */
 };
 
+/* + 2 fds, both eventfds (anything else is refused with ERROR): the irqfd
+ * vmbusd writes to raise the SINT, and its resample fd (not EFD_SEMAPHORE)
+ * vmbusd reads as the EOM notification.  vmbusd never blocks on either,
+ * whatever their O_NONBLOCK flag. */
 struct vu_sint_route {
-    uint32_t vp_index;        /* < vcpu_count */
-    uint32_t sint;            /* SINT number, 0..15; VMBus uses 2 */
+    uint32_t vp_index;        /* < vcpu_count, else ERROR */
+    uint32_t sint;            /* must be 2 (VMBUS_MESSAGE_SINT), else ERROR */
 };
 
-/* Raw MSR values as the guest wrote them (bit 0 enable, GPA in bits 12+). */
+/* Raw MSR values as the guest wrote them (bit 0 enable, GPA in bits 12+).
+ * SCONTROL bit 0 clear: vmbusd writes neither page.  A page outside guest
+ * memory is only warned about; it is looked up again when memory is added. */
 struct vu_synic_state {
-    uint32_t vp_index;
+    uint32_t vp_index;        /* < vcpu_count, else ERROR */
     uint32_t reserved;
     uint64_t scontrol;
     uint64_t simp;
@@ -111,7 +123,7 @@ struct vu_post_result {
 };
 
 struct vu_signal_event {
-    uint32_t vp_index;
+    uint32_t vp_index;        /* < vcpu_count, else ERROR */
     uint32_t connection_id;
     uint32_t flag_number;
     uint32_t reserved;
