@@ -131,6 +131,8 @@ struct sint_signaller *sint_signaller_new(const char *name, uint32_t nvcpus)
     pthread_attr_setstacksize(&a, 256 * 1024);
     int ret = pthread_create(&s->thread, &a, signaller_main, s);
     pthread_attr_destroy(&a);
+    if (ret == 0)
+        pthread_setname_np(s->thread, "vmbusd-sint");
     if (ret != 0) {
         close(s->wakefd);
         free(s);

@@ -19,7 +19,9 @@
 #include "vmbusd/internal.h" /* the event base, to park the loop (white-box) */
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -118,6 +120,42 @@ static void test_not_eventfds(void **state)
 
 /* ---- eventfds whose write would block ---- */
 
+/* Some vmbusd SINT thread (src/vmbusd/sint_signal.c) sits in write(2): the
+ * hostile irqfd's, since every other one can take a write.  Seen from
+ * /proc, so that the checks below run while the write is really stuck. */
+static bool sint_write_stuck(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return false;
+    bool stuck = false;
+    struct dirent *e;
+    while (!stuck && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], buf[64] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        bool ours = fgets(buf, sizeof(buf), f) && strncmp(buf, "vmbusd-sint", 11) == 0;
+        fclose(f);
+        if (!ours)
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", e->d_name);
+        f = fopen(path, "re");
+        long nr = -1;
+        if (f) {
+            if (fscanf(f, "%ld", &nr) != 1)
+                nr = -1;
+            fclose(f);
+        }
+        stuck = nr == SYS_write;
+    }
+    closedir(d);
+    return stuck;
+}
+
 /* A hostile VM whose vp 0 irqfd cannot take another write; vmbusd has to
  * raise its SINT (VERSION_RESPONSE).  The hostile "guest" never services
  * that irqfd (reading it would unblock the write). */
@@ -145,6 +183,9 @@ static void blocked_irqfd_case(struct fx *f, bool switch_after)
     /* vmbusd answers on vp 0: that SINT write cannot complete */
     int st = sim_contact_post(vm, VMBUS_VERSION_WIN10_V5_3);
     SIM_ASSERT(st == 0, "%s: INITIATE_CONTACT post -> %d", what, st);
+    for (int i = 0; i < 1000 && !sint_write_stuck(); i++)
+        usleep(10000);
+    SIM_ASSERT(sint_write_stuck(), "%s: vmbusd never wrote the irqfd", what);
     good_vm_works(f, what);
     sim_log_clear();
     sim_vm_free(vm); /* the VMM goes away; vmbusd must cut its stuck write */
