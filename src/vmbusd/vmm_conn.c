@@ -314,11 +314,11 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     xp_flush(c->xp); /* re-arms through op_msgs_waiting while messages wait */
 }
 
+/* fds from the VMM: their close may block (vmm_fd_close) */
 static void close_fds(int *fds, int n)
 {
     for (int i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+        vmm_fd_close(fds[i]);
 }
 
 /* Why xp_add_region() refused a region, for the VMM's developer. */
@@ -440,7 +440,7 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         memcpy(&m, body, sizeof(m));
         int ret = xp_add_region(c->xp, m.guest_phys_addr, m.size, fds[0], m.fd_offset);
         if (ret < 0) {
-            close(fds[0]);
+            vmm_fd_close(fds[0]);
             return conn_error_code(c, -ret, "MEM_REGION gpa 0x%llx size 0x%llx refused: %s",
                                    (unsigned long long)m.guest_phys_addr,
                                    (unsigned long long)m.size, region_refusal(-ret));
@@ -556,7 +556,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     }
     uint8_t buf[VU_MAX_MSG_SIZE + 1];
     union {
-        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
+        char b[CMSG_SPACE(sizeof(int) * VMM_FD_MAX_PASSED) + CMSG_SPACE(sizeof(struct ucred))];
         struct cmsghdr align;
     } ctl;
     struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
@@ -577,10 +577,12 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         int *p = (int *)CMSG_DATA(cm);
         for (int i = 0; i < cnt; i++) {
+            int f;
+            memcpy(&f, &p[i], sizeof(f));
             if (nfds < VU_MAX_FDS)
-                fds[nfds++] = p[i];
+                fds[nfds++] = f;
             else
-                close(p[i]);
+                vmm_fd_close(f);
         }
     }
     if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
@@ -637,6 +639,38 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd)
     return c;
 }
 
+/* Datagrams still queued in the socket may carry fds, and closing the socket
+ * would release them in this thread: take them out first and close them
+ * the safe way.  After SHUT_RD the VMM cannot queue more. */
+static void close_conn_socket(int fd)
+{
+    shutdown(fd, SHUT_RD);
+    for (int i = 0; i < 4096; i++) {
+        uint8_t buf[16];
+        union {
+            char b[CMSG_SPACE(sizeof(int) * VMM_FD_MAX_PASSED) +
+                   CMSG_SPACE(sizeof(struct ucred))];
+            struct cmsghdr align;
+        } ctl;
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                             .msg_controllen = sizeof(ctl.b)};
+        if (recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) <= 0)
+            break;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t cnt = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t k = 0; k < cnt; k++) {
+                int f;
+                memcpy(&f, CMSG_DATA(cm) + k * sizeof(int), sizeof(f));
+                vmm_fd_close(f);
+            }
+        }
+    }
+    close(fd);
+}
+
 /* Runs on a worker: VSP closes may block. */
 static void conn_teardown_work(void *arg)
 {
@@ -674,7 +708,7 @@ static void conn_teardown_work(void *arg)
         c->outq = m->next;
         out_free(m);
     }
-    close(c->fd);
+    close_conn_socket(c->fd);
     daemon_fds_release(c->d, 1 + c->vmm_fds); /* the socket, what the VMM handed over */
     pthread_mutex_destroy(&c->send_lock);
     pthread_mutex_destroy(&c->evfd_lock);

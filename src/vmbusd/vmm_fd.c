@@ -8,9 +8,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "common/log.h"
 
@@ -95,4 +100,64 @@ bool vmm_eventfd_drain(int fd)
         n = read(fd, &v, sizeof(v));
     }
     return n == (ssize_t)sizeof(v) && v != 0;
+}
+
+/* A close that cannot end up waiting on a party the VMM controls. */
+static bool close_is_harmless(int fd)
+{
+    struct stat st;
+    struct statfs sf;
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0)
+        return false;
+    if (S_ISFIFO(st.st_mode))
+        return true; /* pipes and FIFOs: no flush, nothing queued in them */
+    if (S_ISREG(st.st_mode))
+        return sf.f_type == TMPFS_MAGIC || sf.f_type == HUGETLBFS_MAGIC; /* memfds */
+    if (sf.f_type == ANON_INODE_FS_MAGIC) {
+        char why[8];
+        return vmm_fd_check_eventfd(fd, false, why, sizeof(why)) == 0;
+    }
+    return false; /* sockets (linger, queued fds), FUSE/NFS files, devices, ... */
+}
+
+#define MAX_SIDE_CLOSES 64
+
+static atomic_int side_closes; /* closes running on their own thread */
+static atomic_ulong kept_open;
+
+static void *side_close_main(void *arg)
+{
+    close((int)(intptr_t)arg);
+    atomic_fetch_sub(&side_closes, 1);
+    return NULL;
+}
+
+void vmm_fd_close(int fd)
+{
+    if (fd < 0)
+        return;
+    if (close_is_harmless(fd)) {
+        close(fd);
+        return;
+    }
+    /* One thread per such close: one that never returns holds only itself.
+     * Past the cap the fd stays open (bounded by the fd limit) rather than
+     * risking the caller. */
+    if (atomic_fetch_add(&side_closes, 1) < MAX_SIDE_CLOSES) {
+        pthread_attr_t a;
+        pthread_t t;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 64 * 1024);
+        int ret = pthread_create(&t, &a, side_close_main, (void *)(intptr_t)fd);
+        pthread_attr_destroy(&a);
+        if (ret == 0)
+            return;
+    }
+    atomic_fetch_sub(&side_closes, 1);
+    unsigned long n = atomic_fetch_add(&kept_open, 1) + 1;
+    if ((n & (n - 1)) == 0) /* 1, 2, 4, 8, ...: a flood does not flood the log */
+        log_warn("%d closes of fds from VMMs are still blocked; leaving fd %d open "
+                 "(%lu so far)",
+                 MAX_SIDE_CLOSES, fd, n);
 }

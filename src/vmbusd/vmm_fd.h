@@ -19,4 +19,16 @@ int vmm_fd_check_eventfd(int fd, bool we_read, char *why, size_t len);
  * its O_NONBLOCK flag says.  True if it was non-zero. */
 bool vmm_eventfd_drain(int fd);
 
+/* Close a fd that came from a VMM without waiting on anyone.  Closing can
+ * block: a FUSE file's flush waits for its server, the last reference to a
+ * TCP socket with SO_LINGER waits for the peer, a unix socket releases the
+ * fds queued in it.  Eventfds, pipes and memfd/tmpfs files are closed here;
+ * anything else on a short-lived thread of its own. */
+void vmm_fd_close(int fd);
+
+/* Room for the most fds one SCM_RIGHTS message can carry (the kernel's
+ * SCM_MAX_FD): with less, recvmsg would drop the excess itself, and that
+ * drop is a close in the receiving thread. */
+#define VMM_FD_MAX_PASSED 253
+
 #endif
