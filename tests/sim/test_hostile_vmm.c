@@ -10,20 +10,23 @@
  */
 #include "sim_test.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "vmbusd/internal.h" /* the event base, to park the loop (white-box) */
-#include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <dirent.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #define EVENTFD_MAX 0xfffffffffffffffeull
 
@@ -329,6 +332,104 @@ static void test_vmm_reads_our_eventfds(void **state)
     good_vm_works(f, "thief teardown");
 }
 
+/* ---- fds whose close would block ---- */
+
+/* A TCP socket whose close, once it is the last reference, waits up to
+ * 60 s for a peer that never reads (SO_LINGER, full send buffer). */
+struct lingerer {
+    int listener, sock;
+};
+
+static void lingerer_new(struct lingerer *l)
+{
+    l->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    SIM_ASSERT(l->listener >= 0 && bind(l->listener, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                   listen(l->listener, 4) == 0 &&
+                   getsockname(l->listener, (struct sockaddr *)&a, &al) == 0,
+               "listener");
+    l->sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    SIM_ASSERT(l->sock >= 0, "socket");
+    int r = connect(l->sock, (struct sockaddr *)&a, sizeof(a));
+    SIM_ASSERT(r == 0 || errno == EINPROGRESS, "connect");
+    for (int i = 0; i < 100; i++) {
+        struct pollfd pf = {.fd = l->sock, .events = POLLOUT};
+        if (poll(&pf, 1, 10) == 1)
+            break;
+    }
+    static char junk[65536];
+    while (write(l->sock, junk, sizeof(junk)) > 0)
+        ; /* never accepted, never read: this stays queued */
+    struct linger lg = {.l_onoff = 1, .l_linger = 60};
+    SIM_ASSERT(setsockopt(l->sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0, "linger");
+}
+
+/* Closing the listener resets the connection: a close still lingering on
+ * it in vmbusd returns. */
+static void lingerer_free(struct lingerer *l) { close(l->listener); }
+
+enum close_case { EXTRA_FD, TOO_MANY_FDS, QUEUED_AT_TEARDOWN };
+
+static void blocking_close_case(struct fx *f, struct loop_parker *p, enum close_case k,
+                                const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "hostile-close-%d", (int)k);
+    struct sim_vm_opts o = {.name = name, .no_setup = true, .mem_size = 8u << 20};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "connect");
+    if (k != QUEUED_AT_TEARDOWN) /* that one stays before HELLO: torn down on the loop */
+        SIM_ASSERT(sim_vmm_hello(vm) == 0, "HELLO");
+    struct lingerer l;
+    lingerer_new(&l);
+    /* vmbusd's loop is parked while the VMM sends and drops its own copy,
+     * so vmbusd ends up with the last reference. */
+    struct event_base *base = ((struct vmbusd *)simd_vmbusd(f->d))->base;
+    struct timeval now = {0, 0};
+    int before = p->parked;
+    SIM_ASSERT(event_base_once(base, -1, EV_TIMEOUT, park_cb, p, &now) == 0, "park");
+    SIM_ASSERT(wait_parked(p, before + 1), "%s: the loop did not park", what);
+    struct vu_signal_event se = {.vp_index = 0, .connection_id = 0x999};
+    int fds[5] = {vm->vp[0].irqfd, vm->vp[0].irqfd, vm->vp[0].irqfd, vm->vp[0].irqfd, l.sock};
+    switch (k) {
+    case EXTRA_FD: /* SIGNAL_EVENT takes no fd: refused, its fd closed */
+        SIM_ASSERT(sim_vu_send(vm, VU_MSG_SIGNAL_EVENT, &se, sizeof(se), &l.sock, 1) > 0, "send");
+        break;
+    case TOO_MANY_FDS: /* more than vmbusd's VU_MAX_FDS */
+        SIM_ASSERT(sim_vu_send(vm, VU_MSG_SIGNAL_EVENT, &se, sizeof(se), fds, 5) > 0, "send");
+        break;
+    case QUEUED_AT_TEARDOWN: { /* a bad message, and one more queued behind it */
+        struct vu_hdr h = {.type = VU_MSG_SIGNAL_EVENT, .size = 0, .flags = 1};
+        SIM_ASSERT(sim_vu_send_raw(vm, &h, sizeof(h), NULL, 0) == 0, "send");
+        SIM_ASSERT(sim_vu_send(vm, VU_MSG_SIGNAL_EVENT, &se, sizeof(se), &l.sock, 1) > 0, "send");
+        break;
+    }
+    }
+    close(l.sock);
+    release(p);
+    sim_vu_alive(vm, 500);
+    print_message("  %-56s %s\n", what, vm->error[0] ? vm->error : "(no ERROR)");
+    SIM_ASSERT(vm->error[0], "%s: no ERROR", what);
+    fx_good_check(f, what);
+    good_vm_works(f, what);
+    sim_vm_free(vm);
+    lingerer_free(&l);
+}
+
+static void test_fds_whose_close_blocks(void **state)
+{
+    struct fx *f = *state;
+    struct loop_parker p = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                            .cond = PTHREAD_COND_INITIALIZER};
+    fx_good_start(f);
+    blocking_close_case(f, &p, EXTRA_FD, "lingering TCP socket on a message that takes none");
+    blocking_close_case(f, &p, TOO_MANY_FDS, "lingering TCP socket as a 5th fd");
+    blocking_close_case(f, &p, QUEUED_AT_TEARDOWN,
+                        "lingering TCP socket queued when the connection ends");
+    wait_partitions(f, 1, "blocking closes");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_irqfd_preloaded, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_irqfd_switched_to_blocking, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_vmm_reads_our_eventfds, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fds_whose_close_blocks, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_hostile_vmm", tests);
 }
