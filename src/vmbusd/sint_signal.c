@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,11 +23,10 @@
 
 struct sint_signaller {
     _Atomic uint64_t pending[WORDS]; /* vCPUs whose SINT is to be raised */
-    atomic_bool sleeping;            /* the thread waits on wakefd */
+    _Atomic uint32_t sleeping;       /* 1: the thread waits (futex word) */
     atomic_bool stop;
     _Atomic int irqfd[XP_MAX_VCPUS]; /* -1: no route yet */
     _Atomic int writing_vp;          /* vCPU whose irqfd the thread writes, or -1 */
-    int wakefd;                      /* private: never handed to anyone */
     uint32_t nvcpus;
     pthread_t thread;
     bool warned;
@@ -49,6 +49,18 @@ static void install_handler(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0; /* no SA_RESTART: interrupted writes must fail */
     sigaction(interrupt_signal(), &sa, NULL);
+}
+
+/* The wake-up is a futex on a word of ours: nothing the VMM can touch, and
+ * no fd per partition. */
+static void futex_wait_while(_Atomic uint32_t *word, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_one(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 static void raise_one(struct sint_signaller *s, uint32_t vp)
@@ -88,18 +100,13 @@ static void *signaller_main(void *arg)
         }
         /* Announce the sleep, then look again: a raiser either sees
          * `sleeping` and wakes us, or its bit is seen here. */
-        atomic_store(&s->sleeping, true);
+        atomic_store(&s->sleeping, 1);
         bool more = atomic_load(&s->stop);
         for (uint32_t w = 0; w < WORDS && !more; w++)
             more = atomic_load(&s->pending[w]) != 0;
-        if (more) {
-            atomic_store(&s->sleeping, false);
-            continue;
-        }
-        uint64_t v;
-        if (read(s->wakefd, &v, sizeof(v)) < 0 && errno != EINTR && errno != EAGAIN)
-            break; /* cannot happen with our own eventfd */
-        atomic_store(&s->sleeping, false);
+        if (!more)
+            futex_wait_while(&s->sleeping, 1); /* returns at once if a raiser cleared it */
+        atomic_store(&s->sleeping, 0);
     }
     return NULL;
 }
@@ -119,13 +126,6 @@ struct sint_signaller *sint_signaller_new(const char *name, uint32_t nvcpus)
     for (uint32_t i = 0; i < XP_MAX_VCPUS; i++)
         atomic_init(&s->irqfd[i], -1);
     atomic_init(&s->writing_vp, -1);
-    s->wakefd = eventfd(0, EFD_CLOEXEC);
-    if (s->wakefd < 0) {
-        int e = errno;
-        free(s);
-        errno = e;
-        return NULL;
-    }
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstacksize(&a, 256 * 1024);
@@ -134,7 +134,6 @@ struct sint_signaller *sint_signaller_new(const char *name, uint32_t nvcpus)
     if (ret == 0)
         pthread_setname_np(s->thread, "vmbusd-sint");
     if (ret != 0) {
-        close(s->wakefd);
         free(s);
         errno = ret;
         return NULL;
@@ -153,10 +152,8 @@ void sint_signaller_set_irqfd(struct sint_signaller *s, uint32_t vp, int fd)
 
 static void wake(struct sint_signaller *s)
 {
-    uint64_t one = 1;
-    /* Our own eventfd, drained by the thread: this write cannot block. */
-    if (write(s->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        log_warn("partition %s: cannot wake the SINT thread: %s", s->name, strerror(errno));
+    if (atomic_exchange(&s->sleeping, 0))
+        futex_wake_one(&s->sleeping);
 }
 
 void sint_signaller_raise(struct sint_signaller *s, uint32_t vp)
@@ -164,7 +161,7 @@ void sint_signaller_raise(struct sint_signaller *s, uint32_t vp)
     if (vp >= s->nvcpus)
         return;
     atomic_fetch_or(&s->pending[vp / 64], 1ull << (vp % 64));
-    if (atomic_load(&s->sleeping) && atomic_exchange(&s->sleeping, false))
+    if (atomic_load(&s->sleeping))
         wake(s);
 }
 
@@ -200,6 +197,5 @@ void sint_signaller_free(struct sint_signaller *s)
         if (fd >= 0)
             close(fd);
     }
-    close(s->wakefd);
     free(s);
 }

@@ -5,9 +5,9 @@
  * An irqfd belongs to the VMM, which can make a write to it block for ever
  * (blocking mode + a counter preloaded to the maximum).  So the writes happen
  * on a thread of the partition's own: raising an interrupt only marks the
- * vCPU pending and, if that thread sleeps, wakes it through an eventfd
- * vmbusd never hands out.  A stuck write then stalls this partition only,
- * and stopping the thread interrupts it.
+ * vCPU pending and, if that thread sleeps, wakes it (a futex on a word of
+ * vmbusd's own).  A stuck write then stalls this partition only, and
+ * stopping the thread interrupts it.
  */
 #ifndef VMBUSD_SINT_SIGNAL_H
 #define VMBUSD_SINT_SIGNAL_H
