@@ -14,15 +14,20 @@
 
 struct ratelimit {
     unsigned burst, rate; /* set by the owner; the rest starts zeroed */
+    bool started;         /* false: not used yet, starts full */
     unsigned tokens;
-    uint64_t stamp_ms;
+    uint64_t stamp_ms;    /* last refill */
     uint64_t dropped;
 };
 
 #define RATELIMIT_INIT(burst_, rate_) {.burst = (burst_), .rate = (rate_)}
 
-/* May a line be logged now?  When it may, *dropped gets the number of lines
- * refused since the last one allowed (0 if none), for the caller to report. */
+/* May a line be logged now (CLOCK_MONOTONIC)?  When it may, *dropped (if
+ * not NULL) gets the number of lines refused since the last one allowed (0
+ * if none), for the caller to report first. */
 bool ratelimit_allow(struct ratelimit *rl, uint64_t *dropped);
+/* The same at now_ms of the caller's own monotonic clock (a VSP's clock
+ * that tests replace). */
+bool ratelimit_allow_at(struct ratelimit *rl, uint64_t now_ms, uint64_t *dropped);
 
 #endif

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
 #include "json.h"
 
 #ifndef VMBUSD_VERSION
@@ -114,16 +115,9 @@ static void put_safe(FILE *f, const char *s, bool keep_newlines)
             p++;
             continue;
         }
-        size_t need = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                    : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-        size_t i = 1;
-        unsigned cp = need == 2 ? c & 0x1fu : need == 3 ? c & 0x0fu : c & 0x07u;
-        for (; i < need && (p[i] & 0xc0) == 0x80; i++)
-            cp = (cp << 6) | (p[i] & 0x3fu);
-        bool ok = need && i == need && !(need == 3 && cp < 0x800) &&
-                  !(need == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
-                  !(cp >= 0xd800 && cp <= 0xdfff) && !(cp >= 0x80 && cp <= 0x9f);
-        if (!ok) {
+        uint32_t cp;
+        size_t need = utf8_decode(p, strnlen((const char *)p, 4), &cp);
+        if (!need || cp <= 0x9f) { /* broken, or a C1 control */
             fprintf(f, "\\x%02x", c);
             p++;
             continue;

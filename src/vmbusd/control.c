@@ -22,6 +22,7 @@
 
 #include "common/guid.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "vmbusd/internal.h"
 #include "xpartition/versions.h"
 
@@ -54,36 +55,6 @@ static void sb_add(struct strbuf *b, const char *fmt, ...)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), 0 if invalid
- * (overlong forms, surrogates and code points above U+10FFFF included). */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* Values may come from the guest (KVP): control characters are escaped,
  * valid UTF-8 passes through, anything else becomes U+FFFD. */
 static void sb_json_str(struct strbuf *b, const char *s)
@@ -91,7 +62,7 @@ static void sb_json_str(struct strbuf *b, const char *s)
     sb_add(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        size_t n = c < 0x80 ? 1 : utf8_seq_len((const unsigned char *)s);
+        size_t n = utf8_decode(s, strnlen(s, 4), NULL);
         if (c == '"' || c == '\\')
             sb_add(b, "\\%c", c);
         else if (c < 0x20 || c == 0x7f)

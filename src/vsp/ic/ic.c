@@ -7,16 +7,20 @@
  */
 #include "vsp/ic/ic.h"
 
+#include "common/utf8.h"
+
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* Guest-triggered log lines: at most this many per window per channel. */
-#define IC_LOG_BURST     10u
-#define IC_LOG_WINDOW_MS 10000u
+/* Guest-triggered log lines per channel: this many at once, then one a
+ * second. */
+#define IC_LOG_BURST   10u
+#define IC_LOG_PER_SEC 1u
 
 static uint64_t ic_default_clock_ms(void)
 {
@@ -193,39 +197,6 @@ const char *ic_state_name(enum ic_state s)
 
 /* ---- UTF-8 <-> UTF-16LE ---------------------------------------------- */
 
-/* Decode one UTF-8 code point at s[*i]; -1 on malformed input. */
-static long utf8_next(const unsigned char *s, size_t len, size_t *i)
-{
-    unsigned char c = s[*i];
-    unsigned need;
-    uint32_t cp, min;
-
-    if (c < 0x80) {
-        (*i)++;
-        return c;
-    } else if ((c & 0xe0) == 0xc0) {
-        need = 1; cp = c & 0x1f; min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        need = 2; cp = c & 0x0f; min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        need = 3; cp = c & 0x07; min = 0x10000;
-    } else {
-        return -1;
-    }
-    if (len - *i <= need)
-        return -1;
-    for (unsigned k = 1; k <= need; k++) {
-        unsigned char cc = s[*i + k];
-        if ((cc & 0xc0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (cc & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return -1;
-    *i += need + 1;
-    return (long)cp;
-}
-
 static int put16(uint8_t *out, size_t cap, size_t *o, uint16_t u)
 {
     if (cap - *o < 2)
@@ -238,14 +209,15 @@ static int put16(uint8_t *out, size_t cap, size_t *o, uint16_t u)
 
 int ic_utf8_to_utf16le(const char *s, size_t slen, uint8_t *out, size_t out_cap)
 {
-    const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, o = 0;
 
     out_cap &= ~(size_t)1;
     while (i < slen) {
-        long cp = utf8_next(u, slen, &i);
-        if (cp <= 0) /* malformed, or an embedded NUL */
+        uint32_t cp;
+        size_t n = utf8_decode(s + i, slen - i, &cp);
+        if (n == 0 || cp == 0) /* malformed, or an embedded NUL */
             return -EILSEQ;
+        i += n;
         if (cp >= 0x10000) {
             cp -= 0x10000;
             if (put16(out, out_cap, &o, (uint16_t)(0xd800 | (cp >> 10))) ||
@@ -391,24 +363,16 @@ int ic_parse_params(const char *plugin, const char *const *keys, const char *con
 
 void ic_bad(struct ic_chan *ic, const char *fmt, ...)
 {
-    uint64_t now = ic_clock_ms();
+    uint64_t dropped = 0;
     char line[256];
     va_list ap;
 
     ic->bad_replies++;
-    if (now - ic->log_window_start >= IC_LOG_WINDOW_MS) {
-        if (ic->log_suppressed)
-            vsp_log(ic->ch, VSP_LOG_WARN, "%s: %u more bad guest messages not logged",
-                    ic->svc->name, ic->log_suppressed);
-        ic->log_window_start = now;
-        ic->log_in_window = 0;
-        ic->log_suppressed = 0;
-    }
-    if (ic->log_in_window >= IC_LOG_BURST) {
-        ic->log_suppressed++;
+    if (!ratelimit_allow_at(&ic->log_rl, ic_clock_ms(), &dropped))
         return;
-    }
-    ic->log_in_window++;
+    if (dropped)
+        vsp_log(ic->ch, VSP_LOG_WARN, "%s: %" PRIu64 " more bad guest messages not logged",
+                ic->svc->name, dropped);
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
@@ -757,6 +721,7 @@ int ic_chan_setup(struct ic_chan *ic, const struct ic_service *svc, struct vsp_p
     pthread_cond_init(&ic->cond, &ca);
     pthread_condattr_destroy(&ca);
     ic->svc = svc;
+    ic->log_rl = (struct ratelimit)RATELIMIT_INIT(IC_LOG_BURST, IC_LOG_PER_SEC);
     ic->part = p;
     ic->refs = 1;
     ic->state = IC_STATE_OFFERED;

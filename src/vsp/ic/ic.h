@@ -27,7 +27,9 @@
  *
  * Everything a guest sends is untrusted: lengths, counts, versions, strings.
  * A malformed reply is logged (rate-limited) and ignored; it never crashes.
- * Only the public plugin API (vmbusd/vsp.h) is used.
+ * Only the public plugin API (vmbusd/vsp.h) is used to reach vmbusd; the
+ * UTF-8 check and the log rate limit are src/common's, compiled into the
+ * VSP from the static library (self-contained, no daemon state).
  */
 #ifndef VMBUSD_VSP_IC_H
 #define VMBUSD_VSP_IC_H
@@ -37,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/ratelimit.h"
 #include "vmbusd/hv_wire.h"
 #include "vmbusd/vsp.h"
 
@@ -220,10 +223,7 @@ struct ic_chan {
     uint8_t *parked;
     size_t parked_len;
     uint64_t parked_tid;
-    /* Rate limit for guest-triggered log lines. */
-    uint64_t log_window_start;
-    unsigned log_in_window;
-    unsigned log_suppressed;
+    struct ratelimit log_rl; /* guest-triggered log lines */
     unsigned bad_replies;
     /* Service timers: started at the first negotiation, kept until the
      * partition goes away (see ic_op_close); their callbacks must check
