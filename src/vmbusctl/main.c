@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/utf8.h"
+#include "vmbusd/hv_guids.h"
 #include "json.h"
 
 #ifndef VMBUSD_VERSION
@@ -444,13 +445,13 @@ static int do_control(const struct ctl *c, const char *vm, const char *vsp, cons
 static const struct {
     const char *guid, *name;
 } known_classes[] = {
-    {"57164f39-9115-4e78-ab55-382f3bd5422d", "heartbeat"},
-    {"0e0b6031-5213-4934-818b-38d90ced39db", "shutdown"},
-    {"9527e630-d0ae-497b-adce-e80ab0175caf", "timesync"},
-    {"a9a0f4e7-5a45-4d96-b827-8a841e8c03e6", "kvp"},
-    {"8f2c1a3e-5b7d-4e19-a6c0-3d9e4b2f7a18", "echo"},
-    {"ba6163d9-04a1-4d29-b605-72e2ffb1dc7f", "scsi"},
-    {"f8615163-df3e-46c5-913f-f2d2f965ed0e", "netvsc"},
+    {HV_CLASS_HEARTBEAT, "heartbeat"},
+    {HV_CLASS_SHUTDOWN, "shutdown"},
+    {HV_CLASS_TIMESYNC, "timesync"},
+    {HV_CLASS_KVP, "kvp"},
+    {HV_CLASS_ECHO, "echo"},
+    {HV_CLASS_SCSI, "scsi"},
+    {HV_CLASS_NETVSC, "netvsc"},
 };
 
 static const char *class_name(const char *guid)

@@ -151,7 +151,7 @@ static int echo_attach(void *state, struct vsp_partition *p, void **part_state)
     /* detach frees ep even if an offer below fails: offered channels point into it. */
     *part_state = ep;
     struct vsp_offer o = {.ops = &echo_ops};
-    vsp_guid_parse(ECHO_CLASS_GUID_STR, &o.class_id);
+    vsp_guid_parse(HV_CLASS_ECHO, &o.class_id);
     for (int i = 0; i < (cfg ? cfg->channels : 1); i++) {
         vsp_guid_parse(ECHO_INSTANCE_GUID_STR, &o.instance_id);
         o.instance_id.b[15] = (uint8_t)i;

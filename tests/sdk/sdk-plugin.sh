@@ -63,6 +63,7 @@ cmp -s "$incdir/vmbusd/vsp.h" "$src/include/vmbusd/vsp.h" || fail "installed vsp
 cmp -s "$incdir/vmbusd/hv_wire.h" "$src/include/vmbusd/hv_wire.h" || fail "installed hv_wire.h differs"
 cmp -s "$incdir/vmbusd/vmbus_user.h" "$src/include/vmbusd/vmbus_user.h" ||
     fail "vmbus_user.h (for other VMMs) not installed, or differs"
+cmp -s "$incdir/vmbusd/hv_guids.h" "$src/include/vmbusd/hv_guids.h" || fail "installed hv_guids.h differs"
 [ -z "$(echo "$libs" | tr -d ' ')" ] || fail "vmbusd-vsp.pc has Libs ($libs); plugins link against nothing"
 case $plugindir in
 "$tmp/dest"/*/vmbusd/vsp) ;;

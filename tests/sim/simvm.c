@@ -20,12 +20,7 @@
 #include <unistd.h>
 
 #include "common/guid.h"
-
-#if defined(__has_include)
-#if __has_include("vsp/echo.h")
-#include "vsp/echo.h"
-#endif
-#endif
+#include "vmbusd/hv_guids.h"
 
 #define SIM_GPADL_FIRST 0xE1E10u
 
@@ -86,9 +81,7 @@ static pthread_once_t echo_once = PTHREAD_ONCE_INIT;
 
 static void echo_class_init(void)
 {
-#ifdef ECHO_CLASS_GUID_STR
-    echo_class_ok = guid_parse(ECHO_CLASS_GUID_STR, &echo_class) == 0;
-#endif
+    echo_class_ok = guid_parse(HV_CLASS_ECHO, &echo_class) == 0;
 }
 
 const struct hv_guid *sim_echo_class(void)

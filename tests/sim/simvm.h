@@ -376,7 +376,7 @@ int sim_healthy_cycle(struct sim_daemon *d, const char *vm_name, uint32_t versio
 extern const uint32_t sim_linux_versions[8];   /* 5.3 ... 2.4 */
 extern const uint32_t sim_all_versions[10];    /* 0.13 ... 5.3 */
 const char *sim_version_str(uint32_t v);       /* "5.3" (static buffer per call site ok) */
-/* Parsed ECHO_CLASS_GUID_STR. */
+/* Parsed HV_CLASS_ECHO. */
 const struct hv_guid *sim_echo_class(void);
 uint64_t sim_now_ms(void);
 uint64_t sim_now_ns(void);

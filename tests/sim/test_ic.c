@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/guid.h"
+#include "vmbusd/hv_guids.h"
 
 /* ------------------------------------------------------------------ */
 /* Wire format, guest side                                              */
@@ -94,13 +95,13 @@ struct svc {
 };
 
 static const struct svc svcs[NSVC] = {
-    [HB] = {"heartbeat", "57164f39-9115-4e78-ab55-382f3bd5422d", G_T_HEARTBEAT,
+    [HB] = {"heartbeat", HV_CLASS_HEARTBEAT, G_T_HEARTBEAT,
             {{3, 0}, {1, 0}}, {{3, 0}, {1, 0}}, 2, G_BUF_UTIL},
-    [SD] = {"shutdown", "0e0b6031-5213-4934-818b-38d90ced39db", G_T_SHUTDOWN,
+    [SD] = {"shutdown", HV_CLASS_SHUTDOWN, G_T_SHUTDOWN,
             {{3, 0}, {1, 0}}, {{3, 2}, {3, 1}, {3, 0}, {1, 0}}, 4, G_BUF_UTIL},
-    [TS] = {"timesync", "9527e630-d0ae-497b-adce-e80ab0175caf", G_T_TIMESYNC,
+    [TS] = {"timesync", HV_CLASS_TIMESYNC, G_T_TIMESYNC,
             {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, G_BUF_UTIL},
-    [KV] = {"kvp", "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6", G_T_KVP,
+    [KV] = {"kvp", HV_CLASS_KVP, G_T_KVP,
             {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, G_BUF_KVP},
 };
 

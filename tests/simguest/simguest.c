@@ -34,7 +34,7 @@
 
 #include "common/guid.h"
 #include "simvm.h"
-#include "vsp/echo.h"
+#include "vmbusd/hv_guids.h"
 
 /* ------------------------------------------------------------------ */
 /* Integration-service framing, guest side                              */
@@ -102,19 +102,19 @@ struct svc {
 };
 
 static const struct svc svcs[] = {
-    {K_ECHO, "echo", ECHO_CLASS_GUID_STR, 0, {{0, 0}}, {{0, 0}}, 0, NULL},
-    {K_HEARTBEAT, "heartbeat", "57164f39-9115-4e78-ab55-382f3bd5422d", G_IC_HEARTBEAT,
+    {K_ECHO, "echo", HV_CLASS_ECHO, 0, {{0, 0}}, {{0, 0}}, 0, NULL},
+    {K_HEARTBEAT, "heartbeat", HV_CLASS_HEARTBEAT, G_IC_HEARTBEAT,
      {{3, 0}, {1, 0}}, {{3, 0}, {1, 0}}, 2, NULL},
-    {K_SHUTDOWN, "shutdown", "0e0b6031-5213-4934-818b-38d90ced39db", G_IC_SHUTDOWN,
+    {K_SHUTDOWN, "shutdown", HV_CLASS_SHUTDOWN, G_IC_SHUTDOWN,
      {{3, 0}, {1, 0}}, {{3, 2}, {3, 1}, {3, 0}, {1, 0}}, 4, NULL},
-    {K_TIMESYNC, "timesync", "9527e630-d0ae-497b-adce-e80ab0175caf", G_IC_TIMESYNC,
+    {K_TIMESYNC, "timesync", HV_CLASS_TIMESYNC, G_IC_TIMESYNC,
      {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, NULL},
-    {K_KVP, "kvp", "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6", 2, {{3, 0}, {1, 0}},
+    {K_KVP, "kvp", HV_CLASS_KVP, 2, {{3, 0}, {1, 0}},
      {{4, 0}, {3, 0}, {1, 0}}, 3,
      "Linux answers it only when hv_kvp_daemon runs; this demo has none"},
-    {K_VSS, "vss (backup)", "35fa2e29-ea23-4236-96ae-3a6ebacba440", 5, {{0, 0}}, {{0, 0}}, 0,
+    {K_VSS, "vss (backup)", HV_CLASS_VSS, 5, {{0, 0}}, {{0, 0}}, 0,
      "needs hv_vss_daemon"},
-    {K_FCOPY, "fcopy (file copy)", "34d14be3-dee4-41c8-9ae7-6b174977c192", 7, {{0, 0}}, {{0, 0}},
+    {K_FCOPY, "fcopy (file copy)", HV_CLASS_FCOPY, 7, {{0, 0}}, {{0, 0}},
      0, "needs hv_fcopy_daemon"},
 };
 

@@ -10,9 +10,10 @@
 #include <cmocka.h>
 
 #include "common/guid.h"
+#include "vmbusd/hv_guids.h"
 
 /* hv_utils heartbeat class id: the first three groups are little-endian. */
-static const char hb_text[] = "57164f39-9115-4e78-ab55-382f3bd5422d";
+static const char hb_text[] = HV_CLASS_HEARTBEAT;
 static const uint8_t hb_mem[16] = {0x39, 0x4f, 0x16, 0x57, 0x15, 0x91, 0x78, 0x4e,
                                    0xab, 0x55, 0x38, 0x2f, 0x3b, 0xd5, 0x42, 0x2d};
 

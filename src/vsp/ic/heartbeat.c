@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "vsp/ic/ic.h"
+#include "vmbusd/hv_guids.h"
 
-#define HB_CLASS    "57164f39-9115-4e78-ab55-382f3bd5422d"
 #define HB_INSTANCE "7c6a1f4e-3b7d-4f0e-9c31-5a0d2e8b4f01"
 #define HB_BODY     40u /* seq u64 + reserved u32 x 8 */
 #define HB_OUTSTANDING 16u
@@ -173,7 +173,7 @@ static void hb_destroy(struct ic_chan *ic)
 static const struct ic_service hb_service = {
     .name = "heartbeat",
     .msg_type = IC_MSG_HEARTBEAT,
-    .class_id = HB_CLASS,
+    .class_id = HV_CLASS_HEARTBEAT,
     .instance_id = HB_INSTANCE,
     .fw_versions = hb_fw,
     .n_fw = 2,

@@ -44,8 +44,8 @@
 #include <string.h>
 
 #include "vsp/ic/ic.h"
+#include "vmbusd/hv_guids.h"
 
-#define KVP_CLASS    "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6"
 #define KVP_INSTANCE "d34b2567-b9b6-42b9-8778-0a4ec0b95504"
 
 #define KVP_OP_GET       0
@@ -683,7 +683,7 @@ static void kvp_destroy(struct ic_chan *ic)
 static const struct ic_service kvp_service = {
     .name = "kvp",
     .msg_type = IC_MSG_KVP,
-    .class_id = KVP_CLASS,
+    .class_id = HV_CLASS_KVP,
     .instance_id = KVP_INSTANCE,
     .fw_versions = kvp_fw,
     .n_fw = 2,

@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "vsp/ic/ic.h"
+#include "vmbusd/hv_guids.h"
 
-#define SD_CLASS    "0e0b6031-5213-4934-818b-38d90ced39db"
 #define SD_INSTANCE "b5e2a0d7-6f43-4a1c-8e95-0c7d3f1a2b02"
 
 #define SD_FLAG_FORCE     0x1u
@@ -98,7 +98,7 @@ static void sd_destroy(struct ic_chan *ic)
 static const struct ic_service sd_service = {
     .name = "shutdown",
     .msg_type = IC_MSG_SHUTDOWN,
-    .class_id = SD_CLASS,
+    .class_id = HV_CLASS_SHUTDOWN,
     .instance_id = SD_INSTANCE,
     .fw_versions = sd_fw,
     .n_fw = 2,

@@ -28,8 +28,8 @@
 #include <time.h>
 
 #include "vsp/ic/ic.h"
+#include "vmbusd/hv_guids.h"
 
-#define TS_CLASS    "9527e630-d0ae-497b-adce-e80ab0175caf"
 #define TS_INSTANCE "5d7a3e1b-9c24-4f6e-b0a8-3e1f7c9d2a03"
 
 #define TS_FLAG_PROBE  0
@@ -198,7 +198,7 @@ static void ts_destroy(struct ic_chan *ic)
 static const struct ic_service ts_service = {
     .name = "timesync",
     .msg_type = IC_MSG_TIMESYNC,
-    .class_id = TS_CLASS,
+    .class_id = HV_CLASS_TIMESYNC,
     .instance_id = TS_INSTANCE,
     .fw_versions = ts_fw,
     .n_fw = 2,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ic_test.h"
+#include "vmbusd/hv_guids.h"
 
 extern const struct vsp_plugin heartbeat_plugin;
 
@@ -274,7 +275,7 @@ static void test_open_negotiates(void **s)
     struct ic_negotiate neg;
     struct hv_guid cls;
 
-    ic_guid_parse("57164f39-9115-4e78-ab55-382f3bd5422d", &cls);
+    ic_guid_parse(HV_CLASS_HEARTBEAT, &cls);
     assert_memory_equal(fake_channel_offer(f->ch)->class_id.b, cls.b, 16);
     assert_int_equal(fake_sent_count(f->ch), 0);
     assert_int_equal(fake_open(f->ch), 0);
