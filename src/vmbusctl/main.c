@@ -23,9 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/utf8.h"
 #include "vmbusd/hv_guids.h"
-#include "json.h"
 
 #ifndef VMBUSD_VERSION
 #define VMBUSD_VERSION "unknown"
@@ -302,7 +303,7 @@ fail:
 
 /* Exchange and parse.  Returns the parsed answer (also when "ok" is false),
  * or NULL with the reason printed.  In --json mode the raw line is printed. */
-static struct json *ctl_request(const struct ctl *c, const char *req)
+static json_t *ctl_request(const struct ctl *c, const char *req)
 {
     char *ans;
     size_t len;
@@ -312,28 +313,51 @@ static struct json *ctl_request(const struct ctl *c, const char *req)
         fwrite(ans, 1, len, stdout);
         fputc('\n', stdout);
     }
-    char perr[128];
-    struct json *j = json_parse(ans, len, perr, sizeof(perr));
+    /* Numbers as doubles: a counter above 2^63 is shown rounded, it does
+     * not make the whole answer unreadable. */
+    json_error_t jerr;
+    json_t *j = json_loadb(ans, len, JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, &jerr);
     free(ans);
     if (!j) {
-        err("malformed answer from vmbusd: %s", perr);
+        err("malformed answer from vmbusd: %s (at byte %d)", jerr.text, jerr.position);
         return NULL;
     }
-    if (j->type != JSON_OBJECT || json_get(j, "ok") == NULL ||
-        json_get(j, "ok")->type != JSON_BOOL) {
+    if (!json_is_boolean(json_object_get(j, "ok"))) {
         err("unexpected answer from vmbusd (no \"ok\" member)");
-        json_free(j);
+        json_decref(j);
         return NULL;
     }
     return j;
 }
 
-static bool answer_ok(const struct json *j) { return json_bool(json_get(j, "ok"), false); }
+/* Member key of object j as text, or fallback when j is not an object or
+ * the member is missing or not a string (lookups chain without checks). */
+static const char *str_of(const json_t *j, const char *key, const char *fallback)
+{
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? s : fallback;
+}
+
+/* Member key of object j as a number, or fallback when it is not one. */
+static double num_or(const json_t *j, const char *key, double fallback)
+{
+    const json_t *v = json_object_get(j, key);
+    return json_is_number(v) ? json_number_value(v) : fallback;
+}
+
+/* Member key of object j as a count (0 when missing, negative or no number). */
+static unsigned long long num_of(const json_t *j, const char *key)
+{
+    double d = num_or(j, key, 0);
+    return d > 0 ? (unsigned long long)d : 0;
+}
+
+static bool answer_ok(const json_t *j) { return json_is_true(json_object_get(j, "ok")); }
 
 /* Print the error of a failed answer; the VM name makes "no such VM" clear. */
-static void answer_error(const struct json *j, const char *vm)
+static void answer_error(const json_t *j, const char *vm)
 {
-    const char *e = json_str(json_get(j, "error"), "unknown error");
+    const char *e = str_of(j, "error", "unknown error");
     if (vm && strcmp(e, "no such VM") == 0) {
         fputs("vmbusctl: no VM '", stderr);
         put_safe(stderr, vm, false);
@@ -423,7 +447,7 @@ static int do_control(const struct ctl *c, const char *vm, const char *vsp, cons
         err("command too long: vmbusd takes requests of at most %d bytes", MAX_REQUEST);
         return 1;
     }
-    struct json *j = ctl_request(c, r.s);
+    json_t *j = ctl_request(c, r.s);
     if (!j)
         return 1;
     int ret = 0;
@@ -431,12 +455,12 @@ static int do_control(const struct ctl *c, const char *vm, const char *vsp, cons
         answer_error(j, vm); /* stderr: stdout keeps the JSON in --json mode */
         ret = 1;
     } else if (!c->json) {
-        const char *reply = json_str(json_get(j, "reply"), "");
+        const char *reply = str_of(j, "reply", "");
         put_safe(stdout, reply, true);
         if (*reply && reply[strlen(reply) - 1] != '\n')
             fputc('\n', stdout);
     }
-    json_free(j);
+    json_decref(j);
     return ret;
 }
 
@@ -463,51 +487,45 @@ static const char *class_name(const char *guid)
 }
 
 /* "list" answer, or NULL (error printed; in --json mode the raw answer too). */
-static struct json *fetch_list(const struct ctl *c)
+static json_t *fetch_list(const struct ctl *c)
 {
-    struct json *j = ctl_request(c, "list");
+    json_t *j = ctl_request(c, "list");
     if (!j)
         return NULL;
     if (!answer_ok(j)) {
         answer_error(j, NULL);
-        json_free(j);
+        json_decref(j);
         return NULL;
     }
-    const struct json *parts = json_get(j, "partitions");
-    if (!parts || parts->type != JSON_ARRAY) {
+    const json_t *parts = json_object_get(j, "partitions");
+    if (!json_is_array(parts)) {
         err("unexpected answer from vmbusd (no partitions array)");
-        json_free(j);
+        json_decref(j);
         return NULL;
     }
     return j;
 }
 
-static unsigned long long num_u(const struct json *j)
+static bool partition_matches(const json_t *p, const char *vm)
 {
-    double d = json_num(j, 0);
-    return d > 0 ? (unsigned long long)d : 0;
-}
-
-static bool partition_matches(const struct json *p, const char *vm)
-{
-    const char *name = json_str(json_get(p, "name"), "");
+    const char *name = str_of(p, "name", "");
     if (strcmp(name, vm) == 0)
         return true;
     char id[32];
-    snprintf(id, sizeof(id), "%llu", num_u(json_get(p, "id")));
+    snprintf(id, sizeof(id), "%llu", num_of(p, "id"));
     return strcmp(id, vm) == 0;
 }
 
-static const struct json *find_partition(const struct json *list, const char *vm)
+static const json_t *find_partition(const json_t *list, const char *vm)
 {
-    const struct json *parts = json_get(list, "partitions");
+    const json_t *parts = json_object_get(list, "partitions");
     /* a name wins over an id */
-    for (size_t i = 0; i < parts->n; i++)
-        if (strcmp(json_str(json_get(parts->items[i], "name"), ""), vm) == 0)
-            return parts->items[i];
-    for (size_t i = 0; i < parts->n; i++)
-        if (partition_matches(parts->items[i], vm))
-            return parts->items[i];
+    for (size_t i = 0; i < json_array_size(parts); i++)
+        if (strcmp(str_of(json_array_get(parts, i), "name", ""), vm) == 0)
+            return json_array_get(parts, i);
+    for (size_t i = 0; i < json_array_size(parts); i++)
+        if (partition_matches(json_array_get(parts, i), vm))
+            return json_array_get(parts, i);
     return NULL;
 }
 
@@ -518,42 +536,42 @@ static void no_vm(const char *vm)
     fputs("' is connected to vmbusd (see 'vmbusctl list')\n", stderr);
 }
 
-static void print_partition(const struct json *p)
+static void print_partition(const json_t *p)
 {
-    const struct json *chans = json_get(p, "channels");
+    const json_t *chans = json_object_get(p, "channels");
     printf("VM ");
-    put_safe(stdout, json_str(json_get(p, "name"), "?"), false);
-    printf(" (partition %llu): %llu vCPU%s, VMBus ", num_u(json_get(p, "id")),
-           num_u(json_get(p, "vcpus")), num_u(json_get(p, "vcpus")) == 1 ? "" : "s");
-    const char *ver = json_str(json_get(p, "version"), "?");
-    if (!json_bool(json_get(p, "connected"), false) || strcmp(ver, "0.0") == 0)
+    put_safe(stdout, str_of(p, "name", "?"), false);
+    printf(" (partition %llu): %llu vCPU%s, VMBus ", num_of(p, "id"),
+           num_of(p, "vcpus"), num_of(p, "vcpus") == 1 ? "" : "s");
+    const char *ver = str_of(p, "version", "?");
+    if (!json_is_true(json_object_get(p, "connected")) || strcmp(ver, "0.0") == 0)
         printf("not connected");
     else
         put_safe(stdout, ver, false);
     printf(", messages %llu in / %llu out, %llu guest error%s\n",
-           num_u(json_get(p, "messages_in")), num_u(json_get(p, "messages_out")),
-           num_u(json_get(p, "guest_errors")),
-           num_u(json_get(p, "guest_errors")) == 1 ? "" : "s");
+           num_of(p, "messages_in"), num_of(p, "messages_out"),
+           num_of(p, "guest_errors"),
+           num_of(p, "guest_errors") == 1 ? "" : "s");
     /* The VMM process that connected the VM (vmbusd read it with
      * SO_PEERCRED): the process vmbusctl commands for this VM reach. */
-    if (json_get(p, "vmm_pid")) {
-        double pid = json_num(json_get(p, "vmm_pid"), 0);
-        double uid = json_num(json_get(p, "vmm_uid"), -1);
-        double gid = json_num(json_get(p, "vmm_gid"), -1);
+    if (json_object_get(p, "vmm_pid")) {
+        double pid = num_or(p, "vmm_pid", 0);
+        double uid = num_or(p, "vmm_uid", -1);
+        double gid = num_or(p, "vmm_gid", -1);
         printf("  VMM: pid %.0f, uid %.0f, gid %.0f\n", pid, uid, gid);
     }
-    if (!chans || chans->type != JSON_ARRAY || chans->n == 0) {
+    if (json_array_size(chans) == 0) {
         printf("  (no channels)\n");
         return;
     }
     printf("  %5s  %-10s %-36s  %-36s  %-9s %4s %4s\n", "RELID", "SERVICE", "CLASS", "INSTANCE",
            "STATE", "IN%", "OUT%");
-    for (size_t i = 0; i < chans->n; i++) {
-        const struct json *ch = chans->items[i];
-        unsigned long long relid = num_u(json_get(ch, "relid"));
-        const char *cls = json_str(json_get(ch, "class"), "?");
+    for (size_t i = 0; i < json_array_size(chans); i++) {
+        const json_t *ch = json_array_get(chans, i);
+        unsigned long long relid = num_of(ch, "relid");
+        const char *cls = str_of(ch, "class", "?");
         char service[32];
-        unsigned long long sub = num_u(json_get(ch, "subchannel"));
+        unsigned long long sub = num_of(ch, "subchannel");
         if (sub)
             snprintf(service, sizeof(service), "%s/%llu", class_name(cls), sub);
         else
@@ -566,11 +584,11 @@ static void print_partition(const struct json *p)
         putchar(' ');
         put_padded(cls, 36);
         printf("  ");
-        put_padded(json_str(json_get(ch, "instance"), "?"), 36);
+        put_padded(str_of(ch, "instance", "?"), 36);
         printf("  ");
-        put_padded(json_str(json_get(ch, "state"), "?"), 9);
-        printf(" %3llu%% %3llu%%\n", num_u(json_get(ch, "in_fill_pct")),
-               num_u(json_get(ch, "out_fill_pct")));
+        put_padded(str_of(ch, "state", "?"), 9);
+        printf(" %3llu%% %3llu%%\n", num_of(ch, "in_fill_pct"),
+               num_of(ch, "out_fill_pct"));
     }
 }
 
@@ -580,28 +598,28 @@ static int cmd_list(const struct ctl *c, int argc, char **argv)
         err("list takes no arguments");
         return 1;
     }
-    struct json *j = fetch_list(c);
+    json_t *j = fetch_list(c);
     if (!j)
         return 1;
     if (!c->json) {
-        const struct json *parts = json_get(j, "partitions");
-        if (parts->n == 0)
+        const json_t *parts = json_object_get(j, "partitions");
+        if (json_array_size(parts) == 0)
             printf("No VMs connected to vmbusd.\n");
-        for (size_t i = 0; i < parts->n; i++) {
+        for (size_t i = 0; i < json_array_size(parts); i++) {
             if (i)
                 putchar('\n');
-            print_partition(parts->items[i]);
+            print_partition(json_array_get(parts, i));
         }
     }
-    json_free(j);
+    json_decref(j);
     return 0;
 }
 
 /* ---- heartbeat, status ----------------------------------------------- */
 
-static const char *status_of(const struct json *p, const char *key, const char *fallback)
+static const char *status_of(const json_t *p, const char *key, const char *fallback)
 {
-    return json_str(json_get(json_get(p, "status"), key), fallback);
+    return str_of(json_object_get(p, "status"), key, fallback);
 }
 
 static int cmd_heartbeat(const struct ctl *c, int argc, char **argv)
@@ -610,26 +628,26 @@ static int cmd_heartbeat(const struct ctl *c, int argc, char **argv)
         err("usage: heartbeat [VM]");
         return 1;
     }
-    struct json *j = fetch_list(c);
+    json_t *j = fetch_list(c);
     if (!j)
         return 1;
-    const struct json *parts = json_get(j, "partitions");
-    const struct json *only = NULL;
+    const json_t *parts = json_object_get(j, "partitions");
+    const json_t *only = NULL;
     if (argc == 1) {
         only = find_partition(j, argv[0]);
         if (!only) {
             no_vm(argv[0]);
-            json_free(j);
+            json_decref(j);
             return 1;
         }
     }
     int ret = 0;
-    if (!c->json && !only && parts->n == 0)
+    if (!c->json && !only && json_array_size(parts) == 0)
         printf("No VMs connected to vmbusd.\n");
     else if (!c->json)
         printf("%-20s %5s  %-9s %-20s %s\n", "VM", "ID", "HEARTBEAT", "SEQ", "VERSION");
-    for (size_t i = 0; i < parts->n; i++) {
-        const struct json *p = parts->items[i];
+    for (size_t i = 0; i < json_array_size(parts); i++) {
+        const json_t *p = json_array_get(parts, i);
         if (only && p != only)
             continue;
         const char *state = status_of(p, "heartbeat.state", NULL);
@@ -637,8 +655,8 @@ static int cmd_heartbeat(const struct ctl *c, int argc, char **argv)
             ret = 1;
         if (c->json)
             continue;
-        put_padded(json_str(json_get(p, "name"), "?"), 20);
-        printf(" %5llu  ", num_u(json_get(p, "id")));
+        put_padded(str_of(p, "name", "?"), 20);
+        printf(" %5llu  ", num_of(p, "id"));
         put_padded(state ? state : "-", 9);
         putchar(' ');
         put_padded(status_of(p, "heartbeat.seq", "-"), 20);
@@ -648,7 +666,7 @@ static int cmd_heartbeat(const struct ctl *c, int argc, char **argv)
             printf("  (no heartbeat service)");
         putchar('\n');
     }
-    json_free(j);
+    json_decref(j);
     return ret;
 }
 
@@ -663,44 +681,53 @@ static int cmd_status(const struct ctl *c, int argc, char **argv)
         err("usage: status VM");
         return 1;
     }
-    struct json *j = fetch_list(c);
+    json_t *j = fetch_list(c);
     if (!j)
         return 1;
-    const struct json *p = find_partition(j, argv[0]);
+    const json_t *p = find_partition(j, argv[0]);
     if (!p) {
         no_vm(argv[0]);
-        json_free(j);
+        json_decref(j);
         return 1;
     }
     if (!c->json) {
-        const struct json *st = json_get(p, "status");
+        json_t *st = json_object_get(p, "status");
+        size_t n = json_object_size(st);
         printf("VM ");
-        put_safe(stdout, json_str(json_get(p, "name"), "?"), false);
-        printf(" (partition %llu)\n", num_u(json_get(p, "id")));
-        if (!st || st->type != JSON_OBJECT || st->n == 0) {
+        put_safe(stdout, str_of(p, "name", "?"), false);
+        printf(" (partition %llu)\n", num_of(p, "id"));
+        if (n == 0) {
             printf("  (no status published)\n");
         } else {
-            char **keys = calloc(st->n, sizeof(*keys));
+            /* jansson keeps document order; print sorted by key */
+            const char **keys = calloc(n, sizeof(*keys));
+            const char *k;
+            json_t *v;
+            size_t nk = 0;
             int width = 0;
-            for (size_t i = 0; keys && i < st->n; i++) {
-                keys[i] = st->keys[i];
-                if (text_width(keys[i]) > width)
-                    width = text_width(keys[i]);
+            if (!keys) {
+                err("out of memory");
+                json_decref(j);
+                return 1;
             }
-            if (keys)
-                qsort(keys, st->n, sizeof(*keys), cmp_keys);
-            for (size_t i = 0; i < st->n; i++) {
-                const char *k = keys ? keys[i] : st->keys[i];
+            json_object_foreach(st, k, v) {
+                (void)v;
+                keys[nk++] = k;
+                if (text_width(k) > width)
+                    width = text_width(k);
+            }
+            qsort(keys, nk, sizeof(*keys), cmp_keys);
+            for (size_t i = 0; i < nk; i++) {
                 printf("  ");
-                put_padded(k, width);
+                put_padded(keys[i], width);
                 printf("  ");
-                put_safe(stdout, json_str(json_get(st, k), ""), false);
+                put_safe(stdout, str_of(st, keys[i], ""), false);
                 putchar('\n');
             }
             free(keys);
         }
     }
-    json_free(j);
+    json_decref(j);
     return 0;
 }
 
