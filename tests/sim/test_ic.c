@@ -5,8 +5,9 @@
  * hv_utils (drivers/hv/hv_util.c, hv_kvp.c + hv_kvp_daemon; contract
  * section 4) and with guests that answer badly.
  *
- * The guest side of the IC wire format is written here from the guest's
- * point of view, independently of src/vsp/ic, so the two check each other.
+ * The guest side of the IC wire format is tests/icguest/ic_guest.c, written
+ * from the guest's point of view, independently of src/vsp/ic, so the two
+ * check each other.
  *
  * Good: each channel opened like hv_utils (16 KiB rings each way), the
  * negotiate answered like vmbus_prep_negotiate_resp(), then heartbeats
@@ -32,83 +33,15 @@
 #include <unistd.h>
 
 #include "common/guid.h"
-#include "vmbusd/hv_guids.h"
+#include "ic_guest.h"
 
 /* ------------------------------------------------------------------ */
-/* Wire format, guest side                                              */
-
-struct gv {
-    uint16_t major, minor;
-} __attribute__((packed));
-
-/* icmsg_hdr, after the 8-byte vmbuspipe_hdr */
-struct gh {
-    struct gv fw;      /* +0 */
-    uint16_t type;     /* +4 */
-    struct gv ver;     /* +6 */
-    uint16_t size;     /* +10 */
-    uint32_t status;   /* +12 */
-    uint8_t tid;       /* +16 */
-    uint8_t flags;     /* +17 */
-    uint8_t rsvd[2];
-} __attribute__((packed));
-_Static_assert(sizeof(struct gh) == 20, "icmsg_hdr");
-
-#define G_HDRS 28u /* vmbuspipe_hdr + icmsg_hdr */
-#define G_TRANSACTION 1u
-#define G_REQUEST 2u
-#define G_RESPONSE 4u
-#define G_T_NEGOTIATE 0u
-#define G_T_HEARTBEAT 1u
-#define G_T_KVP 2u
-#define G_T_SHUTDOWN 3u
-#define G_T_TIMESYNC 4u
-#define G_S_OK 0u
-#define G_E_FAIL 0x80004005u
-#define G_S_CONT 0x80070103u
-#define G_MAX_VERCNT 100u
-/* 100 ns units from 1601-01-01 to 1970-01-01 */
-#define G_EPOCH 116444736000000000ull
-/* hv_utils: VMBUS_RING_SIZE(3 pages) = 4 pages incl. the header, each way */
-#define G_RING_PAGES 4u
-/* receive buffers: one page (heartbeat/shutdown/timesync), four for KVP */
-#define G_BUF_UTIL 4096u
-#define G_BUF_KVP 16384u
-/* hv_kvp_msg: {op u8, pool u8, pad u16} + union (7426) */
-#define G_KVP_MSG 7430u
-#define G_KVP_KEY 512u
-#define G_KVP_VAL 2048u
-#define G_KVP_SET 1u
-#define G_KVP_GET 0u
-#define G_KVP_ENUM 3u
-
-enum { HB, SD, TS, KV, NSVC };
-
-struct svc {
-    const char *name;
-    const char *cls;
-    uint16_t type;
-    struct gv fw[2];  /* Linux's preference order */
-    struct gv msg[4];
-    unsigned nmsg;
-    uint32_t buf;     /* Linux's receive buffer */
-};
-
-static const struct svc svcs[NSVC] = {
-    [HB] = {"heartbeat", HV_CLASS_HEARTBEAT, G_T_HEARTBEAT,
-            {{3, 0}, {1, 0}}, {{3, 0}, {1, 0}}, 2, G_BUF_UTIL},
-    [SD] = {"shutdown", HV_CLASS_SHUTDOWN, G_T_SHUTDOWN,
-            {{3, 0}, {1, 0}}, {{3, 2}, {3, 1}, {3, 0}, {1, 0}}, 4, G_BUF_UTIL},
-    [TS] = {"timesync", HV_CLASS_TIMESYNC, G_T_TIMESYNC,
-            {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, G_BUF_UTIL},
-    [KV] = {"kvp", HV_CLASS_KVP, G_T_KVP,
-            {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, G_BUF_KVP},
-};
+/* Guest state                                                          */
 
 struct pkt {
     struct vmpacket_descriptor d;
     uint32_t len;
-    uint8_t b[G_BUF_KVP + 64];
+    uint8_t b[ICG_BUF_KVP + 64];
 };
 
 struct icvm;
@@ -119,33 +52,14 @@ struct gch {
     struct sim_chan *ch;
     uint32_t relid;
     bool ready;
-    struct gv fw, ver;
+    struct icg_ver fw, ver;
 };
 
 struct icvm {
     char name[48];
     struct sim_vm *vm;
-    struct gch c[NSVC];
+    struct gch c[ICG_NSVC];
 };
-
-static struct gh hdr_of(const struct pkt *p)
-{
-    struct gh h;
-    memcpy(&h, p->b + 8, sizeof(h));
-    return h;
-}
-
-static void hdr_put(struct pkt *p, const struct gh *h)
-{
-    memcpy(p->b + 8, h, sizeof(*h));
-}
-
-static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-static void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 /* ------------------------------------------------------------------ */
 /* Control socket client                                                */
@@ -311,7 +225,7 @@ static int ic_setup(void **state)
     if (!f)
         return -1;
     sim_log_clear();
-    sim_expect_offers_default = NSVC;
+    sim_expect_offers_default = ICG_NSVC;
     f->d = simd_start_params(vms, 2, ECHO_CHANNELS, params,
                              (int)(sizeof(params) / sizeof(params[0])));
     if (!f->d) {
@@ -344,7 +258,7 @@ static void expect_warn(const struct gch *c, const char *needle, const char *wha
     snprintf(tok, sizeof(tok), "#%u", c->relid);
     SIM_ASSERT(sim_log_wait(3000, LOG_WARN, c->v->name, tok, needle),
                "%s: no warning naming partition %s and relid %u (%s) [%s]", what, c->v->name,
-               c->relid, needle ? needle : "any", svcs[c->s].name);
+               c->relid, needle ? needle : "any", icg_svcs[c->s].name);
 }
 
 /* ------------------------------------------------------------------ */
@@ -356,23 +270,23 @@ static void icvm_up(struct fx *f, struct icvm *v, const char *tag, unsigned mask
     snprintf(v->name, sizeof(v->name), "ic-%s", tag);
     v->vm = sim_vm_create(f->d, v->name);
     SIM_ASSERT(v->vm != NULL, "create %s", v->name);
-    v->vm->expect_offers = NSVC;
+    v->vm->expect_offers = ICG_NSVC;
     int n = sim_bringup(v->vm, VMBUS_VERSION_WIN10_V5_3);
-    SIM_ASSERT(n >= NSVC, "%s: bringup %d offers", v->name, n);
-    for (int s = 0; s < NSVC; s++) {
+    SIM_ASSERT(n >= ICG_NSVC, "%s: bringup %d offers", v->name, n);
+    for (int s = 0; s < ICG_NSVC; s++) {
         struct gch *c = &v->c[s];
         c->v = v;
         c->s = s;
         struct hv_guid g;
-        SIM_ASSERT(guid_parse(svcs[s].cls, &g) == 0, "guid");
+        SIM_ASSERT(guid_parse(icg_svcs[s].cls, &g) == 0, "guid");
         struct sim_offer *of = sim_offer_by_class(v->vm, &g, 0);
-        SIM_ASSERT(of != NULL, "%s: no %s offer", v->name, svcs[s].name);
+        SIM_ASSERT(of != NULL, "%s: no %s offer", v->name, icg_svcs[s].name);
         c->relid = of->relid;
         if (!(mask & (1u << s)))
             continue;
         int st = 0;
-        c->ch = sim_chan_open(v->vm, of->relid, G_RING_PAGES, G_RING_PAGES, &st);
-        SIM_ASSERT(c->ch != NULL, "%s: open %s (relid %u): %d", v->name, svcs[s].name, of->relid,
+        c->ch = sim_chan_open(v->vm, of->relid, ICG_RING_PAGES, ICG_RING_PAGES, &st);
+        SIM_ASSERT(c->ch != NULL, "%s: open %s (relid %u): %d", v->name, icg_svcs[s].name, of->relid,
                    st);
     }
 }
@@ -389,22 +303,22 @@ static void icvm_free(struct icvm *v)
  * false on timeout. */
 static bool g_recv(struct gch *c, struct pkt *p, int timeout_ms)
 {
-    memset(p->b, 0, G_HDRS + 64);
+    memset(p->b, 0, ICG_HDRS + 64);
     int r = sim_chan_recv(c->ch, &p->d, p->b, sizeof(p->b), &p->len, timeout_ms);
     if (r != 1)
         return false;
-    const struct svc *s = &svcs[c->s];
+    const struct icg_svc *s = &icg_svcs[c->s];
     SIM_ASSERT(p->d.type == VM_PKT_DATA_INBAND, "%s: host packet type %u", s->name, p->d.type);
     /* vmbus_recvpacket() into the driver's buffer: -ENOBUFS beyond it */
     SIM_ASSERT(p->len <= s->buf, "%s: %u-byte host packet exceeds Linux's %u-byte buffer",
                s->name, p->len, s->buf);
-    SIM_ASSERT(p->len >= G_HDRS, "%s: %u-byte host packet (Linux drops < 28)", s->name, p->len);
-    struct gh h = hdr_of(p);
-    SIM_ASSERT((h.flags & (G_TRANSACTION | G_REQUEST)) == (G_TRANSACTION | G_REQUEST) &&
-                   !(h.flags & G_RESPONSE),
+    SIM_ASSERT(p->len >= ICG_HDRS, "%s: %u-byte host packet (Linux drops < 28)", s->name, p->len);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT((h.flags & (ICG_TRANSACTION | ICG_REQUEST)) == (ICG_TRANSACTION | ICG_REQUEST) &&
+                   !(h.flags & ICG_RESPONSE),
                "%s: host IC flags 0x%x", s->name, h.flags);
-    SIM_ASSERT(rd32(p->b) == 1, "%s: pipe header flags %u", s->name, rd32(p->b));
-    if (h.type != G_T_NEGOTIATE) {
+    SIM_ASSERT(icg_rd32(p->b) == 1, "%s: pipe header flags %u", s->name, icg_rd32(p->b));
+    if (h.type != ICG_T_NEGOTIATE) {
         SIM_ASSERT(c->ready, "%s: message type %u before the negotiation", s->name, h.type);
         SIM_ASSERT(h.type == s->type, "%s: message type %u on this channel", s->name, h.type);
         SIM_ASSERT(h.fw.major == c->fw.major && h.fw.minor == c->fw.minor &&
@@ -412,7 +326,7 @@ static bool g_recv(struct gch *c, struct pkt *p, int timeout_ms)
                    "%s: message with versions %u.%u/%u.%u, negotiated %u.%u/%u.%u", s->name,
                    h.fw.major, h.fw.minor, h.ver.major, h.ver.minor, c->fw.major, c->fw.minor,
                    c->ver.major, c->ver.minor);
-        SIM_ASSERT(G_HDRS + h.size <= p->len, "%s: IC msg size %u beyond the %u-byte packet",
+        SIM_ASSERT(ICG_HDRS + h.size <= p->len, "%s: IC msg size %u beyond the %u-byte packet",
                    s->name, h.size, p->len);
     }
     return true;
@@ -421,7 +335,7 @@ static bool g_recv(struct gch *c, struct pkt *p, int timeout_ms)
 static void g_must_recv(struct gch *c, struct pkt *p, const char *what)
 {
     SIM_ASSERT(g_recv(c, p, SIM_TIMEOUT_MS), "%s: nothing from the host on %s (relid %u)", what,
-               svcs[c->s].name, c->relid);
+               icg_svcs[c->s].name, c->relid);
 }
 
 /* Send a guest packet, waiting while the ring is full. */
@@ -437,103 +351,52 @@ static int g_send(struct gch *c, uint16_t type, uint64_t tid, const void *buf, u
 /* Echo the packet back in place as every hv_utils driver does. */
 static void g_reply(struct gch *c, struct pkt *p)
 {
-    struct gh h = hdr_of(p);
-    h.flags = G_TRANSACTION | G_RESPONSE;
-    hdr_put(p, &h);
+    icg_make_response(p->b);
     int r = g_send(c, VM_PKT_DATA_INBAND, p->d.trans_id, p->b, p->len);
-    SIM_ASSERT(r == 0, "%s: reply not sent: %d", svcs[c->s].name, r);
+    SIM_ASSERT(r == 0, "%s: reply not sent: %d", icg_svcs[c->s].name, r);
 }
 
 /* ------------------------------------------------------------------ */
 /* Guest: negotiation (vmbus_prep_negotiate_resp)                       */
 
-static bool gv_eq(struct gv a, struct gv b) { return a.major == b.major && a.minor == b.minor; }
-
-/* Rewrite the negotiate request in p into Linux's answer.  Returns whether
- * both a framework and a message version matched (answer 1/1, else 0/0). */
-static bool linux_negotiate(const struct svc *s, struct pkt *p, struct gv *fw_out,
-                            struct gv *ver_out)
-{
-    if (p->len < G_HDRS + 4)
-        return false; /* Linux replies with the packet unchanged */
-    struct gh h = hdr_of(p);
-    h.size = 16;
-    hdr_put(p, &h);
-    uint8_t *body = p->b + G_HDRS;
-    unsigned nfw = rd16(body), nmsg = rd16(body + 2);
-    struct gv fw = {(uint16_t)nfw, 0}, mv = {(uint16_t)nmsg, 0};
-    bool found = false;
-    if (nfw <= G_MAX_VERCNT && nmsg <= G_MAX_VERCNT && G_HDRS + 8 + 4 * (nfw + nmsg) <= p->len) {
-        const uint8_t *list = body + 8;
-        for (unsigned i = 0; i < 2 && !found; i++)
-            for (unsigned j = 0; j < nfw && !found; j++) {
-                struct gv hv = {rd16(list + 4 * j), rd16(list + 4 * j + 2)};
-                if (gv_eq(hv, s->fw[i])) {
-                    fw = hv;
-                    found = true;
-                }
-            }
-        if (found) {
-            found = false;
-            for (unsigned i = 0; i < s->nmsg && !found; i++)
-                for (unsigned j = nfw; j < nfw + nmsg && !found; j++) {
-                    struct gv hv = {rd16(list + 4 * j), rd16(list + 4 * j + 2)};
-                    if (gv_eq(hv, s->msg[i])) {
-                        mv = hv;
-                        found = true;
-                    }
-                }
-        }
-    }
-    wr16(body, found ? 1 : 0);
-    wr16(body + 2, found ? 1 : 0);
-    memcpy(body + 8, &fw, 4);
-    memcpy(body + 12, &mv, 4);
-    if (fw_out)
-        *fw_out = fw;
-    if (ver_out)
-        *ver_out = mv;
-    return found;
-}
-
 /* What vmbusd is documented to offer (src/vsp/ic/README.md); timesync
  * offers 4.0 only with a reference-time source. */
 static void check_offer(const struct gch *c, const struct pkt *p)
 {
-    const struct svc *s = &svcs[c->s];
-    const uint8_t *body = p->b + G_HDRS;
-    struct gh h = hdr_of(p);
-    SIM_ASSERT(h.type == G_T_NEGOTIATE, "%s: first host message has type %u", s->name, h.type);
-    unsigned nfw = rd16(body), nmsg = rd16(body + 2);
-    SIM_ASSERT(nfw >= 1 && nmsg >= 1 && nfw + nmsg >= 2 && nfw + nmsg <= G_MAX_VERCNT,
+    const struct icg_svc *s = &icg_svcs[c->s];
+    const uint8_t *body = p->b + ICG_HDRS;
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT(h.type == ICG_T_NEGOTIATE, "%s: first host message has type %u", s->name, h.type);
+    unsigned nfw = icg_rd16(body), nmsg = icg_rd16(body + 2);
+    SIM_ASSERT(nfw >= 1 && nmsg >= 1 && nfw + nmsg >= 2 && nfw + nmsg <= ICG_MAX_VERCNT,
                "%s: negotiate counts %u/%u", s->name, nfw, nmsg);
-    SIM_ASSERT(G_HDRS + 8 + 4 * (nfw + nmsg) <= p->len, "%s: negotiate counts %u/%u in %u bytes",
+    SIM_ASSERT(ICG_HDRS + 8 + 4 * (nfw + nmsg) <= p->len, "%s: negotiate counts %u/%u in %u bytes",
                s->name, nfw, nmsg, p->len);
     SIM_ASSERT(h.size >= 8 + 4 * (nfw + nmsg), "%s: negotiate msg size %u", s->name, h.size);
-    static const struct gv fw_exp[] = {{3, 0}, {1, 0}};
-    static const struct gv hb_exp[] = {{3, 0}, {1, 0}};
-    static const struct gv sd_exp[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
-    static const struct gv ts_exp[] = {{4, 0}, {3, 0}, {1, 0}};
-    static const struct gv kv_exp[] = {{4, 0}, {3, 0}, {1, 0}};
-    const struct gv *exp = c->s == HB ? hb_exp : c->s == SD ? sd_exp : c->s == TS ? ts_exp : kv_exp;
-    unsigned nexp = c->s == HB ? 2 : c->s == SD ? 4 : 3;
-    if (c->s == TS && nmsg == 2) { /* no reference time: 3.0, 1.0 */
+    static const struct icg_ver fw_exp[] = {{3, 0}, {1, 0}};
+    static const struct icg_ver hb_exp[] = {{3, 0}, {1, 0}};
+    static const struct icg_ver sd_exp[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
+    static const struct icg_ver ts_exp[] = {{4, 0}, {3, 0}, {1, 0}};
+    static const struct icg_ver kv_exp[] = {{4, 0}, {3, 0}, {1, 0}};
+    const struct icg_ver *exp = c->s == ICG_HB ? hb_exp : c->s == ICG_SD ? sd_exp : c->s == ICG_TS ? ts_exp : kv_exp;
+    unsigned nexp = c->s == ICG_HB ? 2 : c->s == ICG_SD ? 4 : 3;
+    if (c->s == ICG_TS && nmsg == 2) { /* no reference time: 3.0, 1.0 */
         exp++;
         nexp--;
     }
     SIM_ASSERT(nfw == 2 && nmsg == nexp, "%s: host offers %u framework and %u message versions",
                s->name, nfw, nmsg);
     for (unsigned i = 0; i < nfw + nmsg; i++) {
-        struct gv v = {rd16(body + 8 + 4 * i), rd16(body + 10 + 4 * i)};
-        struct gv e = i < nfw ? fw_exp[i] : exp[i - nfw];
-        SIM_ASSERT(gv_eq(v, e), "%s: offered version %u is %u.%u, expected %u.%u", s->name, i,
+        struct icg_ver v = {icg_rd16(body + 8 + 4 * i), icg_rd16(body + 10 + 4 * i)};
+        struct icg_ver e = i < nfw ? fw_exp[i] : exp[i - nfw];
+        SIM_ASSERT(icg_ver_eq(v, e), "%s: offered version %u is %u.%u, expected %u.%u", s->name, i,
                    v.major, v.minor, e.major, e.minor);
     }
 }
 
 static void svc_key(const struct gch *c, const char *key, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s.%s", svcs[c->s].name, key);
+    snprintf(out, cap, "%s.%s", icg_svcs[c->s].name, key);
 }
 
 static void wait_version(const struct gch *c, const char *want, const char *what)
@@ -557,9 +420,9 @@ static void g_get_negotiate(struct gch *c, struct pkt *p, const char *what)
  * reports the negotiated version. */
 static void g_answer_negotiate(struct gch *c, struct pkt *p, const char *what)
 {
-    struct gv fw, ver;
-    bool ok = linux_negotiate(&svcs[c->s], p, &fw, &ver);
-    SIM_ASSERT(ok, "%s: no version in common with Linux", svcs[c->s].name);
+    struct icg_ver fw, ver;
+    bool ok = icg_negotiate(&icg_svcs[c->s], p->b, p->len, &fw, &ver) == ICG_NEG_OK;
+    SIM_ASSERT(ok, "%s: no version in common with Linux", icg_svcs[c->s].name);
     g_reply(c, p);
     c->fw = fw;
     c->ver = ver;
@@ -585,17 +448,17 @@ static void g_negotiate(struct gch *c, const char *what)
 static uint64_t g_heartbeat(struct gch *c, struct pkt *p, const char *what)
 {
     g_must_recv(c, p, what);
-    struct gh h = hdr_of(p);
-    SIM_ASSERT(h.type == G_T_HEARTBEAT, "%s: heartbeat channel got type %u", what, h.type);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT(h.type == ICG_T_HEARTBEAT, "%s: heartbeat channel got type %u", what, h.type);
     /* heartbeat_msg_data {seq u64, reserved u32 x 8}; Linux needs >= 36 */
-    SIM_ASSERT(p->len >= G_HDRS + 8 && h.size >= 8, "%s: heartbeat of %u bytes", what, p->len);
-    return rd64(p->b + G_HDRS);
+    SIM_ASSERT(p->len >= ICG_HDRS + 8 && h.size >= 8, "%s: heartbeat of %u bytes", what, p->len);
+    return icg_heartbeat_seq(p->b);
 }
 
 /* Answer heartbeat p with seq + 1 (what Linux does). */
 static void g_heartbeat_answer(struct gch *c, struct pkt *p)
 {
-    wr64(p->b + G_HDRS, rd64(p->b + G_HDRS) + 1);
+    icg_heartbeat_answer(p->b);
     g_reply(c, p);
 }
 
@@ -619,10 +482,10 @@ static uint64_t g_heartbeat_latest(struct gch *c, struct pkt *p, const char *wha
     struct pkt *q = malloc(sizeof(*q));
     SIM_ASSERT(q != NULL, "oom");
     while (g_recv(c, q, 0)) {
-        struct gh h = hdr_of(q);
-        if (h.type != G_T_HEARTBEAT)
+        struct icg_hdr h = icg_hdr_get(q->b);
+        if (h.type != ICG_T_HEARTBEAT)
             continue;
-        uint64_t s2 = rd64(q->b + G_HDRS);
+        uint64_t s2 = icg_rd64(q->b + ICG_HDRS);
         SIM_ASSERT(s2 > seq, "%s: heartbeat seq %" PRIu64 " after %" PRIu64, what, s2, seq);
         seq = s2;
         memcpy(p, q, sizeof(*p));
@@ -642,11 +505,9 @@ static void g_heartbeat_ok(struct gch *c, const char *what)
     free(p);
 }
 
-/* Timesync message (v3 layout {host u64, child u64, round trip u64,
- * flags u8}, v4 {host u64, ref u64, flags u8, leap, stratum, rsvd[3]}). */
 static uint8_t ts_flags(const struct gch *c, const struct pkt *p)
 {
-    return p->b[G_HDRS + (c->ver.major >= 4 ? 16 : 24)];
+    return icg_timesync_flags(p->b, c->ver);
 }
 
 /* CLOCK_REALTIME in 100 ns units since 1601, the timesync wire clock. */
@@ -654,7 +515,7 @@ static uint64_t realtime_filetime(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    return (uint64_t)now.tv_sec * 10000000u + (uint64_t)now.tv_nsec / 100u + G_EPOCH;
+    return (uint64_t)now.tv_sec * 10000000u + (uint64_t)now.tv_nsec / 100u + ICG_EPOCH;
 }
 
 static uint64_t test_start_ft;
@@ -663,15 +524,15 @@ __attribute__((constructor)) static void note_test_start(void) { test_start_ft =
 static void g_timesync(struct gch *c, struct pkt *p, const char *what)
 {
     g_must_recv(c, p, what);
-    struct gh h = hdr_of(p);
-    SIM_ASSERT(h.type == G_T_TIMESYNC, "%s: timesync channel got type %u", what, h.type);
-    uint32_t need = G_HDRS + (c->ver.major >= 4 ? 22u : 25u);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT(h.type == ICG_T_TIMESYNC, "%s: timesync channel got type %u", what, h.type);
+    uint32_t need = icg_timesync_len(c->ver);
     SIM_ASSERT(p->len >= need, "%s: timesync %u bytes, version %u.%u needs %u (Linux drops it)",
                what, p->len, c->ver.major, c->ver.minor, need);
     /* The stamp is taken when vmbusd sends, which may be long before this
      * thread runs on a loaded machine: require it to lie between this
      * process's start and now (a wrong clock or epoch is off by years). */
-    uint64_t host = rd64(p->b + G_HDRS);
+    uint64_t host = icg_timesync_host_time(p->b);
     uint64_t now = realtime_filetime();
     SIM_ASSERT(host + 10000000u >= test_start_ft && host <= now + 10000000u,
                "%s: host time %" PRIu64 " outside this test's run [%" PRIu64 ", %" PRIu64 "]",
@@ -715,52 +576,12 @@ static bool st_wait_num(const char *vm, const char *key, unsigned long min, int 
     return true;
 }
 
-/* KVP: UTF-16LE helpers (ASCII only) and records. */
-static uint32_t u16_put(uint8_t *dst, const char *s)
-{
-    uint32_t n = 0;
-    for (; *s; s++, n += 2)
-        wr16(dst + n, (uint8_t)*s);
-    wr16(dst + n, 0);
-    return n + 2;
-}
-
-static bool u16_is(const uint8_t *src, uint32_t size, const char *s)
-{
-    uint32_t n = (uint32_t)strlen(s);
-    if (size != 2 * (n + 1))
-        return false;
-    for (uint32_t i = 0; i <= n; i++)
-        if (rd16(src + 2 * i) != (uint8_t)s[i])
-            return false;
-    return true;
-}
-
-/* record {value type u32, key size u32, value size u32, key[512], value[2048]} */
-static void kvp_rec_put(uint8_t *rec, const char *key, const char *value)
-{
-    memset(rec, 0, 12 + G_KVP_KEY + G_KVP_VAL);
-    wr32(rec, 1); /* REG_SZ: hv_kvp_daemon's values are all strings */
-    wr32(rec + 4, u16_put(rec + 12, key));
-    wr32(rec + 8, u16_put(rec + 12 + G_KVP_KEY, value));
-}
-
-static const char *const auto_keys[] = {
-    "FullyQualifiedDomainName", "IntegrationServicesVersion", "NetworkAddressIPv4",
-    "NetworkAddressIPv6", "OSBuildNumber", "OSName", "OSMajorVersion", "OSMinorVersion",
-    "OSVersion", "ProcessorArchitecture",
-};
-static const char *const auto_vals[] = {
-    "simguest.example", "3.1", "192.0.2.7", "2001:db8::7", "6.1.0-sim", "Debian GNU/Linux",
-    "6", "1", "6.1.0-sim", "x86_64",
-};
-
 static void g_kvp_request(struct gch *c, struct pkt *p, const char *what)
 {
     g_must_recv(c, p, what);
-    struct gh h = hdr_of(p);
-    SIM_ASSERT(h.type == G_T_KVP, "%s: kvp channel got type %u", what, h.type);
-    SIM_ASSERT(p->len >= G_HDRS + G_KVP_MSG && h.size >= G_KVP_MSG,
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT(h.type == ICG_T_KVP, "%s: kvp channel got type %u", what, h.type);
+    SIM_ASSERT(p->len >= ICG_HDRS + ICG_KVP_MSG && h.size >= ICG_KVP_MSG,
                "%s: kvp message of %u bytes (msg size %u): not the full hv_kvp_msg", what,
                p->len, h.size);
 }
@@ -768,16 +589,16 @@ static void g_kvp_request(struct gch *c, struct pkt *p, const char *what)
 /* Answer an ENUMERATE of the auto pool like hv_kvp_daemon + hv_kvp.c. */
 static void g_kvp_answer_enum(struct gch *c, struct pkt *p)
 {
-    uint8_t *body = p->b + G_HDRS;
-    uint32_t idx = rd32(body + 4);
-    struct gh h = hdr_of(p);
-    if (body[1] == 2 && idx < 10) {
-        kvp_rec_put(body + 8, auto_keys[idx], auto_vals[idx]);
-        h.status = G_S_OK;
+    uint8_t *body = p->b + ICG_HDRS;
+    uint32_t idx = icg_rd32(body + 4);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    if (body[1] == ICG_KVP_AUTO_POOL && idx < ICG_KVP_AUTO_N) {
+        icg_kvp_rec_put(body + 8, icg_kvp_auto_keys[idx], icg_kvp_auto_values[idx]);
+        h.status = ICG_S_OK;
     } else {
-        h.status = G_S_CONT; /* no more items: the daemon's error -> S_CONT */
+        h.status = ICG_S_CONT; /* no more items: the daemon's error -> S_CONT */
     }
-    hdr_put(p, &h);
+    icg_hdr_put(p->b, &h);
     g_reply(c, p);
 }
 
@@ -788,12 +609,12 @@ static void g_kvp_serve_enum(struct gch *c, uint8_t pool, const char *what)
     SIM_ASSERT(p != NULL, "oom");
     for (uint32_t i = 0;; i++) {
         g_kvp_request(c, p, what);
-        uint8_t *body = p->b + G_HDRS;
-        SIM_ASSERT(body[0] == G_KVP_ENUM && body[1] == pool && rd32(body + 4) == i,
+        uint8_t *body = p->b + ICG_HDRS;
+        SIM_ASSERT(body[0] == ICG_KVP_ENUM && body[1] == pool && icg_rd32(body + 4) == i,
                    "%s: expected ENUMERATE pool %u index %u, got op %u pool %u index %u", what,
-                   pool, i, body[0], body[1], rd32(body + 4));
+                   pool, i, body[0], body[1], icg_rd32(body + 4));
         g_kvp_answer_enum(c, p);
-        if (i >= 10)
+        if (i >= ICG_KVP_AUTO_N)
             break;
     }
     free(p);
@@ -804,14 +625,14 @@ static void g_kvp_expect_set(struct gch *c, struct pkt *p, uint8_t pool, const c
                              const char *value, const char *what)
 {
     g_kvp_request(c, p, what);
-    const uint8_t *body = p->b + G_HDRS, *rec = body + 4;
-    SIM_ASSERT(body[0] == G_KVP_SET && body[1] == pool, "%s: op %u pool %u, expected SET %u",
+    const uint8_t *body = p->b + ICG_HDRS, *rec = body + 4;
+    SIM_ASSERT(body[0] == ICG_KVP_SET && body[1] == pool, "%s: op %u pool %u, expected SET %u",
                what, body[0], body[1], pool);
-    SIM_ASSERT(rd32(rec) == 1, "%s: value type %u", what, rd32(rec));
-    SIM_ASSERT(u16_is(rec + 12, rd32(rec + 4), key), "%s: key (size %u) is not UTF-16 '%s'",
-               what, rd32(rec + 4), key);
-    SIM_ASSERT(u16_is(rec + 12 + G_KVP_KEY, rd32(rec + 8), value),
-               "%s: value (size %u) is not UTF-16 '%s'", what, rd32(rec + 8), value);
+    SIM_ASSERT(icg_rd32(rec) == 1, "%s: value type %u", what, icg_rd32(rec));
+    SIM_ASSERT(icg_u16_is(rec + 12, icg_rd32(rec + 4), key), "%s: key (size %u) is not UTF-16 '%s'",
+               what, icg_rd32(rec + 4), key);
+    SIM_ASSERT(icg_u16_is(rec + 12 + ICG_KVP_KEY, icg_rd32(rec + 8), value),
+               "%s: value (size %u) is not UTF-16 '%s'", what, icg_rd32(rec + 8), value);
 }
 
 /* kvp-set through the control socket, answered S_OK: the service works. */
@@ -838,14 +659,16 @@ static void g_shutdown_ok(struct gch *c, const char *action, uint32_t flags, con
     SIM_ASSERT(a && p, "oom");
     actl_start(a, "control %s shutdown shutdown %s", c->v->name, action);
     g_must_recv(c, p, what);
-    struct gh h = hdr_of(p);
-    SIM_ASSERT(h.type == G_T_SHUTDOWN, "%s: shutdown channel got type %u", what, h.type);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT(h.type == ICG_T_SHUTDOWN, "%s: shutdown channel got type %u", what, h.type);
     /* shutdown_msg_data {reason, timeout, flags, message[2048]} */
-    SIM_ASSERT(p->len >= 2088, "%s: shutdown payload %u < 2088 (Linux drops it)", what, p->len);
-    SIM_ASSERT(rd32(p->b + G_HDRS + 8) == flags, "%s: shutdown flags %u, expected %u", what,
-               rd32(p->b + G_HDRS + 8), flags);
-    h.status = G_S_OK;
-    hdr_put(p, &h);
+    SIM_ASSERT(p->len >= ICG_HDRS + ICG_SHUTDOWN_BODY,
+               "%s: shutdown payload %u < %u (Linux drops it)", what, p->len,
+               ICG_HDRS + ICG_SHUTDOWN_BODY);
+    SIM_ASSERT(icg_shutdown_flags(p->b) == flags, "%s: shutdown flags %u, expected %u", what,
+               icg_shutdown_flags(p->b), flags);
+    h.status = ICG_S_OK;
+    icg_hdr_put(p->b, &h);
     g_reply(c, p);
     const char *r = actl_join(a);
     SIM_ASSERT(a->ok && strstr(r, "\"ok\":true") && strstr(r, "accepted"),
@@ -865,19 +688,19 @@ static void test_good(void **state)
     struct pkt *p = malloc(sizeof(*p));
     SIM_ASSERT(v && p, "oom");
     icvm_up(f, v, "good", 0xf);
-    for (int s = 0; s < NSVC; s++)
+    for (int s = 0; s < ICG_NSVC; s++)
         g_negotiate(&v->c[s], "good negotiate");
     print_message("  negotiated: heartbeat %u.%u, shutdown %u.%u, timesync %u.%u, kvp %u.%u "
                   "(framework %u.%u)\n",
-                  v->c[HB].ver.major, v->c[HB].ver.minor, v->c[SD].ver.major,
-                  v->c[SD].ver.minor, v->c[TS].ver.major, v->c[TS].ver.minor,
-                  v->c[KV].ver.major, v->c[KV].ver.minor, v->c[HB].fw.major, v->c[HB].fw.minor);
-    SIM_ASSERT(gv_eq(v->c[HB].ver, (struct gv){3, 0}) && gv_eq(v->c[SD].ver, (struct gv){3, 2}) &&
-                   gv_eq(v->c[KV].ver, (struct gv){4, 0}) && gv_eq(v->c[HB].fw, (struct gv){3, 0}),
+                  v->c[ICG_HB].ver.major, v->c[ICG_HB].ver.minor, v->c[ICG_SD].ver.major,
+                  v->c[ICG_SD].ver.minor, v->c[ICG_TS].ver.major, v->c[ICG_TS].ver.minor,
+                  v->c[ICG_KV].ver.major, v->c[ICG_KV].ver.minor, v->c[ICG_HB].fw.major, v->c[ICG_HB].fw.minor);
+    SIM_ASSERT(icg_ver_eq(v->c[ICG_HB].ver, (struct icg_ver){3, 0}) && icg_ver_eq(v->c[ICG_SD].ver, (struct icg_ver){3, 2}) &&
+                   icg_ver_eq(v->c[ICG_KV].ver, (struct icg_ver){4, 0}) && icg_ver_eq(v->c[ICG_HB].fw, (struct icg_ver){3, 0}),
                "Linux's choices");
 
     /* heartbeat: several requests, each answered seq + 1 */
-    struct gch *hb = &v->c[HB];
+    struct gch *hb = &v->c[ICG_HB];
     uint64_t last = 0;
     uint64_t t0 = sim_now_ms();
     for (int i = 0; i < 5; i++) {
@@ -897,7 +720,7 @@ static void test_good(void **state)
                "heartbeat control");
 
     /* timesync: a SYNC right after the negotiation, then samples */
-    struct gch *ts = &v->c[TS];
+    struct gch *ts = &v->c[ICG_TS];
     g_timesync(ts, p, "timesync");
     SIM_ASSERT(ts_flags(ts, p) == 1, "first timesync message has flags %u, expected SYNC",
                ts_flags(ts, p));
@@ -923,7 +746,7 @@ static void test_good(void **state)
                   "answered (%u samples between)\n", ts->ver.major, ts->ver.minor, samples);
 
     /* shutdown through the control socket */
-    struct gch *sd = &v->c[SD];
+    struct gch *sd = &v->c[ICG_SD];
     g_shutdown_ok(sd, "poweroff", 0, "shutdown poweroff");
     SIM_ASSERT(st_get(v->name, "shutdown.last", buf, sizeof(buf)) && strstr(buf, "S_OK"),
                "shutdown.last");
@@ -934,10 +757,12 @@ static void test_good(void **state)
     actl_start(sa, "control %s shutdown shutdown poweroff force timeout=30 reason=7 "
                "message=Going down now", v->name);
     g_must_recv(sd, p, "shutdown with message");
-    const uint8_t *sb = p->b + G_HDRS;
-    SIM_ASSERT(rd32(sb) == 7 && rd32(sb + 4) == 30 && rd32(sb + 8) == 1,
-               "shutdown reason %u timeout %u flags %u", rd32(sb), rd32(sb + 4), rd32(sb + 8));
-    SIM_ASSERT(u16_is(sb + 12, 2 * (uint32_t)(strlen("Going down now") + 1), "Going down now"),
+    const uint8_t *sb = p->b + ICG_HDRS;
+    SIM_ASSERT(icg_shutdown_reason(p->b) == 7 && icg_shutdown_timeout(p->b) == 30 &&
+                   icg_shutdown_flags(p->b) == 1,
+               "shutdown reason %u timeout %u flags %u", icg_shutdown_reason(p->b),
+               icg_shutdown_timeout(p->b), icg_shutdown_flags(p->b));
+    SIM_ASSERT(icg_u16_is(sb + 12, 2 * (uint32_t)(strlen("Going down now") + 1), "Going down now"),
                "shutdown display message");
     g_reply(sd, p);
     SIM_ASSERT(strstr(actl_join(sa), "accepted"), "forced shutdown: %s", sa->reply);
@@ -945,7 +770,7 @@ static void test_good(void **state)
     print_message("  shutdown: poweroff and reboot accepted (%s)\n", buf);
 
     /* KVP: the host enumerates the auto pool after the negotiation */
-    struct gch *kv = &v->c[KV];
+    struct gch *kv = &v->c[ICG_KV];
     g_kvp_serve_enum(kv, 2, "kvp enumerate");
     SIM_ASSERT(st_wait(v->name, "kvp.2.FullyQualifiedDomainName", "simguest.example", 3000),
                "kvp.2.FullyQualifiedDomainName");
@@ -1028,34 +853,34 @@ static const struct {
 static uint32_t neg_mutate(enum nbad kind, const struct gch *c, struct pkt *q, uint16_t *type,
                            uint64_t *tid)
 {
-    uint8_t *body = q->b + G_HDRS;
-    struct gh h = hdr_of(q);
+    uint8_t *body = q->b + ICG_HDRS;
+    struct icg_hdr h = icg_hdr_get(q->b);
     uint32_t len = q->len;
     *type = VM_PKT_DATA_INBAND;
     switch (kind) {
     case NB_ZERO: /* what Linux itself sends without a match */
-        wr16(body, 0);
-        wr16(body + 2, 0);
+        icg_wr16(body, 0);
+        icg_wr16(body + 2, 0);
         break;
     case NB_EFAIL:
-        h.status = G_E_FAIL;
+        h.status = ICG_E_FAIL;
         break;
     case NB_COUNT_101:
-        wr16(body, 101);
+        icg_wr16(body, 101);
         break;
     case NB_COUNT_FFFF:
-        wr16(body, 0xffff);
-        wr16(body + 2, 0xffff);
+        icg_wr16(body, 0xffff);
+        icg_wr16(body + 2, 0xffff);
         break;
     case NB_COUNT_NOFIT:
-        wr16(body, 40);
-        wr16(body + 2, 40);
+        icg_wr16(body, 40);
+        icg_wr16(body + 2, 40);
         break;
     case NB_SHORT_VERSIONS:
-        len = G_HDRS + 8 + 4;
+        len = ICG_HDRS + 8 + 4;
         break;
     case NB_BODY_SHORT:
-        len = G_HDRS + 4;
+        len = ICG_HDRS + 4;
         break;
     case NB_HDR_SHORT:
         len = 20;
@@ -1064,21 +889,21 @@ static uint32_t neg_mutate(enum nbad kind, const struct gch *c, struct pkt *q, u
         len = 0;
         break;
     case NB_FW_NOT_OFFERED:
-        wr16(body + 8, 2);
-        wr16(body + 10, 0);
+        icg_wr16(body + 8, 2);
+        icg_wr16(body + 10, 0);
         break;
     case NB_MSG_NOT_OFFERED:
-        wr16(body + 12, 3);
-        wr16(body + 14, 5);
+        icg_wr16(body + 12, 3);
+        icg_wr16(body + 14, 5);
         break;
     case NB_TYPE_OTHER:
-        h.type = svcs[c->s].type == G_T_HEARTBEAT ? G_T_SHUTDOWN : G_T_HEARTBEAT;
+        h.type = icg_svcs[c->s].type == ICG_T_HEARTBEAT ? ICG_T_SHUTDOWN : ICG_T_HEARTBEAT;
         break;
     case NB_TYPE_SVC:
-        h.type = svcs[c->s].type;
+        h.type = icg_svcs[c->s].type;
         break;
     case NB_NO_RESPONSE:
-        h.flags = G_TRANSACTION | G_REQUEST;
+        h.flags = ICG_TRANSACTION | ICG_REQUEST;
         break;
     case NB_WRONG_TID:
         *tid += 1000;
@@ -1090,8 +915,8 @@ static uint32_t neg_mutate(enum nbad kind, const struct gch *c, struct pkt *q, u
         break;
     }
     if (kind != NB_NO_RESPONSE)
-        h.flags = G_TRANSACTION | G_RESPONSE;
-    hdr_put(q, &h);
+        h.flags = ICG_TRANSACTION | ICG_RESPONSE;
+    icg_hdr_put(q->b, &h);
     return len;
 }
 
@@ -1101,19 +926,19 @@ static void svc_works(struct gch *c, const char *what)
     struct pkt *p = malloc(sizeof(*p));
     SIM_ASSERT(p != NULL, "oom");
     switch (c->s) {
-    case HB:
+    case ICG_HB:
         g_heartbeat_ok(c, what);
         break;
-    case TS:
+    case ICG_TS:
         g_timesync(c, p, what);
         SIM_ASSERT(ts_flags(c, p) == 1, "%s: first timesync flags %u", what, ts_flags(c, p));
         g_reply(c, p);
         SIM_ASSERT(ts_wait_answered(c->v->name, 1, 3000), "%s: timesync", what);
         break;
-    case SD:
+    case ICG_SD:
         g_shutdown_ok(c, "poweroff", 0, what);
         break;
-    case KV:
+    case ICG_KV:
         g_kvp_serve_enum(c, 2, what);
         g_kvp_set_ok(c, "K", "v", what);
         break;
@@ -1128,16 +953,18 @@ static void run_neg_case(struct fx *f, enum nbad kind)
     SIM_ASSERT(v && p && q, "oom");
     const char *what = nbad[kind].what;
     icvm_up(f, v, nbad[kind].tag, 0xf);
-    for (int s = 0; s < NSVC; s++) {
+    for (int s = 0; s < ICG_NSVC; s++) {
         struct gch *c = &v->c[s];
         g_get_negotiate(c, p, what);
         memcpy(q, p, sizeof(*q));
-        SIM_ASSERT(linux_negotiate(&svcs[s], q, NULL, NULL), "Linux answer");
+        SIM_ASSERT(icg_negotiate(&icg_svcs[s], q->b, q->len, NULL, NULL) == ICG_NEG_OK,
+                   "Linux answer");
         if (kind == NB_DUP) {
             memcpy(q, p, sizeof(*q));
             g_answer_negotiate(c, q, what);
             memcpy(q, p, sizeof(*q));
-            SIM_ASSERT(linux_negotiate(&svcs[s], q, NULL, NULL), "Linux answer");
+            SIM_ASSERT(icg_negotiate(&icg_svcs[s], q->b, q->len, NULL, NULL) == ICG_NEG_OK,
+                   "Linux answer");
         }
         uint16_t type;
         uint64_t tid = p->d.trans_id;
@@ -1147,21 +974,21 @@ static void run_neg_case(struct fx *f, enum nbad kind)
         expect_warn(c, nbad[kind].needle, what);
         if (nbad[kind].fatal) {
             wait_version(c, "unsupported", what);
-            if (s == SD) {
+            if (s == ICG_SD) {
                 const char *rep = ctl("control %s shutdown shutdown poweroff", v->name);
                 SIM_ASSERT(strstr(rep, "\"ok\":false") && strstr(rep, "not ready"),
                            "%s: shutdown on a failed channel: %s", what, rep);
             }
             /* a late good answer does not revive it */
             memcpy(q, p, sizeof(*q));
-            linux_negotiate(&svcs[s], q, NULL, NULL);
+            icg_negotiate(&icg_svcs[s], q->b, q->len, NULL, NULL);
             g_reply(c, q);
             expect_warn(c, "state failed", what);
             /* hv_utils reloaded: close and open again, renegotiate */
             SIM_ASSERT(sim_chan_close(c->ch) == 0, "%s: close", what);
             int st = 0;
-            c->ch = sim_chan_open(v->vm, c->relid, G_RING_PAGES, G_RING_PAGES, &st);
-            SIM_ASSERT(c->ch != NULL, "%s: reopen %s: %d", what, svcs[s].name, st);
+            c->ch = sim_chan_open(v->vm, c->relid, ICG_RING_PAGES, ICG_RING_PAGES, &st);
+            SIM_ASSERT(c->ch != NULL, "%s: reopen %s: %d", what, icg_svcs[s].name, st);
             g_negotiate(c, what);
         } else if (kind != NB_DUP) {
             /* the host ignored it and still waits: the good answer works */
@@ -1235,8 +1062,8 @@ static void run_hb_case(struct fx *f, enum hbad kind)
     struct pkt *p = malloc(sizeof(*p)), *prev = malloc(sizeof(*prev));
     SIM_ASSERT(v && p && prev, "oom");
     const char *what = hbad[kind].what;
-    icvm_up(f, v, hbad[kind].tag, 1u << HB);
-    struct gch *c = &v->c[HB];
+    icvm_up(f, v, hbad[kind].tag, 1u << ICG_HB);
+    struct gch *c = &v->c[ICG_HB];
     struct pkt *neg = malloc(sizeof(*neg));
     SIM_ASSERT(neg != NULL, "oom");
     g_get_negotiate(c, neg, what);
@@ -1251,8 +1078,8 @@ static void run_hb_case(struct fx *f, enum hbad kind)
     uint16_t type = VM_PKT_DATA_INBAND;
     uint64_t tid = p->d.trans_id;
     uint32_t len = p->len;
-    struct gh h = hdr_of(p);
-    h.flags = G_TRANSACTION | G_RESPONSE;
+    struct icg_hdr h = icg_hdr_get(p->b);
+    h.flags = ICG_TRANSACTION | ICG_RESPONSE;
     switch (kind) {
     case HBB_SEQ_PLUS2:
         bad_seq = seq + 2;
@@ -1267,22 +1094,22 @@ static void run_hb_case(struct fx *f, enum hbad kind)
         memcpy(p, prev, sizeof(*p));
         tid = p->d.trans_id;
         len = p->len;
-        h = hdr_of(p);
-        bad_seq = rd64(p->b + G_HDRS);
+        h = icg_hdr_get(p->b);
+        bad_seq = icg_rd64(p->b + ICG_HDRS);
         break;
     case HBB_GARBAGE:
         sim_fill_pattern(p->b, 72, 0x5eed);
         len = 72;
         break;
     case HBB_GARBAGE_BODY:
-        memset(p->b + G_HDRS, 0xff, p->len - G_HDRS);
-        bad_seq = rd64(p->b + G_HDRS);
+        memset(p->b + ICG_HDRS, 0xff, p->len - ICG_HDRS);
+        bad_seq = icg_rd64(p->b + ICG_HDRS);
         break;
     case HBB_SHORT:
-        len = G_HDRS + 4;
+        len = ICG_HDRS + 4;
         break;
     case HBB_EFAIL:
-        h.status = G_E_FAIL;
+        h.status = ICG_E_FAIL;
         break;
     case HBB_UNKNOWN_TID:
         tid = 0xdead0000u;
@@ -1292,20 +1119,20 @@ static void run_hb_case(struct fx *f, enum hbad kind)
         break;
     case HBB_NEGOTIATE_AGAIN:
         memcpy(p, neg, sizeof(*p));
-        linux_negotiate(&svcs[HB], p, NULL, NULL);
+        icg_negotiate(&icg_svcs[ICG_HB], p->b, p->len, NULL, NULL);
         tid = p->d.trans_id;
         len = p->len;
-        h = hdr_of(p);
-        h.flags = G_TRANSACTION | G_RESPONSE;
+        h = icg_hdr_get(p->b);
+        h.flags = ICG_TRANSACTION | ICG_RESPONSE;
         break;
     default:
         break;
     }
     if (kind != HBB_GARBAGE && kind != HBB_REPLAY && kind != HBB_NEGOTIATE_AGAIN &&
         kind != HBB_GARBAGE_BODY)
-        wr64(p->b + G_HDRS, bad_seq);
+        icg_wr64(p->b + ICG_HDRS, bad_seq);
     if (kind != HBB_GARBAGE)
-        hdr_put(p, &h);
+        icg_hdr_put(p->b, &h);
     long errors = guest_errors(v->name);
     int r = g_send(c, type, tid, p->b, len);
     SIM_ASSERT(r == 0, "%s: send %d", what, r);
@@ -1341,8 +1168,8 @@ static void test_bad_heartbeat(void **state)
     /* a guest that stops answering goes "late" (and back to "ok") */
     struct icvm *v = calloc(1, sizeof(*v));
     SIM_ASSERT(v != NULL, "oom");
-    icvm_up(f, v, "hb-silent", 1u << HB);
-    struct gch *c = &v->c[HB];
+    icvm_up(f, v, "hb-silent", 1u << ICG_HB);
+    struct gch *c = &v->c[ICG_HB];
     g_negotiate(c, "silent guest");
     g_heartbeat_ok(c, "silent guest");
     SIM_ASSERT(st_wait(v->name, "heartbeat.state", "late", HB_LATE_MS + 3000),
@@ -1419,70 +1246,70 @@ static void run_kvp_case(struct fx *f, enum kbad kind)
     struct pkt *p = malloc(sizeof(*p));
     SIM_ASSERT(v && p, "oom");
     const char *what = kbad[kind].what;
-    icvm_up(f, v, kbad[kind].tag, 1u << KV);
-    struct gch *c = &v->c[KV];
+    icvm_up(f, v, kbad[kind].tag, 1u << ICG_KV);
+    struct gch *c = &v->c[ICG_KV];
     g_negotiate(c, what);
     /* the host enumerates the auto pool: answer index 0 badly */
     g_kvp_request(c, p, what);
-    uint8_t *body = p->b + G_HDRS, *rec = body + 8;
-    SIM_ASSERT(body[0] == G_KVP_ENUM && body[1] == 2 && rd32(body + 4) == 0,
+    uint8_t *body = p->b + ICG_HDRS, *rec = body + 8;
+    SIM_ASSERT(body[0] == ICG_KVP_ENUM && body[1] == 2 && icg_rd32(body + 4) == 0,
                "%s: first request op %u pool %u", what, body[0], body[1]);
-    kvp_rec_put(rec, "BadKey", "bad value");
-    uint8_t *key = rec + 12, *val = rec + 12 + G_KVP_KEY;
+    icg_kvp_rec_put(rec, "BadKey", "bad value");
+    uint8_t *key = rec + 12, *val = rec + 12 + ICG_KVP_KEY;
     uint16_t type = VM_PKT_DATA_INBAND;
     uint64_t tid = p->d.trans_id;
     uint32_t len = p->len;
     switch (kind) {
-    case KB_KEY_BIG: wr32(rec + 4, 514); break;
-    case KB_KEY_HUGE: wr32(rec + 4, 0xffffffffu); break;
-    case KB_KEY_ODD: wr32(rec + 4, 7); break;
-    case KB_KEY_ZERO: wr32(rec + 4, 0); break;
+    case KB_KEY_BIG: icg_wr32(rec + 4, 514); break;
+    case KB_KEY_HUGE: icg_wr32(rec + 4, 0xffffffffu); break;
+    case KB_KEY_ODD: icg_wr32(rec + 4, 7); break;
+    case KB_KEY_ZERO: icg_wr32(rec + 4, 0); break;
     case KB_KEY_EMPTY:
-        wr16(key, 0);
-        wr32(rec + 4, 2);
+        icg_wr16(key, 0);
+        icg_wr32(rec + 4, 2);
         break;
     case KB_KEY_NONUL:
-        for (uint32_t i = 0; i < G_KVP_KEY; i += 2)
-            wr16(key + i, 'A');
-        wr32(rec + 4, G_KVP_KEY);
+        for (uint32_t i = 0; i < ICG_KVP_KEY; i += 2)
+            icg_wr16(key + i, 'A');
+        icg_wr32(rec + 4, ICG_KVP_KEY);
         break;
     case KB_KEY_SURROGATE:
-        wr16(key, 0xd800);
-        wr16(key + 2, 'A');
-        wr16(key + 4, 0);
-        wr32(rec + 4, 6);
+        icg_wr16(key, 0xd800);
+        icg_wr16(key + 2, 'A');
+        icg_wr16(key + 4, 0);
+        icg_wr32(rec + 4, 6);
         break;
-    case KB_VAL_BIG: wr32(rec + 8, 2050); break;
-    case KB_VAL_HUGE: wr32(rec + 8, 0x80000000u); break;
-    case KB_VAL_ODD: wr32(rec + 8, 5); break;
+    case KB_VAL_BIG: icg_wr32(rec + 8, 2050); break;
+    case KB_VAL_HUGE: icg_wr32(rec + 8, 0x80000000u); break;
+    case KB_VAL_ODD: icg_wr32(rec + 8, 5); break;
     case KB_VAL_NONUL:
-        for (uint32_t i = 0; i < G_KVP_VAL; i += 2)
-            wr16(val + i, 'B');
-        wr32(rec + 8, G_KVP_VAL);
+        for (uint32_t i = 0; i < ICG_KVP_VAL; i += 2)
+            icg_wr16(val + i, 'B');
+        icg_wr32(rec + 8, ICG_KVP_VAL);
         break;
     case KB_VAL_SURROGATE:
-        wr16(val, 0xdc00);
-        wr16(val + 2, 0);
-        wr32(rec + 8, 4);
+        icg_wr16(val, 0xdc00);
+        icg_wr16(val + 2, 0);
+        icg_wr32(rec + 8, 4);
         break;
-    case KB_TYPE: wr32(rec, 99); break;
+    case KB_TYPE: icg_wr32(rec, 99); break;
     case KB_U32_SIZE:
-        wr32(rec, 4);
-        wr32(rec + 8, 3);
+        icg_wr32(rec, 4);
+        icg_wr32(rec + 8, 3);
         break;
-    case KB_SHORT: len = G_HDRS + 100; break;
+    case KB_SHORT: len = ICG_HDRS + 100; break;
     case KB_HDR_SHORT: len = 12; break;
-    case KB_OP: body[0] = G_KVP_SET; break;
+    case KB_OP: body[0] = ICG_KVP_SET; break;
     case KB_POOL: body[1] = 3; break;
-    case KB_INDEX: wr32(body + 4, 7); break;
+    case KB_INDEX: icg_wr32(body + 4, 7); break;
     case KB_UNKNOWN_TID: tid += 77; break;
     case KB_NOT_INBAND: type = VM_PKT_COMP; break;
     default: break;
     }
-    struct gh h = hdr_of(p);
-    h.flags = G_TRANSACTION | G_RESPONSE;
-    h.status = G_S_OK;
-    hdr_put(p, &h);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    h.flags = ICG_TRANSACTION | ICG_RESPONSE;
+    h.status = ICG_S_OK;
+    icg_hdr_put(p->b, &h);
     int r = g_send(c, type, tid, p->b, len);
     SIM_ASSERT(r == 0, "%s: send %d", what, r);
     expect_warn(c, kbad[kind].needle, what);
@@ -1492,12 +1319,12 @@ static void run_kvp_case(struct fx *f, enum kbad kind)
                "%s: the bad record was published", what);
     if (kind == KB_UNKNOWN_TID || kind == KB_NOT_INBAND || kind == KB_HDR_SHORT) {
         /* ignored: the host still waits for index 0 - answer it properly */
-        memset(rec, 0, 12 + G_KVP_KEY + G_KVP_VAL);
+        memset(rec, 0, 12 + ICG_KVP_KEY + ICG_KVP_VAL);
         g_kvp_answer_enum(c, p);
         /* and the rest of the enumeration follows */
         for (uint32_t i = 1; i <= 10; i++) {
             g_kvp_request(c, p, what);
-            SIM_ASSERT(p->b[G_HDRS] == G_KVP_ENUM && rd32(p->b + G_HDRS + 4) == i,
+            SIM_ASSERT(p->b[ICG_HDRS] == ICG_KVP_ENUM && icg_rd32(p->b + ICG_HDRS + 4) == i,
                        "%s: enumeration index %u", what, i);
             g_kvp_answer_enum(c, p);
         }
@@ -1525,19 +1352,19 @@ static void test_bad_kvp(void **state)
     struct pkt *p = malloc(sizeof(*p));
     struct actl *a = calloc(1, sizeof(*a));
     SIM_ASSERT(v && p && a, "oom");
-    icvm_up(f, v, "kv-ctl", 1u << KV);
-    struct gch *c = &v->c[KV];
+    icvm_up(f, v, "kv-ctl", 1u << ICG_KV);
+    struct gch *c = &v->c[ICG_KV];
     g_negotiate(c, "kvp control");
     g_kvp_serve_enum(c, 2, "kvp control");
 
     /* GET answered with an oversized value */
     actl_start(a, "control %s kvp kvp-get 1 SomeKey", v->name);
     g_kvp_request(c, p, "kvp-get");
-    uint8_t *body = p->b + G_HDRS;
-    SIM_ASSERT(body[0] == G_KVP_GET && body[1] == 1, "kvp-get op %u pool %u", body[0], body[1]);
-    SIM_ASSERT(u16_is(body + 4 + 12, rd32(body + 8), "SomeKey"), "kvp-get key");
-    wr32(body + 4, 1);
-    wr32(body + 4 + 8, 9000);
+    uint8_t *body = p->b + ICG_HDRS;
+    SIM_ASSERT(body[0] == ICG_KVP_GET && body[1] == 1, "kvp-get op %u pool %u", body[0], body[1]);
+    SIM_ASSERT(icg_u16_is(body + 4 + 12, icg_rd32(body + 8), "SomeKey"), "kvp-get key");
+    icg_wr32(body + 4, 1);
+    icg_wr32(body + 4 + 8, 9000);
     g_reply(c, p);
     const char *r = actl_join(a);
     SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "malformed"),
@@ -1547,9 +1374,9 @@ static void test_bad_kvp(void **state)
     /* SET refused by the guest (E_FAIL, what Linux sends without its daemon) */
     actl_start(a, "control %s kvp kvp-set 0 Refused value", v->name);
     g_kvp_expect_set(c, p, 0, "Refused", "value", "kvp-set refused");
-    struct gh h = hdr_of(p);
-    h.status = G_E_FAIL;
-    hdr_put(p, &h);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    h.status = ICG_E_FAIL;
+    icg_hdr_put(p->b, &h);
     g_reply(c, p);
     r = actl_join(a);
     SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "0x80004005"),
@@ -1558,7 +1385,7 @@ static void test_bad_kvp(void **state)
     /* SET answered with garbage (operation not echoed) */
     actl_start(a, "control %s kvp kvp-set 0 Garbled value", v->name);
     g_kvp_expect_set(c, p, 0, "Garbled", "value", "kvp-set garbled");
-    memset(p->b + G_HDRS, 0xee, 8);
+    memset(p->b + ICG_HDRS, 0xee, 8);
     g_reply(c, p);
     r = actl_join(a);
     SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "malformed"),
@@ -1596,19 +1423,19 @@ static void test_bad_shutdown_timesync(void **state)
     struct pkt *p = malloc(sizeof(*p));
     struct actl *a = calloc(1, sizeof(*a));
     SIM_ASSERT(v && p && a, "oom");
-    icvm_up(f, v, "sd-refuse", (1u << SD) | (1u << TS));
-    struct gch *sd = &v->c[SD], *ts = &v->c[TS];
+    icvm_up(f, v, "sd-refuse", (1u << ICG_SD) | (1u << ICG_TS));
+    struct gch *sd = &v->c[ICG_SD], *ts = &v->c[ICG_TS];
     g_negotiate(sd, "shutdown");
     g_negotiate(ts, "timesync");
 
     /* the guest refuses: E_FAIL (Linux: hibernate without hibernation) */
     actl_start(a, "control %s shutdown shutdown poweroff", v->name);
     g_must_recv(sd, p, "shutdown E_FAIL");
-    struct gh h = hdr_of(p);
-    SIM_ASSERT(h.type == G_T_SHUTDOWN && p->len >= 2088, "shutdown request type %u len %u",
-               h.type, p->len);
-    h.status = G_E_FAIL;
-    hdr_put(p, &h);
+    struct icg_hdr h = icg_hdr_get(p->b);
+    SIM_ASSERT(h.type == ICG_T_SHUTDOWN && p->len >= ICG_HDRS + ICG_SHUTDOWN_BODY,
+               "shutdown request type %u len %u", h.type, p->len);
+    h.status = ICG_E_FAIL;
+    icg_hdr_put(p->b, &h);
     g_reply(sd, p);
     const char *r = actl_join(a);
     SIM_ASSERT(a->ok && strstr(r, "\"ok\":false") && strstr(r, "refused") &&
@@ -1620,10 +1447,10 @@ static void test_bad_shutdown_timesync(void **state)
     /* hibernate answered like Linux without hibernation support */
     actl_start(a, "control %s shutdown shutdown hibernate", v->name);
     g_must_recv(sd, p, "hibernate");
-    SIM_ASSERT(rd32(p->b + G_HDRS + 8) == 4, "hibernate flags %u", rd32(p->b + G_HDRS + 8));
-    h = hdr_of(p);
-    h.status = G_E_FAIL;
-    hdr_put(p, &h);
+    SIM_ASSERT(icg_shutdown_flags(p->b) == 4, "hibernate flags %u", icg_shutdown_flags(p->b));
+    h = icg_hdr_get(p->b);
+    h.status = ICG_E_FAIL;
+    icg_hdr_put(p->b, &h);
     g_reply(sd, p);
     r = actl_join(a);
     SIM_ASSERT(a->ok && strstr(r, "refused"), "hibernate refused: %s", r);
@@ -1656,13 +1483,13 @@ static void test_bad_shutdown_timesync(void **state)
     SIM_ASSERT(strstr(r, "\"ok\":true"), "timesync sync: %s", r);
     g_timesync(ts, p, "timesync");
     unsigned long answers = ts_answered(v->name);
-    h = hdr_of(p);
-    h.status = G_E_FAIL;
-    hdr_put(p, &h);
+    h = icg_hdr_get(p->b);
+    h.status = ICG_E_FAIL;
+    icg_hdr_put(p->b, &h);
     g_reply(ts, p);
     expect_warn(ts, "timesync reply with status", "timesync E_FAIL");
-    h.status = G_S_OK;
-    hdr_put(p, &h);
+    h.status = ICG_S_OK;
+    icg_hdr_put(p->b, &h);
     p->d.trans_id = 0x7fffffff;
     g_reply(ts, p);
     expect_warn(ts, "never sent", "timesync unknown trans_id");
@@ -1692,11 +1519,11 @@ static void test_bad_shutdown_timesync(void **state)
 /* Close and reopen a channel (hv_utils unbound and bound again). */
 static void g_reopen(struct gch *c, const char *what)
 {
-    SIM_ASSERT(sim_chan_close(c->ch) == 0, "%s: close %s", what, svcs[c->s].name);
+    SIM_ASSERT(sim_chan_close(c->ch) == 0, "%s: close %s", what, icg_svcs[c->s].name);
     c->ready = false;
     int st = 0;
-    c->ch = sim_chan_open(c->v->vm, c->relid, G_RING_PAGES, G_RING_PAGES, &st);
-    SIM_ASSERT(c->ch != NULL, "%s: reopen %s: %d", what, svcs[c->s].name, st);
+    c->ch = sim_chan_open(c->v->vm, c->relid, ICG_RING_PAGES, ICG_RING_PAGES, &st);
+    SIM_ASSERT(c->ch != NULL, "%s: reopen %s: %d", what, icg_svcs[c->s].name, st);
 }
 
 static void test_control_races(void **state)
@@ -1707,8 +1534,8 @@ static void test_control_races(void **state)
     struct pkt *p = malloc(sizeof(*p));
     struct actl *a = calloc(1, sizeof(*a));
     SIM_ASSERT(v && p && a, "oom");
-    icvm_up(f, v, "races", (1u << SD) | (1u << KV));
-    struct gch *sd = &v->c[SD], *kv = &v->c[KV];
+    icvm_up(f, v, "races", (1u << ICG_SD) | (1u << ICG_KV));
+    struct gch *sd = &v->c[ICG_SD], *kv = &v->c[ICG_KV];
     g_negotiate(sd, "races");
     g_negotiate(kv, "races");
     g_kvp_serve_enum(kv, 2, "races");
@@ -1800,8 +1627,8 @@ static void test_kvp_no_daemon(void **state)
     struct icvm *v = calloc(1, sizeof(*v));
     struct pkt *neg = malloc(sizeof(*neg)), *p = malloc(sizeof(*p));
     SIM_ASSERT(v && neg && p, "oom");
-    icvm_up(f, v, "kv-nodaemon", 1u << KV);
-    struct gch *kv = &v->c[KV];
+    icvm_up(f, v, "kv-nodaemon", 1u << ICG_KV);
+    struct gch *kv = &v->c[ICG_KV];
     g_get_negotiate(kv, neg, "no daemon");
     const char *r = ctl("control %s kvp kvp-set 0 Early bird", v->name);
     SIM_ASSERT(strstr(r, "\"ok\":true") && strstr(r, "stored"), "kvp-set before ready: %s", r);
@@ -1837,11 +1664,11 @@ static void test_oddities(void **state)
     struct pkt *p = malloc(sizeof(*p));
     SIM_ASSERT(v && p, "oom");
     icvm_up(f, v, "odd", 0xf);
-    for (int s = 0; s < NSVC; s++)
+    for (int s = 0; s < ICG_NSVC; s++)
         g_negotiate(&v->c[s], "oddities");
 
     /* the same timesync answer three more times */
-    struct gch *ts = &v->c[TS];
+    struct gch *ts = &v->c[ICG_TS];
     g_timesync(ts, p, "timesync replay");
     g_reply(ts, p);
     SIM_ASSERT(ts_wait_answered(v->name, 1, 3000), "timesync answer");
@@ -1854,24 +1681,24 @@ static void test_oddities(void **state)
                   n1, n1 > n0 ? " (replays counted: no per-request tracking)" : "");
 
     /* the auto pool enumerates more distinct keys than publish_max (64) */
-    struct gch *kv = &v->c[KV];
+    struct gch *kv = &v->c[ICG_KV];
     unsigned items = 0;
     for (uint32_t i = 0;; i++) {
         g_kvp_request(kv, p, "many keys");
-        uint8_t *body = p->b + G_HDRS;
-        SIM_ASSERT(body[0] == G_KVP_ENUM && rd32(body + 4) == i, "enumerate index %u", i);
-        struct gh h = hdr_of(p);
+        uint8_t *body = p->b + ICG_HDRS;
+        SIM_ASSERT(body[0] == ICG_KVP_ENUM && icg_rd32(body + 4) == i, "enumerate index %u", i);
+        struct icg_hdr h = icg_hdr_get(p->b);
         if (i < 80) {
             char key[32], val[32];
             snprintf(key, sizeof(key), "Key%02u", i);
             snprintf(val, sizeof(val), "Value%02u", i);
-            kvp_rec_put(body + 8, key, val);
-            h.status = G_S_OK;
+            icg_kvp_rec_put(body + 8, key, val);
+            h.status = ICG_S_OK;
             items++;
         } else {
-            h.status = G_S_CONT;
+            h.status = ICG_S_CONT;
         }
-        hdr_put(p, &h);
+        icg_hdr_put(p->b, &h);
         g_reply(kv, p);
         if (i >= 80)
             break;
@@ -1886,11 +1713,11 @@ static void test_oddities(void **state)
                   items);
 
     /* a guest packet far larger than any IC answer */
-    struct gch *hb = &v->c[HB];
+    struct gch *hb = &v->c[ICG_HB];
     uint8_t *big = calloc(1, 11000);
     SIM_ASSERT(big != NULL, "oom");
-    struct gh bh = {.fw = {3, 0}, .type = G_T_HEARTBEAT, .ver = {3, 0}, .size = 10000,
-                    .flags = G_TRANSACTION | G_RESPONSE};
+    struct icg_hdr bh = {.fw = {3, 0}, .type = ICG_T_HEARTBEAT, .ver = {3, 0}, .size = 10000,
+                    .flags = ICG_TRANSACTION | ICG_RESPONSE};
     memcpy(big + 8, &bh, sizeof(bh));
     int r = g_send(hb, VM_PKT_DATA_INBAND, 31337, big, 11000);
     free(big);
@@ -1920,33 +1747,33 @@ static void test_flood(void **state)
     struct pkt *p = malloc(sizeof(*p));
     SIM_ASSERT(v && p, "oom");
     icvm_up(f, v, "flood", 0xf);
-    for (int s = 0; s < NSVC; s++)
+    for (int s = 0; s < ICG_NSVC; s++)
         g_negotiate(&v->c[s], "flood");
-    g_kvp_serve_enum(&v->c[KV], 2, "flood");
+    g_kvp_serve_enum(&v->c[ICG_KV], 2, "flood");
     int before = sim_log_count(LOG_DEBUG, v->name, NULL, NULL);
     const int per_chan = 1500;
     uint64_t t0 = sim_now_ms();
-    for (int s = 0; s < NSVC; s++) {
+    for (int s = 0; s < ICG_NSVC; s++) {
         struct gch *c = &v->c[s];
         for (int i = 0; i < per_chan; i++) {
             uint8_t b[96];
             uint32_t len = 16 + (uint32_t)(i * 7) % 80;
             uint16_t type = VM_PKT_DATA_INBAND;
             sim_fill_pattern(b, sizeof(b), (uint64_t)i);
-            struct gh h = {.fw = {3, 0}, .type = svcs[s].type, .ver = {3, 0},
-                           .size = (uint16_t)(len > G_HDRS ? len - G_HDRS : 0),
-                           .flags = G_TRANSACTION | G_RESPONSE};
+            struct icg_hdr h = {.fw = {3, 0}, .type = icg_svcs[s].type, .ver = {3, 0},
+                           .size = (uint16_t)(len > ICG_HDRS ? len - ICG_HDRS : 0),
+                           .flags = ICG_TRANSACTION | ICG_RESPONSE};
             switch (i % 5) {
             case 0: /* plausible answer to nothing */
                 len = 72;
                 memcpy(b + 8, &h, sizeof(h));
                 break;
             case 1: /* negotiate answer out of season */
-                h.type = G_T_NEGOTIATE;
-                len = G_HDRS + 16;
+                h.type = ICG_T_NEGOTIATE;
+                len = ICG_HDRS + 16;
                 memcpy(b + 8, &h, sizeof(h));
-                wr16(b + G_HDRS, 1);
-                wr16(b + G_HDRS + 2, 1);
+                icg_wr16(b + ICG_HDRS, 1);
+                icg_wr16(b + ICG_HDRS + 2, 1);
                 break;
             case 2: /* not inband */
                 type = (uint16_t)(i % 2 ? VM_PKT_COMP : VM_PKT_DATA_USING_GPA_DIRECT);
@@ -1955,33 +1782,33 @@ static void test_flood(void **state)
                 break;
             }
             int r = g_send(c, type, 1000000u + (uint64_t)i, b, len);
-            SIM_ASSERT(r == 0, "flood %s packet %d: %d", svcs[s].name, i, r);
+            SIM_ASSERT(r == 0, "flood %s packet %d: %d", icg_svcs[s].name, i, r);
             if (i % 64 == 0)
                 sim_poll(v->vm, 0);
         }
     }
     uint64_t took = sim_now_ms() - t0;
     /* every channel still works */
-    g_heartbeat_ok(&v->c[HB], "after flood");
-    g_shutdown_ok(&v->c[SD], "poweroff", 0, "after flood");
-    g_kvp_set_ok(&v->c[KV], "Flood", "over", "after flood");
+    g_heartbeat_ok(&v->c[ICG_HB], "after flood");
+    g_shutdown_ok(&v->c[ICG_SD], "poweroff", 0, "after flood");
+    g_kvp_set_ok(&v->c[ICG_KV], "Flood", "over", "after flood");
     const char *r = ctl("control %s timesync timesync sync", v->name);
     SIM_ASSERT(strstr(r, "\"ok\":true"), "timesync after flood: %s", r);
     for (;;) {
-        g_timesync(&v->c[TS], p, "timesync after flood");
-        uint8_t fl = ts_flags(&v->c[TS], p);
-        g_reply(&v->c[TS], p);
+        g_timesync(&v->c[ICG_TS], p, "timesync after flood");
+        uint8_t fl = ts_flags(&v->c[ICG_TS], p);
+        g_reply(&v->c[ICG_TS], p);
         if (fl == 1)
             break;
     }
-    for (int s = 0; s < NSVC; s++)
+    for (int s = 0; s < ICG_NSVC; s++)
         expect_warn(&v->c[s], "bad guest message", "flood");
     int lines = sim_log_count(LOG_DEBUG, v->name, NULL, NULL) - before;
     print_message("  flood: %d unsolicited packets on 4 IC channels in %" PRIu64
-                  " ms -> %d log lines; every service still answers\n", per_chan * NSVC, took,
+                  " ms -> %d log lines; every service still answers\n", per_chan * ICG_NSVC, took,
                   lines);
     SIM_ASSERT(lines <= 250, "%d unsolicited packets produced %d log lines (rate limit?)",
-               per_chan * NSVC, lines);
+               per_chan * ICG_NSVC, lines);
     alive(f, "flood");
     icvm_free(v);
     free(p);

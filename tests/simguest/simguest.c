@@ -12,9 +12,10 @@
  * After --seconds it closes the channels, sends UNLOAD and exits 0 only if
  * everything checked out.
  *
- * The integration-service wire format is written out here from the guest's
- * point of view (docs: linux-guest-contract section 4), independently of
- * vmbusd's own src/vsp/ic code, so the two check each other.
+ * The integration-service guest side is tests/icguest/ic_guest.c, shared
+ * with the sim and unit tests: written from the guest's point of view (docs:
+ * linux-guest-contract section 4), independently of vmbusd's own src/vsp/ic
+ * code, so the two check each other.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,59 +34,13 @@
 #include <unistd.h>
 
 #include "common/guid.h"
+#include "ic_guest.h"
 #include "simvm.h"
 #include "vmbusd/hv_guids.h"
 
-/* ------------------------------------------------------------------ */
-/* Integration-service framing, guest side                              */
-
-struct g_pipe_hdr {
-    uint32_t flags;
-    uint32_t msgsize;
-} __attribute__((packed));
-
-struct g_ic_ver {
-    uint16_t major, minor;
-} __attribute__((packed));
-
-struct g_ic_hdr {
-    struct g_ic_ver framework; /* +0 */
-    uint16_t type;             /* +4 */
-    struct g_ic_ver msgver;    /* +6 */
-    uint16_t size;             /* +10 */
-    uint32_t status;           /* +12 */
-    uint8_t trans_id;          /* +16 */
-    uint8_t flags;             /* +17 */
-    uint8_t reserved[2];
-} __attribute__((packed));
-
-struct g_negotiate {
-    uint16_t fw_count;
-    uint16_t msg_count;
-    uint32_t reserved;
-    struct g_ic_ver v[];
-} __attribute__((packed));
-
-_Static_assert(sizeof(struct g_ic_hdr) == 20, "IC header");
-_Static_assert(sizeof(struct g_negotiate) == 8, "negotiate");
-
-#define G_ICMSG_HDR 28u /* pipe header + IC header */
-#define G_IC_FLAG_TRANSACTION 1u
-#define G_IC_FLAG_RESPONSE 4u
-#define G_IC_NEGOTIATE 0u
-#define G_IC_HEARTBEAT 1u
-#define G_IC_SHUTDOWN 3u
-#define G_IC_TIMESYNC 4u
-#define G_S_OK 0u
-#define G_E_FAIL 0x80004005u
-#define G_MAX_VERCNT 100u
-/* hv_utils: max_pkt_size 4 KiB; 16 KiB rings (4 pages incl. header) each way */
-#define G_UTIL_MAX_PKT 4096u
-#define G_UTIL_RING_PAGES 4u
+/* hv_utils guest side: tests/icguest/ic_guest.h.  Echo channels: */
 #define G_ECHO_RING_PAGES 8u
 #define G_ECHO_MAX_LEN 4000u
-/* 100 ns units between 1601-01-01 and 1970-01-01 */
-#define G_EPOCH_DELTA 116444736000000000ull
 
 enum kind { K_UNKNOWN, K_ECHO, K_HEARTBEAT, K_SHUTDOWN, K_TIMESYNC, K_KVP, K_VSS, K_FCOPY };
 
@@ -93,32 +48,22 @@ struct svc {
     enum kind kind;
     const char *name;
     const char *guid;
-    uint16_t msg_type;
-    /* what Linux 6.1 accepts, in its preference order */
-    struct g_ic_ver fw[2];
-    struct g_ic_ver msg[4];
-    unsigned n_msg;
-    const char *why_not; /* set: offered but not opened */
+    const struct icg_svc *ic; /* an integration service: how Linux answers it */
+    const char *why_not;      /* set: offered but not opened */
 };
 
 static const struct svc svcs[] = {
-    {K_ECHO, "echo", HV_CLASS_ECHO, 0, {{0, 0}}, {{0, 0}}, 0, NULL},
-    {K_HEARTBEAT, "heartbeat", HV_CLASS_HEARTBEAT, G_IC_HEARTBEAT,
-     {{3, 0}, {1, 0}}, {{3, 0}, {1, 0}}, 2, NULL},
-    {K_SHUTDOWN, "shutdown", HV_CLASS_SHUTDOWN, G_IC_SHUTDOWN,
-     {{3, 0}, {1, 0}}, {{3, 2}, {3, 1}, {3, 0}, {1, 0}}, 4, NULL},
-    {K_TIMESYNC, "timesync", HV_CLASS_TIMESYNC, G_IC_TIMESYNC,
-     {{3, 0}, {1, 0}}, {{4, 0}, {3, 0}, {1, 0}}, 3, NULL},
-    {K_KVP, "kvp", HV_CLASS_KVP, 2, {{3, 0}, {1, 0}},
-     {{4, 0}, {3, 0}, {1, 0}}, 3,
+    {K_ECHO, "echo", HV_CLASS_ECHO, NULL, NULL},
+    {K_HEARTBEAT, "heartbeat", HV_CLASS_HEARTBEAT, &icg_svcs[ICG_HB], NULL},
+    {K_SHUTDOWN, "shutdown", HV_CLASS_SHUTDOWN, &icg_svcs[ICG_SD], NULL},
+    {K_TIMESYNC, "timesync", HV_CLASS_TIMESYNC, &icg_svcs[ICG_TS], NULL},
+    {K_KVP, "kvp", HV_CLASS_KVP, &icg_svcs[ICG_KV],
      "Linux answers it only when hv_kvp_daemon runs; this demo has none"},
-    {K_VSS, "vss (backup)", HV_CLASS_VSS, 5, {{0, 0}}, {{0, 0}}, 0,
-     "needs hv_vss_daemon"},
-    {K_FCOPY, "fcopy (file copy)", HV_CLASS_FCOPY, 7, {{0, 0}}, {{0, 0}},
-     0, "needs hv_fcopy_daemon"},
+    {K_VSS, "vss (backup)", HV_CLASS_VSS, NULL, "needs hv_vss_daemon"},
+    {K_FCOPY, "fcopy (file copy)", HV_CLASS_FCOPY, NULL, "needs hv_fcopy_daemon"},
 };
 
-static const struct svc unknown_svc = {K_UNKNOWN, "unknown", "", 0, {{0, 0}}, {{0, 0}}, 0,
+static const struct svc unknown_svc = {K_UNKNOWN, "unknown", "", NULL,
                                        "no driver for this class"};
 
 static const struct svc *svc_of(const struct hv_guid *g)
@@ -142,7 +87,7 @@ struct gchan {
     uint64_t echoed, echo_bytes, echo_comp;
     /* IC */
     bool negotiated, neg_failed;
-    struct g_ic_ver fw, ver;
+    struct icg_ver fw, ver;
     uint64_t heartbeats, timesyncs, shutdowns, other, dropped;
     uint64_t last_seq;
 };
@@ -273,7 +218,7 @@ fail:
 /* ------------------------------------------------------------------ */
 /* hv_utils behaviour                                                   */
 
-static const char *ver_list(const struct g_ic_ver *v, unsigned n, char *buf, size_t len)
+static const char *ver_list(const struct icg_ver *v, unsigned n, char *buf, size_t len)
 {
     size_t o = 0;
     buf[0] = 0;
@@ -282,84 +227,61 @@ static const char *ver_list(const struct g_ic_ver *v, unsigned n, char *buf, siz
     return buf;
 }
 
-/* vmbus_prep_negotiate_resp(): rewrites the negotiate body in place.
- * Returns true if both a framework and a message version matched. */
+/* Answer the negotiate request in pkt in place, as Linux does, and say what
+ * happened.  Returns true if both a framework and a message version matched. */
 static bool answer_negotiate(struct gchan *c, uint8_t *pkt, uint32_t len)
 {
-    struct g_ic_hdr h;
-    memcpy(&h, pkt + 8, sizeof(h));
-    if (len < G_ICMSG_HDR + 4) {
-        fail("%s: negotiate of %u bytes is too short for the counts; replied unchanged, as "
-             "Linux does", c->svc->name, len);
-        c->neg_failed = true;
-        return false;
-    }
-    h.size = 16;
-    struct g_negotiate neg;
-    memcpy(&neg, pkt + G_ICMSG_HDR, 4);
-    unsigned nfw = neg.fw_count, nmsg = neg.msg_count;
-    struct g_ic_ver host[2 * G_MAX_VERCNT], fw = {(uint16_t)nfw, 0}, mv = {(uint16_t)nmsg, 0};
-    bool found = false;
+    const struct icg_svc *s = c->svc->ic;
+    unsigned nfw = 0, nmsg = 0;
     char a[256], b[256];
-    if (nfw > G_MAX_VERCNT || nmsg > G_MAX_VERCNT ||
-        G_ICMSG_HDR + 8 + 4 * (nfw + nmsg) > len) {
-        fail("%s: invalid negotiate (framework count %u, message count %u, %u bytes)",
-             c->svc->name, nfw, nmsg, len);
-    } else {
-        memcpy(host, pkt + G_ICMSG_HDR + 8, 4 * (size_t)(nfw + nmsg));
+    if (len >= ICG_HDRS + 4) {
+        nfw = icg_rd16(pkt + ICG_HDRS);
+        nmsg = icg_rd16(pkt + ICG_HDRS + 2);
+    }
+    if (nfw <= ICG_MAX_VERCNT && nmsg <= ICG_MAX_VERCNT && ICG_HDRS + 8 + 4 * (nfw + nmsg) <= len) {
+        struct icg_ver host[2 * ICG_MAX_VERCNT];
+        memcpy(host, pkt + ICG_HDRS + 8, 4 * (size_t)(nfw + nmsg));
         say("%s: host offers framework %s, message %s", c->svc->name,
             ver_list(host, nfw, a, sizeof(a)), ver_list(host + nfw, nmsg, b, sizeof(b)));
-        for (unsigned i = 0; i < 2 && !found; i++)
-            for (unsigned j = 0; j < nfw && !found; j++)
-                if (host[j].major == c->svc->fw[i].major && host[j].minor == c->svc->fw[i].minor) {
-                    fw = host[j];
-                    found = true;
-                }
-        if (found) {
-            found = false;
-            for (unsigned i = 0; i < c->svc->n_msg && !found; i++)
-                for (unsigned j = nfw; j < nfw + nmsg && !found; j++)
-                    if (host[j].major == c->svc->msg[i].major &&
-                        host[j].minor == c->svc->msg[i].minor) {
-                        mv = host[j];
-                        found = true;
-                    }
-        }
     }
-    neg.fw_count = found ? 1 : 0;
-    neg.msg_count = found ? 1 : 0;
-    memcpy(pkt + 8, &h, sizeof(h));
-    memcpy(pkt + G_ICMSG_HDR, &neg, 4);
-    /* entries 0 and 1 are written even on failure, as Linux does; the caller's
-     * buffer has room for them */
-    memcpy(pkt + G_ICMSG_HDR + 8, &fw, 4);
-    memcpy(pkt + G_ICMSG_HDR + 12, &mv, 4);
-    if (found) {
+    struct icg_ver fw, mv;
+    switch (icg_negotiate(s, pkt, len, &fw, &mv)) {
+    case ICG_NEG_OK:
         c->negotiated = true;
         c->fw = fw;
         c->ver = mv;
         say("%s: negotiated framework %u.%u, message version %u.%u (Linux accepts %s)",
             c->svc->name, fw.major, fw.minor, mv.major, mv.minor,
-            ver_list(c->svc->msg, c->svc->n_msg, a, sizeof(a)));
-    } else {
-        c->neg_failed = true;
+            ver_list(s->msg, s->nmsg, a, sizeof(a)));
+        return true;
+    case ICG_NEG_SHORT:
+        fail("%s: negotiate of %u bytes is too short for the counts; replied unchanged, as "
+             "Linux does", c->svc->name, len);
+        break;
+    case ICG_NEG_BAD_COUNTS:
+        fail("%s: invalid negotiate (framework count %u, message count %u, %u bytes)",
+             c->svc->name, nfw, nmsg, len);
+        break;
+    case ICG_NEG_NO_MATCH:
         fail("%s: no common version (Linux accepts framework %s, message %s); replying 0/0",
-             c->svc->name, ver_list(c->svc->fw, 2, a, sizeof(a)),
-             ver_list(c->svc->msg, c->svc->n_msg, b, sizeof(b)));
+             c->svc->name, ver_list(s->fw, 2, a, sizeof(a)),
+             ver_list(s->msg, s->nmsg, b, sizeof(b)));
+        break;
     }
-    return found;
+    c->neg_failed = true;
+    return false;
 }
 
 static void fmt_host_time(uint64_t t100ns, char *buf, size_t len, double *offset_ms)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    if (t100ns < G_EPOCH_DELTA) {
+    if (t100ns < ICG_EPOCH) {
         snprintf(buf, len, "(before 1970: %" PRIu64 ")", t100ns);
         *offset_ms = 0;
         return;
     }
-    uint64_t u = t100ns - G_EPOCH_DELTA;
+    uint64_t u = t100ns - ICG_EPOCH;
     time_t s = (time_t)(u / 10000000u);
     unsigned ms = (unsigned)((u % 10000000u) / 10000u);
     struct tm tm;
@@ -376,88 +298,85 @@ static void fmt_host_time(uint64_t t100ns, char *buf, size_t len, double *offset
 static void ic_packet(struct gchan *c, const struct vmpacket_descriptor *d, uint8_t *pkt,
                       uint32_t len)
 {
-    if (len < G_ICMSG_HDR) {
+    if (len < ICG_HDRS) {
         fail("%s: %u-byte packet is shorter than the IC headers; Linux drops it", c->svc->name,
              len);
         c->dropped++;
         return;
     }
-    struct g_ic_hdr h;
-    memcpy(&h, pkt + 8, sizeof(h));
-    if (h.type == G_IC_NEGOTIATE) {
+    struct icg_hdr h = icg_hdr_get(pkt);
+    uint32_t status = h.status;
+    if (h.type == ICG_T_NEGOTIATE) {
         answer_negotiate(c, pkt, len);
-        memcpy(&h, pkt + 8, sizeof(h));
-    } else if (h.type == c->svc->msg_type && c->svc->kind == K_HEARTBEAT) {
-        if (len < G_ICMSG_HDR + 8) {
+        status = icg_hdr_get(pkt).status;
+    } else if (h.type == c->svc->ic->type && c->svc->kind == K_HEARTBEAT) {
+        if (len < ICG_HDRS + 8) {
             fail("heartbeat: %u bytes, too short for the sequence number; dropped", len);
             c->dropped++;
             return;
         }
-        uint64_t seq;
-        memcpy(&seq, pkt + G_ICMSG_HDR, 8);
+        uint64_t seq = icg_heartbeat_seq(pkt);
         if (!c->negotiated)
             fail("heartbeat: seq %" PRIu64 " arrived before the version negotiation", seq);
         if (c->heartbeats && seq <= c->last_seq)
             fail("heartbeat: seq %" PRIu64 " after %" PRIu64 " (not increasing)", seq,
                  c->last_seq);
         c->last_seq = seq;
-        seq++;
-        memcpy(pkt + G_ICMSG_HDR, &seq, 8);
+        icg_heartbeat_answer(pkt);
         c->heartbeats++;
         say("heartbeat %" PRIu64 " answered (seq %" PRIu64 " -> %" PRIu64 ")", c->heartbeats,
-            seq - 1, seq);
-    } else if (h.type == c->svc->msg_type && c->svc->kind == K_TIMESYNC) {
-        bool v4 = c->ver.major >= 4;
-        uint32_t need = G_ICMSG_HDR + (v4 ? 22u : 25u);
+            seq, seq + 1);
+    } else if (h.type == c->svc->ic->type && c->svc->kind == K_TIMESYNC) {
+        uint32_t need = icg_timesync_len(c->ver);
         if (len < need) {
             fail("timesync: %u bytes, version %u.%u needs %u; dropped (Linux too)", len,
                  c->ver.major, c->ver.minor, need);
             c->dropped++;
             return; /* Linux stops reading without replying */
         }
-        uint64_t host;
-        uint8_t flags = pkt[G_ICMSG_HDR + (v4 ? 16 : 24)];
-        memcpy(&host, pkt + G_ICMSG_HDR, 8);
+        uint8_t flags = icg_timesync_flags(pkt, c->ver);
         char when[64];
         double off;
-        fmt_host_time(host, when, sizeof(when), &off);
+        fmt_host_time(icg_timesync_host_time(pkt), when, sizeof(when), &off);
         c->timesyncs++;
-        const char *what = flags == 1 ? "SYNC (a Linux guest steps its clock)"
-                         : flags == 2 ? "SAMPLE"
-                         : flags == 0 ? "PROBE"
-                                      : "unknown flags";
+        const char *what = flags == ICG_TS_SYNC     ? "SYNC (a Linux guest steps its clock)"
+                         : flags == ICG_TS_SAMPLE ? "SAMPLE"
+                         : flags == ICG_TS_PROBE  ? "PROBE"
+                                                  : "unknown flags";
         if (!g.quiet_ts || c->timesyncs == 1)
             say("timesync %s: host time %s (%+.1f ms from this host's clock), answered", what,
                 when, off);
-    } else if (h.type == c->svc->msg_type && c->svc->kind == K_SHUTDOWN) {
-        if (len < G_ICMSG_HDR + 2060) {
-            fail("shutdown: %u bytes, needs %u; dropped (Linux too)", len, G_ICMSG_HDR + 2060);
+    } else if (h.type == c->svc->ic->type && c->svc->kind == K_SHUTDOWN) {
+        if (len < ICG_HDRS + ICG_SHUTDOWN_BODY) {
+            fail("shutdown: %u bytes, needs %u; dropped (Linux too)", len,
+                 ICG_HDRS + ICG_SHUTDOWN_BODY);
             c->dropped++;
             return;
         }
-        uint32_t reason, timeout, flags;
-        memcpy(&reason, pkt + G_ICMSG_HDR, 4);
-        memcpy(&timeout, pkt + G_ICMSG_HDR + 4, 4);
-        memcpy(&flags, pkt + G_ICMSG_HDR + 8, 4);
+        uint32_t flags = icg_shutdown_flags(pkt);
         const char *what;
         switch (flags) {
-        case 0: case 1: h.status = G_S_OK; what = "power off"; break;
-        case 2: case 3: h.status = G_S_OK; what = "reboot"; break;
-        case 4: case 5: h.status = G_E_FAIL; what = "hibernate (not enabled: refused)"; break;
-        default: h.status = G_E_FAIL; what = "invalid request (refused)"; break;
+        case 0: case 1: what = "power off"; break;
+        case 2: case 3: what = "reboot"; break;
+        case 4: case 5: what = "hibernate (not enabled: refused)"; break;
+        default: what = "invalid request (refused)"; break;
         }
+        status = icg_shutdown_status(flags);
         c->shutdowns++;
         say("shutdown request: %s%s (reason 0x%x, timeout %u s); answered %s%s", what,
-            flags & 1 ? ", forced" : "", reason, timeout, h.status == G_S_OK ? "S_OK" : "E_FAIL",
-            h.status == G_S_OK ? " - a Linux guest would now do it; this one keeps running" : "");
+            flags & 1 ? ", forced" : "", icg_shutdown_reason(pkt), icg_shutdown_timeout(pkt),
+            status == ICG_S_OK ? "S_OK" : "E_FAIL",
+            status == ICG_S_OK ? " - a Linux guest would now do it; this one keeps running" : "");
     } else {
-        h.status = G_E_FAIL;
+        status = ICG_E_FAIL;
         c->other++;
         say("%s: message type %u is not for this service; answered E_FAIL", c->svc->name,
             h.type);
     }
-    h.flags = G_IC_FLAG_TRANSACTION | G_IC_FLAG_RESPONSE;
-    memcpy(pkt + 8, &h, sizeof(h));
+    h = icg_hdr_get(pkt);
+    h.status = status;
+    icg_hdr_put(pkt, &h);
+    icg_make_response(pkt);
     uint64_t end = sim_now_ms() + 2000;
     int r;
     while ((r = sim_chan_send(c->ch, VM_PKT_DATA_INBAND, 0, d->trans_id, pkt, len)) == -EAGAIN &&
@@ -469,7 +388,7 @@ static void ic_packet(struct gchan *c, const struct vmpacket_descriptor *d, uint
 
 static void service_ic(void)
 {
-    static uint8_t buf[G_UTIL_MAX_PKT + 64];
+    static uint8_t buf[ICG_BUF_UTIL + 64];
     for (int i = 0; i < g.nch; i++) {
         struct gchan *c = &g.ch[i];
         if (!c->ch || !c->ch->open || c->svc->kind == K_ECHO)
@@ -478,11 +397,11 @@ static void service_ic(void)
             struct vmpacket_descriptor d;
             uint32_t len = 0;
             memset(buf, 0, sizeof(buf));
-            if (sim_chan_try_recv(c->ch, &d, buf, G_UTIL_MAX_PKT, &len) != 1)
+            if (sim_chan_try_recv(c->ch, &d, buf, ICG_BUF_UTIL, &len) != 1)
                 break;
-            if (len > G_UTIL_MAX_PKT) {
+            if (len > ICG_BUF_UTIL) {
                 fail("%s: %u-byte packet exceeds the 4 KiB hv_utils buffer", c->svc->name, len);
-                len = G_UTIL_MAX_PKT;
+                len = ICG_BUF_UTIL;
             }
             if (d.type != VM_PKT_DATA_INBAND) {
                 fail("%s: packet type %u (expected inband data)", c->svc->name, d.type);
@@ -728,8 +647,8 @@ int main(int argc, char **argv)
             say("relid %u (%s): not opened - %s", o->relid, s->name, s->why_not);
             continue;
         }
-        uint32_t pages = s->kind == K_ECHO ? G_ECHO_RING_PAGES : G_UTIL_RING_PAGES;
-        vm->max_pkt = s->kind == K_ECHO ? 0 : G_UTIL_MAX_PKT;
+        uint32_t pages = s->kind == K_ECHO ? G_ECHO_RING_PAGES : ICG_RING_PAGES;
+        vm->max_pkt = s->kind == K_ECHO ? 0 : ICG_BUF_UTIL;
         int st = 0;
         struct sim_chan *ch = sim_chan_open(vm, o->relid, pages, pages, &st);
         if (!ch) {

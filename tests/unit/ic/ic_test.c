@@ -3,11 +3,10 @@
 
 #include <string.h>
 
-const struct ic_version linux_fw[2] = {{3, 0}, {1, 0}};
-const struct ic_version linux_hb_msg[2] = {{3, 0}, {1, 0}};
-const struct ic_version linux_sd_msg[4] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
-const struct ic_version linux_ts_msg[3] = {{4, 0}, {3, 0}, {1, 0}};
-const struct ic_version linux_kvp_msg[3] = {{4, 0}, {3, 0}, {1, 0}};
+const struct icg_ver *const linux_hb_msg = icg_svcs[ICG_HB].msg;
+const struct icg_ver *const linux_sd_msg = icg_svcs[ICG_SD].msg;
+const struct icg_ver *const linux_ts_msg = icg_svcs[ICG_TS].msg;
+const struct icg_ver *const linux_kvp_msg = icg_svcs[ICG_KV].msg;
 
 struct ic_hdr sent_hdr(const struct fake_sent *s)
 {
@@ -23,48 +22,19 @@ size_t guest_echo(const struct fake_sent *s, uint8_t *out, size_t cap)
 {
     assert_true(s->len <= cap);
     memcpy(out, s->data, s->len);
-    out[8 + 17] = IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE;
+    icg_make_response(out);
     return s->len;
 }
 
-/* Linux walks its own list and takes the first entry the host offered. */
-static int pick(const struct ic_version *mine, unsigned n_mine, const uint8_t *offered,
-                unsigned n_off, struct ic_version *out)
-{
-    for (unsigned i = 0; i < n_mine; i++) {
-        for (unsigned j = 0; j < n_off; j++) {
-            struct ic_version v;
-            memcpy(&v, offered + 4 * j, 4);
-            if (v.major == mine[i].major && v.minor == mine[i].minor) {
-                *out = v;
-                return 0;
-            }
-        }
-    }
-    return -1;
-}
-
 size_t guest_negotiate_reply(const struct fake_sent *s, uint8_t *out, size_t cap,
-                             const struct ic_version *msg, unsigned n_msg)
+                             const struct icg_ver *msg, unsigned n_msg)
 {
     size_t len = guest_echo(s, out, cap);
-    uint8_t *body = out + IC_HDRS_SIZE;
-    struct ic_negotiate neg;
-    struct ic_version fw = {0, 0}, mv = {0, 0};
-    bool ok;
-    uint16_t sz = 16;
 
-    memcpy(&neg, body, sizeof(neg));
-    assert_true(neg.fw_count <= 100 && neg.msg_count <= 100);
-    assert_true(len >= IC_HDRS_SIZE + 8 + 4u * (neg.fw_count + neg.msg_count));
-    ok = pick(linux_fw, 2, body + 8, neg.fw_count, &fw) == 0 &&
-         pick(msg, n_msg, body + 8 + 4u * neg.fw_count, neg.msg_count, &mv) == 0;
-    neg.fw_count = ok ? 1 : 0;
-    neg.msg_count = ok ? 1 : 0;
-    memcpy(body, &neg, sizeof(neg));
-    memcpy(body + 8, &fw, 4);
-    memcpy(body + 12, &mv, 4);
-    memcpy(out + 8 + 10, &sz, 2);
+    assert_true(cap >= ICG_HDRS + 16);
+    /* the host's request must be well-formed, whatever the answer */
+    assert_true(icg_negotiate_lists(icg_svcs[ICG_HB].fw, 2, msg, n_msg, out, (uint32_t)len,
+                                    NULL, NULL) >= ICG_NEG_NO_MATCH);
     return len;
 }
 
@@ -74,7 +44,7 @@ void guest_send(struct vsp_channel *ch, uint64_t trans_id, const void *data, siz
     fake_receive(ch);
 }
 
-void guest_negotiate(struct vsp_channel *ch, const struct ic_version *msg, unsigned n_msg)
+void guest_negotiate(struct vsp_channel *ch, const struct icg_ver *msg, unsigned n_msg)
 {
     const struct fake_sent *s = fake_sent_last(ch);
     uint8_t buf[512];

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Shared helpers of the IC unit tests: a Linux-like guest and control calls
- * on a second thread (control commands block until the guest answers). */
+/* Shared helpers of the IC unit tests: the Linux-like guest of
+ * tests/icguest on the fake channel, and control calls on a second thread
+ * (control commands block until the guest answers). */
 #ifndef VMBUSD_TEST_IC_TEST_H
 #define VMBUSD_TEST_IC_TEST_H
 
@@ -12,24 +13,26 @@
 #include <cmocka.h>
 
 #include "fake_vsp.h"
+#include "ic_guest.h"
 #include "vsp/ic/ic.h"
 
-/* Linux 6.1's version lists (preference order), per service. */
-extern const struct ic_version linux_fw[2];
-extern const struct ic_version linux_hb_msg[2];
-extern const struct ic_version linux_sd_msg[4];
-extern const struct ic_version linux_ts_msg[3];
-extern const struct ic_version linux_kvp_msg[3];
+/* Linux 6.1's message version lists (preference order), per service, from
+ * the shared guest (tests/icguest); 2, 4, 3 and 3 entries. */
+extern const struct icg_ver *const linux_hb_msg;
+extern const struct icg_ver *const linux_sd_msg;
+extern const struct icg_ver *const linux_ts_msg;
+extern const struct icg_ver *const linux_kvp_msg;
 
 /* Copy host packet s into out as the guest's reply (flags = 5). */
 size_t guest_echo(const struct fake_sent *s, uint8_t *out, size_t cap);
-/* Answer the negotiate request s the way Linux does, given its lists. */
+/* Answer the negotiate request s the way Linux does (icg_negotiate_lists),
+ * with Linux's framework list and message list msg. */
 size_t guest_negotiate_reply(const struct fake_sent *s, uint8_t *out, size_t cap,
-                             const struct ic_version *msg, unsigned n_msg);
+                             const struct icg_ver *msg, unsigned n_msg);
 /* Inject out[0..len) as a DATA_INBAND reply with trans_id and deliver it. */
 void guest_send(struct vsp_channel *ch, uint64_t trans_id, const void *data, size_t len);
 /* Answer the last packet sent (a negotiate) like Linux; returns its reply. */
-void guest_negotiate(struct vsp_channel *ch, const struct ic_version *msg, unsigned n_msg);
+void guest_negotiate(struct vsp_channel *ch, const struct icg_ver *msg, unsigned n_msg);
 
 struct ic_hdr sent_hdr(const struct fake_sent *s);
 

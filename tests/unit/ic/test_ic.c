@@ -301,7 +301,7 @@ static void test_open_negotiates(void **s)
 static void test_negotiate_zero(void **s)
 {
     struct fx *f = *s;
-    const struct ic_version none[1] = {{7, 7}};
+    const struct icg_ver none[1] = {{7, 7}};
 
     fake_open(f->ch);
     guest_negotiate(f->ch, none, 1);
@@ -503,7 +503,7 @@ static uint32_t rnd(void)
     return (uint32_t)(rng_state >> 11);
 }
 
-static void mutate_service(const struct vsp_plugin *pl, const struct ic_version *msg, unsigned n,
+static void mutate_service(const struct vsp_plugin *pl, const struct icg_ver *msg, unsigned n,
                            const char *const *keys, const char *const *vals)
 {
     static uint8_t buf[8192];

@@ -50,33 +50,6 @@ static int body_pool(const struct fake_sent *s)
     return s->data[29];
 }
 
-static size_t put_utf16(uint8_t *dst, const char *ascii)
-{
-    size_t n = strlen(ascii);
-
-    for (size_t i = 0; i <= n; i++) {
-        dst[2 * i] = (uint8_t)ascii[i];
-        dst[2 * i + 1] = 0;
-    }
-    return 2 * (n + 1);
-}
-
-/* Write a record (key may be NULL to leave the key alone) at rec. */
-static void put_rec(uint8_t *rec, const char *key, const char *value)
-{
-    uint32_t type = 1, ks, vs;
-
-    memcpy(rec, &type, 4);
-    if (key) {
-        memset(rec + 12, 0, 512);
-        ks = (uint32_t)put_utf16(rec + 12, key);
-        memcpy(rec + 4, &ks, 4);
-    }
-    memset(rec + 12 + 512, 0, 2048);
-    vs = (uint32_t)put_utf16(rec + 12 + 512, value);
-    memcpy(rec + 8, &vs, 4);
-}
-
 static void set_status(uint8_t *buf, uint32_t st)
 {
     memcpy(buf + 20, &st, 4);
@@ -93,9 +66,9 @@ static void answer(struct fx *f, uint32_t status, const char *key, const char *v
     assert_int_equal(len, KVP_LEN);
     set_status(buf, status);
     if (status == IC_S_OK && body_op(s) == 3)
-        put_rec(buf + 28 + 8, key, value);
+        icg_kvp_rec_put(buf + 28 + 8, key, value);
     else if (status == IC_S_OK && body_op(s) == 0)
-        put_rec(buf + 28 + 4, NULL, value);
+        icg_kvp_rec_put(buf + 28 + 4, NULL, value);
     guest_send(f->ch, s->trans_id, buf, len);
 }
 
@@ -267,7 +240,7 @@ static void bad_list_answer(struct fx *f, mutate_fn mut, int want)
     unsigned warns = fake_log_count(VSP_LOG_WARN);
 
     fake_advance_ms(20000); /* a fresh log window every time */
-    put_rec(buf + 28 + 8, "Key", "Value");
+    icg_kvp_rec_put(buf + 28 + 8, "Key", "Value");
     mut(buf, &len);
     guest_send(f->ch, m->trans_id, buf, len);
     assert_int_equal(ctl_join(c), want);
@@ -405,7 +378,7 @@ static void test_value_types_and_sanitising(void **s)
     const struct fake_sent *m = fake_sent_last(f->ch);
     size_t len = guest_echo(m, buf, sizeof(buf));
 
-    put_rec(buf + 36, "Num", "");
+    icg_kvp_rec_put(buf + 36, "Num", "");
     m_u32(buf, &len);
     guest_send(f->ch, m->trans_id, buf, len);
     answer(f, IC_S_OK, "Evil\nKey", "line1\nline2\x1b[0m");
@@ -463,7 +436,7 @@ static void test_timeout_and_stale_answer(void **s)
     assert_int_equal(body_op(fake_sent_last(f->ch)), 0);
 
     unsigned warns = fake_log_count(VSP_LOG_WARN);
-    put_rec(stale + 36, "Late", "answer");
+    icg_kvp_rec_put(stale + 36, "Late", "answer");
     guest_send(f->ch, first->trans_id, stale, len);
     assert_int_equal(fake_log_count(VSP_LOG_WARN), warns + 1);
     assert_null(fake_status(f->p, "kvp.2.Late"));

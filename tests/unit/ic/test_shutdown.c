@@ -223,7 +223,7 @@ static void test_not_ready_and_bad_args(void **s)
 static void test_old_guest(void **s)
 {
     struct fx *f = fx_new("5000");
-    const struct ic_version old[1] = {{1, 0}};
+    const struct icg_ver old[1] = {{1, 0}};
     char reply[512];
 
     guest_negotiate(f->ch, old, 1);

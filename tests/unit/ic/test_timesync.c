@@ -146,7 +146,7 @@ static void test_max_version(void **s)
     struct ic_version v[8];
     void *st, *part;
     struct vsp_partition *p;
-    const struct ic_version old[1] = {{1, 0}};
+    const struct icg_ver old[1] = {{1, 0}};
     const char *keys[] = {"max_version", NULL}, *bad[] = {"2.5", NULL};
     char reply[128];
 
