@@ -4,17 +4,19 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 
 struct work_item {
-    struct work_item *next;
+    STAILQ_ENTRY(work_item) link;
     work_fn fn;
     void *arg;
 };
 
 struct workq_serial {
     struct workq *wq;
-    struct workq_serial *next_ready; /* link in wq's ready list */
-    struct work_item *head, *tail;
+    TAILQ_ENTRY(workq_serial) ready_link; /* in wq->ready while in_ready */
+    bool in_ready;
+    STAILQ_HEAD(, work_item) items;
     bool scheduled;                  /* in the ready list or running */
     bool running;                    /* an item of it runs right now */
     unsigned long queued, done;      /* for drain */
@@ -24,7 +26,7 @@ struct workq_serial {
 struct workq {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    struct workq_serial *ready_head, *ready_tail;
+    TAILQ_HEAD(, workq_serial) ready; /* serial queues with items to run, FIFO */
     struct workq_serial unserialised; /* pseudo-queue for workq_submit */
     bool stopping;
     int running;   /* items being run right now */
@@ -37,13 +39,25 @@ static __thread const struct workq_serial *current_serial;
 static void make_ready(struct workq *wq, struct workq_serial *s)
 {
     s->scheduled = true;
-    s->next_ready = NULL;
-    if (wq->ready_tail)
-        wq->ready_tail->next_ready = s;
-    else
-        wq->ready_head = s;
-    wq->ready_tail = s;
+    s->in_ready = true;
+    TAILQ_INSERT_TAIL(&wq->ready, s, ready_link);
     pthread_cond_signal(&wq->wake);
+}
+
+static void unlink_ready(struct workq *wq, struct workq_serial *s)
+{
+    if (!s->in_ready)
+        return;
+    TAILQ_REMOVE(&wq->ready, s, ready_link);
+    s->in_ready = false;
+}
+
+/* The next item of s (there is one); lock held. */
+static struct work_item *take_item(struct workq_serial *s)
+{
+    struct work_item *it = STAILQ_FIRST(&s->items);
+    STAILQ_REMOVE_HEAD(&s->items, link);
+    return it;
 }
 
 static void *worker(void *arg)
@@ -54,18 +68,13 @@ static void *worker(void *arg)
         /* When stopping, an idle worker stays until no item runs any more:
          * a running item may still queue work it then waits for (a
          * partition teardown drains the partition's serial queue). */
-        while (!wq->ready_head && !(wq->stopping && wq->running == 0))
+        while (TAILQ_EMPTY(&wq->ready) && !(wq->stopping && wq->running == 0))
             pthread_cond_wait(&wq->wake, &wq->lock);
-        struct workq_serial *s = wq->ready_head;
+        struct workq_serial *s = TAILQ_FIRST(&wq->ready);
         if (!s)
             break; /* stopping and nothing left */
-        wq->ready_head = s->next_ready;
-        if (!wq->ready_head)
-            wq->ready_tail = NULL;
-        struct work_item *it = s->head;
-        s->head = it->next;
-        if (!s->head)
-            s->tail = NULL;
+        unlink_ready(wq, s);
+        struct work_item *it = take_item(s);
         bool unserialised = s == &wq->unserialised;
         if (!unserialised)
             s->running = true;
@@ -75,7 +84,7 @@ static void *worker(void *arg)
              * workers may take the next one now) and let enqueue() re-add it
              * otherwise. */
             s->scheduled = false;
-            if (s->head)
+            if (!STAILQ_EMPTY(&s->items))
                 make_ready(wq, s);
         }
         wq->running++;
@@ -93,7 +102,7 @@ static void *worker(void *arg)
         s->done++;
         if (!unserialised) {
             s->running = false;
-            if (s->head)
+            if (!STAILQ_EMPTY(&s->items))
                 make_ready(wq, s);
             else
                 s->scheduled = false;
@@ -113,7 +122,9 @@ struct workq *workq_create(int nthreads)
         return NULL;
     pthread_mutex_init(&wq->lock, NULL);
     pthread_cond_init(&wq->wake, NULL);
+    TAILQ_INIT(&wq->ready);
     wq->unserialised.wq = wq;
+    STAILQ_INIT(&wq->unserialised.items);
     pthread_cond_init(&wq->unserialised.drained, NULL);
     wq->threads = calloc((size_t)nthreads, sizeof(pthread_t));
     for (int i = 0; i < nthreads; i++) {
@@ -153,14 +164,9 @@ static int enqueue(struct workq_serial *s, work_fn fn, void *arg)
         return -ENOMEM;
     it->fn = fn;
     it->arg = arg;
-    it->next = NULL;
     struct workq *wq = s->wq;
     pthread_mutex_lock(&wq->lock);
-    if (s->tail)
-        s->tail->next = it;
-    else
-        s->head = it;
-    s->tail = it;
+    STAILQ_INSERT_TAIL(&s->items, it, link);
     s->queued++;
     if (!s->scheduled)
         make_ready(wq, s);
@@ -179,6 +185,7 @@ struct workq_serial *workq_serial_create(struct workq *wq)
     if (!s)
         return NULL;
     s->wq = wq;
+    STAILQ_INIT(&s->items);
     pthread_cond_init(&s->drained, NULL);
     return s;
 }
@@ -186,22 +193,6 @@ struct workq_serial *workq_serial_create(struct workq *wq)
 int workq_serial_submit(struct workq_serial *s, work_fn fn, void *arg)
 {
     return enqueue(s, fn, arg);
-}
-
-static void unlink_ready(struct workq *wq, struct workq_serial *s)
-{
-    struct workq_serial *prev = NULL;
-    for (struct workq_serial *q = wq->ready_head; q; prev = q, q = q->next_ready) {
-        if (q != s)
-            continue;
-        if (prev)
-            prev->next_ready = q->next_ready;
-        else
-            wq->ready_head = q->next_ready;
-        if (wq->ready_tail == q)
-            wq->ready_tail = prev;
-        return;
-    }
 }
 
 void workq_serial_drain(struct workq_serial *s)
@@ -215,12 +206,9 @@ void workq_serial_drain(struct workq_serial *s)
      * of one) nobody would be left to run them. */
     bool help = current_serial && current_serial != s && s != &wq->unserialised;
     while (s->done < target) {
-        if (help && s->head && !s->running) {
+        if (help && !STAILQ_EMPTY(&s->items) && !s->running) {
             unlink_ready(wq, s); /* queued, not running: it is on the ready list */
-            struct work_item *it = s->head;
-            s->head = it->next;
-            if (!s->head)
-                s->tail = NULL;
+            struct work_item *it = take_item(s);
             s->running = true;
             wq->running++;
             pthread_mutex_unlock(&wq->lock);
@@ -235,7 +223,7 @@ void workq_serial_drain(struct workq_serial *s)
             wq->running--;
             s->running = false;
             s->done++;
-            if (s->head)
+            if (!STAILQ_EMPTY(&s->items))
                 make_ready(wq, s);
             else
                 s->scheduled = false;
