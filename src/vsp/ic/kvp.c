@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "vsp/ic/ic.h"
 #include "vmbusd/hv_guids.h"
@@ -116,7 +117,7 @@ struct kvp_job {
 };
 
 struct kvp_req {
-    struct kvp_req *next;
+    STAILQ_ENTRY(kvp_req) link;
     uint8_t op, pool;
     uint32_t index;
     char *key, *value;
@@ -126,7 +127,7 @@ struct kvp_req {
 struct kvp_part {
     struct ic_chan ic; /* first */
     const struct kvp_conf *conf;
-    struct kvp_req *head, *tail;
+    STAILQ_HEAD(, kvp_req) queue; /* requests not sent yet, in order */
     unsigned queued;
     struct kvp_req *cur;
     uint64_t cur_tid;
@@ -213,32 +214,20 @@ static struct kvp_req *kvp_req_new(uint8_t op, uint8_t pool, const char *key, co
 
 static void kvp_enqueue(struct kvp_part *k, struct kvp_req *r, bool at_head)
 {
-    if (at_head) {
-        r->next = k->head;
-        k->head = r;
-        if (!k->tail)
-            k->tail = r;
-    } else {
-        r->next = NULL;
-        if (k->tail)
-            k->tail->next = r;
-        else
-            k->head = r;
-        k->tail = r;
-    }
+    if (at_head)
+        STAILQ_INSERT_HEAD(&k->queue, r, link);
+    else
+        STAILQ_INSERT_TAIL(&k->queue, r, link);
     k->queued++;
 }
 
 static struct kvp_req *kvp_dequeue(struct kvp_part *k)
 {
-    struct kvp_req *r = k->head;
+    struct kvp_req *r = STAILQ_FIRST(&k->queue);
 
     if (r) {
-        k->head = r->next;
-        if (!k->head)
-            k->tail = NULL;
+        STAILQ_REMOVE_HEAD(&k->queue, link);
         k->queued--;
-        r->next = NULL;
     }
     return r;
 }
@@ -443,7 +432,7 @@ static int kvp_build(struct kvp_part *k, const struct kvp_req *r)
 /* Send queued requests until one is in flight (lock held). */
 static void kvp_kick(struct kvp_part *k)
 {
-    while (!k->cur && k->head && k->ic.state == IC_STATE_READY) {
+    while (!k->cur && !STAILQ_EMPTY(&k->queue) && k->ic.state == IC_STATE_READY) {
         struct kvp_req *r = kvp_dequeue(k);
         int len = kvp_build(k, r);
         int s;
@@ -607,7 +596,7 @@ static void kvp_tick(void *arg)
                     k->cur->op, k->cur->pool, k->conf->timeout_ms);
             kvp_finish(k, -ETIMEDOUT, 0);
         }
-        if (k->conf->poll_ms && !k->cur && !k->head && now - k->last_poll >= k->conf->poll_ms) {
+        if (k->conf->poll_ms && !k->cur && STAILQ_EMPTY(&k->queue) && now - k->last_poll >= k->conf->poll_ms) {
             k->last_poll = now;
             kvp_enumerate_pools(k);
         }
@@ -1020,6 +1009,7 @@ static int kvp_attach(void *state, struct vsp_partition *p, void **part_state)
     if (!k)
         return -ENOMEM;
     k->conf = c;
+    STAILQ_INIT(&k->queue);
     for (unsigned i = 0; i < c->n_preset; i++) {
         if (kvp_pool0_set(k, c->preset[i].key, c->preset[i].value)) {
             r = -ENOMEM;
