@@ -18,7 +18,8 @@
 
 struct xp_gpadl *xp_gpadl_find(struct xpartition *xp, uint32_t id)
 {
-    for (struct xp_gpadl *g = xp->gpadls; g; g = g->next)
+    struct xp_gpadl *g;
+    LIST_FOREACH(g, &xp->gpadls, link)
         if (g->id == id)
             return g;
     return NULL;
@@ -26,12 +27,7 @@ struct xp_gpadl *xp_gpadl_find(struct xpartition *xp, uint32_t id)
 
 static void gpadl_unlink_free(struct xpartition *xp, struct xp_gpadl *g)
 {
-    for (struct xp_gpadl **pp = &xp->gpadls; *pp; pp = &(*pp)->next) {
-        if (*pp == g) {
-            *pp = g->next;
-            break;
-        }
-    }
+    LIST_REMOVE(g, link);
     if (!g->complete)
         xp->npending_gpadls--;
     xp->ngpadls--;
@@ -43,8 +39,7 @@ static void gpadl_unlink_free(struct xpartition *xp, struct xp_gpadl *g)
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
             o->addr = g->vsp_map;
             o->len = g->vsp_map_len;
-            o->next = xp->orphans;
-            xp->orphans = o;
+            SLIST_INSERT_HEAD(&xp->orphans, o, link);
         } else {
             free(o);
             munmap(g->vsp_map, g->vsp_map_len);
@@ -146,8 +141,7 @@ void xp_handle_gpadl_header(struct xpartition *xp, const uint8_t *msg, size_t le
     g->pfns = pfns;
     memcpy(pfns, msg + sizeof(h) + sizeof(r), inmsg * 8);
     g->filled = (uint32_t)inmsg;
-    g->next = xp->gpadls;
-    xp->gpadls = g;
+    LIST_INSERT_HEAD(&xp->gpadls, g, link);
     xp->ngpadls++;
     xp->npending_gpadls++;
     if (g->filled == g->npages)
@@ -229,12 +223,11 @@ void xp_gpadl_put(struct xpartition *xp, struct xp_gpadl *g)
 
 void xp_gpadl_forget(struct xpartition *xp, uint32_t relid)
 {
-    struct xp_gpadl *g = xp->gpadls;
-    while (g) {
-        struct xp_gpadl *n = g->next;
+    struct xp_gpadl *n;
+    for (struct xp_gpadl *g = LIST_FIRST(&xp->gpadls); g; g = n) {
+        n = LIST_NEXT(g, link); /* g may be freed */
         if (relid == 0 || g->relid == relid)
             gpadl_unlink_free(xp, g);
-        g = n;
     }
 }
 

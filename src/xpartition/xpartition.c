@@ -60,9 +60,9 @@ void xp_destroy(struct xpartition *xp)
         ch = n;
     }
     xp->offers = NULL;
-    while (xp->orphans) {
-        struct xp_orphan_map *o = xp->orphans;
-        xp->orphans = o->next;
+    while (!SLIST_EMPTY(&xp->orphans)) {
+        struct xp_orphan_map *o = SLIST_FIRST(&xp->orphans);
+        SLIST_REMOVE_HEAD(&xp->orphans, link);
         munmap(o->addr, o->len);
         free(o);
     }

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "common/ratelimit.h"
 #include "vmbusd/hv_wire.h"
@@ -83,7 +84,7 @@ struct xp_vcpu {
 };
 
 struct xp_gpadl {
-    struct xp_gpadl *next;
+    LIST_ENTRY(xp_gpadl) link; /* xp->gpadls */
     uint32_t id;
     uint32_t relid;          /* channel the guest created it for */
     uint32_t npages;         /* announced */
@@ -102,7 +103,7 @@ struct xp_gpadl {
  * while the VSP may still use it: the range now holds anonymous memory so a
  * late access neither faults nor reaches guest memory; freed at destroy. */
 struct xp_orphan_map {
-    struct xp_orphan_map *next;
+    SLIST_ENTRY(xp_orphan_map) link; /* xp->orphans */
     void *addr;
     size_t len;
 };
@@ -164,9 +165,9 @@ struct xpartition {
 
     struct xp_channel *offers; /* LOCAL_OFFER list, in offer order */
     struct xp_channel *relids[VMBUS_MAX_RELID + 1];
-    struct xp_gpadl *gpadls;
+    LIST_HEAD(, xp_gpadl) gpadls;
     unsigned ngpadls, npending_gpadls;
-    struct xp_orphan_map *orphans;
+    SLIST_HEAD(, xp_orphan_map) orphans;
 
     struct xp_stats stats;
     struct ratelimit log_rl;   /* guest-triggered log lines */
