@@ -109,7 +109,7 @@ static void list_partition(struct strbuf *b, struct vmm_conn *c)
            (unsigned long long)xp->stats.msgs_in, (unsigned long long)xp->stats.msgs_out,
            (unsigned long long)xp->stats.violations);
     bool first = true;
-    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+    for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
         if (ch->removed && !ch->relid)
             continue;
         char cls[GUID_STR_LEN], inst[GUID_STR_LEN];

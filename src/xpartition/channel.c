@@ -54,10 +54,7 @@ struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_ch
     pthread_mutex_init(&ch->recv_lock, NULL);
 
     pthread_mutex_lock(&xp->lock);
-    struct xp_channel **pp = &xp->offers;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = ch;
+    STAILQ_INSERT_TAIL(&xp->offers, ch, link);
     char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
     guid_format(&o->if_type, cls);
     guid_format(&o->if_instance, inst);
@@ -83,7 +80,7 @@ void xp_post_pending_offers(struct xpartition *xp)
 {
     if (!xp->connected || !xp->offers_requested)
         return;
-    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+    for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
         if (atomic_load(&ch->state) != XP_CHAN_PENDING || ch->removed)
             continue;
         if (xp_msgq_free(xp) < 2)
@@ -459,7 +456,7 @@ void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifych
 
 void xp_disconnect_locked(struct xpartition *xp, bool final)
 {
-    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+    for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
         xp_channel_shutdown(ch);
         /* The GPADLs are forgotten below; a close still in flight must not
          * touch its ring GPADL afterwards. */
@@ -512,7 +509,7 @@ void xp_reset(struct xpartition *xp)
     /* Fence: a VSP sender or reader inside a ring (or about to set an event
      * bit) finishes now; every later one sees the channel closing.  After
      * this the old guest's memory is not written again. */
-    for (struct xp_channel *ch = xp->offers; ch; ch = ch->next) {
+    for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
         pthread_mutex_lock(&ch->send_lock);
         pthread_mutex_unlock(&ch->send_lock);
         pthread_mutex_lock(&ch->recv_lock);

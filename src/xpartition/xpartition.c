@@ -39,6 +39,7 @@ struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
     pthread_mutex_init(&xp->lock, &a);
     pthread_mutexattr_destroy(&a);
     xp->id = id;
+    STAILQ_INIT(&xp->offers);
     snprintf(xp->name, sizeof(xp->name), "%s", name && *name ? name : "vm");
     xp->nvcpus = nvcpus;
     xp->ops = ops;
@@ -53,13 +54,11 @@ void xp_destroy(struct xpartition *xp)
         return;
     pthread_mutex_lock(&xp->lock);
     xp_disconnect_locked(xp, true);
-    struct xp_channel *ch = xp->offers;
-    while (ch) {
-        struct xp_channel *n = ch->next;
+    while (!STAILQ_EMPTY(&xp->offers)) {
+        struct xp_channel *ch = STAILQ_FIRST(&xp->offers);
+        STAILQ_REMOVE_HEAD(&xp->offers, link);
         xp_channel_free(ch);
-        ch = n;
     }
-    xp->offers = NULL;
     while (!SLIST_EMPTY(&xp->orphans)) {
         struct xp_orphan_map *o = SLIST_FIRST(&xp->orphans);
         SLIST_REMOVE_HEAD(&xp->orphans, link);

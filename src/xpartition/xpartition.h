@@ -110,7 +110,7 @@ struct xp_orphan_map {
 
 struct xp_channel {
     struct xpartition *xp;
-    struct xp_channel *next;   /* LOCAL_OFFER list */
+    STAILQ_ENTRY(xp_channel) link; /* xp->offers */
     struct vmbus_channel_offer offer;
     /* Written under xp->lock, read lock-free by senders and loggers. */
     _Atomic uint32_t relid;    /* 0 until offered */
@@ -163,7 +163,7 @@ struct xpartition {
     struct hv_message msgq[XP_MSGQ_MAX];
     unsigned msgq_head, msgq_len;
 
-    struct xp_channel *offers; /* LOCAL_OFFER list, in offer order */
+    STAILQ_HEAD(, xp_channel) offers; /* LOCAL_OFFER list, in offer order */
     struct xp_channel *relids[VMBUS_MAX_RELID + 1];
     LIST_HEAD(, xp_gpadl) gpadls;
     unsigned ngpadls, npending_gpadls;
