@@ -150,7 +150,8 @@ static void do_list(struct vmbusd *d, struct strbuf *b)
     sb_add(b, "{\"ok\":true,\"partitions\":[");
     pthread_mutex_lock(&d->conns_lock);
     bool first = true;
-    for (struct vmm_conn *c = d->conns; c; c = c->next) {
+    struct vmm_conn *c;
+    LIST_FOREACH(c, &d->conns, link) {
         if (!c->xp)
             continue;
         sb_add(b, "%s", first ? "" : ",");
@@ -178,10 +179,11 @@ static void do_control(struct vmbusd *d, struct strbuf *b, char *args)
     bool numeric = *vm && !*end;
     struct vmm_conn *found = NULL;
     pthread_mutex_lock(&d->conns_lock);
-    for (struct vmm_conn *c = d->conns; c && !found; c = c->next)
+    for (struct vmm_conn *c = LIST_FIRST(&d->conns); c && !found; c = LIST_NEXT(c, link))
         if (c->xp && c->vp && strcmp(c->name, vm) == 0)
             found = c;
-    for (struct vmm_conn *c = d->conns; c && !found && numeric; c = c->next)
+    for (struct vmm_conn *c = LIST_FIRST(&d->conns); c && !found && numeric;
+         c = LIST_NEXT(c, link))
         if (c->xp && c->vp && c->xp->id == id)
             found = c;
     if (found)

@@ -131,8 +131,7 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     pthread_mutex_lock(&d->conns_lock);
-    c->next = d->conns;
-    d->conns = c;
+    LIST_INSERT_HEAD(&d->conns, c, link);
     d->nconns++;
     pthread_mutex_unlock(&d->conns_lock);
     log_debug("VMM connection accepted on %s", d->cfg.socket_path);
@@ -142,13 +141,8 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
 {
     struct vmbusd *d = c->d;
     pthread_mutex_lock(&d->conns_lock);
-    for (struct vmm_conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            d->nconns--;
-            break;
-        }
-    }
+    LIST_REMOVE(c, link); /* listed since accept; conn_teardown calls this once */
+    d->nconns--;
     pthread_mutex_unlock(&d->conns_lock);
     /* A VMM that breaks the protocol is worth a warning; a VMM that simply
      * goes away is not. */
@@ -368,7 +362,7 @@ static void teardown_all_cb(evutil_socket_t fd, short what, void *arg)
     struct vmbusd *d = arg;
     for (;;) {
         pthread_mutex_lock(&d->conns_lock);
-        struct vmm_conn *c = d->conns;
+        struct vmm_conn *c = LIST_FIRST(&d->conns);
         pthread_mutex_unlock(&d->conns_lock);
         if (!c)
             break;
@@ -412,7 +406,8 @@ unsigned vmbusd_partition_count(struct vmbusd *d)
 {
     pthread_mutex_lock(&d->conns_lock);
     unsigned n = 0;
-    for (struct vmm_conn *c = d->conns; c; c = c->next)
+    struct vmm_conn *c;
+    LIST_FOREACH(c, &d->conns, link)
         if (c->xp)
             n++;
     pthread_mutex_unlock(&d->conns_lock);

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include "common/ratelimit.h"
@@ -39,7 +40,7 @@ struct vmbusd {
     struct loaded_plugin plugins[CFG_MAX_VSPS];
     int nplugins;
     pthread_mutex_t conns_lock;
-    struct vmm_conn *conns;
+    LIST_HEAD(, vmm_conn) conns; /* newest first */
     unsigned nconns;
     /* fds held for connections (sockets, what VMMs hand over, channel
      * eventfds) and how many RLIMIT_NOFILE allows (daemon_fds_take) */
@@ -69,7 +70,7 @@ struct vcpu_route {
 
 /* One VMM connection = one child partition. */
 struct vmm_conn {
-    struct vmm_conn *next;
+    LIST_ENTRY(vmm_conn) link; /* d->conns, under d->conns_lock */
     struct vmbusd *d;
     int fd;
     /* The VMM process as the kernel saw it at connect (SO_PEERCRED);

@@ -368,7 +368,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
      * a time, so nobody can claim the name between this check and xp_create. */
     struct vmm_conn *holder = NULL;
     pthread_mutex_lock(&c->d->conns_lock);
-    for (struct vmm_conn *o = c->d->conns; o && !holder; o = o->next)
+    for (struct vmm_conn *o = LIST_FIRST(&c->d->conns); o && !holder; o = LIST_NEXT(o, link))
         if (o != c && o->xp && strcmp(o->name, m.vm_name) == 0)
             holder = o;
     pthread_mutex_unlock(&c->d->conns_lock);
