@@ -53,7 +53,7 @@ struct vmbusd {
 };
 
 struct conn_eventfd {
-    struct conn_eventfd *next;
+    LIST_ENTRY(conn_eventfd) link; /* conn->evfds, under evfd_lock */
     struct vmm_conn *conn;
     struct vmbusd *d; /* the fd is returned to d's budget after conn is gone */
     uint32_t conn_id;
@@ -82,7 +82,7 @@ struct vmm_conn {
     struct event *retry_ev;  /* one-shot: armed while host messages wait */
     bool retry_armed;        /* under send_lock */
     struct event *wev;       /* armed while replies wait for the VMM to read */
-    struct out_msg *outq, *outq_tail;
+    STAILQ_HEAD(, out_msg) outq; /* under send_lock */
     unsigned outq_len;
     pthread_mutex_t send_lock;
     uint32_t seq;
@@ -93,7 +93,7 @@ struct vmm_conn {
     struct vcpu_route routes[XP_MAX_VCPUS];
     _Atomic(struct sint_signaller *) sig; /* writes the irqfds; from the first SINT_ROUTE */
     pthread_mutex_t evfd_lock;
-    struct conn_eventfd *evfds;
+    LIST_HEAD(, conn_eventfd) evfds;
     struct vsp_partition *vp; /* the VSP layer's view */
     bool dead;
     atomic_int ctl_busy; /* control requests using this partition */

@@ -27,7 +27,7 @@
 /* A message that could not be sent yet because the VMM is slow to read.
  * Order is kept: once one message waits, later ones queue behind it. */
 struct out_msg {
-    struct out_msg *next;
+    STAILQ_ENTRY(out_msg) link;
     size_t len;
     int nfds;
     int fds[VU_MAX_FDS];
@@ -67,13 +67,11 @@ static void out_free(struct out_msg *m)
 /* Send what waits, in order; send_lock held.  Returns -errno on a dead socket. */
 static int flush_outq_locked(struct vmm_conn *c)
 {
-    while (c->outq) {
-        struct out_msg *m = c->outq;
+    struct out_msg *m;
+    while ((m = STAILQ_FIRST(&c->outq))) {
         if (send_one(c->fd, m->buf, m->len, m->fds, m->nfds) < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-        c->outq = m->next;
-        if (!c->outq)
-            c->outq_tail = NULL;
+        STAILQ_REMOVE_HEAD(&c->outq, link);
         c->outq_len--;
         out_free(m);
     }
@@ -94,9 +92,9 @@ static int conn_send(struct vmm_conn *c, uint32_t type, uint32_t seq, const void
     pthread_mutex_lock(&c->send_lock);
     if (c->dead) {
         ret = -EPIPE;
-    } else if (!c->outq && send_one(c->fd, buf, sizeof(h) + len, fds, nfds) >= 0) {
+    } else if (STAILQ_EMPTY(&c->outq) && send_one(c->fd, buf, sizeof(h) + len, fds, nfds) >= 0) {
         ret = 0;
-    } else if (c->outq || errno == EAGAIN || errno == EWOULDBLOCK) {
+    } else if (!STAILQ_EMPTY(&c->outq) || errno == EAGAIN || errno == EWOULDBLOCK) {
         /* The VMM is not reading: keep the message (with its own copies of
          * the fds) and stop reading new requests until it catches up. */
         struct out_msg *m = c->outq_len < OUTQ_MAX ? calloc(1, sizeof(*m)) : NULL;
@@ -107,11 +105,7 @@ static int conn_send(struct vmm_conn *c, uint32_t type, uint32_t seq, const void
             memcpy(m->buf, buf, m->len);
             for (int i = 0; i < nfds; i++)
                 m->fds[m->nfds++] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-            if (c->outq_tail)
-                c->outq_tail->next = m;
-            else
-                c->outq = m;
-            c->outq_tail = m;
+            STAILQ_INSERT_TAIL(&c->outq, m, link);
             c->outq_len++;
             event_add(c->wev, NULL);
         }
@@ -128,7 +122,7 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
     struct vmm_conn *c = arg;
     pthread_mutex_lock(&c->send_lock);
     int ret = flush_outq_locked(c);
-    bool empty = c->outq == NULL;
+    bool empty = STAILQ_EMPTY(&c->outq);
     if (empty)
         event_del(c->wev);
     pthread_mutex_unlock(&c->send_lock);
@@ -224,8 +218,7 @@ static int op_eventfd_add(void *ctx, uint32_t conn_id)
     e->ev = event_new(c->d->base, e->fd, EV_READ | EV_PERSIST, eventfd_cb, e);
     event_add(e->ev, NULL);
     pthread_mutex_lock(&c->evfd_lock);
-    e->next = c->evfds;
-    c->evfds = e;
+    LIST_INSERT_HEAD(&c->evfds, e, link);
     pthread_mutex_unlock(&c->evfd_lock);
     return 0;
 }
@@ -249,11 +242,11 @@ static void op_eventfd_del(void *ctx, uint32_t conn_id)
 {
     struct vmm_conn *c = ctx;
     pthread_mutex_lock(&c->evfd_lock);
-    for (struct conn_eventfd **pp = &c->evfds; *pp; pp = &(*pp)->next) {
-        struct conn_eventfd *e = *pp;
+    struct conn_eventfd *e;
+    LIST_FOREACH(e, &c->evfds, link) {
         if (e->conn_id != conn_id)
             continue;
-        *pp = e->next;
+        LIST_REMOVE(e, link); /* and leave the loop */
         pthread_mutex_unlock(&c->evfd_lock);
         struct vu_eventfd m = {.connection_id = conn_id};
         conn_send(c, VU_MSG_EVENTFD_DEL, 0, &m, sizeof(m), NULL, 0);
@@ -546,7 +539,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmm_conn *c = arg;
     pthread_mutex_lock(&c->send_lock);
-    bool backlog = c->outq != NULL;
+    bool backlog = !STAILQ_EMPTY(&c->outq);
     pthread_mutex_unlock(&c->send_lock);
     if (backlog) {
         /* Replies are waiting for the VMM to read them: take no new
@@ -628,6 +621,7 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd)
     snprintf(c->name, sizeof(c->name), "(connecting)");
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_mutex_init(&c->evfd_lock, NULL);
+    STAILQ_INIT(&c->outq);
     for (int i = 0; i < XP_MAX_VCPUS; i++) {
         c->routes[i].resamplefd = -1;
         c->routes[i].conn = c;
@@ -683,14 +677,15 @@ static void conn_teardown_work(void *arg)
         usleep(1000); /* a vmbusctl request still uses the partition */
     if (c->vp)
         host_partition_destroy(c->vp); /* detaches plugins, frees */
-    pthread_mutex_lock(&c->evfd_lock);
-    struct conn_eventfd *e = c->evfds;
-    c->evfds = NULL;
-    pthread_mutex_unlock(&c->evfd_lock);
-    while (e) {
-        struct conn_eventfd *n = e->next;
+    for (;;) {
+        pthread_mutex_lock(&c->evfd_lock);
+        struct conn_eventfd *e = LIST_FIRST(&c->evfds);
+        if (e)
+            LIST_REMOVE(e, link);
+        pthread_mutex_unlock(&c->evfd_lock);
+        if (!e)
+            break;
         eventfd_free(e);
-        e = n;
     }
     xp_destroy(c->xp);
     /* Nothing raises SINTs any more; a write the VMM keeps blocked is cut. */
@@ -703,9 +698,9 @@ static void conn_teardown_work(void *arg)
             close(r->resamplefd);
     }
     event_free(c->wev);
-    while (c->outq) {
-        struct out_msg *m = c->outq;
-        c->outq = m->next;
+    struct out_msg *m;
+    while ((m = STAILQ_FIRST(&c->outq))) {
+        STAILQ_REMOVE_HEAD(&c->outq, link);
         out_free(m);
     }
     close_conn_socket(c->fd);
@@ -737,7 +732,8 @@ void conn_teardown(struct vmm_conn *c, const char *why)
     /* We are on the loop, so after this no signal callback can touch the
      * partition while the worker below frees it. */
     pthread_mutex_lock(&c->evfd_lock);
-    for (struct conn_eventfd *e = c->evfds; e; e = e->next)
+    struct conn_eventfd *e;
+    LIST_FOREACH(e, &c->evfds, link)
         event_del(e->ev);
     pthread_mutex_unlock(&c->evfd_lock);
     daemon_conn_closed(c, why);
