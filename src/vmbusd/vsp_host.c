@@ -19,7 +19,7 @@
 #define MAX_STATUS 256
 
 struct vsp_channel {
-    struct vsp_channel *next;
+    SLIST_ENTRY(vsp_channel) link; /* p->channels */
     struct vsp_partition *p;
     struct xp_channel *xc;
     const struct vsp_channel_ops *ops;
@@ -44,7 +44,8 @@ struct status_kv {
 };
 
 struct vsp_timer {
-    struct vsp_timer *next;
+    LIST_ENTRY(vsp_timer) link; /* p->timers while listed, under p->lock */
+    bool listed;          /* off the list: cancelled, ran once, or stopped with the partition */
     struct vsp_partition *p;
     struct vsp_channel *ch;
     struct event *ev;
@@ -61,8 +62,8 @@ struct vsp_partition {
     struct xpartition *xp;
     struct workq_serial *serial;
     pthread_mutex_t lock; /* channels, timers, status */
-    struct vsp_channel *channels;
-    struct vsp_timer *timers;
+    SLIST_HEAD(, vsp_channel) channels; /* freed with the partition */
+    LIST_HEAD(, vsp_timer) timers;
     struct plugin_slot slots[CFG_MAX_VSPS];
     int nslots;
     struct status_kv status[MAX_STATUS];
@@ -142,7 +143,7 @@ void host_partition_close(struct vsp_partition *p)
     pthread_mutex_unlock(&p->lock);
 
     xp_close_all(p->xp); /* queues the VSP closes */
-    for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
+    for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
         workq_serial_drain(ch->serial);
 }
 
@@ -155,15 +156,20 @@ void host_partition_destroy(struct vsp_partition *p)
      * loop; the drains then wait out the runs it queued (they see
      * `cancelled` and skip fn).  The timers are freed only after detach, so
      * a VSP may still vsp_timer_cancel() them there. */
+    LIST_HEAD(, vsp_timer) stopped = LIST_HEAD_INITIALIZER(stopped);
+    struct vsp_timer *t;
     pthread_mutex_lock(&p->lock);
-    struct vsp_timer *stopped = p->timers;
-    p->timers = NULL;
+    while ((t = LIST_FIRST(&p->timers))) {
+        LIST_REMOVE(t, link);
+        t->listed = false;
+        LIST_INSERT_HEAD(&stopped, t, link);
+    }
     pthread_mutex_unlock(&p->lock);
-    for (struct vsp_timer *t = stopped; t; t = t->next) {
+    LIST_FOREACH(t, &stopped, link) {
         atomic_store(&t->cancelled, true);
         event_del(t->ev);
     }
-    for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
+    for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
         workq_serial_drain(ch->serial);
     workq_serial_drain(p->serial);
 
@@ -171,22 +177,20 @@ void host_partition_destroy(struct vsp_partition *p)
         if (p->slots[i].attach_ran && p->slots[i].pl->detach)
             p->slots[i].pl->detach(p->slots[i].state, p, p->slots[i].part_state);
 
-    while (stopped) {
-        struct vsp_timer *n = stopped->next;
-        timer_unref(stopped);
-        stopped = n;
+    while ((t = LIST_FIRST(&stopped))) {
+        LIST_REMOVE(t, link);
+        timer_unref(t);
     }
     /* Work a detach queued. */
-    for (struct vsp_channel *ch = p->channels; ch; ch = ch->next)
+    for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
         workq_serial_drain(ch->serial);
     workq_serial_drain(p->serial);
 
-    struct vsp_channel *ch = p->channels;
-    while (ch) {
-        struct vsp_channel *n = ch->next;
+    struct vsp_channel *ch;
+    while ((ch = SLIST_FIRST(&p->channels))) {
+        SLIST_REMOVE_HEAD(&p->channels, link);
         workq_serial_destroy(ch->serial);
         free(ch);
-        ch = n;
     }
     workq_serial_destroy(p->serial);
     pthread_mutex_destroy(&p->lock);
@@ -280,8 +284,7 @@ struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_
     };
     memcpy(wire.u.user_def, o->user_def, sizeof(wire.u.user_def));
     pthread_mutex_lock(&p->lock);
-    ch->next = p->channels;
-    p->channels = ch;
+    SLIST_INSERT_HEAD(&p->channels, ch, link);
     pthread_mutex_unlock(&p->lock);
     ch->xc = xp_offer_channel(p->xp, &wire, ch);
     if (!ch->xc) {
@@ -513,14 +516,11 @@ int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg)
 static bool timer_unlink(struct vsp_timer *t)
 {
     struct vsp_partition *p = t->p;
-    bool found = false;
     pthread_mutex_lock(&p->lock);
-    for (struct vsp_timer **pp = &p->timers; *pp; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            found = true;
-            break;
-        }
+    bool found = t->listed;
+    if (found) {
+        LIST_REMOVE(t, link);
+        t->listed = false;
     }
     pthread_mutex_unlock(&p->lock);
     return found;
@@ -575,8 +575,8 @@ struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *c
         free(t);
         return NULL;
     }
-    t->next = p->timers;
-    p->timers = t;
+    LIST_INSERT_HEAD(&p->timers, t, link);
+    t->listed = true;
     pthread_mutex_unlock(&p->lock);
     struct timeval tv = {first_ms / 1000, (first_ms % 1000) * 1000};
     event_add(t->ev, &tv);
@@ -602,7 +602,8 @@ unsigned host_timer_count(struct vsp_partition *p)
 {
     unsigned n = 0;
     pthread_mutex_lock(&p->lock);
-    for (struct vsp_timer *t = p->timers; t; t = t->next)
+    struct vsp_timer *t;
+    LIST_FOREACH(t, &p->timers, link)
         n++;
     pthread_mutex_unlock(&p->lock);
     return n;
