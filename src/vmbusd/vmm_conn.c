@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "vmbusd/internal.h"
 #include "vmbusd/sint_signal.h"
@@ -39,22 +40,7 @@ struct out_msg {
 static ssize_t send_one(int fd, const uint8_t *buf, size_t len, const int *fds, int nfds)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    union {
-        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        memset(&ctl, 0, sizeof(ctl));
-        msg.msg_control = ctl.b;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    }
-    return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return fdpass_send(fd, &iov, 1, fds, nfds, MSG_DONTWAIT);
 }
 
 static void out_free(struct out_msg *m)
@@ -548,6 +534,9 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     uint8_t buf[VU_MAX_MSG_SIZE + 1];
+    /* Not common/fdpass's receive: a VMM's surplus fds must go through
+     * vmm_fd_close (a plain close can block), and the buffer must hold all
+     * the fds the kernel would otherwise close for us, on the loop. */
     union {
         char b[CMSG_SPACE(sizeof(int) * VMM_FD_MAX_PASSED) + CMSG_SPACE(sizeof(struct ucred))];
         struct cmsghdr align;

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
 #include "common/log.h"
 #include "vmbusd/vmbus_user.h"
 
@@ -62,29 +63,7 @@ static int send_locked(struct vmbus_client *c, uint32_t type, uint32_t seq, cons
         {.iov_base = &h, .iov_len = sizeof(h)},
         {.iov_base = (void *)payload, .iov_len = size},
     };
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-        struct cmsghdr align;
-    } cm;
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = size ? 2 : 1};
-    if (nfds > 0) {
-        memset(&cm, 0, sizeof(cm));
-        mh.msg_control = cm.buf;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
-        ch->cmsg_level = SOL_SOCKET;
-        ch->cmsg_type = SCM_RIGHTS;
-        ch->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(ch), fds, sizeof(int) * (size_t)nfds);
-    }
-    for (;;) {
-        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-        if (n >= 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        return -1;
-    }
+    return fdpass_send(c->fd, iov, size ? 2 : 1, fds, nfds, 0) < 0 ? -1 : 0;
 }
 
 /* Marks the connection dead; caller holds c->lock. Logs exactly once. */
@@ -134,39 +113,20 @@ static int send_msg(struct vm *vm, uint32_t type, uint32_t seq, const void *payl
 static ssize_t recv_msg(int fd, struct vu_hdr *h, void *payload, size_t cap, int *fds, int *nfds)
 {
     uint8_t buf[VU_MAX_MSG_SIZE + sizeof(struct vu_hdr)];
-    union {
-        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-        struct cmsghdr align;
-    } cm;
-    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
-                        .msg_controllen = sizeof(cm.b)};
+    bool truncated;
     ssize_t n;
     do {
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        n = fdpass_recv(fd, buf, sizeof(buf), fds, VU_MAX_FDS, nfds, &truncated, 0);
     } while (n < 0 && errno == EINTR);
     /* vmbusd closed with messages of ours unread (it refused us): the first
      * recv reports ECONNRESET, the ERROR it sent before still follows. */
     if (n < 0 && errno == ECONNRESET)
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    *nfds = 0;
+        n = fdpass_recv(fd, buf, sizeof(buf), fds, VU_MAX_FDS, nfds, &truncated, MSG_DONTWAIT);
     if (n < 0)
         return RECV_ERROR;
     if (n == 0)
         return RECV_CLOSED;
-    for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch)) {
-        if (ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS) {
-            int cnt = (int)((ch->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            int *in = (int *)CMSG_DATA(ch);
-            for (int i = 0; i < cnt; i++) {
-                if (*nfds < VU_MAX_FDS)
-                    fds[(*nfds)++] = in[i];
-                else
-                    close(in[i]);
-            }
-        }
-    }
-    if ((size_t)n < sizeof(*h) || (mh.msg_flags & MSG_TRUNC)) {
+    if ((size_t)n < sizeof(*h) || truncated) {
         errno = EPROTO;
         goto bad;
     }
@@ -178,8 +138,7 @@ static ssize_t recv_msg(int fd, struct vu_hdr *h, void *payload, size_t cap, int
     memcpy(payload, buf + sizeof(*h), h->size);
     return (ssize_t)h->size;
 bad:
-    for (int i = 0; i < *nfds; i++)
-        close(fds[i]);
+    fdpass_close(fds, *nfds);
     *nfds = 0;
     return RECV_MALFORMED;
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
 #include "common/guid.h"
 #include "vmbusd/hv_guids.h"
 
@@ -143,27 +144,9 @@ static void vu_service(struct sim_vm *vm);
 int sim_vu_send_raw(struct sim_vm *vm, const void *buf, size_t len, const int *fds, int nfds)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    union {
-        char b[CMSG_SPACE(sizeof(int) * 8)];
-        struct cmsghdr align;
-    } cbuf;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        memset(&cbuf, 0, sizeof(cbuf));
-        mh.msg_control = cbuf.b;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-    }
     if (vm->sock < 0)
         return -ENOTCONN;
-    ssize_t r;
-    do
-        r = sendmsg(vm->sock, &mh, MSG_NOSIGNAL);
-    while (r < 0 && errno == EINTR);
+    ssize_t r = fdpass_send(vm->sock, &iov, 1, fds, nfds, 0);
     if (r < 0) {
         int e = errno;
         if (e == EPIPE || e == ECONNRESET) {
@@ -203,32 +186,22 @@ static void evfd_del(struct sim_vm *vm, uint32_t conn_id)
 static bool vu_recv_one(struct sim_vm *vm, bool *got)
 {
     uint8_t buf[VU_MAX_MSG_SIZE + 64];
-    union {
-        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS * 2)];
-        struct cmsghdr align;
-    } cbuf;
-    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
-                        .msg_controllen = sizeof(cbuf.b)};
+    int fds[VU_MAX_FDS * 2];
+    int nfds;
+    bool truncated; /* vmbusd never sends more; the surplus is closed */
     *got = false;
-    ssize_t r = recvmsg(vm->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t r = fdpass_recv(vm->sock, buf, sizeof(buf), fds, VU_MAX_FDS * 2, &nfds, &truncated,
+                            MSG_DONTWAIT);
     /* vmbusd closed while datagrams we sent were unread: the kernel reports
      * ECONNRESET once, then hands over what vmbusd sent (its ERROR) and EOF */
     if (r < 0 && errno == ECONNRESET)
-        r = recvmsg(vm->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        r = fdpass_recv(vm->sock, buf, sizeof(buf), fds, VU_MAX_FDS * 2, &nfds, &truncated,
+                        MSG_DONTWAIT);
     if (r < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     if (r == 0)
         return false;
     *got = true;
-    int fds[VU_MAX_FDS * 2];
-    int nfds = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            int n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < n && nfds < VU_MAX_FDS * 2; i++)
-                memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        }
     struct vu_hdr h;
     if ((size_t)r < sizeof(h)) {
         vm->vu_unknown++;
