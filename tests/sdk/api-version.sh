@@ -7,13 +7,9 @@ vmbusd=$1
 api=$2
 newer=$3
 older=$4
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusd-api.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    cat "$tmp/log" >&2 2>/dev/null || true
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
+sdk_tmp vmbusd-api
+logs="$tmp/log"
 
 check() { # plugin built-for-version
     rm -rf "$tmp/plugins"

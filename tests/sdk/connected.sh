@@ -5,25 +5,9 @@
 # usage: connected.sh VMBUSCTL CONTROL_SOCKET
 set -eu
 vmbusctl=$1
-sock=$2
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusctl-conn.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-    echo "FAIL (vmbusctl): $*" >&2
-    exit 1
-}
-run() { # expected-status args...
-    want=$1
-    shift
-    set +e
-    "$vmbusctl" --socket "$sock" "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    set -e
-    echo "\$ vmbusctl $*  (exit $got)"
-    cat "$tmp/out" "$tmp/err"
-    [ "$got" = "$want" ] || fail "'vmbusctl $*' exited with $got, expected $want"
-}
-has() { grep -q -E -- "$1" "$2" || fail "expected /$1/ in $2"; }
+ctl=$2
+. "$(dirname "$0")/lib.sh"
+sdk_tmp vmbusctl-conn
 
 CLASS=9a11869b-dc0b-4cde-8233-51b8c6059083
 INSTANCE=f1609556-202f-4c9c-9275-894f47e85bc5

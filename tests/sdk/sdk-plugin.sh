@@ -16,23 +16,11 @@ meson=$6
 CC=$7
 make=$8
 export CC
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusd-sdk.XXXXXX")
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$tmp/log" "$tmp/vmbusd.log"; do
-        [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }
-    done
-    exit 1
-}
+. "$src/tests/sdk/lib.sh"
+sdk_tmp vmbusd-sdk
+logs="$tmp/log $tmp/vmbusd.log"
+ctl="$tmp/ctl.sock"
+vu="$tmp/vu.sock"
 step() { echo "== $*"; }
 
 step "install the SDK into $tmp/dest"
@@ -145,32 +133,21 @@ grep -q "\[vm sdk\] names VSP 'echo-upper', which no plugin provides" "$tmp/log"
     fail "no error naming the VM and the VSP"
 
 step "real run: a simulated guest talks to echo-upper, vmbusctl watches"
-"$vmbusd" -c "$tmp/vmbusd.conf" --plugin-dir "$tmp/plugins" --socket "$tmp/vu.sock" \
-    --control "$tmp/ctl.sock" >"$tmp/vmbusd.log" 2>&1 &
-pid=$!
-i=0
-while [ ! -S "$tmp/ctl.sock" ] || [ ! -S "$tmp/vu.sock" ]; do
-    kill -0 "$pid" 2>/dev/null || fail "vmbusd exited"
-    i=$((i + 1))
-    [ $i -lt 200 ] || fail "vmbusd sockets missing after 10 s"
-    sleep 0.05
-done
-"$guest" "$tmp/vu.sock" sdk "up:" 1024 -- \
-    "$src/tests/sdk/connected.sh" "$vmbusctl" "$tmp/ctl.sock" || fail "guest or vmbusctl checks"
+start_vmbusd "$tmp/vmbusd.log" -c "$tmp/vmbusd.conf" --plugin-dir "$tmp/plugins" \
+    --socket "$vu" --control "$ctl"
+"$guest" "$vu" sdk "up:" 1024 -- \
+    "$src/tests/sdk/connected.sh" "$vmbusctl" "$ctl" || fail "guest or vmbusctl checks"
 grep -q "echo-upper: channel open" "$tmp/vmbusd.log" || fail "no 'channel open' log line"
 grep -q "dropping message longer than max_payload (1025)" "$tmp/vmbusd.log" ||
     fail "the oversized packet was not logged"
 
 step "after the guest left"
-"$vmbusctl" --socket "$tmp/ctl.sock" --json list >"$tmp/out" || fail "vmbusctl list"
+"$vmbusctl" --socket "$ctl" --json list >"$tmp/out" || fail "vmbusctl list"
 i=0
 while ! grep -q '^{"ok":true,"partitions":\[\]}$' "$tmp/out"; do
     i=$((i + 1))
     [ $i -lt 100 ] || fail "partition still listed: $(cat "$tmp/out")"
     sleep 0.05
-    "$vmbusctl" --socket "$tmp/ctl.sock" --json list >"$tmp/out" || fail "vmbusctl list"
+    "$vmbusctl" --socket "$ctl" --json list >"$tmp/out" || fail "vmbusctl list"
 done
-kill "$pid"
-wait "$pid" || true
-pid=
 echo "PASS"

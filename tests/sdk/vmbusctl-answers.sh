@@ -13,20 +13,8 @@ vmbusctl=$1
 python=$2
 expected=$3
 write=${4:-}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusctl-answers.XXXXXX")
-spid=
-cleanup() {
-    if [ -n "$spid" ]; then
-        kill "$spid" 2>/dev/null || true
-        wait "$spid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
+sdk_tmp vmbusctl-answers
 ctl="$tmp/ctl.sock"
 "$python" - "$ctl" "$tmp/answer" <<'PY' &
 import os, socket, sys
@@ -48,7 +36,7 @@ while True:
         c.sendall(f.read().rstrip(b"\n") + b"\n")
     c.close()
 PY
-spid=$!
+bg_pids=$!
 i=0
 while [ ! -S "$ctl" ]; do
     i=$((i + 1))

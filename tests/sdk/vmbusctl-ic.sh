@@ -6,36 +6,11 @@ set -eu
 vmbusd=$1
 vmbusctl=$2
 simguest=$3
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusctl-ic.XXXXXX")
-pid=
-gpid=
-cleanup() {
-    for p in $gpid $pid; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$tmp/vmbusd.log" "$tmp/guest.log"; do
-        [ -f "$f" ] && { echo "--- $f" >&2; cat "$f" >&2; }
-    done
-    exit 1
-}
-run() { # expected-status args...
-    want=$1
-    shift
-    set +e
-    "$vmbusctl" --socket "$tmp/ctl.sock" "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    set -e
-    echo "\$ vmbusctl $*  (exit $got)"
-    cat "$tmp/out" "$tmp/err"
-    [ "$got" = "$want" ] || fail "'vmbusctl $*' exited with $got, expected $want"
-}
-has() { grep -q -E -- "$1" "$2" || fail "expected /$1/ in $2"; }
+. "$(dirname "$0")/lib.sh"
+sdk_tmp vmbusctl-ic
+logs="$tmp/vmbusd.log $tmp/guest.log"
+ctl="$tmp/ctl.sock"
+vu="$tmp/vu.sock"
 
 cat >"$tmp/vmbusd.conf" <<CONF
 [vm default]
@@ -44,25 +19,17 @@ vsp = heartbeat shutdown timesync kvp
 [vsp heartbeat]
 interval_ms = 200
 CONF
-"$vmbusd" -c "$tmp/vmbusd.conf" --socket "$tmp/vu.sock" --control "$tmp/ctl.sock" \
-    >"$tmp/vmbusd.log" 2>&1 &
-pid=$!
-i=0
-while [ ! -S "$tmp/ctl.sock" ] || [ ! -S "$tmp/vu.sock" ]; do
-    kill -0 "$pid" 2>/dev/null || fail "vmbusd exited"
-    i=$((i + 1))
-    [ $i -lt 200 ] || fail "vmbusd sockets missing after 10 s"
-    sleep 0.05
-done
-"$simguest" --socket "$tmp/vu.sock" --name web1 --seconds 20 --quiet-timesync \
+start_vmbusd "$tmp/vmbusd.log" -c "$tmp/vmbusd.conf" --socket "$vu" --control "$ctl"
+"$simguest" --socket "$vu" --name web1 --seconds 20 --quiet-timesync \
     >"$tmp/guest.log" 2>&1 &
 gpid=$!
+bg_pids="$bg_pids $gpid"
 
 echo "== heartbeat becomes ok"
 i=0
 while :; do
     set +e
-    "$vmbusctl" --socket "$tmp/ctl.sock" heartbeat web1 >"$tmp/out" 2>&1
+    "$vmbusctl" --socket "$ctl" heartbeat web1 >"$tmp/out" 2>&1
     rc=$?
     set -e
     [ $rc = 0 ] && break

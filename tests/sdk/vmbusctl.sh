@@ -4,35 +4,9 @@
 set -eu
 vmbusd=$1
 vmbusctl=$2
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmbusctl-test.XXXXXX")
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    [ -f "$tmp/vmbusd.log" ] && { echo "--- vmbusd log" >&2; cat "$tmp/vmbusd.log" >&2; }
-    exit 1
-}
-# expect STATUS OUTFILE-PATTERN COMMAND...: run, check exit status, keep output
-expect() {
-    want=$1
-    shift
-    set +e
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    set -e
-    echo "\$ $*  (exit $got)"
-    cat "$tmp/out" "$tmp/err"
-    [ "$got" = "$want" ] || fail "'$*' exited with $got, expected $want"
-}
-has() { grep -q -- "$1" "$2" || fail "expected '$1' in $2: $(cat "$2")"; }
-
+. "$(dirname "$0")/lib.sh"
+sdk_tmp vmbusctl-test
+logs="$tmp/vmbusd.log"
 ctl="$tmp/ctl.sock"
 
 echo "== no vmbusd: a helpful error"
@@ -47,15 +21,7 @@ expect 1 "$vmbusctl" --socket "$ctl" --json list
 has "vmbusd is not running" "$tmp/err"
 
 echo "== start vmbusd"
-"$vmbusd" --socket "$tmp/vu.sock" --control "$ctl" --log-level debug >"$tmp/vmbusd.log" 2>&1 &
-pid=$!
-i=0
-while [ ! -S "$ctl" ]; do
-    kill -0 "$pid" 2>/dev/null || fail "vmbusd exited"
-    i=$((i + 1))
-    [ $i -lt 200 ] || fail "no control socket after 10 s"
-    sleep 0.05
-done
+start_vmbusd "$tmp/vmbusd.log" --socket "$tmp/vu.sock" --control "$ctl" --log-level debug
 
 echo "== list"
 expect 0 "$vmbusctl" --socket "$ctl" --json list
@@ -105,7 +71,4 @@ has "kvp set VM POOL KEY VALUE" "$tmp/out"
 echo "== vmbusd still serves after all that"
 expect 0 "$vmbusctl" --socket "$ctl" --json list
 [ "$(cat "$tmp/out")" = '{"ok":true,"partitions":[]}' ] || fail "unexpected JSON"
-kill "$pid"
-wait "$pid" || true
-pid=
 echo "PASS"
