@@ -264,9 +264,12 @@ static void expect_warn(const struct gch *c, const char *needle, const char *wha
 /* ------------------------------------------------------------------ */
 /* Guest: channels                                                      */
 
-static void icvm_up(struct fx *f, struct icvm *v, const char *tag, unsigned mask)
+/* A partition of its own, ic-TAG, with the four IC offers and the channels
+ * in mask (bit ICG_HB...) opened like hv_utils. */
+static struct icvm *icvm_new(struct fx *f, const char *tag, unsigned mask)
 {
-    memset(v, 0, sizeof(*v));
+    struct icvm *v = calloc(1, sizeof(*v));
+    SIM_ASSERT(v != NULL, "oom");
     snprintf(v->name, sizeof(v->name), "ic-%s", tag);
     v->vm = sim_vm_create(f->d, v->name);
     SIM_ASSERT(v->vm != NULL, "create %s", v->name);
@@ -289,6 +292,7 @@ static void icvm_up(struct fx *f, struct icvm *v, const char *tag, unsigned mask
         SIM_ASSERT(c->ch != NULL, "%s: open %s (relid %u): %d", v->name, icg_svcs[s].name, of->relid,
                    st);
     }
+    return v;
 }
 
 static void icvm_free(struct icvm *v)
@@ -296,7 +300,7 @@ static void icvm_free(struct icvm *v)
     SIM_ASSERT(v->vm->bad_host_msgs == 0, "%s: vmbusd sent malformed channel messages", v->name);
     SIM_ASSERT(!v->vm->dead, "%s: partition disconnected (%s)", v->name, v->vm->error);
     sim_vm_free(v->vm);
-    v->vm = NULL;
+    free(v);
 }
 
 /* Receive one host packet on c; checks what every hv_utils driver relies on.
@@ -439,6 +443,13 @@ static void g_negotiate(struct gch *c, const char *what)
     g_get_negotiate(c, p, what);
     g_answer_negotiate(c, p, what);
     free(p);
+}
+
+/* Every channel of v negotiated like Linux (all four open). */
+static void icvm_negotiate_all(struct icvm *v, const char *what)
+{
+    for (int s = 0; s < ICG_NSVC; s++)
+        g_negotiate(&v->c[s], what);
 }
 
 /* ------------------------------------------------------------------ */
@@ -684,12 +695,10 @@ static void test_good(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "good", 0xf);
     struct pkt *p = malloc(sizeof(*p));
-    SIM_ASSERT(v && p, "oom");
-    icvm_up(f, v, "good", 0xf);
-    for (int s = 0; s < ICG_NSVC; s++)
-        g_negotiate(&v->c[s], "good negotiate");
+    SIM_ASSERT(p, "oom");
+    icvm_negotiate_all(v, "good negotiate");
     print_message("  negotiated: heartbeat %u.%u, shutdown %u.%u, timesync %u.%u, kvp %u.%u "
                   "(framework %u.%u)\n",
                   v->c[ICG_HB].ver.major, v->c[ICG_HB].ver.minor, v->c[ICG_SD].ver.major,
@@ -794,7 +803,6 @@ static void test_good(void **state)
     alive(f, "good flows");
     icvm_free(v);
     free(p);
-    free(v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -948,11 +956,10 @@ static void svc_works(struct gch *c, const char *what)
 
 static void run_neg_case(struct fx *f, enum nbad kind)
 {
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, nbad[kind].tag, 0xf);
     struct pkt *p = malloc(sizeof(*p)), *q = malloc(sizeof(*q));
-    SIM_ASSERT(v && p && q, "oom");
+    SIM_ASSERT(p && q, "oom");
     const char *what = nbad[kind].what;
-    icvm_up(f, v, nbad[kind].tag, 0xf);
     for (int s = 0; s < ICG_NSVC; s++) {
         struct gch *c = &v->c[s];
         g_get_negotiate(c, p, what);
@@ -1010,7 +1017,6 @@ static void run_neg_case(struct fx *f, enum nbad kind)
     icvm_free(v);
     free(p);
     free(q);
-    free(v);
 }
 
 static void test_bad_negotiate(void **state)
@@ -1058,11 +1064,10 @@ static const struct {
 
 static void run_hb_case(struct fx *f, enum hbad kind)
 {
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, hbad[kind].tag, 1u << ICG_HB);
     struct pkt *p = malloc(sizeof(*p)), *prev = malloc(sizeof(*prev));
-    SIM_ASSERT(v && p && prev, "oom");
+    SIM_ASSERT(p && prev, "oom");
     const char *what = hbad[kind].what;
-    icvm_up(f, v, hbad[kind].tag, 1u << ICG_HB);
     struct gch *c = &v->c[ICG_HB];
     struct pkt *neg = malloc(sizeof(*neg));
     SIM_ASSERT(neg != NULL, "oom");
@@ -1155,7 +1160,6 @@ static void run_hb_case(struct fx *f, enum hbad kind)
     free(neg);
     free(p);
     free(prev);
-    free(v);
 }
 
 static void test_bad_heartbeat(void **state)
@@ -1166,9 +1170,7 @@ static void test_bad_heartbeat(void **state)
         run_hb_case(f, (enum hbad)k);
 
     /* a guest that stops answering goes "late" (and back to "ok") */
-    struct icvm *v = calloc(1, sizeof(*v));
-    SIM_ASSERT(v != NULL, "oom");
-    icvm_up(f, v, "hb-silent", 1u << ICG_HB);
+    struct icvm *v = icvm_new(f, "hb-silent", 1u << ICG_HB);
     struct gch *c = &v->c[ICG_HB];
     g_negotiate(c, "silent guest");
     g_heartbeat_ok(c, "silent guest");
@@ -1180,7 +1182,6 @@ static void test_bad_heartbeat(void **state)
     print_message("  heartbeat: unanswered for > late_ms -> state late + warning; ok again "
                   "after an answer\n");
     icvm_free(v);
-    free(v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1242,11 +1243,10 @@ static const struct {
 
 static void run_kvp_case(struct fx *f, enum kbad kind)
 {
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, kbad[kind].tag, 1u << ICG_KV);
     struct pkt *p = malloc(sizeof(*p));
-    SIM_ASSERT(v && p, "oom");
+    SIM_ASSERT(p, "oom");
     const char *what = kbad[kind].what;
-    icvm_up(f, v, kbad[kind].tag, 1u << ICG_KV);
     struct gch *c = &v->c[ICG_KV];
     g_negotiate(c, what);
     /* the host enumerates the auto pool: answer index 0 badly */
@@ -1337,7 +1337,6 @@ static void run_kvp_case(struct fx *f, enum kbad kind)
     print_message("  kvp %-46s warned, not published; kvp-set afterwards ok\n", what);
     icvm_free(v);
     free(p);
-    free(v);
 }
 
 static void test_bad_kvp(void **state)
@@ -1348,11 +1347,10 @@ static void test_bad_kvp(void **state)
         run_kvp_case(f, (enum kbad)k);
 
     /* operator commands see the guest's bad / failed answers */
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "kv-ctl", 1u << ICG_KV);
     struct pkt *p = malloc(sizeof(*p));
     struct actl *a = calloc(1, sizeof(*a));
-    SIM_ASSERT(v && p && a, "oom");
-    icvm_up(f, v, "kv-ctl", 1u << ICG_KV);
+    SIM_ASSERT(p && a, "oom");
     struct gch *c = &v->c[ICG_KV];
     g_negotiate(c, "kvp control");
     g_kvp_serve_enum(c, 2, "kvp control");
@@ -1409,7 +1407,6 @@ static void test_bad_kvp(void **state)
     icvm_free(v);
     free(a);
     free(p);
-    free(v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1419,11 +1416,10 @@ static void test_bad_shutdown_timesync(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "sd-refuse", (1u << ICG_SD) | (1u << ICG_TS));
     struct pkt *p = malloc(sizeof(*p));
     struct actl *a = calloc(1, sizeof(*a));
-    SIM_ASSERT(v && p && a, "oom");
-    icvm_up(f, v, "sd-refuse", (1u << ICG_SD) | (1u << ICG_TS));
+    SIM_ASSERT(p && a, "oom");
     struct gch *sd = &v->c[ICG_SD], *ts = &v->c[ICG_TS];
     g_negotiate(sd, "shutdown");
     g_negotiate(ts, "timesync");
@@ -1510,7 +1506,6 @@ static void test_bad_shutdown_timesync(void **state)
     icvm_free(v);
     free(a);
     free(p);
-    free(v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1530,11 +1525,10 @@ static void test_control_races(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "races", (1u << ICG_SD) | (1u << ICG_KV));
     struct pkt *p = malloc(sizeof(*p));
     struct actl *a = calloc(1, sizeof(*a));
-    SIM_ASSERT(v && p && a, "oom");
-    icvm_up(f, v, "races", (1u << ICG_SD) | (1u << ICG_KV));
+    SIM_ASSERT(p && a, "oom");
     struct gch *sd = &v->c[ICG_SD], *kv = &v->c[ICG_KV];
     g_negotiate(sd, "races");
     g_negotiate(kv, "races");
@@ -1624,10 +1618,9 @@ static void test_kvp_no_daemon(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "kv-nodaemon", 1u << ICG_KV);
     struct pkt *neg = malloc(sizeof(*neg)), *p = malloc(sizeof(*p));
-    SIM_ASSERT(v && neg && p, "oom");
-    icvm_up(f, v, "kv-nodaemon", 1u << ICG_KV);
+    SIM_ASSERT(neg && p, "oom");
     struct gch *kv = &v->c[ICG_KV];
     g_get_negotiate(kv, neg, "no daemon");
     const char *r = ctl("control %s kvp kvp-set 0 Early bird", v->name);
@@ -1650,7 +1643,6 @@ static void test_kvp_no_daemon(void **state)
     icvm_free(v);
     free(p);
     free(neg);
-    free(v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1660,12 +1652,10 @@ static void test_oddities(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "odd", 0xf);
     struct pkt *p = malloc(sizeof(*p));
-    SIM_ASSERT(v && p, "oom");
-    icvm_up(f, v, "odd", 0xf);
-    for (int s = 0; s < ICG_NSVC; s++)
-        g_negotiate(&v->c[s], "oddities");
+    SIM_ASSERT(p, "oom");
+    icvm_negotiate_all(v, "oddities");
 
     /* the same timesync answer three more times */
     struct gch *ts = &v->c[ICG_TS];
@@ -1733,7 +1723,6 @@ static void test_oddities(void **state)
     alive(f, "oddities");
     icvm_free(v);
     free(p);
-    free(v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1743,12 +1732,10 @@ static void test_flood(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    struct icvm *v = calloc(1, sizeof(*v));
+    struct icvm *v = icvm_new(f, "flood", 0xf);
     struct pkt *p = malloc(sizeof(*p));
-    SIM_ASSERT(v && p, "oom");
-    icvm_up(f, v, "flood", 0xf);
-    for (int s = 0; s < ICG_NSVC; s++)
-        g_negotiate(&v->c[s], "flood");
+    SIM_ASSERT(p, "oom");
+    icvm_negotiate_all(v, "flood");
     g_kvp_serve_enum(&v->c[ICG_KV], 2, "flood");
     int before = sim_log_count(LOG_DEBUG, v->name, NULL, NULL);
     const int per_chan = 1500;
@@ -1812,7 +1799,6 @@ static void test_flood(void **state)
     alive(f, "flood");
     icvm_free(v);
     free(p);
-    free(v);
 }
 
 int main(void)
