@@ -240,15 +240,6 @@ static int hb_attach(void *state, struct vsp_partition *p, void **part_state)
     return 0;
 }
 
-static void hb_detach(void *state, struct vsp_partition *p, void *part_state)
-{
-    struct hb_part *hb = part_state;
-
-    if (!hb)
-        return;
-    ic_chan_put(&hb->ic);
-}
-
 static int hb_control(void *state, struct vsp_partition *p, void *part_state, const char *cmd,
                       const char *args, char *reply, size_t reply_len)
 {
@@ -282,6 +273,6 @@ const struct vsp_plugin heartbeat_plugin = {
     .init = hb_init,
     .fini = hb_fini,
     .attach = hb_attach,
-    .detach = hb_detach,
+    .detach = ic_plugin_detach,
     .control = hb_control,
 };

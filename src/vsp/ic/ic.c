@@ -428,6 +428,12 @@ void ic_chan_put(struct ic_chan *ic)
     }
 }
 
+void ic_plugin_detach(void *state, struct vsp_partition *p, void *part_state)
+{
+    if (part_state)
+        ic_chan_put(part_state);
+}
+
 size_t ic_prepare(struct ic_chan *ic, uint8_t *buf, size_t cap, size_t body_len)
 {
     return ic_build(buf, cap, ic->svc->msg_type, ic->fw, ic->ver, body_len, ic->next_ic_tid++);

@@ -239,6 +239,10 @@ int ic_chan_setup(struct ic_chan *ic, const struct ic_service *svc, struct vsp_p
 void ic_chan_get(struct ic_chan *ic);
 /* Drop a reference; the last one calls svc->destroy (which frees ic). */
 void ic_chan_put(struct ic_chan *ic);
+/* vsp_plugin.detach of every service: its per-partition state starts with
+ * the struct ic_chan that ic_chan_setup filled; this drops the reference
+ * ic_chan_setup gave the partition (queued work items hold their own). */
+void ic_plugin_detach(void *state, struct vsp_partition *p, void *part_state);
 
 /* Build headers for a service message with the negotiated versions. */
 size_t ic_prepare(struct ic_chan *ic, uint8_t *buf, size_t cap, size_t body_len);

@@ -1032,15 +1032,6 @@ fail:
     return r;
 }
 
-static void kvp_detach(void *state, struct vsp_partition *p, void *part_state)
-{
-    struct kvp_part *k = part_state;
-
-    if (!k)
-        return;
-    ic_chan_put(&k->ic);
-}
-
 const struct vsp_plugin kvp_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "kvp",
@@ -1048,6 +1039,6 @@ const struct vsp_plugin kvp_plugin = {
     .init = kvp_init,
     .fini = kvp_fini,
     .attach = kvp_attach,
-    .detach = kvp_detach,
+    .detach = ic_plugin_detach,
     .control = kvp_control,
 };

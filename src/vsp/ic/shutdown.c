@@ -310,15 +310,6 @@ static int sd_attach(void *state, struct vsp_partition *p, void **part_state)
     return 0;
 }
 
-static void sd_detach(void *state, struct vsp_partition *p, void *part_state)
-{
-    struct sd_part *sd = part_state;
-
-    if (!sd)
-        return;
-    ic_chan_put(&sd->ic);
-}
-
 const struct vsp_plugin shutdown_plugin = {
     .api_version = VSP_API_VERSION,
     .name = "shutdown",
@@ -326,6 +317,6 @@ const struct vsp_plugin shutdown_plugin = {
     .init = sd_init,
     .fini = sd_fini,
     .attach = sd_attach,
-    .detach = sd_detach,
+    .detach = ic_plugin_detach,
     .control = sd_control,
 };

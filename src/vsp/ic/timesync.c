@@ -285,15 +285,6 @@ static int ts_attach(void *state, struct vsp_partition *p, void **part_state)
     return 0;
 }
 
-static void ts_detach(void *state, struct vsp_partition *p, void *part_state)
-{
-    struct ts_part *t = part_state;
-
-    if (!t)
-        return;
-    ic_chan_put(&t->ic);
-}
-
 static int ts_control(void *state, struct vsp_partition *p, void *part_state, const char *cmd,
                       const char *args, char *reply, size_t reply_len)
 {
@@ -334,6 +325,6 @@ const struct vsp_plugin timesync_plugin = {
     .init = ts_init,
     .fini = ts_fini,
     .attach = ts_attach,
-    .detach = ts_detach,
+    .detach = ic_plugin_detach,
     .control = ts_control,
 };
