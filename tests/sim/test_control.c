@@ -192,21 +192,12 @@ static void test_stop_with_clients(void **state)
     }
 }
 
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    if (f && f->d)
-        simd_stop(f->d);
-    free(f);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_long_request, fx_setup, teardown),
-        cmocka_unit_test_setup_teardown(test_client_cap, fx_setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_with_clients, fx_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_request, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_cap, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_clients, fx_setup, fx_teardown),
     };
     SIM_RUN("sim_control", tests);
 }

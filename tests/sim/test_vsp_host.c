@@ -274,21 +274,12 @@ static void test_gpadl_map_users(void **state)
     sim_vm_free(vm);
 }
 
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    if (f && f->d)
-        simd_stop(f->d);
-    free(f);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_no_timer_after_detach, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oneshot_timers_freed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gpadl_map_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_timer_after_detach, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_oneshot_timers_freed, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gpadl_map_users, setup, fx_teardown),
     };
     SIM_RUN("sim_vsp_host", tests);
 }
