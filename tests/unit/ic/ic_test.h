@@ -51,6 +51,14 @@ struct ctl_call {
 void ctl_start(struct ctl_call *c);
 int ctl_join(struct ctl_call *c);
 
+/* A test's plugin, its partition and the partition's one channel. */
+struct fx {
+    void *state;
+    void *part; /* what attach returned */
+    struct vsp_partition *p;
+    struct vsp_channel *ch;
+};
+
 /* Attach plugin pl (init with NULL-terminated key/value arrays) to a new
  * partition; returns the partition, plugin state in *state and what attach
  * returned for the partition in *part_state. */

@@ -7,13 +7,6 @@
 
 extern const struct vsp_plugin heartbeat_plugin;
 
-struct fx {
-    void *state;
-    void *part; /* what attach returned */
-    struct vsp_partition *p;
-    struct vsp_channel *ch;
-};
-
 static int fx_setup(void **s)
 {
     static struct fx f;

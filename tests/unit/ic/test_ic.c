@@ -242,13 +242,6 @@ static void test_guid_and_params(void **s)
 
 /* ---- the channel state machine ------------------------------------------ */
 
-struct fx {
-    void *state;
-    void *part; /* what attach returned */
-    struct vsp_partition *p;
-    struct vsp_channel *ch;
-};
-
 static int fx_setup(void **s)
 {
     static struct fx f;

@@ -12,13 +12,6 @@ extern const struct vsp_plugin kvp_plugin;
 #define KVP_LEN (28 + 7430)
 #define REC 12 + 512 + 2048
 
-struct fx {
-    void *state;
-    void *part; /* what attach returned */
-    struct vsp_partition *p;
-    struct vsp_channel *ch;
-};
-
 static struct fx fxs;
 
 /* keys/values: extra parameters, NULL-terminated; negotiate when ready. */

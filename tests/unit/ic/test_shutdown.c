@@ -7,13 +7,6 @@
 
 extern const struct vsp_plugin shutdown_plugin;
 
-struct fx {
-    void *state;
-    void *part; /* what attach returned */
-    struct vsp_partition *p;
-    struct vsp_channel *ch;
-};
-
 static struct fx *fx_new(const char *timeout_ms)
 {
     static struct fx f;
