@@ -30,9 +30,9 @@ static const struct ic_version hb_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version hb_msg[] = {{3, 0}, {1, 0}};
 
 struct hb_conf {
+    struct ic_conf base; /* first: ic_conf_fini frees it */
     unsigned interval_ms;
     unsigned late_ms;
-    const char *instance;
 };
 
 struct hb_sent {
@@ -191,7 +191,7 @@ static int hb_init(const char *const *keys, const char *const *values, void **st
     const struct ic_param table[] = {
         {"interval_ms", 100, 3600000, &c->interval_ms, NULL},
         {"late_ms", 100, 86400000, &late, NULL},
-        {"instance_id", 0, 0, NULL, &c->instance},
+        {"instance_id", 0, 0, NULL, &c->base.instance},
     };
     int r;
 
@@ -200,7 +200,7 @@ static int hb_init(const char *const *keys, const char *const *values, void **st
     c->interval_ms = 1000;
     r = ic_parse_params("heartbeat", keys, values, table, 3);
     if (!r)
-        r = ic_instance_param(&c->instance);
+        r = ic_instance_param(&c->base.instance);
     if (r) {
         free(c);
         return r;
@@ -208,15 +208,6 @@ static int hb_init(const char *const *keys, const char *const *values, void **st
     c->late_ms = late ? late : 3 * c->interval_ms;
     *state = c;
     return 0;
-}
-
-static void hb_fini(void *state)
-{
-    struct hb_conf *c = state;
-
-    if (c)
-        free((char *)c->instance);
-    free(c);
 }
 
 static int hb_attach(void *state, struct vsp_partition *p, void **part_state)
@@ -230,7 +221,7 @@ static int hb_attach(void *state, struct vsp_partition *p, void **part_state)
     hb->conf = *c;
     hb->next_seq = 1;
     hb->state = "none";
-    r = ic_chan_setup(&hb->ic, &hb_service, p, hb_msg, 2, c->instance);
+    r = ic_chan_setup(&hb->ic, &hb_service, p, hb_msg, 2, c->base.instance);
     if (r) {
         free(hb);
         return r;
@@ -271,7 +262,7 @@ const struct vsp_plugin heartbeat_plugin = {
     .name = "heartbeat",
     .description = "Hyper-V heartbeat integration service (guest liveness)",
     .init = hb_init,
-    .fini = hb_fini,
+    .fini = ic_conf_fini,
     .attach = hb_attach,
     .detach = ic_plugin_detach,
     .control = hb_control,

@@ -308,6 +308,15 @@ int ic_param_uint(const char *val, unsigned min, unsigned max, unsigned *out)
     return 0;
 }
 
+void ic_conf_fini(void *state)
+{
+    struct ic_conf *c = state;
+
+    if (c)
+        free((char *)c->instance);
+    free(c);
+}
+
 int ic_instance_param(const char **instance)
 {
     struct hv_guid g;

@@ -285,6 +285,14 @@ struct ic_param {
 };
 int ic_parse_params(const char *plugin, const char *const *keys, const char *const *values,
                     const struct ic_param *table, unsigned n);
+/* The first member of a service's configuration (its plugin state): what
+ * every service has, so one fini serves those that own nothing else. */
+struct ic_conf {
+    const char *instance; /* instance_id (ic_instance_param's copy), or NULL */
+};
+/* vsp_plugin.fini for a configuration whose only allocation is the
+ * instance_id copy in its first member, struct ic_conf. */
+void ic_conf_fini(void *state);
 /* The optional instance_id parameter: *instance (pointing into the config)
  * must be a GUID; on success it is replaced by a copy the plugin owns.
  * 0, -EINVAL or -ENOMEM. */

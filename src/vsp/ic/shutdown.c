@@ -44,10 +44,10 @@ static const struct ic_version sd_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version sd_msg[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
 
 struct sd_conf {
+    struct ic_conf base; /* first: ic_conf_fini frees it */
     unsigned control_timeout_ms;
     unsigned reason;
     unsigned timeout_s;
-    const char *instance;
 };
 
 struct sd_part {
@@ -264,7 +264,7 @@ static int sd_init(const char *const *keys, const char *const *values, void **st
         {"control_timeout_ms", 1, 600000, &c->control_timeout_ms, NULL},
         {"reason", 0, UINT32_MAX, &c->reason, NULL},
         {"timeout_s", 0, 86400, &c->timeout_s, NULL},
-        {"instance_id", 0, 0, NULL, &c->instance},
+        {"instance_id", 0, 0, NULL, &c->base.instance},
     };
     int r;
 
@@ -273,22 +273,13 @@ static int sd_init(const char *const *keys, const char *const *values, void **st
     c->control_timeout_ms = 5000;
     r = ic_parse_params("shutdown", keys, values, table, 4);
     if (!r)
-        r = ic_instance_param(&c->instance);
+        r = ic_instance_param(&c->base.instance);
     if (r) {
         free(c);
         return r;
     }
     *state = c;
     return 0;
-}
-
-static void sd_fini(void *state)
-{
-    struct sd_conf *c = state;
-
-    if (c)
-        free((char *)c->instance);
-    free(c);
 }
 
 static int sd_attach(void *state, struct vsp_partition *p, void **part_state)
@@ -301,7 +292,7 @@ static int sd_attach(void *state, struct vsp_partition *p, void **part_state)
         return -ENOMEM;
     sd->conf = *c;
     sd->what = "poweroff";
-    r = ic_chan_setup(&sd->ic, &sd_service, p, sd_msg, 4, c->instance);
+    r = ic_chan_setup(&sd->ic, &sd_service, p, sd_msg, 4, c->base.instance);
     if (r) {
         free(sd);
         return r;
@@ -315,7 +306,7 @@ const struct vsp_plugin shutdown_plugin = {
     .name = "shutdown",
     .description = "Hyper-V guest shutdown integration service (poweroff/reboot)",
     .init = sd_init,
-    .fini = sd_fini,
+    .fini = ic_conf_fini,
     .attach = sd_attach,
     .detach = ic_plugin_detach,
     .control = sd_control,

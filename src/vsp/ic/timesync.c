@@ -62,9 +62,9 @@ static const struct ic_version ts_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version ts_msg_all[] = {{4, 0}, {3, 0}, {1, 0}};
 
 struct ts_conf {
+    struct ic_conf base; /* first: ic_conf_fini frees it */
     unsigned interval_ms;
     unsigned max_major; /* 4, 3 or 1 */
-    const char *instance;
 };
 
 struct ts_part {
@@ -216,7 +216,7 @@ static int ts_init(const char *const *keys, const char *const *values, void **st
     const struct ic_param table[] = {
         {"interval_ms", 100, 3600000, &c->interval_ms, NULL},
         {"max_version", 0, 0, NULL, &maxv},
-        {"instance_id", 0, 0, NULL, &c->instance},
+        {"instance_id", 0, 0, NULL, &c->base.instance},
     };
     int r;
 
@@ -236,22 +236,13 @@ static int ts_init(const char *const *keys, const char *const *values, void **st
             r = -EINVAL;
     }
     if (!r)
-        r = ic_instance_param(&c->instance);
+        r = ic_instance_param(&c->base.instance);
     if (r) {
         free(c);
         return r;
     }
     *state = c;
     return 0;
-}
-
-static void ts_fini(void *state)
-{
-    struct ts_conf *c = state;
-
-    if (c)
-        free((char *)c->instance);
-    free(c);
 }
 
 static int ts_attach(void *state, struct vsp_partition *p, void **part_state)
@@ -276,7 +267,7 @@ static int ts_attach(void *state, struct vsp_partition *p, void **part_state)
         offer[n++] = ts_msg_all[i];
     }
     /* The guest needs at least two version entries in all; n_fw is 2. */
-    r = ic_chan_setup(&t->ic, &ts_service, p, offer, n, c->instance);
+    r = ic_chan_setup(&t->ic, &ts_service, p, offer, n, c->base.instance);
     if (r) {
         free(t);
         return r;
@@ -323,7 +314,7 @@ const struct vsp_plugin timesync_plugin = {
     .name = "timesync",
     .description = "Hyper-V time synchronisation integration service",
     .init = ts_init,
-    .fini = ts_fini,
+    .fini = ic_conf_fini,
     .attach = ts_attach,
     .detach = ic_plugin_detach,
     .control = ts_control,
