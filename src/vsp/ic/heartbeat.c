@@ -26,7 +26,6 @@
 #define HB_BODY     40u /* seq u64 + reserved u32 x 8 */
 #define HB_OUTSTANDING 16u
 
-static const struct ic_version hb_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version hb_msg[] = {{3, 0}, {1, 0}};
 
 struct hb_conf {
@@ -165,23 +164,15 @@ static void hb_reset(struct ic_chan *ic)
     hb_publish(hb);
 }
 
-static void hb_destroy(struct ic_chan *ic)
-{
-    free(ic);
-}
-
 static const struct ic_service hb_service = {
     .name = "heartbeat",
     .msg_type = IC_MSG_HEARTBEAT,
     .class_id = HV_CLASS_HEARTBEAT,
     .instance_id = HB_INSTANCE,
-    .fw_versions = hb_fw,
-    .n_fw = 2,
     .max_payload = IC_MAX_PAYLOAD_4K,
     .ready = hb_ready,
     .message = hb_message,
     .reset = hb_reset,
-    .destroy = hb_destroy,
 };
 
 static int hb_init(const char *const *keys, const char *const *values, void **state)

@@ -434,6 +434,8 @@ void ic_chan_put(struct ic_chan *ic)
         pthread_mutex_destroy(&ic->lock);
         if (ic->svc->destroy)
             ic->svc->destroy(ic);
+        else
+            free(ic);
     }
 }
 
@@ -484,13 +486,18 @@ static void ic_drop_parked(struct ic_chan *ic)
     ic->parked_len = 0;
 }
 
+/* The IC framework versions vmbusd speaks (every service offers the same;
+ * Linux takes 3.0). */
+static const struct ic_version ic_fw_versions[] = {{3, 0}, {1, 0}};
+#define IC_N_FW (sizeof(ic_fw_versions) / sizeof(ic_fw_versions[0]))
+
 static void ic_send_negotiate(struct ic_chan *ic)
 {
     uint8_t buf[IC_HDRS_SIZE + sizeof(struct ic_negotiate) + 16 * sizeof(struct ic_version)];
     size_t len;
     int r;
 
-    len = ic_build_negotiate(buf, sizeof(buf), ic->svc->fw_versions, ic->svc->n_fw,
+    len = ic_build_negotiate(buf, sizeof(buf), ic_fw_versions, IC_N_FW,
                              ic->msg_versions, ic->n_msg, ic->next_ic_tid++);
     if (!len) {
         vsp_log(ic->ch, VSP_LOG_ERROR, "%s: cannot build negotiate", ic->svc->name);
@@ -619,7 +626,7 @@ static void ic_handle_negotiate(struct ic_chan *ic, const struct ic_msg *m, uint
                ic_state_name(ic->state), (unsigned long long)tid);
         return;
     }
-    r = ic_parse_negotiate(m, ic->svc->fw_versions, ic->svc->n_fw, ic->msg_versions, ic->n_msg,
+    r = ic_parse_negotiate(m, ic_fw_versions, IC_N_FW, ic->msg_versions, ic->n_msg,
                            &fw, &ver, &why);
     if (r == -EPROTONOSUPPORT) {
         vsp_log(ic->ch, VSP_LOG_WARN, "%s: negotiation failed: %s", ic->svc->name, why);

@@ -185,8 +185,6 @@ struct ic_service {
     uint16_t msg_type;   /* enum ic_msg_type of the service's messages */
     const char *class_id;
     const char *instance_id; /* default instance GUID */
-    const struct ic_version *fw_versions;
-    unsigned n_fw;
     uint32_t max_payload; /* largest host->guest payload the guest takes */
     /* All hooks run with ic->lock held and may be NULL. */
     void (*ready)(struct ic_chan *ic);
@@ -197,7 +195,8 @@ struct ic_service {
      * index, so the guest has room for its next answer.  Services that send
      * large requests in reaction to answers (KVP) send from here. */
     void (*batch_done)(struct ic_chan *ic);
-    void (*destroy)(struct ic_chan *ic); /* last reference dropped: free */
+    /* Last reference dropped: free ic (NULL: free(ic) is all it takes). */
+    void (*destroy)(struct ic_chan *ic);
 };
 
 #define IC_MAX_MSG_VERSIONS 8

@@ -85,7 +85,6 @@ struct kvp_rec {
 _Static_assert(sizeof(struct kvp_rec) == KVP_REC_BYTES, "kvp record is 2572 bytes");
 _Static_assert(IC_HDRS_SIZE + KVP_MSG_BYTES <= IC_MAX_PAYLOAD_KVP, "kvp message fits the ring");
 
-static const struct ic_version kvp_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version kvp_msgv[] = {{4, 0}, {3, 0}, {1, 0}};
 
 struct kvp_kv {
@@ -674,8 +673,6 @@ static const struct ic_service kvp_service = {
     .msg_type = IC_MSG_KVP,
     .class_id = HV_CLASS_KVP,
     .instance_id = KVP_INSTANCE,
-    .fw_versions = kvp_fw,
-    .n_fw = 2,
     .max_payload = IC_MAX_PAYLOAD_KVP,
     .ready = kvp_ready,
     .message = kvp_message,

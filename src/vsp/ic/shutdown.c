@@ -40,7 +40,6 @@ struct sd_body {
 /* Linux drops shutdown requests whose payload is shorter than this. */
 _Static_assert(IC_HDRS_SIZE + sizeof(struct sd_body) == 2088, "shutdown payload must be 2088");
 
-static const struct ic_version sd_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version sd_msg[] = {{3, 2}, {3, 1}, {3, 0}, {1, 0}};
 
 struct sd_conf {
@@ -90,22 +89,14 @@ static void sd_reset(struct ic_chan *ic)
     }
 }
 
-static void sd_destroy(struct ic_chan *ic)
-{
-    free(ic);
-}
-
 static const struct ic_service sd_service = {
     .name = "shutdown",
     .msg_type = IC_MSG_SHUTDOWN,
     .class_id = HV_CLASS_SHUTDOWN,
     .instance_id = SD_INSTANCE,
-    .fw_versions = sd_fw,
-    .n_fw = 2,
     .max_payload = IC_MAX_PAYLOAD_4K,
     .message = sd_message,
     .reset = sd_reset,
-    .destroy = sd_destroy,
 };
 
 struct sd_request {

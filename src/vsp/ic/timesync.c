@@ -58,7 +58,6 @@ struct ts_body_v3 {
 _Static_assert(sizeof(struct ts_body_v4) == 22, "timesync v4 body");
 _Static_assert(sizeof(struct ts_body_v3) == 25, "timesync v3 body");
 
-static const struct ic_version ts_fw[] = {{3, 0}, {1, 0}};
 static const struct ic_version ts_msg_all[] = {{4, 0}, {3, 0}, {1, 0}};
 
 struct ts_conf {
@@ -190,23 +189,15 @@ static void ts_reset(struct ic_chan *ic)
     ts_publish(t);
 }
 
-static void ts_destroy(struct ic_chan *ic)
-{
-    free(ic);
-}
-
 static const struct ic_service ts_service = {
     .name = "timesync",
     .msg_type = IC_MSG_TIMESYNC,
     .class_id = HV_CLASS_TIMESYNC,
     .instance_id = TS_INSTANCE,
-    .fw_versions = ts_fw,
-    .n_fw = 2,
     .max_payload = IC_MAX_PAYLOAD_4K,
     .ready = ts_ready,
     .message = ts_message,
     .reset = ts_reset,
-    .destroy = ts_destroy,
 };
 
 static int ts_init(const char *const *keys, const char *const *values, void **state)
@@ -266,7 +257,8 @@ static int ts_attach(void *state, struct vsp_partition *p, void **part_state)
             continue;
         offer[n++] = ts_msg_all[i];
     }
-    /* The guest needs at least two version entries in all; n_fw is 2. */
+    /* The guest needs at least two version entries in all; the framework
+     * versions (ic.c) are two. */
     r = ic_chan_setup(&t->ic, &ts_service, p, offer, n, c->base.instance);
     if (r) {
         free(t);
