@@ -36,6 +36,13 @@ void icg_hdr_put(uint8_t *pkt, const struct icg_hdr *h)
     memcpy(pkt + 8, h, sizeof(*h));
 }
 
+void icg_set_status(uint8_t *pkt, uint32_t status)
+{
+    struct icg_hdr h = icg_hdr_get(pkt);
+    h.status = status;
+    icg_hdr_put(pkt, &h);
+}
+
 void icg_make_response(uint8_t *pkt)
 {
     struct icg_hdr h = icg_hdr_get(pkt);

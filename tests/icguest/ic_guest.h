@@ -102,6 +102,8 @@ static inline bool icg_ver_eq(struct icg_ver a, struct icg_ver b)
 
 struct icg_hdr icg_hdr_get(const uint8_t *pkt);
 void icg_hdr_put(uint8_t *pkt, const struct icg_hdr *h);
+/* The status the guest answers with (ICG_S_OK, ICG_E_FAIL, ...). */
+void icg_set_status(uint8_t *pkt, uint32_t status);
 /* Turn the host's request in pkt into the guest's response: every hv_utils
  * driver answers in the same buffer with flags TRANSACTION | RESPONSE. */
 void icg_make_response(uint8_t *pkt);

@@ -30,11 +30,8 @@ static int fx_teardown(void **s)
 
 static uint64_t sent_seq(const struct fake_sent *s)
 {
-    uint64_t seq;
-
-    assert_int_equal(s->len, 28 + 40);
-    memcpy(&seq, s->data + 28, 8);
-    return seq;
+    assert_int_equal(s->len, ICG_HDRS + 40);
+    return icg_heartbeat_seq(s->data);
 }
 
 /* Answer the last heartbeat like Linux: seq + 1 (plus an optional tweak). */
@@ -43,12 +40,9 @@ static void answer(struct fx *f, const struct fake_sent *s, int64_t seq_delta, u
 {
     uint8_t buf[128];
     size_t len = guest_echo(s, buf, sizeof(buf));
-    uint64_t seq;
 
-    memcpy(&seq, buf + 28, 8);
-    seq += (uint64_t)seq_delta;
-    memcpy(buf + 28, &seq, 8);
-    memcpy(buf + 20, &status, 4);
+    icg_wr64(buf + ICG_HDRS, icg_heartbeat_seq(buf) + (uint64_t)seq_delta);
+    icg_set_status(buf, status);
     guest_send(f->ch, s->trans_id, buf, len_override ? len_override : len);
 }
 

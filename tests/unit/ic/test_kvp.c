@@ -43,11 +43,6 @@ static int body_pool(const struct fake_sent *s)
     return s->data[29];
 }
 
-static void set_status(uint8_t *buf, uint32_t st)
-{
-    memcpy(buf + 20, &st, 4);
-}
-
 /* Answer the last request like Linux would: ENUMERATE -> key/value, GET ->
  * value, others just the status. */
 static void answer(struct fx *f, uint32_t status, const char *key, const char *value)
@@ -57,7 +52,7 @@ static void answer(struct fx *f, uint32_t status, const char *key, const char *v
     size_t len = guest_echo(s, buf, sizeof(buf));
 
     assert_int_equal(len, KVP_LEN);
-    set_status(buf, status);
+    icg_set_status(buf, status);
     if (status == IC_S_OK && body_op(s) == 3)
         icg_kvp_rec_put(buf + 28 + 8, key, value);
     else if (status == IC_S_OK && body_op(s) == 0)

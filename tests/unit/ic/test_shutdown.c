@@ -72,9 +72,9 @@ static int run(struct fx *f, const char *args, bool answer, uint32_t status, cha
         assert_int_equal(sent_hdr(s).msg_version.minor, 2);
         assert_int_equal(sent_hdr(s).msg_size, 2060);
         if (seen)
-            memcpy(seen, s->data + 28, sizeof(*seen));
+            memcpy(seen, s->data + ICG_HDRS, sizeof(*seen));
         len = guest_echo(s, buf, sizeof(buf));
-        memcpy(buf + 20, &status, 4);
+        icg_set_status(buf, status);
         guest_send(f->ch, s->trans_id, buf, len);
     }
     ctl_join(&c);
