@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fdpass.h"
+
 #define NOFILE 1024       /* vmbusd's RLIMIT_NOFILE, soft and hard */
 #define FLOOD_CONNS 160   /* connections the attacker establishes: the first */
 #define FLOOD_FD_CONNS 80 /* ones hand over fds, the others only connect */
@@ -130,22 +132,7 @@ static int send_vu(int s, uint32_t type, const void *body, uint32_t len, const i
     memcpy(buf, &h, sizeof(h));
     memcpy(buf + sizeof(h), body, len);
     struct iovec iov = {.iov_base = buf, .iov_len = sizeof(h) + len};
-    union {
-        char b[CMSG_SPACE(sizeof(int) * VU_MAX_FDS)];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds) {
-        memset(&ctl, 0, sizeof(ctl));
-        m.msg_control = ctl.b;
-        m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    }
-    return (int)sendmsg(s, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return (int)fdpass_send(s, &iov, 1, fds, nfds, MSG_DONTWAIT);
 }
 
 /* One attacking VMM: connect (non-blocking; -1 while vmbusd's backlog is
