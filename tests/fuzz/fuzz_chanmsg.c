@@ -5,8 +5,9 @@
  * pages, ring headers and packets), SynIC page addresses, EOMs, signals.
  *
  * The partition has 1 MiB of memfd-backed guest RAM at GPA 0 and a hole
- * above it, 2 vCPUs, and two offers from a fake VSP that opens at once and
- * drains its guest->host ring on every signal.
+ * above it, 2 vCPUs, and two offers from a fake VSP (the fake host ops of
+ * src/xpartition/tests/fake_host.c) that opens at once and drains its
+ * guest->host ring on every signal.
  *
  * Input: a sequence of operations, each starting with an op byte:
  *   0  post:      u8 vp, u8 conn selector, u8 len, len bytes of payload
@@ -28,6 +29,7 @@
 #include "common/log.h"
 #include "fuzz_input.h"
 #include "xpartition/internal.h"
+#include "xpartition/tests/fake_host.h"
 #include "xpartition/xpartition.h"
 
 #define RAM_PAGES 256
@@ -38,57 +40,54 @@
 static int memfd = -1;
 static uint8_t *ram;
 
-static void op_signal_vp(void *ctx, uint32_t vp) { FUZZ_CHECK(vp < 2); }
-static int op_eventfd_add(void *ctx, uint32_t conn) { return 0; }
-static void op_eventfd_del(void *ctx, uint32_t conn) {}
-
-static void op_open(void *ctx, struct xp_channel *ch, const uint8_t *ud, size_t len)
+/* Invariants of what the partition asks of its host, and a fake VSP that
+ * drains its guest->host ring on every signal and echoes one packet. */
+static void fuzz_host_hook(struct fake_host *fh, const struct fake_call *c)
 {
-    FUZZ_CHECK(len == 120);
-    FUZZ_CHECK(ch->in.r.size >= 4096 && ch->out.r.size >= 4096);
-    xp_channel_open_done(ch, 0);
+    struct xp_channel *ch = c->ch;
+    switch (c->op) {
+    case FAKE_SIGNAL_VP:
+        FUZZ_CHECK(c->arg < 2);
+        break;
+    case FAKE_CHANNEL_OPEN:
+        FUZZ_CHECK(c->arg == 120);
+        FUZZ_CHECK(ch->in.r.size >= 4096 && ch->out.r.size >= 4096);
+        break;
+    case FAKE_CHANNEL_KICK: {
+        /* What a VSP does: drain, validating every packet, then echo one. */
+        pthread_mutex_lock(&ch->recv_lock);
+        struct ring_pkt pkt;
+        int ret = RING_OK;
+        for (int i = 0; i < 64 && ch->pktbuf; i++) {
+            ret = ring_read_next(&ch->in, ch->pktbuf, ch->pktbuf_len, &pkt);
+            if (ret != RING_OK)
+                break;
+            FUZZ_CHECK(pkt.total_len >= 16 && pkt.total_len <= ch->pktbuf_len);
+            FUZZ_CHECK(pkt.payload_off >= 16 && pkt.payload_off <= pkt.total_len);
+        }
+        if (ch->pktbuf)
+            ring_reader_commit(&ch->in);
+        pthread_mutex_unlock(&ch->recv_lock);
+        if (ret < 0) {
+            xp_channel_fault(ch, ring_strerror(ret));
+            return;
+        }
+        struct vmpacket_descriptor d = {.type = VM_PKT_DATA_INBAND, .offset8 = 2, .len8 = 3};
+        uint64_t body = 0x1122334455667788ull;
+        struct iovec iov[2] = {{&d, sizeof(d)}, {&body, sizeof(body)}};
+        bool sig;
+        pthread_mutex_lock(&ch->send_lock);
+        if (ch->out.r.hdr)
+            ring_write(&ch->out, iov, 2, &sig);
+        pthread_mutex_unlock(&ch->send_lock);
+        break;
+    }
+    default:
+        break;
+    }
 }
 
-static void op_close(void *ctx, struct xp_channel *ch) { xp_channel_close_done(ch); }
-
-static void op_kick(void *ctx, struct xp_channel *ch)
-{
-    /* What a VSP does: drain, validating every packet, then echo one. */
-    pthread_mutex_lock(&ch->recv_lock);
-    struct ring_pkt pkt;
-    int ret = RING_OK;
-    for (int i = 0; i < 64 && ch->pktbuf; i++) {
-        ret = ring_read_next(&ch->in, ch->pktbuf, ch->pktbuf_len, &pkt);
-        if (ret != RING_OK)
-            break;
-        FUZZ_CHECK(pkt.total_len >= 16 && pkt.total_len <= ch->pktbuf_len);
-        FUZZ_CHECK(pkt.payload_off >= 16 && pkt.payload_off <= pkt.total_len);
-    }
-    if (ch->pktbuf)
-        ring_reader_commit(&ch->in);
-    pthread_mutex_unlock(&ch->recv_lock);
-    if (ret < 0) {
-        xp_channel_fault(ch, ring_strerror(ret));
-        return;
-    }
-    struct vmpacket_descriptor d = {.type = VM_PKT_DATA_INBAND, .offset8 = 2, .len8 = 3};
-    uint64_t body = 0x1122334455667788ull;
-    struct iovec iov[2] = {{&d, sizeof(d)}, {&body, sizeof(body)}};
-    bool sig;
-    pthread_mutex_lock(&ch->send_lock);
-    if (ch->out.r.hdr)
-        ring_write(&ch->out, iov, 2, &sig);
-    pthread_mutex_unlock(&ch->send_lock);
-}
-
-static const struct xp_host_ops ops = {
-    .signal_vp = op_signal_vp,
-    .eventfd_add = op_eventfd_add,
-    .eventfd_del = op_eventfd_del,
-    .channel_open = op_open,
-    .channel_close = op_close,
-    .channel_kick = op_kick,
-};
+static struct fake_host host;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -107,7 +106,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_in in = {data, size};
     memset(ram, 0, RAM_SIZE);
-    struct xpartition *xp = xp_create(1, "fuzz", 2, &ops, NULL);
+    fake_host_init(&host);
+    host.hook = fuzz_host_hook;
+    struct xpartition *xp = xp_create(1, "fuzz", 2, &fake_host_ops, &host);
     FUZZ_CHECK(xp);
     /* xp_destroy closes the fd it was given: hand it a duplicate. */
     FUZZ_CHECK(xp_add_region(xp, 0, RAM_SIZE, dup(memfd), 0) == 0);

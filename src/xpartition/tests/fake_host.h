@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fake xp_host_ops for tests that drive an xpartition directly: the unit
+ * test of the channel-message state machine (test_xpartition.c) and the
+ * chanmsg fuzzer (tests/fuzz/fuzz_chanmsg.c).
+ *
+ * Every call is recorded in order.  The fake plays the VMM (interrupts and
+ * eventfds always work unless eventfd_add_ret says otherwise) and a VSP whose
+ * open and close complete at once, unless the test holds them back to act as
+ * a slow VSP and completes them itself with xp_channel_open_done() /
+ * xp_channel_close_done().
+ */
+#ifndef VMBUSD_XP_FAKE_HOST_H
+#define VMBUSD_XP_FAKE_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "xpartition/xpartition.h"
+
+enum fake_op {
+    FAKE_SIGNAL_VP = 1,
+    FAKE_EVENTFD_ADD,
+    FAKE_EVENTFD_DEL,
+    FAKE_CHANNEL_OPEN,
+    FAKE_CHANNEL_CLOSE,
+    FAKE_CHANNEL_KICK,
+};
+
+struct fake_call {
+    enum fake_op op;
+    uint32_t arg;          /* signal_vp: vp; eventfd_*: connection id;
+                            * channel_open: length of the user data */
+    struct xp_channel *ch; /* channel_* */
+};
+
+#define FAKE_HOST_MAX_CALLS 256
+
+struct fake_host {
+    /* What happened. */
+    struct fake_call calls[FAKE_HOST_MAX_CALLS];
+    unsigned ncalls;
+    unsigned lost;                        /* calls beyond the log's capacity */
+    unsigned signals[XP_MAX_VCPUS];       /* signal_vp per vp, never cleared by the log */
+    unsigned signals_bad_vp;              /* signal_vp for a vp >= XP_MAX_VCPUS */
+    uint8_t open_userdata[120];           /* user data of the last channel_open */
+
+    /* How the fake behaves. */
+    bool hold_open;        /* do not complete channel_open: the test will */
+    uint32_t open_status;  /* otherwise complete it with this status */
+    bool hold_close;       /* do not complete channel_close: the test will */
+    int eventfd_add_ret;   /* what eventfd_add returns (0 or a negative errno) */
+    /* Seen for every call after it is recorded and before the fake acts on
+     * it (a fuzzer checks invariants or drains rings here). */
+    void (*hook)(struct fake_host *fh, const struct fake_call *c);
+    void *user;
+};
+
+/* The ops; xp_create's ctx must be a struct fake_host. */
+extern const struct xp_host_ops fake_host_ops;
+
+void fake_host_init(struct fake_host *fh);
+/* Forget the recorded calls (counters and behaviour stay). */
+void fake_host_clear(struct fake_host *fh);
+/* Recorded calls of op (with argument arg, or any argument if arg is
+ * FAKE_ANY_ARG). */
+#define FAKE_ANY_ARG UINT32_MAX
+unsigned fake_host_count(const struct fake_host *fh, enum fake_op op, uint32_t arg);
+const char *fake_op_name(enum fake_op op);
+
+#endif
