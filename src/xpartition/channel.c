@@ -367,8 +367,12 @@ static void rescind_locked(struct xpartition *xp, struct xp_channel *ch)
     int st = atomic_load(&ch->state);
     if (ch->rescind_requested || ch->removed)
         return;
-    if (st == XP_CHAN_PENDING) {
-        ch->removed = true; /* never reached the guest */
+    if (st == XP_CHAN_PENDING || !ch->relid) {
+        /* The guest does not know the channel: it was never offered, or its
+         * relid went with an UNLOAD or reset while the VSP was still closing
+         * it.  There is nobody to send a rescind to; it is just never
+         * offered (again). */
+        ch->removed = true;
         return;
     }
     ch->rescind_requested = true;
@@ -391,7 +395,14 @@ void xp_rescind_channel(struct xp_channel *ch)
 {
     struct xpartition *xp = ch->xp;
     pthread_mutex_lock(&xp->lock);
-    xp_event(xp, "relid %u rescinded by its VSP", ch->relid);
+    if (ch->relid) {
+        xp_event(xp, "relid %u rescinded by its VSP", ch->relid);
+    } else {
+        char cls[GUID_STR_LEN];
+        guid_format(&ch->offer.if_type, cls);
+        xp_event(xp, "channel (class %s) withdrawn by its VSP while the guest has no relid for it",
+                 cls);
+    }
     rescind_locked(xp, ch);
     pthread_mutex_unlock(&xp->lock);
 }

@@ -1204,6 +1204,34 @@ static void test_channel_fault(void **state)
     expect_no_warn(f);
 }
 
+/* A channel whose close is still running when the guest unloads is no
+ * longer known to the guest (its relid is gone): withdrawing it must not
+ * send the guest a rescind, and it is not offered again. */
+static void test_rescind_after_unload(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    open_chan(f, 0, 0);
+    f->fh.hold_close = true;
+    struct vmbus_channel_message_header u = {.msgtype = CHANNELMSG_UNLOAD};
+    assert_int_equal(POST(f, u), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "channel_close(ch0) eventfd_del(0x10001) eventfd_del(0x10002)");
+    expect_header_only(f, CHANNELMSG_UNLOAD_RESPONSE);
+    /* the next kernel connects while the VSP is still closing */
+    connect(f, VMBUS_VERSION_WIN10_V5_3);
+    xp_rescind_channel(f->ch[0]);
+    assert_true(no_msg(f));
+    xp_channel_close_done(f->ch[0]);
+    assert_true(no_msg(f));
+    struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
+    assert_int_equal(POST(f, h), HV_STATUS_SUCCESS);
+    assert_int_equal(take_offer(f, 1), 1);
+    expect_header_only(f, CHANNELMSG_ALLOFFERS_DELIVERED);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "eventfd_add(0x10001)");
+    expect_no_warn(f);
+}
+
 /* An offer whose event connection cannot be set up waits, and so does
  * ALLOFFERS_DELIVERED; both follow once it can. */
 static void test_offer_waits_for_eventfd(void **state)
@@ -1562,6 +1590,7 @@ int main(void)
         T(test_rescind_closed_channel),
         T(test_rescind_slow_close),
         T(test_channel_fault),
+        T(test_rescind_after_unload),
         T(test_offer_waits_for_eventfd),
         T(test_gpadl_pending_limit),
         T(test_unload),
