@@ -1338,6 +1338,91 @@ static void test_unload_needs_3_0(void **state)
     open_chan(f, 0, 0); /* still connected */
 }
 
+/* UNLOAD while a VSP is still opening a channel: the VSP is told to close,
+ * its late open completion is not answered, and the channel is offered
+ * again to the next connection once its close is done. */
+static void test_unload_during_open(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    f->fh.hold_open = true;
+    f->fh.hold_close = true;
+    uint32_t g = gpadl_create(f, 1, RING_PAGES);
+    assert_int_equal(open_post(f, 1, 1, g, 0, 2), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "channel_open(ch0,120)");
+    struct vmbus_channel_message_header u = {.msgtype = CHANNELMSG_UNLOAD};
+    assert_int_equal(POST(f, u), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "channel_close(ch0) eventfd_del(0x10001) eventfd_del(0x10002)");
+    expect_header_only(f, CHANNELMSG_UNLOAD_RESPONSE);
+    xp_channel_open_done(f->ch[0], 0);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "");
+    /* reconnected before the close is done: only the other channel is
+     * offered; the closing one follows when its close finishes */
+    connect(f, VMBUS_VERSION_WIN10_V5_3);
+    struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
+    assert_int_equal(POST(f, h), HV_STATUS_SUCCESS);
+    assert_int_equal(take_offer(f, 1), 1);
+    expect_header_only(f, CHANNELMSG_ALLOFFERS_DELIVERED);
+    assert_true(no_msg(f));
+    xp_channel_close_done(f->ch[0]);
+    assert_int_equal(take_offer(f, 2), 0);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "eventfd_add(0x10001) eventfd_add(0x10002)");
+    f->fh.hold_open = f->fh.hold_close = false;
+    open_chan(f, 0, 0);
+    expect_no_warn(f);
+}
+
+/* A guest reset forgets the connection and the SynIC pages: channels
+ * close, nothing is delivered until the rebooted guest sets its SynIC up
+ * again, then it starts from scratch. */
+static void test_reset(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    open_chan(f, 0, 0);
+    xp_reset(f->xp);
+    assert_string_equal(ops(f), "channel_close(ch0) eventfd_del(0x10001) eventfd_del(0x10002)");
+    assert_true(no_msg(f));
+    xp_connection_signalled(f->xp, 0x10001);
+    assert_string_equal(ops(f), "");
+    /* the new guest's INITIATE_CONTACT is answered once its SIMP is set */
+    assert_int_equal(initiate(f, VMBUS_VERSION_WIN10_V5_3, 0), HV_STATUS_SUCCESS);
+    assert_true(no_msg(f));
+    assert_true(xp_flush(f->xp));
+    assert_int_equal(xp_set_synic(f->xp, 0, 1, PAGE(SIMP_PAGE(0)) | 1, PAGE(SIEFP_PAGE(0)) | 1),
+                     0);
+    assert_int_equal(version_response(f, 0), 1);
+    request_offers(f);
+    open_chan(f, 0, 0);
+    expect_no_warn(f);
+}
+
+/* Messages wait while the guest has its SIMP disabled and go out when it
+ * enables it again; a SIMP outside guest memory leaves them waiting. */
+static void test_simp_disabled(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    assert_int_equal(xp_set_synic(f->xp, 0, 1, PAGE(SIMP_PAGE(0)), PAGE(SIEFP_PAGE(0)) | 1), 0);
+    xp_rescind_channel(f->ch[1]);
+    assert_true(no_msg(f));
+    assert_true(xp_flush(f->xp));
+    assert_int_equal(xp_set_synic(f->xp, 0, 1, PAGE(RAM_PAGES) | 1, PAGE(SIEFP_PAGE(0)) | 1), 0);
+    expect_warn(f, "SIMP 0x100001 is outside guest memory");
+    assert_true(xp_flush(f->xp));
+    assert_true(no_msg(f));
+    assert_int_equal(xp_set_synic(f->xp, 0, 1, PAGE(SIMP_PAGE(0)) | 1, PAGE(SIEFP_PAGE(0)) | 1),
+                     0);
+    struct vmbus_channel_rescind_offer r;
+    assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+    assert_int_equal(r.child_relid, 2);
+    assert_false(xp_flush(f->xp));
+    assert_true(no_msg(f));
+    assert_int_equal(xp_set_synic(f->xp, NVCPUS, 1, 0, 0), -EINVAL);
+}
+
 /* ------------------------------------------------------------------ */
 /* The SynIC message slot                                              */
 
@@ -1596,6 +1681,9 @@ int main(void)
         T(test_unload),
         T(test_unload_drops_queued_messages),
         T(test_unload_needs_3_0),
+        T(test_unload_during_open),
+        T(test_reset),
+        T(test_simp_disabled),
         T(test_slot_busy_pending_eom),
         T(test_slot_held_by_other_message),
         T(test_queue_full_back_pressure),
