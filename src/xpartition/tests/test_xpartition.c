@@ -132,10 +132,11 @@ static struct fx *fx_new(bool ready)
 
 static void fx_free(struct fx *f)
 {
+    assert_int_equal(f->fh.lost, 0); /* the test saw every call */
+    fake_host_clear(&f->fh);
     xp_close_all(f->xp);
     xp_destroy(f->xp);
     log_set_sink(NULL, NULL);
-    assert_int_equal(f->fh.lost, 0);
     assert_int_equal(f->fh.signals_bad_vp, 0);
     for (uint32_t vp = NVCPUS; vp < XP_MAX_VCPUS; vp++)
         assert_int_equal(f->fh.signals[vp], 0);
@@ -761,6 +762,54 @@ static void test_offers(void **state)
     assert_true(no_msg(f));
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
     expect_no_warn(f);
+}
+
+/* More offers than the message queue holds: the rest wait on the offer
+ * list and follow as the guest takes messages, in order, each once, with
+ * ALLOFFERS_DELIVERED last. */
+static void test_offers_beyond_queue(void **state)
+{
+    struct fx *f = fx_new(false);
+    enum { EXTRA = 2 * XP_MSGQ_MAX };
+    struct xp_channel *extra[EXTRA];
+    for (unsigned i = 0; i < EXTRA; i++) {
+        struct vmbus_channel_offer o = {0};
+        o.if_type.b[0] = 0xC2;
+        memcpy(o.if_instance.b, &i, sizeof(i));
+        extra[i] = xp_offer_channel(f->xp, &o, NULL);
+        assert_non_null(extra[i]);
+    }
+    xp_offers_ready(f->xp);
+    connect(f, VMBUS_VERSION_WIN10_V5_3);
+    struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
+    assert_int_equal(POST(f, h), HV_STATUS_SUCCESS);
+    unsigned eventfds = 0;
+    for (uint32_t relid = 1; relid <= NCHANS + EXTRA; relid++) {
+        struct vmbus_channel_offer_channel m;
+        assert_int_equal(guest_take(f, &m, sizeof(m)), CHANNELMSG_OFFERCHANNEL);
+        assert_int_equal(m.child_relid, relid);
+        assert_int_equal(m.connection_id, XP_CHANNEL_CONN_ID_BASE + relid);
+        if (relid <= NCHANS) {
+            assert_int_equal(m.offer.if_instance.b[0], relid - 1);
+        } else {
+            unsigned i;
+            memcpy(&i, m.offer.if_instance.b, sizeof(i));
+            assert_int_equal(m.offer.if_type.b[0], 0xC2);
+            assert_int_equal(i, relid - NCHANS - 1);
+        }
+        eventfds += fake_host_count(&f->fh, FAKE_EVENTFD_ADD, FAKE_ANY_ARG);
+        assert_int_equal(fake_host_count(&f->fh, FAKE_EVENTFD_DEL, FAKE_ANY_ARG), 0);
+        fake_host_clear(&f->fh);
+        f->seen_calls = 0;
+    }
+    expect_header_only(f, CHANNELMSG_ALLOFFERS_DELIVERED);
+    assert_true(no_msg(f));
+    assert_int_equal(eventfds + fake_host_count(&f->fh, FAKE_EVENTFD_ADD, FAKE_ANY_ARG),
+                     NCHANS + EXTRA);
+    assert_false(xp_flush(f->xp));
+    expect_no_warn(f);
+    fx_free(f);
+    (void)state;
 }
 
 /* Until the VSPs have made their boot-time offers, REQUESTOFFERS is not
@@ -1663,6 +1712,7 @@ int main(void)
         T(test_messages_before_contact),
         T(test_offers),
         T(test_offers_wait_for_ready),
+        T(test_offers_beyond_queue),
         T(test_rescind_before_offered),
         T(test_gpadl_created),
         T(test_gpadl_refused),
