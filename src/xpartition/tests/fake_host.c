@@ -65,6 +65,12 @@ static void fake_channel_kick(void *ctx, struct xp_channel *ch)
     record(ctx, FAKE_CHANNEL_KICK, 0, ch);
 }
 
+static void fake_msgs_waiting(void *ctx)
+{
+    struct fake_host *fh = ctx;
+    fh->msgs_waiting++;
+}
+
 const struct xp_host_ops fake_host_ops = {
     .signal_vp = fake_signal_vp,
     .eventfd_add = fake_eventfd_add,
@@ -72,6 +78,7 @@ const struct xp_host_ops fake_host_ops = {
     .channel_open = fake_channel_open,
     .channel_close = fake_channel_close,
     .channel_kick = fake_channel_kick,
+    .msgs_waiting = fake_msgs_waiting,
 };
 
 void fake_host_init(struct fake_host *fh)

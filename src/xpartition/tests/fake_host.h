@@ -4,11 +4,11 @@
  * test of the channel-message state machine (test_xpartition.c) and the
  * chanmsg fuzzer (tests/fuzz/fuzz_chanmsg.c).
  *
- * Every call is recorded in order.  The fake plays the VMM (interrupts and
- * eventfds always work unless eventfd_add_ret says otherwise) and a VSP whose
- * open and close complete at once, unless the test holds them back to act as
- * a slow VSP and completes them itself with xp_channel_open_done() /
- * xp_channel_close_done().
+ * Every call but msgs_waiting is recorded in order.  The fake plays the VMM
+ * (interrupts and eventfds always work unless eventfd_add_ret says
+ * otherwise) and a VSP whose open and close complete at once, unless the
+ * test holds them back to act as a slow VSP and completes them itself with
+ * xp_channel_open_done() / xp_channel_close_done().
  */
 #ifndef VMBUSD_XP_FAKE_HOST_H
 #define VMBUSD_XP_FAKE_HOST_H
@@ -44,6 +44,9 @@ struct fake_host {
     unsigned lost;                        /* calls beyond the log's capacity */
     unsigned signals[XP_MAX_VCPUS];       /* signal_vp per vp, never cleared by the log */
     unsigned signals_bad_vp;              /* signal_vp for a vp >= XP_MAX_VCPUS */
+    /* msgs_waiting calls: counted, not logged (the partition may ask for a
+     * retry any number of times while messages wait). */
+    unsigned msgs_waiting;
     uint8_t open_userdata[120];           /* user data of the last channel_open */
 
     /* How the fake behaves. */

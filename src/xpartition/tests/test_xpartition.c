@@ -1484,11 +1484,14 @@ static void test_slot_busy_pending_eom(void **state)
     struct hv_message *s = slot(f, 0);
     struct vmbus_channel_message_header h = {.msgtype = CHANNELMSG_REQUESTOFFERS};
     unsigned irqs = f->fh.signals[0];
+    f->fh.msgs_waiting = 0;
     assert_int_equal(POST(f, h), HV_STATUS_SUCCESS);
     assert_int_equal(f->fh.signals[0], irqs + 1);
     assert_int_equal(s->header.message_type, HV_MESSAGE_TYPE_VMBUS);
     assert_int_equal(s->header.message_flags, HV_MESSAGE_FLAG_PENDING);
-    assert_true(xp_flush(f->xp)); /* messages wait */
+    /* messages wait: the host is asked for a retry (the EOM may never come) */
+    assert_true(f->fh.msgs_waiting > 0);
+    assert_true(xp_flush(f->xp));
     /* an EOM while the guest still holds the slot delivers nothing */
     xp_eom(f->xp, 0);
     assert_int_equal(f->fh.signals[0], irqs + 1);
@@ -1507,6 +1510,16 @@ static void test_slot_busy_pending_eom(void **state)
     assert_true(no_msg(f));
     xp_eom(f->xp, 0);
     assert_int_equal(f->fh.signals[0], irqs + 3);
+    /* a reply that finds the slot free needs no retry */
+    f->fh.msgs_waiting = 0;
+    struct vmbus_channel_gpadl_header g = {.header.msgtype = CHANNELMSG_GPADL_HEADER,
+                                           .child_relid = 9};
+    uint8_t buf[sizeof(g) + 16] = {0};
+    memcpy(buf, &g, sizeof(g));
+    assert_int_equal(post(f, 1, buf, sizeof(buf)), HV_STATUS_SUCCESS);
+    assert_int_equal(gpadl_created(f, 9, 0), STATUS_UNSUCCESSFUL);
+    assert_int_equal(f->fh.msgs_waiting, 0);
+    f->warns = 0;
 }
 
 /* A slot holding some other message (a timer's) is never overwritten: the
