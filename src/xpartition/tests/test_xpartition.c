@@ -1551,6 +1551,35 @@ static void test_slot_held_by_other_message(void **state)
     assert_true(no_msg(f));
 }
 
+/* The VMM may report the SynIC pages before the memory they lie in, and
+ * the SINT route last: the reply that waited goes out when the memory
+ * comes, and its interrupt is raised again when the route comes. */
+static void test_late_plumbing(void **state)
+{
+    struct fx *f = *state;
+    xp_close_all(f->xp);
+    xp_destroy(f->xp);
+    fake_host_init(&f->fh);
+    f->seen_calls = 0;
+    memset(f->signals_seen, 0, sizeof(f->signals_seen));
+    memset(f->ram, 0, RAM_SIZE);
+    f->xp = xp_create(7, "xptest", NVCPUS, &fake_host_ops, &f->fh);
+    assert_non_null(f->xp);
+    assert_int_equal(xp_set_synic(f->xp, 0, 1, PAGE(SIMP_PAGE(0)) | 1, PAGE(SIEFP_PAGE(0)) | 1),
+                     0);
+    assert_int_equal(f->warns, 2); /* SIMP and SIEFP outside guest memory (so far) */
+    f->warns = 0;
+    assert_int_equal(initiate(f, VMBUS_VERSION_WIN10_V5_3, 0), HV_STATUS_SUCCESS);
+    assert_true(no_msg(f));
+    assert_int_equal(xp_add_region(f->xp, 0, RAM_SIZE, dup(f->memfd), 0), 0);
+    assert_int_equal(f->fh.signals[0], 1);
+    /* the interrupt went nowhere (no route yet): the route raises it again */
+    assert_int_equal(xp_set_sint_route(f->xp, 0), 0);
+    assert_int_equal(f->fh.signals[0], 2);
+    assert_int_equal(version_response(f, 0), 1);
+    expect_no_warn(f);
+}
+
 /* A guest that posts while never taking the answers meets back-pressure
  * (INSUFFICIENT_BUFFERS) instead of growing queues; no answer is lost. */
 static void test_queue_full_back_pressure(void **state)
@@ -1749,6 +1778,7 @@ int main(void)
         T(test_simp_disabled),
         T(test_slot_busy_pending_eom),
         T(test_slot_held_by_other_message),
+        T(test_late_plumbing),
         T(test_queue_full_back_pressure),
         T(test_modify_channel_5_3),
         T(test_modify_channel_older),
