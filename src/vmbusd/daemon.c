@@ -158,62 +158,64 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
 int daemon_bind_unix(const char *path, int type, const struct cfg_sock_access *acc, char *err,
                      size_t errlen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path)) {
+    /* The socket is bound under a temporary name, given its group and mode,
+     * put into listening state and only then renamed to its real path: a
+     * client that finds the file can always connect, and the file never has
+     * a mode wider than acc, whatever the umask. */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX}, tmp = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path) ||
+        snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%ld.tmp", path, (long)getpid()) >=
+            (int)sizeof(tmp.sun_path)) {
         snprintf(err, errlen, "socket path %s is too long", path);
         return -1;
     }
     strcpy(sa.sun_path, path);
+    int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        close(probe);
+        snprintf(err, errlen,
+                 "socket %s is in use by another running vmbusd (stop it, or choose "
+                 "another path with --socket)",
+                 path);
+        return -1;
+    }
+    if (probe >= 0)
+        close(probe);
     int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == EADDRINUSE) {
-        /* Stale file from a previous run, or a live daemon? Ask it. */
-        int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            close(probe);
-            close(fd);
-            snprintf(err, errlen,
-                     "socket %s is in use by another running vmbusd (stop it, or choose "
-                     "another path with --socket)",
-                     path);
-            return -1;
-        }
-        if (probe >= 0)
-            close(probe);
-        unlink(path);
-    } else {
-        goto bound;
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        snprintf(err, errlen, "cannot bind %s: %s", path, strerror(errno));
+    unlink(tmp.sun_path); /* left by a vmbusd of the same pid that died here */
+    if (bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", tmp.sun_path, strerror(errno));
         close(fd);
         return -1;
     }
-bound:
-    /* Until here the file has the umask's mode; the service's UMask=0077
-     * makes that the owner only, so the window never grants more than acc.
-     * Group first: chmod after chown keeps the mode exactly as asked. */
-    if (acc->gid != (gid_t)-1 && chown(path, (uid_t)-1, acc->gid) < 0) {
+    /* Group first: chmod after chown keeps the mode exactly as asked. */
+    if (acc->gid != (gid_t)-1 && chown(tmp.sun_path, (uid_t)-1, acc->gid) < 0) {
         snprintf(err, errlen, "cannot give %s to group %s: %s", path, acc->group,
                  strerror(errno));
         goto fail_bound;
     }
-    if (chmod(path, acc->mode) < 0) {
+    if (chmod(tmp.sun_path, acc->mode) < 0) {
         snprintf(err, errlen, "cannot set mode %04o on %s: %s", acc->mode, path,
                  strerror(errno));
         goto fail_bound;
     }
-    if (listen(fd, 16) < 0) {
+    if (listen(fd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "listen on %s: %s", path, strerror(errno));
+        goto fail_bound;
+    }
+    /* Replaces a stale file from a previous run (its daemon did not answer). */
+    if (rename(tmp.sun_path, path) < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
         goto fail_bound;
     }
     return fd;
 fail_bound:
     close(fd);
-    unlink(path);
+    unlink(tmp.sun_path);
     return -1;
 }
 
