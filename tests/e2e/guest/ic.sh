@@ -27,43 +27,6 @@ ic_wait=$(e2e_param e2e.wait || echo 90)
 kvpkey=$(e2e_param e2e.kvpkey || true)
 kvppreset=$(e2e_param e2e.kvppreset || true)
 
-# Print every record of a KVP pool file (struct kvp_record: key[512],
-# value[2048]).  Each string ends at its first NUL: hv_kvp_daemon leaves
-# whatever its heap held after it (seen: pieces of /etc/hosts).
-ic_kvp_dump() {
-    local f=/var/lib/hyperv/.kvp_pool_$1 n i k v
-    [ -f "$f" ] || { echo "E2E-KVP pool=$1 (no file)"; return; }
-    n=$(( $(wc -c < "$f") / 2560 ))
-    i=0
-    while [ $i -lt $n ]; do
-        k=$(dd if="$f" bs=512 skip=$((i * 5)) count=1 2>/dev/null | tr '\0' '\n' | head -n 1)
-        v=$(dd if="$f" bs=512 skip=$((i * 5 + 1)) count=4 2>/dev/null | tr '\0' '\n' | head -n 1)
-        echo "E2E-KVP pool=$1 key=$k value=$v"
-        i=$((i + 1))
-    done
-}
-# Append the record KEY=VALUE to pool file POOL.
-ic_kvp_add() {
-    local f=/var/lib/hyperv/.kvp_pool_$1
-    {
-        printf '%s' "$2"; dd if=/dev/zero bs=$((512 - ${#2})) count=1 2>/dev/null
-        printf '%s' "$3"; dd if=/dev/zero bs=$((2048 - ${#3})) count=1 2>/dev/null
-    } >> "$f"
-}
-# Is KEY in pool file POOL?
-ic_kvp_has() {
-    local f=/var/lib/hyperv/.kvp_pool_$1 n i k
-    [ -f "$f" ] || return 1
-    n=$(( $(wc -c < "$f") / 2560 ))
-    i=0
-    while [ $i -lt $n ]; do
-        k=$(dd if="$f" bs=512 skip=$((i * 5)) count=1 2>/dev/null | tr '\0' '\n' | head -n 1)
-        [ "$k" = "$2" ] && return 0
-        i=$((i + 1))
-    done
-    return 1
-}
-
 hostname e2e-guest
 
 # 1. A clock far off: 2001, set before hv_utils exists.
@@ -98,7 +61,7 @@ if [ -c /dev/vmbus/hv_kvp ] && [ -x /usr/sbin/hv_kvp_daemon ]; then
     # A guest-side key (pool 1, "guest"): the daemon reads the pool files
     # at start; the host lists them with 'vmbusctl kvp list VM guest'.
     guestkey=$(e2e_param e2e.kvpguest || true)
-    [ -z "$guestkey" ] || ic_kvp_add 1 "$guestkey" "written by the guest"
+    [ -z "$guestkey" ] || e2e_kvp_add 1 "$guestkey" "written by the guest"
     /usr/sbin/hv_kvp_daemon -n </dev/null >/tmp/kvp.log 2>&1 &
     kvp_pid=$!
     e2e_result "kvp_daemon=started"
@@ -112,15 +75,15 @@ echo "E2E-IC-READY"
 i=0
 while [ $i -lt $((ic_wait * 2)) ] && [ -z "$E2E_POWEROFF" ]; do
     ok=1
-    [ -z "$kvpkey" ] || ic_kvp_has 0 "$kvpkey" || ok=0
-    [ -z "$kvppreset" ] || ic_kvp_has 0 "$kvppreset" || ok=0
+    [ -z "$kvpkey" ] || e2e_kvp_has 0 "$kvpkey" || ok=0
+    [ -z "$kvppreset" ] || e2e_kvp_has 0 "$kvppreset" || ok=0
     [ $ok = 1 ] && break
     sleep 0.5
     i=$((i + 1))
 done
-ic_kvp_dump 0
+e2e_kvp_dump 0
 for k in $kvppreset $kvpkey; do
-    if ic_kvp_has 0 "$k"; then echo "E2E-KVP-SEEN key=$k"; else e2e_fail "KVP key $k not in pool 0"; fi
+    if e2e_kvp_has 0 "$k"; then echo "E2E-KVP-SEEN key=$k"; else e2e_fail "KVP key $k not in pool 0"; fi
 done
 if [ -n "$kvp_pid" ] && kill -0 "$kvp_pid" 2>/dev/null; then
     e2e_result "kvp_daemon=running"

@@ -110,3 +110,41 @@ e2e_dump_dmesg() {
     grep -i -E 'hyper|vmbus|hv_|panic|error|fail' /tmp/dmesg.txt | tail -n 40
     echo "E2E-DMESG-END"
 }
+
+# KVP pool files of hv_kvp_daemon (/var/lib/hyperv/.kvp_pool_N).
+# e2e_kvp_dump POOL: print every record (struct kvp_record: key[512],
+# value[2048]).  Each string ends at its first NUL: hv_kvp_daemon leaves
+# whatever its heap held after it (seen: pieces of /etc/hosts).
+e2e_kvp_dump() {
+    local f=/var/lib/hyperv/.kvp_pool_$1 n i k v
+    [ -f "$f" ] || { echo "E2E-KVP pool=$1 (no file)"; return; }
+    n=$(( $(wc -c < "$f") / 2560 ))
+    i=0
+    while [ $i -lt $n ]; do
+        k=$(dd if="$f" bs=512 skip=$((i * 5)) count=1 2>/dev/null | tr '\0' '\n' | head -n 1)
+        v=$(dd if="$f" bs=512 skip=$((i * 5 + 1)) count=4 2>/dev/null | tr '\0' '\n' | head -n 1)
+        echo "E2E-KVP pool=$1 key=$k value=$v"
+        i=$((i + 1))
+    done
+}
+# e2e_kvp_add POOL KEY VALUE: append a record to pool file POOL.
+e2e_kvp_add() {
+    local f=/var/lib/hyperv/.kvp_pool_$1
+    {
+        printf '%s' "$2"; dd if=/dev/zero bs=$((512 - ${#2})) count=1 2>/dev/null
+        printf '%s' "$3"; dd if=/dev/zero bs=$((2048 - ${#3})) count=1 2>/dev/null
+    } >> "$f"
+}
+# e2e_kvp_has POOL KEY: is KEY in pool file POOL?
+e2e_kvp_has() {
+    local f=/var/lib/hyperv/.kvp_pool_$1 n i k
+    [ -f "$f" ] || return 1
+    n=$(( $(wc -c < "$f") / 2560 ))
+    i=0
+    while [ $i -lt $n ]; do
+        k=$(dd if="$f" bs=512 skip=$((i * 5)) count=1 2>/dev/null | tr '\0' '\n' | head -n 1)
+        [ "$k" = "$2" ] && return 0
+        i=$((i + 1))
+    done
+    return 1
+}

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+# Helpers of the L1 scenario scripts that drive one L2 guest with vmbusctl
+# (tests/e2e/ic-l1, tests/e2e/retarget-l1); sourced by bash.  The caller
+# sets: out (log directory), n (VM name), sock and ctl (vmbusd's sockets),
+# vmbusd, vmbusctl; for wait_for also vmm_pid and deadline (ms, now_ms).
+fails=0 passes=0
+
+pass() { echo "PASS: $*"; passes=$((passes + 1)); }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# The console without carriage returns or other non-printable bytes.
+serial() { tr -d '\r' < "$out/$n.serial" 2>/dev/null | tr -c '\n\t -~' '?'; }
+# check DESCRIPTION COMMAND...: PASS if COMMAND succeeds.
+check() {
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+has_line() { serial | grep -q -x -F -- "$1"; }
+result() { serial | sed -n "s/^E2E-RESULT $1=//p" | tail -n 1; }
+ctl() { "$vmbusctl" -s "$ctl" -t 15 "$@"; }
+
+# wait_for MARKER TIMEOUT_S: until the console has a line starting with
+# MARKER; sets SEEN_MS (L1 clock, ms) when it appears.  Ends at the deadline
+# or when the VMM exits.
+wait_for() {
+    local m=$1 end=$(( $(now_ms) + $2 * 1000 ))
+    [ "$end" -le "$deadline" ] || end=$deadline
+    SEEN_MS=""
+    while [ "$(now_ms)" -lt "$end" ]; do
+        if serial | grep -q -- "^$m"; then SEEN_MS=$(now_ms); return 0; fi
+        kill -0 "$vmm_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    serial | grep -q -- "^$m" && { SEEN_MS=$(now_ms); return 0; }
+    return 1
+}
+
+# l1_start_vmbusd CONFIG: vmbusd with a control socket, logging at debug
+# level to $out/$n.vmbusd.log; sets VMBUSD_PID.
+l1_start_vmbusd() {
+    rm -f "$sock" "$ctl"
+    "$vmbusd" --config "$1" --socket "$sock" --control "$ctl" --log-level debug \
+        > "$out/$n.vmbusd.log" 2>&1 &
+    VMBUSD_PID=$!
+    for _ in $(seq 100); do
+        [ -S "$sock" ] && [ -S "$ctl" ] && return 0
+        kill -0 "$VMBUSD_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "vmbusd did not start"
+    tail -n 20 "$out/$n.vmbusd.log"
+    return 1
+}
+
+l1_stop_vmbusd() {
+    kill -TERM "$VMBUSD_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$VMBUSD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$VMBUSD_PID" 2>/dev/null
+    wait "$VMBUSD_PID" 2>/dev/null
+    rm -f "$sock" "$ctl"
+}
+
+# l1_wait_vmm TIMEOUT_S: wait for the guest to power off by itself (at most
+# until the deadline), else stop vmbus-vmm; sets VMM_RC.
+l1_wait_vmm() {
+    local end=$(( $(now_ms) + $1 * 1000 ))
+    [ "$end" -le "$deadline" ] || end=$deadline
+    while kill -0 "$vmm_pid" 2>/dev/null && [ "$(now_ms)" -lt "$end" ]; do sleep 0.2; done
+    if kill -0 "$vmm_pid" 2>/dev/null; then
+        echo "e2e: guest still running $(( ($(now_ms) - t0) / 1000 ))s after start; stopping vmbus-vmm"
+        kill -TERM "$vmm_pid"
+    fi
+    wait "$vmm_pid"
+    VMM_RC=$?
+    echo "e2e: vmbus-vmm exit $VMM_RC after $(( ($(now_ms) - t0) / 1000 ))s"
+}
+
+l1_show_logs() {
+    echo "----- guest serial console (last 120 lines) -----"
+    serial | tail -n 120
+    echo "----- vmbus-vmm log (last 30 lines) -----"
+    tail -n 30 "$out/$n.vmm.log" 2>/dev/null
+    echo "----- vmbusd log (last 60 lines) -----"
+    tail -n 60 "$out/$n.vmbusd.log" 2>/dev/null
+    echo "----- end -----"
+}
