@@ -26,7 +26,7 @@ trap 'E2E_POWEROFF=usr2' USR2
 trap 'E2E_POWEROFF=term' TERM
 trap 'E2E_POWEROFF=usr1' USR1
 
-rounds=$(e2e_param e2e.rounds || echo 40)
+rounds=$(e2e_param e2e.rounds || echo 20)
 reloads=$(e2e_param e2e.reloads || echo 5)
 stall_s=$(e2e_param e2e.stall || echo 20)
 rt_wait=$(e2e_param e2e.wait || echo 60)
