@@ -30,6 +30,7 @@
 
 #define MAX_EVENTFDS 2048
 #define HELLO_TIMEOUT_MS 5000
+#define POST_SLOW_MS 2000 /* warn about a POST_RESULT slower than this */
 
 struct evfd {
     uint32_t conn_id;
@@ -524,7 +525,21 @@ uint32_t vmbus_post_message(struct vcpu *vc, const void *input_page)
     c->posts++;
     if (send_locked(c, VU_MSG_POST_MESSAGE, seq, &pm, sizeof(pm), NULL, 0) < 0)
         gone_locked(vm, strerror(errno));
+    /* The vCPU is stuck in the hypercall until the answer comes: say so
+     * once if it takes long, so a frozen guest is told apart from a slow
+     * vmbusd. */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    bool warned = false;
     while (!vc->answered && !vm->stopping) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long waited_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (!warned && waited_ms >= POST_SLOW_MS) {
+            log_warn("VP %d: no POST_RESULT from vmbusd for %ld ms; the vCPU waits in "
+                     "HvPostMessage (seq %u)", vc->index, waited_ms, seq);
+            warned = true;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000 * 1000;
