@@ -148,8 +148,9 @@ bool vsp_channel_is_open(const struct vsp_channel *ch);
 /* ---- receiving ----------------------------------------------------- */
 /* 1: *pkt filled; 0: ring empty; <0: the guest corrupted the ring (the
  * channel is being torn down; stop using it).  The guest sees the space
- * freed (its read index) when vsp_recv() returns 0 or the receive callback
- * returns, so a VSP that must send a large reply should drain first. */
+ * freed (its read index) when vsp_recv() returns 0, after every quarter of
+ * the ring a long batch consumes, as soon as a guest waiting for space
+ * (pending_send_sz) can have it, and when the receive callback returns. */
 int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt);
 
 /* ---- sending ------------------------------------------------------- */

@@ -14,7 +14,6 @@
 #include "common/guid.h"
 #include "common/log.h"
 #include "vmbusd/internal.h"
-#include "xpartition/ring.h"
 
 #define MAX_STATUS 256
 
@@ -297,11 +296,8 @@ struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_
 void vsp_channel_rescind(struct vsp_channel *ch) { xp_rescind_channel(ch->xc); }
 void *vsp_channel_opaque(const struct vsp_channel *ch) { return ch->opaque; }
 struct vsp_partition *vsp_channel_partition(const struct vsp_channel *ch) { return ch->p; }
-uint32_t vsp_channel_relid(const struct vsp_channel *ch) { return ch->xc->relid; }
-bool vsp_channel_is_open(const struct vsp_channel *ch)
-{
-    return atomic_load(&ch->xc->state) == XP_CHAN_OPEN;
-}
+uint32_t vsp_channel_relid(const struct vsp_channel *ch) { return xp_channel_relid(ch->xc); }
+bool vsp_channel_is_open(const struct vsp_channel *ch) { return xp_channel_is_open(ch->xc); }
 
 static void open_work(void *arg)
 {
@@ -318,7 +314,7 @@ static void open_work(void *arg)
 
 void host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len)
 {
-    struct vsp_channel *ch = xc->vsp;
+    struct vsp_channel *ch = xp_channel_vsp(xc);
     ch->open_len = len < sizeof(ch->open_data) ? len : sizeof(ch->open_data);
     memcpy(ch->open_data, ud, ch->open_len);
     workq_serial_submit(ch->serial, open_work, ch);
@@ -334,140 +330,55 @@ static void close_work(void *arg)
 
 void host_channel_close(struct xp_channel *xc)
 {
-    struct vsp_channel *ch = xc->vsp;
+    struct vsp_channel *ch = xp_channel_vsp(xc);
     workq_serial_submit(ch->serial, close_work, ch);
 }
 
 static void kick_work(void *arg)
 {
     struct vsp_channel *ch = arg;
-    struct xp_channel *xc = ch->xc;
     atomic_store(&ch->kick_pending, false);
-    if (atomic_load(&xc->state) != XP_CHAN_OPEN)
+    if (!xp_channel_is_open(ch->xc))
         return;
-    uint32_t need = atomic_load(&xc->send_blocked);
-    if (need) {
-        pthread_mutex_lock(&xc->send_lock);
-        bool room = xc->out.r.hdr && ring_writer_free(&xc->out) > need;
-        pthread_mutex_unlock(&xc->send_lock);
-        if (room) {
-            atomic_store(&xc->send_blocked, 0);
-            if (ch->ops->writable)
-                ch->ops->writable(ch);
-        }
-    }
+    if (xp_channel_writable(ch->xc) && ch->ops->writable)
+        ch->ops->writable(ch);
     if (ch->ops->receive)
         ch->ops->receive(ch);
     /* Publish what the VSP consumed; the guest may wait for room. */
-    pthread_mutex_lock(&xc->recv_lock);
-    if (atomic_load(&xc->state) == XP_CHAN_OPEN && xc->in.r.hdr && ring_reader_commit(&xc->in))
-        xp_channel_notify_guest(xc);
-    pthread_mutex_unlock(&xc->recv_lock);
+    xp_channel_recv_done(ch->xc);
 }
 
 void host_channel_kick(struct xp_channel *xc)
 {
-    struct vsp_channel *ch = xc->vsp;
+    struct vsp_channel *ch = xp_channel_vsp(xc);
     /* Coalesce: one queued receive covers any number of signals. */
     if (!atomic_exchange(&ch->kick_pending, true))
         workq_serial_submit(ch->serial, kick_work, ch);
 }
 
 /* ------------------------------------------------------------------ */
-/* Packets                                                             */
+/* Packets (the rings are driven by src/xpartition/chanio.c)           */
 
 int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
 {
-    struct xp_channel *xc = ch->xc;
-    pthread_mutex_lock(&xc->recv_lock);
-    if (atomic_load(&xc->state) != XP_CHAN_OPEN || !xc->in.r.hdr) {
-        pthread_mutex_unlock(&xc->recv_lock);
-        return 0;
-    }
-    struct ring_pkt rp;
-    int ret;
-    for (;;) {
-        ret = ring_read_next(&xc->in, xc->pktbuf, xc->pktbuf_len, &rp);
-        if (ret != RING_EMPTY)
-            break;
-        /* Empty: publish the read index, then look once more so a packet
-         * the guest wrote meanwhile (without signalling, since the ring did
-         * not look empty to it) is not left behind. */
-        bool signal = ring_reader_commit(&xc->in);
-        bool more = ring_reader_rearm(&xc->in);
-        if (signal)
-            xp_channel_notify_guest(xc);
-        if (!more)
-            break;
-    }
-    pthread_mutex_unlock(&xc->recv_lock);
-    if (ret == RING_EMPTY)
-        return 0;
-    if (ret != RING_OK) {
-        char why[96];
-        snprintf(why, sizeof(why), "guest->host ring: %s", ring_strerror(ret));
-        xp_channel_fault(xc, why);
-        return -EIO;
-    }
-    pkt->type = rp.desc.type;
-    pkt->flags = rp.desc.flags;
-    pkt->trans_id = rp.desc.trans_id;
-    pkt->header = xc->pktbuf;
-    pkt->header_len = rp.payload_off;
-    pkt->data = xc->pktbuf + rp.payload_off;
-    pkt->len = rp.total_len - rp.payload_off;
+    struct xp_packet xpkt;
+    int ret = xp_channel_recv(ch->xc, &xpkt);
+    if (ret <= 0)
+        return ret;
+    pkt->type = xpkt.type;
+    pkt->flags = xpkt.flags;
+    pkt->trans_id = xpkt.trans_id;
+    pkt->header = xpkt.buf;
+    pkt->header_len = xpkt.payload_off;
+    pkt->data = xpkt.buf + xpkt.payload_off;
+    pkt->len = xpkt.total_len - xpkt.payload_off;
     return 1;
 }
 
 int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
                     const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt)
 {
-    struct xp_channel *xc = ch->xc;
-    struct iovec v[18];
-    if (iovcnt < 0 || iovcnt > 16 || (hdr_len && !hdr))
-        return -EINVAL;
-    size_t payload = 0;
-    for (int i = 0; i < iovcnt; i++)
-        payload += iov[i].iov_len;
-    size_t off = sizeof(struct vmpacket_descriptor) + hdr_len;
-    if (off & 7)
-        return -EINVAL; /* offset8 must be exact */
-    size_t total = off + payload;
-    if (total > 0xffff * 8u)
-        return -EMSGSIZE;
-    struct vmpacket_descriptor d = {
-        .type = type,
-        .offset8 = (uint16_t)(off / 8),
-        .len8 = (uint16_t)((total + 7) / 8),
-        .flags = flags,
-        .trans_id = trans_id,
-    };
-    v[0] = (struct iovec){.iov_base = &d, .iov_len = sizeof(d)};
-    int n = 1;
-    if (hdr_len)
-        v[n++] = (struct iovec){.iov_base = (void *)hdr, .iov_len = hdr_len};
-    for (int i = 0; i < iovcnt; i++)
-        v[n++] = iov[i];
-
-    bool signal = false;
-    pthread_mutex_lock(&xc->send_lock);
-    int ret;
-    if (atomic_load(&xc->state) != XP_CHAN_OPEN || !xc->out.r.hdr) {
-        ret = -EPIPE;
-    } else {
-        ret = ring_write(&xc->out, v, n, &signal);
-        if (ret == -EAGAIN)
-            atomic_store(&xc->send_blocked, (uint32_t)ring_packet_size(total));
-    }
-    /* Signal inside the lock: a guest reset fences on it (xp_reset). */
-    if (ret == RING_OK && signal)
-        xp_channel_notify_guest(xc);
-    pthread_mutex_unlock(&xc->send_lock);
-    if (ret == RING_ERR_INDEX) {
-        xp_channel_fault(xc, "host->guest ring: indices corrupted by the guest");
-        return -EIO;
-    }
-    return ret;
+    return xp_channel_send(ch->xc, type, flags, trans_id, hdr, hdr_len, iov, iovcnt);
 }
 
 int vsp_send_inband(struct vsp_channel *ch, const void *data, size_t len, uint64_t trans_id,
@@ -644,9 +555,9 @@ void vsp_log(const struct vsp_channel *ch, enum vsp_log_level lvl, const char *f
         log_msg(map_level(lvl), "vsp: %s", buf);
         return;
     }
-    guid_format(&ch->xc->offer.if_type, cls);
+    guid_format(xp_channel_class(ch->xc), cls);
     log_msg(map_level(lvl), "partition %s: relid %u (class %s): %s", ch->p->conn->name,
-            ch->xc->relid, cls, buf);
+            xp_channel_relid(ch->xc), cls, buf);
 }
 
 void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char *fmt, ...)
@@ -663,15 +574,11 @@ void vsp_plog(const struct vsp_partition *p, enum vsp_log_level lvl, const char 
 
 void vsp_guest_error(const struct vsp_channel *ch, const char *fmt, ...)
 {
-    char buf[384], cls[GUID_STR_LEN];
+    char buf[384];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    guid_format(&ch->xc->offer.if_type, cls);
     /* Counted and rate limited with the model's own guest warnings. */
-    struct xpartition *xp = ch->p->xp;
-    pthread_mutex_lock(&xp->lock);
-    xp_guest_warn(xp, "relid %u (class %s): %s", ch->xc->relid, cls, buf);
-    pthread_mutex_unlock(&xp->lock);
+    xp_channel_guest_warn(ch->xc, "%s", buf);
 }

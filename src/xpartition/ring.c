@@ -261,6 +261,29 @@ bool ring_reader_commit(struct ring_reader *rd)
     return free_before <= pending && free_now > pending;
 }
 
+bool ring_reader_commit_due(const struct ring_reader *rd)
+{
+    const struct ring *r = &rd->r;
+    if (!index_ok(r, rd->start_read) || !index_ok(r, rd->read))
+        return false;
+    uint32_t consumed = ring_dist(r, rd->start_read, rd->read);
+    if (consumed == 0)
+        return false;
+    if (consumed >= r->size / 4)
+        return true;
+    /* Only a hint: ring_reader_commit does the ordered check [D], and a
+     * request this load misses is honoured by the commit at the end of
+     * the batch. */
+    uint32_t pending = load_once(HDR_U32(r->hdr, pending_send_sz));
+    if (pending == 0 ||
+        !(load_once(HDR_U32(r->hdr, feature_bits)) & VMBUS_RING_FEAT_PENDING_SEND_SZ))
+        return false;
+    uint32_t w = load_once(HDR_U32(r->hdr, write_index));
+    if (!index_ok(r, w))
+        return false;
+    return r->size - ring_dist(r, rd->read, w) > pending;
+}
+
 void ring_reader_set_mask(struct ring_reader *rd, bool masked)
 {
     store_once(HDR_U32(rd->r.hdr, interrupt_mask), masked ? 1u : 0u);
@@ -404,4 +427,18 @@ int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool
             *signal = true;
     }
     return RING_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Status                                                              */
+
+uint32_t ring_fill_pct(const struct ring *r)
+{
+    if (!r->hdr || !r->size)
+        return 0;
+    uint32_t w = load_acquire(HDR_U32(r->hdr, write_index));
+    uint32_t rd = load_acquire(HDR_U32(r->hdr, read_index));
+    if (!index_ok(r, w) || !index_ok(r, rd))
+        return 0;
+    return (uint32_t)((uint64_t)ring_dist(r, rd, w) * 100 / r->size);
 }

@@ -87,6 +87,12 @@ int ring_read_next(struct ring_reader *rd, void *buf, size_t buflen, struct ring
  * > pending_send_sz (the Linux writer needs strictly more free bytes than it
  * writes, so "exactly pending_send_sz free" does not wake it). */
 bool ring_reader_commit(struct ring_reader *rd);
+/* Whether to commit in the middle of a batch, right after a packet: a
+ * quarter of the ring was consumed since the last commit, or the guest is
+ * blocked (pending_send_sz, with feature bit 0) and the private read index
+ * already frees more than it waits for.  Without it a producer that keeps
+ * the ring busy would see it full although everything in it was read. */
+bool ring_reader_commit_due(const struct ring_reader *rd);
 /* Bytes waiting to be read after the private read index (0 if indices are invalid). */
 uint32_t ring_reader_avail(const struct ring_reader *rd);
 /* Set interrupt_mask (true: "don't signal me", while draining) and issue a
@@ -131,5 +137,9 @@ int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool
 /* Free bytes in the host->guest ring (0 if indices are invalid).  A packet
  * fits iff ring_writer_free() > ring_packet_size(len). */
 uint32_t ring_writer_free(const struct ring_writer *wr);
+
+/* How full r is, in percent of its data area, from the shared indices
+ * (each loaded once); 0 if they are corrupt.  For status displays. */
+uint32_t ring_fill_pct(const struct ring *r);
 
 #endif /* VMBUSD_RING_H */

@@ -230,6 +230,45 @@ void xp_channel_close_done(struct xp_channel *ch);
 void xp_channel_fault(struct xp_channel *ch, const char *why);
 /* Signal the guest that ch has data / space (event flag + SINT). */
 void xp_channel_notify_guest(struct xp_channel *ch);
+
+/* What the VSP layer may know about a channel.  relid is 0 until the
+ * channel is offered; the class never changes. */
+bool xp_channel_is_open(const struct xp_channel *ch);
+uint32_t xp_channel_relid(const struct xp_channel *ch);
+void *xp_channel_vsp(const struct xp_channel *ch);
+const struct hv_guid *xp_channel_class(const struct xp_channel *ch);
+/* A guest-caused problem on ch: warning prefixed with the partition, relid
+ * and class, counted and rate limited with the partition's own. */
+void xp_channel_guest_warn(struct xp_channel *ch, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- packet I/O on an open channel (chanio.c) ---- */
+/* One packet from the guest->host ring, validated, in a private copy that
+ * stays valid until the next xp_channel_recv on the channel. */
+struct xp_packet {
+    uint16_t type;         /* descriptor fields, from the copy */
+    uint16_t flags;
+    uint64_t trans_id;
+    const uint8_t *buf;    /* descriptor through payload */
+    uint32_t total_len;    /* len8 * 8 */
+    uint32_t payload_off;  /* offset8 * 8, in [16, total_len] */
+};
+/* 1: *pkt filled; 0: ring empty or channel not open; -EIO: the guest
+ * corrupted the ring and the channel is being torn down.  Publishes the
+ * read index when the ring is empty and during long batches, signalling a
+ * guest whose pending_send_sz the freed space crosses. */
+int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt);
+/* End of a receive batch: publish what was consumed (and signal as above). */
+void xp_channel_recv_done(struct xp_channel *ch);
+/* Write one packet: descriptor built here, hdr (hdr_len bytes, making
+ * 16 + hdr_len a multiple of 8) after it, then iov (at most 16).  0,
+ * -EAGAIN ring full (xp_channel_writable tells when it has room), -EPIPE
+ * not open, -EMSGSIZE can never fit, -EINVAL bad arguments, -EIO the guest
+ * corrupted the ring (the channel is being torn down). */
+int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+                    const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt);
+/* True once, after a send returned -EAGAIN, when the packet would now fit. */
+bool xp_channel_writable(struct xp_channel *ch);
 /* Map / unmap a complete GPADL for the VSP. */
 void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len);
 void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id);
