@@ -24,7 +24,6 @@
 #include "common/log.h"
 #include "common/utf8.h"
 #include "vmbusd/internal.h"
-#include "xpartition/versions.h"
 
 
 struct strbuf {
@@ -79,55 +78,35 @@ static void sb_json_str(struct strbuf *b, const char *s)
     sb_add(b, "\"");
 }
 
-static uint32_t ring_fill(const struct ring *r)
-{
-    if (!r->hdr || !r->size)
-        return 0;
-    /* The header page is page-aligned guest memory; go through plain
-     * pointers so no compiler sees an atomic on a packed member. */
-    const uint32_t *idx = (const uint32_t *)(uintptr_t)r->hdr;
-    uint32_t w = __atomic_load_n(&idx[0], __ATOMIC_ACQUIRE);
-    uint32_t rd = __atomic_load_n(&idx[1], __ATOMIC_ACQUIRE);
-    if (w >= r->size || rd >= r->size)
-        return 0;
-    uint32_t used = w >= rd ? w - rd : r->size - rd + w;
-    return (uint32_t)((uint64_t)used * 100 / r->size);
-}
-
 static void list_partition(struct strbuf *b, struct vmm_conn *c)
 {
-    struct xpartition *xp = c->xp;
-    pthread_mutex_lock(&xp->lock);
-    sb_add(b, "{\"id\":%u,\"name\":", xp->id);
+    struct xp_snapshot snap;
+    xp_snapshot(c->xp, &snap); /* out of memory: listed without its channels */
+    sb_add(b, "{\"id\":%u,\"name\":", snap.id);
     sb_json_str(b, c->name);
-    sb_add(b, ",\"vcpus\":%u,\"connected\":%s,\"version\":\"%u.%u\",", xp->nvcpus,
-           xp->connected ? "true" : "false", xp->version >> 16, xp->version & 0xffff);
+    sb_add(b, ",\"vcpus\":%u,\"connected\":%s,\"version\":\"%u.%u\",", snap.nvcpus,
+           snap.connected ? "true" : "false", snap.version >> 16, snap.version & 0xffff);
     /* Who connected it: which VMM process vmbusctl commands for this VM reach. */
     sb_add(b, "\"vmm_pid\":%d,\"vmm_uid\":%d,\"vmm_gid\":%d,", (int)c->peer_pid,
            (int)c->peer_uid, (int)c->peer_gid);
     sb_add(b, "\"messages_in\":%llu,\"messages_out\":%llu,\"guest_errors\":%llu,\"channels\":[",
-           (unsigned long long)xp->stats.msgs_in, (unsigned long long)xp->stats.msgs_out,
-           (unsigned long long)xp->stats.violations);
-    bool first = true;
-    for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
-        if (ch->removed && !ch->relid)
-            continue;
+           (unsigned long long)snap.stats.msgs_in, (unsigned long long)snap.stats.msgs_out,
+           (unsigned long long)snap.stats.violations);
+    for (unsigned i = 0; i < snap.nchannels; i++) {
+        const struct xp_chan_snapshot *ch = &snap.channels[i];
         char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
-        guid_format(&ch->offer.if_type, cls);
-        guid_format(&ch->offer.if_instance, inst);
-        bool open = atomic_load(&ch->state) == XP_CHAN_OPEN;
+        guid_format(&ch->class_id, cls);
+        guid_format(&ch->instance_id, inst);
         sb_add(b,
                "%s{\"relid\":%u,\"class\":\"%s\",\"instance\":\"%s\",\"subchannel\":%u,"
                "\"state\":\"%s\",\"target_vp\":%u,\"in_fill_pct\":%u,\"out_fill_pct\":%u}",
-               first ? "" : ",", ch->relid, cls, inst, ch->offer.sub_channel_index,
-               xp_chan_state_name(atomic_load(&ch->state)), atomic_load(&ch->target_vp),
-               open ? ring_fill(&ch->in.r) : 0, open ? ring_fill(&ch->out.r) : 0);
-        first = false;
+               i ? "," : "", ch->relid, cls, inst, ch->sub_channel_index,
+               xp_chan_state_name(ch->state), ch->target_vp, ch->in_fill_pct, ch->out_fill_pct);
     }
-    pthread_mutex_unlock(&xp->lock);
+    xp_snapshot_free(&snap);
     sb_add(b, "],\"status\":{");
     char *st = c->vp ? host_partition_status_text(c->vp) : NULL;
-    first = true;
+    bool first = true;
     char *save = NULL;
     for (char *line = st ? strtok_r(st, "\n", &save) : NULL; line;
          line = strtok_r(NULL, "\n", &save)) {

@@ -3,6 +3,7 @@
 #ifndef VMBUSD_XP_INTERNAL_H
 #define VMBUSD_XP_INTERNAL_H
 
+#include "xpartition/channel.h"
 #include "xpartition/xpartition.h"
 
 /* message queue (xpartition.c) */

@@ -22,11 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/uio.h>
 
 #include "common/ratelimit.h"
 #include "vmbusd/hv_wire.h"
-#include "xpartition/ring.h"
-#include "xpartition/ring_map.h"
 
 #define XP_MAX_VCPUS 256
 #define XP_MAX_REGIONS 32
@@ -106,30 +105,6 @@ struct xp_orphan_map {
     SLIST_ENTRY(xp_orphan_map) link; /* xp->orphans */
     void *addr;
     size_t len;
-};
-
-struct xp_channel {
-    struct xpartition *xp;
-    STAILQ_ENTRY(xp_channel) link; /* xp->offers */
-    struct vmbus_channel_offer offer;
-    /* Written under xp->lock, read lock-free by senders and loggers. */
-    _Atomic uint32_t relid;    /* 0 until offered */
-    _Atomic uint32_t conn_id;
-    _Atomic int state;         /* enum xp_chan_state */
-    bool rescind_requested;
-    bool removed;              /* VSP asked to rescind before it was ever offered */
-    _Atomic uint32_t target_vp;
-    uint32_t openid;
-    struct xp_gpadl *ring_gpadl;
-    struct ring_mapping in_map, out_map;
-    struct ring_reader in;     /* guest -> host */
-    struct ring_writer out;    /* host -> guest */
-    pthread_mutex_t send_lock; /* serialises writers of `out` */
-    pthread_mutex_t recv_lock; /* serialises readers of `in` */
-    _Atomic uint32_t send_blocked; /* bytes a sender waits for (pending_send_sz) */
-    uint8_t *pktbuf;           /* private copy of the packet being read */
-    size_t pktbuf_len;
-    void *vsp;                 /* VSP layer's object */
 };
 
 struct xp_stats {
@@ -226,11 +201,6 @@ void xp_rescind_channel(struct xp_channel *ch);
 void xp_offers_ready(struct xpartition *xp);
 void xp_channel_open_done(struct xp_channel *ch, uint32_t status);
 void xp_channel_close_done(struct xp_channel *ch);
-/* Tear a channel down because its guest broke the protocol (ring corruption). */
-void xp_channel_fault(struct xp_channel *ch, const char *why);
-/* Signal the guest that ch has data / space (event flag + SINT). */
-void xp_channel_notify_guest(struct xp_channel *ch);
-
 /* What the VSP layer may know about a channel.  relid is 0 until the
  * channel is offered; the class never changes. */
 bool xp_channel_is_open(const struct xp_channel *ch);
@@ -272,6 +242,29 @@ bool xp_channel_writable(struct xp_channel *ch);
 /* Map / unmap a complete GPADL for the VSP. */
 void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len);
 void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id);
+
+/* ---- status for the control socket (snapshot.c) ---- */
+struct xp_chan_snapshot {
+    uint32_t relid;             /* 0 while not offered */
+    struct hv_guid class_id, instance_id;
+    uint16_t sub_channel_index;
+    int state;                  /* enum xp_chan_state */
+    uint32_t target_vp;
+    uint32_t in_fill_pct, out_fill_pct; /* ring fill (guest->host, host->guest); 0 unless open */
+};
+struct xp_snapshot {
+    uint32_t id, nvcpus;
+    bool connected;
+    uint32_t version;           /* negotiated, 0 if none */
+    struct xp_stats stats;
+    unsigned nchannels;
+    struct xp_chan_snapshot *channels; /* in offer order; free with xp_snapshot_free */
+};
+/* A consistent copy of the partition's state (taken under its lock).
+ * 0, or -ENOMEM: then only the partition's own fields are filled (no
+ * channels).  Either way xp_snapshot_free may be called. */
+int xp_snapshot(struct xpartition *xp, struct xp_snapshot *out);
+void xp_snapshot_free(struct xp_snapshot *s);
 
 const char *xp_chan_state_name(int state);
 /* Log a guest-caused problem (warning) or a guest-triggered event (info),

@@ -54,32 +54,18 @@ static void fuzz_host_hook(struct fake_host *fh, const struct fake_call *c)
         FUZZ_CHECK(ch->in.r.size >= 4096 && ch->out.r.size >= 4096);
         break;
     case FAKE_CHANNEL_KICK: {
-        /* What a VSP does: drain, validating every packet, then echo one. */
-        pthread_mutex_lock(&ch->recv_lock);
-        struct ring_pkt pkt;
-        int ret = RING_OK;
-        for (int i = 0; i < 64 && ch->pktbuf; i++) {
-            ret = ring_read_next(&ch->in, ch->pktbuf, ch->pktbuf_len, &pkt);
-            if (ret != RING_OK)
-                break;
+        /* What the VSP layer does (src/xpartition/chanio.c): drain, checking
+         * every packet handed out, then echo one. */
+        struct xp_packet pkt;
+        for (int i = 0; i < 64 && xp_channel_recv(ch, &pkt) == 1; i++) {
             FUZZ_CHECK(pkt.total_len >= 16 && pkt.total_len <= ch->pktbuf_len);
             FUZZ_CHECK(pkt.payload_off >= 16 && pkt.payload_off <= pkt.total_len);
         }
-        if (ch->pktbuf)
-            ring_reader_commit(&ch->in);
-        pthread_mutex_unlock(&ch->recv_lock);
-        if (ret < 0) {
-            xp_channel_fault(ch, ring_strerror(ret));
-            return;
-        }
-        struct vmpacket_descriptor d = {.type = VM_PKT_DATA_INBAND, .offset8 = 2, .len8 = 3};
+        xp_channel_recv_done(ch);
         uint64_t body = 0x1122334455667788ull;
-        struct iovec iov[2] = {{&d, sizeof(d)}, {&body, sizeof(body)}};
-        bool sig;
-        pthread_mutex_lock(&ch->send_lock);
-        if (ch->out.r.hdr)
-            ring_write(&ch->out, iov, 2, &sig);
-        pthread_mutex_unlock(&ch->send_lock);
+        struct iovec iov = {&body, sizeof(body)};
+        xp_channel_writable(ch);
+        xp_channel_send(ch, VM_PKT_DATA_INBAND, 0, 0, NULL, 0, &iov, 1);
         break;
     }
     default:

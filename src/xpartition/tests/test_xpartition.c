@@ -29,6 +29,7 @@
 
 #include "common/log.h"
 #include "vmbusd/hv_wire.h"
+#include "xpartition/channel.h" /* xp_channel_fault, xp_channel_notify_guest */
 #include "xpartition/tests/fake_host.h"
 #include "xpartition/xpartition.h"
 
