@@ -163,7 +163,7 @@ static void do_control(struct vmbusd *d, struct strbuf *b, char *args)
             found = c;
     for (struct vmm_conn *c = LIST_FIRST(&d->conns); c && !found && numeric;
          c = LIST_NEXT(c, link))
-        if (c->xp && c->vp && c->xp->id == id)
+        if (c->xp && c->vp && xp_id(c->xp) == id)
             found = c;
     if (found)
         atomic_fetch_add(&found->ctl_busy, 1); /* teardown waits for us */

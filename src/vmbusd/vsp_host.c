@@ -197,7 +197,7 @@ void host_partition_destroy(struct vsp_partition *p)
 }
 
 const char *vsp_partition_name(const struct vsp_partition *p) { return p->conn->name; }
-uint32_t vsp_partition_id(const struct vsp_partition *p) { return p->xp->id; }
+uint32_t vsp_partition_id(const struct vsp_partition *p) { return xp_id(p->xp); }
 
 int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref)
 {

@@ -9,6 +9,8 @@
 
 #include "xpartition/internal.h"
 
+uint32_t xp_id(const struct xpartition *xp) { return xp->id; }
+
 static bool listed(const struct xp_channel *ch)
 {
     /* rescinded before it ever reached the guest: gone */

@@ -244,6 +244,7 @@ void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len);
 void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id);
 
 /* ---- status for the control socket (snapshot.c) ---- */
+uint32_t xp_id(const struct xpartition *xp); /* fixed at xp_create */
 struct xp_chan_snapshot {
     uint32_t relid;             /* 0 while not offered */
     struct hv_guid class_id, instance_id;
