@@ -13,6 +13,8 @@
  *   test_pending_send_sz_signalled        same, with the guest blocked on
  *                                         pending_send_sz: it is signalled
  *                                         before the last packet is taken
+ *   test_list_shows_ring_fill             vmbusctl list (xp_snapshot) shows
+ *                                         the open channel and its full ring
  *
  * Deterministic: a gate VSP linked into the test (simd_linked_plugins)
  * consumes nothing until the guest has filled its ring, then drains it one
@@ -113,10 +115,9 @@ static int setup(void **state)
     return 0;
 }
 
-/* Open the gate channel, fill its guest->host ring (the VSP takes nothing),
- * optionally block on pending_send_sz, then let the VSP drain it and wait
- * until it is done.  Returns the packets written. */
-static int fill_and_drain(struct sim_vm *vm, struct sim_chan **out, bool pending)
+/* Open the gate channel and fill its guest->host ring (the VSP takes
+ * nothing).  Returns the packets written. */
+static int fill(struct sim_vm *vm, struct sim_chan **out)
 {
     vm->expect_offers = 1;
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
@@ -133,6 +134,16 @@ static int fill_and_drain(struct sim_vm *vm, struct sim_chan **out, bool pending
     while (sim_chan_send(ch, VM_PKT_DATA_INBAND, 0, (uint64_t)n, payload, sizeof(payload)) == 0)
         n++;
     SIM_ASSERT(n > 8, "only %d packets fit", n);
+    return n;
+}
+
+/* fill(), optionally block on pending_send_sz, then let the VSP drain the
+ * ring and wait until it is done.  Returns the packets written. */
+static int fill_and_drain(struct sim_vm *vm, struct sim_chan **out, bool pending)
+{
+    int n = fill(vm, out);
+    struct sim_chan *ch = *out;
+    struct sim_offer *of = sim_find_offer(vm, ch->relid);
     if (pending)
         /* blocked: "signal me once one more packet fits" (hv_sock style) */
         __atomic_store_n(&ch->out.hdr->pending_send_sz, 16u + PAYLOAD + 8u, __ATOMIC_SEQ_CST);
@@ -200,11 +211,43 @@ static void test_pending_send_sz_signalled(void **state)
     sim_vm_free(vm);
 }
 
+/* The number after "key": in a JSON line, or -1. */
+static long json_num(const char *json, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* vmbusctl list (xp_snapshot): the open channel with its full guest->host
+ * ring, as the guest filled it. */
+static void test_list_shows_ring_fill(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_vm_create(f->d, VM_GATE);
+    SIM_ASSERT(vm != NULL, "create");
+    struct sim_chan *ch;
+    fill(vm, &ch);
+    static char buf[8192];
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), "list", buf, sizeof(buf)), "list");
+    SIM_ASSERT(strstr(buf, "\"state\":\"open\"") != NULL, "channel not open in %s", buf);
+    SIM_ASSERT(json_num(buf, "relid") == (long)ch->relid, "relid in %s", buf);
+    /* full but for less than one packet (224 of 12288 bytes) */
+    SIM_ASSERT(json_num(buf, "in_fill_pct") >= 98, "guest->host fill in %s", buf);
+    SIM_ASSERT(json_num(buf, "out_fill_pct") == 0, "host->guest fill in %s", buf);
+    SIM_ASSERT(json_num(buf, "id") == (long)vm->partition_id, "partition id in %s", buf);
+    SIM_ASSERT(strstr(buf, "\"version\":\"5.3\"") != NULL, "version in %s", buf);
+    SIM_ASSERT(sim_chan_close(ch) == 0, "close");
+    sim_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_read_index_moves_while_draining, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_sz_signalled, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_shows_ring_fill, setup, fx_teardown),
     };
     SIM_RUN("sim_ring_flow", tests);
 }
