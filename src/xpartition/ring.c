@@ -281,7 +281,10 @@ bool ring_reader_commit_due(const struct ring_reader *rd)
     uint32_t w = load_once(HDR_U32(r->hdr, write_index));
     if (!index_ok(r, w))
         return false;
-    return r->size - ring_dist(r, rd->read, w) > pending;
+    /* Once: when what is published (start_read) still leaves the guest
+     * waiting and what was read would not. */
+    return r->size - ring_dist(r, rd->start_read, w) <= pending &&
+           r->size - ring_dist(r, rd->read, w) > pending;
 }
 
 void ring_reader_set_mask(struct ring_reader *rd, bool masked)

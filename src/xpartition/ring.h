@@ -89,8 +89,8 @@ int ring_read_next(struct ring_reader *rd, void *buf, size_t buflen, struct ring
 bool ring_reader_commit(struct ring_reader *rd);
 /* Whether to commit in the middle of a batch, right after a packet: a
  * quarter of the ring was consumed since the last commit, or the guest is
- * blocked (pending_send_sz, with feature bit 0) and the private read index
- * already frees more than it waits for.  Without it a producer that keeps
+ * blocked (pending_send_sz, with feature bit 0) on space that the published
+ * read index does not give it and the private one does.  Without it a producer that keeps
  * the ring busy would see it full although everything in it was read. */
 bool ring_reader_commit_due(const struct ring_reader *rd);
 /* Bytes waiting to be read after the private read index (0 if indices are invalid). */
