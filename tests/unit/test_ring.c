@@ -443,6 +443,47 @@ static void test_commit_no_pending(void **state)
     assert_false(ring_reader_commit(&rd));
 }
 
+/* When to commit in the middle of a batch: a quarter of the ring read since
+ * the last commit, or once for a guest blocked on pending_send_sz that the
+ * private read index can satisfy. */
+static void test_commit_due(void **state)
+{
+    struct fx *f = *state;
+    struct vmbus_ring_header *g = g_hdr(f);
+    static uint8_t p[3000];
+    /* 5 packets of 3000 bytes: 15000 of 16384 used, 1384 free. */
+    for (int i = 0; i < 5; i++)
+        g_put_pkt(f, VM_PKT_DATA_INBAND, i, p, 2976);
+    static uint8_t buf[4096];
+    struct ring_pkt pkt;
+    struct ring_reader rd;
+
+    g->feature_bits = VMBUS_RING_FEAT_PENDING_SEND_SZ;
+    ring_reader_init(&rd, f->hdr, f->data, f->size);
+    assert_false(ring_reader_commit_due(&rd)); /* nothing read */
+    assert_int_equal(ring_read_next(&rd, buf, sizeof(buf), &pkt), RING_OK);
+    assert_false(ring_reader_commit_due(&rd)); /* 3000 < 16384 / 4, nobody waits */
+    assert_int_equal(ring_read_next(&rd, buf, sizeof(buf), &pkt), RING_OK);
+    assert_true(ring_reader_commit_due(&rd)); /* 6000: a quarter */
+    ring_reader_commit(&rd);
+    assert_false(ring_reader_commit_due(&rd));
+    assert_int_equal(g->read_index, 6000);
+
+    /* From the start again: the guest waits for 2000 free bytes and 1384
+     * are published. */
+    g->read_index = 0;
+    ring_reader_init(&rd, f->hdr, f->data, f->size);
+    g->pending_send_sz = 2000;
+    g->feature_bits = 0; /* without the feature bit the guest polls */
+    assert_int_equal(ring_read_next(&rd, buf, sizeof(buf), &pkt), RING_OK);
+    assert_false(ring_reader_commit_due(&rd));
+    g->feature_bits = VMBUS_RING_FEAT_PENDING_SEND_SZ;
+    assert_true(ring_reader_commit_due(&rd)); /* private: 4384 free */
+    assert_true(ring_reader_commit(&rd));     /* crossed: signal */
+    assert_int_equal(ring_read_next(&rd, buf, sizeof(buf), &pkt), RING_OK);
+    assert_false(ring_reader_commit_due(&rd)); /* published 4384 already satisfies it */
+}
+
 static void test_mask_and_rearm(void **state)
 {
     struct fx *f = *state;
@@ -676,6 +717,7 @@ int main(void)
         T(test_concurrent_descriptor_change),
         T(test_commit_pending),
         T(test_commit_no_pending),
+        T(test_commit_due),
         T(test_mask_and_rearm),
         T(test_write_roundtrip),
         T(test_write_wrap),
