@@ -74,8 +74,9 @@ static uint32_t alloc_relid(struct xpartition *xp)
 }
 
 /* Send what waits on the LOCAL_OFFER list, once the guest asked for offers.
- * An offer that finds the message queue full stays pending and is retried on
- * the next flush. */
+ * An offer that finds the message queue full, no free relid or no event
+ * connection stays pending; it is retried on the next flush
+ * (xp_flush_locked) or when a relid is released. */
 void xp_post_pending_offers(struct xpartition *xp)
 {
     if (!xp->connected || !xp->offers_requested)
@@ -436,6 +437,7 @@ void xp_handle_relid_released(struct xpartition *xp, uint32_t relid)
     xp_event(xp, "relid %u released by the guest", relid);
     release_relid(xp, ch);
     ch->removed = true;
+    xp_post_pending_offers(xp); /* one may have waited for a free relid */
 }
 
 void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifychannel *m)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * XPartition lifetime, guest memory, SynIC state and the host->guest message
- * queue (the SynIC slot protocol).
+ * XPartition lifetime, guest memory, SynIC state, and the partition's use of
+ * its host->guest message queue (the queue and slot protocol: synic.c).
  */
 #include "xpartition/xpartition.h"
 
@@ -230,29 +230,6 @@ int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off)
 /* ------------------------------------------------------------------ */
 /* SynIC                                                               */
 
-/* Something waits for vp's interrupt: a message in its slot or an event
- * flag set (read here, never trusted beyond "raise the SINT once"). */
-static bool sint_work_waiting(struct xp_vcpu *v)
-{
-    struct hv_message *slot = atomic_load(&v->msg_slot);
-    if (slot) {
-        /* 256-byte aligned guest memory, as in slot_try_write */
-        uintptr_t base = (uintptr_t)slot;
-        uint32_t *typep = (uint32_t *)(base + offsetof(struct hv_message_header, message_type));
-        if (__atomic_load_n(typep, __ATOMIC_ACQUIRE) != HV_MESSAGE_TYPE_NONE)
-            return true;
-    }
-    uint8_t *flags = atomic_load(&v->event_flags);
-    if (flags) {
-        /* SIEFP + 256 * SINT: 8-byte aligned; senders set bits atomically */
-        const uint64_t *w = (const uint64_t *)(void *)flags;
-        for (unsigned i = 0; i < HV_EVENT_FLAGS_BYTES / 8; i++)
-            if (__atomic_load_n(&w[i], __ATOMIC_RELAXED))
-                return true;
-    }
-    return false;
-}
-
 int xp_set_sint_route(struct xpartition *xp, uint32_t vp)
 {
     if (vp >= xp->nvcpus)
@@ -262,7 +239,7 @@ int xp_set_sint_route(struct xpartition *xp, uint32_t vp)
     v->has_route = true;
     /* Messages and events may have been placed while the route was missing;
      * their interrupt went nowhere, so raise it now. */
-    if (sint_work_waiting(v))
+    if (synic_sint_work_waiting(atomic_load(&v->msg_slot), atomic_load(&v->event_flags)))
         xp->ops->signal_vp(xp->ops_ctx, vp);
     xp_flush_locked(xp);
     pthread_mutex_unlock(&xp->lock);
@@ -321,69 +298,36 @@ int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t
 /* ------------------------------------------------------------------ */
 /* Host -> guest messages                                              */
 
-/*
- * Try to place msg in vp's SINT2 slot.  The slot belongs to the guest while
- * message_type != 0.  If it is busy we set msg_pending so that the guest
- * writes EOM after freeing it, and look again: the guest clears the type
- * before reading msg_pending, so after our store + full fence either we see
- * the slot free, or the guest sees our flag and sends EOM.  This closes the
- * lost-EOM window between our check and our flag.
- */
-static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg, bool more)
-{
-    /* The slot is 256-byte aligned guest memory: the packed header's fields
-     * sit at their natural alignment, so plain atomics on them are fine. */
-    uintptr_t base = (uintptr_t)slot;
-    uint32_t *typep = (uint32_t *)(base + offsetof(struct hv_message_header, message_type));
-    uint8_t *flagsp = (uint8_t *)(base + offsetof(struct hv_message_header, message_flags));
-    uint32_t type = __atomic_load_n(typep, __ATOMIC_ACQUIRE);
-    if (type != HV_MESSAGE_TYPE_NONE) {
-        __atomic_fetch_or(flagsp, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
-        type = __atomic_load_n(typep, __ATOMIC_SEQ_CST);
-        if (type != HV_MESSAGE_TYPE_NONE)
-            return false;
-    }
-    memcpy(slot->payload, msg->payload, msg->header.payload_size);
-    slot->header.payload_size = msg->header.payload_size;
-    slot->header.sender = 0;
-    /* msg_pending on a delivered message asks the guest for an EOM so the
-     * next queued one follows promptly. */
-    __atomic_store_n(flagsp, more ? HV_MESSAGE_FLAG_PENDING : 0, __ATOMIC_RELAXED);
-    __atomic_store_n(typep, msg->header.message_type, __ATOMIC_RELEASE);
-    return true;
-}
-
-/* Put the head of the queue into the slot if the slot is free.  One message
- * per interrupt: the next follows on the guest's EOM (msg_pending asks for
- * one) or on the next flush. */
+/* Put the head of the queue into the target vCPU's slot if the guest freed
+ * it (and raise the SINT); ask for a retry while messages wait. */
 static void deliver_locked(struct xpartition *xp)
 {
     uint32_t vp = xp->target_vcpu;
-    if (xp->msgq_len == 0)
-        return;
     struct hv_message *slot = vp < xp->nvcpus ? atomic_load(&xp->vcpus[vp].msg_slot) : NULL;
-    if (slot && slot_try_write(slot, &xp->msgq[xp->msgq_head], xp->msgq_len > 1)) {
-        xp->msgq_head = (xp->msgq_head + 1) % XP_MSGQ_MAX;
-        xp->msgq_len--;
+    bool delivered = synic_queue_deliver(&xp->msgq, slot);
+    if (delivered) {
         xp->stats.msgs_out++;
         xp->ops->signal_vp(xp->ops_ctx, vp);
     }
     /* Only now is a retry needed: nothing polls a partition whose queue
      * is empty, so idle partitions cost no CPU. */
-    if (xp->msgq_len > 0 && xp->ops->msgs_waiting)
+    if (synic_queue_len(&xp->msgq) > 0 && xp->ops->msgs_waiting)
         xp->ops->msgs_waiting(xp->ops_ctx);
 }
 
 void xp_flush_locked(struct xpartition *xp)
 {
     deliver_locked(xp);
-    /* Offers that did not fit into the queue earlier are retried here. */
-    xp_post_pending_offers(xp);
+    /* The queue only tells how much room it has; what goes into it is the
+     * offer code's decision: offers that found it full, or whose event
+     * connection could not be set up, are retried here. */
+    if (synic_queue_room(&xp->msgq) > 0)
+        xp_post_pending_offers(xp);
 }
 
 void xp_eom(struct xpartition *xp, uint32_t vp)
 {
-    (void)vp;
+    (void)vp; /* messages go to the target vCPU only, whichever vCPU freed a slot */
     pthread_mutex_lock(&xp->lock);
     xp_flush_locked(xp);
     pthread_mutex_unlock(&xp->lock);
@@ -393,36 +337,31 @@ bool xp_flush(struct xpartition *xp)
 {
     pthread_mutex_lock(&xp->lock);
     xp_flush_locked(xp);
-    bool waiting = xp->msgq_len > 0;
+    bool waiting = synic_queue_len(&xp->msgq) > 0;
     pthread_mutex_unlock(&xp->lock);
     return waiting;
 }
 
 unsigned xp_msgq_free(const struct xpartition *xp)
 {
-    return XP_MSGQ_MAX - xp->msgq_len;
+    return synic_queue_room(&xp->msgq);
 }
 
 int xp_queue_msg(struct xpartition *xp, const void *body, size_t len)
 {
-    if (len > HV_MESSAGE_PAYLOAD_SIZE || len < sizeof(struct vmbus_channel_message_header))
-        return -EINVAL;
-    if (xp->msgq_len == XP_MSGQ_MAX)
-        return -ENOBUFS;
-    struct hv_message *m = &xp->msgq[(xp->msgq_head + xp->msgq_len) % XP_MSGQ_MAX];
-    memset(m, 0, sizeof(*m));
-    m->header.message_type = HV_MESSAGE_TYPE_VMBUS;
-    m->header.payload_size = (uint8_t)len;
-    memcpy(m->payload, body, len);
-    xp->msgq_len++;
+    int ret = synic_queue_push(&xp->msgq, body, len);
+    if (ret < 0)
+        return ret;
     log_debug("partition %s: queued host message type %u (%zu bytes, %u waiting)", xp->name,
-              ((const struct vmbus_channel_message_header *)body)->msgtype, len, xp->msgq_len);
+              ((const struct vmbus_channel_message_header *)body)->msgtype, len,
+              synic_queue_len(&xp->msgq));
+    /* The caller is filling the queue: the room this may free is not
+     * reported back to it. */
     deliver_locked(xp);
     return 0;
 }
 
 void xp_drop_queued_msgs(struct xpartition *xp)
 {
-    xp->msgq_head = 0;
-    xp->msgq_len = 0;
+    synic_queue_clear(&xp->msgq);
 }

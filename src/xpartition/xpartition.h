@@ -26,10 +26,10 @@
 
 #include "common/ratelimit.h"
 #include "vmbusd/hv_wire.h"
+#include "xpartition/synic.h"
 
 #define XP_MAX_VCPUS 256
 #define XP_MAX_REGIONS 32
-#define XP_MSGQ_MAX 128          /* host->guest messages waiting for a slot */
 #define XP_MAX_GPADLS 1024       /* per partition */
 #define XP_MAX_PENDING_GPADLS 16 /* headers whose bodies have not all arrived */
 #define XP_MAX_GPADL_PAGES 8190  /* range_buflen is u16 */
@@ -134,9 +134,7 @@ struct xpartition {
     bool offers_ready;         /* the VSPs made their boot-time offers */
     bool legacy_eventfd;       /* conn id 2 registered for pre-WIN8 guests */
 
-    /* host -> guest message queue */
-    struct hv_message msgq[XP_MSGQ_MAX];
-    unsigned msgq_head, msgq_len;
+    struct synic_queue msgq;   /* host -> guest messages waiting for a slot */
 
     STAILQ_HEAD(, xp_channel) offers; /* LOCAL_OFFER list, in offer order */
     struct xp_channel *relids[VMBUS_MAX_RELID + 1];

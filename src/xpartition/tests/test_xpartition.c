@@ -771,7 +771,7 @@ static void test_offers(void **state)
 static void test_offers_beyond_queue(void **state)
 {
     struct fx *f = fx_new(false);
-    enum { EXTRA = 2 * XP_MSGQ_MAX };
+    enum { EXTRA = 2 * SYNIC_QUEUE_MAX };
     struct xp_channel *extra[EXTRA];
     for (unsigned i = 0; i < EXTRA; i++) {
         struct vmbus_channel_offer o = {0};
@@ -1594,7 +1594,7 @@ static void test_queue_full_back_pressure(void **state)
                                            .range_buflen = 16,
                                            .rangecount = 1};
     uint8_t buf[36] = {0};
-    while (accepted < 4 * XP_MSGQ_MAX) {
+    while (accepted < 4 * SYNIC_QUEUE_MAX) {
         h.gpadl = 0x1000 + accepted;
         memcpy(buf, &h, sizeof(h));
         st = post(f, 1, buf, sizeof(buf));
