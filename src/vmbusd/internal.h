@@ -124,7 +124,6 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd);
 /* Stop serving the connection (loop thread); the rest of the teardown runs
  * as a work item. */
 void conn_teardown(struct vmm_conn *c, const char *why);
-extern const struct xp_host_ops conn_xp_ops;
 
 /* vsp_host.c */
 struct vsp_partition *host_partition_create(struct vmm_conn *c);
@@ -135,9 +134,6 @@ void host_partition_attach_all(struct vsp_partition *p);
 void host_partition_close(struct vsp_partition *p);
 /* Close (if not yet), detach plugins, free.  Blocks; run on a worker. */
 void host_partition_destroy(struct vsp_partition *p);
-void host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len);
-void host_channel_close(struct xp_channel *xc);
-void host_channel_kick(struct xp_channel *xc);
 /* Copy of the published status values as "key=value\n" lines. */
 char *host_partition_status_text(struct vsp_partition *p);
 int host_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,

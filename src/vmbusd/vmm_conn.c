@@ -153,7 +153,7 @@ static void conn_error_code(struct vmm_conn *c, int code, const char *fmt, ...)
 }
 
 /* ------------------------------------------------------------------ */
-/* xp_host_ops                                                         */
+/* xp_transport_ops                                                    */
 
 /* Called with the partition lock held, from the loop and from workers: the
  * irqfd write itself happens on the partition's SINT thread. */
@@ -256,20 +256,10 @@ static void op_msgs_waiting(void *ctx)
     pthread_mutex_unlock(&c->send_lock);
 }
 
-static void op_channel_open(void *ctx, struct xp_channel *ch, const uint8_t *ud, size_t len)
-{
-    host_channel_open(ch, ud, len);
-}
-static void op_channel_close(void *ctx, struct xp_channel *ch) { host_channel_close(ch); }
-static void op_channel_kick(void *ctx, struct xp_channel *ch) { host_channel_kick(ch); }
-
-const struct xp_host_ops conn_xp_ops = {
+static const struct xp_transport_ops conn_transport_ops = {
     .signal_vp = op_signal_vp,
     .eventfd_add = op_eventfd_add,
     .eventfd_del = op_eventfd_del,
-    .channel_open = op_channel_open,
-    .channel_close = op_channel_close,
-    .channel_kick = op_channel_kick,
     .msgs_waiting = op_msgs_waiting,
 };
 
@@ -367,7 +357,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
     c->nvcpus = m.vcpu_count;
     c->retry_ev = event_new(c->d->base, -1, 0, retry_cb, c);
-    c->xp = xp_create(id, c->name, c->nvcpus, &conn_xp_ops, c);
+    c->xp = xp_create(id, c->name, c->nvcpus, &conn_transport_ops, c);
     if (!c->xp)
         return conn_error_code(c, ENOMEM, "out of memory");
     c->vp = host_partition_create(c);

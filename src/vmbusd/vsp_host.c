@@ -74,6 +74,8 @@ struct vsp_partition {
 /* ------------------------------------------------------------------ */
 /* Partition                                                           */
 
+static const struct xp_channel_ops host_channel_ops;
+
 struct vsp_partition *host_partition_create(struct vmm_conn *c)
 {
     struct vsp_partition *p = calloc(1, sizeof(*p));
@@ -93,6 +95,7 @@ struct vsp_partition *host_partition_create(struct vmm_conn *c)
         }
         p->slots[p->nslots++] = (struct plugin_slot){.pl = lp->pl, .state = lp->state};
     }
+    xp_set_channel_ops(p->xp, &host_channel_ops, p);
     return p;
 }
 
@@ -312,7 +315,10 @@ static void open_work(void *arg)
     xp_channel_open_done(ch->xc, ret == 0 ? 0 : 0xC0000001u);
 }
 
-void host_channel_open(struct xp_channel *xc, const uint8_t *ud, size_t len)
+/* The xp_channel_ops below run with the partition locked: they only queue
+ * work on the channel's serial queue.  ctx is the vsp_partition (unused: the
+ * channel's vsp_channel is xp_channel_vsp(xc)). */
+static void host_channel_open(void *ctx, struct xp_channel *xc, const uint8_t *ud, size_t len)
 {
     struct vsp_channel *ch = xp_channel_vsp(xc);
     ch->open_len = len < sizeof(ch->open_data) ? len : sizeof(ch->open_data);
@@ -328,7 +334,7 @@ static void close_work(void *arg)
     xp_channel_close_done(ch->xc);
 }
 
-void host_channel_close(struct xp_channel *xc)
+static void host_channel_close(void *ctx, struct xp_channel *xc)
 {
     struct vsp_channel *ch = xp_channel_vsp(xc);
     workq_serial_submit(ch->serial, close_work, ch);
@@ -348,13 +354,19 @@ static void kick_work(void *arg)
     xp_channel_recv_done(ch->xc);
 }
 
-void host_channel_kick(struct xp_channel *xc)
+static void host_channel_kick(void *ctx, struct xp_channel *xc)
 {
     struct vsp_channel *ch = xp_channel_vsp(xc);
     /* Coalesce: one queued receive covers any number of signals. */
     if (!atomic_exchange(&ch->kick_pending, true))
         workq_serial_submit(ch->serial, kick_work, ch);
 }
+
+static const struct xp_channel_ops host_channel_ops = {
+    .channel_open = host_channel_open,
+    .channel_close = host_channel_close,
+    .channel_kick = host_channel_kick,
+};
 
 /* ------------------------------------------------------------------ */
 /* Packets (the rings are driven by src/xpartition/chanio.c)           */

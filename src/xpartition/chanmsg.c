@@ -99,7 +99,7 @@ static void handle_initiate_contact(struct xpartition *xp, uint32_t conn_id,
     r.version_supported = 1;
     r.msg_conn_id = VMBUS_MESSAGE_CONNECTION_ID;
     if (!vi->per_channel_events && !xp->legacy_eventfd) {
-        if (xp->ops->eventfd_add(xp->ops_ctx, VMBUS_EVENT_CONNECTION_ID) == 0)
+        if (xp->transport->eventfd_add(xp->transport_ctx, VMBUS_EVENT_CONNECTION_ID) == 0)
             xp->legacy_eventfd = true;
     }
     xp_event(xp, "VMBus version %u.%u negotiated (target vcpu %u)", ver >> 16,

@@ -54,6 +54,12 @@ struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_ch
     pthread_mutex_init(&ch->recv_lock, NULL);
 
     pthread_mutex_lock(&xp->lock);
+    if (!xp->chan_ops) {
+        pthread_mutex_unlock(&xp->lock);
+        log_err("partition %s: offer made before xp_set_channel_ops; refused", xp->name);
+        xp_channel_free(ch);
+        return NULL;
+    }
     STAILQ_INSERT_TAIL(&xp->offers, ch, link);
     char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
     guid_format(&o->if_type, cls);
@@ -93,7 +99,7 @@ void xp_post_pending_offers(struct xpartition *xp)
         }
         uint32_t conn = per_channel_events(xp) ? XP_CHANNEL_CONN_ID_BASE + relid
                                                : VMBUS_EVENT_CONNECTION_ID;
-        if (per_channel_events(xp) && xp->ops->eventfd_add(xp->ops_ctx, conn) < 0) {
+        if (per_channel_events(xp) && xp->transport->eventfd_add(xp->transport_ctx, conn) < 0) {
             log_err("partition %s: cannot set up the event connection for relid %u", xp->name,
                     relid);
             return;
@@ -136,7 +142,7 @@ static void release_relid(struct xpartition *xp, struct xp_channel *ch)
         ch->ring_gpadl = NULL;
     }
     if (per_channel_events(xp) || ch->conn_id != VMBUS_EVENT_CONNECTION_ID)
-        xp->ops->eventfd_del(xp->ops_ctx, ch->conn_id);
+        xp->transport->eventfd_del(xp->transport_ctx, ch->conn_id);
     xp_gpadl_forget(xp, ch->relid);
     xp->relids[ch->relid] = NULL;
     ch->relid = 0;
@@ -282,7 +288,7 @@ void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_chann
     atomic_store(&ch->state, XP_CHAN_OPENING);
     xp_event(xp, "relid %u opening (rings %u/%u KiB, vp %u)", ch->relid,
              (d * HV_PAGE_SIZE) / 1024, ((g->npages - d) * HV_PAGE_SIZE) / 1024, m->target_vp);
-    xp->ops->channel_open(xp->ops_ctx, ch, m->userdata, sizeof(m->userdata));
+    xp->chan_ops->channel_open(xp->chan_ctx, ch, m->userdata, sizeof(m->userdata));
 }
 
 void xp_channel_open_done(struct xp_channel *ch, uint32_t status)
@@ -298,7 +304,7 @@ void xp_channel_open_done(struct xp_channel *ch, uint32_t status)
         send_open_result(xp, ch->relid, ch->openid, 0);
         xp_event(xp, "relid %u open", ch->relid);
         /* The guest may have written before we were ready. */
-        xp->ops->channel_kick(xp->ops_ctx, ch);
+        xp->chan_ops->channel_kick(xp->chan_ctx, ch);
     } else {
         log_warn("partition %s: relid %u: the VSP refused the open (status %#x)", xp->name,
                  ch->relid, status);
@@ -318,7 +324,7 @@ void xp_channel_shutdown(struct xp_channel *ch)
     if (st != XP_CHAN_OPEN && st != XP_CHAN_OPENING)
         return;
     atomic_store(&ch->state, XP_CHAN_CLOSING);
-    ch->xp->ops->channel_close(ch->xp->ops_ctx, ch);
+    ch->xp->chan_ops->channel_close(ch->xp->chan_ctx, ch);
 }
 
 void xp_channel_close_done(struct xp_channel *ch)
@@ -489,7 +495,7 @@ void xp_disconnect_locked(struct xpartition *xp, bool final)
     }
     xp_gpadl_forget(xp, 0);
     if (xp->legacy_eventfd) {
-        xp->ops->eventfd_del(xp->ops_ctx, VMBUS_EVENT_CONNECTION_ID);
+        xp->transport->eventfd_del(xp->transport_ctx, VMBUS_EVENT_CONNECTION_ID);
         xp->legacy_eventfd = false;
     }
     xp_drop_queued_msgs(xp);
@@ -550,7 +556,7 @@ static void kick_relid(struct xpartition *xp, uint32_t relid)
 {
     struct xp_channel *ch = xp_channel_by_relid(xp, relid);
     if (ch && atomic_load(&ch->state) == XP_CHAN_OPEN)
-        xp->ops->channel_kick(xp->ops_ctx, ch);
+        xp->chan_ops->channel_kick(xp->chan_ctx, ch);
 }
 
 void xp_connection_signalled(struct xpartition *xp, uint32_t conn_id)
@@ -597,5 +603,5 @@ void xp_channel_notify_guest(struct xp_channel *ch)
     } else {
         __atomic_fetch_or(&flags[relid / 8], (uint8_t)(1u << (relid % 8)), __ATOMIC_SEQ_CST);
     }
-    xp->ops->signal_vp(xp->ops_ctx, vp);
+    xp->transport->signal_vp(xp->transport_ctx, vp);
 }

@@ -26,7 +26,7 @@
 
 
 struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
-                             const struct xp_host_ops *ops, void *ctx)
+                             const struct xp_transport_ops *transport, void *ctx)
 {
     if (nvcpus == 0 || nvcpus > XP_MAX_VCPUS)
         return NULL;
@@ -42,10 +42,18 @@ struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
     STAILQ_INIT(&xp->offers);
     snprintf(xp->name, sizeof(xp->name), "%s", name && *name ? name : "vm");
     xp->nvcpus = nvcpus;
-    xp->ops = ops;
-    xp->ops_ctx = ctx;
+    xp->transport = transport;
+    xp->transport_ctx = ctx;
     xp->log_rl = (struct ratelimit)RATELIMIT_INIT(LOG_BURST, LOG_RATE);
     return xp;
+}
+
+void xp_set_channel_ops(struct xpartition *xp, const struct xp_channel_ops *ops, void *ctx)
+{
+    pthread_mutex_lock(&xp->lock);
+    xp->chan_ops = ops;
+    xp->chan_ctx = ctx;
+    pthread_mutex_unlock(&xp->lock);
 }
 
 void xp_destroy(struct xpartition *xp)
@@ -240,7 +248,7 @@ int xp_set_sint_route(struct xpartition *xp, uint32_t vp)
     /* Messages and events may have been placed while the route was missing;
      * their interrupt went nowhere, so raise it now. */
     if (synic_sint_work_waiting(atomic_load(&v->msg_slot), atomic_load(&v->event_flags)))
-        xp->ops->signal_vp(xp->ops_ctx, vp);
+        xp->transport->signal_vp(xp->transport_ctx, vp);
     xp_flush_locked(xp);
     pthread_mutex_unlock(&xp->lock);
     return 0;
@@ -307,12 +315,12 @@ static void deliver_locked(struct xpartition *xp)
     bool delivered = synic_queue_deliver(&xp->msgq, slot);
     if (delivered) {
         xp->stats.msgs_out++;
-        xp->ops->signal_vp(xp->ops_ctx, vp);
+        xp->transport->signal_vp(xp->transport_ctx, vp);
     }
     /* Only now is a retry needed: nothing polls a partition whose queue
      * is empty, so idle partitions cost no CPU. */
-    if (synic_queue_len(&xp->msgq) > 0 && xp->ops->msgs_waiting)
-        xp->ops->msgs_waiting(xp->ops_ctx);
+    if (synic_queue_len(&xp->msgq) > 0 && xp->transport->msgs_waiting)
+        xp->transport->msgs_waiting(xp->transport_ctx);
 }
 
 void xp_flush_locked(struct xpartition *xp)

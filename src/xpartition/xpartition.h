@@ -3,15 +3,17 @@
  * XPartition: everything vmbusd knows about one child VM.
  *
  * The model is transport-free: the daemon feeds it what the VMM reports
- * (memory regions, SynIC pages, posted messages, EOMs, channel signals) and
- * it calls back through struct xp_host_ops for what must leave the process
- * (SINT interrupts, eventfd registration) and for the VSP layer (channel open
- * and close).  All entry points lock the partition; they may be called from
- * any thread.
+ * (memory regions, SynIC pages, posted messages, EOMs, guest signals) and
+ * it calls back through two tables: struct xp_transport_ops for what must
+ * leave the process (SINT interrupts, eventfd registration, the retry
+ * timer), struct xp_channel_ops for the VSP layer (channel open, close,
+ * receive).  The entry points below that change the model lock the
+ * partition and may be called from any thread.
  *
  * Two endpoints, as the Windows root has them:
  *   message endpoint - xp_post_message(): the guest's HvPostMessage
- *   event endpoint   - xp_channel_signalled(): the guest's HvSignalEvent
+ *   event endpoint   - xp_connection_signalled(): the guest's HvSignalEvent
+ *                      on a connection id, routed to the channel behind it
  */
 #ifndef VMBUSD_XPARTITION_H
 #define VMBUSD_XPARTITION_H
@@ -47,14 +49,27 @@ enum xp_chan_state {
     XP_CHAN_RESCINDED, /* rescind sent, waiting for RELID_RELEASED */
 };
 
-struct xp_host_ops {
+/* What a partition needs from the transport that connects it to its VMM
+ * (src/vmbusd/vmm_conn.c): interrupts, guest signals, a timer. */
+struct xp_transport_ops {
     /* Raise the VMBus SINT on vCPU vp (write its irqfd). */
     void (*signal_vp)(void *ctx, uint32_t vp);
     /* Create an eventfd for guest HvSignalEvent(conn_id), hand it to the VMM
      * and watch it; on a signal call xp_connection_signalled(). */
     int (*eventfd_add)(void *ctx, uint32_t conn_id);
     void (*eventfd_del)(void *ctx, uint32_t conn_id);
-    /* The guest opened ch: run the VSP's open (may block) and then call
+    /* Messages wait for the guest's slot: call xp_flush() a little later
+     * (the EOM the guest owes may never come).  Called with the partition
+     * locked, possibly many times per wait.  May be NULL. */
+    void (*msgs_waiting)(void *ctx);
+};
+
+/* What a partition needs from the layer that runs the VSPs behind its
+ * channels (src/vmbusd/vsp_host.c).  Called with the partition locked; the
+ * lock is recursive, so the *_done calls may come from inside, but a VSP
+ * that may block belongs on another thread (vsp_host.c queues it). */
+struct xp_channel_ops {
+    /* The guest opened ch: run the VSP's open and then call
      * xp_channel_open_done().  */
     void (*channel_open)(void *ctx, struct xp_channel *ch, const uint8_t *user_data, size_t len);
     /* The channel closed (guest close, rescind, unload, teardown): run the
@@ -62,10 +77,6 @@ struct xp_host_ops {
     void (*channel_close)(void *ctx, struct xp_channel *ch);
     /* The guest signalled an open channel: schedule the VSP's receive. */
     void (*channel_kick)(void *ctx, struct xp_channel *ch);
-    /* Messages wait for the guest's slot: call xp_flush() a little later
-     * (the EOM the guest owes may never come).  Called with the partition
-     * locked, possibly many times per wait.  May be NULL. */
-    void (*msgs_waiting)(void *ctx);
 };
 
 struct xp_region {
@@ -116,8 +127,10 @@ struct xpartition {
     uint32_t id;
     char name[64];
     uint32_t nvcpus;
-    const struct xp_host_ops *ops;
-    void *ops_ctx;
+    const struct xp_transport_ops *transport;
+    void *transport_ctx;
+    const struct xp_channel_ops *chan_ops; /* NULL until xp_set_channel_ops */
+    void *chan_ctx;
 
     struct xp_region regions[XP_MAX_REGIONS];
     int nregions;
@@ -148,9 +161,12 @@ struct xpartition {
 
 /* ---- lifetime ---- */
 struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
-                             const struct xp_host_ops *ops, void *ctx);
-/* Close every channel (VSP close callbacks run synchronously through ops),
- * unmap memory, free.  */
+                             const struct xp_transport_ops *transport, void *ctx);
+/* Who runs the VSPs behind the channels; set before the first offer. */
+void xp_set_channel_ops(struct xpartition *xp, const struct xp_channel_ops *ops, void *ctx);
+/* Unmap memory and free the partition with its channels.  Close them
+ * first (xp_close_all(), then wait for the VSP closes it queued): a close
+ * finishing later would find its channel freed.  */
 void xp_destroy(struct xpartition *xp);
 
 /* ---- VMM-reported state ---- */
@@ -164,7 +180,8 @@ int xp_set_sint_route(struct xpartition *xp, uint32_t vp);
 int xp_set_synic(struct xpartition *xp, uint32_t vp, uint64_t scontrol, uint64_t simp,
                  uint64_t siefp);
 /* The partition is going away: close every channel (VSP closes are queued
- * through ops) and forget the guest connection; nothing is re-offered. */
+ * through the channel ops) and forget the guest connection; nothing is
+ * re-offered. */
 void xp_close_all(struct xpartition *xp);
 /* Guest reset: forget all VMBus state (offers go back to pending). */
 void xp_reset(struct xpartition *xp);
@@ -176,8 +193,8 @@ uint32_t xp_post_message(struct xpartition *xp, uint32_t vp, const struct hv_pos
 /* The guest signalled end-of-message on vp (or anything that may have freed
  * a slot): deliver queued messages. */
 void xp_eom(struct xpartition *xp, uint32_t vp);
-/* Retry of stuck deliveries (after ops->msgs_waiting); returns true while
- * messages wait. */
+/* Retry of stuck deliveries (after transport msgs_waiting); returns true
+ * while messages wait. */
 bool xp_flush(struct xpartition *xp);
 
 /* ---- event endpoint ---- */

@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(ram, 0, RAM_SIZE);
     fake_host_init(&host);
     host.hook = fuzz_host_hook;
-    struct xpartition *xp = xp_create(1, "fuzz", 2, &fake_host_ops, &host);
+    struct xpartition *xp = fake_host_partition(&host, 1, "fuzz", 2);
     FUZZ_CHECK(xp);
     /* xp_destroy closes the fd it was given: hand it a duplicate. */
     FUZZ_CHECK(xp_add_region(xp, 0, RAM_SIZE, dup(memfd), 0) == 0);

@@ -71,15 +71,27 @@ static void fake_msgs_waiting(void *ctx)
     fh->msgs_waiting++;
 }
 
-const struct xp_host_ops fake_host_ops = {
+const struct xp_transport_ops fake_transport_ops = {
     .signal_vp = fake_signal_vp,
     .eventfd_add = fake_eventfd_add,
     .eventfd_del = fake_eventfd_del,
+    .msgs_waiting = fake_msgs_waiting,
+};
+
+const struct xp_channel_ops fake_channel_ops = {
     .channel_open = fake_channel_open,
     .channel_close = fake_channel_close,
     .channel_kick = fake_channel_kick,
-    .msgs_waiting = fake_msgs_waiting,
 };
+
+struct xpartition *fake_host_partition(struct fake_host *fh, uint32_t id, const char *name,
+                                       uint32_t nvcpus)
+{
+    struct xpartition *xp = xp_create(id, name, nvcpus, &fake_transport_ops, fh);
+    if (xp)
+        xp_set_channel_ops(xp, &fake_channel_ops, fh);
+    return xp;
+}
 
 void fake_host_init(struct fake_host *fh)
 {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fake xp_host_ops for tests that drive an xpartition directly: the unit
- * test of the channel-message state machine (test_xpartition.c) and the
- * chanmsg fuzzer (tests/fuzz/fuzz_chanmsg.c).
+ * Fake host ops (xp_transport_ops and xp_channel_ops) for tests that drive
+ * an xpartition directly: the unit test of the channel-message state
+ * machine (test_xpartition.c) and the chanmsg fuzzer
+ * (tests/fuzz/fuzz_chanmsg.c).
  *
  * Every call but msgs_waiting is recorded in order.  The fake plays the VMM
  * (interrupts and eventfds always work unless eventfd_add_ret says
@@ -60,8 +61,12 @@ struct fake_host {
     void *user;
 };
 
-/* The ops; xp_create's ctx must be a struct fake_host. */
-extern const struct xp_host_ops fake_host_ops;
+/* The ops; the ctx of both must be a struct fake_host. */
+extern const struct xp_transport_ops fake_transport_ops;
+extern const struct xp_channel_ops fake_channel_ops;
+/* xp_create() with the fake as transport and channel ops. */
+struct xpartition *fake_host_partition(struct fake_host *fh, uint32_t id, const char *name,
+                                       uint32_t nvcpus);
 
 void fake_host_init(struct fake_host *fh);
 /* Forget the recorded calls (counters and behaviour stay). */

@@ -107,7 +107,7 @@ static struct fx *fx_new(bool ready)
     assert_true(f->ram != MAP_FAILED);
 
     log_set_sink(log_sink, f);
-    f->xp = xp_create(7, "xptest", NVCPUS, &fake_host_ops, &f->fh);
+    f->xp = fake_host_partition(&f->fh, 7, "xptest", NVCPUS);
     assert_non_null(f->xp);
     /* the partition owns (and closes) the fd it is given */
     assert_int_equal(xp_add_region(f->xp, 0, RAM_SIZE, dup(f->memfd), 0), 0);
@@ -1564,7 +1564,7 @@ static void test_late_plumbing(void **state)
     f->seen_calls = 0;
     memset(f->signals_seen, 0, sizeof(f->signals_seen));
     memset(f->ram, 0, RAM_SIZE);
-    f->xp = xp_create(7, "xptest", NVCPUS, &fake_host_ops, &f->fh);
+    f->xp = fake_host_partition(&f->fh, 7, "xptest", NVCPUS);
     assert_non_null(f->xp);
     assert_int_equal(xp_set_synic(f->xp, 0, 1, PAGE(SIMP_PAGE(0)) | 1, PAGE(SIEFP_PAGE(0)) | 1),
                      0);
