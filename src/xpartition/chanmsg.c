@@ -61,8 +61,7 @@ static void handle_initiate_contact(struct xpartition *xp, uint32_t conn_id,
         xp_event(xp, "guest proposed VMBus version %u.%u: not supported", ver >> 16, ver & 0xffff);
         goto reply;
     }
-    /* Versions from 5.0 on contact us on connection id 4; older ones on 1. */
-    if ((ver >= VMBUS_VERSION_WIN10_V5) != (conn_id == VMBUS_MESSAGE_CONNECTION_ID_4)) {
+    if (vi->contact_on_conn4 != (conn_id == VMBUS_MESSAGE_CONNECTION_ID_4)) {
         xp_guest_warn(xp, "INITIATE_CONTACT for %u.%u on connection id %u: refused", ver >> 16,
                       ver & 0xffff, conn_id);
         goto reply;
@@ -72,7 +71,7 @@ static void handle_initiate_contact(struct xpartition *xp, uint32_t conn_id,
                       xp->nvcpus);
         goto reply;
     }
-    if (ver >= VMBUS_VERSION_WIN10_V5 && m->u.s.msg_sint != VMBUS_MESSAGE_SINT) {
+    if (vi->contact_on_conn4 && m->u.s.msg_sint != VMBUS_MESSAGE_SINT) {
         xp_guest_warn(xp, "INITIATE_CONTACT asks for message SINT %u; only SINT %u is routed",
                       m->u.s.msg_sint, VMBUS_MESSAGE_SINT);
         goto reply;
@@ -89,6 +88,7 @@ static void handle_initiate_contact(struct xpartition *xp, uint32_t conn_id,
     }
     xp->connected = true;
     xp->version = ver;
+    xp->vinfo = vi;
     xp->target_vcpu = m->target_vcpu;
     xp->interrupt_page = vi->per_channel_events ? 0 : m->u.interrupt_page;
     atomic_store(&xp->interrupt_page_hva,

@@ -34,7 +34,7 @@ struct xp_channel *xp_channel_by_relid(struct xpartition *xp, uint32_t relid)
 
 static bool per_channel_events(const struct xpartition *xp)
 {
-    return xp->version >= VMBUS_VERSION_WIN8;
+    return xp->vinfo && xp->vinfo->per_channel_events;
 }
 
 /* ------------------------------------------------------------------ */
@@ -461,7 +461,7 @@ void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifych
         atomic_store(&ch->target_vp, m->target_vp);
         xp_event(xp, "relid %u now signals vp %u", ch->relid, m->target_vp);
     }
-    if (xp->version >= VMBUS_VERSION_WIN10_V5_3) {
+    if (xp->vinfo->modify_response) { /* MODIFYCHANNEL needs a connection */
         struct vmbus_channel_modifychannel_response r = {
             .header.msgtype = CHANNELMSG_MODIFYCHANNEL_RESPONSE,
             .child_relid = m->child_relid,
@@ -503,6 +503,7 @@ void xp_disconnect_locked(struct xpartition *xp, bool final)
     xp->offers_requested = false;
     xp->alloffers_sent = false;
     xp->version = 0;
+    xp->vinfo = NULL;
     xp->interrupt_page = 0;
     atomic_store(&xp->interrupt_page_hva, NULL);
 }

@@ -12,11 +12,13 @@ struct vmbus_version_info {
     /* >= 2.4: per-relid event flag bits and per-channel connection ids;
      * older guests share connection id 2 and the interrupt page. */
     bool per_channel_events;
-    bool has_unload;          /* >= 3.0 */
-    bool has_modify;          /* >= 4.1: MODIFYCHANNEL */
-    bool modify_response;     /* >= 5.3: MODIFYCHANNEL_RESPONSE expected */
-    bool contact_on_conn4;    /* >= 5.0 */
+    /* >= 5.0: INITIATE_CONTACT arrives on connection id 4 and names the
+     * message SINT; older guests contact on connection id 1. */
+    bool contact_on_conn4;
+    bool modify_response;     /* >= 5.3: MODIFYCHANNEL is answered */
 };
+/* Which channel messages a version accepts (UNLOAD from 3.0, ...) is the
+ * rule table in chanmsg.c. */
 
 /* Newest first. */
 extern const struct vmbus_version_info vmbus_versions[];

@@ -39,6 +39,7 @@
 
 struct xpartition;
 struct xp_channel;
+struct vmbus_version_info;
 
 enum xp_chan_state {
     XP_CHAN_PENDING,   /* on the LOCAL_OFFER list, not yet sent to the guest */
@@ -140,6 +141,7 @@ struct xpartition {
     bool connected;            /* INITIATE_CONTACT accepted */
     bool offers_requested;
     uint32_t version;
+    const struct vmbus_version_info *vinfo; /* what version implies; NULL: not connected */
     uint32_t target_vcpu;
     uint64_t interrupt_page;   /* < 2.4 guests: shared interrupt page GPA */
     _Atomic(uint8_t *) interrupt_page_hva;
