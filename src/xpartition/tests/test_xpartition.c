@@ -1303,6 +1303,21 @@ static void test_offer_waits_for_eventfd(void **state)
     assert_string_equal(ops(f), "eventfd_add(0x10001) eventfd_add(0x10002)");
 }
 
+/* Channels need someone to run their VSP: without xp_set_channel_ops an
+ * offer is refused instead of failing at the guest's first open. */
+static void test_offer_needs_channel_ops(void **state)
+{
+    struct fake_host fh;
+    fake_host_init(&fh);
+    struct xpartition *xp = xp_create(8, "noops", 1, &fake_transport_ops, &fh);
+    assert_non_null(xp);
+    struct vmbus_channel_offer o = {0};
+    assert_null(xp_offer_channel(xp, &o, NULL));
+    xp_set_channel_ops(xp, &fake_channel_ops, &fh);
+    assert_non_null(xp_offer_channel(xp, &o, NULL));
+    xp_destroy(xp);
+}
+
 /* A guest cannot pile up half-sent GPADLs: beyond XP_MAX_PENDING_GPADLS
  * headers without their bodies, new ones are refused. */
 static void test_gpadl_pending_limit(void **state)
@@ -1770,6 +1785,7 @@ int main(void)
         T(test_channel_fault),
         T(test_rescind_after_unload),
         T(test_offer_waits_for_eventfd),
+        cmocka_unit_test(test_offer_needs_channel_ops),
         T(test_gpadl_pending_limit),
         T(test_unload),
         T(test_unload_drops_queued_messages),
