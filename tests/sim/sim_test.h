@@ -62,6 +62,25 @@ static inline int fx_setup(void **state)
     return 0;
 }
 
+/* A fixture whose one VM runs only VSPs linked into the test (a probe or a
+ * gate plugin that watches vmbusd from inside). */
+static inline int fx_setup_linked(void **state, const struct sim_vm_cfg *vm,
+                                  const struct vsp_plugin *const *plugins)
+{
+    simd_linked_plugins = plugins;
+    sim_log_clear();
+    struct fx *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    f->d = simd_start(vm, 1, 0);
+    if (!f->d) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
 static inline int fx_teardown(void **state)
 {
     struct fx *f = *state;

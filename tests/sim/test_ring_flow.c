@@ -103,16 +103,7 @@ static int setup(void **state)
     gt.go = gt.drained = false;
     gt.taken = gt.moved_at = gt.signalled_at = 0;
     pthread_mutex_unlock(&gt.lock);
-    simd_linked_plugins = linked;
-    sim_log_clear();
-    struct fx *f = calloc(1, sizeof(*f));
-    f->d = simd_start(vms, 1, 0);
-    if (!f->d) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return fx_setup_linked(state, vms, linked);
 }
 
 /* Open the gate channel and fill its guest->host ring (the VSP takes

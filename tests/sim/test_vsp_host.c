@@ -141,16 +141,7 @@ static int setup(void **state)
     pr.ticks = pr.ticks_after_detach = pr.oneshots_started = pr.oneshots_fired = 0;
     pr.detached = false;
     pthread_mutex_unlock(&pr.lock);
-    simd_linked_plugins = linked;
-    sim_log_clear();
-    struct fx *f = calloc(1, sizeof(*f));
-    f->d = simd_start(vms, 1, 0);
-    if (!f->d) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return fx_setup_linked(state, vms, linked);
 }
 
 static struct sim_vm *probe_up(struct fx *f)
