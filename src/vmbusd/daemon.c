@@ -148,7 +148,7 @@ void daemon_conn_closed(struct vmm_conn *c, const char *why)
      * goes away is not. */
     enum log_level lvl = strncmp(why, "VMM protocol error", 18) == 0 ? LOG_WARN : LOG_INFO;
     if (c->xp)
-        log_msg(lvl, "partition %s (id %u): connection closed: %s", c->name, c->xp->id, why);
+        log_msg(lvl, "partition %s (id %u): connection closed: %s", c->name, xp_id(c->xp), why);
     else
         conn_log(d, lvl, "VMM connection (pid %d, uid %d, before HELLO) closed: %s",
                  (int)c->peer_pid, (int)c->peer_uid, why);

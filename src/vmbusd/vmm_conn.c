@@ -353,7 +353,7 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     }
     if (holder) /* logged (rate-limited) with this VMM's pid as the connection closes */
         return conn_error_code(c, EEXIST, "VM name '%s' is in use by partition %u", m.vm_name,
-                               holder->xp->id);
+                               xp_id(holder->xp));
     snprintf(c->name, sizeof(c->name), "%s", m.vm_name);
     c->nvcpus = m.vcpu_count;
     c->retry_ev = event_new(c->d->base, -1, 0, retry_cb, c);

@@ -9,7 +9,7 @@
 
 #include "xpartition/ring.h"
 #include "xpartition/ring_map.h"
-#include "xpartition/xpartition.h"
+#include "xpartition/partition.h"
 
 struct xp_channel {
     struct xpartition *xp;

@@ -4,7 +4,7 @@
 #define VMBUSD_XP_INTERNAL_H
 
 #include "xpartition/channel.h"
-#include "xpartition/xpartition.h"
+#include "xpartition/partition.h"
 
 /* message queue (xpartition.c) */
 int xp_queue_msg(struct xpartition *xp, const void *body, size_t len);
