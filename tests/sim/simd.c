@@ -178,16 +178,13 @@ static struct cfg_vsp_params *vsp_section(struct vmbusd_config *cfg, const char 
     return p;
 }
 
-struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int echo_channels,
-                                     const struct sim_vsp_param *params, int nparams)
+/* A daemon record with its own temporary directory and the default
+ * configuration pointing its sockets there. */
+static struct sim_daemon *simd_alloc(void)
 {
     struct sim_daemon *sd = calloc(1, sizeof(*sd));
     if (!sd)
         return NULL;
-    if (cap_verbose < 0) {
-        const char *v = getenv("SIM_VERBOSE");
-        cap_verbose = v && *v && *v != '0';
-    }
     snprintf(sd->dir, sizeof(sd->dir), "/tmp/vmbusd-sim.XXXXXX");
     if (!mkdtemp(sd->dir)) {
         perror("mkdtemp");
@@ -197,6 +194,19 @@ struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int
     config_defaults(&sd->cfg);
     snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
     snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
+    return sd;
+}
+
+struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int echo_channels,
+                                     const struct sim_vsp_param *params, int nparams)
+{
+    struct sim_daemon *sd = simd_alloc();
+    if (!sd)
+        return NULL;
+    if (cap_verbose < 0) {
+        const char *v = getenv("SIM_VERBOSE");
+        cap_verbose = v && *v && *v != '0';
+    }
     sd->cfg.linked_plugins = simd_linked_plugins;
     const char *w = getenv("SIM_WORKERS"); /* vmbusd's worker pool size */
     if (w && atoi(w) > 0)
@@ -293,18 +303,9 @@ static void *stop_watchdog(void *arg)
 
 struct sim_daemon *simd_spawn(const char *exe, const char *conf, unsigned long nofile)
 {
-    struct sim_daemon *sd = calloc(1, sizeof(*sd));
+    struct sim_daemon *sd = simd_alloc();
     if (!sd)
         return NULL;
-    snprintf(sd->dir, sizeof(sd->dir), "/tmp/vmbusd-sim.XXXXXX");
-    if (!mkdtemp(sd->dir)) {
-        perror("mkdtemp");
-        free(sd);
-        return NULL;
-    }
-    config_defaults(&sd->cfg);
-    snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
-    snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
     snprintf(sd->conf_path, sizeof(sd->conf_path), "%s/vmbusd.conf", sd->dir);
     snprintf(sd->log_path, sizeof(sd->log_path), "%s/vmbusd.log", sd->dir);
     FILE *f = fopen(sd->conf_path, "w");

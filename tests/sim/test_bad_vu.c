@@ -26,6 +26,25 @@ static int count_fds(void)
 }
 
 /* A raw connection: HELLO done (named) unless hello is false. */
+/* INITIATE_CONTACT for 5.3 on the message SINT: the message these tests
+ * use to make vmbusd write into a vCPU's SIMP slot. */
+static struct vmbus_channel_initiate_contact contact_53(void)
+{
+    struct vmbus_channel_initiate_contact ic;
+    memset(&ic, 0, sizeof(ic));
+    ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
+    ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
+    ic.u.s.msg_sint = VMBUS_MESSAGE_SINT;
+    return ic;
+}
+
+/* Post it on message connection id 4 (HV message type 1), as a 5.x guest does. */
+static int post_contact_53(struct sim_vm *vm)
+{
+    struct vmbus_channel_initiate_contact ic = contact_53();
+    return sim_post(vm, 4, 1, &ic, sizeof(ic));
+}
+
 static struct sim_vm *raw_vm(struct fx *f, const char *base, bool hello)
 {
     static int serial;
@@ -369,12 +388,7 @@ static void test_memory_regions(void **state)
                                            .siefp = (i == 5 ? 0xFF000ull : 65ull << 20) | 1};
                 sim_vu_send(vm, VU_MSG_SYNIC_STATE, &s, sizeof(s), NULL, 0);
             }
-            struct vmbus_channel_initiate_contact ic;
-            memset(&ic, 0, sizeof(ic));
-            ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
-            ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
-            ic.u.s.msg_sint = 2;
-            sim_post(vm, 4, 1, &ic, sizeof(ic));
+            post_contact_53(vm);
         }
         vu_done(f, vm, bad[i].what, true, VU_REFUSED);
     }
@@ -444,12 +458,7 @@ static void test_vcpus(void **state)
         sim_vu_send(vm, VU_MSG_SYNIC_STATE, &s, sizeof(s), NULL, 0);
         /* provoke a message to that vCPU */
         vm->version = 0;
-        struct vmbus_channel_initiate_contact ic;
-        memset(&ic, 0, sizeof(ic));
-        ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
-        ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
-        ic.u.s.msg_sint = 2;
-        sim_post(vm, 4, 1, &ic, sizeof(ic));
+        post_contact_53(vm);
         /* a vp out of range is refused; a SIMP/SIEFP outside guest memory
          * only warned about (the guest's own problem) */
         vu_done(f, vm, ss[i].what, true, i < 2 ? VU_REFUSED : VU_ACCEPTED);
@@ -465,11 +474,7 @@ static void test_vcpus(void **state)
         pm.msg.connection_id = 4;
         pm.msg.message_type = 1;
         pm.msg.payload_size = 40;
-        struct vmbus_channel_initiate_contact ic;
-        memset(&ic, 0, sizeof(ic));
-        ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
-        ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
-        ic.u.s.msg_sint = 2;
+        struct vmbus_channel_initiate_contact ic = contact_53();
         memcpy(pm.msg.payload, &ic, sizeof(ic));
         int seq = sim_vu_send(vm, VU_MSG_POST_MESSAGE, &pm, sizeof(pm), NULL, 0);
         uint64_t end = sim_now_ms() + 2000;
@@ -495,12 +500,7 @@ static void test_vcpus(void **state)
     {
         struct vu_synic_state s = {.vp_index = 0, .scontrol = 1, .simp = 0, .siefp = 0};
         sim_vu_send(vm, VU_MSG_SYNIC_STATE, &s, sizeof(s), NULL, 0);
-        struct vmbus_channel_initiate_contact ic;
-        memset(&ic, 0, sizeof(ic));
-        ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
-        ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
-        ic.u.s.msg_sint = 2;
-        int st = sim_post(vm, 4, 1, &ic, sizeof(ic));
+        int st = post_contact_53(vm);
         struct hv_message *slot =
             (struct hv_message *)(vm->mem + vm->vp[0].simp_off) + VMBUS_MESSAGE_SINT;
         sim_vu_alive(vm, 100);
@@ -591,12 +591,7 @@ static void test_memory_shrink(void **state)
         }
         int t = ftruncate(u, 0);
         print_message("    unsealed memfd accepted; ftruncate(0) -> %d; INITIATE_CONTACT...\n", t);
-        struct vmbus_channel_initiate_contact ic;
-        memset(&ic, 0, sizeof(ic));
-        ic.header.msgtype = CHANNELMSG_INITIATE_CONTACT;
-        ic.vmbus_version_requested = VMBUS_VERSION_WIN10_V5_3;
-        ic.u.s.msg_sint = 2;
-        sim_post(vm, 4, 1, &ic, sizeof(ic));
+        post_contact_53(vm);
         sim_vu_alive(vm, 200);
     }
     close(u);
