@@ -18,6 +18,17 @@
  *   - The VSP sends with vsp_send_*(); if the guest's ring is full, send returns
  *     -EAGAIN and ops->writable() is called when space frees up.
  *
+ * Data path (API 3): a VSP may take a request in receive, return, and
+ * complete it later from any thread (vsp_send_* are thread-safe).  To be
+ * sure the completion fits, it reserves the room in the guest's ring before
+ * it pulls the request (vsp_send_reserve), and sends the completion into
+ * that room (vsp_send_reserved): no side queue, no completion ever refused
+ * for want of space.  Guest buffers named by GPA-direct packets come as
+ * iovecs into guest memory (vsp_packet_gpa), validated by vmbusd.  An fd
+ * (an io_uring completion eventfd) can call the VSP back on the worker pool
+ * (vsp_fd_watch_add).  Subchannels are offered on the guest's request
+ * (vsp_subchannel_offer).
+ *
  * Threading: every callback of one channel runs serialised (never two at
  * once for the same channel) on vmbusd's worker pool, never on the event
  * loop, so a callback may block (disk I/O) without stalling other guests.
@@ -38,12 +49,13 @@
 extern "C" {
 #endif
 
-#define VSP_API_VERSION   2
+#define VSP_API_VERSION   3
 #define VSP_PLUGIN_SYMBOL "vmbusd_vsp_plugin"
 
 struct vsp_partition; /* one child VM */
 struct vsp_channel;   /* one offered channel of one VM */
 struct vsp_timer;
+struct vsp_fd_watch;
 
 enum vsp_log_level { VSP_LOG_ERROR = 0, VSP_LOG_WARN = 1, VSP_LOG_INFO = 2, VSP_LOG_DEBUG = 3 };
 
@@ -145,8 +157,26 @@ struct vsp_partition *vsp_channel_partition(const struct vsp_channel *ch);
 uint32_t vsp_channel_relid(const struct vsp_channel *ch);
 bool vsp_channel_is_open(const struct vsp_channel *ch);
 
+/* Subchannel `index` (1..VSP_MAX_SUBCHANNELS) of the open primary channel:
+ * offered to the guest at once with the primary's class and instance and
+ * sub_channel_index = index, with its own ops and opaque (its callbacks
+ * are serialised among themselves, not with the primary's).  The guest
+ * opens it like any channel.  When the primary closes, or is rescinded,
+ * or the VM goes, every subchannel of it is closed (ops->close) and
+ * rescinded first.  NULL (logged) if primary is not an open primary
+ * channel, index is out of range or already offered. */
+#define VSP_MAX_SUBCHANNELS 64
+struct vsp_channel *vsp_subchannel_offer(struct vsp_channel *primary, uint16_t index,
+                                         const struct vsp_channel_ops *ops, void *opaque);
+/* 0 for a primary channel. */
+uint16_t vsp_channel_subindex(const struct vsp_channel *ch);
+/* The primary of a subchannel; ch itself for a primary. */
+struct vsp_channel *vsp_channel_primary(struct vsp_channel *ch);
+
 /* ---- receiving ----------------------------------------------------- */
-/* 1: *pkt filled; 0: ring empty; <0: the guest corrupted the ring (the
+/* 1: *pkt filled; 0: ring empty, or this callback's batch budget is spent
+ * (vmbusd calls receive again after other channels' work had its turn);
+ * <0: the guest corrupted the ring (the
  * channel is being torn down; stop using it).  The guest sees the space
  * freed (its read index) when vsp_recv() returns 0, after every quarter of
  * the ring a long batch consumes, as soon as a guest waiting for space
@@ -164,7 +194,39 @@ int vsp_send_completion(struct vsp_channel *ch, uint64_t trans_id, const void *d
 int vsp_send_packet(struct vsp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
                     const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt);
 
+/* Room reserved ahead for one packet of up to len bytes after the
+ * descriptor (type-specific header + payload, as vsp_send_packet counts
+ * them): 0, -EAGAIN if the guest's ring has not that much room beyond what
+ * is already reserved (ops->writable follows once it has; pull no request
+ * meanwhile), -EPIPE if the channel is not open, -EMSGSIZE if it can never
+ * fit.  Ordinary sends cannot take reserved room. */
+int vsp_send_reserve(struct vsp_channel *ch, size_t len);
+/* Give back a reservation of len bytes unused. */
+void vsp_send_unreserve(struct vsp_channel *ch, size_t len);
+/* Send into a reservation of `reserved` bytes (what vsp_send_reserve got):
+ * like vsp_send_packet, but never -EAGAIN; the reservation is used up
+ * whatever the result (-EPIPE once the channel closed, -EMSGSIZE if the
+ * packet is larger than reserved). */
+int vsp_send_reserved(struct vsp_channel *ch, size_t reserved, uint16_t type, uint16_t flags,
+                      uint64_t trans_id, const void *hdr, size_t hdr_len,
+                      const struct iovec *iov, int iovcnt);
+
 /* ---- guest memory ---------------------------------------------------- */
+/* The guest buffers a VM_PKT_DATA_USING_GPA_DIRECT packet names (its range
+ * descriptors, in pkt->header): vmbusd checks the range count, every
+ * range's offset and length against its PFN list and the packet, and every
+ * page against guest RAM, then fills iov[0..n) with host pointers into
+ * guest memory in order (pages that are adjacent in host memory merged)
+ * and *len with the total byte count.  Returns n >= 0, or: -EINVAL not a
+ * GPA-direct packet; -EPROTO malformed descriptors, -EFAULT a page outside
+ * guest RAM (both logged as guest errors); -E2BIG more than max_len bytes
+ * or more than max_iov entries.  The memory is the guest's: it may change
+ * under the VSP at any time (copy before validating).  The pointers stay
+ * valid until the channel's ops->close returns: close must first wait for
+ * the VSP's I/O on them to end. */
+int vsp_packet_gpa(struct vsp_channel *ch, const struct vsp_packet *pkt, size_t max_len,
+                   struct iovec *iov, int max_iov, size_t *len);
+
 /* Map a GPADL the guest created on this channel: returns the pages back to
  * back in host memory and their byte length, or NULL if no such GPADL.
  * Every successful map needs its own vsp_gpadl_unmap() on the same channel;
@@ -194,6 +256,18 @@ struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *c
                                   unsigned first_ms, unsigned period_ms,
                                   vsp_work_fn fn, void *arg);
 void vsp_timer_cancel(struct vsp_timer *t);
+
+/* Call fn(arg) on the worker pool, as a work item of ch (of the partition
+ * when ch is NULL), whenever fd is readable (level-triggered: the watch is
+ * armed again after fn returns, so fn consumes what made fd readable, e.g.
+ * reads its eventfd).  fd stays the VSP's; it must not block.  Remove with
+ * vsp_fd_watch_remove (waits for a running fn unless called from it,
+ * allowed from close() and detach()).  When the partition goes, vmbusd
+ * removes its remaining watches before the first detach(), like timers.
+ * NULL (errno set) on failure or once the partition is being torn down. */
+struct vsp_fd_watch *vsp_fd_watch_add(struct vsp_partition *p, struct vsp_channel *ch, int fd,
+                                      vsp_work_fn fn, void *arg);
+void vsp_fd_watch_remove(struct vsp_fd_watch *w);
 
 /* ---- logging ------------------------------------------------------- */
 /* Logged with the partition name and the channel's relid and class; ch may
