@@ -206,7 +206,10 @@ void vsp_send_unreserve(struct vsp_channel *ch, size_t len);
 /* Send into a reservation of `reserved` bytes (what vsp_send_reserve got):
  * like vsp_send_packet, but never -EAGAIN; the reservation is used up
  * whatever the result (-EPIPE once the channel closed, -EMSGSIZE if the
- * packet is larger than reserved). */
+ * packet is larger than reserved, -EIO if the guest took the room back by
+ * moving its read index backwards: the channel is then torn down).
+ * Reservations end with the channel: after a close (and a reopen) the
+ * channel starts with none, and returning an old one is a no-op. */
 int vsp_send_reserved(struct vsp_channel *ch, size_t reserved, uint16_t type, uint16_t flags,
                       uint64_t trans_id, const void *hdr, size_t hdr_len,
                       const struct iovec *iov, int iovcnt);

@@ -408,6 +408,24 @@ int vsp_send_completion(struct vsp_channel *ch, uint64_t trans_id, const void *d
     return vsp_send_packet(ch, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, len ? 1 : 0);
 }
 
+int vsp_send_reserve(struct vsp_channel *ch, size_t len)
+{
+    return xp_channel_reserve(ch->xc, len);
+}
+
+void vsp_send_unreserve(struct vsp_channel *ch, size_t len)
+{
+    xp_channel_unreserve(ch->xc, len);
+}
+
+int vsp_send_reserved(struct vsp_channel *ch, size_t reserved, uint16_t type, uint16_t flags,
+                      uint64_t trans_id, const void *hdr, size_t hdr_len,
+                      const struct iovec *iov, int iovcnt)
+{
+    return xp_channel_send_reserved(ch->xc, reserved, type, flags, trans_id, hdr, hdr_len, iov,
+                                    iovcnt);
+}
+
 /* ------------------------------------------------------------------ */
 /* Guest memory                                                        */
 
@@ -419,6 +437,16 @@ void *vsp_gpadl_map(struct vsp_channel *ch, uint32_t gpadl_id, size_t *len)
 void vsp_gpadl_unmap(struct vsp_channel *ch, uint32_t gpadl_id)
 {
     xp_gpadl_unmap(ch->xc, gpadl_id);
+}
+
+int vsp_packet_gpa(struct vsp_channel *ch, const struct vsp_packet *pkt, size_t max_len,
+                   struct iovec *iov, int max_iov, size_t *len)
+{
+    if (!pkt || pkt->type != VM_PKT_DATA_USING_GPA_DIRECT || !pkt->header || max_iov < 0 ||
+        (max_iov && !iov))
+        return -EINVAL;
+    return xp_channel_gpa_direct(ch->xc, pkt->header, pkt->header_len, max_len, iov, max_iov,
+                                 len);
 }
 
 void *vsp_guest_ptr(struct vsp_partition *p, uint64_t gpa, size_t len)

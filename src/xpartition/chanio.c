@@ -16,6 +16,15 @@
  * leaves pending_send_sz set in the ring and remembers the size, so the
  * next kick can tell the VSP it may send again (xp_channel_writable).
  *
+ * Reservations (send_reserved, under send_lock): room a VSP set aside for
+ * completions it owes, counted in ring bytes exactly as ring_write takes
+ * them (descriptor + payload padded to 8 + trailer).  Ordinary sends and
+ * new reservations see the free space minus what is reserved; a send into
+ * a reservation may use all of it, so it cannot find the ring full unless
+ * the guest moved its read index back (then the channel is torn down).
+ * Invariant: free space > send_reserved while the channel is open.  The
+ * count starts at 0 with every open (unmap_rings clears it).
+ *
  * A ring the guest corrupted tears the channel down (xp_channel_fault);
  * the caller gets -EIO.  The guest is signalled inside the ring's lock: a
  * guest reset fences on these locks (xp_reset) before the old guest's
@@ -87,10 +96,12 @@ void xp_channel_recv_done(struct xp_channel *ch)
     pthread_mutex_unlock(&ch->recv_lock);
 }
 
-int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
-                    const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt)
+/* Descriptor + iov list for one packet; *body gets the bytes after the
+ * descriptor (hdr + payload).  0, -EINVAL or -EMSGSIZE. */
+static int build_packet(struct iovec *v, int *nv, struct vmpacket_descriptor *d, uint16_t type,
+                        uint16_t flags, uint64_t trans_id, const void *hdr, size_t hdr_len,
+                        const struct iovec *iov, int iovcnt, size_t *body)
 {
-    struct iovec v[SEND_MAX_IOV + 2];
     if (iovcnt < 0 || iovcnt > SEND_MAX_IOV || (hdr_len && !hdr) || (iovcnt && !iov))
         return -EINVAL;
     size_t payload = 0;
@@ -107,38 +118,175 @@ int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64
     size_t total = off + payload;
     if (total > RING_MAX_PKT_LEN)
         return -EMSGSIZE;
-    struct vmpacket_descriptor d = {
+    *d = (struct vmpacket_descriptor){
         .type = type,
         .offset8 = (uint16_t)(off / 8),
         .len8 = (uint16_t)((total + 7) / 8),
         .flags = flags,
         .trans_id = trans_id,
     };
-    v[0] = (struct iovec){.iov_base = &d, .iov_len = sizeof(d)};
+    v[0] = (struct iovec){.iov_base = d, .iov_len = sizeof(*d)};
     int n = 1;
     if (hdr_len)
         v[n++] = (struct iovec){.iov_base = (void *)hdr, .iov_len = hdr_len};
     for (int i = 0; i < iovcnt; i++)
         v[n++] = iov[i];
+    *nv = n;
+    *body = hdr_len + payload;
+    return 0;
+}
 
-    bool signal = false;
-    int ret;
-    pthread_mutex_lock(&ch->send_lock);
-    if (!rings_up(ch, &ch->out.r)) {
-        ret = -EPIPE;
-    } else {
-        ret = ring_write(&ch->out, v, n, &signal);
-        if (ret == -EAGAIN)
-            atomic_store(&ch->send_blocked, ring_packet_size((uint32_t)total));
-    }
-    if (ret == RING_OK && signal)
-        xp_channel_notify_guest(ch);
-    pthread_mutex_unlock(&ch->send_lock);
+/* Ring bytes a packet with `body` bytes after its descriptor takes. */
+static uint32_t body_ring_size(size_t body)
+{
+    return ring_packet_size((uint32_t)(sizeof(struct vmpacket_descriptor) + body));
+}
+
+/* After the free or reserved space changed (a write, a reservation given
+ * back): if a sender waits for room, either it is there now (true: the
+ * caller kicks the VSP's writable), or pending_send_sz asks the guest for
+ * it again.  A write clears pending_send_sz, and a completion written into
+ * a reservation must not cancel the request of a reserve that is waiting,
+ * or the guest would never signal.  send_lock held. */
+static bool room_for_blocked_locked(struct xp_channel *ch)
+{
+    uint32_t need = atomic_load(&ch->send_blocked);
+    if (!need || !rings_up(ch, &ch->out.r))
+        return false;
+    return ring_writer_room(&ch->out, need, ch->send_reserved) == RING_OK;
+}
+
+/* Tell the VSP layer that a blocked sender may go on (its writable runs
+ * through the channel's receive kick).  No ring lock held: xp_reset takes
+ * them under xp->lock. */
+static void kick_writable(struct xp_channel *ch)
+{
+    struct xpartition *xp = ch->xp;
+    pthread_mutex_lock(&xp->lock);
+    if (atomic_load(&ch->state) == XP_CHAN_OPEN && xp->chan_ops)
+        xp->chan_ops->channel_kick(xp->chan_ctx, ch);
+    pthread_mutex_unlock(&xp->lock);
+}
+
+/* The end of every send: report a corrupt ring, wake a blocked sender. */
+static int send_finish(struct xp_channel *ch, int ret, bool kick)
+{
     if (ret == RING_ERR_INDEX) {
         xp_channel_fault(ch, "host->guest ring: indices corrupted by the guest");
         return -EIO;
     }
+    if (kick)
+        kick_writable(ch);
     return ret;
+}
+
+int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+                    const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt)
+{
+    struct iovec v[SEND_MAX_IOV + 2];
+    struct vmpacket_descriptor d;
+    int n;
+    size_t body;
+    int ret = build_packet(v, &n, &d, type, flags, trans_id, hdr, hdr_len, iov, iovcnt, &body);
+    if (ret)
+        return ret;
+
+    bool signal = false;
+    pthread_mutex_lock(&ch->send_lock);
+    if (!rings_up(ch, &ch->out.r)) {
+        ret = -EPIPE;
+    } else {
+        /* The reserved room is not this packet's to take. */
+        ret = ring_write_keep(&ch->out, v, n, ch->send_reserved, &signal);
+        if (ret == -EAGAIN)
+            atomic_store(&ch->send_blocked, body_ring_size(body));
+    }
+    if (ret == RING_OK && signal)
+        xp_channel_notify_guest(ch);
+    bool kick = ret == RING_OK && room_for_blocked_locked(ch);
+    pthread_mutex_unlock(&ch->send_lock);
+    return send_finish(ch, ret, kick);
+}
+
+int xp_channel_reserve(struct xp_channel *ch, size_t len)
+{
+    if (len > RING_MAX_PKT_LEN)
+        return -EMSGSIZE;
+    size_t total = sizeof(struct vmpacket_descriptor) + len;
+    int ret;
+    pthread_mutex_lock(&ch->send_lock);
+    if (!rings_up(ch, &ch->out.r)) {
+        ret = -EPIPE;
+    } else if ((ret = ring_writer_check_len(&ch->out, total)) == 0) {
+        uint32_t need = ring_packet_size((uint32_t)total);
+        ret = ring_writer_room(&ch->out, need, ch->send_reserved);
+        if (ret == RING_OK)
+            ch->send_reserved += need; /* stays below the ring size: it fitted */
+        else if (ret == -EAGAIN)
+            atomic_store(&ch->send_blocked, need);
+    }
+    pthread_mutex_unlock(&ch->send_lock);
+    return send_finish(ch, ret, false);
+}
+
+/* Take a reservation of len bytes off the books; send_lock held.  A
+ * reservation from before the channel was closed (and the count reset) is
+ * gone already: never below 0. */
+static void unreserve_locked(struct xp_channel *ch, size_t len)
+{
+    uint32_t r = len > RING_MAX_PKT_LEN ? UINT32_MAX : body_ring_size(len);
+    ch->send_reserved = r < ch->send_reserved ? ch->send_reserved - r : 0;
+}
+
+void xp_channel_unreserve(struct xp_channel *ch, size_t len)
+{
+    pthread_mutex_lock(&ch->send_lock);
+    unreserve_locked(ch, len);
+    bool kick = room_for_blocked_locked(ch);
+    pthread_mutex_unlock(&ch->send_lock);
+    if (kick)
+        kick_writable(ch);
+}
+
+int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t type,
+                             uint16_t flags, uint64_t trans_id, const void *hdr, size_t hdr_len,
+                             const struct iovec *iov, int iovcnt)
+{
+    struct iovec v[SEND_MAX_IOV + 2];
+    struct vmpacket_descriptor d;
+    int n;
+    size_t body;
+    int built = build_packet(v, &n, &d, type, flags, trans_id, hdr, hdr_len, iov, iovcnt, &body);
+    if (built == 0 && body > reserved)
+        built = -EMSGSIZE;
+
+    bool signal = false, kick = false;
+    int ret;
+    pthread_mutex_lock(&ch->send_lock);
+    /* Used up whatever happens next. */
+    unreserve_locked(ch, reserved);
+    if (built) {
+        ret = built;
+    } else if (!rings_up(ch, &ch->out.r)) {
+        ret = -EPIPE;
+    } else {
+        ret = ring_write_keep(&ch->out, v, n, ch->send_reserved, &signal);
+        if (ret == RING_OK && signal)
+            xp_channel_notify_guest(ch);
+    }
+    /* What the packet did not use of its reservation may let a blocked
+     * sender go on. */
+    if (ret == RING_OK || built)
+        kick = room_for_blocked_locked(ch);
+    pthread_mutex_unlock(&ch->send_lock);
+    if (ret == -EAGAIN) {
+        /* The room was there when it was reserved, and only the guest's
+         * reading changes free space besides our own writes: it moved its
+         * read index backwards. */
+        xp_channel_fault(ch, "host->guest ring: read index moved back over reserved room");
+        return -EIO;
+    }
+    return send_finish(ch, ret, kick);
 }
 
 bool xp_channel_writable(struct xp_channel *ch)
@@ -147,7 +295,8 @@ bool xp_channel_writable(struct xp_channel *ch)
     if (!need)
         return false;
     pthread_mutex_lock(&ch->send_lock);
-    bool room = rings_up(ch, &ch->out.r) && ring_writer_free(&ch->out) > need;
+    bool room = rings_up(ch, &ch->out.r) &&
+                ring_writer_free(&ch->out) > need + ch->send_reserved;
     pthread_mutex_unlock(&ch->send_lock);
     if (room)
         atomic_store(&ch->send_blocked, 0);

@@ -30,6 +30,7 @@ struct xp_channel {
     pthread_mutex_t send_lock; /* serialises writers of `out` */
     pthread_mutex_t recv_lock; /* serialises readers of `in` */
     _Atomic uint32_t send_blocked; /* bytes a sender waits for (pending_send_sz) */
+    uint32_t send_reserved;    /* ring bytes reserved for later sends (send_lock) */
     uint8_t *pktbuf;           /* private copy of the packet being read */
     size_t pktbuf_len;
     void *vsp;                 /* VSP layer's object */

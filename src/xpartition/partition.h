@@ -65,8 +65,12 @@ struct xpartition {
     const struct xp_channel_ops *chan_ops; /* NULL until xp_set_channel_ops */
     void *chan_ctx;
 
+    /* Guest RAM.  Append-only: an entry is written before nregions
+     * (release) counts it and never changes after, so readers (ring and
+     * GPA-direct lookups on VSP threads) take no lock; the mappings go only
+     * with the partition (xp_destroy). */
     struct xp_region regions[XP_MAX_REGIONS];
-    int nregions;
+    _Atomic int nregions;
     struct xp_vcpu vcpus[XP_MAX_VCPUS];
 
     /* connection state */

@@ -355,7 +355,60 @@ static int check_out_desc(const struct iovec *iov, int iovcnt, uint32_t padded)
     return 0;
 }
 
+int ring_writer_check_len(const struct ring_writer *wr, size_t len)
+{
+    if (len > RING_MAX_PKT_LEN)
+        return -EMSGSIZE;
+    uint32_t padded = ((uint32_t)len + 7u) & ~7u;
+    uint32_t need = padded + VMBUS_PKT_TRAILER_SIZE;
+    if (padded > RING_MAX_PKT_LEN || need >= wr->r.size || (wr->max_pkt && padded > wr->max_pkt))
+        return -EMSGSIZE;
+    return 0;
+}
+
+int ring_writer_room(struct ring_writer *wr, uint32_t need, uint32_t keep)
+{
+    /* Ask the guest to signal once there is room (pending_send_sz) and
+     * look again: it may have consumed in between and not seen the
+     * request [D]. */
+    const struct ring *r = &wr->r;
+    uint32_t w = wr->write;
+    if (!index_ok(r, w))
+        return RING_ERR_INDEX;
+    uint32_t rpos = load_acquire(HDR_U32(r->hdr, read_index)); /* [B] */
+    if (!index_ok(r, rpos))
+        return RING_ERR_INDEX;
+    uint32_t free_bytes = r->size - ring_dist(r, rpos, w);
+    /* need < size and keep < 2 * size (the caller's reservations): no overflow */
+    if (free_bytes <= need + keep) {
+        store_once(HDR_U32(r->hdr, pending_send_sz), need + keep);
+        wr->pending_set = true;
+        full_barrier();
+        rpos = load_acquire(HDR_U32(r->hdr, read_index));
+        if (!index_ok(r, rpos))
+            return RING_ERR_INDEX;
+        free_bytes = r->size - ring_dist(r, rpos, w);
+        if (free_bytes <= need + keep)
+            return -EAGAIN;
+    }
+    return RING_OK;
+}
+
+void ring_writer_clear_pending(struct ring_writer *wr)
+{
+    if (wr->pending_set) {
+        store_once(HDR_U32(wr->r.hdr, pending_send_sz), 0);
+        wr->pending_set = false;
+    }
+}
+
 int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool *signal)
+{
+    return ring_write_keep(wr, iov, iovcnt, 0, signal);
+}
+
+int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt, uint32_t keep,
+                    bool *signal)
 {
     const struct ring *r = &wr->r;
     if (signal)
@@ -369,39 +422,22 @@ int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool
             return -EMSGSIZE;
         len += iov[i].iov_len;
     }
+    int err = ring_writer_check_len(wr, len);
+    if (err)
+        return err;
     uint32_t padded = ((uint32_t)len + 7u) & ~7u;
     uint32_t need = padded + VMBUS_PKT_TRAILER_SIZE;
-    if (padded > RING_MAX_PKT_LEN || need >= r->size ||
-        (wr->max_pkt && padded > wr->max_pkt))
-        return -EMSGSIZE;
-    int err = check_out_desc(iov, iovcnt, padded);
+    err = check_out_desc(iov, iovcnt, padded);
     if (err)
         return err;
 
     uint32_t w = wr->write;
-    if (!index_ok(r, w))
-        return RING_ERR_INDEX;
-    uint32_t rpos = load_acquire(HDR_U32(r->hdr, read_index)); /* [B] */
-    if (!index_ok(r, rpos))
-        return RING_ERR_INDEX;
-    uint32_t free_bytes = r->size - ring_dist(r, rpos, w);
-
-    if (free_bytes <= need) {
-        /* Ask the guest to signal once it has freed enough, then look again:
-         * it may have consumed in between and not seen the request [D]. */
-        store_once(HDR_U32(r->hdr, pending_send_sz), need);
-        wr->pending_set = true;
-        full_barrier();
-        rpos = load_acquire(HDR_U32(r->hdr, read_index));
-        if (!index_ok(r, rpos))
-            return RING_ERR_INDEX;
-        free_bytes = r->size - ring_dist(r, rpos, w);
-        if (free_bytes <= need)
-            return -EAGAIN;
-    }
+    err = ring_writer_room(wr, need, keep);
+    if (err)
+        return err;
 
     /* w + need < 2 * size: contiguous thanks to the double mapping, and all
-     * of it lies in free space (need < free_bytes). */
+     * of it lies in free space (need + keep < free bytes). */
     uint8_t *dst = r->data + w;
     for (int i = 0; i < iovcnt; i++) {
         if (iov[i].iov_len) {
@@ -417,10 +453,7 @@ int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool
     uint32_t new_w = ring_advance(r, w, need);
     store_release(HDR_U32(r->hdr, write_index), new_w); /* [A] */
     wr->write = new_w;
-    if (wr->pending_set) {
-        store_once(HDR_U32(r->hdr, pending_send_sz), 0);
-        wr->pending_set = false;
-    }
+    ring_writer_clear_pending(wr);
 
     /* [C]: our write_index is visible before we look at the consumer's state. */
     full_barrier();

@@ -134,6 +134,22 @@ void ring_writer_set_max_pkt(struct ring_writer *wr, uint32_t max_pkt);
  * successful write); -EMSGSIZE if it can never fit; RING_ERR_INDEX if the
  * guest corrupted the indices. */
 int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool *signal);
+/* ring_write that leaves `keep` bytes of the free space untouched (room
+ * reserved for other packets): it writes only when more than
+ * ring_packet_size(len) + keep bytes are free, and a blocked write asks the
+ * guest (pending_send_sz) for that much. */
+int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt, uint32_t keep,
+                    bool *signal);
+/* -EMSGSIZE if a packet of len bytes (descriptor included) can never be
+ * written to this ring (len8 limit, ring size, max_pkt), else 0. */
+int ring_writer_check_len(const struct ring_writer *wr, size_t len);
+/* Whether a packet taking `need` ring bytes (ring_packet_size) would fit now
+ * beside `keep` reserved bytes, without writing it: 0, -EAGAIN (then
+ * pending_send_sz asks the guest to signal once more than need + keep bytes
+ * are free, as a blocked ring_write does), or RING_ERR_INDEX. */
+int ring_writer_room(struct ring_writer *wr, uint32_t need, uint32_t keep);
+/* Take back a pending_send_sz request (nobody waits for room any more). */
+void ring_writer_clear_pending(struct ring_writer *wr);
 /* Free bytes in the host->guest ring (0 if indices are invalid).  A packet
  * fits iff ring_writer_free() > ring_packet_size(len). */
 uint32_t ring_writer_free(const struct ring_writer *wr);

@@ -73,7 +73,7 @@ void xp_destroy(struct xpartition *xp)
         munmap(o->addr, o->len);
         free(o);
     }
-    for (int i = 0; i < xp->nregions; i++) {
+    for (int i = 0; i < atomic_load(&xp->nregions); i++) {
         munmap(xp->regions[i].hva, xp->regions[i].size);
         close(xp->regions[i].fd);
     }
@@ -148,11 +148,12 @@ int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, ui
         return -EINVAL;
     pthread_mutex_lock(&xp->lock);
     int ret = 0;
-    if (xp->nregions == XP_MAX_REGIONS) {
+    int nreg = atomic_load(&xp->nregions);
+    if (nreg == XP_MAX_REGIONS) {
         ret = -ENOSPC;
         goto out;
     }
-    for (int i = 0; i < xp->nregions; i++) {
+    for (int i = 0; i < nreg; i++) {
         const struct xp_region *r = &xp->regions[i];
         if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
             ret = -EEXIST;
@@ -195,8 +196,9 @@ int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, ui
         ret = -errno;
         goto out;
     }
-    xp->regions[xp->nregions++] =
+    xp->regions[nreg] =
         (struct xp_region){.gpa = gpa, .size = size, .fd = fd, .fd_offset = fd_offset, .hva = hva};
+    atomic_store_explicit(&xp->nregions, nreg + 1, memory_order_release); /* publishes it */
     /* SynIC pages announced before their memory become usable now, and the
      * messages that waited for them go out. */
     for (uint32_t vp = 0; vp < xp->nvcpus; vp++)
@@ -211,7 +213,9 @@ static const struct xp_region *find_region(const struct xpartition *xp, uint64_t
 {
     if (gpa + len < gpa)
         return NULL;
-    for (int i = 0; i < xp->nregions; i++) {
+    /* Lock-free (see partition.h): the entries below n are complete. */
+    int n = atomic_load_explicit(&((struct xpartition *)xp)->nregions, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
         const struct xp_region *r = &xp->regions[i];
         if (gpa >= r->gpa && gpa + len <= r->gpa + r->size)
             return r;

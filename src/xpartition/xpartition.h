@@ -179,6 +179,28 @@ int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64
                     const void *hdr, size_t hdr_len, const struct iovec *iov, int iovcnt);
 /* True once, after a send returned -EAGAIN, when the packet would now fit. */
 bool xp_channel_writable(struct xp_channel *ch);
+/* Reserve room for one later packet of len bytes after the descriptor
+ * (ring_packet_size(16 + len) ring bytes): 0, -EAGAIN (xp_channel_writable
+ * and a kick follow once it fits), -EPIPE not open, -EMSGSIZE never fits,
+ * -EIO corrupt ring.  Ordinary sends leave reserved room alone. */
+int xp_channel_reserve(struct xp_channel *ch, size_t len);
+/* Give back a reservation of len bytes. */
+void xp_channel_unreserve(struct xp_channel *ch, size_t len);
+/* xp_channel_send into a reservation of `reserved` bytes, used up whatever
+ * the result: never -EAGAIN (-EIO and the channel torn down if the guest
+ * took the room back by moving its read index backwards), -EMSGSIZE if the
+ * packet is larger than reserved. */
+int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t type,
+                             uint16_t flags, uint64_t trans_id, const void *hdr, size_t hdr_len,
+                             const struct iovec *iov, int iovcnt);
+/* The guest buffers of a GPA-direct packet (gpa_direct.c): buf/hdr_len is
+ * the packet's private copy from its descriptor through its type-specific
+ * header.  Fills iov[0..n) with host pointers into guest RAM (adjacent
+ * pages merged) and *len with the byte count; n, or -EPROTO malformed
+ * ranges / -EFAULT a page outside guest RAM (both logged as guest errors
+ * on ch), -E2BIG more than max_len bytes or max_iov entries. */
+int xp_channel_gpa_direct(struct xp_channel *ch, const void *buf, size_t hdr_len, size_t max_len,
+                          struct iovec *iov, int max_iov, size_t *len);
 /* Map / unmap a complete GPADL for the VSP. */
 void *xp_gpadl_map(struct xp_channel *ch, uint32_t id, size_t *len);
 void xp_gpadl_unmap(struct xp_channel *ch, uint32_t id);

@@ -1399,13 +1399,21 @@ static void chan_signal(struct sim_chan *ch)
 int sim_chan_send(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
                   const void *payload, uint32_t len)
 {
+    return sim_chan_send_hdr(ch, type, flags, trans_id, NULL, 0, payload, len);
+}
+
+int sim_chan_send_hdr(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+                      const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len)
+{
     struct sim_offer *of = sim_find_offer(ch->vm, ch->relid);
     if (!ch->open || (of && of->rescinded))
         return -ENODEV;
+    if (hdr_len % 8)
+        return -EINVAL;
     struct sim_ring *r = &ch->out;
     uint32_t padded = (len + 7) & ~7u;
-    uint32_t pktlen = 16 + padded;
-    if (pktlen / 8 > 0xffff)
+    uint32_t pktlen = 16 + hdr_len + padded;
+    if (pktlen / 8 > 0xffff || (16 + hdr_len) / 8 > 0xffff)
         return -EMSGSIZE;
     uint32_t total = pktlen + VMBUS_PKT_TRAILER_SIZE;
     if (total >= r->size)
@@ -1417,9 +1425,12 @@ int sim_chan_send(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t t
     if (bytes_to_write(r, rd, wr) <= total)
         return -EAGAIN;
     uint32_t old_write = wr, pos = wr;
-    struct vmpacket_descriptor d = {.type = type, .offset8 = 2, .len8 = (uint16_t)(pktlen / 8),
-                                    .flags = flags, .trans_id = trans_id};
+    struct vmpacket_descriptor d = {.type = type, .offset8 = (uint16_t)((16 + hdr_len) / 8),
+                                    .len8 = (uint16_t)(pktlen / 8), .flags = flags,
+                                    .trans_id = trans_id};
     copy_to_ring(r, &pos, &d, sizeof(d));
+    if (hdr_len)
+        copy_to_ring(r, &pos, hdr, hdr_len);
     if (len)
         copy_to_ring(r, &pos, payload, len);
     static const uint8_t zeros[8];

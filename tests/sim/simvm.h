@@ -343,6 +343,11 @@ int sim_relid_released(struct sim_vm *vm, uint32_t relid);
  * 0, -EAGAIN if full, -ENODEV if rescinded/closed. */
 int sim_chan_send(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
                   const void *payload, uint32_t len);
+/* The same with a type-specific header of hdr_len bytes (a multiple of 8)
+ * between the descriptor and the payload (offset8 = (16 + hdr_len) / 8),
+ * e.g. the range list of a GPA-direct packet.  -EINVAL if hdr_len is not. */
+int sim_chan_send_hdr(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64_t trans_id,
+                      const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len);
 /* Read one packet (Linux clamping).  *desc gets the clamped descriptor,
  * payload (from offset8*8) is copied to buf (up to buflen; *len = full
  * payload length).  1 got one, 0 ring empty. */
