@@ -17,6 +17,7 @@
 
 #define MAX_STATUS 256
 
+
 struct vsp_channel {
     SLIST_ENTRY(vsp_channel) link; /* p->channels */
     struct vsp_partition *p;
@@ -55,6 +56,22 @@ struct vsp_timer {
     atomic_bool cancelled;
 };
 
+/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the loop
+ * watches it (one-shot), queues run_watch on the channel's or partition's
+ * serial queue when it is readable, and run_watch arms it again after the
+ * VSP's fn returned, so fn never runs twice at once and never on the loop. */
+struct vsp_fd_watch {
+    LIST_ENTRY(vsp_fd_watch) link; /* p->watches while listed, under p->lock */
+    bool listed;          /* off the list: removed or stopped with the partition */
+    struct vsp_partition *p;
+    struct vsp_channel *ch;
+    struct event *ev;
+    vsp_work_fn fn;
+    void *arg;
+    atomic_int refs;      /* the list + queued work items */
+    atomic_bool cancelled;
+};
+
 struct vsp_partition {
     struct vmm_conn *conn;
     struct vmbusd *d;
@@ -63,11 +80,12 @@ struct vsp_partition {
     pthread_mutex_t lock; /* channels, timers, status */
     SLIST_HEAD(, vsp_channel) channels; /* freed with the partition */
     LIST_HEAD(, vsp_timer) timers;
+    LIST_HEAD(, vsp_fd_watch) watches;
     struct plugin_slot slots[CFG_MAX_VSPS];
     int nslots;
     struct status_kv status[MAX_STATUS];
     int nstatus;
-    bool dying;  /* teardown started: no new timers */
+    bool dying;  /* teardown started: no new timers or fd watches */
     bool closed; /* host_partition_close ran */
 };
 
@@ -121,6 +139,14 @@ void host_partition_attach_all(struct vsp_partition *p)
     workq_serial_submit(p->serial, attach_work, p);
 }
 
+static void watch_unref(struct vsp_fd_watch *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) == 1) {
+        event_free(w->ev);
+        free(w);
+    }
+}
+
 static void timer_unref(struct vsp_timer *t)
 {
     if (atomic_fetch_sub(&t->refs, 1) == 1) {
@@ -137,9 +163,9 @@ void host_partition_close(struct vsp_partition *p)
     /* Attach may still be running: let it finish first. */
     workq_serial_drain(p->serial);
 
-    /* The closes run while the timers still do, so a VSP may cancel its
-     * own timers there (host_partition_destroy stops the rest before the
-     * detaches); new timers are refused from now on. */
+    /* The closes run while the timers and fd watches still do, so a VSP
+     * may cancel or remove its own there (host_partition_destroy stops the
+     * rest before the detaches); new ones are refused from now on. */
     pthread_mutex_lock(&p->lock);
     p->dying = true;
     pthread_mutex_unlock(&p->lock);
@@ -171,6 +197,20 @@ void host_partition_destroy(struct vsp_partition *p)
         atomic_store(&t->cancelled, true);
         event_del(t->ev);
     }
+    /* The fd watches likewise: detach may close their fds. */
+    LIST_HEAD(, vsp_fd_watch) unwatched = LIST_HEAD_INITIALIZER(unwatched);
+    struct vsp_fd_watch *w;
+    pthread_mutex_lock(&p->lock);
+    while ((w = LIST_FIRST(&p->watches))) {
+        LIST_REMOVE(w, link);
+        w->listed = false;
+        LIST_INSERT_HEAD(&unwatched, w, link);
+    }
+    pthread_mutex_unlock(&p->lock);
+    LIST_FOREACH(w, &unwatched, link) {
+        atomic_store(&w->cancelled, true);
+        event_del(w->ev);
+    }
     for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
         workq_serial_drain(ch->serial);
     workq_serial_drain(p->serial);
@@ -182,6 +222,10 @@ void host_partition_destroy(struct vsp_partition *p)
     while ((t = LIST_FIRST(&stopped))) {
         LIST_REMOVE(t, link);
         timer_unref(t);
+    }
+    while ((w = LIST_FIRST(&unwatched))) {
+        LIST_REMOVE(w, link);
+        watch_unref(w);
     }
     /* Work a detach queued. */
     for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
@@ -547,6 +591,116 @@ void vsp_timer_cancel(struct vsp_timer *t)
     if (!workq_serial_current(s))
         workq_serial_drain(s); /* a callback in flight finishes first */
     timer_unref(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* fd watches                                                          */
+
+static struct workq_serial *watch_serial(const struct vsp_fd_watch *w)
+{
+    return w->ch ? w->ch->serial : w->p->serial;
+}
+
+static void watch_work(void *arg)
+{
+    struct vsp_fd_watch *w = arg;
+    if (!atomic_load(&w->cancelled))
+        w->fn(w->arg);
+    /* Armed again under p->lock: a remove either finds it armed (and its
+     * event_del disarms it) or has unlisted it first (then it stays off). */
+    pthread_mutex_lock(&w->p->lock);
+    if (w->listed && !atomic_load(&w->cancelled))
+        event_add(w->ev, NULL);
+    pthread_mutex_unlock(&w->p->lock);
+    watch_unref(w);
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vsp_fd_watch *w = arg;
+    (void)fd;
+    (void)what;
+    if (atomic_load(&w->cancelled))
+        return;
+    atomic_fetch_add(&w->refs, 1);
+    if (workq_serial_submit(watch_serial(w), watch_work, w) < 0) {
+        /* Out of memory: drop the ref and look again on the next loop turn
+         * rather than lose the watch. */
+        atomic_fetch_sub(&w->refs, 1);
+        pthread_mutex_lock(&w->p->lock);
+        if (w->listed)
+            event_add(w->ev, NULL);
+        pthread_mutex_unlock(&w->p->lock);
+    }
+}
+
+struct vsp_fd_watch *vsp_fd_watch_add(struct vsp_partition *p, struct vsp_channel *ch, int fd,
+                                      vsp_work_fn fn, void *arg)
+{
+    if (!p || fd < 0 || !fn || (ch && ch->p != p)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct vsp_fd_watch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->p = p;
+    w->ch = ch;
+    w->fn = fn;
+    w->arg = arg;
+    atomic_init(&w->refs, 1);
+    /* One-shot, not EV_PERSIST: watch_work arms it again once fn ran. */
+    w->ev = event_new(p->d->base, fd, EV_READ, watch_cb, w);
+    if (!w->ev) {
+        free(w);
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->dying) {
+        pthread_mutex_unlock(&p->lock);
+        event_free(w->ev);
+        free(w);
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    LIST_INSERT_HEAD(&p->watches, w, link);
+    w->listed = true;
+    errno = 0;
+    int ret = event_add(w->ev, NULL); /* under p->lock: see watch_work */
+    if (ret < 0) {
+        int err = errno ? errno : EINVAL; /* e.g. EPERM: a regular file cannot be polled */
+        LIST_REMOVE(w, link);
+        pthread_mutex_unlock(&p->lock);
+        event_free(w->ev);
+        free(w);
+        vsp_plog(p, VSP_LOG_ERROR, "cannot watch fd %d: %s", fd, strerror(err));
+        errno = err;
+        return NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return w;
+}
+
+void vsp_fd_watch_remove(struct vsp_fd_watch *w)
+{
+    if (!w)
+        return;
+    struct vsp_partition *p = w->p;
+    pthread_mutex_lock(&p->lock);
+    bool listed = w->listed;
+    w->listed = false;
+    if (listed)
+        LIST_REMOVE(w, link);
+    pthread_mutex_unlock(&p->lock);
+    if (!listed)
+        return; /* already stopped with the partition, which frees it */
+    atomic_store(&w->cancelled, true);
+    event_del(w->ev); /* waits for a watch_cb running on the loop */
+    struct workq_serial *s = watch_serial(w);
+    if (!workq_serial_current(s))
+        workq_serial_drain(s); /* a running fn finishes first */
+    watch_unref(w);
 }
 
 unsigned host_timer_count(struct vsp_partition *p)
