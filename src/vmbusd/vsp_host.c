@@ -17,6 +17,17 @@
 
 #define MAX_STATUS 256
 
+/*
+ * Packets one receive callback may take (vsp_recv then returns 0 and the
+ * channel's receive is queued again behind the work already waiting).
+ * Without a bound, a guest that keeps its ring full keeps a worker inside
+ * its receive for ever and, on a small pool, every other channel waits.
+ * 64 amortises a turn's fixed costs (queueing, publishing the read index,
+ * signalling) over many packets, yet bounds another channel's wait to a
+ * few dozen packets' work; storvsc's ring holds about 200 of its largest
+ * requests, so a full ring takes a handful of turns.
+ */
+#define RECV_BATCH_BUDGET 64
 
 struct vsp_channel {
     SLIST_ENTRY(vsp_channel) link; /* p->channels */
@@ -26,6 +37,7 @@ struct vsp_channel {
     void *opaque;
     struct workq_serial *serial;
     atomic_bool kick_pending;
+    atomic_uint recv_left; /* packets vsp_recv may still return this turn */
     uint8_t open_data[120];
     size_t open_len;
 };
@@ -320,6 +332,7 @@ struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_
     ch->p = p;
     ch->ops = o->ops;
     ch->opaque = o->opaque;
+    atomic_init(&ch->recv_left, RECV_BATCH_BUDGET);
     ch->serial = workq_serial_create(p->d->wq);
     struct vmbus_channel_offer wire = {
         .if_type = o->class_id,
@@ -384,12 +397,23 @@ static void host_channel_close(void *ctx, struct xp_channel *xc)
     workq_serial_submit(ch->serial, close_work, ch);
 }
 
+static void kick_work(void *arg);
+
+/* Queue the channel's receive (writable, receive, publish). */
+static void queue_kick(struct vsp_channel *ch)
+{
+    /* Coalesce: one queued receive covers any number of signals. */
+    if (!atomic_exchange(&ch->kick_pending, true))
+        workq_serial_submit(ch->serial, kick_work, ch);
+}
+
 static void kick_work(void *arg)
 {
     struct vsp_channel *ch = arg;
     atomic_store(&ch->kick_pending, false);
     if (!xp_channel_is_open(ch->xc))
         return;
+    atomic_store(&ch->recv_left, RECV_BATCH_BUDGET);
     if (xp_channel_writable(ch->xc) && ch->ops->writable)
         ch->ops->writable(ch);
     if (ch->ops->receive)
@@ -400,10 +424,7 @@ static void kick_work(void *arg)
 
 static void host_channel_kick(void *ctx, struct xp_channel *xc)
 {
-    struct vsp_channel *ch = xp_channel_vsp(xc);
-    /* Coalesce: one queued receive covers any number of signals. */
-    if (!atomic_exchange(&ch->kick_pending, true))
-        workq_serial_submit(ch->serial, kick_work, ch);
+    queue_kick(xp_channel_vsp(xc));
 }
 
 static const struct xp_channel_ops host_channel_ops = {
@@ -417,10 +438,20 @@ static const struct xp_channel_ops host_channel_ops = {
 
 int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
 {
+    /* Only the channel's own (serialised) callbacks receive: a plain
+     * load/store pair is enough. */
+    unsigned left = atomic_load(&ch->recv_left);
+    if (left == 0) {
+        /* Budget spent: the rest waits for a receive queued behind the
+         * other work (the guest will not signal a ring that is not empty). */
+        queue_kick(ch);
+        return 0;
+    }
     struct xp_packet xpkt;
     int ret = xp_channel_recv(ch->xc, &xpkt);
     if (ret <= 0)
         return ret;
+    atomic_store(&ch->recv_left, left - 1);
     pkt->type = xpkt.type;
     pkt->flags = xpkt.flags;
     pkt->trans_id = xpkt.trans_id;
