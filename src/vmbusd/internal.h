@@ -134,6 +134,11 @@ void host_partition_attach_all(struct vsp_partition *p);
 void host_partition_close(struct vsp_partition *p);
 /* Close (if not yet), detach plugins, free.  Blocks; run on a worker. */
 void host_partition_destroy(struct vsp_partition *p);
+/* Call done(arg) on a worker once every VSP callback queued so far for
+ * p's channels has returned (the closes a guest reset queued among them:
+ * vsp.h has a VSP's close wait for its I/O into guest memory).  Returns at
+ * once; -errno if it cannot be queued (done is then not called). */
+int host_partition_fence(struct vsp_partition *p, void (*done)(void *arg), void *arg);
 /* Copy of the published status values as "key=value\n" lines. */
 char *host_partition_status_text(struct vsp_partition *p);
 int host_partition_control(struct vsp_partition *p, const char *vsp, const char *cmd,

@@ -369,6 +369,21 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     host_partition_attach_all(c->vp);
 }
 
+/* A RESET waiting for its partition's VSP closes (host_partition_fence). */
+struct reset_wait {
+    struct vmm_conn *c; /* outlives the fence: its teardown drains it first */
+    uint32_t seq;
+};
+
+static void reset_done(void *arg)
+{
+    struct reset_wait *rw = arg;
+    /* Nothing of vmbusd or its VSPs writes the old guest's memory any more:
+     * the VMM may clear it and boot again. */
+    conn_send(rw->c, VU_MSG_RESET_DONE, rw->seq, NULL, 0, NULL, 0);
+    free(rw);
+}
+
 static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t *body, int *fds,
                        int nfds)
 {
@@ -498,14 +513,25 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         xp_connection_signalled(c->xp, m.connection_id & 0xffffff);
         return;
     }
-    case VU_MSG_RESET:
+    case VU_MSG_RESET: {
         if (h->size != 0)
             return conn_error(c, "RESET of %u bytes", h->size);
         xp_reset(c->xp);
-        /* From here on nothing in vmbusd writes the old guest's memory: the
-         * VMM may clear it and boot again. */
+        /* vmbusd itself no longer writes the old guest's memory; the VSPs'
+         * closes the reset queued may still be ending I/O into it
+         * (GPA-direct buffers): RESET_DONE waits for them, off the loop. */
+        struct reset_wait *rw = c->vp ? malloc(sizeof(*rw)) : NULL;
+        if (rw) {
+            *rw = (struct reset_wait){.c = c, .seq = h->seq};
+            if (host_partition_fence(c->vp, reset_done, rw) == 0)
+                return;
+            free(rw);
+            log_err("partition %s: cannot wait for the VSPs after the reset; answering it "
+                    "at once", c->name);
+        }
         conn_send(c, VU_MSG_RESET_DONE, h->seq, NULL, 0, NULL, 0);
         return;
+    }
     default:
         return conn_error(c, "unknown message type %u", h->type);
     }

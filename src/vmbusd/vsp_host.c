@@ -255,6 +255,39 @@ void host_partition_destroy(struct vsp_partition *p)
     free(p);
 }
 
+struct fence {
+    struct vsp_partition *p;
+    void (*done)(void *arg);
+    void *arg;
+};
+
+static void fence_work(void *arg)
+{
+    struct fence *f = arg;
+    struct vsp_partition *p = f->p;
+    /* Channels are only ever added at the head and freed with the
+     * partition, which drains p->serial (this item) first. */
+    pthread_mutex_lock(&p->lock);
+    struct vsp_channel *first = SLIST_FIRST(&p->channels);
+    pthread_mutex_unlock(&p->lock);
+    for (struct vsp_channel *ch = first; ch; ch = SLIST_NEXT(ch, link))
+        workq_serial_drain(ch->serial);
+    f->done(f->arg);
+    free(f);
+}
+
+int host_partition_fence(struct vsp_partition *p, void (*done)(void *arg), void *arg)
+{
+    struct fence *f = malloc(sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    *f = (struct fence){.p = p, .done = done, .arg = arg};
+    int ret = workq_serial_submit(p->serial, fence_work, f);
+    if (ret < 0)
+        free(f);
+    return ret;
+}
+
 const char *vsp_partition_name(const struct vsp_partition *p) { return p->conn->name; }
 uint32_t vsp_partition_id(const struct vsp_partition *p) { return xp_id(p->xp); }
 

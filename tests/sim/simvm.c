@@ -222,6 +222,9 @@ static bool vu_recv_one(struct sim_vm *vm, bool *got)
         memset(vm->rep, 0, sizeof(vm->rep));
         memcpy(vm->rep, pl, plen < sizeof(vm->rep) ? plen : sizeof(vm->rep));
         break;
+    case VU_MSG_RESET_DONE:
+        vm->reset_done_seq = h.seq;
+        break;
     case VU_MSG_EVENTFD_ADD: {
         struct vu_eventfd e = {0};
         memcpy(&e, pl, plen < sizeof(e) ? plen : sizeof(e));

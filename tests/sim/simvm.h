@@ -161,6 +161,7 @@ struct sim_vm {
     uint8_t rep[64];
     uint64_t vu_unknown;     /* datagrams of unknown type from vmbusd */
     uint64_t post_results;   /* POST_RESULTs received */
+    uint32_t reset_done_seq; /* seq of the last RESET_DONE received (0: none) */
     const char *sock_path;
 
     /* memory */

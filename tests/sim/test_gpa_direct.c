@@ -17,10 +17,16 @@
  *                              packet, a warning naming the VM and the relid
  *                              for the guest's mistakes (none for the VSP's
  *                              limits), the channel and a second VM go on
+ *   test_reset_waits_for_io    the guest resets while the VSP still has I/O
+ *                              into its buffers in flight (its close waits
+ *                              for it): RESET_DONE, after which the VMM
+ *                              clears RAM and boots again, comes only once
+ *                              that close returned
  */
 #include "sim_test.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #include "vmbusd/vsp.h"
 
@@ -38,7 +44,7 @@ static const struct hv_guid gpa_class = {
 struct gpa_req {
     uint64_t max_len;
     uint32_t max_iov;
-    uint32_t pad;
+    uint32_t hold; /* keep the buffers "in flight" until the channel closes */
 };
 
 /* The VSP's answer (completion payload). */
@@ -78,6 +84,38 @@ static struct vsp_partition *part_by_name(const char *name)
     return p;
 }
 
+/* A request held in flight (hold = 1): its close ends the "I/O" by
+ * writing the buffers once the test opens the gate. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool held, close_started, gate, io_done;
+    struct iovec iov[MAX_IOV];
+    int n;
+    uint64_t trans;
+    int comp_ret;
+} hold = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void gpa_close(struct vsp_channel *ch)
+{
+    pthread_mutex_lock(&hold.lock);
+    if (!hold.held) {
+        pthread_mutex_unlock(&hold.lock);
+        return;
+    }
+    hold.close_started = true;
+    pthread_cond_broadcast(&hold.cond);
+    while (!hold.gate)
+        pthread_cond_wait(&hold.cond, &hold.lock);
+    for (int i = 0; i < hold.n; i++)
+        memset(hold.iov[i].iov_base, 0xa5, hold.iov[i].iov_len);
+    hold.comp_ret = vsp_send_completion(ch, hold.trans, NULL, 0);
+    hold.held = false;
+    hold.io_done = true;
+    pthread_cond_broadcast(&hold.cond);
+    pthread_mutex_unlock(&hold.lock);
+}
+
 static void gpa_receive(struct vsp_channel *ch)
 {
     struct vsp_packet pkt;
@@ -89,6 +127,16 @@ static void gpa_receive(struct vsp_channel *ch)
         size_t len = 0;
         int max_iov = req.max_iov < MAX_IOV ? (int)req.max_iov : MAX_IOV;
         r.ret = vsp_packet_gpa(ch, &pkt, req.max_len, iov, max_iov, &len);
+        if (r.ret >= 0 && req.hold) {
+            pthread_mutex_lock(&hold.lock);
+            memcpy(hold.iov, iov, sizeof(iov));
+            hold.n = r.ret;
+            hold.trans = pkt.trans_id;
+            hold.held = true;
+            pthread_cond_broadcast(&hold.cond);
+            pthread_mutex_unlock(&hold.lock);
+            continue; /* answered when the I/O ends */
+        }
         if (r.ret >= 0) {
             r.n = r.ret;
             r.len = len;
@@ -103,7 +151,7 @@ static void gpa_receive(struct vsp_channel *ch)
     }
 }
 
-static const struct vsp_channel_ops gpa_ops = {.receive = gpa_receive};
+static const struct vsp_channel_ops gpa_ops = {.receive = gpa_receive, .close = gpa_close};
 
 static int gpa_attach(void *state, struct vsp_partition *p, void **part_state)
 {
@@ -415,12 +463,69 @@ static void test_bad_descriptors(void **state)
     sim_vm_free(vm);
 }
 
+/* Wait (bounded, for a hang only) until *flag. */
+static bool wait_hold(const bool *flag)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 20;
+    pthread_mutex_lock(&hold.lock);
+    while (!*flag && pthread_cond_timedwait(&hold.cond, &hold.lock, &end) == 0)
+        ;
+    bool got = *flag;
+    pthread_mutex_unlock(&hold.lock);
+    return got;
+}
+
+static void test_reset_waits_for_io(void **state)
+{
+    struct fx *f = *state;
+    struct sim_chan *ch;
+    struct sim_vm *vm = gpa_vm(f, VM_GPA, &ch);
+    pthread_mutex_lock(&hold.lock);
+    hold.held = hold.close_started = hold.gate = hold.io_done = false;
+    pthread_mutex_unlock(&hold.lock);
+    uint64_t a = 8ull << 20, pa = a >> 12;
+    memset(sim_gpa_ptr(vm, a), 0, HV_PAGE_SIZE);
+    struct ranges rg;
+    ranges_init(&rg);
+    ranges_add(&rg, 4096, 0, &pa, 1);
+    struct gpa_req req = {.max_len = 1 << 20, .max_iov = MAX_IOV, .hold = 1};
+    SIM_ASSERT(sim_chan_send_hdr(ch, VM_PKT_DATA_USING_GPA_DIRECT,
+                                 VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, 77, rg.b, rg.len,
+                                 &req, sizeof(req)) == 0, "send");
+    SIM_ASSERT(wait_hold(&hold.held), "the VSP never took the request");
+
+    int seq = sim_vu_send(vm, VU_MSG_RESET, NULL, 0, NULL, 0);
+    SIM_ASSERT(seq > 0, "RESET");
+    SIM_ASSERT(wait_hold(&hold.close_started), "the reset did not close the channel");
+    /* Everything the VMM sent before is handled once this is answered:
+     * vmbusd handles a connection's requests in order. */
+    sim_post(vm, vm->msg_conn_id, HV_MESSAGE_TYPE_VMBUS + 1, NULL, 0);
+    SIM_ASSERT(vm->reset_done_seq != (uint32_t)seq,
+               "RESET_DONE while the VSP's close still waits for I/O into guest memory");
+
+    pthread_mutex_lock(&hold.lock);
+    hold.gate = true;
+    pthread_cond_broadcast(&hold.cond);
+    pthread_mutex_unlock(&hold.lock);
+    uint64_t end = sim_now_ms() + 20000; /* bounds a hang only */
+    while (vm->reset_done_seq != (uint32_t)seq && sim_now_ms() < end && !vm->dead)
+        sim_vu_alive(vm, 20);
+    SIM_ASSERT(vm->reset_done_seq == (uint32_t)seq, "no RESET_DONE after the close returned");
+    SIM_ASSERT(hold.io_done && ((uint8_t *)sim_gpa_ptr(vm, a))[HV_PAGE_SIZE - 1] == 0xa5,
+               "the I/O did not land before RESET_DONE");
+    SIM_ASSERT(hold.comp_ret == -EPIPE, "completion after the reset: %d", hold.comp_ret);
+    sim_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_multipage_over_hole, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_page_ranges, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_descriptors, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reset_waits_for_io, setup, fx_teardown),
     };
     SIM_RUN("sim_gpa_direct", tests);
 }
