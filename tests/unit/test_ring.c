@@ -592,6 +592,40 @@ static void test_write_full(void **state)
     assert_int_equal(g_hdr(f)->pending_send_sz, 0);
 }
 
+/* Room kept for reservations: a write leaves `keep` bytes of the free space
+ * alone and asks the guest (pending_send_sz) for need + keep when blocked;
+ * ring_writer_room answers the same question without writing. */
+static void test_write_keep(void **state)
+{
+    struct fx *f = *state;
+    struct ring_writer wr;
+    ring_writer_init(&wr, f->hdr, f->data, f->size);
+    bool sig;
+    uint8_t pkt[64], payload[40] = {0};
+    size_t n = build_pkt(pkt, VM_PKT_DATA_INBAND, 1, payload, sizeof(payload)); /* 56 -> 64 */
+    struct iovec iov = {pkt, n};
+    uint32_t need = ring_packet_size((uint32_t)n);
+    assert_int_equal(need, 64);
+    /* 16384 free: keeping 16320 leaves exactly 64, not more: full */
+    assert_int_equal(ring_writer_room(&wr, need, 16384 - need), -EAGAIN);
+    assert_int_equal(g_hdr(f)->pending_send_sz, 16384);
+    assert_int_equal(ring_write_keep(&wr, &iov, 1, 16384 - need, &sig), -EAGAIN);
+    assert_int_equal(g_hdr(f)->write_index, 0);
+    /* one byte less kept: it fits, and the write clears the request */
+    assert_int_equal(ring_writer_room(&wr, need, 16384 - need - 8), RING_OK);
+    assert_int_equal(ring_write_keep(&wr, &iov, 1, 16384 - need - 8, &sig), RING_OK);
+    assert_int_equal(g_hdr(f)->pending_send_sz, 0);
+    assert_int_equal(ring_writer_free(&wr), 16384 - need);
+    /* the kept room is writable by a write that does not keep it */
+    assert_int_equal(ring_write_keep(&wr, &iov, 1, 0, &sig), RING_OK);
+    assert_int_equal(ring_writer_free(&wr), 16384 - 2 * need);
+    /* lengths that can never fit are refused whatever is free */
+    assert_int_equal(ring_writer_check_len(&wr, 16384), -EMSGSIZE);
+    assert_int_equal(ring_writer_check_len(&wr, 16384 - 8 - 8), 0);
+    ring_writer_set_max_pkt(&wr, 256);
+    assert_int_equal(ring_writer_check_len(&wr, 257), -EMSGSIZE);
+}
+
 static void test_write_too_big(void **state)
 {
     struct fx *f = *state;
@@ -722,6 +756,7 @@ int main(void)
         T(test_write_roundtrip),
         T(test_write_wrap),
         T(test_write_full),
+        T(test_write_keep),
         T(test_write_too_big),
         T(test_write_bad_desc),
         T(test_write_bad_indices),
