@@ -250,3 +250,13 @@ bool workq_serial_current(const struct workq_serial *s)
 {
     return current_serial == s;
 }
+
+bool workq_others_waiting(const struct workq_serial *s)
+{
+    struct workq *wq = s->wq;
+    pthread_mutex_lock(&wq->lock);
+    /* s itself is not on the ready list while one of its items runs. */
+    bool waiting = !TAILQ_EMPTY(&wq->ready);
+    pthread_mutex_unlock(&wq->lock);
+    return waiting;
+}

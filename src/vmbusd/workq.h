@@ -28,5 +28,8 @@ void workq_serial_drain(struct workq_serial *s);
 void workq_serial_destroy(struct workq_serial *s);
 /* True when called from a work item of s. */
 bool workq_serial_current(const struct workq_serial *s);
+/* True when work of other queues of s's pool waits for a worker (a busy
+ * item of s that yields now lets it run). */
+bool workq_others_waiting(const struct workq_serial *s);
 
 #endif
