@@ -263,6 +263,9 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
     bool signal = false, kick = false;
     int ret;
     pthread_mutex_lock(&ch->send_lock);
+    /* Not on the books: reserved before the channel was last closed (the
+     * VSP's close did not wait for its I/O), not the guest's doing. */
+    bool booked = reserved <= RING_MAX_PKT_LEN && ch->send_reserved >= body_ring_size(reserved);
     /* Used up whatever happens next. */
     unreserve_locked(ch, reserved);
     if (built) {
@@ -279,11 +282,14 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
     if (ret == RING_OK || built)
         kick = room_for_blocked_locked(ch);
     pthread_mutex_unlock(&ch->send_lock);
+    if (ret == -EAGAIN && !booked)
+        return -EPIPE; /* the channel it was reserved on is gone */
     if (ret == -EAGAIN) {
         /* The room was there when it was reserved, and only the guest's
          * reading changes free space besides our own writes: it moved its
          * read index backwards. */
-        xp_channel_fault(ch, "host->guest ring: read index moved back over reserved room");
+        xp_channel_fault(ch, "host->guest ring: the guest's read index took back room reserved "
+                             "for completions");
         return -EIO;
     }
     return send_finish(ch, ret, kick);
@@ -291,15 +297,17 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
 
 bool xp_channel_writable(struct xp_channel *ch)
 {
-    uint32_t need = atomic_load(&ch->send_blocked);
-    if (!need)
-        return false;
+    /* send_blocked is read under send_lock: a sender on another thread (a
+     * VSP's I/O thread) that found the ring full has stored it before the
+     * lock is free, so the kick the guest sends for the room it frees
+     * meanwhile cannot miss it. */
     pthread_mutex_lock(&ch->send_lock);
-    bool room = rings_up(ch, &ch->out.r) &&
+    uint32_t need = atomic_load(&ch->send_blocked);
+    bool room = need && rings_up(ch, &ch->out.r) &&
                 ring_writer_free(&ch->out) > need + ch->send_reserved;
-    pthread_mutex_unlock(&ch->send_lock);
     if (room)
         atomic_store(&ch->send_blocked, 0);
+    pthread_mutex_unlock(&ch->send_lock);
     return room;
 }
 

@@ -22,6 +22,11 @@
  *                                          guest closed the channel get
  *                                          -EPIPE; reopened, the channel
  *                                          starts with nothing reserved
+ *   test_reserved_room_taken_back          a guest that moves its read index
+ *                                          so the reserved room is gone: the
+ *                                          completion gets -EIO, the channel
+ *                                          is torn down with a warning
+ *                                          naming the VM and relid
  *
  * Deterministic: the completion thread sends only when the test opens its
  * gate, and the guest reads only when the test says so; the counts
@@ -57,7 +62,7 @@ static struct {
     int qhead, qlen;
     int taken, eagain, writable, closes;
     int fillers, fill_ret;
-    int sent, sent_ok, sent_epipe, sent_other;
+    int sent, sent_ok, sent_epipe, sent_eio, sent_other;
 } rs = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* Pull requests while a completion can be reserved for each. */
@@ -144,6 +149,8 @@ static void *completer(void *arg)
             rs.sent_ok++;
         else if (r == -EPIPE)
             rs.sent_epipe++;
+        else if (r == -EIO)
+            rs.sent_eio++;
         else
             rs.sent_other++;
         pthread_cond_broadcast(&rs.cond);
@@ -197,7 +204,7 @@ static int setup(void **state)
     rs.gate = rs.fill = false;
     rs.qhead = rs.qlen = 0;
     rs.taken = rs.eagain = rs.writable = rs.closes = rs.fillers = rs.fill_ret = 0;
-    rs.sent = rs.sent_ok = rs.sent_epipe = rs.sent_other = 0;
+    rs.sent = rs.sent_ok = rs.sent_epipe = rs.sent_eio = rs.sent_other = 0;
     pthread_mutex_unlock(&rs.lock);
     return fx_setup_linked(state, vms, linked);
 }
@@ -375,12 +382,45 @@ static void test_completions_after_close(void **state)
     sim_vm_free(vm);
 }
 
+static void test_reserved_room_taken_back(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_vm_create(f->d, VM_RESV);
+    SIM_ASSERT(vm != NULL, "create");
+    vm->expect_offers = 1;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
+    struct sim_chan *ch = open_chan(vm);
+    pthread_mutex_lock(&rs.lock);
+    rs.fill = true;
+    pthread_mutex_unlock(&rs.lock);
+    send_requests(ch, 1, 1);
+    int k = fit(REPLY_LEN, 0);
+    SIM_ASSERT(get(&rs.taken) == k && get(&rs.fillers) >= 1, "took %d, %d fillers",
+               get(&rs.taken), get(&rs.fillers));
+    /* The guest claims to have read nothing but 8 bytes of a full ring:
+     * read index just past the write index. */
+    uint32_t w = __atomic_load_n(&ch->in.hdr->write_index, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&ch->in.hdr->read_index, (w + 8) % ch->in.size, __ATOMIC_SEQ_CST);
+    open_gate();
+    SIM_ASSERT(wait_count(&rs.sent, k) == k, "completions sent");
+    SIM_ASSERT(get(&rs.sent_eio) == 1 && get(&rs.sent_epipe) == k - 1 && get(&rs.sent_ok) == 0,
+               "%d -EIO, %d -EPIPE, %d ok of %d", get(&rs.sent_eio), get(&rs.sent_epipe),
+               get(&rs.sent_ok), k);
+    SIM_ASSERT(wait_count(&rs.closes, 1) == 1, "the channel was not closed");
+    char relid[32];
+    snprintf(relid, sizeof(relid), "relid %u (", ch->relid);
+    SIM_ASSERT(sim_log_count(LOG_WARN, VM_RESV, relid, "room reserved for completions") == 1,
+               "no warning naming %s and %s", VM_RESV, relid);
+    sim_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reserve_until_full_then_writable, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_completions_fit_full_ring, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_completions_after_close, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reserved_room_taken_back, setup, fx_teardown),
     };
     SIM_RUN("sim_reserve", tests);
 }
