@@ -185,7 +185,9 @@ int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt);
 
 /* ---- sending ------------------------------------------------------- */
 /* 0 on success, -EAGAIN if the guest's ring is full (ops->writable follows),
- * -EPIPE if the channel is not open, -EMSGSIZE if it can never fit. */
+ * -EPIPE if the channel is not open, -EMSGSIZE if it can never fit, -EIO if
+ * the guest corrupted the ring (the channel is being torn down; so for the
+ * reservation calls below too). */
 int vsp_send_inband(struct vsp_channel *ch, const void *data, size_t len,
                     uint64_t trans_id, bool completion_requested);
 int vsp_send_completion(struct vsp_channel *ch, uint64_t trans_id, const void *data, size_t len);
