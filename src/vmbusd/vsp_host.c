@@ -27,7 +27,8 @@
  * bounds another channel's wait to a few dozen packets' work; storvsc's
  * ring holds about 200 of its largest requests, so a full ring takes a
  * handful of turns.  When nothing else waits the turn goes on: yielding to
- * nobody would only cost (the echo stream benchmark lost a fifth).
+ * nobody would only cost a work item, a worker wake-up and a read-index
+ * publish per turn.
  */
 #define RECV_BATCH_BUDGET 64
 
@@ -71,9 +72,10 @@ struct vsp_timer {
 };
 
 /* An fd a VSP asked to be called back on (vsp_fd_watch_add): the loop
- * watches it (one-shot), queues run_watch on the channel's or partition's
- * serial queue when it is readable, and run_watch arms it again after the
- * VSP's fn returned, so fn never runs twice at once and never on the loop. */
+ * watches it (one-shot), watch_cb queues watch_work on the channel's or
+ * partition's serial queue when it is readable, and watch_work arms it
+ * again after the VSP's fn returned, so fn never runs twice at once and
+ * never on the loop. */
 struct vsp_fd_watch {
     LIST_ENTRY(vsp_fd_watch) link; /* p->watches while listed, under p->lock */
     bool listed;          /* off the list: removed or stopped with the partition */
