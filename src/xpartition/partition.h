@@ -80,6 +80,7 @@ struct xpartition {
     bool alloffers_sent;
     bool offers_ready;         /* the VSPs made their boot-time offers */
     bool legacy_eventfd;       /* conn id 2 registered for pre-WIN8 guests */
+    bool destroying;           /* xp_destroy runs: channels are freed with the list */
 
     struct synic_queue msgq;   /* host -> guest messages waiting for a slot */
 
