@@ -546,6 +546,8 @@ void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifych
  * back through channel_released and frees it when no work of it runs.
  */
 
+#define XP_MAX_SUBCHANNEL_OBJECTS (2 * XP_MAX_SUBCHANNELS)
+
 static bool is_sub_of(const struct xp_channel *ch, const struct xp_channel *primary)
 {
     return ch->primary == primary && !ch->orphaned;
@@ -560,6 +562,17 @@ static struct xp_channel *subchannel_find(struct xp_channel *primary, uint16_t i
             !ch->rescind_requested && !ch->removed)
             return ch;
     return NULL;
+}
+
+/* Subchannel objects of primary, live or rescinded: a rescinded one stays
+ * until the primary closes (the VSP may still hold its handle). */
+static unsigned subchannels_kept(const struct xp_channel *primary)
+{
+    unsigned n = 0;
+    const struct xp_channel *ch;
+    STAILQ_FOREACH(ch, &primary->xp->offers, link)
+        n += is_sub_of(ch, primary);
+    return n;
 }
 
 /* Channels that hold a relid or will want one: the partition's limit. */
@@ -577,7 +590,7 @@ struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t inde
     struct xpartition *xp = primary->xp;
     pthread_mutex_lock(&xp->lock);
     const char *why = NULL;
-    if (primary->primary)
+    if (primary->primary || primary->offer.sub_channel_index)
         why = "the channel is a subchannel itself";
     else if (atomic_load(&primary->state) != XP_CHAN_OPEN)
         why = "the primary is not open";
@@ -587,6 +600,10 @@ struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t inde
         why = "the negotiated VMBus version has no subchannels";
     else if (subchannel_find(primary, index))
         why = "the index is offered already";
+    else if (subchannels_kept(primary) >= XP_MAX_SUBCHANNEL_OBJECTS)
+        /* a guest that gets subchannels rescinded (ring faults) and asks
+         * for new ones again and again must not grow the list */
+        why = "too many subchannels rescinded while the primary is open";
     else if (channels_counted(xp) >= VMBUS_MAX_RELID)
         why = "the partition has no relid left";
     struct xp_channel *ch = NULL;

@@ -1908,6 +1908,39 @@ static void test_subchannel_relid_limit(void **state)
     ops(f);
 }
 
+/* Subchannels rescinded while their primary stays open are kept until it
+ * closes (the VSP may hold their handles): a guest that has them rescinded
+ * and asks again and again is stopped at 128, and the primary's close
+ * frees them. */
+static void test_subchannel_rescinded_bound(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    uint32_t g = open_chan(f, 0, 0);
+    for (int i = 0; i < 2 * XP_MAX_SUBCHANNELS; i++) {
+        struct xp_channel *sub = xp_offer_subchannel(f->ch[0], 1, NULL);
+        assert_non_null(sub);
+        take_sub_offer(f, 1, 3);
+        xp_rescind_channel(sub);
+        struct vmbus_channel_rescind_offer r;
+        assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+        assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 3), HV_STATUS_SUCCESS);
+        assert_string_equal(ops(f), "eventfd_add(0x10003) eventfd_del(0x10003)");
+    }
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    expect_warn(f, "relid 1: subchannel 1 refused: too many subchannels rescinded");
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 1), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "channel_close(ch0)");
+    assert_int_equal(teardown_post(f, 1, g), HV_STATUS_SUCCESS);
+    assert_true(torndown(f, g));
+    open_chan(f, 0, 0);
+    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    take_sub_offer(f, 1, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    assert_true(no_msg(f));
+    expect_no_warn(f);
+}
+
 int main(void)
 {
     log_set_level(getenv("XPTEST_LOG") ? LOG_DEBUG : LOG_WARN);
@@ -1956,6 +1989,7 @@ int main(void)
         T(test_subchannel_refused),
         T(test_subchannel_needs_win8),
         T(test_subchannel_relid_limit),
+        T(test_subchannel_rescinded_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
