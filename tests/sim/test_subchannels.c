@@ -27,6 +27,8 @@
  *                                open: subchannel closes before the
  *                                primary's, the reconnected guest gets the
  *                                primary alone, and can create them again
+ *   test_vm_gone                 the VMM goes away with subchannels open:
+ *                                their closes come before the primary's
  *   test_bad_offers              index 0 and 65, a duplicate, an offer on a
  *                                subchannel and on a closed primary are
  *                                refused (NULL, logged with the VM and the
@@ -276,6 +278,22 @@ static int setup(void **state)
     setenv("SIM_WORKERS", "2", 0);
     sc_reset_state();
     return fx_setup_linked(state, vms, linked);
+}
+
+/* A pool with a worker free for a primary close that would not wait for
+ * the subchannels' (one per subchannel, one for the partition teardown,
+ * one spare), unless the run asks for a smaller pool. */
+static int setup_many_workers(void **state)
+{
+    const char *w = getenv("SIM_WORKERS");
+    char was[16];
+    snprintf(was, sizeof(was), "%s", w ? w : "2");
+    bool small = atoi(was) < 2;
+    if (!small)
+        setenv("SIM_WORKERS", "6", 1);
+    int ret = setup(state);
+    setenv("SIM_WORKERS", was, 1);
+    return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -634,6 +652,24 @@ static void test_unload_reset(void **state)
     sim_vm_free(vm);
 }
 
+static void test_vm_gone(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = vm_up(f);
+    struct sim_chan *subs[NSUB];
+    uint32_t relids[NSUB];
+    open_with_subs(vm, subs, relids);
+    int from;
+    pthread_mutex_lock(&sc.lock);
+    from = sc.nevents;
+    sc.slow_sub_close = true;
+    pthread_mutex_unlock(&sc.lock);
+    /* The VMM goes away with the primary and its subchannels open. */
+    sim_vm_free(vm);
+    SIM_ASSERT(wait_primary_closes(1), "the primary's close");
+    assert_close_order(from, NSUB);
+}
+
 static void test_bad_offers(void **state)
 {
     struct fx *f = *state;
@@ -694,6 +730,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_primary_close_first, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reopen_cycles, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unload_reset, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_vm_gone, setup_many_workers, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_offers, setup, fx_teardown),
     };
     SIM_RUN("sim_subchannels", tests);
