@@ -634,6 +634,7 @@ static void subchannels_teardown(struct xp_channel *primary)
 {
     struct xpartition *xp = primary->xp;
     struct xp_channel *ch;
+    xp->offers_walkers++;
     STAILQ_FOREACH(ch, &xp->offers, link) {
         if (!is_sub_of(ch, primary))
             continue;
@@ -648,6 +649,7 @@ static void subchannels_teardown(struct xp_channel *primary)
         else
             ch->removed = true; /* UNLOAD / reset: the guest forgets it anyway */
     }
+    xp->offers_walkers--;
 }
 
 static bool reapable(const struct xp_channel *ch)
@@ -659,8 +661,8 @@ static bool reapable(const struct xp_channel *ch)
 
 void xp_reap_subchannels(struct xpartition *xp)
 {
-    if (xp->destroying)
-        return; /* xp_destroy frees the list */
+    if (xp->destroying || xp->offers_walkers)
+        return; /* xp_destroy frees the list; a walk of it reaps when done */
     struct xp_channel *ch = STAILQ_FIRST(&xp->offers);
     while (ch) {
         struct xp_channel *next = STAILQ_NEXT(ch, link);
@@ -687,6 +689,7 @@ void xp_disconnect_locked(struct xpartition *xp, bool final)
     /* First: nothing the closes below do may reach the guest (no rescinds
      * of subchannels, no offers): it is told nothing but UNLOAD_RESPONSE. */
     xp->connected = false;
+    xp->offers_walkers++;
     for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
         xp_channel_shutdown(ch);
         /* The GPADLs are forgotten below; a close still in flight must not
@@ -705,6 +708,7 @@ void xp_disconnect_locked(struct xpartition *xp, bool final)
         if (final && st == XP_CHAN_CLOSING)
             log_debug("partition %s: channel close still running at teardown", xp->name);
     }
+    xp->offers_walkers--;
     xp_gpadl_forget(xp, 0);
     if (xp->legacy_eventfd) {
         xp->transport->eventfd_del(xp->transport_ctx, VMBUS_EVENT_CONNECTION_ID);
