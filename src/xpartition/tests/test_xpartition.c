@@ -1826,6 +1826,42 @@ static void test_subchannel_closes_first(void **state)
     expect_no_warn(f);
 }
 
+/* The VSP rescinds a primary with an open subchannel: the subchannel's
+ * rescind goes out first, and the primary's close waits for the
+ * subchannel's. */
+static void test_subchannel_primary_rescinded(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    open_chan(f, 0, 0);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL);
+    take_sub_offer(f, 1, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    f->relid[NCHANS] = 3;
+    open_chan(f, NCHANS, 0);
+    f->fh.hold_close = true;
+    xp_rescind_channel(f->ch[0]);
+    struct vmbus_channel_rescind_offer r;
+    assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+    assert_int_equal(r.child_relid, 3);
+    assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+    assert_int_equal(r.child_relid, 1);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "channel_close(ch2)");
+    xp_channel_close_done(f->ch[NCHANS]);
+    assert_string_equal(ops(f), "channel_close(ch0)");
+    xp_channel_close_done(f->ch[0]);
+    /* Linux: the driver's remove closes both, then releases both relids */
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 3), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 1), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 3), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 1), HV_STATUS_SUCCESS);
+    f->ch[NCHANS] = NULL;
+    assert_string_equal(ops(f), "eventfd_del(0x10003) eventfd_del(0x10001)");
+    assert_true(no_msg(f));
+    expect_no_warn(f);
+}
+
 /* A subchannel that is closed when its primary closes is just rescinded;
  * UNLOAD forgets the rest, and the next connection offers no subchannel. */
 static void test_subchannel_unload(void **state)
@@ -1986,6 +2022,7 @@ int main(void)
         T(test_tl_connect_refused),
         T(test_subchannel_closes_first),
         T(test_subchannel_unload),
+        T(test_subchannel_primary_rescinded),
         T(test_subchannel_refused),
         T(test_subchannel_needs_win8),
         T(test_subchannel_relid_limit),
