@@ -347,8 +347,8 @@ struct vsp_channel *vsp_subchannel_offer(struct vsp_channel *primary, uint16_t i
      * and reap_work (which takes p->lock) cannot find sub before it is on
      * the list; a partition being torn down takes no new subchannel. */
     pthread_mutex_lock(&p->lock);
-    if (!p->dying)
-        sub->xc = xp_offer_subchannel(primary->xc, index, sub); /* logs a refusal */
+    if (!p->dying) /* sub->xc is set before the guest can open it; a refusal is logged */
+        xp_offer_subchannel(primary->xc, index, sub, &sub->xc);
     if (sub->xc)
         SLIST_INSERT_HEAD(&sub->primary->subs, sub, link);
     pthread_mutex_unlock(&p->lock);

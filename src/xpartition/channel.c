@@ -585,7 +585,8 @@ static unsigned channels_counted(const struct xpartition *xp)
     return n;
 }
 
-struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t index, void *vsp)
+struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t index, void *vsp,
+                                       struct xp_channel **out)
 {
     struct xpartition *xp = primary->xp;
     pthread_mutex_lock(&xp->lock);
@@ -621,6 +622,8 @@ struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t inde
         return NULL;
     }
     ch->primary = primary;
+    if (out)
+        *out = ch;
     STAILQ_INSERT_TAIL(&xp->offers, ch, link); /* after its primary, as Linux needs */
     xp_event(xp, "relid %u: subchannel %u added", atomic_load(&primary->relid), index);
     xp_post_pending_offers(xp);

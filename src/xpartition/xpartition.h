@@ -150,7 +150,11 @@ void xp_rescind_channel(struct xp_channel *ch);
  * the version predates subchannels or the partition has no relid left.
  * When the primary closes, its subchannels are closed and rescinded first
  * and its channel_close waits for their closes (channel.c explains). */
-struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t index, void *vsp);
+/* out (may be NULL) gets the channel under the partition's lock, before
+ * the offer can reach the guest: a VSP layer that keeps it in its own
+ * object has it there before any callback for it runs. */
+struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t index, void *vsp,
+                                       struct xp_channel **out);
 /* Free a subchannel handed back through channel_released. */
 void xp_channel_destroy(struct xp_channel *ch);
 /* The VSPs have made the offers a guest should find at boot: from now on

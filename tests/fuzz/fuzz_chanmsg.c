@@ -172,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (b < 0x80)
                 xp_rescind_channel(chans[b & 1]);
             else
-                xp_offer_subchannel(chans[b & 1], (b >> 1) & 63, NULL);
+                xp_offer_subchannel(chans[b & 1], (b >> 1) & 63, NULL, NULL);
             break;
         }
         case 6:

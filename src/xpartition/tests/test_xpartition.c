@@ -1786,7 +1786,7 @@ static void test_subchannel_closes_first(void **state)
     struct fx *f = *state;
     bringup(f, VMBUS_VERSION_WIN10_V5_3);
     uint32_t g = open_chan(f, 0, 0);
-    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
     assert_non_null(f->ch[NCHANS]);
     take_sub_offer(f, 1, 3);
     assert_true(no_msg(f));
@@ -1819,7 +1819,7 @@ static void test_subchannel_closes_first(void **state)
     assert_int_equal(teardown_post(f, 1, g), HV_STATUS_SUCCESS);
     assert_true(torndown(f, g));
     open_chan(f, 0, 0);
-    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
     assert_non_null(f->ch[NCHANS]);
     take_sub_offer(f, 1, 3);
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
@@ -1834,7 +1834,7 @@ static void test_subchannel_primary_rescinded(void **state)
     struct fx *f = *state;
     bringup(f, VMBUS_VERSION_WIN10_V5_3);
     open_chan(f, 0, 0);
-    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
     take_sub_offer(f, 1, 3);
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
     f->relid[NCHANS] = 3;
@@ -1869,7 +1869,7 @@ static void test_subchannel_unload(void **state)
     struct fx *f = *state;
     bringup(f, VMBUS_VERSION_WIN10_V5_3);
     open_chan(f, 0, 0);
-    assert_non_null(xp_offer_subchannel(f->ch[0], 2, NULL));
+    assert_non_null(xp_offer_subchannel(f->ch[0], 2, NULL, NULL));
     take_sub_offer(f, 2, 3);
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
     struct vmbus_channel_message_header u = {.msgtype = CHANNELMSG_UNLOAD};
@@ -1889,20 +1889,20 @@ static void test_subchannel_refused(void **state)
 {
     struct fx *f = *state;
     bringup(f, VMBUS_VERSION_WIN10_V5_3);
-    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
     expect_warn(f, "relid 1: subchannel 1 refused: the primary is not open");
     open_chan(f, 0, 0);
-    assert_null(xp_offer_subchannel(f->ch[0], 0, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], 0, NULL, NULL));
     expect_warn(f, "relid 1: subchannel 0 refused: the index is outside 1..64");
-    assert_null(xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS + 1, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS + 1, NULL, NULL));
     expect_warn(f, "subchannel 65 refused: the index is outside 1..64");
-    struct xp_channel *sub = xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS, NULL);
+    struct xp_channel *sub = xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS, NULL, NULL);
     assert_non_null(sub);
     take_sub_offer(f, XP_MAX_SUBCHANNELS, 3);
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
-    assert_null(xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS, NULL, NULL));
     expect_warn(f, "relid 1: subchannel 64 refused: the index is offered already");
-    assert_null(xp_offer_subchannel(sub, 1, NULL));
+    assert_null(xp_offer_subchannel(sub, 1, NULL, NULL));
     expect_warn(f, "relid 3: subchannel 1 refused: the channel is a subchannel itself");
     assert_true(no_msg(f));
     assert_string_equal(ops(f), "");
@@ -1914,7 +1914,7 @@ static void test_subchannel_needs_win8(void **state)
     struct fx *f = *state;
     bringup(f, VMBUS_VERSION_WIN7);
     open_chan(f, 0, 0);
-    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
     expect_warn(f, "subchannel 1 refused: the negotiated VMBus version has no subchannels");
     assert_true(no_msg(f));
 }
@@ -1937,9 +1937,9 @@ static void test_subchannel_relid_limit(void **state)
             ops(f);
     }
     ops(f);
-    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
     f->warns = 0; /* the offers found no message room: not our subject */
-    assert_null(xp_offer_subchannel(f->ch[0], 2, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], 2, NULL, NULL));
     expect_warn(f, "relid 1: subchannel 2 refused: the partition has no relid left");
     ops(f);
 }
@@ -1954,7 +1954,7 @@ static void test_subchannel_rescinded_bound(void **state)
     bringup(f, VMBUS_VERSION_WIN10_V5_3);
     uint32_t g = open_chan(f, 0, 0);
     for (int i = 0; i < 2 * XP_MAX_SUBCHANNELS; i++) {
-        struct xp_channel *sub = xp_offer_subchannel(f->ch[0], 1, NULL);
+        struct xp_channel *sub = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
         assert_non_null(sub);
         take_sub_offer(f, 1, 3);
         xp_rescind_channel(sub);
@@ -1963,14 +1963,14 @@ static void test_subchannel_rescinded_bound(void **state)
         assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 3), HV_STATUS_SUCCESS);
         assert_string_equal(ops(f), "eventfd_add(0x10003) eventfd_del(0x10003)");
     }
-    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
     expect_warn(f, "relid 1: subchannel 1 refused: too many subchannels rescinded");
     assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 1), HV_STATUS_SUCCESS);
     assert_string_equal(ops(f), "channel_close(ch0)");
     assert_int_equal(teardown_post(f, 1, g), HV_STATUS_SUCCESS);
     assert_true(torndown(f, g));
     open_chan(f, 0, 0);
-    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL));
+    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
     take_sub_offer(f, 1, 3);
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
     assert_true(no_msg(f));
