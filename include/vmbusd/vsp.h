@@ -163,8 +163,14 @@ bool vsp_channel_is_open(const struct vsp_channel *ch);
  * are serialised among themselves, not with the primary's).  The guest
  * opens it like any channel.  When the primary closes, or is rescinded,
  * or the VM goes, every subchannel of it is closed (ops->close) and
- * rescinded first.  NULL (logged) if primary is not an open primary
- * channel, index is out of range or already offered. */
+ * rescinded first: the primary's ops->close starts only after those closes
+ * returned.  A subchannel handle is valid until the primary's ops->close
+ * has returned, not after: free per-subchannel state there, and cancel a
+ * subchannel's timers in its own close.  After the primary's next open the
+ * same indexes may be offered again.  NULL (logged with the VM and the
+ * primary's relid) if primary is not an open primary channel, index is out
+ * of range or already offered, the guest's VMBus version predates
+ * subchannels (2.4), or the VM has no relid left. */
 #define VSP_MAX_SUBCHANNELS 64
 struct vsp_channel *vsp_subchannel_offer(struct vsp_channel *primary, uint16_t index,
                                          const struct vsp_channel_ops *ops, void *opaque);

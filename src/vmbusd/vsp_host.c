@@ -33,8 +33,12 @@
 #define RECV_BATCH_BUDGET 64
 
 struct vsp_channel {
-    SLIST_ENTRY(vsp_channel) link; /* p->channels */
+    SLIST_ENTRY(vsp_channel) link; /* p->channels, or primary->subs */
     struct vsp_partition *p;
+    struct vsp_channel *primary;   /* NULL for a primary channel */
+    uint16_t subindex;             /* 0 for a primary channel */
+    SLIST_HEAD(, vsp_channel) subs; /* a primary's subchannels (p->lock) */
+    bool released;                 /* subchannel: the model let go of xc during teardown */
     struct xp_channel *xc;
     const struct vsp_channel_ops *ops;
     void *opaque;
@@ -94,7 +98,7 @@ struct vsp_partition {
     struct xpartition *xp;
     struct workq_serial *serial;
     pthread_mutex_t lock; /* channels, timers, status */
-    SLIST_HEAD(, vsp_channel) channels; /* freed with the partition */
+    SLIST_HEAD(, vsp_channel) channels; /* primaries, freed with the partition */
     LIST_HEAD(, vsp_timer) timers;
     LIST_HEAD(, vsp_fd_watch) watches;
     struct plugin_slot slots[CFG_MAX_VSPS];
@@ -171,6 +175,18 @@ static void timer_unref(struct vsp_timer *t)
     }
 }
 
+/* Wait for the work queued so far on every channel: a primary's
+ * subchannels first, since the primary's close is queued only when theirs
+ * have returned. */
+static void drain_channels(struct vsp_partition *p)
+{
+    for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link)) {
+        for (struct vsp_channel *sub = SLIST_FIRST(&ch->subs); sub; sub = SLIST_NEXT(sub, link))
+            workq_serial_drain(sub->serial);
+        workq_serial_drain(ch->serial);
+    }
+}
+
 void host_partition_close(struct vsp_partition *p)
 {
     if (p->closed)
@@ -185,10 +201,14 @@ void host_partition_close(struct vsp_partition *p)
     pthread_mutex_lock(&p->lock);
     p->dying = true;
     pthread_mutex_unlock(&p->lock);
-
-    xp_close_all(p->xp); /* queues the VSP closes */
+    /* Subchannels freed before `dying` was set are freed on their
+     * primary's queue (reap_work): let that finish before the lists are
+     * walked; from now on the lists only shrink at destroy. */
     for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
         workq_serial_drain(ch->serial);
+
+    xp_close_all(p->xp); /* queues the VSP closes */
+    drain_channels(p);
 }
 
 void host_partition_destroy(struct vsp_partition *p)
@@ -227,8 +247,7 @@ void host_partition_destroy(struct vsp_partition *p)
         atomic_store(&w->cancelled, true);
         event_del(w->ev);
     }
-    for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
-        workq_serial_drain(ch->serial);
+    drain_channels(p);
     workq_serial_drain(p->serial);
 
     for (int i = 0; i < p->nslots; i++)
@@ -244,13 +263,20 @@ void host_partition_destroy(struct vsp_partition *p)
         watch_unref(w);
     }
     /* Work a detach queued. */
-    for (struct vsp_channel *ch = SLIST_FIRST(&p->channels); ch; ch = SLIST_NEXT(ch, link))
-        workq_serial_drain(ch->serial);
+    drain_channels(p);
     workq_serial_drain(p->serial);
 
     struct vsp_channel *ch;
     while ((ch = SLIST_FIRST(&p->channels))) {
         SLIST_REMOVE_HEAD(&p->channels, link);
+        struct vsp_channel *sub;
+        while ((sub = SLIST_FIRST(&ch->subs))) {
+            SLIST_REMOVE_HEAD(&ch->subs, link);
+            workq_serial_destroy(sub->serial);
+            if (sub->released)
+                xp_channel_destroy(sub->xc); /* else xp_destroy frees it */
+            free(sub);
+        }
         workq_serial_destroy(ch->serial);
         free(ch);
     }
@@ -390,6 +416,50 @@ struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_
     return ch;
 }
 
+struct vsp_channel *vsp_subchannel_offer(struct vsp_channel *primary, uint16_t index,
+                                         const struct vsp_channel_ops *ops, void *opaque)
+{
+    struct vsp_partition *p = primary->p;
+    if (!ops) {
+        vsp_log(primary, VSP_LOG_ERROR, "vsp_subchannel_offer without channel ops");
+        return NULL;
+    }
+    struct vsp_channel *sub = calloc(1, sizeof(*sub));
+    if (!sub)
+        return NULL;
+    sub->p = p;
+    sub->primary = primary;
+    sub->subindex = index;
+    sub->ops = ops;
+    sub->opaque = opaque;
+    sub->serial = workq_serial_create(p->d->wq); /* its own: N subchannels, N-way */
+    if (!sub->serial) {
+        free(sub);
+        return NULL;
+    }
+    /* p->lock across the offer: the model calls back only by queueing work,
+     * and reap_work (which takes p->lock) cannot find sub before it is on
+     * the list; a partition being torn down takes no new subchannel. */
+    pthread_mutex_lock(&p->lock);
+    if (!p->dying) /* sub->xc is set before the guest can open it; a refusal is logged */
+        xp_offer_subchannel(primary->xc, index, sub, &sub->xc);
+    if (sub->xc)
+        SLIST_INSERT_HEAD(&sub->primary->subs, sub, link);
+    pthread_mutex_unlock(&p->lock);
+    if (!sub->xc) {
+        workq_serial_destroy(sub->serial);
+        free(sub);
+        return NULL;
+    }
+    return sub;
+}
+
+uint16_t vsp_channel_subindex(const struct vsp_channel *ch) { return ch->subindex; }
+struct vsp_channel *vsp_channel_primary(struct vsp_channel *ch)
+{
+    return ch->primary ? ch->primary : ch;
+}
+
 void vsp_channel_rescind(struct vsp_channel *ch) { xp_rescind_channel(ch->xc); }
 void *vsp_channel_opaque(const struct vsp_channel *ch) { return ch->opaque; }
 struct vsp_partition *vsp_channel_partition(const struct vsp_channel *ch) { return ch->p; }
@@ -464,10 +534,40 @@ static void host_channel_kick(void *ctx, struct xp_channel *xc)
     queue_kick(xp_channel_vsp(xc));
 }
 
+/* A finished subchannel (see src/xpartition/channel.c, "Subchannels"):
+ * freed on its primary's queue, after the primary's close (queued before
+ * this), once its own queued work has run.  During partition teardown the
+ * lists are walked by host_partition_close/destroy: leave it to them. */
+static void reap_work(void *arg)
+{
+    struct vsp_channel *sub = arg;
+    struct vsp_partition *p = sub->p;
+    pthread_mutex_lock(&p->lock);
+    bool dying = p->dying;
+    if (dying)
+        sub->released = true;
+    else
+        SLIST_REMOVE(&sub->primary->subs, sub, vsp_channel, link);
+    pthread_mutex_unlock(&p->lock);
+    if (dying)
+        return;
+    workq_serial_destroy(sub->serial);
+    xp_channel_destroy(sub->xc);
+    free(sub);
+}
+
+static void host_channel_released(void *ctx, struct xp_channel *xc)
+{
+    struct vsp_channel *sub = xp_channel_vsp(xc);
+    if (workq_serial_submit(sub->primary->serial, reap_work, sub) < 0)
+        sub->released = true; /* out of memory: freed with the partition */
+}
+
 static const struct xp_channel_ops host_channel_ops = {
     .channel_open = host_channel_open,
     .channel_close = host_channel_close,
     .channel_kick = host_channel_kick,
+    .channel_released = host_channel_released,
 };
 
 /* ------------------------------------------------------------------ */

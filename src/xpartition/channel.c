@@ -40,8 +40,8 @@ static bool per_channel_events(const struct xpartition *xp)
 /* ------------------------------------------------------------------ */
 /* Offers                                                              */
 
-struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
-                                    void *vsp)
+static struct xp_channel *channel_new(struct xpartition *xp, const struct vmbus_channel_offer *o,
+                                      void *vsp)
 {
     struct xp_channel *ch = calloc(1, sizeof(*ch));
     if (!ch)
@@ -52,7 +52,15 @@ struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_ch
     atomic_init(&ch->state, XP_CHAN_PENDING);
     pthread_mutex_init(&ch->send_lock, NULL);
     pthread_mutex_init(&ch->recv_lock, NULL);
+    return ch;
+}
 
+struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
+                                    void *vsp)
+{
+    struct xp_channel *ch = channel_new(xp, o, vsp);
+    if (!ch)
+        return NULL;
     pthread_mutex_lock(&xp->lock);
     if (!xp->chan_ops) {
         pthread_mutex_unlock(&xp->lock);
@@ -319,13 +327,35 @@ void xp_channel_open_done(struct xp_channel *ch, uint32_t status)
 /* ------------------------------------------------------------------ */
 /* Close, rescind, release                                              */
 
+static void subchannels_teardown(struct xp_channel *primary);
+
 void xp_channel_shutdown(struct xp_channel *ch)
 {
     int st = atomic_load(&ch->state);
     if (st != XP_CHAN_OPEN && st != XP_CHAN_OPENING)
         return;
     atomic_store(&ch->state, XP_CHAN_CLOSING);
+    if (!ch->primary) {
+        subchannels_teardown(ch);
+        if (ch->subs_closing) {
+            ch->close_deferred = true; /* handed on by the last subchannel close */
+            return;
+        }
+    }
     ch->xp->chan_ops->channel_close(ch->xp->chan_ctx, ch);
+}
+
+/* A subchannel's close returned: the primary's close may go on now. */
+static void subchannel_closed(struct xp_channel *sub)
+{
+    struct xp_channel *primary = sub->primary;
+    if (!sub->holds_primary)
+        return;
+    sub->holds_primary = false;
+    if (--primary->subs_closing == 0 && primary->close_deferred) {
+        primary->close_deferred = false;
+        primary->xp->chan_ops->channel_close(primary->xp->chan_ctx, primary);
+    }
 }
 
 void xp_channel_close_done(struct xp_channel *ch)
@@ -346,7 +376,10 @@ void xp_channel_close_done(struct xp_channel *ch)
                      xp_chan_state_name(atomic_load(&ch->state)));
         else
             xp_event(xp, "channel closed after the guest disconnected");
+        if (ch->primary)
+            subchannel_closed(ch);
         xp_post_pending_offers(xp);
+        xp_reap_subchannels(xp);
     }
     pthread_mutex_unlock(&xp->lock);
 }
@@ -368,6 +401,7 @@ void xp_handle_close(struct xpartition *xp, uint32_t relid)
     }
     xp_event(xp, "relid %u closed by the guest", relid);
     xp_channel_shutdown(ch);
+    xp_reap_subchannels(xp);
 }
 
 static void rescind_locked(struct xpartition *xp, struct xp_channel *ch)
@@ -384,11 +418,15 @@ static void rescind_locked(struct xpartition *xp, struct xp_channel *ch)
         return;
     }
     ch->rescind_requested = true;
-    send_rescind(xp, ch);
-    if (st == XP_CHAN_OFFERED)
+    if (st == XP_CHAN_OFFERED) {
+        send_rescind(xp, ch);
         atomic_store(&ch->state, XP_CHAN_RESCINDED);
-    else
+    } else {
+        /* A primary's subchannels are rescinded inside the shutdown: their
+         * rescinds go out before the primary's. */
         xp_channel_shutdown(ch);
+        send_rescind(xp, ch);
+    }
 }
 
 void xp_offers_ready(struct xpartition *xp)
@@ -412,6 +450,7 @@ void xp_rescind_channel(struct xp_channel *ch)
                  cls);
     }
     rescind_locked(xp, ch);
+    xp_reap_subchannels(xp);
     pthread_mutex_unlock(&xp->lock);
 }
 
@@ -426,6 +465,7 @@ void xp_channel_fault(struct xp_channel *ch, const char *why)
         log_warn("partition %s (id %u): relid %u (class %s): %s; tearing the channel down",
                  xp->name, xp->id, ch->relid, cls, why);
         rescind_locked(xp, ch);
+        xp_reap_subchannels(xp);
     }
     pthread_mutex_unlock(&xp->lock);
 }
@@ -445,6 +485,7 @@ void xp_handle_relid_released(struct xpartition *xp, uint32_t relid)
     release_relid(xp, ch);
     ch->removed = true;
     xp_post_pending_offers(xp); /* one may have waited for a free relid */
+    xp_reap_subchannels(xp);
 }
 
 void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifychannel *m)
@@ -472,10 +513,187 @@ void xp_handle_modify(struct xpartition *xp, const struct vmbus_channel_modifych
 }
 
 /* ------------------------------------------------------------------ */
+/* Subchannels                                                          */
+
+/*
+ * A VSP offers subchannels of an open primary when its guest asks for them
+ * (storvsc's CREATE_SUB_CHANNELS, netvsc's SUBCHANNEL request): the
+ * primary's offer with sub_channel_index = index, and a relid and
+ * connection id of their own like any offer.  Linux 6.1 takes such an offer
+ * at any time after ALLOFFERS_DELIVERED: it finds the primary by class and
+ * instance, puts the new channel on the primary's sc_list
+ * (drivers/hv/channel_mgmt.c: vmbus_process_offer) and calls the driver's
+ * sc_creation_callback, which opens it (vmbus_add_channel_work).
+ *
+ * A subchannel lives no longer than its primary is open.  When the primary
+ * closes (the guest's CLOSECHANNEL, a rescind, a ring fault, UNLOAD, reset,
+ * the VM going) every subchannel is closed first (the VSP's close, if it
+ * was open) and rescinded, and the primary's close is handed to the VSP
+ * layer only once those closes have returned.  Why the rescind: on rmmod
+ * Linux closes the subchannels itself before the primary
+ * (drivers/hv/channel.c: vmbus_disconnect_ring, from storvsc_remove ->
+ * storvsc_dev_remove -> vmbus_close) but keeps them on sc_list, closed,
+ * until the host rescinds them; a rescinded subchannel is then freed and
+ * its relid released with RELID_RELEASED at once if it is closed, or after
+ * the driver's close if it is open (channel_mgmt.c: vmbus_onoffer_rescind
+ * -> hv_process_channel_removal -> vmbus_release_relid; channel.c:
+ * vmbus_disconnect_ring).  Without the rescind, the next modprobe's
+ * CREATE_SUB_CHANNELS would add new subchannels next to stale ones the
+ * guest never frees, and their relids would never come back.
+ *
+ * A subchannel is freed ("reaped") once its primary's close has been
+ * handed on, its own close has returned and the guest has released its
+ * relid (or forgotten it with UNLOAD or a reset): the VSP layer gets it
+ * back through channel_released and frees it when no work of it runs.
+ */
+
+#define XP_MAX_SUBCHANNEL_OBJECTS (2 * XP_MAX_SUBCHANNELS)
+
+static bool is_sub_of(const struct xp_channel *ch, const struct xp_channel *primary)
+{
+    return ch->primary == primary && !ch->orphaned;
+}
+
+/* The live subchannel `index` of primary (not rescinded), or NULL. */
+static struct xp_channel *subchannel_find(struct xp_channel *primary, uint16_t index)
+{
+    struct xp_channel *ch;
+    STAILQ_FOREACH(ch, &primary->xp->offers, link)
+        if (is_sub_of(ch, primary) && ch->offer.sub_channel_index == index &&
+            !ch->rescind_requested && !ch->removed)
+            return ch;
+    return NULL;
+}
+
+/* Subchannel objects of primary, live or rescinded: a rescinded one stays
+ * until the primary closes (the VSP may still hold its handle). */
+static unsigned subchannels_kept(const struct xp_channel *primary)
+{
+    unsigned n = 0;
+    const struct xp_channel *ch;
+    STAILQ_FOREACH(ch, &primary->xp->offers, link)
+        n += is_sub_of(ch, primary);
+    return n;
+}
+
+/* Channels that hold a relid or will want one: the partition's limit. */
+static unsigned channels_counted(const struct xpartition *xp)
+{
+    unsigned n = 0;
+    const struct xp_channel *ch;
+    STAILQ_FOREACH(ch, &xp->offers, link)
+        n += !(ch->removed && !ch->relid);
+    return n;
+}
+
+struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t index, void *vsp,
+                                       struct xp_channel **out)
+{
+    struct xpartition *xp = primary->xp;
+    pthread_mutex_lock(&xp->lock);
+    const char *why = NULL;
+    if (primary->primary || primary->offer.sub_channel_index)
+        why = "the channel is a subchannel itself";
+    else if (atomic_load(&primary->state) != XP_CHAN_OPEN)
+        why = "the primary is not open";
+    else if (index < 1 || index > XP_MAX_SUBCHANNELS)
+        why = "the index is outside 1..64";
+    else if (!per_channel_events(xp))
+        why = "the negotiated VMBus version has no subchannels";
+    else if (subchannel_find(primary, index))
+        why = "the index is offered already";
+    else if (subchannels_kept(primary) >= XP_MAX_SUBCHANNEL_OBJECTS)
+        /* a guest that gets subchannels rescinded (ring faults) and asks
+         * for new ones again and again must not grow the list */
+        why = "too many subchannels rescinded while the primary is open";
+    else if (channels_counted(xp) >= VMBUS_MAX_RELID)
+        why = "the partition has no relid left";
+    struct xp_channel *ch = NULL;
+    if (!why) {
+        struct vmbus_channel_offer o = primary->offer;
+        o.sub_channel_index = index;
+        ch = channel_new(xp, &o, vsp);
+        if (!ch)
+            why = "out of memory";
+    }
+    if (why) {
+        xp_warn(xp, "relid %u: subchannel %u refused: %s", atomic_load(&primary->relid), index,
+                why);
+        pthread_mutex_unlock(&xp->lock);
+        return NULL;
+    }
+    ch->primary = primary;
+    if (out)
+        *out = ch;
+    STAILQ_INSERT_TAIL(&xp->offers, ch, link); /* after its primary, as Linux needs */
+    xp_event(xp, "relid %u: subchannel %u added", atomic_load(&primary->relid), index);
+    xp_post_pending_offers(xp);
+    pthread_mutex_unlock(&xp->lock);
+    return ch;
+}
+
+/* The primary is closing: close and rescind its subchannels (see above).
+ * Closes still running are counted in primary->subs_closing. */
+static void subchannels_teardown(struct xp_channel *primary)
+{
+    struct xpartition *xp = primary->xp;
+    struct xp_channel *ch;
+    xp->offers_walkers++;
+    STAILQ_FOREACH(ch, &xp->offers, link) {
+        if (!is_sub_of(ch, primary))
+            continue;
+        ch->orphaned = true;
+        xp_channel_shutdown(ch);
+        if (atomic_load(&ch->state) == XP_CHAN_CLOSING && !ch->holds_primary) {
+            ch->holds_primary = true;
+            primary->subs_closing++;
+        }
+        if (xp->connected)
+            rescind_locked(xp, ch);
+        else
+            ch->removed = true; /* UNLOAD / reset: the guest forgets it anyway */
+    }
+    xp->offers_walkers--;
+}
+
+static bool reapable(const struct xp_channel *ch)
+{
+    int st = atomic_load(&ch->state);
+    return ch->primary && ch->orphaned && ch->removed && !ch->relid && st != XP_CHAN_OPENING &&
+           st != XP_CHAN_OPEN && st != XP_CHAN_CLOSING && !ch->primary->close_deferred;
+}
+
+void xp_reap_subchannels(struct xpartition *xp)
+{
+    if (xp->destroying || xp->offers_walkers)
+        return; /* xp_destroy frees the list; a walk of it reaps when done */
+    struct xp_channel *ch = STAILQ_FIRST(&xp->offers);
+    while (ch) {
+        struct xp_channel *next = STAILQ_NEXT(ch, link);
+        if (reapable(ch)) {
+            STAILQ_REMOVE(&xp->offers, ch, xp_channel, link);
+            xp_event(xp, "subchannel %u of relid %u freed", ch->offer.sub_channel_index,
+                     atomic_load(&ch->primary->relid));
+            if (xp->chan_ops && xp->chan_ops->channel_released)
+                xp->chan_ops->channel_released(xp->chan_ctx, ch);
+            else
+                xp_channel_free(ch);
+        }
+        ch = next;
+    }
+}
+
+void xp_channel_destroy(struct xp_channel *ch) { xp_channel_free(ch); }
+
+/* ------------------------------------------------------------------ */
 /* Disconnect (UNLOAD, reset, reconnect, destroy)                      */
 
 void xp_disconnect_locked(struct xpartition *xp, bool final)
 {
+    /* First: nothing the closes below do may reach the guest (no rescinds
+     * of subchannels, no offers): it is told nothing but UNLOAD_RESPONSE. */
+    xp->connected = false;
+    xp->offers_walkers++;
     for (struct xp_channel *ch = STAILQ_FIRST(&xp->offers); ch; ch = STAILQ_NEXT(ch, link)) {
         xp_channel_shutdown(ch);
         /* The GPADLs are forgotten below; a close still in flight must not
@@ -494,13 +712,14 @@ void xp_disconnect_locked(struct xpartition *xp, bool final)
         if (final && st == XP_CHAN_CLOSING)
             log_debug("partition %s: channel close still running at teardown", xp->name);
     }
+    xp->offers_walkers--;
     xp_gpadl_forget(xp, 0);
     if (xp->legacy_eventfd) {
         xp->transport->eventfd_del(xp->transport_ctx, VMBUS_EVENT_CONNECTION_ID);
         xp->legacy_eventfd = false;
     }
     xp_drop_queued_msgs(xp);
-    xp->connected = false;
+    xp_reap_subchannels(xp);
     xp->offers_requested = false;
     xp->alloffers_sent = false;
     xp->version = 0;

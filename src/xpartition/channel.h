@@ -34,6 +34,15 @@ struct xp_channel {
     uint8_t *pktbuf;           /* private copy of the packet being read */
     size_t pktbuf_len;
     void *vsp;                 /* VSP layer's object */
+
+    /* Subchannels (channel.c, "Subchannels"); all under xp->lock. */
+    struct xp_channel *primary;  /* NULL for a primary channel */
+    /* primary: subchannel closes its own close waits for; the close is
+     * handed to the VSP layer when the count drops to 0 */
+    unsigned subs_closing;
+    bool close_deferred;         /* primary: CLOSING, its close not yet handed on */
+    bool holds_primary;          /* subchannel: counted in primary->subs_closing */
+    bool orphaned;               /* subchannel: its primary closed; freed once finished */
 };
 
 /* Tear a channel down because its guest broke the protocol (ring

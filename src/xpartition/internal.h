@@ -18,6 +18,9 @@ struct xp_channel *xp_channel_by_relid(struct xpartition *xp, uint32_t relid);
 /* Close the host side of ch (VSP close through ops) if it is open. */
 void xp_channel_shutdown(struct xp_channel *ch);
 void xp_channel_free(struct xp_channel *ch);
+/* Free the subchannels that are finished (channel.c, "Subchannels"); not
+ * while walking the offer list. */
+void xp_reap_subchannels(struct xpartition *xp);
 /* Drop the guest connection: close channels, forget GPADLs and relids.
  * final: the partition is being destroyed (no messages, no re-offers). */
 void xp_disconnect_locked(struct xpartition *xp, bool final);

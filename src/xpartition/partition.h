@@ -84,6 +84,10 @@ struct xpartition {
     bool alloffers_sent;
     bool offers_ready;         /* the VSPs made their boot-time offers */
     bool legacy_eventfd;       /* conn id 2 registered for pre-WIN8 guests */
+    bool destroying;           /* xp_destroy runs: channels are freed with the list */
+    /* Loops over `offers` that call the channel ops, which may complete a
+     * close at once: no subchannel is unlinked under them. */
+    unsigned offers_walkers;
 
     struct synic_queue msgq;   /* host -> guest messages waiting for a slot */
 

@@ -61,6 +61,7 @@ void xp_destroy(struct xpartition *xp)
     if (!xp)
         return;
     pthread_mutex_lock(&xp->lock);
+    xp->destroying = true;
     xp_disconnect_locked(xp, true);
     while (!STAILQ_EMPTY(&xp->offers)) {
         struct xp_channel *ch = STAILQ_FIRST(&xp->offers);
@@ -133,6 +134,14 @@ void xp_event(struct xpartition *xp, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     xp_vlog(xp, LOG_INFO, fmt, ap);
+    va_end(ap);
+}
+
+void xp_warn(struct xpartition *xp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    xp_vlog(xp, LOG_WARN, fmt, ap);
     va_end(ap);
 }
 

@@ -36,6 +36,7 @@
 #define XP_MAX_PENDING_GPADLS 16 /* headers whose bodies have not all arrived */
 #define XP_MAX_GPADL_PAGES 8190  /* range_buflen is u16 */
 #define XP_CHANNEL_CONN_ID_BASE 0x10000u
+#define XP_MAX_SUBCHANNELS 64    /* per primary: sub_channel_index 1..64 */
 
 struct xpartition;
 struct xp_channel;
@@ -78,6 +79,13 @@ struct xp_channel_ops {
     void (*channel_close)(void *ctx, struct xp_channel *ch);
     /* The guest signalled an open channel: schedule the VSP's receive. */
     void (*channel_kick)(void *ctx, struct xp_channel *ch);
+    /* A subchannel is finished (its primary closed, its own close
+     * returned, the guest released or forgot its relid; the primary's
+     * channel_close was called before): the model has let go of it and
+     * makes no more calls for it.  The VSP layer frees it with
+     * xp_channel_destroy() once none of its own work uses it.  NULL: the
+     * model frees it at once. */
+    void (*channel_released)(void *ctx, struct xp_channel *ch);
 };
 
 struct xp_stats {
@@ -135,6 +143,20 @@ int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off);
 struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
                                     void *vsp);
 void xp_rescind_channel(struct xp_channel *ch);
+/* Subchannel `index` (1..XP_MAX_SUBCHANNELS) of the open primary channel
+ * primary: its offer with sub_channel_index = index, sent to the guest at
+ * once.  NULL (a warning naming the VM and the primary's relid) if primary
+ * is a subchannel or not open, the index is out of range or live already,
+ * the version predates subchannels or the partition has no relid left.
+ * When the primary closes, its subchannels are closed and rescinded first
+ * and its channel_close waits for their closes (channel.c explains). */
+/* out (may be NULL) gets the channel under the partition's lock, before
+ * the offer can reach the guest: a VSP layer that keeps it in its own
+ * object has it there before any callback for it runs. */
+struct xp_channel *xp_offer_subchannel(struct xp_channel *primary, uint16_t index, void *vsp,
+                                       struct xp_channel **out);
+/* Free a subchannel handed back through channel_released. */
+void xp_channel_destroy(struct xp_channel *ch);
 /* The VSPs have made the offers a guest should find at boot: from now on
  * REQUESTOFFERS is completed with ALLOFFERS_DELIVERED (later offers are hot
  * adds).  Until then the guest's request waits. */
@@ -234,6 +256,9 @@ const char *xp_chan_state_name(int state);
  * prefixed with the partition and rate limited per partition. */
 void xp_guest_warn(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void xp_event(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A warning about the partition that is not the guest's doing (not counted
+ * as a violation), rate limited with the lines above. */
+void xp_warn(struct xpartition *xp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Take a token from the partition's log bucket (for VSP lines a guest can
  * trigger); false: drop the line. */
 bool xp_log_allowed(struct xpartition *xp);

@@ -15,7 +15,9 @@
  *   2  poke:      u16 page, u16 offset, u8 len, len bytes into guest RAM
  *   3  signal:    u16 connection id
  *   4  synic:     u8 vp, u8 simp page, u8 siefp page
- *   5  rescind:   u8 channel index
+ *   5  rescind:   u8 b: b < 0x80: rescind channel b & 1; else the VSP offers
+ *                 subchannel (b >> 1) & 63 of channel b & 1 (storvsc's
+ *                 CREATE_SUB_CHANNELS: refused unless that channel is open)
  *   6  reset
  *   7  poke-ring: u16 page, then a write_index/read_index pair (u32, u32)
  */
@@ -52,6 +54,12 @@ static void fuzz_host_hook(struct fake_host *fh, const struct fake_call *c)
     case FAKE_CHANNEL_OPEN:
         FUZZ_CHECK(c->arg == 120);
         FUZZ_CHECK(ch->in.r.size >= 4096 && ch->out.r.size >= 4096);
+        /* a subchannel opens only while its primary is open */
+        FUZZ_CHECK(!ch->primary || atomic_load(&ch->primary->state) == XP_CHAN_OPEN);
+        break;
+    case FAKE_CHANNEL_CLOSE:
+        /* a primary's close comes after its subchannels' closes returned */
+        FUZZ_CHECK(ch->subs_closing == 0 && !ch->close_deferred);
         break;
     case FAKE_CHANNEL_KICK: {
         /* What the VSP layer does (src/xpartition/chanio.c): drain, checking
@@ -159,9 +167,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             break;
         }
-        case 5:
-            xp_rescind_channel(chans[fuzz_u8(&in) & 1]);
+        case 5: {
+            uint8_t b = fuzz_u8(&in);
+            if (b < 0x80)
+                xp_rescind_channel(chans[b & 1]);
+            else
+                xp_offer_subchannel(chans[b & 1], (b >> 1) & 63, NULL, NULL);
             break;
+        }
         case 6:
             xp_reset(xp);
             for (uint32_t vp = 0; vp < 2; vp++)

@@ -62,6 +62,23 @@ def session(ver, split=False):
     return s
 
 
+def subchannels():
+    # channel 0 (relid 1) open; the VSP offers its subchannels 1 and 2
+    # (relids 3, 4); the guest opens subchannel 1 and writes to it, closes
+    # the primary (the subchannels are closed and rescinded), releases them
+    # and unloads
+    s = initiate(0x50003) + eom() + post(hdr(3)) + eom() * 4
+    s += gpadl(1, 0xE1E10, 16, 8) + eom() + open_chan(1, 0xE1E10) + eom()
+    s += b'\x05' + bytes([0x80 | (1 << 1)]) + eom() + b'\x05' + bytes([0x80 | (2 << 1)]) + eom()
+    s += gpadl(3, 0xE1E11, 32, 8) + eom() + open_chan(3, 0xE1E11) + eom()
+    s += ring_packet(32) + struct.pack('<BHB', 3, 3, 1) + eom()
+    s += post(hdr(7) + struct.pack('<I', 1)) + eom() * 3
+    s += post(hdr(7) + struct.pack('<I', 3)) + eom()
+    s += post(hdr(13) + struct.pack('<I', 3)) + post(hdr(13) + struct.pack('<I', 4)) + eom()
+    s += post(hdr(16)) + eom()
+    return s
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for ver in (0x50003, 0x50000, 0x40001, 0x30000, 0x20004, 0x10001, 0x0000D):
@@ -69,6 +86,8 @@ def main():
             f.write(session(ver))
     with open(os.path.join(OUT, 'session-split-gpadl'), 'wb') as f:
         f.write(session(0x50003, split=True))
+    with open(os.path.join(OUT, 'subchannels'), 'wb') as f:
+        f.write(subchannels())
     with open(os.path.join(OUT, 'modify-rescind'), 'wb') as f:
         f.write(session(0x50003)[:-2] + post(hdr(22) + struct.pack('<II', 1, 1)) + eom() +
                 b'\x05\x01' + eom() + post(hdr(13) + struct.pack('<I', 2)) + eom())

@@ -656,6 +656,24 @@ static void on_offer(struct sim_vm *vm, const struct vmbus_channel_offer_channel
             return;
         }
     }
+    /* A subchannel joins the live primary with its class and instance
+     * (vmbus_process_offer); without one Linux would take it for a device
+     * of its own. */
+    if (o->offer.sub_channel_index != 0) {
+        bool primary = false;
+        for (int i = 0; i < vm->noffers && !primary; i++) {
+            const struct sim_offer *x = &vm->offers[i];
+            primary = x->valid && !x->rescinded && x->sub_channel_index == 0 &&
+                      memcmp(&x->if_type, &o->offer.if_type, 16) == 0 &&
+                      memcmp(&x->if_instance, &o->offer.if_instance, 16) == 0;
+        }
+        if (!primary) {
+            fprintf(stderr, "sim(%s): subchannel %u (relid %u) offered without its primary\n",
+                    vm->name, o->offer.sub_channel_index, o->child_relid);
+            vm->bad_host_msgs++;
+            return;
+        }
+    }
     struct sim_offer *s = sim_find_offer(vm, o->child_relid);
     if (s && !s->rescinded) {
         fprintf(stderr, "sim(%s): offer reuses live relid %u\n", vm->name, o->child_relid);
@@ -1328,6 +1346,24 @@ int sim_relid_released(struct sim_vm *vm, uint32_t relid)
     if (ch && !ch->open)
         ch->vm = NULL;
     return st;
+}
+
+int sim_release_subchannels(struct sim_vm *vm)
+{
+    int n = 0;
+    for (int i = 0; i < vm->noffers; i++) {
+        struct sim_offer *o = &vm->offers[i];
+        if (!o->valid || !o->rescinded || o->sub_channel_index == 0)
+            continue;
+        struct sim_chan *ch = sim_chan(vm, o->relid);
+        if (ch && ch->open)
+            continue; /* released when its driver closes it */
+        int st = sim_relid_released(vm, o->relid);
+        if (st != 0)
+            return st < 0 ? st : -EIO;
+        n++;
+    }
+    return n;
 }
 
 /* ---- rings ---- */

@@ -338,6 +338,10 @@ struct sim_chan *sim_chan(struct sim_vm *vm, uint32_t relid);
 int sim_chan_modify(struct sim_vm *vm, uint32_t relid, uint32_t target_vp);
 /* RELID_RELEASED. */
 int sim_relid_released(struct sim_vm *vm, uint32_t relid);
+/* What Linux does with a rescinded subchannel (vmbus_onoffer_rescind ->
+ * hv_process_channel_removal): once it is closed, forget it and send
+ * RELID_RELEASED.  Returns how many were released, or -errno. */
+int sim_release_subchannels(struct sim_vm *vm);
 
 /* Write one packet (descriptor + payload + padding + trailer) to the
  * guest->host ring like hv_ringbuffer_write (incl. signalling).

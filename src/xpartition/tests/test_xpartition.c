@@ -1758,6 +1758,225 @@ static void test_tl_connect_refused(void **state)
     assert_string_equal(ops(f), "");
 }
 
+/* ------------------------------------------------------------------ */
+/* Subchannels                                                         */
+
+/* The OFFERCHANNEL of subchannel `index` of channel 0: the primary's offer
+ * with its own relid and connection id. */
+static void take_sub_offer(struct fx *f, uint16_t index, uint32_t expect_relid)
+{
+    struct vmbus_channel_offer_channel m;
+    assert_int_equal(guest_take(f, &m, sizeof(m)), CHANNELMSG_OFFERCHANNEL);
+    assert_int_equal(m.offer.sub_channel_index, index);
+    assert_int_equal(m.offer.if_type.b[0], 0xC1);
+    assert_int_equal(m.offer.if_instance.b[0], 0);
+    assert_int_equal(m.offer.u.pipe.user_def[0], 0xA0);
+    assert_int_equal(m.child_relid, expect_relid);
+    assert_int_equal(m.connection_id, XP_CHANNEL_CONN_ID_BASE + expect_relid);
+    assert_int_equal(m.is_dedicated_interrupt, 1);
+    assert_int_equal(m.monitor_allocated, 0);
+}
+
+/* The guest closes the primary while a subchannel is open: the subchannel
+ * is closed and rescinded, and the primary's close reaches the VSP only
+ * after the subchannel's returned.  The released relid comes back for the
+ * next subchannel after a re-open. */
+static void test_subchannel_closes_first(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    uint32_t g = open_chan(f, 0, 0);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
+    assert_non_null(f->ch[NCHANS]);
+    take_sub_offer(f, 1, 3);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    f->relid[NCHANS] = 3;
+    open_chan(f, NCHANS, 1);
+
+    f->fh.hold_close = true;
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 1), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "channel_close(ch2)");
+    struct vmbus_channel_rescind_offer r;
+    assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+    assert_int_equal(r.child_relid, 3);
+    assert_true(no_msg(f));
+    xp_channel_close_done(f->ch[NCHANS]);
+    assert_string_equal(ops(f), "channel_close(ch0)");
+    xp_channel_close_done(f->ch[0]);
+    assert_string_equal(ops(f), "");
+    /* Linux closes the rescinded subchannel and releases it: it is freed */
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 3), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 3), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "eventfd_del(0x10003)");
+    f->ch[NCHANS] = NULL;
+    assert_true(no_msg(f));
+    expect_no_warn(f);
+
+    /* rmmod done; modprobe: the primary opens again and index 1 is free,
+     * with the same relid */
+    f->fh.hold_close = false;
+    assert_int_equal(teardown_post(f, 1, g), HV_STATUS_SUCCESS);
+    assert_true(torndown(f, g));
+    open_chan(f, 0, 0);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
+    assert_non_null(f->ch[NCHANS]);
+    take_sub_offer(f, 1, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    expect_no_warn(f);
+}
+
+/* The VSP rescinds a primary with an open subchannel: the subchannel's
+ * rescind goes out first, and the primary's close waits for the
+ * subchannel's. */
+static void test_subchannel_primary_rescinded(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    open_chan(f, 0, 0);
+    f->ch[NCHANS] = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
+    take_sub_offer(f, 1, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    f->relid[NCHANS] = 3;
+    open_chan(f, NCHANS, 0);
+    f->fh.hold_close = true;
+    xp_rescind_channel(f->ch[0]);
+    struct vmbus_channel_rescind_offer r;
+    assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+    assert_int_equal(r.child_relid, 3);
+    assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+    assert_int_equal(r.child_relid, 1);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "channel_close(ch2)");
+    xp_channel_close_done(f->ch[NCHANS]);
+    assert_string_equal(ops(f), "channel_close(ch0)");
+    xp_channel_close_done(f->ch[0]);
+    /* Linux: the driver's remove closes both, then releases both relids */
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 3), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 1), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 3), HV_STATUS_SUCCESS);
+    assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 1), HV_STATUS_SUCCESS);
+    f->ch[NCHANS] = NULL;
+    assert_string_equal(ops(f), "eventfd_del(0x10003) eventfd_del(0x10001)");
+    assert_true(no_msg(f));
+    expect_no_warn(f);
+}
+
+/* A subchannel that is closed when its primary closes is just rescinded;
+ * UNLOAD forgets the rest, and the next connection offers no subchannel. */
+static void test_subchannel_unload(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    open_chan(f, 0, 0);
+    assert_non_null(xp_offer_subchannel(f->ch[0], 2, NULL, NULL));
+    take_sub_offer(f, 2, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    struct vmbus_channel_message_header u = {.msgtype = CHANNELMSG_UNLOAD};
+    assert_int_equal(POST(f, u), HV_STATUS_SUCCESS);
+    /* no RESCIND for the guest that unloads: UNLOAD_RESPONSE only */
+    expect_header_only(f, CHANNELMSG_UNLOAD_RESPONSE);
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "channel_close(ch0) eventfd_del(0x10001) eventfd_del(0x10002) "
+                                "eventfd_del(0x10003)");
+    bringup(f, VMBUS_VERSION_WIN10_V5_3); /* the primaries alone */
+    expect_no_warn(f);
+}
+
+/* What vsp_subchannel_offer refuses, each with a warning naming the VM and
+ * the primary's relid. */
+static void test_subchannel_refused(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
+    expect_warn(f, "relid 1: subchannel 1 refused: the primary is not open");
+    open_chan(f, 0, 0);
+    assert_null(xp_offer_subchannel(f->ch[0], 0, NULL, NULL));
+    expect_warn(f, "relid 1: subchannel 0 refused: the index is outside 1..64");
+    assert_null(xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS + 1, NULL, NULL));
+    expect_warn(f, "subchannel 65 refused: the index is outside 1..64");
+    struct xp_channel *sub = xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS, NULL, NULL);
+    assert_non_null(sub);
+    take_sub_offer(f, XP_MAX_SUBCHANNELS, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    assert_null(xp_offer_subchannel(f->ch[0], XP_MAX_SUBCHANNELS, NULL, NULL));
+    expect_warn(f, "relid 1: subchannel 64 refused: the index is offered already");
+    assert_null(xp_offer_subchannel(sub, 1, NULL, NULL));
+    expect_warn(f, "relid 3: subchannel 1 refused: the channel is a subchannel itself");
+    assert_true(no_msg(f));
+    assert_string_equal(ops(f), "");
+}
+
+/* Before VMBus 2.4 there are no subchannels. */
+static void test_subchannel_needs_win8(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN7);
+    open_chan(f, 0, 0);
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
+    expect_warn(f, "subchannel 1 refused: the negotiated VMBus version has no subchannels");
+    assert_true(no_msg(f));
+}
+
+/* Subchannels count against the partition's relids with everything else
+ * that holds or waits for one. */
+static void test_subchannel_relid_limit(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    open_chan(f, 0, 0);
+    /* 2 offers + 2044 more (most wait: the message queue is full) */
+    for (unsigned i = 0; i < VMBUS_MAX_RELID - 3; i++) {
+        struct vmbus_channel_offer o = {0};
+        o.if_type.b[0] = 0xC2;
+        o.if_instance.b[1] = (uint8_t)i;
+        o.if_instance.b[2] = (uint8_t)(i >> 8);
+        assert_non_null(xp_offer_channel(f->xp, &o, NULL));
+        if (f->fh.ncalls > FAKE_HOST_MAX_CALLS / 2)
+            ops(f);
+    }
+    ops(f);
+    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
+    f->warns = 0; /* the offers found no message room: not our subject */
+    assert_null(xp_offer_subchannel(f->ch[0], 2, NULL, NULL));
+    expect_warn(f, "relid 1: subchannel 2 refused: the partition has no relid left");
+    ops(f);
+}
+
+/* Subchannels rescinded while their primary stays open are kept until it
+ * closes (the VSP may hold their handles): a guest that has them rescinded
+ * and asks again and again is stopped at 128, and the primary's close
+ * frees them. */
+static void test_subchannel_rescinded_bound(void **state)
+{
+    struct fx *f = *state;
+    bringup(f, VMBUS_VERSION_WIN10_V5_3);
+    uint32_t g = open_chan(f, 0, 0);
+    for (int i = 0; i < 2 * XP_MAX_SUBCHANNELS; i++) {
+        struct xp_channel *sub = xp_offer_subchannel(f->ch[0], 1, NULL, NULL);
+        assert_non_null(sub);
+        take_sub_offer(f, 1, 3);
+        xp_rescind_channel(sub);
+        struct vmbus_channel_rescind_offer r;
+        assert_int_equal(guest_take(f, &r, sizeof(r)), CHANNELMSG_RESCIND_CHANNELOFFER);
+        assert_int_equal(relid_post(f, CHANNELMSG_RELID_RELEASED, 3), HV_STATUS_SUCCESS);
+        assert_string_equal(ops(f), "eventfd_add(0x10003) eventfd_del(0x10003)");
+    }
+    assert_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
+    expect_warn(f, "relid 1: subchannel 1 refused: too many subchannels rescinded");
+    assert_int_equal(relid_post(f, CHANNELMSG_CLOSECHANNEL, 1), HV_STATUS_SUCCESS);
+    assert_string_equal(ops(f), "channel_close(ch0)");
+    assert_int_equal(teardown_post(f, 1, g), HV_STATUS_SUCCESS);
+    assert_true(torndown(f, g));
+    open_chan(f, 0, 0);
+    assert_non_null(xp_offer_subchannel(f->ch[0], 1, NULL, NULL));
+    take_sub_offer(f, 1, 3);
+    assert_string_equal(ops(f), "eventfd_add(0x10003)");
+    assert_true(no_msg(f));
+    expect_no_warn(f);
+}
+
 int main(void)
 {
     log_set_level(getenv("XPTEST_LOG") ? LOG_DEBUG : LOG_WARN);
@@ -1801,6 +2020,13 @@ int main(void)
         T(test_modify_channel_older),
         T(test_legacy_interrupt_page),
         T(test_tl_connect_refused),
+        T(test_subchannel_closes_first),
+        T(test_subchannel_unload),
+        T(test_subchannel_primary_rescinded),
+        T(test_subchannel_refused),
+        T(test_subchannel_needs_win8),
+        T(test_subchannel_relid_limit),
+        T(test_subchannel_rescinded_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
