@@ -50,6 +50,7 @@ struct stor_backend_info {
     uint32_t dio_mem_align; /* O_DIRECT memory alignment (1 when buffered); guest
                                buffers not aligned to it are bounced, transparently */
     bool discard;        /* discard punches holes (reads return zeros afterwards) */
+    uint64_t file_id;    /* stable per image: a hash of its device and inode numbers */
     char why_buffered[64]; /* when !direct: why ("tmpfs refuses O_DIRECT", ...) */
 };
 
@@ -103,6 +104,7 @@ struct stor_req {
     struct {
         struct stor_req *next;
         void *bounce;         /* aligned copy for O_DIRECT */
+        struct iovec bounce_iov; /* what of the bounce is left to transfer */
         struct iovec *rest;   /* remainder after a short transfer */
         int restcnt;
         uint64_t done_bytes;

@@ -81,9 +81,14 @@ struct scsi_cmd {
     /* private to the target */
     struct {
         struct scsi_disk *disk;
+        struct stor_queue *q;
         struct stor_req req;
-        struct iovec iov[2];
-        void *buf;              /* WRITE SAME pattern / bounce */
+        struct iovec *clip;     /* READ/WRITE: the guest's iovecs cut to the transfer */
+        struct iovec one;       /* WRITE SAME: the pattern chunk */
+        void *buf;              /* UNMAP descriptors / WRITE SAME pattern chunk */
+        uint64_t lba;           /* WRITE SAME: next block; UNMAP: next descriptor */
+        uint64_t left;          /* WRITE SAME: blocks left; UNMAP: descriptors left */
+        uint8_t kind;
     } priv;
 };
 
@@ -93,8 +98,9 @@ struct scsi_disk_config {
     uint32_t max_unmap_blocks;  /* per UNMAP / WRITE SAME; 0 = 0x400000 (2 GiB) */
     uint16_t max_unmap_descriptors; /* per UNMAP; 0 = 256 */
     bool readonly;              /* refuse writes even if the backend is writable */
-    uint64_t id;                /* NAA identifier (VPD 0x83), unique per disk; 0 = derived
-                                   from the backend's device and inode numbers */
+    uint16_t lun;               /* this disk's LUN, for its own REPORT LUNS answer */
+    uint64_t id;                /* identifier (VPD 0x83: NAA 3, locally assigned, 60
+                                   bits used), unique per disk; 0 = the backend's file_id */
     const char *vendor;         /* 8 chars max; NULL = "Msft" */
     const char *product;        /* 16 max; NULL = "Virtual Disk" */
     const char *revision;       /* 4 max; NULL = "1.0" */
