@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -82,6 +83,29 @@ static void choose_direct(int fd, const struct stat *st, struct stor_backend_inf
     info->dio_mem_align = mem_align;
 }
 
+/* A block device punches holes with WRITE ZEROES (unmapping where it can)
+ * and refuses without it: ask sysfs (a partition's queue is its disk's). */
+static bool blockdev_can_zero(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return false;
+    static const char *const where[] = { "queue", "../queue" };
+    for (size_t i = 0; i < 2; i++) {
+        char path[96];
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s/write_zeroes_max_bytes",
+                 major(st.st_rdev), minor(st.st_rdev), where[i]);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        unsigned long long v = 0;
+        bool ok = fscanf(f, "%llu", &v) == 1 && v > 0;
+        fclose(f);
+        return ok;
+    }
+    return false;
+}
+
 /* Regular files: punch a hole past the end (changes nothing) to learn whether
  * the file system can. */
 static bool probe_discard(int fd, const struct stor_backend_info *info)
@@ -89,7 +113,7 @@ static bool probe_discard(int fd, const struct stor_backend_info *info)
     if (info->readonly)
         return false;
     if (info->blockdev)
-        return true; /* the block layer zeroes (unmapping if it can) */
+        return blockdev_can_zero(fd);
     off_t end = (off_t)((info->size + 4095) & ~4095ull);
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, end + 4096, 4096) == 0;
 }

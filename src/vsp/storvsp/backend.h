@@ -49,7 +49,8 @@ struct stor_backend_info {
     bool direct;         /* O_DIRECT in use */
     uint32_t dio_mem_align; /* O_DIRECT memory alignment (1 when buffered); guest
                                buffers not aligned to it are bounced, transparently */
-    bool discard;        /* discard punches holes (reads return zeros afterwards) */
+    bool discard;        /* discard punches holes, which read back as zeros (a file
+                            system that can punch; a block device with WRITE ZEROES) */
     uint64_t file_id;    /* stable per image: a hash of its device and inode numbers */
     char why_buffered[64]; /* when !direct: why ("tmpfs refuses O_DIRECT", ...) */
 };

@@ -80,13 +80,18 @@ unsigned stor_queue_depth(const struct stor_queue *q) { return q->depth; }
 unsigned stor_queue_inflight(const struct stor_queue *q) { return q->inflight; }
 int stor_queue_fd(const struct stor_queue *q) { return q->efd; }
 
+/* O_DIRECT takes a buffer whose address is aligned to dio_mem_align and
+ * whose pieces are whole logical blocks (512 bytes; whole dio_mem_align
+ * units too when that is larger, as kernels without STATX_DIOALIGN want). */
 static bool needs_bounce(const struct stor_backend_info *info, const struct iovec *iov, int n)
 {
     if (!info->direct)
         return false;
-    uintptr_t mask = info->dio_mem_align - 1;
+    uintptr_t amask = info->dio_mem_align - 1;
+    uintptr_t lmask = (info->dio_mem_align > STOR_BLOCK_SIZE ? info->dio_mem_align
+                                                             : STOR_BLOCK_SIZE) - 1;
     for (int i = 0; i < n; i++)
-        if (((uintptr_t)iov[i].iov_base & mask) || (iov[i].iov_len & mask))
+        if (((uintptr_t)iov[i].iov_base & amask) || (iov[i].iov_len & lmask))
             return true;
     return false;
 }

@@ -337,9 +337,11 @@ static void write_same(struct scsi_disk *d, struct scsi_cmd *cmd, const uint8_t 
     }
     uint64_t chunk_blocks = n < WRITE_SAME_CHUNK / STOR_BLOCK_SIZE ? n
                                                                    : WRITE_SAME_CHUNK / STOR_BLOCK_SIZE;
-    uint8_t *buf = malloc(chunk_blocks * STOR_BLOCK_SIZE);
-    if (!buf)
+    void *mem;
+    /* page-aligned so O_DIRECT takes it without a bounce */
+    if (posix_memalign(&mem, 4096, chunk_blocks * STOR_BLOCK_SIZE) != 0)
         return scsi_status_only(cmd, SCSI_STATUS_BUSY);
+    uint8_t *buf = mem;
     for (uint64_t i = 0; i < chunk_blocks; i++)
         memcpy(buf + i * STOR_BLOCK_SIZE, pattern, STOR_BLOCK_SIZE);
     cmd->priv.kind = KIND_WRITE_SAME;
