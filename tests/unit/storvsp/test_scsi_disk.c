@@ -21,6 +21,22 @@
 #include "stor_test.h"
 
 #define BLOCKS 8192u /* 4 MiB images */
+
+/* The thread pool's pwritev2 (pwritev64v2 with _FILE_OFFSET_BITS=64, which
+ * meson sets), wrapped (--wrap): fails with write_errno when set, so a test
+ * can pick the error (ENOSPC, EIO) a write meets. */
+ssize_t __real_pwritev64v2(int fd, const struct iovec *iov, int n, off_t off, int flags);
+ssize_t __wrap_pwritev64v2(int fd, const struct iovec *iov, int n, off_t off, int flags);
+static volatile int write_errno;
+
+ssize_t __wrap_pwritev64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+{
+    if (write_errno) {
+        errno = write_errno;
+        return -1;
+    }
+    return __real_pwritev64v2(fd, iov, n, off, flags);
+}
 #define MAX_XFER (256u * 1024)
 
 struct fx {
@@ -1028,6 +1044,33 @@ static void test_medium_errors(void **state)
     free(buf);
 }
 
+/* A write the file system has no room for is a provisioning failure
+ * (07/27/07), any other write error a medium error (the pool's pwritev2
+ * fails on demand; io_uring has no such hook, so that run skips). */
+static void test_write_error_kinds(void **state)
+{
+    if (!stor_test_queue_flags)
+        skip();
+    struct fx *f = fx_new("enospc", false, false, 4);
+    struct scsi_cmd c;
+    uint8_t cdb[16];
+    uint8_t *buf = aligned_alloc(4096, 4096);
+    memset(buf, 0x11, 4096);
+    unsigned n = cdb_rw(cdb, 10, true, 16, 8);
+    write_errno = ENOSPC;
+    run(f, &c, cdb, n, SCSI_DIR_TO_DEV, buf, 4096);
+    write_errno = 0;
+    assert_sense(&c, SCSI_SK_DATA_PROTECT, 0x27, 0x07);
+    write_errno = EIO;
+    run(f, &c, cdb, n, SCSI_DIR_TO_DEV, buf, 4096);
+    write_errno = 0;
+    assert_sense(&c, SCSI_SK_MEDIUM_ERROR, 0x0c, 0);
+    run(f, &c, cdb, n, SCSI_DIR_TO_DEV, buf, 4096);
+    assert_good(&c, 4096);
+    free(buf);
+    fx_free(f);
+}
+
 /* A full queue: TASK SET FULL (the guest retries), not an error */
 static void test_queue_full(void **state)
 {
@@ -1086,6 +1129,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unmap_errors),
         cmocka_unit_test(test_write_same),
         cmocka_unit_test(test_medium_errors),
+        cmocka_unit_test(test_write_error_kinds),
         cmocka_unit_test(test_queue_full),
     };
     return cmocka_run_group_tests_name(stor_test_queue_flags ? "scsi disk (thread pool)"
