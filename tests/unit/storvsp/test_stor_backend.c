@@ -337,6 +337,27 @@ static void test_io_error_this_request_only(void **state)
     stor_backend_close(b);
 }
 
+/* An image that shrinks under the backend: a read across the new end gets
+ * the part before it (a short transfer, continued) and then nothing, and
+ * fails with EIO instead of retrying forever; reads before the end work. */
+static void test_image_shrank(void **state)
+{
+    char *p = stor_test_file(stor_test_dir(), "shrink", 1 << 20);
+    struct stor_backend *b;
+    struct stor_queue *q;
+    stor_test_open(p, true, 4, &b, &q);
+    assert_int_equal(truncate(p, (1 << 20) - 2048), 0);
+    uint8_t *m = aligned_alloc(4096, 8192);
+    struct iovec iov[2] = { { m, 1024 }, { m + 4096, 3072 } };
+    assert_int_equal(run_req(q, STOR_OP_READ, (1 << 20) - 4096, 0, iov, 2), -EIO);
+    assert_int_equal(run_req(q, STOR_OP_READ, (1 << 20) - 8192, 0, iov, 2), 4096);
+    check_pattern(m, 1024, (1 << 20) - 8192);
+    check_pattern(m + 4096, 3072, (1 << 20) - 8192 + 1024);
+    free(m);
+    stor_queue_destroy(q);
+    stor_backend_close(b);
+}
+
 /* reap's budget: what is left keeps the eventfd readable */
 static void test_reap_budget(void **state)
 {
@@ -458,6 +479,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_discard_punches_holes),
         cmocka_unit_test(test_refused_requests),
         cmocka_unit_test(test_io_error_this_request_only),
+        cmocka_unit_test(test_image_shrank),
         cmocka_unit_test(test_reap_budget),
         cmocka_unit_test(test_destroy_completes_inflight),
         cmocka_unit_test(test_fallback_when_uring_unavailable),
