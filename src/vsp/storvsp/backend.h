@@ -26,6 +26,10 @@
  * Threading: a queue is not locked.  All calls on one queue (submit, kick,
  * reap, destroy) must be serialised, which a channel's vmbusd callbacks are.
  * Different queues of one backend may be used from different threads at once.
+ * Submit from threads that outlive their requests (vmbusd's worker pool
+ * threads do; a short-lived thread such as a control client's does not):
+ * io_uring ties a request to the thread that submitted it and may cancel
+ * what a leaving thread left in flight.
  *
  * Nothing here logs: the VSP asks stor_backend_describe() and
  * stor_queue_engine_name() and logs them with the VM's name.

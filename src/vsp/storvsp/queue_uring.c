@@ -37,6 +37,9 @@ static const int needed_ops[] = {
 
 int stor_uring_init(struct stor_queue *q)
 {
+    /* No SINGLE_ISSUER or COOP_TASKRUN: a channel's callbacks, and so this
+     * ring's submissions, run on whichever worker-pool thread is free, and
+     * a submitter asleep in the pool must still get its completions. */
     int r = io_uring_queue_init(q->depth, &q->ring, 0);
     if (r < 0)
         return r;
