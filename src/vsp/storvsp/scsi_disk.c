@@ -229,6 +229,8 @@ static void sync_cache(struct scsi_disk *d, struct scsi_cmd *cmd, uint64_t lba, 
 
 static void unmap(struct scsi_disk *d, struct scsi_cmd *cmd, const uint8_t *cdb)
 {
+    /* a writable disk that cannot punch holes has no UNMAP (VPD B0/B2 say
+     * so); a read-only one answers write-protected below */
     if (!d->discard && !d->readonly)
         return illegal(cmd, ASC_INVALID_OPCODE);
     if (cdb[1] & 0x01) /* ANCHOR */
