@@ -21,6 +21,13 @@
  * round trips and the first 64 packets of each stream slice, the first and
  * last 8 bytes for the rest of a slice).
  *
+ * Storage baseline: io_uring reading and writing a file on tmpfs directly
+ * from one thread (4 KiB random reads at queue depth 1 and 32, 1 MiB
+ * sequential reads and writes at depth 4), then the same loads through the
+ * storage VSP's backend queue (src/vsp/storvsp) on io_uring and, for
+ * information, on its thread pool: the cost of that layer.  storvsp's own
+ * figures (a simulated storvsc guest) are to be compared with this baseline.
+ *
  * Ratios: stream MB/s / memcpy MB/s; stream packets/s x eventfd round trip
  * (packets moved per eventfd round-trip time); echo round trip / eventfd
  * round trip (p50 to p50, p99 to p99).
@@ -38,6 +45,7 @@
 #include "common/log.h"
 #include "bench.h"
 #include "simvm.h"
+#include "stor_load.h"
 
 #define MIB (1024u * 1024u)
 #define RING_PAGES 257u /* 1 header page + 1 MiB of data, each way */
@@ -472,6 +480,78 @@ done:
     return ok;
 }
 
+static const struct {
+    const char *tag, *label;
+    struct stor_load load;
+    bool bw; /* figure in MB/s, else IOPS */
+} stor_loads[] = {
+    { "4k_randread_qd1", "4K rand read QD1", { 4096, 1, false, true, 0 }, false },
+    { "4k_randread_qd32", "4K rand read QD32", { 4096, 32, false, true, 0 }, false },
+    { "1m_seqread_qd4", "1M seq read QD4", { 1 << 20, 4, false, false, 0 }, true },
+    { "1m_seqwrite_qd4", "1M seq write QD4", { 1 << 20, 4, true, false, 0 }, true },
+};
+
+/* The storage figures: io_uring on a tmpfs file directly, then the storvsp
+ * backend queue with the same loads.  Each load runs in slices, the paths
+ * taking turns slice by slice so that a neighbour's burst of CPU hits them
+ * alike; each figure is the median of its slices. */
+#define STOR_SLICES 5
+static void bench_storage(void)
+{
+    uint64_t size = (quick ? 64ull : 256ull) << 20;
+    const char *path = stor_load_tmpfs_file(size);
+    if (!path) {
+        printf("storage: no tmpfs at /dev/shm, storage figures skipped\n");
+        return;
+    }
+    int nslices = quick ? 1 : STOR_SLICES;
+    double secs = quick ? 0.2 : 0.4;
+    printf("storage: io_uring on a %llu MiB tmpfs file, direct and through the storvsp backend"
+           " (%d x %.1f s each) ...\n", (unsigned long long)(size >> 20), nslices, secs);
+    static const struct {
+        enum stor_load_path how;
+        const char *name, *label;
+    } paths[] = {
+        { STOR_LOAD_DIRECT, "stor_direct", "io_uring direct" },
+        { STOR_LOAD_QUEUE_URING, "stor_queue", "backend io_uring" },
+        { STOR_LOAD_QUEUE_THREADS, "stor_pool", "backend pool (info)" },
+    };
+    const size_t npaths = sizeof(paths) / sizeof(paths[0]);
+    for (size_t i = 0; i < sizeof(stor_loads) / sizeof(stor_loads[0]); i++) {
+        double v[3][STOR_SLICES];
+        int got[3] = { 0 };
+        for (int k = 0; k < nslices; k++) {
+            for (size_t p = 0; p < npaths; p++) {
+                /* the thread pool only for the random reads at depth 32 */
+                if (paths[p].how == STOR_LOAD_QUEUE_THREADS && i != 1)
+                    continue;
+                struct stor_load l = stor_loads[i].load;
+                l.seconds = secs;
+                struct stor_load_result r;
+                if (stor_load_run(path, size, paths[p].how, &l, &r) == 0)
+                    v[p][got[p]++] = stor_loads[i].bw ? r.mbps : r.iops;
+            }
+        }
+        double direct = got[0] ? quantile(v[0], (size_t)got[0], 0.5) : 0;
+        for (size_t p = 0; p < npaths; p++) {
+            if (!got[p])
+                continue;
+            double med = quantile(v[p], (size_t)got[p], 0.5);
+            char name[40], label[48];
+            const char *unit = stor_loads[i].bw ? "MB/s" : "IOPS";
+            snprintf(name, sizeof(name), "%s_%s_%s", paths[p].name, stor_loads[i].tag,
+                     stor_loads[i].bw ? "bw" : "iops");
+            snprintf(label, sizeof(label), "%s %s", paths[p].label, stor_loads[i].label);
+            if (p == 0)
+                add_fig(name, label, med, unit, unit, -1, "");
+            else
+                add_fig(name, label, med, unit, unit, direct > 0 ? med / direct : -1,
+                        "io_uring direct, same load");
+        }
+    }
+    unlink(path);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -480,10 +560,12 @@ static void usage(FILE *f)
             "Measures this machine's memcpy bandwidth and eventfd ping-pong round trip,\n"
             "then the guest simulator talking to an in-process vmbusd through the echo\n"
             "VSP: streaming packets/s and MB/s for 64 B, 1 KiB and 64 KiB packets, and\n"
-            "the 64 B round-trip latency (p50, p99).  Every figure is printed with its\n"
+            "the 64 B round-trip latency (p50, p99).  Storage: io_uring on a tmpfs file\n"
+            "directly (4 KiB random reads QD1/QD32, 1 MiB sequential reads/writes QD4)\n"
+            "and the same loads through the storvsp backend queue.  Every figure is printed with its\n"
             "ratio to the matching baseline, as a table and as lines\n"
             "  BENCH <name> <value> <unit> <ratio>\n"
-            "(ratio '-' for the baselines themselves).  A full run takes about 15 s.\n"
+            "(ratio '-' for the baselines themselves).  A full run takes about 35 s.\n"
             "\n"
             "With --scale: the same baselines, then many simulated partitions with many\n"
             "echo channels each in one vmbusd (see bench/scale.c): vmbusd's heap and\n"
@@ -496,6 +578,7 @@ static void usage(FILE *f)
             "  -q, --quick   short run (a few seconds; a smoke test, figures are rough)\n"
             "  -v, --verbose keep vmbusd's info log lines (stderr)\n"
             "  -s, --scale   the scale run instead of the single-channel one\n"
+            "      --storage the baselines and the storage figures only\n"
             "      --scale-vms N       partitions in the scale run (default %d)\n"
             "      --scale-channels N  echo channels per partition (1..%d, default %d)\n"
             "  -h, --help    this text\n",
@@ -508,19 +591,21 @@ int main(int argc, char **argv)
         {"quick", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"scale", no_argument, NULL, 's'},
+        {"storage", no_argument, NULL, 'S'},
         {"scale-vms", required_argument, NULL, 'V'},
         {"scale-channels", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct scale_opts so = {.vms = SCALE_DEFAULT_VMS, .channels = SCALE_DEFAULT_CHANNELS};
-    bool scale = false;
+    bool scale = false, storage_only = false;
     int c;
     while ((c = getopt_long(argc, argv, "qvsh", opts, NULL)) != -1) {
         switch (c) {
         case 'q': quick = true; break;
         case 'v': verbose = true; break;
         case 's': scale = true; break;
+        case 'S': storage_only = true; break;
         case 'V':
         case 'C': {
             char *end;
@@ -563,6 +648,14 @@ int main(int argc, char **argv)
     add_fig("eventfd_rtt_p99", "eventfd ping-pong round trip p99", efd_p99, "us", "µs", -1, "");
     add_fig("eventfd3_rtt_p50", "eventfd 3-thread relay p50 (info)", relay_p50, "us", "µs", -1,
             "");
+
+    if (!scale)
+        bench_storage();
+    if (storage_only) {
+        print_table();
+        print_bench_lines();
+        return 0;
+    }
 
     if (scale) {
         struct baselines b = {.efd_p50 = efd_p50, .efd_p99 = efd_p99, .relay_p50 = relay_p50,

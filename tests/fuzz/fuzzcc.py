@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: MIT
 """Build one libFuzzer executable with clang, whatever compiler meson uses.
 
-usage: fuzzcc.py CC OUTPUT DEPFILE CFLAG... -- SOURCE...
+usage: fuzzcc.py CC OUTPUT DEPFILE CFLAG... [--link LDFLAG...] -- SOURCE...
 
 Compiles each source to its own object (so each gets a dependency file),
 links them with the same flags, and writes one merged depfile for ninja,
-so editing any included header rebuilds the fuzzer.
+so editing any included header rebuilds the fuzzer.  LDFLAGs (libraries
+such as -luring) are given to the link step only.
 """
 import os
 import subprocess
@@ -30,6 +31,10 @@ def main(argv):
     cc, out, depfile = argv[1:4]
     sep = argv.index('--')
     cflags, sources = argv[4:sep], argv[sep + 1:]
+    ldflags = []
+    if '--link' in cflags:
+        at = cflags.index('--link')
+        cflags, ldflags = cflags[:at], cflags[at + 1:]
     objdir = out + '.p'
     os.makedirs(objdir, exist_ok=True)
     objs, deps = [], []
@@ -40,7 +45,7 @@ def main(argv):
         subprocess.run([cc] + cflags + ['-MD', '-MF', dep, '-c', src, '-o', obj], check=True)
         objs.append(obj)
         deps.extend(parse_depfile(dep))
-    subprocess.run([cc] + cflags + objs + ['-o', out], check=True)
+    subprocess.run([cc] + cflags + objs + ldflags + ['-o', out], check=True)
     uniq = sorted(set(deps))
     with open(depfile, 'w') as f:
         f.write('%s: %s\n' % (out.replace(' ', '\\ '),
