@@ -106,6 +106,14 @@ struct vsp_offer {
     void *opaque;               /* returned by vsp_channel_opaque() */
 };
 
+/* One per-VM parameter: a "VSPNAME.key = value" line of the VM's [vm]
+ * section in vmbusd's configuration, the "VSPNAME." prefix stripped. */
+struct vsp_param {
+    const char *key;
+    const char *value;
+    const char *where; /* "FILE:LINE" of the line, for error messages */
+};
+
 struct vsp_plugin {
     uint32_t api_version;       /* VSP_API_VERSION */
     const char *name;           /* short name used in config and logs */
@@ -133,6 +141,16 @@ struct vsp_plugin {
      * attach succeeded (before that vmbusd answers "not attached" itself). */
     int (*control)(void *plugin_state, struct vsp_partition *p, void *part_state,
                    const char *cmd, const char *args, char *reply, size_t reply_len);
+    /* Optional: judge the per-VM parameters of [vm NAME] (params[0..n), in
+     * file order; n may be 0), once for every [vm] section that gets this
+     * VSP, when vmbusd starts (and for vmbusd --check-config), after init.
+     * Return 0, or -errno with "FILE:LINE: reason" in err (the bad line's
+     * `where`): vmbusd then refuses to start.  Without check, any
+     * "NAME.key" line for this VSP is refused.  Only the lines are judged
+     * here (syntax, ranges): what may change until a VM connects (a disk
+     * image present) is attach's business. */
+    int (*check)(void *plugin_state, const char *vm, const struct vsp_param *params, int n,
+                 char *err, size_t errlen);
 };
 
 /* ---- partitions ---------------------------------------------------- */
@@ -145,6 +163,12 @@ uint32_t vsp_partition_id(const struct vsp_partition *p);
  * always -ENOTSUP: a VSP must work without it (timesync then offers message
  * version 3.0 at most). */
 int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref);
+/* The per-VM parameters of p for the calling VSP ("VSPNAME.key = value"
+ * lines of the VM's [vm] section, or of [vm default] when it has none; the
+ * prefix stripped, file order): the count, *params set (valid until
+ * detach returns).  Only from the VSP's own attach, detach or control
+ * callbacks (vmbusd knows the caller from them); elsewhere -EINVAL. */
+int vsp_partition_params(struct vsp_partition *p, const struct vsp_param **params);
 
 /* ---- channels ------------------------------------------------------ */
 /* Add an offer to the partition's LOCAL_OFFER list.  It reaches the guest

@@ -237,9 +237,23 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
                 FAIL("unknown key '%s' in [daemon]", key);
             }
             break;
-        case SEC_VM:
+        case SEC_VM: {
+            char *dot = strchr(key, '.');
+            if (dot) {
+                /* VSPNAME.key: the VSP's own per-VM parameter; its check()
+                 * judges it once the plugins are loaded (plugins.c). */
+                *dot = 0;
+                if (!valid_name(key) || !dot[1])
+                    FAIL("expected VSPNAME.key, got '%s.%s'", key, dot + 1);
+                char where[300];
+                snprintf(where, sizeof(where), "%s:%d", path, lineno);
+                if (config_vm_add_param(vm, key, dot + 1, val, where) < 0)
+                    FAIL("more than %d VSP parameters in [vm %s]", CFG_MAX_VM_PARAMS, vm->name);
+                break;
+            }
             if (strcmp(key, "vsp") != 0)
-                FAIL("unknown key '%s' in [vm %s] (expected vsp)", key, vm->name);
+                FAIL("unknown key '%s' in [vm %s] (expected vsp or VSPNAME.key)", key,
+                     vm->name);
             vm->nvsps = 0;
             for (char *tok = strtok(val, " \t,"); tok; tok = strtok(NULL, " \t,")) {
                 if (!valid_name(tok))
@@ -249,6 +263,7 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
                 snprintf(vm->vsps[vm->nvsps++], sizeof(vm->vsps[0]), "%s", tok);
             }
             break;
+        }
         case SEC_VSP:
             if (vp->nparams == CFG_MAX_PARAMS)
                 FAIL("more than %d parameters for VSP %s", CFG_MAX_PARAMS, vp->name);
@@ -284,8 +299,40 @@ const struct cfg_vsp_params *config_vsp_params(const struct vmbusd_config *cfg, 
     return NULL;
 }
 
+int config_vm_add_param(struct cfg_vm *vm, const char *vsp, const char *key, const char *value,
+                        const char *where)
+{
+    if (vm->nparams == CFG_MAX_VM_PARAMS)
+        return -1;
+    struct cfg_vm_param *p = &vm->params[vm->nparams];
+    p->vsp = strdup(vsp);
+    p->key = strdup(key);
+    p->value = strdup(value);
+    p->where = strdup(where);
+    if (!p->vsp || !p->key || !p->value || !p->where) {
+        free(p->vsp);
+        free(p->key);
+        free(p->value);
+        free(p->where);
+        memset(p, 0, sizeof(*p));
+        return -1;
+    }
+    vm->nparams++;
+    return 0;
+}
+
 void config_free(struct vmbusd_config *cfg)
 {
+    for (int i = 0; i < cfg->nvms; i++) {
+        for (int j = 0; j < cfg->vms[i].nparams; j++) {
+            struct cfg_vm_param *p = &cfg->vms[i].params[j];
+            free(p->vsp);
+            free(p->key);
+            free(p->value);
+            free(p->where);
+        }
+        cfg->vms[i].nparams = 0;
+    }
     for (int i = 0; i < cfg->nvspparams; i++) {
         for (int j = 0; j < cfg->vspparams[i].nparams; j++) {
             free(cfg->vspparams[i].keys[j]);

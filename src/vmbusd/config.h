@@ -6,7 +6,9 @@
  *                      socket-mode, socket-group, control-mode, control-group,
  *                      max-connections, max-fds-per-connection
  *   [vm NAME]          vsp = list of VSP names the VM gets ("default" matches
- *                      any VM without a section of its own)
+ *                      any VM without a section of its own);
+ *                      VSPNAME.key = value: a per-VM parameter of that VSP
+ *                      (may repeat), checked by the VSP's check() at start
  *   [vsp NAME]         key = value parameters handed to that VSP's init()
  */
 #ifndef VMBUSD_CONFIG_H
@@ -19,6 +21,7 @@
 #define CFG_MAX_VSPS 32
 #define CFG_MAX_PARAMS 32
 #define CFG_MAX_DIRS 8
+#define CFG_MAX_VM_PARAMS 64 /* VSPNAME.key lines of one [vm] section */
 /* Defaults of the fd limits (conf/vmbusd.conf explains the numbers). */
 #define CFG_DEF_MAX_CONNECTIONS 1024
 #define CFG_DEF_MAX_FDS_PER_CONN 160 /* 64 vCPUs x 2 SINT fds + 32 regions */
@@ -34,10 +37,20 @@ struct cfg_vsp_params {
     char *values[CFG_MAX_PARAMS + 1];
 };
 
+/* One "VSPNAME.key = value" line of a [vm] section. */
+struct cfg_vm_param {
+    char *vsp;   /* VSPNAME */
+    char *key;   /* what follows the first '.' */
+    char *value;
+    char *where; /* "FILE:LINE", for the VSP's error messages */
+};
+
 struct cfg_vm {
     char name[64];
     int nvsps;
     char vsps[CFG_MAX_VSPS][64];
+    int nparams;
+    struct cfg_vm_param params[CFG_MAX_VM_PARAMS];
 };
 
 /* Who may connect to one of vmbusd's sockets (docs/security.md): vmbusd
@@ -81,6 +94,10 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
 /* The VM section for name (or "default", or NULL). */
 const struct cfg_vm *config_vm(const struct vmbusd_config *cfg, const char *name);
 const struct cfg_vsp_params *config_vsp_params(const struct vmbusd_config *cfg, const char *vsp);
+/* Add a VSPNAME.key = value line to vm (copies the strings): 0, or -1 if
+ * the section has CFG_MAX_VM_PARAMS already or memory ran out. */
+int config_vm_add_param(struct cfg_vm *vm, const char *vsp, const char *key, const char *value,
+                        const char *where);
 void config_free(struct vmbusd_config *cfg);
 
 #endif

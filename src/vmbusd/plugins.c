@@ -148,6 +148,60 @@ static int load_named(struct vmbusd *d, const char *name, char *err, size_t errl
     return 1;
 }
 
+static bool vm_gets(const struct cfg_vm *vm, const char *vsp)
+{
+    for (int i = 0; i < vm->nvsps; i++)
+        if (strcmp(vm->vsps[i], vsp) == 0)
+            return true;
+    return false;
+}
+
+/* Every [vm] section's "VSPNAME.key = value" lines go to that VSP's check()
+ * (which every VM getting the VSP is shown, lines or not): a line for a VSP
+ * the VM does not get, or for one without check, stops vmbusd like any bad
+ * line.  0, or -1 with "FILE:LINE: reason" in err. */
+static int check_vm_params(struct vmbusd *d, char *err, size_t errlen)
+{
+    for (int i = 0; i < d->cfg.nvms; i++) {
+        const struct cfg_vm *vm = &d->cfg.vms[i];
+        for (int j = 0; j < vm->nparams; j++) {
+            const struct cfg_vm_param *cp = &vm->params[j];
+            struct loaded_plugin *lp = plugins_find(d, cp->vsp);
+            if (!vm_gets(vm, cp->vsp) || !lp) {
+                snprintf(err, errlen, "%s: %s.%s for VSP %s, which [vm %s] does not get", cp->where,
+                         cp->vsp, cp->key, cp->vsp, vm->name);
+                return -1;
+            }
+            if (!lp->pl->check) {
+                snprintf(err, errlen, "%s: VSP %s takes no per-VM parameters (%s.%s)", cp->where,
+                         cp->vsp, cp->vsp, cp->key);
+                return -1;
+            }
+        }
+        for (int j = 0; j < vm->nvsps; j++) {
+            struct loaded_plugin *lp = plugins_find(d, vm->vsps[j]);
+            if (!lp || !lp->pl->check)
+                continue;
+            struct vsp_param params[CFG_MAX_VM_PARAMS];
+            int n = 0;
+            for (int k = 0; k < vm->nparams; k++)
+                if (strcmp(vm->params[k].vsp, vm->vsps[j]) == 0)
+                    params[n++] = (struct vsp_param){.key = vm->params[k].key,
+                                                     .value = vm->params[k].value,
+                                                     .where = vm->params[k].where};
+            err[0] = 0;
+            int ret = lp->pl->check(lp->state, vm->name, params, n, err, errlen);
+            if (ret < 0) {
+                if (!err[0])
+                    snprintf(err, errlen, "[vm %s]: VSP %s refused its parameters: %s", vm->name,
+                             lp->pl->name, strerror(-ret));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int plugins_load(struct vmbusd *d, char *err, size_t errlen)
 {
     for (int i = 0; builtin_plugins[i]; i++)
@@ -171,7 +225,7 @@ int plugins_load(struct vmbusd *d, char *err, size_t errlen)
                          d->cfg.vms[i].name, d->cfg.vms[i].vsps[j]);
                 return -1;
             }
-    return 0;
+    return check_vm_params(d, err, errlen);
 }
 
 void plugins_unload(struct vmbusd *d)

@@ -54,6 +54,8 @@ struct plugin_slot {
     void *state;
     void *part_state;     /* what attach returned for this partition */
     bool attach_ran;      /* detach is owed */
+    struct vsp_param *params; /* the VM's "NAME.key = value" lines for this VSP */
+    int nparams;
     atomic_bool attached; /* attach succeeded: control may be called */
 };
 
@@ -112,6 +114,10 @@ struct vsp_partition {
 /* ------------------------------------------------------------------ */
 /* Partition                                                           */
 
+/* The plugin slot whose attach, detach or control runs on this thread:
+ * how vsp_partition_params() knows which VSP asks. */
+static __thread struct plugin_slot *current_slot;
+
 static const struct xp_channel_ops host_channel_ops;
 
 struct vsp_partition *host_partition_create(struct vmm_conn *c)
@@ -131,7 +137,15 @@ struct vsp_partition *host_partition_create(struct vmm_conn *c)
             log_err("partition %s: VSP '%s' is configured but not loaded", c->name, vm->vsps[i]);
             continue;
         }
-        p->slots[p->nslots++] = (struct plugin_slot){.pl = lp->pl, .state = lp->state};
+        struct plugin_slot *s = &p->slots[p->nslots++];
+        *s = (struct plugin_slot){.pl = lp->pl, .state = lp->state};
+        /* The strings stay in the daemon's configuration for its lifetime. */
+        s->params = calloc(vm->nparams ? (size_t)vm->nparams : 1, sizeof(*s->params));
+        for (int j = 0; s->params && j < vm->nparams; j++)
+            if (strcmp(vm->params[j].vsp, vm->vsps[i]) == 0)
+                s->params[s->nparams++] = (struct vsp_param){.key = vm->params[j].key,
+                                                             .value = vm->params[j].value,
+                                                             .where = vm->params[j].where};
     }
     xp_set_channel_ops(p->xp, &host_channel_ops, p);
     return p;
@@ -142,7 +156,9 @@ static void attach_work(void *arg)
     struct vsp_partition *p = arg;
     for (int i = 0; i < p->nslots; i++) {
         struct plugin_slot *s = &p->slots[i];
+        current_slot = s;
         int ret = s->pl->attach ? s->pl->attach(s->state, p, &s->part_state) : 0;
+        current_slot = NULL;
         s->attach_ran = true;
         if (ret < 0)
             log_err("partition %s: VSP %s failed to attach: %s", p->conn->name, s->pl->name,
@@ -251,8 +267,11 @@ void host_partition_destroy(struct vsp_partition *p)
     workq_serial_drain(p->serial);
 
     for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].attach_ran && p->slots[i].pl->detach)
+        if (p->slots[i].attach_ran && p->slots[i].pl->detach) {
+            current_slot = &p->slots[i];
             p->slots[i].pl->detach(p->slots[i].state, p, p->slots[i].part_state);
+            current_slot = NULL;
+        }
 
     while ((t = LIST_FIRST(&stopped))) {
         LIST_REMOVE(t, link);
@@ -281,6 +300,8 @@ void host_partition_destroy(struct vsp_partition *p)
         free(ch);
     }
     workq_serial_destroy(p->serial);
+    for (int i = 0; i < p->nslots; i++)
+        free(p->slots[i].params);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -326,6 +347,15 @@ int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref)
     /* Only the VMM (KVM) knows the guest's counter, and vmbus-user has no
      * message for it yet. */
     return -ENOTSUP;
+}
+
+int vsp_partition_params(struct vsp_partition *p, const struct vsp_param **params)
+{
+    struct plugin_slot *s = current_slot;
+    if (!s || s < p->slots || s >= p->slots + p->nslots)
+        return -EINVAL;
+    *params = s->params;
+    return s->nparams;
 }
 
 void vsp_partition_set_status(struct vsp_partition *p, const char *key, const char *value)
@@ -374,7 +404,10 @@ int host_partition_control(struct vsp_partition *p, const char *vsp, const char 
             snprintf(reply, len, "%s: not attached to partition %s", vsp, p->conn->name);
             return -ENODEV;
         }
-        return s->pl->control(s->state, p, s->part_state, cmd, args ? args : "", reply, len);
+        current_slot = s;
+        int ret = s->pl->control(s->state, p, s->part_state, cmd, args ? args : "", reply, len);
+        current_slot = NULL;
+        return ret;
     }
     snprintf(reply, len, "partition %s has no VSP %s", p->conn->name, vsp);
     return -ENOENT;
