@@ -125,10 +125,14 @@ struct vsp_plugin {
     /* A partition that is configured to get this VSP connected: offer
      * channels, and store the VSP's state for this partition in *part_state
      * (it starts NULL).  vmbusd hands part_state back to detach and control
-     * of this partition.  Return 0, or -errno (logged; control commands are
-     * then refused).  Either way detach follows with *part_state: channels
-     * offered before a failure stay offered until the VM goes, so what their
-     * opaque points at is freed in detach, not in attach. */
+     * of this partition.  Return 0, or -errno to refuse the VM: vmbusd
+     * answers the VMM's HELLO with ERROR (that errno, and the text of
+     * vsp_partition_refuse() if called, e.g. "VSP storvsp: disk /x.img: No
+     * such file or directory") and drops the connection; later VSPs are not
+     * attached.  HELLO_REPLY is sent only once every attach returned 0.
+     * Either way detach follows with *part_state: channels offered before a
+     * failure stay offered until the VM goes, so what their opaque points at
+     * is freed in detach, not in attach. */
     int (*attach)(void *plugin_state, struct vsp_partition *p, void **part_state);
     /* The partition is going away; its channels are already closed and no
      * control call for it runs.  Free part_state. */
@@ -169,6 +173,10 @@ int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref);
  * detach returns).  Only from the VSP's own attach, detach or control
  * callbacks (vmbusd knows the caller from them); elsewhere -EINVAL. */
 int vsp_partition_params(struct vsp_partition *p, const struct vsp_param **params);
+/* From attach, before it returns -errno: why the VM is refused, one line
+ * for the VMM's ERROR (cut to 100 bytes or so: name the culprit first). */
+void vsp_partition_refuse(struct vsp_partition *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* ---- channels ------------------------------------------------------ */
 /* Add an offer to the partition's LOCAL_OFFER list.  It reaches the guest

@@ -80,6 +80,10 @@ struct vmm_conn {
     gid_t peer_gid;
     struct event *ev;
     struct event *retry_ev;  /* one-shot: armed while host messages wait */
+    struct event *refuse_ev; /* made active by conn_attached() when a VSP refused the VM */
+    uint32_t hello_seq;      /* HELLO_REPLY (or the refusal) waits for the VSPs' attach */
+    int refuse_code;         /* under send_lock */
+    char refuse_msg[128];     /* struct vu_error message */
     bool retry_armed;        /* under send_lock */
     struct event *wev;       /* armed while replies wait for the VMM to read */
     STAILQ_HEAD(, out_msg) outq; /* under send_lock */
@@ -124,6 +128,10 @@ struct vmm_conn *conn_create(struct vmbusd *d, int fd);
 /* Stop serving the connection (loop thread); the rest of the teardown runs
  * as a work item. */
 void conn_teardown(struct vmm_conn *c, const char *why);
+/* The VSPs' attach ended (any thread): code 0 sends HELLO_REPLY; else the
+ * VMM gets ERROR code with msg in answer to its HELLO and the connection
+ * closes (on the loop). */
+void conn_attached(struct vmm_conn *c, int code, const char *msg);
 
 /* vsp_host.c */
 struct vsp_partition *host_partition_create(struct vmm_conn *c);

@@ -305,6 +305,36 @@ static const char *region_refusal(int err)
     }
 }
 
+/* Loop thread: a VSP refused the VM in its attach (conn_attached). */
+static void refuse_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmm_conn *c = arg;
+    pthread_mutex_lock(&c->send_lock);
+    int code = c->refuse_code;
+    char msg[sizeof(c->refuse_msg)];
+    memcpy(msg, c->refuse_msg, sizeof(msg));
+    pthread_mutex_unlock(&c->send_lock);
+    conn_error_code(c, code, "%s", msg);
+}
+
+void conn_attached(struct vmm_conn *c, int code, const char *msg)
+{
+    if (code == 0) {
+        struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
+                                   .partition_id = xp_id(c->xp)};
+        conn_send(c, VU_MSG_HELLO_REPLY, c->hello_seq, &r, sizeof(r), NULL, 0);
+        return;
+    }
+    /* The teardown runs on the loop; it waits for this attach work item
+     * (host_partition_close drains it) before c can go away. */
+    pthread_mutex_lock(&c->send_lock);
+    c->refuse_code = code;
+    snprintf(c->refuse_msg, sizeof(c->refuse_msg), "%s", msg);
+    if (!c->dead && c->refuse_ev) /* conn_teardown frees it under send_lock */
+        event_active(c->refuse_ev, EV_TIMEOUT, 0);
+    pthread_mutex_unlock(&c->send_lock);
+}
+
 static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void *body)
 {
     struct vu_hello m;
@@ -361,9 +391,11 @@ static void handle_hello(struct vmm_conn *c, const struct vu_hdr *h, const void 
     if (!c->xp)
         return conn_error_code(c, ENOMEM, "out of memory");
     c->vp = host_partition_create(c);
-    struct vu_hello_reply r = {.major = VU_PROTOCOL_MAJOR, .minor = VU_PROTOCOL_MINOR,
-                               .partition_id = id};
-    conn_send(c, VU_MSG_HELLO_REPLY, h->seq, &r, sizeof(r), NULL, 0);
+    /* HELLO_REPLY waits for the VSPs' attach (conn_attached): a VSP that
+     * cannot serve this VM (a disk image missing) refuses it in answer to
+     * HELLO, and the VMM stops before it starts the guest. */
+    c->hello_seq = h->seq;
+    c->refuse_ev = event_new(c->d->base, -1, 0, refuse_cb, c);
     log_info("partition %s (id %u): VMM connected (pid %d, uid %d, gid %d), %u vCPUs", c->name,
              id, (int)c->peer_pid, (int)c->peer_uid, (int)c->peer_gid, c->nvcpus);
     host_partition_attach_all(c->vp);
@@ -731,6 +763,12 @@ void conn_teardown(struct vmm_conn *c, const char *why)
         event_free(c->retry_ev);
         c->retry_ev = NULL;
     }
+    pthread_mutex_lock(&c->send_lock);
+    if (c->refuse_ev) {
+        event_free(c->refuse_ev); /* also takes it off the active list */
+        c->refuse_ev = NULL;
+    }
+    pthread_mutex_unlock(&c->send_lock);
     for (uint32_t i = 0; i < XP_MAX_VCPUS; i++)
         if (c->routes[i].eom_ev)
             event_del(c->routes[i].eom_ev);

@@ -107,6 +107,7 @@ struct vsp_partition {
     int nslots;
     struct status_kv status[MAX_STATUS];
     int nstatus;
+    char refusal[112]; /* vsp_partition_refuse() of the attach running */
     bool dying;  /* teardown started: no new timers or fd watches */
     bool closed; /* host_partition_close ran */
 };
@@ -154,20 +155,38 @@ struct vsp_partition *host_partition_create(struct vmm_conn *c)
 static void attach_work(void *arg)
 {
     struct vsp_partition *p = arg;
-    for (int i = 0; i < p->nslots; i++) {
+    int refused = 0;
+    char why[128] = "";
+    for (int i = 0; i < p->nslots && !refused; i++) {
         struct plugin_slot *s = &p->slots[i];
         current_slot = s;
+        p->refusal[0] = 0;
         int ret = s->pl->attach ? s->pl->attach(s->state, p, &s->part_state) : 0;
         current_slot = NULL;
         s->attach_ran = true;
-        if (ret < 0)
-            log_err("partition %s: VSP %s failed to attach: %s", p->conn->name, s->pl->name,
-                    strerror(-ret));
-        else
+        if (ret < 0) {
+            /* The VM cannot have what its configuration promises: refuse
+             * it (answer to HELLO) rather than run it without the VSP. */
+            refused = ret > -4096 ? -ret : EIO;
+            snprintf(why, sizeof(why), "VSP %s: %s", s->pl->name,
+                     p->refusal[0] ? p->refusal : strerror(refused));
+            log_err("partition %s: refused: %s", p->conn->name, why);
+        } else {
             atomic_store(&s->attached, true); /* publishes part_state to control */
+        }
     }
+    conn_attached(p->conn, refused, why);
     /* Boot-time offers are all in: a waiting REQUESTOFFERS completes now. */
-    xp_offers_ready(p->xp);
+    if (!refused)
+        xp_offers_ready(p->xp);
+}
+
+void vsp_partition_refuse(struct vsp_partition *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->refusal, sizeof(p->refusal), fmt, ap);
+    va_end(ap);
 }
 
 void host_partition_attach_all(struct vsp_partition *p)
