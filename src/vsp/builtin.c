@@ -8,6 +8,7 @@ extern const struct vsp_plugin heartbeat_plugin;
 extern const struct vsp_plugin shutdown_plugin;
 extern const struct vsp_plugin timesync_plugin;
 extern const struct vsp_plugin kvp_plugin;
+extern const struct vsp_plugin storvsp_plugin;
 
 const struct vsp_plugin *const builtin_plugins[] = {
     &echo_plugin,
@@ -15,5 +16,6 @@ const struct vsp_plugin *const builtin_plugins[] = {
     &shutdown_plugin,
     &timesync_plugin,
     &kvp_plugin,
+    &storvsp_plugin,
     NULL,
 };

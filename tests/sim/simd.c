@@ -222,6 +222,26 @@ struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int
         for (char *t = strtok_r(buf, " ,", &save); t && vm->nvsps < CFG_MAX_VSPS;
              t = strtok_r(NULL, " ,", &save))
             snprintf(vm->vsps[vm->nvsps++], sizeof(vm->vsps[0]), "%s", t);
+        int lineno = 0;
+        for (const char *l = vms[i].params; l && *l; lineno++) {
+            const char *nl = strchr(l, '\n');
+            size_t n = nl ? (size_t)(nl - l) : strlen(l);
+            char line[1024], where[32];
+            snprintf(line, sizeof(line), "%.*s", (int)n, l);
+            l = nl ? nl + 1 : l + n;
+            char *eq = strchr(line, '='), *dot = strchr(line, '.');
+            if (!eq || !dot || dot > eq)
+                continue;
+            *eq = 0;
+            *dot = 0;
+            char *key = dot + 1, *val = eq + 1;
+            while (*val == ' ')
+                val++;
+            for (char *e = eq - 1; e > key && *e == ' '; e--)
+                *e = 0;
+            snprintf(where, sizeof(where), "sim:%d", lineno + 1);
+            config_vm_add_param(vm, line, key, val, where);
+        }
     }
     struct cfg_vsp_params *ep = NULL;
     for (int i = 0; i < sd->cfg.nvspparams; i++)

@@ -39,6 +39,9 @@ struct sim_daemon;
 struct sim_vm_cfg {
     const char *name;     /* [vm NAME] */
     const char *vsps;     /* space separated VSP names, e.g. "echo" */
+    /* per-VM VSP parameters: "VSP.key = value" lines separated by '\n'
+     * (their FILE:LINE is "sim:N"), or NULL */
+    const char *params;
 };
 
 /* Start vmbusd in this process with the given VM sections and

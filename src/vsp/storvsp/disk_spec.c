@@ -24,7 +24,8 @@ static int num_opt(const char *tok, const char *name, int max, int *v)
 static int parse_opts(char *s, struct disk_spec *out, bool allow_ro, char *err, size_t errlen)
 {
     char *save = NULL;
-    for (char *tok = strtok_r(s ? s : "", " \t", &save); tok;
+    char empty[1] = "";
+    for (char *tok = strtok_r(s ? s : empty, " \t", &save); tok;
          tok = strtok_r(NULL, " \t", &save)) {
         int r;
         if ((r = num_opt(tok, "lun", SV_MAX_LUNS - 1, &out->lun)) != 0) {

@@ -242,7 +242,7 @@ static int sv_attach(void *state, struct vsp_partition *p, void **part_state)
     if (!specs)
         return -ENOMEM;
     int nspecs;
-    char err[300];
+    char err[768];
     if (parse_disks(params, n, specs, &nspecs, err, sizeof(err)) < 0) {
         /* check() passed these lines at start: only memory can fail now. */
         vsp_partition_refuse(p, "%s", err);
@@ -303,7 +303,7 @@ static void sv_detach(void *state, struct vsp_partition *p, void *part_state)
 static int disk_add(struct sv_vm *vm, const char *args, char *reply, size_t len)
 {
     struct disk_spec s;
-    char why[300];
+    char why[768];
     if (disk_spec_parse(args, &s, why, sizeof(why)) < 0) {
         snprintf(reply, len, "%s", why);
         return -EINVAL;
