@@ -309,12 +309,14 @@ static const char *region_refusal(int err)
 static void refuse_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmm_conn *c = arg;
+    struct vu_error e;
     pthread_mutex_lock(&c->send_lock);
-    int code = c->refuse_code;
-    char msg[sizeof(c->refuse_msg)];
-    memcpy(msg, c->refuse_msg, sizeof(msg));
+    e.code = (uint32_t)c->refuse_code;
+    snprintf(e.message, sizeof(e.message), "%s", c->refuse_msg);
     pthread_mutex_unlock(&c->send_lock);
-    conn_error_code(c, code, "%s", msg);
+    /* The answer to HELLO (its seq): the VMM stops here. */
+    conn_send(c, VU_MSG_ERROR, c->hello_seq, &e, sizeof(e), NULL, 0);
+    conn_teardown(c, "refused by a VSP");
 }
 
 void conn_attached(struct vmm_conn *c, int code, const char *msg)

@@ -125,6 +125,7 @@ int sim_stor_wait(struct sim_stor *s, int i, uint64_t trans_id, struct vstor_pac
                 *rep = c->pkt;
             if (len)
                 *len = c->len;
+            s->last_len = c->len;
             c->used = false;
             return 1;
         }

@@ -37,6 +37,7 @@ struct sim_stor {
     uint64_t next_trans;
     unsigned enumerate_bus;        /* unsolicited ENUMERATE_BUS seen */
     unsigned bad_packets;          /* host packets Linux would drop */
+    uint32_t last_len;             /* payload length of the last completion taken */
     struct sim_stor_comp pending[SIM_STOR_PENDING]; /* completions not yet asked for */
 };
 

@@ -158,6 +158,7 @@ static void add_param(struct cfg_vsp_params *p, const char *k, const char *v)
 }
 
 const struct vsp_plugin *const *simd_linked_plugins;
+const struct sim_vm_param *simd_vm_params;
 
 struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_channels)
 {
@@ -222,25 +223,12 @@ struct sim_daemon *simd_start_params(const struct sim_vm_cfg *vms, int nvms, int
         for (char *t = strtok_r(buf, " ,", &save); t && vm->nvsps < CFG_MAX_VSPS;
              t = strtok_r(NULL, " ,", &save))
             snprintf(vm->vsps[vm->nvsps++], sizeof(vm->vsps[0]), "%s", t);
-        int lineno = 0;
-        for (const char *l = vms[i].params; l && *l; lineno++) {
-            const char *nl = strchr(l, '\n');
-            size_t n = nl ? (size_t)(nl - l) : strlen(l);
-            char line[1024], where[32];
-            snprintf(line, sizeof(line), "%.*s", (int)n, l);
-            l = nl ? nl + 1 : l + n;
-            char *eq = strchr(line, '='), *dot = strchr(line, '.');
-            if (!eq || !dot || dot > eq)
-                continue;
-            *eq = 0;
-            *dot = 0;
-            char *key = dot + 1, *val = eq + 1;
-            while (*val == ' ')
-                val++;
-            for (char *e = eq - 1; e > key && *e == ' '; e--)
-                *e = 0;
-            snprintf(where, sizeof(where), "sim:%d", lineno + 1);
-            config_vm_add_param(vm, line, key, val, where);
+        for (int k = 0; simd_vm_params && simd_vm_params[k].vm; k++) {
+            const struct sim_vm_param *vp = &simd_vm_params[k];
+            char where[32];
+            snprintf(where, sizeof(where), "sim:%d", k + 1);
+            if (strcmp(vp->vm, vm->name) == 0)
+                config_vm_add_param(vm, vp->vsp, vp->key, vp->value, where);
         }
     }
     struct cfg_vsp_params *ep = NULL;

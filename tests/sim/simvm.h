@@ -39,9 +39,6 @@ struct sim_daemon;
 struct sim_vm_cfg {
     const char *name;     /* [vm NAME] */
     const char *vsps;     /* space separated VSP names, e.g. "echo" */
-    /* per-VM VSP parameters: "VSP.key = value" lines separated by '\n'
-     * (their FILE:LINE is "sim:N"), or NULL */
-    const char *params;
 };
 
 /* Start vmbusd in this process with the given VM sections and
@@ -64,6 +61,13 @@ pid_t simd_pid(const struct sim_daemon *d);        /* 0: in-process */
 const char *simd_log_path(const struct sim_daemon *d);
 /* In-process: vmbusd_destroy; spawned: SIGTERM and wait (SIGKILL after 10 s). */
 void simd_stop(struct sim_daemon *d);
+/* Per-VM "VSP.key = value" lines ([vm NAME] section) the next
+ * simd_start*() configures, ending with an entry whose vm is NULL; their
+ * FILE:LINE is "sim:N", N counting from 1 in this array. */
+struct sim_vm_param {
+    const char *vm, *vsp, *key, *value;
+};
+extern const struct sim_vm_param *simd_vm_params;
 /* Test VSPs (NULL-terminated) the next simd_start*() offers besides the
  * built-in ones, named in sim_vm_cfg.vsps like them. */
 struct vsp_plugin;

@@ -169,7 +169,11 @@ static int disk_open(struct sv_vm *vm, const struct disk_spec *s, struct sv_disk
     char why[160] = "";
     int ret = stor_backend_open(s->path, s->readonly, 0, &d->b, why, sizeof(why));
     if (ret < 0) {
-        snprintf(err, errlen, "disk %s: %s", s->path, why[0] ? why : strerror(-ret));
+        /* The backend's reason names the path itself, usually. */
+        if (why[0] && strstr(why, s->path))
+            snprintf(err, errlen, "disk %s", why);
+        else
+            snprintf(err, errlen, "disk %s: %s", s->path, why[0] ? why : strerror(-ret));
         free(d);
         return ret;
     }

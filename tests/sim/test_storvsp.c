@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * storvsp through a storvsc-like guest (sim_storvsc): the init sequence of
+ * every protocol version Linux 4.x-6.x proposes with both init packet
+ * sizes, I/O over one and several channels (what is written is read back
+ * and is in the image), several controllers, a read-only disk, hot add and
+ * remove through vmbusctl's commands, a VM refused for a missing image.
+ */
+#include "sim_test.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "sim_storvsc.h"
+#include "stor_fx.h"
+
+static const uint16_t linux61[] = {VSTOR_VERSION_WIN10, VSTOR_VERSION_WIN8_1,
+                                   VSTOR_VERSION_WIN8};
+static const uint16_t unknown_first[] = {0x0700, 0x0601, VSTOR_VERSION_WIN8};
+static const uint16_t linux4x[] = {VSTOR_VERSION_WIN10, VSTOR_VERSION_WIN8_1, VSTOR_VERSION_WIN8,
+                                   VSTOR_VERSION_WIN7, VSTOR_VERSION_WIN6};
+
+/* INQUIRY of lun: 0 with the first bytes of the answer in buf. */
+static int inquiry(struct sim_stor *s, uint8_t lun, uint8_t *out, uint32_t *dtl,
+                   struct vstor_srb *srb)
+{
+    uint64_t off = sim_alloc_pages(s->vm, 1);
+    uint8_t cdb[6] = {0x12, 0, 0, 0, 96, 0};
+    if (sim_stor_srb(s, 0, lun, cdb, 6, VSTOR_DATA_IN, off, 96, srb, NULL) < 0)
+        return -1;
+    memcpy(out, s->vm->mem + off, 96);
+    *dtl = srb->data_transfer_length;
+    return 0;
+}
+
+static void test_init_versions(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_A);
+    static const struct {
+        const char *who;
+        const uint16_t *list;
+        int n;
+        uint32_t init_size;
+        uint16_t want;
+    } cases[] = {
+        {"Linux 6.1", linux61, 3, 64, VSTOR_VERSION_WIN10},
+        {"Linux 5.x (48-byte init packets)", linux61, 3, 48, VSTOR_VERSION_WIN10},
+        {"Linux 4.x", linux4x, 5, 48, VSTOR_VERSION_WIN10},
+        {"WIN8.1 only", linux61 + 1, 1, 64, VSTOR_VERSION_WIN8_1},
+        {"WIN8 only", linux61 + 2, 1, 64, VSTOR_VERSION_WIN8},
+        {"WIN7 only", linux4x + 3, 1, 48, VSTOR_VERSION_WIN7},
+        {"WIN6 only", linux4x + 4, 1, 48, VSTOR_VERSION_WIN6},
+        {"unknown first", unknown_first, 3, 64, VSTOR_VERSION_WIN8},
+    };
+    uint8_t want[4096];
+    stor_read_image(f->img[0], 0, want, sizeof(want));
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct sim_stor *s = sim_stor_open(vm, 0);
+        SIM_ASSERT(s != NULL, "%s: open", cases[k].who);
+        SIM_ASSERT(sim_stor_init(s, cases[k].list, cases[k].n, cases[k].init_size) == 0,
+                   "%s: init", cases[k].who);
+        SIM_ASSERT(s->version == cases[k].want, "%s: version %#x, want %#x", cases[k].who,
+                   s->version, cases[k].want);
+        bool win8 = s->version >= VSTOR_VERSION_WIN8;
+        uint32_t size = win8 ? VSTOR_PACKET_SIZE : VSTOR_PACKET_SIZE_PRE_WIN8;
+        SIM_ASSERT(s->last_len == size, "%s: completion of %u bytes, want %u", cases[k].who,
+                   s->last_len, size);
+        SIM_ASSERT(s->props.max_transfer_bytes == 256 * 1024, "%s: max_transfer_bytes %u",
+                   cases[k].who, s->props.max_transfer_bytes);
+        SIM_ASSERT(!!(s->props.flags & VSTOR_PROP_MULTI_CHANNEL) == win8 &&
+                       s->props.max_channel_cnt == (win8 ? STOR_FX_SUBCHANNELS : 0),
+                   "%s: multi-channel flags %#x count %u", cases[k].who, s->props.flags,
+                   s->props.max_channel_cnt);
+        uint8_t inq[96];
+        uint32_t dtl;
+        struct vstor_srb srb;
+        SIM_ASSERT(inquiry(s, 0, inq, &dtl, &srb) == 0, "%s: INQUIRY", cases[k].who);
+        SIM_ASSERT(srb.srb_status == SRB_STATUS_SUCCESS && dtl >= 36 && inq[0] == 0 &&
+                       memcmp(inq + 8, "Msft", 4) == 0,
+                   "%s: INQUIRY srb %#x dtl %u byte0 %#x", cases[k].who, srb.srb_status, dtl,
+                   inq[0]);
+        SIM_ASSERT(s->last_len == size, "%s: SRB completion of %u bytes", cases[k].who,
+                   s->last_len);
+        uint64_t off = sim_alloc_pages(vm, 1);
+        SIM_ASSERT(sim_stor_rw(s, 0, 0, false, 0, 8, off, &srb) == 0 &&
+                       srb.srb_status == SRB_STATUS_SUCCESS && srb.data_transfer_length == 4096,
+                   "%s: READ(10) srb %#x dtl %u", cases[k].who, srb.srb_status,
+                   srb.data_transfer_length);
+        SIM_ASSERT(memcmp(vm->mem + off, want, 4096) == 0, "%s: data read differs from the image",
+                   cases[k].who);
+        SIM_ASSERT(s->bad_packets == 0, "%s: %u packets Linux would drop", cases[k].who,
+                   s->bad_packets);
+        sim_stor_free(s);
+    }
+    SIM_ASSERT(vm->bad_host_msgs == 0, "malformed host messages");
+    sim_vm_free(vm);
+}
+
+/* Write a pattern through every channel, read it back, find it in the
+ * image file. */
+static void io_over(struct stor_fx *f, const char *name, int img, int subchannels)
+{
+    struct sim_vm *vm = stor_vm(f, name);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    if (subchannels)
+        SIM_ASSERT(sim_stor_subchannels(s, (uint16_t)subchannels) == 0 &&
+                       s->nch == 1 + subchannels,
+                   "%d subchannels (%d channels open)", subchannels, s->nch);
+    const uint32_t blocks = 64; /* 32 KiB per request, 9 pages with the offset */
+    uint64_t wbuf = sim_alloc_pages(vm, 9), rbuf = sim_alloc_pages(vm, 9);
+    for (int round = 0; round < 8; round++) {
+        int i = round % s->nch;
+        uint32_t lba = 256 + (uint32_t)round * blocks;
+        sim_fill_pattern(vm->mem + wbuf, blocks * 512, 1000 + (uint64_t)round);
+        struct vstor_srb srb;
+        SIM_ASSERT(sim_stor_rw(s, i, 0, true, lba, blocks, wbuf, &srb) == 0 &&
+                       srb.srb_status == SRB_STATUS_SUCCESS &&
+                       srb.data_transfer_length == blocks * 512,
+                   "write on channel %d: srb %#x scsi %#x", i, srb.srb_status, srb.scsi_status);
+        memset(vm->mem + rbuf, 0, blocks * 512);
+        SIM_ASSERT(sim_stor_rw(s, i, 0, false, lba, blocks, rbuf, &srb) == 0 &&
+                       srb.srb_status == SRB_STATUS_SUCCESS,
+                   "read on channel %d", i);
+        SIM_ASSERT(memcmp(vm->mem + rbuf, vm->mem + wbuf, blocks * 512) == 0,
+                   "channel %d: read back differs", i);
+        uint8_t file[64 * 512];
+        stor_read_image(f->img[img], (uint64_t)lba * 512, file, sizeof(file));
+        SIM_ASSERT(memcmp(file, vm->mem + wbuf, sizeof(file)) == 0,
+                   "channel %d: the image does not hold what was written", i);
+    }
+    /* Many requests at once, spread over the channels, completed in any
+     * order. */
+    uint64_t ids[64];
+    uint64_t bufs = sim_alloc_pages(vm, 64);
+    for (int k = 0; k < 64; k++) {
+        uint8_t cdb[10] = {0x28, 0, 0, 0, 0, (uint8_t)(256 + k * 8), 0, 0, 8, 0};
+        ids[k] = sim_stor_srb_send(s, k % s->nch, 0, cdb, 10, VSTOR_DATA_IN,
+                                   bufs + 4096ull * (uint64_t)k, 0, 4096);
+        SIM_ASSERT(ids[k] != 0, "send %d", k);
+    }
+    for (int k = 0; k < 64; k++) {
+        struct vstor_packet rep;
+        SIM_ASSERT(sim_stor_wait(s, k % s->nch, ids[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+                       rep.u.srb.srb_status == SRB_STATUS_SUCCESS,
+                   "request %d", k);
+    }
+    SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
+static void test_io_one_channel(void **state) { io_over(*state, VM_STOR_A, 0, 0); }
+static void test_io_subchannels(void **state)
+{
+    io_over(*state, VM_STOR_B, 1, STOR_FX_SUBCHANNELS);
+}
+
+/* Two controllers, one with a read-only disk: both offered, each its own
+ * bus; writes to the read-only disk fail with DATA PROTECT, reads work. */
+static void test_controllers_readonly(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_MULTI);
+    struct sim_stor *s0 = stor_up(vm, 0), *s1 = stor_up(vm, 1);
+    SIM_ASSERT(s0 && s1, "two controllers");
+    uint64_t buf = sim_alloc_pages(vm, 1);
+    struct vstor_srb srb;
+    SIM_ASSERT(sim_stor_rw(s1, 0, 0, true, 0, 8, buf, &srb) == 0 &&
+                   (srb.srb_status & ~SRB_STATUS_AUTOSENSE_VALID) == SRB_STATUS_ERROR &&
+                   srb.scsi_status == 2 && (srb.srb_status & SRB_STATUS_AUTOSENSE_VALID) &&
+                   (srb.cdb_sense[2] & 0xf) == 0x7,
+               "write to the read-only disk: srb %#x scsi %#x sense key %#x", srb.srb_status,
+               srb.scsi_status, srb.cdb_sense[2] & 0xf);
+    SIM_ASSERT(sim_stor_rw(s1, 0, 0, false, 0, 8, buf, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS,
+               "read from the read-only disk");
+    SIM_ASSERT(sim_stor_rw(s0, 0, 0, true, 0, 8, buf, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS,
+               "write to the other controller's disk");
+    /* Disks sit at path 0 target 0: controller 1's LUN 1 and target 1 are
+     * absent, INQUIRY answers peripheral qualifier 3 (0x7F), TEST UNIT
+     * READY INVALID_LUN. */
+    uint8_t inq[96];
+    uint32_t dtl;
+    SIM_ASSERT(inquiry(s1, 1, inq, &dtl, &srb) == 0 && srb.srb_status == SRB_STATUS_SUCCESS &&
+                   dtl >= 1 && inq[0] == 0x7F,
+               "INQUIRY of an absent LUN: srb %#x dtl %u byte0 %#x", srb.srb_status, dtl, inq[0]);
+    uint8_t tur[6] = {0};
+    SIM_ASSERT(sim_stor_srb(s1, 0, 1, tur, 6, VSTOR_DATA_NONE, 0, 0, &srb, NULL) == 0 &&
+                   srb.srb_status == SRB_STATUS_INVALID_LUN,
+               "TEST UNIT READY of an absent LUN: srb %#x", srb.srb_status);
+    sim_stor_free(s1);
+    sim_stor_free(s0);
+    sim_vm_free(vm);
+}
+
+/* REPORT LUNS: 0 and the LUN list of controller s. */
+static int report_luns(struct sim_stor *s, uint16_t *luns, int *n)
+{
+    uint64_t off = sim_alloc_pages(s->vm, 1);
+    uint8_t cdb[12] = {0xA0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0};
+    struct vstor_srb srb;
+    if (sim_stor_srb(s, 0, 0, cdb, 12, VSTOR_DATA_IN, off, 4096, &srb, NULL) < 0 ||
+        srb.srb_status != SRB_STATUS_SUCCESS)
+        return -1;
+    const uint8_t *d = s->vm->mem + off;
+    uint32_t len = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+    *n = 0;
+    for (uint32_t k = 0; k < len / 8 && k < 64; k++)
+        luns[(*n)++] = (uint16_t)((d[8 + 8 * k] & 0x3f) << 8 | d[9 + 8 * k]);
+    return 0;
+}
+
+static void test_hotplug(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_HOT);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    uint16_t luns[64];
+    int n;
+    SIM_ASSERT(report_luns(s, luns, &n) == 0 && n == 0, "no disks at first (%d)", n);
+    char req[700], out[2048];
+    snprintf(req, sizeof(req), "control %s storvsp disk-add %s lun=3", VM_STOR_HOT, f->img[4]);
+    SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "LUN 3"),
+               "disk add: %s", out);
+    /* The guest hears ENUMERATE_BUS (unsolicited, id 0) and rescans. */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (s->enumerate_bus == 0 && sim_now_ms() < end)
+        sim_stor_wait(s, 0, ~0ull, NULL, NULL, 50);
+    SIM_ASSERT(s->enumerate_bus == 1, "ENUMERATE_BUS after add (%u)", s->enumerate_bus);
+    SIM_ASSERT(report_luns(s, luns, &n) == 0 && n == 1 && luns[0] == 3, "REPORT LUNS: %d", n);
+    uint64_t buf = sim_alloc_pages(vm, 1);
+    struct vstor_srb srb;
+    SIM_ASSERT(sim_stor_rw(s, 0, 3, true, 0, 8, buf, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS,
+               "write to the hot-added disk");
+    snprintf(req, sizeof(req), "control %s storvsp disk-list", VM_STOR_HOT);
+    SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "lun=3") &&
+                   strstr(out, f->img[4]),
+               "disk list: %s", out);
+    snprintf(req, sizeof(req), "control %s storvsp disk-remove lun=3", VM_STOR_HOT);
+    SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "removed"),
+               "disk remove: %s", out);
+    end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (s->enumerate_bus == 1 && sim_now_ms() < end)
+        sim_stor_wait(s, 0, ~0ull, NULL, NULL, 50);
+    SIM_ASSERT(s->enumerate_bus == 2, "ENUMERATE_BUS after remove (%u)", s->enumerate_bus);
+    uint8_t tur[6] = {0};
+    SIM_ASSERT(sim_stor_srb(s, 0, 3, tur, 6, VSTOR_DATA_NONE, 0, 0, &srb, NULL) == 0 &&
+                   srb.srb_status == SRB_STATUS_INVALID_LUN,
+               "TEST UNIT READY of the removed disk: srb %#x", srb.srb_status);
+    SIM_ASSERT(report_luns(s, luns, &n) == 0 && n == 0, "REPORT LUNS after remove: %d", n);
+    snprintf(req, sizeof(req), "control %s storvsp disk-remove lun=3", VM_STOR_HOT);
+    SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "no disk"),
+               "second remove: %s", out);
+    snprintf(req, sizeof(req), "control %s storvsp disk-add /nonexistent/disk.img",
+             VM_STOR_HOT);
+    SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "/nonexistent"),
+               "add of a missing image: %s", out);
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
+/* A VM whose image is missing is refused in answer to HELLO, the reason
+ * naming the disk; the other VMs run. */
+static void test_missing_image(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = sim_vm_new(f->d, &(struct sim_vm_opts){.name = VM_STOR_MISSING});
+    SIM_ASSERT(vm == NULL, "a VM with a missing disk image came up");
+    SIM_ASSERT(sim_log_count(LOG_ERR, VM_STOR_MISSING, "/nonexistent/missing.img", NULL) > 0,
+               "no log line names the VM and the disk");
+    struct sim_vm *ok = stor_vm(f, VM_STOR_A);
+    struct sim_stor *s = stor_up(ok, 0);
+    SIM_ASSERT(s != NULL, "another VM still works");
+    sim_stor_free(s);
+    sim_vm_free(ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_init_versions, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_io_one_channel, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_io_subchannels, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
+                                        stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hotplug, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_image, stor_fx_setup, stor_fx_teardown),
+    };
+    SIM_RUN("storvsp", tests);
+}
