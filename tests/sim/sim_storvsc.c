@@ -19,6 +19,12 @@ static bool is_storvsp(const struct sim_offer *o)
 
 struct sim_stor *sim_stor_open(struct sim_vm *vm, int n)
 {
+    return sim_stor_open_rings(vm, n, SIM_STOR_RING_PAGES, SIM_STOR_RING_PAGES);
+}
+
+struct sim_stor *sim_stor_open_rings(struct sim_vm *vm, int n, uint32_t send_pages,
+                                     uint32_t recv_pages)
+{
     struct sim_offer *of = NULL;
     for (int i = 0; i < vm->noffers && !of; i++)
         if (is_storvsp(&vm->offers[i]) && vm->offers[i].sub_channel_index == 0 && n-- == 0)
@@ -38,7 +44,7 @@ struct sim_stor *sim_stor_open(struct sim_vm *vm, int n)
      * vstor packet): a longer completion would be cut. */
     vm->max_pkt = 16 + VSTOR_PACKET_SIZE;
     int status = 0;
-    s->ch[0] = sim_chan_open(vm, of->relid, SIM_STOR_RING_PAGES, SIM_STOR_RING_PAGES, &status);
+    s->ch[0] = sim_chan_open(vm, of->relid, send_pages, recv_pages, &status);
     if (!s->ch[0]) {
         fprintf(stderr, "sim_stor_open(%s): open relid %u: %d\n", vm->name, of->relid, status);
         free(s);

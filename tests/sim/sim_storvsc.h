@@ -43,6 +43,9 @@ struct sim_stor {
 
 /* Open the n-th storvsp offer (a controller) of vm: NULL on failure. */
 struct sim_stor *sim_stor_open(struct sim_vm *vm, int n);
+/* The same with rings of send_pages / recv_pages (header page included). */
+struct sim_stor *sim_stor_open_rings(struct sim_vm *vm, int n, uint32_t send_pages,
+                                     uint32_t recv_pages);
 void sim_stor_free(struct sim_stor *s); /* closes the channels it opened */
 
 /* Send one vstor packet of len bytes (DATA_INBAND, completion requested)

@@ -486,10 +486,13 @@ static void handle_packet(struct sv_chan *c, const struct vsp_packet *pkt)
     }
     bool versioned = c->index || ctrl->state >= SV_INIT_VERSIONED;
     uint32_t min = versioned ? ctrl->pkt_size : VSTOR_PACKET_SIZE_PRE_WIN8;
-    /* Reply as large as the request, within what the version allows. */
+    /* Reply sized to the version; before one is negotiated, 48 bytes only
+     * to a 48-byte request (Linux < 6.0 reads its init replies into a
+     * buffer that small), else 64 (what Linux 6.0+ requires). */
     uint32_t size = versioned ? ctrl->pkt_size
-                    : pkt->len >= VSTOR_PACKET_SIZE ? VSTOR_PACKET_SIZE
-                                                    : VSTOR_PACKET_SIZE_PRE_WIN8;
+                    : pkt->len >= VSTOR_PACKET_SIZE_PRE_WIN8 && pkt->len < VSTOR_PACKET_SIZE
+                        ? VSTOR_PACKET_SIZE_PRE_WIN8
+                        : VSTOR_PACKET_SIZE;
     struct vstor_packet req = {0};
     memcpy(&req, pkt->data, pkt->len < sizeof(req) ? pkt->len : sizeof(req));
     if (pkt->len < min || pkt->len > VSTOR_PACKET_SIZE) {
