@@ -8,6 +8,7 @@
  *   shutdown VM [--reboot] [--force]
  *                                 -> "control VM shutdown shutdown poweroff|reboot [force]"
  *   kvp get|set|delete|list ...   -> "control VM kvp kvp-get|kvp-set|... POOL ..."
+ *   disk add|remove|list VM ...   -> "control VM storvsp disk-add|disk-remove|disk-list ..."
  *   control VM VSP COMMAND [ARGS] -> passed through
  */
 #include <errno.h>
@@ -60,6 +61,10 @@ static void usage(FILE *out)
             "  kvp set VM POOL KEY VALUE       write a key (pool 0 is kept by the host)\n"
             "  kvp delete VM POOL KEY          delete a key\n"
             "  kvp list VM POOL                list a pool's keys and values\n"
+            "  disk add VM PATH [lun=N] [controller=N] [readonly]\n"
+            "                                  hot-add a disk image to VM's SCSI controller\n"
+            "  disk remove VM [controller=N] lun=N   hot-remove a disk\n"
+            "  disk list VM                    the VM's disks\n"
             "  control VM VSP COMMAND [ARGS]   send any command to one VSP of VM\n"
             "\n"
             "VM is the name the VMM announced (vmbus-vmm --name) or the partition id.\n"
@@ -760,6 +765,31 @@ static int cmd_shutdown(const struct ctl *c, int argc, char **argv)
     return do_control(c, vm, "shutdown", "shutdown", force ? 2 : 1, args);
 }
 
+/* ---- disk (storvsp) ---------------------------------------------------- */
+
+static int cmd_disk(const struct ctl *c, int argc, char **argv)
+{
+    static const char usage_text[] =
+        "usage: disk add VM PATH [lun=N] [controller=N] [readonly] | "
+        "disk remove VM [controller=N] lun=N | disk list VM";
+    if (argc < 2) {
+        err("%s", usage_text);
+        return 1;
+    }
+    const char *sub = argv[0], *cmd;
+    if (strcmp(sub, "add") == 0 && argc >= 3)
+        cmd = "disk-add";
+    else if ((strcmp(sub, "remove") == 0 || strcmp(sub, "rm") == 0) && argc >= 3)
+        cmd = "disk-remove";
+    else if (strcmp(sub, "list") == 0 && argc == 2)
+        cmd = "disk-list";
+    else {
+        err("disk: %s", usage_text);
+        return 1;
+    }
+    return do_control(c, argv[1], "storvsp", cmd, argc - 2, argv + 2);
+}
+
 static const char *const pool_names[] = {"external", "guest", "auto", "auto-external",
                                          "auto-internal"};
 
@@ -916,6 +946,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"list", cmd_list},         {"heartbeat", cmd_heartbeat}, {"status", cmd_status},
         {"shutdown", cmd_shutdown}, {"kvp", cmd_kvp},             {"control", cmd_control},
+        {"disk", cmd_disk},
     };
     int ret = -1;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

@@ -13,6 +13,7 @@
 
 #include "sim_storvsc.h"
 #include "stor_fx.h"
+#include "vmbusd/config.h"
 
 static const uint16_t linux61[] = {VSTOR_VERSION_WIN10, VSTOR_VERSION_WIN8_1,
                                    VSTOR_VERSION_WIN8};
@@ -280,6 +281,60 @@ static void test_missing_image(void **state)
     sim_vm_free(ok);
 }
 
+/* vmbusd's configuration check: a bad storvsp line stops it with
+ * FILE:LINE: reason; a missing image does not (it refuses the VM when it
+ * connects). */
+static void test_config_lines(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text; /* the [vm t] section's lines after "vsp = storvsp" */
+        int line;         /* of the bad line; 0: the configuration is good */
+        const char *why;
+    } cases[] = {
+        {"storvsp.disk = /nonexistent/a.img\nstorvsp.disk = /b.img readonly controller=3", 0,
+         NULL},
+        {"storvsp.disk = relative.img", 3, "not absolute"},
+        {"storvsp.disk = /a.img lun=64", 3, "lun must be 0..63"},
+        {"storvsp.disk = /a.img controller=4", 3, "controller must be 0..3"},
+        {"storvsp.disk = /a.img lun=1\nstorvsp.disk = /b.img lun=1", 4, "given twice"},
+        {"storvsp.disk = /a.img lun=x", 3, "lun must be"},
+        {"storvsp.disk = /a.img writable", 3, "unknown disk option 'writable'"},
+        {"storvsp.disk =", 3, "expected PATH"},
+        {"storvsp.size = 10", 3, "unknown key storvsp.size"},
+        {"heartbeat.interval = 5", 3, "VSP heartbeat"},
+        {"echo.channels = 2", 3, "which [vm t] does not get"},
+        {".disk = /a.img", 3, "expected VSPNAME.key"},
+    };
+    char dir[] = "/tmp/vmbusd-conf.XXXXXX";
+    SIM_ASSERT(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[64];
+    snprintf(path, sizeof(path), "%s/vmbusd.conf", dir);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        FILE *fp = fopen(path, "w");
+        SIM_ASSERT(fp != NULL, "config file");
+        fprintf(fp, "[vm t]\nvsp = storvsp heartbeat\n%s\n", cases[k].text);
+        fclose(fp);
+        struct vmbusd_config cfg;
+        config_defaults(&cfg);
+        char err[512] = "";
+        int r = config_load(&cfg, path, err, sizeof(err));
+        if (r == 0)
+            r = vmbusd_check_config(&cfg, err, sizeof(err));
+        config_free(&cfg);
+        if (!cases[k].line) {
+            SIM_ASSERT(r == 0, "'%s' refused: %s", cases[k].text, err);
+            continue;
+        }
+        char where[96];
+        snprintf(where, sizeof(where), "%s:%d: ", path, cases[k].line);
+        SIM_ASSERT(r < 0 && strncmp(err, where, strlen(where)) == 0 && strstr(err, cases[k].why),
+                   "'%s': got '%s', want '%s...%s'", cases[k].text, err, where, cases[k].why);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +345,7 @@ int main(void)
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hotplug, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_missing_image, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test(test_config_lines),
     };
     SIM_RUN("storvsp", tests);
 }
