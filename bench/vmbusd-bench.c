@@ -46,6 +46,7 @@
 #include "bench.h"
 #include "simvm.h"
 #include "stor_load.h"
+#include "stor_sim.h"
 
 #define MIB (1024u * 1024u)
 #define RING_PAGES 257u /* 1 header page + 1 MiB of data, each way */
@@ -510,16 +511,19 @@ static void bench_storage(void)
            " (%d x %.1f s each) ...\n", (unsigned long long)(size >> 20), nslices, secs);
     static const struct {
         enum stor_load_path how;
+        int sim_channels; /* > 0: storvsp through the simulated guest */
         const char *name, *label;
     } paths[] = {
-        { STOR_LOAD_DIRECT, "stor_direct", "io_uring direct" },
-        { STOR_LOAD_QUEUE_URING, "stor_queue", "backend io_uring" },
-        { STOR_LOAD_QUEUE_THREADS, "stor_pool", "backend pool (info)" },
+        { STOR_LOAD_DIRECT, 0, "stor_direct", "io_uring direct" },
+        { STOR_LOAD_QUEUE_URING, 0, "stor_queue", "backend io_uring" },
+        { STOR_LOAD_QUEUE_THREADS, 0, "stor_pool", "backend pool (info)" },
+        { STOR_LOAD_DIRECT, 1, "storvsp_1ch", "storvsp sim 1 ch" },
+        { STOR_LOAD_DIRECT, 2, "storvsp_2ch", "storvsp sim 2 ch" },
     };
     const size_t npaths = sizeof(paths) / sizeof(paths[0]);
     for (size_t i = 0; i < sizeof(stor_loads) / sizeof(stor_loads[0]); i++) {
-        double v[3][STOR_SLICES];
-        int got[3] = { 0 };
+        double v[5][STOR_SLICES];
+        int got[5] = { 0 };
         for (int k = 0; k < nslices; k++) {
             for (size_t p = 0; p < npaths; p++) {
                 /* the thread pool only for the random reads at depth 32 */
@@ -528,7 +532,10 @@ static void bench_storage(void)
                 struct stor_load l = stor_loads[i].load;
                 l.seconds = secs;
                 struct stor_load_result r;
-                if (stor_load_run(path, size, paths[p].how, &l, &r) == 0)
+                int rc = paths[p].sim_channels
+                             ? stor_sim_run(path, size, paths[p].sim_channels, &l, &r)
+                             : stor_load_run(path, size, paths[p].how, &l, &r);
+                if (rc == 0)
                     v[p][got[p]++] = stor_loads[i].bw ? r.mbps : r.iops;
             }
         }
@@ -562,7 +569,8 @@ static void usage(FILE *f)
             "VSP: streaming packets/s and MB/s for 64 B, 1 KiB and 64 KiB packets, and\n"
             "the 64 B round-trip latency (p50, p99).  Storage: io_uring on a tmpfs file\n"
             "directly (4 KiB random reads QD1/QD32, 1 MiB sequential reads/writes QD4)\n"
-            "and the same loads through the storvsp backend queue.  Every figure is printed with its\n"
+            "and the same loads through the storvsp backend queue, and through storvsp\n"
+            "itself from the simulated storvsc guest over 1 and 2 channels.  Every figure is printed with its\n"
             "ratio to the matching baseline, as a table and as lines\n"
             "  BENCH <name> <value> <unit> <ratio>\n"
             "(ratio '-' for the baselines themselves).  A full run takes about 35 s.\n"

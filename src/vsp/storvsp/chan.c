@@ -273,7 +273,7 @@ static void execute_srb(struct sv_chan *c, const struct vsp_packet *pkt,
     c->srbs++;
     const struct vstor_srb *srb = &r->pkt.u.srb;
     struct scsi_cmd *cmd = &r->cmd;
-    memset(cmd, 0, offsetof(struct scsi_cmd, status));
+    memset(cmd, 0, sizeof(*cmd));
 
     if (srb->cdb_length == 0 || srb->cdb_length > SCSI_CDB_MAX)
         return srb_reject(r, "CDB length outside 1..16");

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+#include "stor_sim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_storvsc.h"
+#include "simvm.h"
+
+#define VM_NAME "bench-stor"
+#define MAX_REQ 256u * 1024u /* storvsp's max_transfer_bytes */
+#define MAX_INFLIGHT 256
+
+/* One guest request in flight: its channel, id, when it was sent. */
+struct slot {
+    int ch;
+    uint64_t trans;
+};
+
+int stor_sim_run(const char *path, uint64_t size, int channels, const struct stor_load *l,
+                 struct stor_load_result *res)
+{
+    uint32_t bs = l->bs < MAX_REQ ? (uint32_t)l->bs : MAX_REQ;
+    /* A 1 MiB request is 4 of 256 KiB in flight, as the guest splits it. */
+    unsigned qd = l->qd * (unsigned)(l->bs / bs);
+    if (qd > MAX_INFLIGHT || channels < 1 || channels > SIM_STOR_MAX_CHANNELS)
+        return -1;
+    char disk[300], sub[8];
+    snprintf(disk, sizeof(disk), "%s lun=0", path);
+    snprintf(sub, sizeof(sub), "%d", channels - 1);
+    const struct sim_vm_cfg vms[] = {{VM_NAME, "storvsp"}};
+    const struct sim_vm_param vp[] = {{VM_NAME, "storvsp", "disk", disk},
+                                      {NULL, NULL, NULL, NULL}};
+    const struct sim_vsp_param gp[] = {{"storvsp", "max_subchannels", sub}};
+    simd_vm_params = vp;
+    sim_expect_offers_default = 0;
+    struct sim_daemon *d = simd_start_params(vms, 1, 1, gp, 1);
+    simd_vm_params = NULL;
+    if (!d)
+        return -1;
+    int ret = -1;
+    struct sim_stor *s = NULL;
+    struct sim_vm *vm = sim_vm_new(d, &(struct sim_vm_opts){.name = VM_NAME,
+                                                            .mem_size = 256ull << 20});
+    static const uint16_t v[] = {VSTOR_VERSION_WIN10};
+    if (!vm || sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) < 0 || !(s = sim_stor_open(vm, 0)) ||
+        sim_stor_init(s, v, 1, VSTOR_PACKET_SIZE) < 0 ||
+        (channels > 1 && sim_stor_subchannels(s, (uint16_t)(channels - 1)) < 0)) {
+        fprintf(stderr, "stor-sim: cannot bring storvsp up\n");
+        goto out;
+    }
+    uint32_t pages = (bs + 4095) / 4096;
+    uint64_t buf = sim_alloc_pages(vm, pages * qd);
+    struct slot slots[MAX_INFLIGHT];
+    uint64_t blocks = size / bs, next = 0, ops = 0, seed = 0x9e3779b97f4a7c15ull;
+    uint64_t end = sim_now_ns() + (uint64_t)(l->seconds * 1e9), t0 = sim_now_ns();
+    unsigned head = 0, inflight = 0, rr = 0;
+    bool stop = false;
+    for (;;) {
+        /* Keep qd requests in flight. */
+        while (!stop && inflight < qd) {
+            uint64_t blk;
+            if (l->random) {
+                seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+                blk = seed % blocks;
+            } else {
+                blk = next++ % blocks;
+            }
+            uint64_t lba = blk * (bs / 512);
+            uint8_t cdb[16] = {l->write ? 0x8A : 0x88};
+            for (int k = 0; k < 8; k++)
+                cdb[2 + k] = (uint8_t)(lba >> (56 - 8 * k));
+            uint32_t nb = bs / 512;
+            cdb[10] = (uint8_t)(nb >> 24), cdb[11] = (uint8_t)(nb >> 16);
+            cdb[12] = (uint8_t)(nb >> 8), cdb[13] = (uint8_t)nb;
+            unsigned idx = (head + inflight) % qd;
+            int ch = (int)(rr++ % (unsigned)s->nch);
+            uint64_t t = sim_stor_srb_send(s, ch, 0, cdb, 16,
+                                           l->write ? VSTOR_DATA_OUT : VSTOR_DATA_IN,
+                                           buf + 4096ull * pages * idx, 0, bs);
+            if (!t) {
+                fprintf(stderr, "stor-sim: send failed\n");
+                goto out;
+            }
+            slots[idx] = (struct slot){ch, t};
+            inflight++;
+        }
+        if (!inflight)
+            break;
+        /* The oldest first: completions of one channel come in order. */
+        struct vstor_packet rep;
+        struct slot *o = &slots[head];
+        if (sim_stor_wait(s, o->ch, o->trans, &rep, NULL, 10000) != 1 ||
+            rep.u.srb.srb_status != 0x01) {
+            fprintf(stderr, "stor-sim: request failed or lost\n");
+            goto out;
+        }
+        head = (head + 1) % qd;
+        inflight--;
+        ops++;
+        if (!stop && sim_now_ns() >= end)
+            stop = true;
+    }
+    double secs = (double)(sim_now_ns() - t0) / 1e9;
+    res->ops = ops * bs / l->bs;
+    res->iops = (double)res->ops / secs;
+    res->mbps = (double)ops * bs / secs / 1e6;
+    ret = 0;
+out:
+    sim_stor_free(s);
+    if (vm)
+        sim_vm_free(vm);
+    simd_stop(d);
+    return ret;
+}
