@@ -242,9 +242,25 @@ static void test_hotplug(void **state)
     SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "lun=3") &&
                    strstr(out, f->img[4]),
                "disk list: %s", out);
+    /* Removed with requests in flight: each still completes, done or
+     * refused (INVALID_LUN once the LUN is gone). */
+    uint64_t ids[32], bufs = sim_alloc_pages(vm, 32);
+    for (int k = 0; k < 32; k++) {
+        uint8_t cdb[10] = {0x28, 0, 0, 0, 0, (uint8_t)(k * 8), 0, 0, 8, 0};
+        ids[k] = sim_stor_srb_send(s, 0, 3, cdb, 10, VSTOR_DATA_IN, bufs + 4096ull * (uint64_t)k,
+                                   0, 4096);
+        SIM_ASSERT(ids[k] != 0, "send %d", k);
+    }
     snprintf(req, sizeof(req), "control %s storvsp disk-remove lun=3", VM_STOR_HOT);
     SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "removed"),
                "disk remove: %s", out);
+    for (int k = 0; k < 32; k++) {
+        struct vstor_packet rep;
+        SIM_ASSERT(sim_stor_wait(s, 0, ids[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+                       (rep.u.srb.srb_status == SRB_STATUS_SUCCESS ||
+                        rep.u.srb.srb_status == SRB_STATUS_INVALID_LUN),
+                   "request %d in flight at remove: srb %#x", k, rep.u.srb.srb_status);
+    }
     end = sim_now_ms() + SIM_TIMEOUT_MS;
     while (s->enumerate_bus == 1 && sim_now_ms() < end)
         sim_stor_wait(s, 0, ~0ull, NULL, NULL, 50);
