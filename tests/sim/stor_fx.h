@@ -45,7 +45,8 @@ static inline void stor_read_image(const char *path, uint64_t off, void *buf, si
     }
 }
 
-static inline int stor_fx_setup(void **state)
+/* The fixture with [vsp storvsp] backend = backend (NULL: not set). */
+static inline int stor_fx_start(void **state, const char *backend)
 {
     struct stor_fx *f = calloc(1, sizeof(*f));
     if (!f)
@@ -90,10 +91,11 @@ static inline int stor_fx_setup(void **state)
     simd_vm_params = vp;
     char n[8];
     snprintf(n, sizeof(n), "%d", STOR_FX_SUBCHANNELS);
-    const struct sim_vsp_param params[] = {{"storvsp", "max_subchannels", n}};
+    const struct sim_vsp_param params[] = {{"storvsp", "max_subchannels", n},
+                                           {"storvsp", "backend", backend}};
     sim_log_clear();
     sim_expect_offers_default = 0;
-    f->d = simd_start_params(vms, 6, 1, params, 1);
+    f->d = simd_start_params(vms, 6, 1, params, backend ? 2 : 1);
     simd_vm_params = NULL;
     if (!f->d)
         return -1;
@@ -101,6 +103,9 @@ static inline int stor_fx_setup(void **state)
     *state = f;
     return 0;
 }
+
+static inline int stor_fx_setup(void **state) { return stor_fx_start(state, NULL); }
+static inline int stor_fx_setup_threads(void **state) { return stor_fx_start(state, "threads"); }
 
 static inline int stor_fx_teardown(void **state)
 {

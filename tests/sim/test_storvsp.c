@@ -158,6 +158,15 @@ static void test_io_subchannels(void **state)
     io_over(*state, VM_STOR_B, 1, STOR_FX_SUBCHANNELS);
 }
 
+/* backend = threads: the same I/O on the thread pool, which the log names. */
+static void test_io_thread_pool(void **state)
+{
+    io_over(*state, VM_STOR_B, 1, 2);
+    SIM_ASSERT(sim_log_count(LOG_INFO, VM_STOR_B, "thread pool", NULL) > 0 &&
+                   sim_log_count(LOG_INFO, VM_STOR_B, "io_uring", NULL) == 0,
+               "the log does not say the thread pool serves the disk");
+}
+
 /* Two controllers, one with a read-only disk: both offered, each its own
  * bus; writes to the read-only disk fail with DATA PROTECT, reads work. */
 static void test_controllers_readonly(void **state)
@@ -357,6 +366,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_versions, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_one_channel, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_subchannels, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_io_thread_pool, stor_fx_setup_threads,
+                                        stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hotplug, stor_fx_setup, stor_fx_teardown),
