@@ -295,8 +295,15 @@ static void test_hotplug(void **state)
 static void test_missing_image(void **state)
 {
     struct stor_fx *f = *state;
-    struct sim_vm *vm = sim_vm_new(f->d, &(struct sim_vm_opts){.name = VM_STOR_MISSING});
-    SIM_ASSERT(vm == NULL, "a VM with a missing disk image came up");
+    struct sim_vm *vm =
+        sim_vm_new(f->d, &(struct sim_vm_opts){.name = VM_STOR_MISSING, .no_setup = true});
+    SIM_ASSERT(vm != NULL, "connect");
+    SIM_ASSERT(sim_vmm_hello(vm) < 0, "HELLO of a VM with a missing disk image answered");
+    SIM_ASSERT(vm->error_code == ENOENT && strstr(vm->error, "/nonexistent/missing.img") &&
+                   strstr(vm->error, "storvsp"),
+               "the VMM got '%s' (code %u), not the disk and ENOENT", vm->error, vm->error_code);
+    SIM_ASSERT(!sim_vu_alive(vm, 2000), "the refused VM's connection stays open");
+    sim_vm_free(vm);
     SIM_ASSERT(sim_log_count(LOG_ERR, VM_STOR_MISSING, "/nonexistent/missing.img", NULL) > 0,
                "no log line names the VM and the disk");
     struct sim_vm *ok = stor_vm(f, VM_STOR_A);
