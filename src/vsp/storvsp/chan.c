@@ -40,7 +40,6 @@ struct sv_req {
     struct sv_chan *c;
     uint64_t trans_id;
     bool want_comp;
-    bool absent;         /* no disk at the address */
     uint32_t pkt_size;   /* reply size */
     struct vstor_packet pkt; /* the request as the guest sent it (copy) */
     struct scsi_cmd cmd;
@@ -274,7 +273,6 @@ static void execute_srb(struct sv_chan *c, const struct vsp_packet *pkt,
     r->want_comp = pkt->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED;
     r->pkt = *req;
     r->pkt_size = size;
-    r->absent = false;
     c->srbs++;
     const struct vstor_srb *srb = &r->pkt.u.srb;
     struct scsi_cmd *cmd = &r->cmd;
@@ -342,7 +340,6 @@ static void execute_srb(struct sv_chan *c, const struct vsp_packet *pkt,
          * LUN must answer INQUIRY with data (peripheral qualifier 3);
          * everything else gets INVALID_LUN, which makes Linux drop the LUN
          * (how a hot-removed disk disappears after ENUMERATE_BUS). */
-        r->absent = true;
         if (cmd->cdb[0] == SCSI_OP_INQUIRY) {
             scsi_no_lun(cmd);
             return;
