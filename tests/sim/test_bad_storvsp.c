@@ -369,6 +369,42 @@ static void test_completion_flood(void **state)
     other_vm_works(f);
 }
 
+/* The VMM goes away with requests in flight on every channel: vmbusd
+ * completes them into the closed channels, closes the image, and the same
+ * VM connects again and finds its disk. */
+static void test_vm_gone_with_io(void **state)
+{
+    struct stor_fx *f = *state;
+    for (int round = 0; round < 3; round++) {
+        struct sim_vm *vm = stor_vm(f, VM_STOR_BAD);
+        struct sim_stor *s = stor_up(vm, 0);
+        SIM_ASSERT(s != NULL && sim_stor_subchannels(s, 2) == 0, "init, round %d", round);
+        uint64_t bufs = sim_alloc_pages(vm, 96);
+        for (int k = 0; k < 96; k++) {
+            uint8_t cdb[10] = {k & 1 ? 0x2A : 0x28, 0, 0, 0, (uint8_t)(k >> 5),
+                               (uint8_t)(k * 8), 0, 0, 8, 0};
+            SIM_ASSERT(sim_stor_srb_send(s, k % s->nch, 0, cdb, 10,
+                                         k & 1 ? VSTOR_DATA_OUT : VSTOR_DATA_IN,
+                                         bufs + 4096ull * (uint64_t)k, 0, 4096) != 0,
+                       "send %d", k);
+        }
+        /* no close, no unload: the VMM just disconnects */
+        free(s);
+        sim_vm_free(vm);
+    }
+    struct sim_vm *vm = stor_vm(f, VM_STOR_BAD);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "the VM comes back");
+    uint64_t buf = sim_alloc_pages(vm, 1);
+    struct vstor_srb srb;
+    SIM_ASSERT(sim_stor_rw(s, 0, 0, false, 0, 8, buf, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS,
+               "I/O after reconnecting");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+    other_vm_works(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -379,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_srbs, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_packet_type, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_completion_flood, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_vm_gone_with_io, stor_fx_setup, stor_fx_teardown),
     };
     SIM_RUN("storvsp bad input", tests);
 }
