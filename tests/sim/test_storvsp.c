@@ -9,6 +9,7 @@
 #include "sim_test.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "sim_storvsc.h"
@@ -290,6 +291,70 @@ static void test_hotplug(void **state)
     sim_vm_free(vm);
 }
 
+struct churn {
+    struct stor_fx *f;
+    int rounds;
+    int failures;
+};
+
+/* vmbusctl's side of test_hotplug_churn: add and remove LUN 5 in a loop. */
+static void *churn_thread(void *arg)
+{
+    struct churn *c = arg;
+    char req[700], out[1024];
+    for (int i = 0; i < c->rounds; i++) {
+        snprintf(req, sizeof(req), "control %s storvsp disk-add %s lun=5", VM_STOR_HOT,
+                 c->f->img[4]);
+        if (!sim_ctl_call(c->f->ctl, req, out, sizeof(out)) || !strstr(out, "LUN 5"))
+            c->failures++;
+        snprintf(req, sizeof(req), "control %s storvsp disk-remove lun=5", VM_STOR_HOT);
+        if (!sim_ctl_call(c->f->ctl, req, out, sizeof(out)) || !strstr(out, "removed"))
+            c->failures++;
+    }
+    return NULL;
+}
+
+/* Hot add and remove in a loop while the guest keeps I/O going to that LUN
+ * on three channels: every request completes, done or INVALID_LUN. */
+static void test_hotplug_churn(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_HOT);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL && sim_stor_subchannels(s, 2) == 0, "init");
+    struct churn c = {.f = f, .rounds = 20};
+    pthread_t t;
+    SIM_ASSERT(pthread_create(&t, NULL, churn_thread, &c) == 0, "thread");
+    uint64_t bufs = sim_alloc_pages(vm, 16);
+    unsigned ok = 0, gone = 0;
+    for (int round = 0; round < 200; round++) {
+        uint64_t ids[16];
+        for (int k = 0; k < 16; k++) {
+            uint8_t cdb[10] = {k & 1 ? 0x2A : 0x28, 0, 0, 0, 0, (uint8_t)(k * 8), 0, 0, 8, 0};
+            ids[k] = sim_stor_srb_send(s, k % s->nch, 5, cdb, 10,
+                                       k & 1 ? VSTOR_DATA_OUT : VSTOR_DATA_IN,
+                                       bufs + 4096ull * (uint64_t)k, 0, 4096);
+            SIM_ASSERT(ids[k] != 0, "send");
+        }
+        for (int k = 0; k < 16; k++) {
+            struct vstor_packet rep;
+            SIM_ASSERT(sim_stor_wait(s, k % s->nch, ids[k], &rep, NULL, SIM_TIMEOUT_MS) == 1,
+                       "round %d request %d never completed", round, k);
+            uint8_t st = rep.u.srb.srb_status;
+            SIM_ASSERT(st == SRB_STATUS_SUCCESS || st == SRB_STATUS_INVALID_LUN,
+                       "round %d request %d: srb %#x", round, k, st);
+            ok += st == SRB_STATUS_SUCCESS;
+            gone += st == SRB_STATUS_INVALID_LUN;
+        }
+    }
+    pthread_join(t, NULL);
+    SIM_ASSERT(c.failures == 0, "%d disk commands failed", c.failures);
+    SIM_ASSERT(s->bad_packets == 0, "host packets Linux would drop");
+    print_message("    %u requests done, %u found the LUN gone\n", ok, gone);
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
 /* A VM whose image is missing is refused in answer to HELLO, the reason
  * naming the disk; the other VMs run. */
 static void test_missing_image(void **state)
@@ -378,6 +443,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hotplug, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hotplug_churn, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_missing_image, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test(test_config_lines),
     };
