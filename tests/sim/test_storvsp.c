@@ -283,6 +283,27 @@ static void test_hotplug(void **state)
     snprintf(req, sizeof(req), "control %s storvsp disk-remove lun=3", VM_STOR_HOT);
     SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "no disk"),
                "second remove: %s", out);
+    /* A controller the VM did not have: offered on the spot. */
+    snprintf(req, sizeof(req), "control %s storvsp disk-add %s controller=2", VM_STOR_HOT,
+             f->img[4]);
+    SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "controller 2 LUN 0"),
+               "disk add on controller 2: %s", out);
+    struct sim_stor *s2 = NULL;
+    end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (!s2 && sim_now_ms() < end) {
+        sim_poll(vm, 20);
+        int n2 = 0;
+        for (int k = 0; k < vm->noffers; k++)
+            n2 += vm->offers[k].valid && !vm->offers[k].rescinded &&
+                  vm->offers[k].sub_channel_index == 0;
+        if (n2 == 2)
+            s2 = stor_up(vm, 1);
+    }
+    SIM_ASSERT(s2 != NULL, "the new controller's offer");
+    SIM_ASSERT(sim_stor_rw(s2, 0, 0, false, 0, 8, buf, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS,
+               "read on the new controller");
+    sim_stor_free(s2);
     snprintf(req, sizeof(req), "control %s storvsp disk-add /nonexistent/disk.img",
              VM_STOR_HOT);
     SIM_ASSERT(sim_ctl_call(f->ctl, req, out, sizeof(out)) && strstr(out, "/nonexistent"),
