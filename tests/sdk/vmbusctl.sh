@@ -44,6 +44,10 @@ expect 1 "$vmbusctl" --socket "$ctl" shutdown nosuch --reboot --force
 has "no VM 'nosuch'" "$tmp/err"
 expect 1 "$vmbusctl" --socket "$ctl" kvp get nosuch guest some-key
 has "no VM 'nosuch'" "$tmp/err"
+expect 1 "$vmbusctl" --socket "$ctl" disk add nosuch /img/a.raw lun=1
+has "no VM 'nosuch'" "$tmp/err"
+expect 1 "$vmbusctl" --socket "$ctl" disk list nosuch
+has "no VM 'nosuch'" "$tmp/err"
 expect 1 "$vmbusctl" --socket "$ctl" --json control nosuch echo stats
 has '"ok":false' "$tmp/out"
 has "no VM 'nosuch'" "$tmp/err"
@@ -59,6 +63,12 @@ expect 1 "$vmbusctl" --socket "$ctl" kvp set vm 0 key "$(printf 'a\nlist')"
 has "control character" "$tmp/err"
 expect 1 "$vmbusctl" --socket "$ctl" shutdown vm --now
 has "unknown option '--now'" "$tmp/err"
+expect 1 "$vmbusctl" --socket "$ctl" disk add vm
+has "usage: disk add VM PATH" "$tmp/err"
+expect 1 "$vmbusctl" --socket "$ctl" disk remove vm
+has "usage: disk add VM PATH" "$tmp/err"
+expect 1 "$vmbusctl" --socket "$ctl" disk eject vm lun=1
+has "usage: disk" "$tmp/err"
 expect 1 "$vmbusctl" --socket "$ctl" frobnicate
 has "unknown command 'frobnicate'" "$tmp/err"
 expect 1 "$vmbusctl" --socket "$ctl" control vm vsp cmd "$(head -c 1100 /dev/zero | tr '\0' x)"
@@ -67,6 +77,7 @@ expect 1 "$vmbusctl"
 has "Usage: vmbusctl" "$tmp/err"
 expect 0 "$vmbusctl" --help
 has "kvp set VM POOL KEY VALUE" "$tmp/out"
+has "disk add VM PATH" "$tmp/out"
 
 echo "== vmbusd still serves after all that"
 expect 0 "$vmbusctl" --socket "$ctl" --json list
