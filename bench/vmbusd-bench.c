@@ -573,7 +573,7 @@ static void usage(FILE *f)
             "itself from the simulated storvsc guest over 1 and 2 channels.  Every figure is printed with its\n"
             "ratio to the matching baseline, as a table and as lines\n"
             "  BENCH <name> <value> <unit> <ratio>\n"
-            "(ratio '-' for the baselines themselves).  A full run takes about 35 s.\n"
+            "(ratio '-' for the baselines themselves).  A full run takes about 50 s.\n"
             "\n"
             "With --scale: the same baselines, then many simulated partitions with many\n"
             "echo channels each in one vmbusd (see bench/scale.c): vmbusd's heap and\n"
