@@ -29,6 +29,16 @@ e2e_load_upto() {
     done
 }
 
+# Load module $1 and what it depends on (/mods/deps.NAME, written by
+# tests/e2e/mkinitramfs), each once.
+e2e_modprobe() {
+    local m
+    [ -f "/mods/deps.$1" ] || { e2e_fail "module $1 is not in this initramfs"; return 1; }
+    for m in $(cat "/mods/deps.$1"); do
+        [ -d "/sys/module/$m" ] || [ -d "/sys/module/$(echo "$m" | tr - _)" ] || e2e_insmod "$m"
+    done
+}
+
 # Load hv_vmbus with parameters ($@), wait until a (new) version line appears.
 e2e_load_vmbus() {
     local before n w
