@@ -17,6 +17,7 @@ check() {
     if "$@"; then pass "$what"; else fail "$what"; fi
 }
 has_line() { serial | grep -q -x -F -- "$1"; }
+has_line_prefix() { serial | awk -v p="$1" 'index($0, p) == 1 { f = 1 } END { exit !f }'; }
 result() { serial | sed -n "s/^E2E-RESULT $1=//p" | tail -n 1; }
 ctl() { "$vmbusctl" -s "$ctl" -t 15 "$@"; }
 
@@ -84,4 +85,18 @@ l1_show_logs() {
     echo "----- vmbusd log (last 60 lines) -----"
     tail -n 60 "$out/$n.vmbusd.log" 2>/dev/null
     echo "----- end -----"
+}
+
+# l1_ramdisk_fs SIZE_MB DIR: an ext4 file system on a RAM disk (brd) mounted
+# at DIR, for disk images that a VSP opens with O_DIRECT: L1's own root is
+# an overlay on tmpfs, which refuses O_DIRECT.  L1 runs as root and sees the
+# host's /lib/modules.  Returns 1 (DIR untouched) if there is no brd.
+l1_ramdisk_fs() {
+    local dev
+    modprobe brd rd_nr=1 rd_size=$(( $1 * 1024 )) max_part=0 2>/dev/null || return 1
+    dev=/dev/ram0
+    [ -b "$dev" ] || return 1
+    mkfs.ext4 -q -F "$dev" >/dev/null 2>&1 || return 1
+    mkdir -p "$2"
+    mount -t ext4 "$dev" "$2"
 }

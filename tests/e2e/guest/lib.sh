@@ -158,3 +158,48 @@ e2e_kvp_has() {
     done
     return 1
 }
+
+# SCSI disks (sd) by LUN, as /sys shows them ("H:C:T:L").
+# e2e_disk_at_lun LUN: print the sdX name of the disk at LUN, if there is one.
+e2e_disk_at_lun() {
+    local d a
+    for d in /sys/block/sd*; do
+        [ -d "$d/device/scsi_device" ] || continue
+        a=$(ls "$d/device/scsi_device")
+        case "$a" in *:"$1") echo "${d##*/}"; return 0 ;; esac
+    done
+    return 1
+}
+# e2e_scsi_addr DISK: its H:C:T:L.
+e2e_scsi_addr() { ls "/sys/block/$1/device/scsi_device" 2>/dev/null; }
+# e2e_wait_disk LUN SECONDS: until a disk is at LUN; prints its name.
+e2e_wait_disk() {
+    local i=0
+    while [ $i -lt $(($2 * 10)) ]; do
+        e2e_disk_at_lun "$1" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# e2e_run_for SECONDS OUTFILE CMD...: CMD in the background (output to
+# OUTFILE), waited for at most SECONDS; E2E_RC is its exit status, or
+# "hang" if it still runs (a process stuck in the kernel cannot be killed).
+e2e_run_for() {
+    local s=$1 f=$2 pid i=0
+    shift 2
+    "$@" > "$f" 2>&1 &
+    pid=$!
+    while kill -0 $pid 2>/dev/null && [ $i -lt $((s * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 $pid 2>/dev/null; then
+        E2E_RC=hang
+        return 1
+    fi
+    wait $pid
+    E2E_RC=$?
+    [ "$E2E_RC" = 0 ]
+}
