@@ -90,9 +90,12 @@ l1_show_logs() {
 # l1_ramdisk_fs SIZE_MB DIR: an ext4 file system on a RAM disk (brd) mounted
 # at DIR, for disk images that a VSP opens with O_DIRECT: L1's own root is
 # an overlay on tmpfs, which refuses O_DIRECT.  L1 runs as root and sees the
-# host's /lib/modules.  Returns 1 (DIR untouched) if there is no brd.
+# host's /lib/modules (the kernel's own module requests run L1's initramfs
+# modprobe, which has none: load ext4 here).  Returns 1 (DIR untouched) if
+# there is no brd.
 l1_ramdisk_fs() {
     local dev
+    modprobe ext4 2>/dev/null
     modprobe brd rd_nr=1 rd_size=$(( $1 * 1024 )) max_part=0 2>/dev/null || return 1
     dev=/dev/ram0
     [ -b "$dev" ] || return 1
