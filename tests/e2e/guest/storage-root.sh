@@ -163,9 +163,10 @@ fi
 # ---- the guest's kernel log ----
 e2e_dmesg_check
 dmesg > /tmp/dmesg.txt
-# Errors of storvsc itself, SCSI error handling (timeouts, aborts, resets),
-# I/O errors on the writable disks, ext4 errors.
-pat='storvsc.*(error|fail|time)|timing out command|(scsi|sd) .*(abort|reset)|EXT4-fs (error|warning)'
+# Errors of storvsc itself, SCSI error handling (timeouts, aborts, resets;
+# not the unit attention "Power-on or device reset occurred" of a new
+# disk), I/O errors on the writable disks, ext4 errors.
+pat='storvsc.*(error|fail|time)|timing out command|tag#[0-9]+ (abort|timing)|(host|bus|device|target) reset (called|failed|succeeded)|EXT4-fs (error|warning)|Buffer I/O error'
 for d in $root $hot; do
     pat="$pat|I/O error, dev $d|\\[$d\\].*(FAILED|Sense Key)"
 done
