@@ -9,6 +9,7 @@ extern const struct vsp_plugin shutdown_plugin;
 extern const struct vsp_plugin timesync_plugin;
 extern const struct vsp_plugin kvp_plugin;
 extern const struct vsp_plugin storvsp_plugin;
+extern const struct vsp_plugin netvsp_plugin;
 
 const struct vsp_plugin *const builtin_plugins[] = {
     &echo_plugin,
@@ -17,5 +18,6 @@ const struct vsp_plugin *const builtin_plugins[] = {
     &timesync_plugin,
     &kvp_plugin,
     &storvsp_plugin,
+    &netvsp_plugin,
     NULL,
 };

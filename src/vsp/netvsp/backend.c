@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "vsp/netvsp/netvsp.h"
+
+static int open_tap(const char *name, char *err, size_t errlen)
+{
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "TAP %s: /dev/net/tun: %s (load the tun module)", name,
+                 strerror(e));
+        return -e;
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    /* Plain frames, no packet-information prefix: one read or write is
+     * one Ethernet frame. */
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EPERM || e == EACCES)
+            snprintf(err, errlen,
+                     "TAP %s: %s (create it for vmbusd's user: ip tuntap add dev %s mode "
+                     "tap user USER, or give vmbusd CAP_NET_ADMIN)",
+                     name, strerror(e), name);
+        else
+            snprintf(err, errlen, "TAP %s: %s (is it a TAP device, without IFF_MULTI_QUEUE "
+                     "or vnet headers?)", name, strerror(e));
+        return -e;
+    }
+    return fd;
+}
+
+int backend_open(const struct nic_cfg *cfg, char *err, size_t errlen)
+{
+    if (cfg->tap[0])
+        return open_tap(cfg->tap, err, errlen);
+    int fd = fcntl(cfg->fd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "packet fd %d: %s", cfg->fd, strerror(e));
+        return -e;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "packet fd %d: O_NONBLOCK: %s", cfg->fd, strerror(e));
+        return -e;
+    }
+    return fd;
+}

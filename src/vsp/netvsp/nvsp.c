@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NIC's channel: NVSP version and buffer setup, RNDIS messages in both
+ * directions, frames between the guest and the backend.
+ *
+ * Every reply to a guest request is sent into ring room reserved before
+ * the request was pulled (one completion, and one transfer-page packet for
+ * an RNDIS reply), so a full ring never makes the host drop or queue a
+ * reply: the request stays in the guest's ring until there is room.
+ * Received frames also go into reserved room; with none, or with no free
+ * receive sub-allocation, the backend's fd watch is removed and added
+ * again when the guest frees room or completes sub-allocations.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vsp/netvsp/netvsp.h"
+#include "vsp/netvsp/protocol.h"
+
+/* Versions offered to the guest, highest first (Linux proposes each in
+ * turn with min = max). */
+static const uint32_t nvsp_versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_VERSION_5,
+                                         NVSP_VERSION_4,  NVSP_VERSION_2, NVSP_VERSION_1};
+
+/* Send-buffer section size the host asks for (the guest's default). */
+#define SEND_SECTION_SIZE 6144u
+/* Frames per transfer-page packet, and packets per fd callback before the
+ * callback returns to let other work run. */
+#define RX_BATCH 64u
+#define RX_BATCHES_PER_CALL 4
+/* Private copy of one transmit: the largest RNDIS transfer the host
+ * announced, plus a full send section of earlier packets. */
+#define TX_COPY_MAX (128u * 1024u + SEND_SECTION_SIZE)
+#define TX_MAX_IOV 64
+
+/* Reservation sizes (what follows the descriptor). */
+#define RES_COMP NVSP_MSG_MAX
+#define RES_XFER(n) (8u + 8u * (n) + NVSP_MSG_MAX)
+
+struct xfer_hdr {
+    uint16_t pageset_id;
+    uint8_t sender_owns;
+    uint8_t reserved;
+    uint32_t range_cnt;
+    struct vmtransfer_page_range ranges[RX_BATCH];
+} HV_PACKED;
+
+/* Room reserved for the replies to one request. */
+struct replies {
+    bool comp, xfer;
+};
+
+static uint32_t msg_size_of(uint32_t version)
+{
+    return version >= NVSP_VERSION_6 ? NVSP_MSG_SIZE_V6 : NVSP_MSG_SIZE_V1;
+}
+
+/* A guest error on the NIC's channel: counted for vmbusctl, logged by
+ * vmbusd (rate-limited per VM, naming VM and relid). */
+#define guest_error(nic, ...)                                                              \
+    do {                                                                                   \
+        pthread_mutex_lock(&(nic)->lock);                                                  \
+        (nic)->stats.guest_errors++;                                                       \
+        pthread_mutex_unlock(&(nic)->lock);                                                \
+        vsp_guest_error((nic)->ch, __VA_ARGS__);                                           \
+    } while (0)
+
+static void count(struct nic *nic, uint64_t *field, uint64_t n)
+{
+    pthread_mutex_lock(&nic->lock);
+    *field += n;
+    pthread_mutex_unlock(&nic->lock);
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void send_comp(struct nic *nic, struct replies *r, uint64_t trans_id,
+                      const struct nvsp_msg *m)
+{
+    if (!r->comp)
+        return;
+    struct iovec iov = {(void *)m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
+    r->comp = false;
+    int ret = vsp_send_reserved(nic->ch, RES_COMP, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, 1);
+    if (ret < 0 && ret != -EPIPE)
+        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
+}
+
+/* Send n sub-allocations idx[] (filled, lens[]) as one transfer-page
+ * packet into a reservation of `reserved` bytes, or, reserved == 0, as an
+ * ordinary send.  On failure the sub-allocations are free again. */
+static int send_xfer(struct nic *nic, size_t reserved, uint32_t channel_type,
+                     const uint32_t *idx, const uint32_t *lens, uint32_t n)
+{
+    struct xfer_hdr h;
+    h.pageset_id = NVSP_RECV_BUF_ID;
+    h.sender_owns = 0;
+    h.reserved = 0;
+    h.range_cnt = n;
+    for (uint32_t i = 0; i < n; i++) {
+        h.ranges[i].byte_count = lens[i];
+        h.ranges[i].byte_offset = idx[i] * nic->sub_size;
+    }
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RNDIS_PKT;
+    m.u.rndis_pkt.channel_type = channel_type;
+    m.u.rndis_pkt.section_index = NVSP_INVALID_SECTION;
+    struct iovec iov = {&m, nic->msg_size};
+    uint64_t tid = rx_pool_send(&nic->pool, idx, n);
+    size_t hlen = 8 + 8 * (size_t)n;
+    int ret = reserved ? vsp_send_reserved(nic->ch, reserved, VM_PKT_DATA_USING_XFER_PAGES,
+                                           VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
+                                           &h, hlen, &iov, 1)
+                       : vsp_send_packet(nic->ch, VM_PKT_DATA_USING_XFER_PAGES,
+                                         VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, &h,
+                                         hlen, &iov, 1);
+    if (ret < 0)
+        rx_pool_complete(&nic->pool, tid);
+    return ret;
+}
+
+/* An RNDIS control message from the host (a completion or an indication)
+ * in one control sub-allocation. */
+static int send_rndis_control(struct nic *nic, size_t reserved, const uint8_t *msg, size_t len)
+{
+    uint32_t idx;
+    if (!nic->recv_buf || !rx_pool_get(&nic->pool, true, &idx)) {
+        if (reserved)
+            vsp_send_unreserve(nic->ch, reserved);
+        return -ENOBUFS;
+    }
+    memcpy(nic->recv_buf + (size_t)idx * nic->sub_size, msg, len);
+    uint32_t l = (uint32_t)len;
+    return send_xfer(nic, reserved, 1, &idx, &l, 1);
+}
+
+/* ---- receive path: backend -> guest ------------------------------------ */
+
+static void on_backend(void *arg);
+
+static void rx_pause(struct nic *nic)
+{
+    if (nic->watch) {
+        vsp_fd_watch_remove(nic->watch);
+        nic->watch = NULL;
+    }
+    nic->rx_paused = true;
+}
+
+static void rx_resume(struct nic *nic)
+{
+    if (!nic->rx_paused || !vsp_channel_is_open(nic->ch))
+        return;
+    nic->watch = vsp_fd_watch_add(nic->p, nic->ch, nic->fd, on_backend, nic);
+    if (nic->watch)
+        nic->rx_paused = false;
+    else
+        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: cannot watch the backend again: %s",
+                strerror(errno));
+}
+
+/* Frames nobody may receive (no receive buffer yet, RNDIS not initialised,
+ * packet filter 0) are read and dropped, never queued: the guest must not
+ * get stale frames once it enables receive. */
+static void rx_drain(struct nic *nic)
+{
+    uint8_t scratch[64];
+    uint64_t n = 0;
+    for (int i = 0; i < 256; i++) {
+        /* A short read discards the rest of a datagram / TAP frame. */
+        ssize_t got = read(nic->fd, scratch, sizeof(scratch));
+        if (got < 0)
+            break;
+        n++;
+    }
+    if (n)
+        count(nic, &nic->stats.rx_filtered, n);
+}
+
+static void on_backend(void *arg)
+{
+    struct nic *nic = arg;
+    if (!nic->recv_buf || !nic->rndis.initialized || nic->rndis.packet_filter == 0) {
+        rx_drain(nic);
+        return;
+    }
+    for (int b = 0; b < RX_BATCHES_PER_CALL; b++) {
+        int ret = vsp_send_reserve(nic->ch, RES_XFER(RX_BATCH));
+        if (ret == -EAGAIN) {
+            rx_pause(nic); /* writable() resumes */
+            return;
+        }
+        if (ret < 0) {
+            rx_drain(nic);
+            return;
+        }
+        uint32_t idx[RX_BATCH], lens[RX_BATCH], n = 0;
+        bool empty = false;
+        while (n < RX_BATCH) {
+            uint32_t i;
+            if (!rx_pool_get(&nic->pool, false, &i)) {
+                if (n == 0)
+                    rx_pause(nic); /* completions from the guest resume */
+                break;
+            }
+            uint8_t *slot = nic->recv_buf + (size_t)i * nic->sub_size;
+            ssize_t got = read(nic->fd, slot + RNDIS_RX_HDR_LEN, nic->sub_size - RNDIS_RX_HDR_LEN);
+            if (got < 14) {
+                rx_pool_put(&nic->pool, &i, 1);
+                if (got >= 0) { /* runt */
+                    count(nic, &nic->stats.rx_dropped, 1);
+                    continue;
+                }
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                    vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: backend read: %s",
+                            strerror(errno));
+                empty = true;
+                break;
+            }
+            rndis_rx_header(slot, (uint32_t)got);
+            idx[n] = i;
+            lens[n] = RNDIS_RX_HDR_LEN + (uint32_t)got;
+            n++;
+        }
+        if (n == 0) {
+            vsp_send_unreserve(nic->ch, RES_XFER(RX_BATCH));
+            return;
+        }
+        ret = send_xfer(nic, RES_XFER(RX_BATCH), 0, idx, lens, n);
+        count(nic, ret < 0 ? &nic->stats.rx_dropped : &nic->stats.rx_frames, n);
+        if (empty || nic->rx_paused)
+            return;
+    }
+}
+
+/* ---- NVSP messages ------------------------------------------------------ */
+
+static void unmap_buffers(struct nic *nic)
+{
+    if (nic->recv_buf) {
+        vsp_gpadl_unmap(nic->ch, nic->recv_gpadl);
+        nic->recv_buf = NULL;
+        rx_pool_fini(&nic->pool);
+    }
+    if (nic->send_buf) {
+        vsp_gpadl_unmap(nic->ch, nic->send_gpadl);
+        nic->send_buf = NULL;
+    }
+}
+
+static void do_init(struct nic *nic, struct replies *r, uint64_t tid, const struct nvsp_msg *in)
+{
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG_INIT_COMPLETE;
+    m.u.init_complete.status = NVSP_STAT_FAIL;
+    if (nic->recv_buf || nic->send_buf) {
+        guest_error(nic, "netvsp: NVSP INIT after the buffers were set up");
+    } else {
+        for (size_t i = 0; i < sizeof(nvsp_versions) / sizeof(nvsp_versions[0]); i++) {
+            uint32_t v = nvsp_versions[i];
+            if (v >= in->u.init.min_version && v <= in->u.init.max_version) {
+                nic->version = v;
+                nic->msg_size = msg_size_of(v);
+                m.u.init_complete.version = v;
+                m.u.init_complete.status = NVSP_STAT_SUCCESS;
+                vsp_log(nic->ch, VSP_LOG_DEBUG, "netvsp: NVSP version 0x%x", v);
+                break;
+            }
+        }
+        if (m.u.init_complete.status != NVSP_STAT_SUCCESS)
+            vsp_log(nic->ch, VSP_LOG_INFO, "netvsp: no NVSP version in 0x%x..0x%x",
+                    in->u.init.min_version, in->u.init.max_version);
+    }
+    send_comp(nic, r, tid, &m);
+}
+
+static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
+                        const struct nvsp_msg *in)
+{
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RECV_BUF_COMPLETE;
+    m.u.recv_buf_complete.status = NVSP_STAT_FAIL;
+    size_t len = 0;
+    void *buf = NULL;
+    if (!nic->version)
+        guest_error(nic, "netvsp: receive buffer before NVSP INIT");
+    else if (nic->recv_buf)
+        guest_error(nic, "netvsp: second receive buffer (GPADL %u)", in->u.send_buf.gpadl);
+    else if (in->u.send_buf.id != NVSP_RECV_BUF_ID)
+        guest_error(nic, "netvsp: receive buffer id 0x%x is not 0xcafe", in->u.send_buf.id);
+    else if (!(buf = vsp_gpadl_map(nic->ch, in->u.send_buf.gpadl, &len)))
+        guest_error(nic, "netvsp: receive buffer names no GPADL of the channel (%u)", in->u.send_buf.gpadl);
+    if (buf) {
+        /* A sub-allocation holds the RNDIS header, room for per-packet
+         * info and the largest frame (MTU + Ethernet + VLAN header). */
+        uint32_t sub = (RNDIS_RX_HDR_LEN + 64 + nic->cfg.mtu + 18 + 63) & ~63u;
+        uint64_t cnt = len / sub;
+        if (cnt > UINT32_MAX / sub)
+            cnt = UINT32_MAX / sub;
+        if (cnt <= RX_POOL_CONTROL_RESERVE + 1 ||
+            rx_pool_init(&nic->pool, (uint32_t)cnt) < 0) {
+            guest_error(nic, "netvsp: receive buffer too small (%zu bytes)", len);
+            vsp_gpadl_unmap(nic->ch, in->u.send_buf.gpadl);
+        } else {
+            nic->recv_buf = buf;
+            nic->recv_len = len;
+            nic->recv_gpadl = in->u.send_buf.gpadl;
+            nic->sub_size = sub;
+            m.u.recv_buf_complete.status = NVSP_STAT_SUCCESS;
+            m.u.recv_buf_complete.num_sections = 1;
+            m.u.recv_buf_complete.section.offset = 0;
+            m.u.recv_buf_complete.section.sub_alloc_size = sub;
+            m.u.recv_buf_complete.section.num_sub_allocs = (uint32_t)cnt;
+            m.u.recv_buf_complete.section.end_offset = (uint32_t)(cnt * sub);
+        }
+    }
+    send_comp(nic, r, tid, &m);
+}
+
+static void do_send_buf(struct nic *nic, struct replies *r, uint64_t tid,
+                        const struct nvsp_msg *in)
+{
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_SEND_BUF_COMPLETE;
+    m.u.send_buf_complete.status = NVSP_STAT_FAIL;
+    size_t len = 0;
+    void *buf = NULL;
+    if (!nic->version)
+        guest_error(nic, "netvsp: send buffer before NVSP INIT");
+    else if (nic->send_buf)
+        guest_error(nic, "netvsp: second send buffer (GPADL %u)", in->u.send_buf.gpadl);
+    else if (!(buf = vsp_gpadl_map(nic->ch, in->u.send_buf.gpadl, &len)))
+        guest_error(nic, "netvsp: send buffer names no GPADL of the channel (%u)", in->u.send_buf.gpadl);
+    if (buf) {
+        if (len < SEND_SECTION_SIZE) {
+            guest_error(nic, "netvsp: send buffer smaller than a section (%zu bytes)", len);
+            vsp_gpadl_unmap(nic->ch, in->u.send_buf.gpadl);
+        } else {
+            nic->send_buf = buf;
+            nic->send_len = len;
+            nic->send_gpadl = in->u.send_buf.gpadl;
+            uint64_t ns = len / SEND_SECTION_SIZE;
+            nic->nsections = ns > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)ns;
+            m.u.send_buf_complete.status = NVSP_STAT_SUCCESS;
+            m.u.send_buf_complete.section_size = SEND_SECTION_SIZE;
+        }
+    }
+    send_comp(nic, r, tid, &m);
+}
+
+struct tx_ctx {
+    struct nic *nic;
+    uint64_t sent, dropped;
+};
+
+static int tx_frame(void *arg, const uint8_t *frame, size_t len)
+{
+    struct tx_ctx *c = arg;
+    /* A full backend drops the frame, as a NIC's full queue would. */
+    if (write(c->nic->fd, frame, len) == (ssize_t)len)
+        c->sent++;
+    else
+        c->dropped++;
+    return 0;
+}
+
+/* Gather one SEND_RNDIS_PKT's bytes into nic->txcopy: the send section's
+ * first section_size bytes, then the packet's GPA-direct ranges.  Returns
+ * the length, or -1 (guest error logged). */
+static ssize_t tx_gather(struct nic *nic, const struct vsp_packet *pkt,
+                         const struct nvsp_rndis_pkt *rp)
+{
+    size_t len = 0;
+    if (rp->section_index != NVSP_INVALID_SECTION) {
+        if (!nic->send_buf || rp->section_index >= nic->nsections) {
+            guest_error(nic, "netvsp: send section index %u out of range (%u sections)", rp->section_index,
+                        nic->nsections);
+            return -1;
+        }
+        if (rp->section_size > SEND_SECTION_SIZE) {
+            guest_error(nic, "netvsp: RNDIS data runs past its send section (%u bytes)", rp->section_size);
+            return -1;
+        }
+        memcpy(nic->txcopy, nic->send_buf + (size_t)rp->section_index * SEND_SECTION_SIZE,
+               rp->section_size);
+        len = rp->section_size;
+    }
+    if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
+        struct iovec iov[TX_MAX_IOV];
+        size_t glen = 0;
+        int n = vsp_packet_gpa(nic->ch, pkt, TX_COPY_MAX - len, iov, TX_MAX_IOV, &glen);
+        if (n < 0) {
+            if (n == -E2BIG)
+                guest_error(nic, "netvsp: RNDIS message in GPA ranges too long (%u)", pkt->len);
+            return -1; /* other errors were logged by vmbusd */
+        }
+        for (int i = 0; i < n; i++) {
+            memcpy(nic->txcopy + len, iov[i].iov_base, iov[i].iov_len);
+            len += iov[i].iov_len;
+        }
+    }
+    return (ssize_t)len;
+}
+
+static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet *pkt,
+                     const struct nvsp_msg *in)
+{
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
+    m.u.rndis_pkt_complete.status = NVSP_STAT_FAIL;
+    ssize_t len = -1;
+    if (!nic->recv_buf || !nic->send_buf)
+        guest_error(nic, "netvsp: RNDIS message before both buffers were set up");
+    else
+        len = tx_gather(nic, pkt, &in->u.rndis_pkt);
+    if (len >= 0) {
+        const char *why = "";
+        uint32_t type = 0;
+        if (len >= 4)
+            memcpy(&type, nic->txcopy, 4);
+        if (type == RNDIS_MSG_PACKET) {
+            struct tx_ctx c = {nic, 0, 0};
+            int frames = rndis_tx_walk(nic->txcopy, (size_t)len, tx_frame, &c, &why);
+            if (frames < 0)
+                guest_error(nic, "netvsp: %s", why);
+            else
+                m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+            pthread_mutex_lock(&nic->lock);
+            nic->stats.tx_frames += c.sent;
+            nic->stats.tx_dropped += c.dropped;
+            pthread_mutex_unlock(&nic->lock);
+        } else {
+            uint8_t reply[RNDIS_REPLY_MAX];
+            struct rndis_dev_info dev;
+            memset(&dev, 0, sizeof(dev));
+            memcpy(dev.mac, nic->cfg.mac, 6);
+            dev.mtu = nic->cfg.mtu;
+            dev.link_speed = 100000000; /* 10 Gbit/s in 100 bit/s units */
+            pthread_mutex_lock(&nic->lock);
+            dev.link_up = nic->link_up;
+            dev.tx_ok = nic->stats.tx_frames;
+            dev.rx_ok = nic->stats.rx_frames;
+            dev.tx_err = nic->stats.tx_dropped;
+            dev.rx_no_buffer = nic->stats.rx_dropped;
+            pthread_mutex_unlock(&nic->lock);
+            uint32_t filter = nic->rndis.packet_filter;
+            int n = rndis_control(&nic->rndis, &dev, nic->txcopy, (size_t)len, reply,
+                                  sizeof(reply), &why);
+            if (n < 0) {
+                guest_error(nic, "netvsp: %s", why);
+            } else {
+                m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
+                nic->link_reported = dev.link_up;
+                if (n > 0 && r->xfer) {
+                    r->xfer = false;
+                    if (send_rndis_control(nic, RES_XFER(1), reply, (size_t)n) == -ENOBUFS)
+                        guest_error(nic, "netvsp: no receive sub-allocation free for an RNDIS "
+                                    "reply (%u in the guest's hands)", rx_pool_in_flight(&nic->pool));
+                }
+                if (filter != nic->rndis.packet_filter)
+                    vsp_log(nic->ch, VSP_LOG_DEBUG, "netvsp: packet filter 0x%x",
+                            nic->rndis.packet_filter);
+            }
+        }
+    }
+    send_comp(nic, r, pkt->trans_id, &m);
+}
+
+/* The guest completed a transfer-page packet (its receive buffer
+ * sub-allocations are the host's again). */
+static void do_guest_comp(struct nic *nic, const struct vsp_packet *pkt)
+{
+    uint32_t type = 0;
+    if (pkt->len >= 4)
+        memcpy(&type, pkt->data, 4);
+    if (pkt->len < 8 || type != NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE) {
+        guest_error(nic, "netvsp: completion is not an RNDIS packet completion (type %u)",
+                    type);
+        return;
+    }
+    if (!nic->recv_buf || rx_pool_complete(&nic->pool, pkt->trans_id) < 0)
+        guest_error(nic, "netvsp: completion for receive sub-allocations the guest does not "
+                    "hold (transaction %llu)", (unsigned long long)pkt->trans_id);
+}
+
+static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packet *pkt)
+{
+    if (pkt->type == VM_PKT_COMP) {
+        do_guest_comp(nic, pkt);
+        return;
+    }
+    if (pkt->type != VM_PKT_DATA_INBAND && pkt->type != VM_PKT_DATA_USING_GPA_DIRECT) {
+        guest_error(nic, "netvsp: unexpected packet type %u", pkt->type);
+        return;
+    }
+    struct nvsp_msg in;
+    memset(&in, 0, sizeof(in));
+    if (pkt->len < 4) {
+        guest_error(nic, "netvsp: NVSP message shorter than its type (%u bytes)", pkt->len);
+        return;
+    }
+    memcpy(&in, pkt->data, pkt->len < sizeof(in) ? pkt->len : sizeof(in));
+    size_t need;
+    switch (in.type) {
+    case NVSP_MSG_INIT: need = sizeof(in.u.init); break;
+    case NVSP_MSG1_SEND_NDIS_VERSION: need = sizeof(in.u.ndis_version); break;
+    case NVSP_MSG1_SEND_RECV_BUF:
+    case NVSP_MSG1_SEND_SEND_BUF: need = sizeof(in.u.send_buf); break;
+    case NVSP_MSG1_REVOKE_RECV_BUF:
+    case NVSP_MSG1_REVOKE_SEND_BUF: need = sizeof(in.u.revoke); break;
+    case NVSP_MSG1_SEND_RNDIS_PKT: need = sizeof(in.u.rndis_pkt); break;
+    case NVSP_MSG2_SEND_NDIS_CONFIG: need = 16; break;
+    case NVSP_MSG5_SUBCHANNEL: need = sizeof(in.u.subchannel); break;
+    case NVSP_MSG4_SWITCH_DATA_PATH: need = 4; break;
+    default:
+        guest_error(nic, "netvsp: unknown NVSP message type %u", in.type);
+        return;
+    }
+    if (pkt->len < 4 + need) {
+        guest_error(nic, "netvsp: NVSP message truncated (type %u, %u bytes)", in.type,
+                    pkt->len);
+        return;
+    }
+    if (in.type != NVSP_MSG1_SEND_RNDIS_PKT && pkt->type != VM_PKT_DATA_INBAND) {
+        guest_error(nic, "netvsp: NVSP message with GPA ranges (type %u)", in.type);
+        return;
+    }
+    if (in.type != NVSP_MSG_INIT && !nic->version) {
+        guest_error(nic, "netvsp: NVSP message before INIT (type %u)", in.type);
+        return;
+    }
+    switch (in.type) {
+    case NVSP_MSG_INIT:
+        do_init(nic, r, pkt->trans_id, &in);
+        break;
+    case NVSP_MSG1_SEND_NDIS_VERSION:
+    case NVSP_MSG2_SEND_NDIS_CONFIG:
+        break; /* no reply expected; nothing the host adapts to yet */
+    case NVSP_MSG1_SEND_RECV_BUF:
+        do_recv_buf(nic, r, pkt->trans_id, &in);
+        break;
+    case NVSP_MSG1_SEND_SEND_BUF:
+        do_send_buf(nic, r, pkt->trans_id, &in);
+        break;
+    case NVSP_MSG1_REVOKE_RECV_BUF:
+        if (nic->recv_buf) {
+            vsp_gpadl_unmap(nic->ch, nic->recv_gpadl);
+            nic->recv_buf = NULL;
+            rx_pool_fini(&nic->pool);
+        }
+        break;
+    case NVSP_MSG1_REVOKE_SEND_BUF:
+        if (nic->send_buf) {
+            vsp_gpadl_unmap(nic->ch, nic->send_gpadl);
+            nic->send_buf = NULL;
+        }
+        break;
+    case NVSP_MSG1_SEND_RNDIS_PKT:
+        do_rndis(nic, r, pkt, &in);
+        break;
+    case NVSP_MSG5_SUBCHANNEL: {
+        /* Only asked for when RSS capabilities report 2+ queues, which
+         * they do not: refuse. */
+        struct nvsp_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = NVSP_MSG5_SUBCHANNEL;
+        m.u.rndis_pkt_complete.status = NVSP_STAT_FAIL;
+        send_comp(nic, r, pkt->trans_id, &m);
+        break;
+    }
+    case NVSP_MSG4_SWITCH_DATA_PATH:
+        break; /* no VF: the synthetic path is the only one */
+    }
+}
+
+/* ---- channel ops --------------------------------------------------------- */
+
+static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
+{
+    struct nic *nic = vsp_channel_opaque(ch);
+    nic->version = 0;
+    nic->msg_size = 0;
+    memset(&nic->rndis, 0, sizeof(nic->rndis));
+    nic->txcopy = malloc(TX_COPY_MAX);
+    if (!nic->txcopy)
+        return -ENOMEM;
+    nic->watch = vsp_fd_watch_add(nic->p, ch, nic->fd, on_backend, nic);
+    if (!nic->watch) {
+        int e = errno ? errno : ENOMEM;
+        vsp_log(ch, VSP_LOG_ERROR, "netvsp: cannot watch the backend: %s", strerror(e));
+        free(nic->txcopy);
+        nic->txcopy = NULL;
+        return -e;
+    }
+    nic->rx_paused = false;
+    return 0;
+}
+
+static void nvsp_close(struct vsp_channel *ch)
+{
+    struct nic *nic = vsp_channel_opaque(ch);
+    if (nic->watch)
+        vsp_fd_watch_remove(nic->watch);
+    nic->watch = NULL;
+    nic->rx_paused = false;
+    unmap_buffers(nic);
+    free(nic->txcopy);
+    nic->txcopy = NULL;
+    nic->version = 0;
+    memset(&nic->rndis, 0, sizeof(nic->rndis));
+}
+
+static void nvsp_receive(struct vsp_channel *ch)
+{
+    struct nic *nic = vsp_channel_opaque(ch);
+    for (;;) {
+        struct replies r = {false, false};
+        if (vsp_send_reserve(ch, RES_COMP) < 0)
+            break; /* writable() calls back; the request waits in the ring */
+        r.comp = true;
+        if (vsp_send_reserve(ch, RES_XFER(1)) < 0) {
+            vsp_send_unreserve(ch, RES_COMP);
+            break;
+        }
+        r.xfer = true;
+        struct vsp_packet pkt;
+        int ret = vsp_recv(ch, &pkt);
+        if (ret > 0)
+            do_packet(nic, &r, &pkt);
+        if (r.comp)
+            vsp_send_unreserve(ch, RES_COMP);
+        if (r.xfer)
+            vsp_send_unreserve(ch, RES_XFER(1));
+        if (ret <= 0)
+            break;
+    }
+    /* Completions may have freed sub-allocations, a SET may have turned
+     * the filter on or off: let the backend be read again. */
+    rx_resume(nic);
+}
+
+static void nvsp_writable(struct vsp_channel *ch)
+{
+    nvsp_receive(ch);
+}
+
+/* Tell the guest the carrier changed, if RNDIS runs and it was told
+ * otherwise.  Linux ignores changes that follow each other quickly
+ * (docs/netvsp.md): vmbusctl's link command is the operator's. */
+void nvsp_link_changed(void *arg)
+{
+    struct nic *nic = arg;
+    if (!vsp_channel_is_open(nic->ch) || !nic->rndis.initialized || !nic->recv_buf)
+        return;
+    pthread_mutex_lock(&nic->lock);
+    bool up = nic->link_up;
+    pthread_mutex_unlock(&nic->lock);
+    if (up == nic->link_reported)
+        return;
+    uint8_t msg[32];
+    size_t n = rndis_indicate(msg, up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
+    int ret = send_rndis_control(nic, 0, msg, n);
+    if (ret < 0)
+        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: link %s not indicated: %s", up ? "up" : "down",
+                strerror(-ret));
+    else
+        nic->link_reported = up;
+}
+
+const struct vsp_channel_ops nvsp_channel_ops = {
+    .open = nvsp_open,
+    .close = nvsp_close,
+    .receive = nvsp_receive,
+    .writable = nvsp_writable,
+};

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+#include "vsp/netvsp/rndis.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "vsp/netvsp/protocol.h"
+
+/* Longest transfer (one RNDIS message) the host takes: a frame of the
+ * largest MTU with its PPIs, or several packed in one send section. */
+#define RNDIS_MAX_XFER (128u * 1024u)
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static size_t reply_status(uint8_t *out, uint32_t type, uint32_t req_id, uint32_t status)
+{
+    struct rndis_hdr h = {type | RNDIS_MSG_COMPLETION, 16};
+    struct rndis_set_complete c = {req_id, status};
+    memcpy(out, &h, 8);
+    memcpy(out + 8, &c, 8);
+    return 16;
+}
+
+/* QUERY_C with data[0..n) (n may be 0 with a failure status). */
+static size_t reply_query(uint8_t *out, uint32_t req_id, uint32_t status, const void *data,
+                          uint32_t n)
+{
+    struct rndis_hdr h = {RNDIS_MSG_QUERY | RNDIS_MSG_COMPLETION, 24 + n};
+    struct rndis_query_complete c = {req_id, status, n, n ? 16 : 0};
+    memcpy(out, &h, 8);
+    memcpy(out + 8, &c, 16);
+    if (n)
+        memcpy(out + 24, data, n);
+    return 24 + n;
+}
+
+static size_t do_init(struct rndis_state *st, const struct rndis_init_req *rq, uint8_t *out)
+{
+    struct rndis_hdr h = {RNDIS_MSG_INIT | RNDIS_MSG_COMPLETION,
+                          8 + sizeof(struct rndis_init_complete)};
+    struct rndis_init_complete c = {
+        .req_id = rq->req_id,
+        .status = RNDIS_STATUS_SUCCESS,
+        .major = 1,
+        .minor = 0,
+        .device_flags = 1, /* connectionless */
+        .medium = 0,       /* 802.3 */
+        .max_pkt_per_msg = RNDIS_MAX_PKT_PER_MSG,
+        .max_xfer_size = RNDIS_MAX_XFER,
+        .pkt_alignment_factor = RNDIS_PKT_ALIGN_LOG2,
+    };
+    st->initialized = true;
+    st->packet_filter = 0;
+    st->max_xfer = rq->max_xfer_size;
+    memcpy(out, &h, 8);
+    memcpy(out + 8, &c, sizeof(c));
+    return h.len;
+}
+
+static size_t do_query(const struct rndis_state *st, const struct rndis_dev_info *dev,
+                       const struct rndis_query_req *rq, const uint8_t *info, uint8_t *out)
+{
+    uint8_t data[NDIS_OFFLOAD_SIZE_REV3];
+    uint32_t n = 0;
+    uint64_t v64;
+    memset(data, 0, sizeof(data));
+    switch (rq->oid) {
+    case OID_GEN_MAXIMUM_FRAME_SIZE:
+        put32(data, dev->mtu);
+        n = 4;
+        break;
+    case OID_GEN_MAXIMUM_TOTAL_SIZE:
+        put32(data, dev->mtu + 14);
+        n = 4;
+        break;
+    case OID_GEN_LINK_SPEED:
+        put32(data, dev->link_speed);
+        n = 4;
+        break;
+    case OID_GEN_MEDIA_CONNECT_STATUS:
+        put32(data, dev->link_up ? 0 : 1); /* 0 = connected */
+        n = 4;
+        break;
+    case OID_GEN_CURRENT_PACKET_FILTER:
+        put32(data, st->packet_filter);
+        n = 4;
+        break;
+    case OID_802_3_PERMANENT_ADDRESS:
+    case OID_802_3_CURRENT_ADDRESS:
+        memcpy(data, dev->mac, 6);
+        n = 6;
+        break;
+    case OID_GEN_XMIT_OK:
+    case OID_GEN_RCV_OK:
+    case OID_GEN_XMIT_ERROR:
+    case OID_GEN_RCV_ERROR:
+    case OID_GEN_RCV_NO_BUFFER:
+        v64 = rq->oid == OID_GEN_XMIT_OK      ? dev->tx_ok
+              : rq->oid == OID_GEN_RCV_OK     ? dev->rx_ok
+              : rq->oid == OID_GEN_XMIT_ERROR ? dev->tx_err
+              : rq->oid == OID_GEN_RCV_ERROR  ? dev->rx_err
+                                              : dev->rx_no_buffer;
+        memcpy(data, &v64, 8);
+        n = 8;
+        break;
+    case OID_TCP_OFFLOAD_HARDWARE_CAPS: {
+        /* Answer in the revision the guest asked for (its header in the
+         * request's info buffer), with every capability zero: the backend
+         * offloads nothing yet, so the guest computes checksums and
+         * segments itself. */
+        struct ndis_object_header oh = {NDIS_OBJECT_TYPE_OFFLOAD, 1, NDIS_OFFLOAD_SIZE_REV1};
+        if (rq->info_len >= sizeof(oh)) {
+            struct ndis_object_header want;
+            memcpy(&want, info, sizeof(want));
+            if (want.revision >= 3) {
+                oh.revision = 3;
+                oh.size = NDIS_OFFLOAD_SIZE_REV3;
+            } else if (want.revision == 2) {
+                oh.revision = 2;
+                oh.size = NDIS_OFFLOAD_SIZE_REV2;
+            }
+        }
+        memcpy(data, &oh, sizeof(oh));
+        n = oh.size;
+        break;
+    }
+    default:
+        /* Unknown OIDs, the friendly name (optional for the guest) and the
+         * RSS capabilities (a failed query means one queue) fail with no
+         * data. */
+        return reply_query(out, rq->req_id, RNDIS_STATUS_NOT_SUPPORTED, NULL, 0);
+    }
+    return reply_query(out, rq->req_id, RNDIS_STATUS_SUCCESS, data, n);
+}
+
+static size_t do_set(struct rndis_state *st, const struct rndis_query_req *rq,
+                     const uint8_t *info, uint8_t *out)
+{
+    uint32_t status = RNDIS_STATUS_SUCCESS;
+    switch (rq->oid) {
+    case OID_GEN_CURRENT_PACKET_FILTER:
+        if (rq->info_len != 4) {
+            status = RNDIS_STATUS_INVALID_LENGTH;
+            break;
+        }
+        memcpy(&st->packet_filter, info, 4);
+        break;
+    case OID_TCP_OFFLOAD_PARAMETERS:
+        /* Accepted: every capability was reported off, so whatever the
+         * guest asks, nothing is offloaded. */
+        break;
+    case OID_802_3_MULTICAST_LIST:
+        /* The backend gets every frame; the guest's stack filters. */
+        break;
+    default:
+        /* RSS parameters (one queue), a MAC change (config parameter). */
+        status = RNDIS_STATUS_NOT_SUPPORTED;
+        break;
+    }
+    return reply_status(out, RNDIS_MSG_SET, rq->req_id, status);
+}
+
+int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, const uint8_t *msg,
+                  size_t len, uint8_t *out, size_t cap, const char **why)
+{
+    struct rndis_hdr h;
+    if (cap < RNDIS_REPLY_MAX) {
+        *why = "reply buffer too small";
+        return -EINVAL;
+    }
+    if (len < sizeof(h)) {
+        *why = "RNDIS message shorter than its header";
+        return -EPROTO;
+    }
+    memcpy(&h, msg, sizeof(h));
+    if (h.len < sizeof(h) || h.len > len) {
+        *why = "RNDIS msg_len runs past the buffer";
+        return -EPROTO;
+    }
+    const uint8_t *body = msg + RNDIS_BODY_OFF;
+    size_t blen = h.len - RNDIS_BODY_OFF;
+    switch (h.type) {
+    case RNDIS_MSG_INIT: {
+        struct rndis_init_req rq;
+        if (blen < sizeof(rq)) {
+            *why = "RNDIS INITIALIZE truncated";
+            return -EPROTO;
+        }
+        memcpy(&rq, body, sizeof(rq));
+        return (int)do_init(st, &rq, out);
+    }
+    case RNDIS_MSG_QUERY:
+    case RNDIS_MSG_SET: {
+        struct rndis_query_req rq;
+        if (blen < sizeof(rq)) {
+            *why = h.type == RNDIS_MSG_QUERY ? "RNDIS QUERY truncated" : "RNDIS SET truncated";
+            return -EPROTO;
+        }
+        memcpy(&rq, body, sizeof(rq));
+        /* The information buffer, counted from the body, must lie inside
+         * the message (an empty one may have any offset). */
+        if (rq.info_len && (rq.info_offset > blen || rq.info_len > blen - rq.info_offset)) {
+            *why = "RNDIS OID information buffer runs past the message";
+            return -EPROTO;
+        }
+        const uint8_t *info = rq.info_len ? body + rq.info_offset : NULL;
+        if (!st->initialized) {
+            *why = "RNDIS QUERY/SET before INITIALIZE";
+            if (h.type == RNDIS_MSG_QUERY)
+                return (int)reply_query(out, rq.req_id, RNDIS_STATUS_FAILURE, NULL, 0);
+            return (int)reply_status(out, RNDIS_MSG_SET, rq.req_id, RNDIS_STATUS_FAILURE);
+        }
+        if (h.type == RNDIS_MSG_QUERY)
+            return (int)do_query(st, dev, &rq, info, out);
+        return (int)do_set(st, &rq, info, out);
+    }
+    case RNDIS_MSG_HALT:
+        st->initialized = false;
+        st->packet_filter = 0;
+        return 0;
+    case RNDIS_MSG_RESET: {
+        /* RESET_C: status, addressing reset (no request id). */
+        struct rndis_hdr r = {RNDIS_MSG_RESET | RNDIS_MSG_COMPLETION, 16};
+        memcpy(out, &r, 8);
+        put32(out + 8, RNDIS_STATUS_SUCCESS);
+        put32(out + 12, 0);
+        st->packet_filter = 0;
+        return 16;
+    }
+    case RNDIS_MSG_KEEPALIVE: {
+        uint32_t req_id;
+        if (blen < 4) {
+            *why = "RNDIS KEEPALIVE truncated";
+            return -EPROTO;
+        }
+        memcpy(&req_id, body, 4);
+        return (int)reply_status(out, RNDIS_MSG_KEEPALIVE, req_id, RNDIS_STATUS_SUCCESS);
+    }
+    default:
+        *why = "unknown or host-only RNDIS message type";
+        return -EPROTO;
+    }
+}
+
+int rndis_tx_walk(const uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg,
+                  const char **why)
+{
+    size_t off = 0;
+    int frames = 0;
+    while (len - off >= sizeof(struct rndis_hdr)) {
+        struct rndis_hdr h;
+        memcpy(&h, buf + off, sizeof(h));
+        if (h.type == 0 && h.len == 0 && frames > 0)
+            break; /* zero padding after the last message */
+        if (h.type != RNDIS_MSG_PACKET) {
+            *why = "RNDIS message in a transmit is not a PACKET";
+            return -EPROTO;
+        }
+        if (h.len < RNDIS_RX_HDR_LEN || h.len > len - off) {
+            *why = "RNDIS PACKET msg_len shorter than its header or past the buffer";
+            return -EPROTO;
+        }
+        struct rndis_packet p;
+        memcpy(&p, buf + off + RNDIS_BODY_OFF, sizeof(p));
+        size_t body = h.len - RNDIS_BODY_OFF;
+        if (p.data_offset < sizeof(p) || p.data_offset > body ||
+            p.data_len > body - p.data_offset) {
+            *why = "RNDIS PACKET data runs past its message";
+            return -EPROTO;
+        }
+        if (p.data_len < 14) {
+            *why = "RNDIS PACKET frame shorter than an Ethernet header";
+            return -EPROTO;
+        }
+        frames++;
+        if (fn(arg, buf + off + RNDIS_BODY_OFF + p.data_offset, p.data_len) < 0)
+            return frames;
+        off += h.len;
+    }
+    if (frames == 0) {
+        *why = "transmit without an RNDIS PACKET";
+        return -EPROTO;
+    }
+    return frames;
+}
+
+void rndis_rx_header(uint8_t *out, uint32_t frame_len)
+{
+    struct rndis_hdr h = {RNDIS_MSG_PACKET, RNDIS_RX_HDR_LEN + frame_len};
+    struct rndis_packet p = {.data_offset = RNDIS_RX_HDR_LEN - RNDIS_BODY_OFF,
+                             .data_len = frame_len};
+    memcpy(out, &h, 8);
+    memcpy(out + 8, &p, sizeof(p));
+}
+
+size_t rndis_indicate(uint8_t *out, uint32_t status)
+{
+    struct rndis_hdr h = {RNDIS_MSG_INDICATE, 20};
+    struct rndis_indicate in = {status, 0, 0};
+    memcpy(out, &h, 8);
+    memcpy(out + 8, &in, sizeof(in));
+    return 20;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RNDIS, host side: the control messages (INITIALIZE, QUERY, SET, HALT,
+ * RESET, KEEPALIVE) answered from a description of the device, the
+ * PACKET messages of a guest transmit walked frame by frame, and the
+ * messages the host builds (received frames, status indications).
+ * Pure functions over byte buffers: no VMBus, no backend, so that the
+ * fuzzers and unit tests can drive them directly.
+ */
+#ifndef VMBUSD_VSP_NETVSP_RNDIS_H
+#define VMBUSD_VSP_NETVSP_RNDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the host tells the guest about the NIC. */
+struct rndis_dev_info {
+    uint8_t mac[6];
+    uint32_t mtu;             /* IP MTU, e.g. 1500 */
+    bool link_up;
+    uint32_t link_speed;      /* units of 100 bit/s */
+    uint64_t tx_ok, rx_ok, tx_err, rx_err, rx_no_buffer; /* statistics OIDs */
+};
+
+/* The guest-set state of one RNDIS device. */
+struct rndis_state {
+    bool initialized;
+    uint32_t packet_filter;   /* 0: no frame is received */
+    uint32_t max_xfer;        /* guest's max transfer size from INITIALIZE */
+};
+
+/* Longest completion rndis_control() writes (QUERY_C of the largest OID
+ * answer plus its header). */
+#define RNDIS_REPLY_MAX 256u
+/* Most frames per transmit message the host accepts (INIT_C) and the
+ * alignment (log2) of messages packed in one send section. */
+#define RNDIS_MAX_PKT_PER_MSG 8u
+#define RNDIS_PKT_ALIGN_LOG2 3u
+
+/* One control message msg[0..len) (a copy the guest cannot change).
+ * Returns the completion's length written to out (cap >= RNDIS_REPLY_MAX),
+ * 0 if the message gets none (HALT), or -EPROTO for a malformed message,
+ * with *why saying what was wrong (static text).  st changes as the
+ * message says (INITIALIZE, SET packet filter, HALT). */
+int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, const uint8_t *msg,
+                  size_t len, uint8_t *out, size_t cap, const char **why);
+
+/* Called for each frame of a transmit: 0 to go on, <0 to stop the walk. */
+typedef int (*rndis_frame_fn)(void *arg, const uint8_t *frame, size_t len);
+
+/* Walk the RNDIS PACKET messages packed back to back in buf[0..len) (each
+ * msg_len long; what follows the last one is padding if shorter than a
+ * header, or zeros).  Calls fn for every frame.  Returns the number of
+ * frames, or -EPROTO (with *why) at the first malformed message: frames
+ * before it were delivered. */
+int rndis_tx_walk(const uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg,
+                  const char **why);
+
+/* Size of the RNDIS PACKET header the host puts before a received frame. */
+#define RNDIS_RX_HDR_LEN 44u
+/* Write the PACKET header for a frame of frame_len bytes at out. */
+void rndis_rx_header(uint8_t *out, uint32_t frame_len);
+
+/* INDICATE_STATUS with status (media connect / disconnect) into out
+ * (>= 20 bytes); returns its length. */
+size_t rndis_indicate(uint8_t *out, uint32_t status);
+
+#endif
