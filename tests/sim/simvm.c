@@ -1519,11 +1519,12 @@ int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, voi
     d.offset8 = (uint16_t)(pkt_off >> 3);
     if (desc)
         *desc = d;
-    uint32_t plen = pkt_len - pkt_off;
+    uint32_t from = ch->recv_whole ? 0 : pkt_off;
+    uint32_t plen = pkt_len - from;
     if (len)
         *len = plen;
     if (buf)
-        memcpy(buf, copy + pkt_off, plen < buflen ? plen : buflen);
+        memcpy(buf, copy + from, plen < buflen ? plen : buflen);
     free(copy);
     /* __hv_pkt_iter_next */
     uint32_t start_read = r->hdr->read_index;

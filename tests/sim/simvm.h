@@ -141,6 +141,9 @@ struct sim_chan {
     uint64_t events;         /* host->guest signals seen (event flag bit) */
     uint64_t signals_sent;   /* HvSignalEvent calls made */
     uint32_t target_vp;
+    /* Receives copy the whole packet from its descriptor on, not only the
+     * payload after offset8 (a guest that reads transfer-page ranges). */
+    bool recv_whole;
     /* How long sim_chan_open waited for the host (for the benchmark): ring
      * GPADL_HEADER posted -> GPADL_CREATED taken, OPENCHANNEL posted ->
      * OPENCHANNEL_RESULT taken. */

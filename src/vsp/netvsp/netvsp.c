@@ -173,7 +173,7 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     char err[256];
     struct nic_cfg cfg;
     if (n < 0 || nic_cfg_parse(params, n < 0 ? 0 : n, &cfg, err, sizeof(err)) < 0) {
-        vsp_partition_refuse(p, "VSP netvsp: %s", n < 0 ? "no parameters" : err);
+        vsp_partition_refuse(p, "%s", n < 0 ? "no parameters" : err);
         return -EINVAL;
     }
     struct nic *nic = calloc(1, sizeof(*nic));
@@ -193,7 +193,7 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     int fd = backend_open(&nic->cfg, err, sizeof(err));
     if (fd < 0) {
         vsp_plog(p, VSP_LOG_ERROR, "netvsp: %s", err);
-        vsp_partition_refuse(p, "VSP netvsp: %s", err);
+        vsp_partition_refuse(p, "%s", err);
         return fd;
     }
     nic->fd = fd;

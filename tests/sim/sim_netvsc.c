@@ -1,0 +1,655 @@
+/* SPDX-License-Identifier: MIT */
+#include "sim_netvsc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vsp/netvsp/protocol.h"
+
+#define SNV_PKT_MAX 16384u
+#define SNV_SCRATCH_PAGES 4u
+
+const struct hv_guid *snv_class(void)
+{
+    /* f8615163-df3e-46c5-913f-f2d2f965ed0e in wire order */
+    static const struct hv_guid g = {{0x63, 0x51, 0x61, 0xf8, 0x3e, 0xdf, 0xc5, 0x46, 0x91,
+                                      0x3f, 0xf2, 0xd2, 0xf9, 0x65, 0xed, 0x0e}};
+    return &g;
+}
+
+struct sim_netvsc *snv_open(struct sim_vm *vm, uint32_t ring_pages)
+{
+    struct sim_offer *of = sim_offer_by_class(vm, snv_class(), 0);
+    if (!of) {
+        fprintf(stderr, "snv_open: %s has no netvsp offer\n", vm->name);
+        return NULL;
+    }
+    int status = 0;
+    struct sim_chan *ch = sim_chan_open(vm, of->relid, ring_pages, ring_pages, &status);
+    if (!ch) {
+        fprintf(stderr, "snv_open: open failed (%d)\n", status);
+        return NULL;
+    }
+    ch->recv_whole = true;
+    struct sim_netvsc *nv = calloc(1, sizeof(*nv));
+    nv->vm = vm;
+    nv->ch = ch;
+    nv->scratch_off = sim_alloc_pages(vm, SNV_SCRATCH_PAGES);
+    return nv;
+}
+
+void snv_free(struct sim_netvsc *nv)
+{
+    if (!nv)
+        return;
+    if (nv->ch && nv->ch->open)
+        sim_chan_close(nv->ch);
+    for (int i = 0; i < nv->rxq_n; i++)
+        free(nv->rxq[i].data);
+    free(nv);
+}
+
+int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t tid,
+                 const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len)
+{
+    /* A full ring is waited out (the host drains it), like Linux's
+     * netvsc which retries once the host signals room. */
+    uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+    for (;;) {
+        int r = sim_chan_send_hdr(nv->ch, type, flags, tid, hdr, hdr_len, payload, len);
+        if (r != -EAGAIN || sim_now_ms() > end)
+            return r;
+        snv_poll(nv, 10, false);
+    }
+}
+
+static void complete_xfer(struct sim_netvsc *nv, uint64_t tid, uint32_t status)
+{
+    if (nv->hold_completions && nv->nheld < (int)(sizeof(nv->held_tids) / 8)) {
+        nv->held_tids[nv->nheld++] = tid;
+        return;
+    }
+    struct {
+        uint32_t type, status;
+    } m = {NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE, status};
+    snv_send_raw(nv, VM_PKT_COMP, 0, tid, NULL, 0, &m, sizeof(m));
+}
+
+void snv_release_held(struct sim_netvsc *nv)
+{
+    bool hold = nv->hold_completions;
+    nv->hold_completions = false;
+    for (int i = 0; i < nv->nheld; i++)
+        complete_xfer(nv, nv->held_tids[i], NVSP_STAT_SUCCESS);
+    nv->nheld = 0;
+    nv->hold_completions = hold;
+}
+
+static void bad(struct sim_netvsc *nv, const char *why, uint64_t v)
+{
+    nv->host_bad++;
+    fprintf(stderr, "sim_netvsc %s: host sent a bad packet: %s (%llu)\n", nv->vm->name, why,
+            (unsigned long long)v);
+}
+
+/* One RNDIS message in a receive-buffer range, checked like
+ * rndis_filter_receive. */
+static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t buflen)
+{
+    struct rndis_hdr h;
+    if (buflen < 8) {
+        bad(nv, "RNDIS message shorter than its header", buflen);
+        return;
+    }
+    memcpy(&h, data, 8);
+    if (h.len < 8 || h.len > buflen) {
+        bad(nv, "RNDIS msg_len past the range", h.len);
+        return;
+    }
+    if (h.type == RNDIS_MSG_PACKET) {
+        struct rndis_packet p;
+        if (buflen < 8 + sizeof(p)) {
+            bad(nv, "RNDIS PACKET too short", buflen);
+            return;
+        }
+        memcpy(&p, data + 8, sizeof(p));
+        if (p.data_offset >= buflen - 8 || buflen - 8 - p.data_offset < p.data_len) {
+            bad(nv, "RNDIS PACKET data past the range", p.data_offset);
+            return;
+        }
+        if (p.ppi_offset != 0) {
+            bad(nv, "RNDIS PACKET with per-packet info (none expected)", p.ppi_offset);
+            return;
+        }
+        nv->rx_frames++;
+        if (nv->rxq_n == SNV_RXQ)
+            return; /* the test does not read them: count only */
+        uint8_t *c = malloc(p.data_len ? p.data_len : 1);
+        memcpy(c, data + 8 + p.data_offset, p.data_len);
+        nv->rxq[nv->rxq_n].data = c;
+        nv->rxq[nv->rxq_n].len = p.data_len;
+        nv->rxq_n++;
+        return;
+    }
+    if (h.type == RNDIS_MSG_INDICATE) {
+        struct rndis_indicate in;
+        if (h.len < 8 + sizeof(in)) {
+            bad(nv, "INDICATE_STATUS too short", h.len);
+            return;
+        }
+        memcpy(&in, data + 8, sizeof(in));
+        if (nv->nind < 16)
+            nv->indications[nv->nind++] = in.status;
+        return;
+    }
+    if (!(h.type & RNDIS_MSG_COMPLETION)) {
+        bad(nv, "unexpected RNDIS message type from the host", h.type);
+        return;
+    }
+    if (h.len > sizeof(nv->ctl)) {
+        bad(nv, "RNDIS completion too long", h.len);
+        return;
+    }
+    memcpy(nv->ctl, data, h.len);
+    nv->ctl_len = h.len;
+    nv->ctl_valid = true;
+}
+
+static void take_xfer(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
+{
+    struct vmpacket_descriptor d;
+    memcpy(&d, pkt, sizeof(d));
+    uint32_t off = (uint32_t)d.offset8 << 3;
+    if (len - off < 4) {
+        bad(nv, "xfer packet without an NVSP header", len - off);
+        return;
+    }
+    uint32_t type;
+    memcpy(&type, pkt + off, 4);
+    if (type != NVSP_MSG1_SEND_RNDIS_PKT) {
+        bad(nv, "xfer packet NVSP type", type);
+        return;
+    }
+    if (off < 24) {
+        bad(nv, "xfer packet offset too small", off);
+        return;
+    }
+    uint16_t pageset;
+    uint32_t cnt;
+    memcpy(&pageset, pkt + 16, 2);
+    memcpy(&cnt, pkt + 20, 4);
+    if (pageset != NVSP_RECV_BUF_ID) {
+        bad(nv, "xfer pageset id", pageset);
+        return;
+    }
+    if (24 + 8 * (uint64_t)cnt > off) {
+        bad(nv, "xfer range count", cnt);
+        return;
+    }
+    nv->rx_packets++;
+    uint32_t status = NVSP_STAT_SUCCESS;
+    uint8_t *recv = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->recv_off));
+    uint64_t recv_size = (uint64_t)nv->recv_pages * 4096;
+    for (uint32_t i = 0; i < cnt; i++) {
+        struct vmtransfer_page_range r;
+        memcpy(&r, pkt + 24 + 8 * i, 8);
+        if (r.byte_offset > recv_size || r.byte_count > recv_size - r.byte_offset ||
+            r.byte_count > nv->sub_size) {
+            bad(nv, "xfer range outside the receive buffer / sub-allocation", r.byte_offset);
+            status = NVSP_STAT_FAIL;
+            continue;
+        }
+        take_rndis(nv, recv + r.byte_offset, r.byte_count);
+    }
+    complete_xfer(nv, d.trans_id, status);
+}
+
+static void take_comp(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
+{
+    struct vmpacket_descriptor d;
+    memcpy(&d, pkt, sizeof(d));
+    uint32_t off = (uint32_t)d.offset8 << 3;
+    uint32_t msglen = len - off;
+    uint32_t type = 0;
+    if (msglen < 4) {
+        bad(nv, "completion without an NVSP header", msglen);
+        return;
+    }
+    memcpy(&type, pkt + off, 4);
+    uint32_t need = type == NVSP_MSG_INIT_COMPLETE || type == NVSP_MSG1_SEND_RECV_BUF_COMPLETE
+                        ? 28
+                    : type == NVSP_MSG1_SEND_SEND_BUF_COMPLETE || type == NVSP_MSG5_SUBCHANNEL
+                        ? 12
+                    : type == NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE ? 8
+                                                                : 0;
+    if (!need) {
+        bad(nv, "unknown completion type", type);
+        return;
+    }
+    if (msglen < need) {
+        bad(nv, "completion too short for its type", msglen);
+        return;
+    }
+    /* 28 bytes before NVSP 6 and 40 from it, padded to 8 by the ring. */
+    uint32_t want = nv->version >= NVSP_VERSION_6 ? 40 : 32;
+    if (nv->version && type != NVSP_MSG_INIT_COMPLETE && msglen != want) {
+        bad(nv, "completion not sized to the negotiated version", msglen);
+        return;
+    }
+    nv->comp_tid = d.trans_id;
+    nv->comp_len = msglen < sizeof(nv->comp) ? msglen : sizeof(nv->comp);
+    memcpy(nv->comp, pkt + off, nv->comp_len);
+    nv->comp_valid = true;
+}
+
+void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
+{
+    static __thread uint8_t pkt[SNV_PKT_MAX];
+    uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int64_t left = (int64_t)(end - sim_now_ms());
+        if (left < 0)
+            left = 0;
+        struct vmpacket_descriptor d;
+        uint32_t len = 0;
+        int r = sim_chan_recv(nv->ch, &d, pkt, sizeof(pkt), &len, (int)left);
+        if (r <= 0)
+            return;
+        if (len > sizeof(pkt)) {
+            bad(nv, "packet larger than the guest's buffer", len);
+            continue;
+        }
+        if (d.type == VM_PKT_COMP)
+            take_comp(nv, pkt, len);
+        else if (d.type == VM_PKT_DATA_USING_XFER_PAGES)
+            take_xfer(nv, pkt, len);
+        else
+            bad(nv, "unexpected packet type", d.type);
+        if (!want_frame || nv->rxq_n)
+            return;
+    }
+}
+
+/* Wait for the completion of tid. */
+static int wait_comp(struct sim_netvsc *nv, uint64_t tid)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+    while (!(nv->comp_valid && nv->comp_tid == tid)) {
+        if (sim_now_ms() > end || !nv->ch->open)
+            return -ETIMEDOUT;
+        snv_poll(nv, 50, false);
+    }
+    nv->comp_valid = false;
+    uint32_t st = 0;
+    memcpy(&st, nv->comp + 4, 4);
+    return (int)st;
+}
+
+int snv_nvsp_request(struct sim_netvsc *nv, const void *msg, uint32_t len)
+{
+    uint64_t tid = ++nv->tid;
+    nv->comp_valid = false;
+    int r = snv_send_raw(nv, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+                         tid, NULL, 0, msg, len);
+    if (r < 0)
+        return r;
+    return wait_comp(nv, tid);
+}
+
+int snv_nvsp_init(struct sim_netvsc *nv, uint32_t version)
+{
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG_INIT;
+    m.u.init.min_version = m.u.init.max_version = version;
+    int st = snv_nvsp_request(nv, &m, sizeof(m));
+    if (st < 0)
+        return st;
+    struct nvsp_init_complete ic;
+    memcpy(&ic, nv->comp + 4, sizeof(ic));
+    if (ic.status != NVSP_STAT_SUCCESS)
+        return 0;
+    if (ic.version != version) {
+        fprintf(stderr, "snv_nvsp_init: host accepted 0x%x as 0x%x\n", version, ic.version);
+        return -EPROTO;
+    }
+    nv->version = version;
+    return 1;
+}
+
+int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
+{
+    struct nvsp_msg m;
+    if (nv->version > NVSP_VERSION_1) {
+        memset(&m, 0, sizeof(m));
+        m.type = NVSP_MSG2_SEND_NDIS_CONFIG;
+        uint32_t mtu = 1500 + 14;
+        memcpy(m.u.raw, &mtu, 4);
+        snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m));
+    }
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_NDIS_VERSION;
+    m.u.ndis_version.major = 6;
+    m.u.ndis_version.minor = nv->version >= NVSP_VERSION_5 ? 30 : 1;
+    snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m));
+
+    int r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, recv_pages, &nv->recv_gpadl,
+                                   &nv->recv_off);
+    if (r != 0)
+        return r < 0 ? r : -EIO;
+    nv->recv_pages = recv_pages;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RECV_BUF;
+    m.u.send_buf.gpadl = nv->recv_gpadl;
+    m.u.send_buf.id = NVSP_RECV_BUF_ID;
+    int st = snv_nvsp_request(nv, &m, sizeof(m));
+    if (st != NVSP_STAT_SUCCESS) {
+        fprintf(stderr, "snv_buffers: SEND_RECV_BUF status %d\n", st);
+        return st < 0 ? st : -EPROTO;
+    }
+    struct nvsp_recv_buf_complete rc;
+    memcpy(&rc, nv->comp + 4, sizeof(rc));
+    /* netvsc_init_buf's checks */
+    if (rc.num_sections != 1 || rc.section.offset != 0 || rc.section.sub_alloc_size < 68 ||
+        (uint64_t)rc.section.sub_alloc_size * rc.section.num_sub_allocs >
+            (uint64_t)recv_pages * 4096) {
+        fprintf(stderr, "snv_buffers: bad receive section\n");
+        return -EPROTO;
+    }
+    nv->sub_size = rc.section.sub_alloc_size;
+    nv->sub_count = rc.section.num_sub_allocs;
+
+    r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, send_pages, &nv->send_gpadl,
+                               &nv->send_off);
+    if (r != 0)
+        return r < 0 ? r : -EIO;
+    nv->send_pages = send_pages;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_SEND_BUF;
+    m.u.send_buf.gpadl = nv->send_gpadl;
+    m.u.send_buf.id = NVSP_SEND_BUF_ID;
+    st = snv_nvsp_request(nv, &m, sizeof(m));
+    if (st != NVSP_STAT_SUCCESS) {
+        fprintf(stderr, "snv_buffers: SEND_SEND_BUF status %d\n", st);
+        return st < 0 ? st : -EPROTO;
+    }
+    struct nvsp_send_buf_complete sc;
+    memcpy(&sc, nv->comp + 4, sizeof(sc));
+    if (sc.section_size < 68) {
+        fprintf(stderr, "snv_buffers: send section size %u\n", sc.section_size);
+        return -EPROTO;
+    }
+    nv->section_size = sc.section_size;
+    nv->nsections = send_pages * 4096 / sc.section_size;
+    return 0;
+}
+
+/* GPA-direct SEND_RNDIS_PKT of bytes placed in the scratch pages. */
+static int send_gpa(struct sim_netvsc *nv, uint32_t channel_type, const void *bytes,
+                    uint32_t len, uint32_t page_off, uint64_t tid)
+{
+    uint8_t *scratch = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->scratch_off));
+    if (page_off + len > SNV_SCRATCH_PAGES * 4096)
+        return -E2BIG;
+    memcpy(scratch + page_off, bytes, len);
+    uint32_t first = page_off / 4096, last = (page_off + len - 1) / 4096;
+    uint8_t hdr[8 + 8 + 8 * SNV_SCRATCH_PAGES];
+    uint32_t cnt = 1, npfn = last - first + 1;
+    memset(hdr, 0, sizeof(hdr));
+    memcpy(hdr + 4, &cnt, 4);
+    uint32_t bc = len, bo = page_off % 4096;
+    memcpy(hdr + 8, &bc, 4);
+    memcpy(hdr + 12, &bo, 4);
+    for (uint32_t i = 0; i < npfn; i++) {
+        uint64_t pfn = sim_page_pfn(nv->vm, nv->scratch_off + (uint64_t)(first + i) * 4096);
+        memcpy(hdr + 16 + 8 * i, &pfn, 8);
+    }
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RNDIS_PKT;
+    m.u.rndis_pkt.channel_type = channel_type;
+    m.u.rndis_pkt.section_index = NVSP_INVALID_SECTION;
+    return snv_send_raw(nv, VM_PKT_DATA_USING_GPA_DIRECT,
+                        VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, hdr, 16 + 8 * npfn, &m,
+                        sizeof(m));
+}
+
+int snv_rndis_request(struct sim_netvsc *nv, const void *msg, uint32_t len)
+{
+    uint64_t tid = ++nv->tid;
+    nv->ctl_valid = false;
+    nv->comp_valid = false;
+    int r = send_gpa(nv, 1, msg, len, 0, tid);
+    if (r < 0)
+        return r;
+    int st = wait_comp(nv, tid);
+    if (st != NVSP_STAT_SUCCESS)
+        return st < 0 ? st : -EPROTO;
+    uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+    while (!nv->ctl_valid) {
+        if (sim_now_ms() > end)
+            return -ETIMEDOUT;
+        snv_poll(nv, 50, false);
+    }
+    uint32_t req_id, sent_id;
+    memcpy(&req_id, nv->ctl + 8, 4);
+    memcpy(&sent_id, (const uint8_t *)msg + 8, 4);
+    if (req_id != sent_id) {
+        fprintf(stderr, "snv_rndis_request: reply for request %u, not %u\n", req_id, sent_id);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int64_t snv_query(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t inlen,
+                  void *out, uint32_t cap, uint32_t *outlen)
+{
+    uint8_t msg[512];
+    struct rndis_hdr h = {RNDIS_MSG_QUERY, 28 + inlen};
+    struct rndis_query_req q = {++nv->req_id, oid, inlen, 20, 0};
+    memcpy(msg, &h, 8);
+    memcpy(msg + 8, &q, sizeof(q));
+    if (inlen)
+        memcpy(msg + 28, in, inlen);
+    int r = snv_rndis_request(nv, msg, h.len);
+    if (r < 0)
+        return r;
+    struct rndis_query_complete qc;
+    if (nv->ctl_len < 24)
+        return -EPROTO;
+    memcpy(&qc, nv->ctl + 8, sizeof(qc));
+    /* rndis_filter_query_device's checks */
+    *outlen = 0;
+    if (qc.info_len) {
+        if (qc.info_offset < 16 || qc.info_offset > nv->ctl_len - 8 ||
+            qc.info_len > nv->ctl_len - 8 - qc.info_offset || qc.info_len > cap)
+            return -EPROTO;
+        memcpy(out, nv->ctl + 8 + qc.info_offset, qc.info_len);
+        *outlen = qc.info_len;
+    }
+    return qc.status;
+}
+
+int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t inlen)
+{
+    uint8_t msg[512];
+    struct rndis_hdr h = {RNDIS_MSG_SET, 28 + inlen};
+    struct rndis_query_req q = {++nv->req_id, oid, inlen, 20, 0};
+    memcpy(msg, &h, 8);
+    memcpy(msg + 8, &q, sizeof(q));
+    memcpy(msg + 28, in, inlen);
+    int r = snv_rndis_request(nv, msg, h.len);
+    if (r < 0)
+        return r;
+    if (nv->ctl_len < 16)
+        return -EPROTO;
+    uint32_t st;
+    memcpy(&st, nv->ctl + 12, 4);
+    return st;
+}
+
+int snv_rndis_up(struct sim_netvsc *nv)
+{
+    uint8_t msg[24];
+    struct rndis_hdr h = {RNDIS_MSG_INIT, 24};
+    struct rndis_init_req in = {++nv->req_id, 1, 0, 0x4000};
+    memcpy(msg, &h, 8);
+    memcpy(msg + 8, &in, sizeof(in));
+    int r = snv_rndis_request(nv, msg, sizeof(msg));
+    if (r < 0)
+        return r;
+    struct rndis_init_complete ic;
+    if (nv->ctl_len < 8 + sizeof(ic)) {
+        fprintf(stderr, "snv_rndis_up: INIT_C too short\n");
+        return -EPROTO;
+    }
+    memcpy(&ic, nv->ctl + 8, sizeof(ic));
+    if (ic.status != RNDIS_STATUS_SUCCESS || ic.max_pkt_per_msg == 0) {
+        fprintf(stderr, "snv_rndis_up: INIT_C status 0x%x\n", ic.status);
+        return -EPROTO;
+    }
+    uint8_t buf[512];
+    uint32_t n;
+    int64_t st = snv_query(nv, OID_GEN_MAXIMUM_FRAME_SIZE, NULL, 0, buf, 4, &n);
+    nv->mtu = 1500;
+    if (st == 0 && n == 4)
+        memcpy(&nv->mtu, buf, 4);
+    st = snv_query(nv, OID_802_3_PERMANENT_ADDRESS, NULL, 0, buf, 6, &n);
+    if (st != 0 || n != 6) {
+        fprintf(stderr, "snv_rndis_up: MAC query failed (%lld, %u)\n", (long long)st, n);
+        return -EPROTO;
+    }
+    memcpy(nv->mac, buf, 6);
+    st = snv_query(nv, OID_GEN_FRIENDLY_NAME, NULL, 0, buf, 512, &n); /* optional */
+    if (st < 0)
+        return (int)st;
+    /* offload capabilities: the request carries the header of the
+     * revision the guest understands */
+    uint32_t size = nv->version >= NVSP_VERSION_5   ? NDIS_OFFLOAD_SIZE_REV3
+                    : nv->version >= NVSP_VERSION_4 ? NDIS_OFFLOAD_SIZE_REV2
+                                                    : NDIS_OFFLOAD_SIZE_REV1;
+    uint8_t caps[NDIS_OFFLOAD_SIZE_REV3];
+    memset(caps, 0, sizeof(caps));
+    struct ndis_object_header oh = {NDIS_OBJECT_TYPE_OFFLOAD,
+                                    (uint8_t)(size == NDIS_OFFLOAD_SIZE_REV3   ? 3
+                                              : size == NDIS_OFFLOAD_SIZE_REV2 ? 2
+                                                                               : 1),
+                                    (uint16_t)size};
+    memcpy(caps, &oh, sizeof(oh));
+    st = snv_query(nv, OID_TCP_OFFLOAD_HARDWARE_CAPS, caps, size, buf, NDIS_OFFLOAD_SIZE_REV3,
+                   &n);
+    struct ndis_object_header got;
+    memcpy(&got, buf, sizeof(got));
+    if (st != 0 || n < 4 || got.type != NDIS_OBJECT_TYPE_OFFLOAD || got.revision < 1 ||
+        got.size < NDIS_OFFLOAD_SIZE_REV1 || got.size > n) {
+        fprintf(stderr, "snv_rndis_up: offload caps query failed (%lld, %u)\n", (long long)st,
+                n);
+        return -EPROTO;
+    }
+    uint8_t params[28];
+    memset(params, 0, sizeof(params));
+    params[0] = 0x80; /* NDIS_OBJECT_TYPE_DEFAULT */
+    params[1] = nv->version >= NVSP_VERSION_5 ? 3 : 2;
+    uint16_t psize = nv->version >= NVSP_VERSION_5 ? 28 : 22;
+    memcpy(params + 2, &psize, 2);
+    st = snv_set(nv, OID_TCP_OFFLOAD_PARAMETERS, params, psize);
+    if (st != 0) {
+        fprintf(stderr, "snv_rndis_up: offload parameters refused (%lld)\n", (long long)st);
+        return -EPROTO;
+    }
+    st = snv_query(nv, OID_GEN_MEDIA_CONNECT_STATUS, NULL, 0, buf, 4, &n);
+    if (st < 0)
+        return (int)st;
+    if (n == 4)
+        memcpy(&nv->link_status, buf, 4);
+    if (nv->version >= NVSP_VERSION_5) {
+        st = snv_query(nv, OID_GEN_LINK_SPEED, NULL, 0, buf, 4, &n);
+        if (st < 0)
+            return (int)st;
+        uint8_t rss[18];
+        memset(rss, 0, sizeof(rss));
+        rss[0] = 0x88;
+        rss[1] = 2;
+        rss[2] = 18;
+        st = snv_query(nv, OID_GEN_RECEIVE_SCALE_CAPABILITIES, rss, 18, buf, 18, &n);
+        if (st < 0)
+            return (int)st;
+        uint32_t queues = 0;
+        if (st == 0 && n >= 16)
+            memcpy(&queues, buf + 12, 4);
+        if (queues >= 2) {
+            fprintf(stderr, "snv_rndis_up: host reports %u RSS queues\n", queues);
+            return -EPROTO; /* this simulated guest does not do vRSS */
+        }
+    }
+    return 0;
+}
+
+int snv_bringup(struct sim_netvsc *nv, uint32_t version)
+{
+    int r = snv_nvsp_init(nv, version);
+    if (r != 1) {
+        fprintf(stderr, "snv_bringup: NVSP 0x%x refused (%d)\n", version, r);
+        return r < 0 ? r : -EPROTO;
+    }
+    r = snv_buffers(nv, 512, 255);
+    if (r < 0)
+        return r;
+    r = snv_rndis_up(nv);
+    if (r < 0)
+        return r;
+    uint32_t filter = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_ALL_MULTICAST |
+                      NDIS_PACKET_TYPE_BROADCAST;
+    int64_t st = snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &filter, 4);
+    return st == 0 ? 0 : -EPROTO;
+}
+
+int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int section)
+{
+    uint8_t msg[16384];
+    if (len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) > sizeof(msg))
+        return -E2BIG;
+    struct rndis_hdr h = {RNDIS_MSG_PACKET, 44 + len};
+    struct rndis_packet p = {.data_offset = 36, .data_len = len};
+    memcpy(msg, &h, 8);
+    memcpy(msg + 8, &p, sizeof(p));
+    memcpy(msg + 44, frame, len);
+    uint64_t tid = ++nv->tid;
+    nv->comp_valid = false;
+    int r;
+    if (section >= 0) {
+        if ((uint32_t)section >= nv->nsections || h.len > nv->section_size)
+            return -EINVAL;
+        uint8_t *sb = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->send_off));
+        memcpy(sb + (size_t)section * nv->section_size, msg, h.len);
+        struct nvsp_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = NVSP_MSG1_SEND_RNDIS_PKT;
+        m.u.rndis_pkt.channel_type = 0;
+        m.u.rndis_pkt.section_index = (uint32_t)section;
+        m.u.rndis_pkt.section_size = h.len;
+        r = snv_send_raw(nv, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+                         tid, NULL, 0, &m, sizeof(m));
+    } else {
+        r = send_gpa(nv, 0, msg, h.len, 100, tid);
+    }
+    if (r < 0)
+        return r;
+    return wait_comp(nv, tid);
+}
+
+int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_ms)
+{
+    if (!nv->rxq_n)
+        snv_poll(nv, timeout_ms, true);
+    if (!nv->rxq_n)
+        return -1;
+    uint32_t len = nv->rxq[0].len;
+    memcpy(buf, nv->rxq[0].data, len < cap ? len : cap);
+    free(nv->rxq[0].data);
+    memmove(&nv->rxq[0], &nv->rxq[1], sizeof(nv->rxq[0]) * (size_t)(nv->rxq_n - 1));
+    nv->rxq_n--;
+    return (int)len;
+}

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A simulated hv_netvsc (Linux 6.1) on top of the guest simulator: NVSP
+ * INIT with one version, NDIS config and version, the receive and send
+ * buffers (GPADLs), RNDIS INITIALIZE and the init-time OIDs in Linux's
+ * order, the packet filter, frames sent through a send section or as
+ * GPA-direct ranges, and frames / RNDIS replies / indications received as
+ * transfer-page packets, checked the way Linux checks them.  Anything the
+ * host sends that Linux would reject is counted in host_bad (a vmbusd bug).
+ */
+#ifndef VMBUSD_TESTS_SIM_NETVSC_H
+#define VMBUSD_TESTS_SIM_NETVSC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "simvm.h"
+
+#define SNV_RXQ 512
+
+struct sim_netvsc {
+    struct sim_vm *vm;
+    struct sim_chan *ch;
+    uint32_t version;
+    /* receive buffer */
+    uint32_t recv_gpadl, recv_pages;
+    uint64_t recv_off;
+    uint32_t sub_size, sub_count;
+    /* send buffer */
+    uint32_t send_gpadl, send_pages;
+    uint64_t send_off;
+    uint32_t section_size, nsections;
+    uint64_t scratch_off;         /* page(s) for GPA-direct requests */
+    uint8_t mac[6];
+    uint32_t mtu;
+    uint32_t link_status;         /* media connect status: 0 connected */
+    uint32_t req_id;
+    uint64_t tid;
+    /* received frames, oldest first */
+    struct {
+        uint8_t *data;
+        uint32_t len;
+    } rxq[SNV_RXQ];
+    int rxq_n;
+    uint64_t rx_frames, rx_packets;
+    /* last RNDIS completion taken by the poller */
+    uint8_t ctl[4096];
+    uint32_t ctl_len;
+    bool ctl_valid;
+    uint32_t indications[16];
+    int nind;
+    /* NVSP completions of the guest's requests (trans_id -> status) */
+    uint64_t comp_tid;
+    uint8_t comp[64];
+    uint32_t comp_len;
+    bool comp_valid;
+    /* transfer-page packets whose completion is withheld (tests) */
+    bool hold_completions;
+    uint64_t held_tids[4096];
+    int nheld;
+    uint64_t host_bad;            /* malformed host packets (a vmbusd bug) */
+};
+
+/* Open the NIC channel (first offer of the netvsp class) with rings of
+ * ring_pages each.  NULL on failure. */
+struct sim_netvsc *snv_open(struct sim_vm *vm, uint32_t ring_pages);
+void snv_free(struct sim_netvsc *nv); /* closes the channel if open */
+/* NVSP INIT {v, v}: 1 accepted, 0 refused, -errno. */
+int snv_nvsp_init(struct sim_netvsc *nv, uint32_t version);
+/* NDIS config + version, receive buffer (recv_pages), send buffer
+ * (send_pages): 0, or -errno / -EPROTO with the reason printed. */
+int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages);
+/* RNDIS INITIALIZE and the OIDs Linux asks at probe: 0 or -1 (printed). */
+int snv_rndis_up(struct sim_netvsc *nv);
+/* Whole bring-up: INIT(version), buffers (16 MiB would be Linux's default;
+ * the tests use 2 MiB and 1 MiB), RNDIS, packet filter 0x0d. */
+int snv_bringup(struct sim_netvsc *nv, uint32_t version);
+/* One RNDIS control request (GPA-direct, channel type 1): waits for the
+ * NVSP completion and the RNDIS reply (copied to nv->ctl).  0 / -errno. */
+int snv_rndis_request(struct sim_netvsc *nv, const void *msg, uint32_t len);
+/* QUERY oid with in[0..inlen) as info; reply data into out (cap), *outlen;
+ * returns the RNDIS status or -errno. */
+int64_t snv_query(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t inlen,
+                  void *out, uint32_t cap, uint32_t *outlen);
+int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t inlen);
+/* Transmit one frame: through send section `section` (or, section < 0, as
+ * a GPA-direct range).  Waits for the completion: its NVSP status, or
+ * -errno. */
+int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int section);
+/* Send an NVSP message (inband, completion requested) and wait for its
+ * completion (nv->comp): status word, or -errno (-ETIMEDOUT). */
+int snv_nvsp_request(struct sim_netvsc *nv, const void *msg, uint32_t len);
+/* Service the channel for up to timeout_ms (or until a frame is queued
+ * when want_frame): completes transfer-page packets unless held. */
+void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame);
+/* Take the oldest received frame into buf: its length, or -1 if none came
+ * within timeout_ms. */
+int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_ms);
+/* Send the completions withheld while hold_completions was set. */
+void snv_release_held(struct sim_netvsc *nv);
+/* Raw: send a packet on the NIC channel (bad-input tests). */
+int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t tid,
+                 const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len);
+/* The class GUID of the synthetic NIC. */
+const struct hv_guid *snv_class(void);
+
+#endif

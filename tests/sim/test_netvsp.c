@@ -1,0 +1,583 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netvsp, the synthetic NIC, driven by a simulated hv_netvsc (sim_netvsc.c)
+ * with a socketpair as the backend (netvsp.fd): the test holds the other
+ * end and sees exactly the frames the NIC transmits, and injects the
+ * frames it receives.
+ *
+ *   test_versions        bring-up over every NVSP version Linux proposes
+ *                        (INIT, buffers, RNDIS and the probe OIDs, filter),
+ *                        the configured MAC, one frame each way through a
+ *                        send section and through GPA-direct ranges; an
+ *                        unknown version refused first
+ *   test_filter_zero     packet filter 0 stops receive: a frame arriving
+ *                        meanwhile is dropped, not delivered later
+ *   test_backpressure    a guest holding its receive completions gets at
+ *                        most the data sub-allocations, control replies still
+ *                        come (the reserve), and every frame arrives in order
+ *                        once it completes them
+ *   test_link            vmbusctl link down/up reach the guest as RNDIS
+ *                        indications; status counts the frames
+ *   test_bad_*           malformed NVSP and RNDIS input: the error for that
+ *                        message, a warning naming the VM, the NIC goes on
+ *                        working, a second VM's NIC unaffected
+ *   test_refused         a VM whose packet fd is not open is refused with a
+ *                        reason naming it; a bad config line names FILE:LINE
+ */
+#include "sim_test.h"
+
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sim_netvsc.h"
+#include "vmbusd/vsp.h"
+#include "vsp/netvsp/protocol.h"
+
+#define VM_NIC "vm-nic"
+#define VM_NIC2 "vm-nic2"
+#define VM_NIC_NOFD "vm-nic-nofd"
+#define NIC_MAC "00:15:5d:12:34:56"
+
+struct nfx {
+    struct sim_daemon *d;
+    int peer[2];   /* the test's ends of the two NICs' socketpairs */
+    int host[2];   /* the ends given to vmbusd (it dups them) */
+    char fdstr[2][16];
+    struct sim_vm_param params[8];
+    struct sim_vm *vm2;
+    struct sim_netvsc *nv2;
+    uint64_t seed;
+};
+
+static int nfx_setup(void **state)
+{
+    struct nfx *f = calloc(1, sizeof(*f));
+    for (int i = 0; i < 2; i++) {
+        int sp[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+            return -1;
+        f->peer[i] = sp[0];
+        f->host[i] = sp[1];
+        snprintf(f->fdstr[i], sizeof(f->fdstr[i]), "%d", sp[1]);
+    }
+    f->params[0] = (struct sim_vm_param){VM_NIC, "netvsp", "fd", f->fdstr[0]};
+    f->params[1] = (struct sim_vm_param){VM_NIC, "netvsp", "mac", NIC_MAC};
+    f->params[2] = (struct sim_vm_param){VM_NIC2, "netvsp", "fd", f->fdstr[1]};
+    f->params[3] = (struct sim_vm_param){VM_NIC_NOFD, "netvsp", "fd", "999"};
+    f->params[4] = (struct sim_vm_param){NULL, NULL, NULL, NULL};
+    simd_vm_params = f->params;
+    static const struct sim_vm_cfg vms[] = {
+        {VM_NIC, "netvsp"}, {VM_NIC2, "netvsp"}, {VM_NIC_NOFD, "netvsp"}};
+    sim_log_clear();
+    f->d = simd_start(vms, 3, 1);
+    simd_vm_params = NULL;
+    if (!f->d)
+        return -1;
+    f->seed = 1;
+    *state = f;
+    return 0;
+}
+
+static int nfx_teardown(void **state)
+{
+    struct nfx *f = *state;
+    snv_free(f->nv2);
+    if (f->vm2)
+        sim_vm_free(f->vm2);
+    simd_stop(f->d);
+    for (int i = 0; i < 2; i++) {
+        close(f->peer[i]);
+        close(f->host[i]);
+    }
+    free(f);
+    return 0;
+}
+
+static struct sim_vm *nic_vm(struct nfx *f, const char *name)
+{
+    struct sim_vm *vm = sim_vm_create(f->d, name);
+    SIM_ASSERT(vm != NULL, "create %s", name);
+    vm->expect_offers = 1;
+    int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(n == 1, "%s: %d offers", name, n);
+    return vm;
+}
+
+/* An Ethernet frame to dst of len bytes, payload from seed. */
+static void make_frame(uint8_t *buf, uint32_t len, const uint8_t dst[6], uint64_t seed)
+{
+    static const uint8_t src[6] = {0x02, 0, 0, 0, 0, 0x99};
+    sim_fill_pattern(buf, len, seed);
+    memcpy(buf, dst, 6);
+    memcpy(buf + 6, src, 6);
+    buf[12] = 0x88; /* local experimental ethertype */
+    buf[13] = 0xb5;
+}
+
+/* The next frame the NIC transmitted into the backend, or -1 by the deadline. */
+static int peer_recv(int fd, void *buf, size_t cap)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, SIM_TIMEOUT_MS) != 1)
+        return -1;
+    return (int)recv(fd, buf, cap, MSG_DONTWAIT);
+}
+
+/* One frame each way: guest -> backend through section (or GPA-direct
+ * when section < 0), backend -> guest. */
+static void roundtrip(struct nfx *f, struct sim_netvsc *nv, int peer, int section, uint32_t len,
+                      const char *what)
+{
+    uint8_t out[2048], in[2048];
+    make_frame(out, len, (const uint8_t[6]){0x02, 1, 2, 3, 4, 5}, f->seed++);
+    int st = snv_send_frame(nv, out, len, section);
+    SIM_ASSERT(st == NVSP_STAT_SUCCESS, "%s: transmit status %d", what, st);
+    int got = peer_recv(peer, in, sizeof(in));
+    SIM_ASSERT(got == (int)len && memcmp(in, out, len) == 0,
+               "%s: backend got %d bytes, not the %u sent", what, got, len);
+    make_frame(out, len, nv->mac, f->seed++);
+    SIM_ASSERT(send(peer, out, len, 0) == (ssize_t)len, "%s: inject", what);
+    got = snv_recv_frame(nv, in, sizeof(in), SIM_TIMEOUT_MS);
+    SIM_ASSERT(got == (int)len && memcmp(in, out, len) == 0,
+               "%s: guest got %d bytes, not the %u injected", what, got, len);
+    SIM_ASSERT(nv->host_bad == 0, "%s: host sent packets Linux rejects", what);
+}
+
+/* The second VM's NIC comes up (once) and moves a frame each way. */
+static void other_nic_works(struct nfx *f, const char *after)
+{
+    if (!f->nv2) {
+        f->vm2 = nic_vm(f, VM_NIC2);
+        f->nv2 = snv_open(f->vm2, 32);
+        SIM_ASSERT(f->nv2 && snv_bringup(f->nv2, NVSP_VERSION_61) == 0, "%s: bring-up",
+                   VM_NIC2);
+    }
+    char what[128];
+    snprintf(what, sizeof(what), "second NIC after %s", after);
+    roundtrip(f, f->nv2, f->peer[1], 1, 300, what);
+}
+
+static void test_versions(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    static const uint32_t versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_VERSION_5,
+                                        NVSP_VERSION_4,  NVSP_VERSION_2, NVSP_VERSION_1};
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        struct sim_netvsc *nv = snv_open(vm, 32);
+        SIM_ASSERT(nv != NULL, "open for 0x%x", versions[i]);
+        if (i == 0)
+            SIM_ASSERT(snv_nvsp_init(nv, 0x70000) == 0, "NVSP 7.0 (unknown) accepted");
+        int r = snv_bringup(nv, versions[i]);
+        SIM_ASSERT(r == 0, "bring-up over NVSP 0x%x: %d", versions[i], r);
+        SIM_ASSERT(memcmp(nv->mac, (const uint8_t[6]){0x00, 0x15, 0x5d, 0x12, 0x34, 0x56}, 6) ==
+                       0,
+                   "MAC is not the configured one");
+        SIM_ASSERT(nv->link_status == 0, "link reported down");
+        SIM_ASSERT(nv->sub_count > 16 && nv->nsections == 255 * 4096 / 6144,
+                   "buffers: %u sub-allocations, %u sections", nv->sub_count, nv->nsections);
+        char what[64];
+        snprintf(what, sizeof(what), "NVSP 0x%x section", versions[i]);
+        roundtrip(f, nv, f->peer[0], 0, 60, what);
+        roundtrip(f, nv, f->peer[0], (int)nv->nsections - 1, 1514, what);
+        snprintf(what, sizeof(what), "NVSP 0x%x GPA-direct", versions[i]);
+        roundtrip(f, nv, f->peer[0], -1, 1514, what);
+        snv_free(nv);
+    }
+    SIM_ASSERT(sim_log_count(LOG_WARN, VM_NIC, NULL, NULL) == 0, "warnings for a good guest");
+    sim_vm_free(vm);
+}
+
+/* Bytes the NIC's backend has not read yet. */
+static int backend_pending(struct nfx *f, int i)
+{
+    int n = 0;
+    /* The socket vmbusd reads from is the host end (its dup shares it). */
+    if (ioctl(f->host[i], FIONREAD, &n) < 0)
+        return -1;
+    return n;
+}
+
+static void test_filter_zero(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    roundtrip(f, nv, f->peer[0], 0, 100, "filter on");
+    uint32_t zero = 0;
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &zero, 4) == 0, "SET filter 0");
+    uint8_t x[200], y[200], in[256];
+    make_frame(x, sizeof(x), nv->mac, 77);
+    make_frame(y, sizeof(y), nv->mac, 78);
+    SIM_ASSERT(send(f->peer[0], x, sizeof(x), 0) == sizeof(x), "inject X");
+    /* The NIC reads X off the backend and drops it. */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (backend_pending(f, 0) > 0 && sim_now_ms() < end)
+        snv_poll(nv, 10, false);
+    SIM_ASSERT(backend_pending(f, 0) == 0, "frame X left in the backend with filter 0");
+    uint32_t on = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_BROADCAST;
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &on, 4) == 0, "SET filter on");
+    SIM_ASSERT(send(f->peer[0], y, sizeof(y), 0) == sizeof(y), "inject Y");
+    int got = snv_recv_frame(nv, in, sizeof(in), SIM_TIMEOUT_MS);
+    SIM_ASSERT(got == sizeof(y) && memcmp(in, y, sizeof(y)) == 0,
+               "first frame after filter 0 is not Y (%d bytes, X %s)", got,
+               got == sizeof(x) && memcmp(in, x, sizeof(x)) == 0 ? "came late" : "no");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+static void test_backpressure(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1, "init");
+    SIM_ASSERT(snv_buffers(nv, 16, 255) == 0, "small receive buffer");
+    SIM_ASSERT(snv_rndis_up(nv) == 0, "RNDIS");
+    uint32_t on = NDIS_PACKET_TYPE_DIRECTED;
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &on, 4) == 0, "filter");
+    uint32_t data_subs = nv->sub_count - 16;
+    SIM_ASSERT(nv->sub_count > 16 && nv->sub_count < 64, "%u sub-allocations", nv->sub_count);
+    enum { N = 80 };
+    static uint8_t frames[N][128];
+    nv->hold_completions = true;
+    for (int i = 0; i < N; i++) {
+        make_frame(frames[i], 128, nv->mac, 1000 + (uint64_t)i);
+        SIM_ASSERT(send(f->peer[0], frames[i], 128, 0) == 128, "inject %d", i);
+    }
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (nv->rx_frames < data_subs && sim_now_ms() < end)
+        snv_poll(nv, 10, false);
+    SIM_ASSERT(nv->rx_frames == data_subs, "%llu frames with %u data sub-allocations held",
+               (unsigned long long)nv->rx_frames, data_subs);
+    /* Control replies still come from the reserve. */
+    uint8_t mac[6];
+    uint32_t n;
+    SIM_ASSERT(snv_query(nv, OID_802_3_PERMANENT_ADDRESS, NULL, 0, mac, 6, &n) == 0 && n == 6,
+               "query with the data sub-allocations held");
+    SIM_ASSERT(nv->rx_frames == data_subs, "more frames than sub-allocations (%llu)",
+               (unsigned long long)nv->rx_frames);
+    /* Completing them lets the rest in, in order. */
+    nv->hold_completions = false;
+    snv_release_held(nv);
+    uint8_t in[256];
+    for (int i = 0; i < N; i++) {
+        int got = snv_recv_frame(nv, in, sizeof(in), SIM_TIMEOUT_MS);
+        SIM_ASSERT(got == 128 && memcmp(in, frames[i], 128) == 0, "frame %d: %d bytes", i,
+                   got);
+    }
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+static void test_link(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    char req[128], out[1024];
+    snprintf(req, sizeof(req), "control %s netvsp link down", VM_NIC);
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), req, out, sizeof(out)), "link down");
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (nv->nind < 1 && sim_now_ms() < end)
+        snv_poll(nv, 10, false);
+    SIM_ASSERT(nv->nind == 1 && nv->indications[0] == RNDIS_STATUS_MEDIA_DISCONNECT,
+               "no disconnect indication (%d)", nv->nind);
+    uint8_t buf[4];
+    uint32_t n;
+    SIM_ASSERT(snv_query(nv, OID_GEN_MEDIA_CONNECT_STATUS, NULL, 0, buf, 4, &n) == 0 &&
+                   buf[0] == 1,
+               "media status not disconnected");
+    snprintf(req, sizeof(req), "control %s netvsp link up", VM_NIC);
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), req, out, sizeof(out)), "link up");
+    end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (nv->nind < 2 && sim_now_ms() < end)
+        snv_poll(nv, 10, false);
+    SIM_ASSERT(nv->nind == 2 && nv->indications[1] == RNDIS_STATUS_MEDIA_CONNECT,
+               "no connect indication (%d)", nv->nind);
+    roundtrip(f, nv, f->peer[0], 2, 400, "after link up");
+    snprintf(req, sizeof(req), "control %s netvsp status", VM_NIC);
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), req, out, sizeof(out)) &&
+                   strstr(out, "mac " NIC_MAC) && strstr(out, "link up") &&
+                   strstr(out, "tx 1 ") && strstr(out, "rx 1 "),
+               "status: %s", out);
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+/* ---- bad input ----------------------------------------------------------- */
+
+enum bad_stage { UP, INIT_ONLY };
+
+/* A NIC on VM_NIC at `stage`, for one bad-input case. */
+static struct sim_netvsc *bad_nic(struct nfx *f, struct sim_vm **vm, enum bad_stage stage)
+{
+    *vm = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv = snv_open(*vm, 32);
+    SIM_ASSERT(nv != NULL, "open");
+    if (stage == UP)
+        SIM_ASSERT(snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    else
+        SIM_ASSERT(snv_nvsp_init(nv, NVSP_VERSION_61) == 1, "init");
+    sim_log_clear();
+    return nv;
+}
+
+/* After the bad input: a warning naming VM_NIC containing needle, the NIC
+ * (brought up the rest of the way if needed) moves frames, the other VM's
+ * NIC too. */
+static void bad_after(struct nfx *f, struct sim_vm *vm, struct sim_netvsc *nv,
+                      const char *needle)
+{
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "netvsp", needle),
+               "no warning naming %s with '%s'", VM_NIC, needle);
+    if (!nv->sub_size) {
+        SIM_ASSERT(snv_buffers(nv, 512, 255) == 0, "buffers after the bad input");
+        SIM_ASSERT(snv_rndis_up(nv) == 0, "RNDIS after the bad input");
+        uint32_t on = NDIS_PACKET_TYPE_DIRECTED;
+        SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &on, 4) == 0, "filter");
+    }
+    roundtrip(f, nv, f->peer[0], 0, 200, needle);
+    roundtrip(f, nv, f->peer[0], -1, 200, needle);
+    other_nic_works(f, needle);
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+static int nvsp_raw(struct sim_netvsc *nv, const void *m, uint32_t len)
+{
+    return snv_send_raw(nv, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+                        ++nv->tid, NULL, 0, m, len);
+}
+
+static void test_bad_nvsp(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = bad_nic(f, &vm, UP);
+    uint32_t t = NVSP_MSG1_SEND_RNDIS_PKT;
+    SIM_ASSERT(nvsp_raw(nv, &t, 4) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "truncated", NULL), "truncated");
+    uint32_t m[10] = {999};
+    SIM_ASSERT(nvsp_raw(nv, m, sizeof(m)) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "unknown NVSP", NULL), "unknown type");
+    /* (a 1-byte message arrives padded to 8: type 1 = INIT, truncated) */
+    SIM_ASSERT(nvsp_raw(nv, NULL, 0) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "shorter than its type", NULL), "0 bytes");
+    /* An oversized message: the NVSP part is read, the rest ignored. */
+    uint8_t big[4000];
+    memset(big, 0xee, sizeof(big));
+    memcpy(big, (uint32_t[]){NVSP_MSG1_SEND_NDIS_VERSION, 6, 30}, 12);
+    SIM_ASSERT(nvsp_raw(nv, big, sizeof(big)) == 0, "send");
+    /* A second receive buffer is refused. */
+    struct nvsp_msg rb = {.type = NVSP_MSG1_SEND_RECV_BUF};
+    rb.u.send_buf.gpadl = nv->recv_gpadl;
+    rb.u.send_buf.id = NVSP_RECV_BUF_ID;
+    SIM_ASSERT(snv_nvsp_request(nv, &rb, sizeof(rb)) == NVSP_STAT_FAIL, "second recv buffer");
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_DATA_USING_GPADL, 0, 5, NULL, 0, m, sizeof(m)) == 0,
+               "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "unexpected packet type", NULL),
+               "packet type");
+    bad_after(f, vm, nv, "second receive buffer");
+}
+
+static void test_bad_buffers(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = bad_nic(f, &vm, INIT_ONLY);
+    /* RNDIS before the buffers exist */
+    struct nvsp_msg m = {.type = NVSP_MSG1_SEND_RNDIS_PKT};
+    m.u.rndis_pkt.channel_type = 1;
+    m.u.rndis_pkt.section_index = 0;
+    m.u.rndis_pkt.section_size = 100;
+    SIM_ASSERT(snv_nvsp_request(nv, &m, sizeof(m)) == NVSP_STAT_FAIL, "RNDIS without buffers");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "before both buffers", NULL), "warning");
+    /* a GPADL that does not exist; the wrong transfer-page set id */
+    struct nvsp_msg rb = {.type = NVSP_MSG1_SEND_RECV_BUF};
+    rb.u.send_buf.gpadl = 0x7777;
+    rb.u.send_buf.id = NVSP_RECV_BUF_ID;
+    SIM_ASSERT(snv_nvsp_request(nv, &rb, sizeof(rb)) == NVSP_STAT_FAIL, "bogus GPADL");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "names no GPADL", NULL), "warning");
+    rb.u.send_buf.id = 0x1234;
+    SIM_ASSERT(snv_nvsp_request(nv, &rb, sizeof(rb)) == NVSP_STAT_FAIL, "bad id");
+    bad_after(f, vm, nv, "is not 0xcafe");
+}
+
+static void test_bad_sections(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = bad_nic(f, &vm, UP);
+    struct nvsp_msg m = {.type = NVSP_MSG1_SEND_RNDIS_PKT};
+    m.u.rndis_pkt.section_index = nv->nsections;
+    m.u.rndis_pkt.section_size = 100;
+    SIM_ASSERT(snv_nvsp_request(nv, &m, sizeof(m)) == NVSP_STAT_FAIL, "index = count");
+    m.u.rndis_pkt.section_index = 0xfffffffe;
+    SIM_ASSERT(snv_nvsp_request(nv, &m, sizeof(m)) == NVSP_STAT_FAIL, "index huge");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "out of range", NULL), "warning");
+    m.u.rndis_pkt.section_index = nv->nsections - 1;
+    m.u.rndis_pkt.section_size = 6145;
+    SIM_ASSERT(snv_nvsp_request(nv, &m, sizeof(m)) == NVSP_STAT_FAIL, "size past section");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "past its send section", NULL), "warning");
+    /* a PACKET whose data runs past its message, in a section */
+    uint8_t *sb = sim_gpa_ptr(vm, sim_off_to_gpa(vm, nv->send_off));
+    struct rndis_hdr h = {RNDIS_MSG_PACKET, 44 + 100};
+    struct rndis_packet p = {.data_offset = 36, .data_len = 101};
+    memcpy(sb, &h, 8);
+    memcpy(sb + 8, &p, sizeof(p));
+    m.u.rndis_pkt.section_index = 0;
+    m.u.rndis_pkt.section_size = 144;
+    SIM_ASSERT(snv_nvsp_request(nv, &m, sizeof(m)) == NVSP_STAT_FAIL, "data past message");
+    /* msg_len past the section size */
+    h.len = 145;
+    memcpy(sb, &h, 8);
+    SIM_ASSERT(snv_nvsp_request(nv, &m, sizeof(m)) == NVSP_STAT_FAIL, "msg_len past data");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "past the buffer", NULL), "warning");
+    bad_after(f, vm, nv, "data runs past its message");
+}
+
+static void test_bad_rndis(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = bad_nic(f, &vm, UP);
+    /* QUERY whose information buffer runs past the message */
+    uint8_t q[28];
+    struct rndis_hdr h = {RNDIS_MSG_QUERY, 28};
+    struct rndis_query_req rq = {++nv->req_id, OID_802_3_PERMANENT_ADDRESS, 1000, 20, 0};
+    memcpy(q, &h, 8);
+    memcpy(q + 8, &rq, sizeof(rq));
+    SIM_ASSERT(snv_rndis_request(nv, q, sizeof(q)) == -EPROTO, "OID past the buffer answered");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "information buffer", NULL), "warning");
+    /* msg_len past the GPA range */
+    h.len = 200;
+    rq.info_len = 0;
+    memcpy(q, &h, 8);
+    memcpy(q + 8, &rq, sizeof(rq));
+    SIM_ASSERT(snv_rndis_request(nv, q, sizeof(q)) == -EPROTO, "msg_len past the range");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "msg_len runs past", NULL), "warning");
+    /* truncated INITIALIZE, unknown type, a host-only type */
+    struct rndis_hdr t = {RNDIS_MSG_INIT, 12};
+    uint8_t ti[12] = {0};
+    memcpy(ti, &t, 8);
+    SIM_ASSERT(snv_rndis_request(nv, ti, sizeof(ti)) == -EPROTO, "short INIT answered");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "INITIALIZE truncated", NULL), "warning");
+    t.type = RNDIS_MSG_INDICATE;
+    memcpy(ti, &t, 8);
+    SIM_ASSERT(snv_rndis_request(nv, ti, sizeof(ti)) == -EPROTO, "INDICATE from the guest");
+    t.type = 0x12345;
+    memcpy(ti, &t, 8);
+    SIM_ASSERT(snv_rndis_request(nv, ti, sizeof(ti)) == -EPROTO, "unknown type");
+    /* packet filter with the wrong length: answered INVALID_LENGTH */
+    uint8_t two[2] = {1, 0};
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, two, 2) ==
+                   (int64_t)RNDIS_STATUS_INVALID_LENGTH,
+               "2-byte packet filter");
+    bad_after(f, vm, nv, "unknown or host-only RNDIS");
+}
+
+static void test_bad_completions(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = bad_nic(f, &vm, UP);
+    struct {
+        uint32_t type, status;
+    } c = {NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE, NVSP_STAT_SUCCESS};
+    /* never handed out: past the pool, and inside it but not sent */
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_COMP, 0, 1u << 30, NULL, 0, &c, sizeof(c)) == 0, "send");
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_COMP, 0, nv->sub_count - 1, NULL, 0, &c, sizeof(c)) == 0,
+               "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "does not hold", NULL), "warning");
+    /* twice: hold one frame's completion, send it, then again */
+    nv->hold_completions = true;
+    uint8_t fr[100], in[128];
+    make_frame(fr, sizeof(fr), nv->mac, 5);
+    SIM_ASSERT(send(f->peer[0], fr, sizeof(fr), 0) == sizeof(fr), "inject");
+    SIM_ASSERT(snv_recv_frame(nv, in, sizeof(in), SIM_TIMEOUT_MS) == sizeof(fr), "frame");
+    SIM_ASSERT(nv->nheld == 1, "%d held", nv->nheld);
+    uint64_t tid = nv->held_tids[0];
+    snv_release_held(nv);
+    nv->hold_completions = false;
+    sim_log_clear();
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_COMP, 0, tid, NULL, 0, &c, sizeof(c)) == 0, "again");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "does not hold", NULL), "twice");
+    /* a completion that is not an RNDIS packet completion */
+    c.type = 42;
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_COMP, 0, 0, NULL, 0, &c, sizeof(c)) == 0, "send");
+    bad_after(f, vm, nv, "not an RNDIS packet completion");
+}
+
+/* A VM whose backend cannot be opened is refused, the reason naming it. */
+static void test_refused(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = sim_vm_new(f->d, &(struct sim_vm_opts){.name = VM_NIC_NOFD});
+    SIM_ASSERT(vm == NULL, "a VM with a closed packet fd came up");
+    SIM_ASSERT(sim_log_count(LOG_ERR, VM_NIC_NOFD, "packet fd 999", NULL) > 0,
+               "no log line names the VM and the fd");
+    other_nic_works(f, "a refused VM");
+}
+
+extern const struct vsp_plugin netvsp_plugin;
+
+/* Bad configuration lines stop vmbusd; netvsp's check names FILE:LINE and
+ * the reason. */
+static void test_bad_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *value, *needle;
+    } cases[] = {
+        {"mac", "01:00:5e:00:00:01", "unicast"},
+        {"mac", "00:15:5d:00:00", "unicast"},
+        {"queues", "0", "1..64"},
+        {"offload", "on", "not implemented"},
+        {"colour", "blue", "unknown key"},
+        {"tap", "a/b", "interface name"},
+    };
+    static const struct sim_vm_cfg vms[] = {{VM_NIC, "netvsp"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sim_vm_param params[] = {{VM_NIC, "netvsp", "fd", "0"},
+                                        {VM_NIC, "netvsp", cases[i].key, cases[i].value},
+                                        {NULL, NULL, NULL, NULL}};
+        simd_vm_params = params;
+        sim_log_clear();
+        struct sim_daemon *d = simd_start(vms, 1, 1);
+        simd_vm_params = NULL;
+        if (d)
+            simd_stop(d);
+        SIM_ASSERT(d == NULL, "netvsp.%s = %s accepted", cases[i].key, cases[i].value);
+        struct vsp_param vp[] = {{"link", "up", "f.conf:3"},
+                                 {cases[i].key, cases[i].value, "f.conf:4"}};
+        char err[256] = "";
+        int r = netvsp_plugin.check(NULL, VM_NIC, vp, 2, err, sizeof(err));
+        SIM_ASSERT(r == -EINVAL && strncmp(err, "f.conf:4: ", 10) == 0 &&
+                       strstr(err, cases[i].needle),
+                   "netvsp.%s = %s: check %d '%s'", cases[i].key, cases[i].value, r, err);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_versions, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_filter_zero, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_link, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_nvsp, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_buffers, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_sections, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_rndis, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_completions, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_refused, nfx_setup, nfx_teardown),
+        cmocka_unit_test(test_bad_config),
+    };
+    SIM_RUN("netvsp", tests);
+}
