@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netvsp on a real TAP device, in a network namespace the test makes for
+ * itself (unshare: CLONE_NEWNET as root, else with CLONE_NEWUSER; skipped,
+ * exit 77, where neither is allowed).  vmbusd creates the TAP device
+ * (netvsp.tap names one that does not exist: it has CAP_NET_ADMIN in the
+ * namespace); the test brings it up and talks to it with a packet socket.
+ *
+ *   test_tap_frames   the simulated guest brings the NIC up; frames it
+ *                     sends arrive on the TAP interface, frames sent out
+ *                     of the interface reach the guest, both byte for byte
+ *   test_tap_refused  netvsp.tap naming a device that is not a TAP (lo)
+ *                     refuses that VM, the reason naming the device
+ */
+#include "sim_test.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <linux/if_packet.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sim_netvsc.h"
+#include "vsp/netvsp/protocol.h"
+
+#define VM_TAP "vm-tap"
+#define VM_LO "vm-lo"
+#define TAP_NAME "nvsim0"
+#define ETHERTYPE_TEST 0x88b5
+
+struct tfx {
+    struct sim_daemon *d;
+};
+
+static int tfx_setup(void **state)
+{
+    static const struct sim_vm_param params[] = {{VM_TAP, "netvsp", "tap", TAP_NAME},
+                                                 {VM_LO, "netvsp", "tap", "lo"},
+                                                 {NULL, NULL, NULL, NULL}};
+    static const struct sim_vm_cfg vms[] = {{VM_TAP, "netvsp"}, {VM_LO, "netvsp"}};
+    struct tfx *f = calloc(1, sizeof(*f));
+    simd_vm_params = params;
+    sim_log_clear();
+    f->d = simd_start(vms, 2, 1);
+    simd_vm_params = NULL;
+    if (!f->d)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int tfx_teardown(void **state)
+{
+    struct tfx *f = *state;
+    simd_stop(f->d);
+    free(f);
+    return 0;
+}
+
+static int link_up(const char *name)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    close(s);
+    return r;
+}
+
+/* The next test-ethertype frame received on the interface (not one the
+ * host sent, not the kernel's own IPv6 chatter). */
+static int packet_recv(int ps, uint8_t *buf, size_t cap)
+{
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (sim_now_ms() < end) {
+        struct pollfd p = {ps, POLLIN, 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        struct sockaddr_ll from;
+        socklen_t fl = sizeof(from);
+        ssize_t n = recvfrom(ps, buf, cap, 0, (struct sockaddr *)&from, &fl);
+        if (n >= 14 && from.sll_pkttype != PACKET_OUTGOING && buf[12] == 0x88 &&
+            buf[13] == 0xb5)
+            return (int)n;
+    }
+    return -1;
+}
+
+/* The next test-ethertype frame the guest received. */
+static int guest_recv(struct sim_netvsc *nv, uint8_t *buf, uint32_t cap)
+{
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (sim_now_ms() < end) {
+        int n = snv_recv_frame(nv, buf, cap, 200);
+        if (n >= 14 && buf[12] == 0x88 && buf[13] == 0xb5)
+            return n;
+    }
+    return -1;
+}
+
+static void test_tap_frames(void **state)
+{
+    struct tfx *f = *state;
+    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP);
+    SIM_ASSERT(vm != NULL, "VM with a TAP came up");
+    vm->expect_offers = 1;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    SIM_ASSERT(link_up(TAP_NAME) == 0, "ip link set %s up: %s", TAP_NAME, strerror(errno));
+    unsigned ifindex = if_nametoindex(TAP_NAME);
+    int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x0003 /* ETH_P_ALL */));
+    SIM_ASSERT(ps >= 0 && ifindex, "packet socket: %s", strerror(errno));
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(0x0003),
+                              .sll_ifindex = (int)ifindex};
+    SIM_ASSERT(bind(ps, (struct sockaddr *)&sll, sizeof(sll)) == 0, "bind");
+
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    static const uint8_t peer_mac[6] = {0x02, 0, 0, 0, 0, 0x42};
+    uint8_t out[1514], in[2048];
+    for (int i = 0; i < 20; i++) {
+        uint32_t len = i % 2 ? 1514 : 60 + (uint32_t)i;
+        /* guest -> TAP */
+        sim_fill_pattern(out, len, 100 + (uint64_t)i);
+        memcpy(out, peer_mac, 6);
+        memcpy(out + 6, nv->mac, 6);
+        out[12] = 0x88;
+        out[13] = 0xb5;
+        SIM_ASSERT(snv_send_frame(nv, out, len, i % 3 == 0 ? -1 : i) == NVSP_STAT_SUCCESS,
+                   "transmit %d", i);
+        int n = packet_recv(ps, in, sizeof(in));
+        SIM_ASSERT(n == (int)len && memcmp(in, out, len) == 0,
+                   "frame %d on the TAP: %d bytes, %u sent", i, n, len);
+        /* interface -> guest */
+        sim_fill_pattern(out, len, 200 + (uint64_t)i);
+        memcpy(out, nv->mac, 6);
+        memcpy(out + 6, peer_mac, 6);
+        out[12] = 0x88;
+        out[13] = 0xb5;
+        SIM_ASSERT(sendto(ps, out, len, 0, (struct sockaddr *)&sll, sizeof(sll)) == (ssize_t)len,
+                   "send on the interface: %s", strerror(errno));
+        n = guest_recv(nv, in, sizeof(in));
+        SIM_ASSERT(n == (int)len && memcmp(in, out, len) == 0,
+                   "frame %d in the guest: %d bytes, %u sent", i, n, len);
+    }
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    close(ps);
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+static void test_tap_refused(void **state)
+{
+    struct tfx *f = *state;
+    struct sim_vm *vm = sim_vm_new(f->d, &(struct sim_vm_opts){.name = VM_LO});
+    SIM_ASSERT(vm == NULL, "a VM whose TAP is lo came up");
+    SIM_ASSERT(sim_log_count(LOG_ERR, VM_LO, "TAP lo", NULL) > 0,
+               "no log line names the VM and the device");
+}
+
+int main(void)
+{
+    /* Before any thread exists: unshare(CLONE_NEWUSER) refuses a
+     * multi-threaded process. */
+    int r = geteuid() == 0 ? unshare(CLONE_NEWNET) : -1;
+    if (r < 0 && unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0) {
+        printf("SKIP: no network namespace of our own (unshare: %s)\n", strerror(errno));
+        return 77;
+    }
+    if (access("/dev/net/tun", R_OK | W_OK) < 0) {
+        printf("SKIP: /dev/net/tun: %s\n", strerror(errno));
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_tap_frames, tfx_setup, tfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_refused, tfx_setup, tfx_teardown),
+    };
+    SIM_RUN("netvsp_tap", tests);
+}
