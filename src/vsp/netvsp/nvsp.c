@@ -229,8 +229,16 @@ static void on_backend(void *arg)
             vsp_send_unreserve(nic->ch, RES_XFER(RX_BATCH));
             return;
         }
+        /* Counted before the send: the guest may see the frames before
+         * this thread runs again, and status must not lag behind it. */
+        count(nic, &nic->stats.rx_frames, n);
         ret = send_xfer(nic, RES_XFER(RX_BATCH), 0, idx, lens, n);
-        count(nic, ret < 0 ? &nic->stats.rx_dropped : &nic->stats.rx_frames, n);
+        if (ret < 0) {
+            pthread_mutex_lock(&nic->lock);
+            nic->stats.rx_frames -= n;
+            nic->stats.rx_dropped += n;
+            pthread_mutex_unlock(&nic->lock);
+        }
         if (empty || nic->rx_paused)
             return;
     }
