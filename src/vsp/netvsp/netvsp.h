@@ -5,6 +5,7 @@
  *   netvsp.c   plugin: configuration, attach/detach, vmbusctl commands
  *   nvsp.c     the channel: NVSP messages, buffers, RNDIS transport,
  *              receive path from the backend
+ *   nvsp_msg.c NVSP message checks (pure)
  *   rndis.c    RNDIS control and packet parsing (pure)
  *   rxpool.c   receive-buffer sub-allocations
  *   backend.c  TAP / packet fd

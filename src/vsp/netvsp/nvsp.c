@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "vsp/netvsp/netvsp.h"
+#include "vsp/netvsp/nvsp_msg.h"
 #include "vsp/netvsp/protocol.h"
 
 /* Versions offered to the guest, highest first (Linux proposes each in
@@ -509,31 +510,9 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
         return;
     }
     struct nvsp_msg in;
-    memset(&in, 0, sizeof(in));
-    if (pkt->len < 4) {
-        guest_error(nic, "netvsp: NVSP message shorter than its type (%u bytes)", pkt->len);
-        return;
-    }
-    memcpy(&in, pkt->data, pkt->len < sizeof(in) ? pkt->len : sizeof(in));
-    size_t need;
-    switch (in.type) {
-    case NVSP_MSG_INIT: need = sizeof(in.u.init); break;
-    case NVSP_MSG1_SEND_NDIS_VERSION: need = sizeof(in.u.ndis_version); break;
-    case NVSP_MSG1_SEND_RECV_BUF:
-    case NVSP_MSG1_SEND_SEND_BUF: need = sizeof(in.u.send_buf); break;
-    case NVSP_MSG1_REVOKE_RECV_BUF:
-    case NVSP_MSG1_REVOKE_SEND_BUF: need = sizeof(in.u.revoke); break;
-    case NVSP_MSG1_SEND_RNDIS_PKT: need = sizeof(in.u.rndis_pkt); break;
-    case NVSP_MSG2_SEND_NDIS_CONFIG: need = 16; break;
-    case NVSP_MSG5_SUBCHANNEL: need = sizeof(in.u.subchannel); break;
-    case NVSP_MSG4_SWITCH_DATA_PATH: need = 4; break;
-    default:
-        guest_error(nic, "netvsp: unknown NVSP message type %u", in.type);
-        return;
-    }
-    if (pkt->len < 4 + need) {
-        guest_error(nic, "netvsp: NVSP message truncated (type %u, %u bytes)", in.type,
-                    pkt->len);
+    const char *why = "";
+    if (nvsp_parse(pkt->data, pkt->len, &in, &why) < 0) {
+        guest_error(nic, "netvsp: %s (type %u, %u bytes)", why, in.type, pkt->len);
         return;
     }
     if (in.type != NVSP_MSG1_SEND_RNDIS_PKT && pkt->type != VM_PKT_DATA_INBAND) {

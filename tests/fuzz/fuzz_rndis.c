@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netvsp's RNDIS side: a session of control messages (each with a length
+ * prefix, so a device state carries over: INITIALIZE, then QUERY/SET...)
+ * through rndis_control, and transmit buffers through rndis_tx_walk.
+ * Invariants: a reply fits RNDIS_REPLY_MAX, carries its own length and a
+ * completion type and, for requests with one, the request id; every frame
+ * handed to the backend lies inside the buffer and inside its message;
+ * malformed input is refused with a reason.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fuzz_input.h"
+#include "vsp/netvsp/protocol.h"
+#include "vsp/netvsp/rndis.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct walk {
+    const uint8_t *buf;
+    size_t len;
+    int frames;
+};
+
+static int on_frame(void *arg, const uint8_t *frame, size_t len)
+{
+    struct walk *w = arg;
+    FUZZ_CHECK(frame >= w->buf && len >= 14 && len <= w->len &&
+               (size_t)(frame - w->buf) <= w->len - len);
+    w->frames++;
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_in in = {data, size};
+    struct rndis_state st = {0};
+    struct rndis_dev_info dev = {.mac = {0, 0x15, 0x5d, 1, 2, 3}, .mtu = 1500, .link_up = true,
+                                 .link_speed = 100000000};
+    static uint8_t msg[70000];
+    while (in.left) {
+        uint8_t op = fuzz_u8(&in);
+        uint16_t len = fuzz_u16(&in);
+        size_t got = fuzz_take(&in, msg, len);
+        if (op & 1) {
+            struct walk w = {msg, got, 0};
+            const char *why = NULL;
+            int n = rndis_tx_walk(msg, got, on_frame, &w, &why);
+            FUZZ_CHECK(n < 0 ? why != NULL : n == w.frames);
+            continue;
+        }
+        uint8_t out[RNDIS_REPLY_MAX + 16];
+        memset(out, 0xa5, sizeof(out));
+        const char *why = NULL;
+        int n = rndis_control(&st, &dev, msg, got, out, RNDIS_REPLY_MAX, &why);
+        if (n < 0) {
+            FUZZ_CHECK(n == -EPROTO && why != NULL);
+            continue;
+        }
+        FUZZ_CHECK((size_t)n <= RNDIS_REPLY_MAX);
+        FUZZ_CHECK(out[RNDIS_REPLY_MAX] == 0xa5); /* nothing written past the cap */
+        if (n == 0)
+            continue;
+        struct rndis_hdr rh, qh;
+        memcpy(&rh, out, 8);
+        memcpy(&qh, msg, 8);
+        FUZZ_CHECK(rh.len == (uint32_t)n);
+        FUZZ_CHECK(rh.type == (qh.type | RNDIS_MSG_COMPLETION));
+        if (qh.type != RNDIS_MSG_RESET)
+            FUZZ_CHECK(memcmp(out + 8, msg + 8, 4) == 0); /* request id echoed */
+        if (rh.type == (RNDIS_MSG_QUERY | RNDIS_MSG_COMPLETION)) {
+            struct rndis_query_complete qc;
+            memcpy(&qc, out + 8, sizeof(qc));
+            FUZZ_CHECK(qc.info_len == 0 ||
+                       (qc.info_offset >= 16 && 8 + qc.info_offset + qc.info_len == rh.len));
+        }
+    }
+    return 0;
+}
