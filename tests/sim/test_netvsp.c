@@ -306,6 +306,13 @@ static void test_link(void **state)
                    strstr(out, "mac " NIC_MAC) && strstr(out, "link up") &&
                    strstr(out, "tx 1 ") && strstr(out, "rx 1 "),
                "status: %s", out);
+    /* vmbusctl status (the list's status values) shows the NIC */
+    static char list[16384];
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), "list", list, sizeof(list)) &&
+                   strstr(list, "\"netvsp.mac\":\"" NIC_MAC "\"") &&
+                   strstr(list, "\"netvsp.nvsp\":\"0x60001\"") &&
+                   strstr(list, "\"netvsp.link\":\"up\""),
+               "list: %s", list);
     snv_free(nv);
     sim_vm_free(vm);
 }

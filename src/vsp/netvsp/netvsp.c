@@ -210,6 +210,12 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     if (!nic->ch)
         return -ENOMEM;
     const uint8_t *m = nic->cfg.mac;
+    char v[64];
+    snprintf(v, sizeof(v), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    vsp_partition_set_status(p, "netvsp.mac", v);
+    snprintf(v, sizeof(v), "%s%s", cfg.tap[0] ? "tap " : "fd", cfg.tap);
+    vsp_partition_set_status(p, "netvsp.backend", v);
+    vsp_partition_set_status(p, "netvsp.link", cfg.link_up ? "up" : "down");
     vsp_plog(p, VSP_LOG_INFO, "netvsp: NIC %02x:%02x:%02x:%02x:%02x:%02x on %s%s%s", m[0],
              m[1], m[2], m[3], m[4], m[5], cfg.tap[0] ? "TAP " : "packet fd",
              cfg.tap[0] ? cfg.tap : "", cfg.link_up ? "" : " (link down)");
@@ -245,8 +251,10 @@ static int netvsp_control(void *state, struct vsp_partition *p, void *part_state
         bool changed = nic->link_up != up;
         nic->link_up = up;
         pthread_mutex_unlock(&nic->lock);
-        if (changed)
+        if (changed) {
+            vsp_partition_set_status(p, "netvsp.link", up ? "up" : "down");
             vsp_queue_work(nic->ch, nvsp_link_changed, nic);
+        }
         snprintf(reply, reply_len, "link %s", up ? "up" : "down");
         return 0;
     }

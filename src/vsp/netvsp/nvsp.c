@@ -12,6 +12,7 @@
  * again when the guest frees room or completes sub-allocations.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -276,6 +277,9 @@ static void do_init(struct nic *nic, struct replies *r, uint64_t tid, const stru
                 nic->msg_size = msg_size_of(v);
                 m.u.init_complete.version = v;
                 m.u.init_complete.status = NVSP_STAT_SUCCESS;
+                char vs[16];
+                snprintf(vs, sizeof(vs), "0x%x", v);
+                vsp_partition_set_status(nic->p, "netvsp.nvsp", vs);
                 vsp_log(nic->ch, VSP_LOG_DEBUG, "netvsp: NVSP version 0x%x", v);
                 break;
             }
