@@ -18,6 +18,8 @@
  *                        once it completes them
  *   test_link            vmbusctl link down/up reach the guest as RNDIS
  *                        indications; status counts the frames
+ *   test_revoke          REVOKE of both buffers lets their GPADLs be torn
+ *                        down while the channel is open (Linux's removal)
  *   test_bad_*           malformed NVSP and RNDIS input: the error for that
  *                        message, a warning naming the VM, the NIC goes on
  *                        working, a second VM's NIC unaffected
@@ -317,6 +319,41 @@ static void test_link(void **state)
     sim_vm_free(vm);
 }
 
+/* The guest's teardown (netvsc_device_remove): REVOKE both buffers, then
+ * their GPADLs go while the channel is still open - vmbusd answers the
+ * teardowns only once netvsp let go of the mappings.  Frames arriving
+ * meanwhile are dropped. */
+static void test_revoke(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    roundtrip(f, nv, f->peer[0], 0, 100, "before revoke");
+    uint32_t zero = 0;
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &zero, 4) == 0, "filter 0");
+    struct nvsp_msg m = {.type = NVSP_MSG1_REVOKE_RECV_BUF};
+    m.u.revoke.id = NVSP_RECV_BUF_ID;
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m)) == 0,
+               "revoke recv");
+    m.type = NVSP_MSG1_REVOKE_SEND_BUF;
+    m.u.revoke.id = NVSP_SEND_BUF_ID;
+    SIM_ASSERT(snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m)) == 0,
+               "revoke send");
+    uint8_t fr[100];
+    make_frame(fr, sizeof(fr), nv->mac, 9);
+    SIM_ASSERT(send(f->peer[0], fr, sizeof(fr), 0) == sizeof(fr), "inject");
+    SIM_ASSERT(sim_gpadl_teardown(vm, nv->ch->relid, nv->recv_gpadl) == 0,
+               "receive buffer GPADL not torn down after REVOKE");
+    SIM_ASSERT(sim_gpadl_teardown(vm, nv->ch->relid, nv->send_gpadl) == 0,
+               "send buffer GPADL not torn down after REVOKE");
+    SIM_ASSERT(nv->rx_frames == 1 && nv->host_bad == 0, "frames after revoke: %llu",
+               (unsigned long long)nv->rx_frames);
+    SIM_ASSERT(sim_log_count(LOG_WARN, VM_NIC, NULL, NULL) == 0, "warnings for a good guest");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
 /* ---- bad input ----------------------------------------------------------- */
 
 enum bad_stage { UP, INIT_ONLY };
@@ -578,6 +615,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_filter_zero, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_link, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_nvsp, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_buffers, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_sections, nfx_setup, nfx_teardown),
