@@ -248,13 +248,19 @@ static void on_backend(void *arg)
 
 /* ---- NVSP messages ------------------------------------------------------ */
 
-static void unmap_buffers(struct nic *nic)
+/* The guest revoked a buffer or closed the channel: let go of the mapping
+ * (vmbusd answers the guest's GPADL teardown only after that). */
+static void unmap_recv_buf(struct nic *nic)
 {
     if (nic->recv_buf) {
         vsp_gpadl_unmap(nic->ch, nic->recv_gpadl);
         nic->recv_buf = NULL;
         rx_pool_fini(&nic->pool);
     }
+}
+
+static void unmap_send_buf(struct nic *nic)
+{
     if (nic->send_buf) {
         vsp_gpadl_unmap(nic->ch, nic->send_gpadl);
         nic->send_buf = NULL;
@@ -541,17 +547,10 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
         do_send_buf(nic, r, pkt->trans_id, &in);
         break;
     case NVSP_MSG1_REVOKE_RECV_BUF:
-        if (nic->recv_buf) {
-            vsp_gpadl_unmap(nic->ch, nic->recv_gpadl);
-            nic->recv_buf = NULL;
-            rx_pool_fini(&nic->pool);
-        }
+        unmap_recv_buf(nic);
         break;
     case NVSP_MSG1_REVOKE_SEND_BUF:
-        if (nic->send_buf) {
-            vsp_gpadl_unmap(nic->ch, nic->send_gpadl);
-            nic->send_buf = NULL;
-        }
+        unmap_send_buf(nic);
         break;
     case NVSP_MSG1_SEND_RNDIS_PKT:
         do_rndis(nic, r, pkt, &in);
@@ -601,7 +600,8 @@ static void nvsp_close(struct vsp_channel *ch)
         vsp_fd_watch_remove(nic->watch);
     nic->watch = NULL;
     nic->rx_paused = false;
-    unmap_buffers(nic);
+    unmap_recv_buf(nic);
+    unmap_send_buf(nic);
     free(nic->txcopy);
     nic->txcopy = NULL;
     nic->version = 0;
