@@ -120,8 +120,8 @@ int nic_cfg_parse(const struct vsp_param *params, int n, struct nic_cfg *cfg, ch
         }
     }
     if (!backend_where) {
-        snprintf(err, errlen, "%s netvsp needs a backend: netvsp.tap = NAME",
-                 n ? params[0].where : "the VM's [vm] section:");
+        snprintf(err, errlen, "%s: netvsp needs a backend: netvsp.tap = NAME",
+                 n ? params[0].where : "the VM's [vm] section");
         return -EINVAL;
     }
     return 0;
