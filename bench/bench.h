@@ -50,5 +50,7 @@ struct scale_opts {
 
 /* The --scale run (scale.c); prints the report, returns the exit code. */
 int scale_run(const struct scale_opts *o, const struct baselines *b);
+/* The --net run (net.c): frames through netvsp. */
+int net_run(void);
 
 #endif

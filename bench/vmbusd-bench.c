@@ -562,7 +562,7 @@ static void bench_storage(void)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: vmbusd-bench [--quick] [--verbose] [--scale [--scale-vms N] [--scale-channels N]]\n"
+            "Usage: vmbusd-bench [--quick] [--verbose] [--net | --scale [--scale-vms N] [--scale-channels N]]\n"
             "\n"
             "Measures this machine's memcpy bandwidth and eventfd ping-pong round trip,\n"
             "then the guest simulator talking to an in-process vmbusd through the echo\n"
@@ -587,6 +587,7 @@ static void usage(FILE *f)
             "  -v, --verbose keep vmbusd's info log lines (stderr)\n"
             "  -s, --scale   the scale run instead of the single-channel one\n"
             "      --storage the baselines and the storage figures only\n"
+            "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair\n"
             "      --scale-vms N       partitions in the scale run (default %d)\n"
             "      --scale-channels N  echo channels per partition (1..%d, default %d)\n"
             "  -h, --help    this text\n",
@@ -600,20 +601,22 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"scale", no_argument, NULL, 's'},
         {"storage", no_argument, NULL, 'S'},
+        {"net", no_argument, NULL, 'n'},
         {"scale-vms", required_argument, NULL, 'V'},
         {"scale-channels", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct scale_opts so = {.vms = SCALE_DEFAULT_VMS, .channels = SCALE_DEFAULT_CHANNELS};
-    bool scale = false, storage_only = false;
+    bool scale = false, storage_only = false, net = false;
     int c;
-    while ((c = getopt_long(argc, argv, "qvsh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qvsnh", opts, NULL)) != -1) {
         switch (c) {
         case 'q': quick = true; break;
         case 'v': verbose = true; break;
         case 's': scale = true; break;
         case 'S': storage_only = true; break;
+        case 'n': net = true; break;
         case 'V':
         case 'C': {
             char *end;
@@ -656,6 +659,9 @@ int main(int argc, char **argv)
     add_fig("eventfd_rtt_p99", "eventfd ping-pong round trip p99", efd_p99, "us", "µs", -1, "");
     add_fig("eventfd3_rtt_p50", "eventfd 3-thread relay p50 (info)", relay_p50, "us", "µs", -1,
             "");
+
+    if (net)
+        return net_run();
 
     if (!scale)
         bench_storage();

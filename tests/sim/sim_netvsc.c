@@ -238,6 +238,8 @@ static void take_comp(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
         bad(nv, "completion not sized to the negotiated version", msglen);
         return;
     }
+    if (type == NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE)
+        nv->tx_done++;
     nv->comp_tid = d.trans_id;
     nv->comp_len = msglen < sizeof(nv->comp) ? msglen : sizeof(nv->comp);
     memcpy(nv->comp, pkt + off, nv->comp_len);
@@ -608,6 +610,17 @@ int snv_bringup(struct sim_netvsc *nv, uint32_t version)
 
 int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int section)
 {
+    uint64_t tid;
+    nv->comp_valid = false;
+    int r = snv_send_frame_async(nv, frame, len, section, &tid);
+    if (r < 0)
+        return r;
+    return wait_comp(nv, tid);
+}
+
+int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
+                         uint64_t *tid_out)
+{
     uint8_t msg[16384];
     if (len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) > sizeof(msg))
         return -E2BIG;
@@ -617,7 +630,7 @@ int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int s
     memcpy(msg + 8, &p, sizeof(p));
     memcpy(msg + 44, frame, len);
     uint64_t tid = ++nv->tid;
-    nv->comp_valid = false;
+    *tid_out = tid;
     int r;
     if (section >= 0) {
         if ((uint32_t)section >= nv->nsections || h.len > nv->section_size)
@@ -635,9 +648,7 @@ int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int s
     } else {
         r = send_gpa(nv, 0, msg, h.len, 100, tid);
     }
-    if (r < 0)
-        return r;
-    return wait_comp(nv, tid);
+    return r;
 }
 
 int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_ms)

@@ -54,6 +54,7 @@ struct sim_netvsc {
     uint8_t comp[64];
     uint32_t comp_len;
     bool comp_valid;
+    uint64_t tx_done;             /* SEND_RNDIS_PKT completions taken */
     /* transfer-page packets whose completion is withheld (tests) */
     bool hold_completions;
     uint64_t held_tids[4096];
@@ -87,6 +88,10 @@ int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t in
  * a GPA-direct range).  Waits for the completion: its NVSP status, or
  * -errno. */
 int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int section);
+/* The same without waiting: *tid is the request's transaction id; its
+ * completion counts in tx_done when snv_poll takes it.  0 / -errno. */
+int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
+                         uint64_t *tid);
 /* Send an NVSP message (inband, completion requested) and wait for its
  * completion (nv->comp): status word, or -errno (-ETIMEDOUT). */
 int snv_nvsp_request(struct sim_netvsc *nv, const void *msg, uint32_t len);
