@@ -3,6 +3,7 @@
  * netvsp's RNDIS side: a session of control messages (each with a length
  * prefix, so a device state carries over: INITIALIZE, then QUERY/SET...)
  * through rndis_control, and transmit buffers through rndis_tx_walk.
+ * Each frame's offload requests go through offload_tx_prepare.
  * Invariants: a reply fits RNDIS_REPLY_MAX, carries its own length and a
  * completion type and, for requests with one, the request id; every frame
  * handed to the backend lies inside the buffer and inside its message;
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "fuzz_input.h"
+#include "vsp/netvsp/offload.h"
 #include "vsp/netvsp/protocol.h"
 #include "vsp/netvsp/rndis.h"
 
@@ -24,12 +26,21 @@ struct walk {
     int frames;
 };
 
-static int on_frame(void *arg, const uint8_t *frame, size_t len)
+static int on_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offload *o)
 {
     struct walk *w = arg;
     FUZZ_CHECK(frame >= w->buf && len >= 14 && len <= w->len &&
                (size_t)(frame - w->buf) <= w->len - len);
     w->frames++;
+    /* the offload fix-ups stay inside the frame and describe it */
+    struct vnet_hdr vh;
+    const char *why = NULL;
+    if (offload_tx_prepare(frame, len, o, &vh, &why) == 0) {
+        FUZZ_CHECK(!vh.flags || (size_t)vh.csum_start + vh.csum_offset + 2 <= len);
+        FUZZ_CHECK(vh.gso_type == 0 || (vh.hdr_len <= len && vh.gso_size > 0));
+    } else {
+        FUZZ_CHECK(why != NULL);
+    }
     return 0;
 }
 

@@ -550,6 +550,7 @@ int snv_rndis_up(struct sim_netvsc *nv)
                 n);
         return -EPROTO;
     }
+    memcpy(nv->offload_caps, buf, n < sizeof(nv->offload_caps) ? n : sizeof(nv->offload_caps));
     uint8_t params[28];
     memset(params, 0, sizeof(params));
     params[0] = 0x80; /* NDIS_OBJECT_TYPE_DEFAULT */
@@ -621,14 +622,23 @@ int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int s
 int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
                          uint64_t *tid_out)
 {
-    uint8_t msg[16384];
-    if (len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) > sizeof(msg))
+    return snv_send_frame_ppi(nv, frame, len, section, NULL, 0, tid_out);
+}
+
+int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
+                       const void *ppi, uint32_t ppi_len, uint64_t *tid_out)
+{
+    static __thread uint8_t msg[16384];
+    if (len + ppi_len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) > sizeof(msg))
         return -E2BIG;
-    struct rndis_hdr h = {RNDIS_MSG_PACKET, 44 + len};
-    struct rndis_packet p = {.data_offset = 36, .data_len = len};
+    struct rndis_hdr h = {RNDIS_MSG_PACKET, 44 + ppi_len + len};
+    struct rndis_packet p = {.data_offset = 36 + ppi_len, .data_len = len,
+                             .ppi_offset = ppi_len ? 36 : 0, .ppi_len = ppi_len};
     memcpy(msg, &h, 8);
     memcpy(msg + 8, &p, sizeof(p));
-    memcpy(msg + 44, frame, len);
+    if (ppi_len)
+        memcpy(msg + 44, ppi, ppi_len);
+    memcpy(msg + 44 + ppi_len, frame, len);
     uint64_t tid = ++nv->tid;
     *tid_out = tid;
     int r;

@@ -34,6 +34,7 @@ struct sim_netvsc {
     uint8_t mac[6];
     uint32_t mtu;
     uint32_t link_status;         /* media connect status: 0 connected */
+    uint8_t offload_caps[156];    /* the host's answer to the offload caps query */
     uint32_t req_id;
     uint64_t tid;
     /* received frames, oldest first */
@@ -88,6 +89,10 @@ int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t in
  * a GPA-direct range).  Waits for the completion: its NVSP status, or
  * -errno. */
 int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int section);
+/* snv_send_frame_async with per-packet info ppi[0..ppi_len) (records as
+ * hv_netvsc builds them) before the frame. */
+int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
+                       const void *ppi, uint32_t ppi_len, uint64_t *tid);
 /* The same without waiting: *tid is the request's transaction id; its
  * completion counts in tx_done when snv_poll takes it.  0 / -errno. */
 int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,

@@ -20,6 +20,12 @@
  *                        indications; status counts the frames
  *   test_revoke          REVOKE of both buffers lets their GPADLs be torn
  *                        down while the channel is open (Linux's removal)
+ *   test_offload         netvsp.offload = on: the capabilities Linux needs
+ *                        for TX checksums and TSO; LSO frames (IPv4, IPv6)
+ *                        reach the backend with a GSO virtio-net header and
+ *                        the lengths and checksums hv_netvsc leaves at 0
+ *                        filled in; UDP checksum requests; mismatched
+ *                        requests fail; a NIC without offloads refuses them
  *   test_bad_*           malformed NVSP and RNDIS input: the error for that
  *                        message, a warning naming the VM, the NIC goes on
  *                        working, a second VM's NIC unaffected
@@ -40,13 +46,14 @@
 #define VM_NIC "vm-nic"
 #define VM_NIC2 "vm-nic2"
 #define VM_NIC_NOFD "vm-nic-nofd"
+#define VM_NIC_OFF "vm-nic-offload"
 #define NIC_MAC "00:15:5d:12:34:56"
 
 struct nfx {
     struct sim_daemon *d;
-    int peer[2];   /* the test's ends of the two NICs' socketpairs */
-    int host[2];   /* the ends given to vmbusd (it dups them) */
-    char fdstr[2][16];
+    int peer[3];   /* the test's ends of the three NICs' socketpairs */
+    int host[3];   /* the ends given to vmbusd (it dups them) */
+    char fdstr[3][16];
     struct sim_vm_param params[8];
     struct sim_vm *vm2;
     struct sim_netvsc *nv2;
@@ -56,7 +63,7 @@ struct nfx {
 static int nfx_setup(void **state)
 {
     struct nfx *f = calloc(1, sizeof(*f));
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
             return -1;
@@ -68,12 +75,16 @@ static int nfx_setup(void **state)
     f->params[1] = (struct sim_vm_param){VM_NIC, "netvsp", "mac", NIC_MAC};
     f->params[2] = (struct sim_vm_param){VM_NIC2, "netvsp", "fd", f->fdstr[1]};
     f->params[3] = (struct sim_vm_param){VM_NIC_NOFD, "netvsp", "fd", "999"};
-    f->params[4] = (struct sim_vm_param){NULL, NULL, NULL, NULL};
+    f->params[4] = (struct sim_vm_param){VM_NIC_OFF, "netvsp", "fd", f->fdstr[2]};
+    f->params[5] = (struct sim_vm_param){VM_NIC_OFF, "netvsp", "offload", "on"};
+    f->params[6] = (struct sim_vm_param){NULL, NULL, NULL, NULL};
     simd_vm_params = f->params;
-    static const struct sim_vm_cfg vms[] = {
-        {VM_NIC, "netvsp"}, {VM_NIC2, "netvsp"}, {VM_NIC_NOFD, "netvsp"}};
+    static const struct sim_vm_cfg vms[] = {{VM_NIC, "netvsp"},
+                                            {VM_NIC2, "netvsp"},
+                                            {VM_NIC_NOFD, "netvsp"},
+                                            {VM_NIC_OFF, "netvsp"}};
     sim_log_clear();
-    f->d = simd_start(vms, 3, 1);
+    f->d = simd_start(vms, 4, 1);
     simd_vm_params = NULL;
     if (!f->d)
         return -1;
@@ -89,7 +100,7 @@ static int nfx_teardown(void **state)
     if (f->vm2)
         sim_vm_free(f->vm2);
     simd_stop(f->d);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         close(f->peer[i]);
         close(f->host[i]);
     }
@@ -354,6 +365,199 @@ static void test_revoke(void **state)
     sim_vm_free(vm);
 }
 
+/* ---- offloads (netvsp.offload = on: virtio-net headers on the backend) ---- */
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+static uint32_t csum_add(const uint8_t *p, size_t n, uint32_t s)
+{
+    for (size_t i = 0; i + 1 < n; i += 2)
+        s += rd16(p + i);
+    if (n & 1)
+        s += (uint32_t)p[n - 1] << 8;
+    return s;
+}
+
+static uint16_t csum_fold(uint32_t s)
+{
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)s;
+}
+
+/* A TCP segment as hv_netvsc hands an LSO frame over: IPv4 total length
+ * and header checksum 0, IPv6 payload length 0, the TCP checksum the
+ * pseudo-header sum without the length.  Returns the frame length. */
+static uint32_t lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[6])
+{
+    uint32_t l3 = 14, l4 = v6 ? 54 : 34, len = l4 + 20 + payload;
+    memset(f, 0, len);
+    memcpy(f, dst, 6);
+    memcpy(f + 6, (const uint8_t[6]){0x00, 0x15, 0x5d, 9, 9, 9}, 6);
+    f[12] = v6 ? 0x86 : 0x08;
+    f[13] = v6 ? 0xdd : 0x00;
+    if (v6) {
+        f[l3] = 0x60;
+        f[l3 + 6] = 6;    /* next header TCP */
+        f[l3 + 7] = 64;
+        f[l3 + 8] = 0x20; /* 2001:db8::1 -> 2001:db8::2 */
+        f[l3 + 9] = 0x01;
+        f[l3 + 10] = 0x0d;
+        f[l3 + 11] = 0xb8;
+        f[l3 + 23] = 1;
+        memcpy(f + l3 + 24, f + l3 + 8, 16);
+        f[l3 + 39] = 2;
+    } else {
+        f[l3] = 0x45;
+        f[l3 + 8] = 64;
+        f[l3 + 9] = 6;
+        memcpy(f + l3 + 12, (const uint8_t[8]){192, 0, 2, 1, 192, 0, 2, 2}, 8);
+    }
+    f[l4 + 1] = 80;   /* ports */
+    f[l4 + 3] = 99;
+    f[l4 + 12] = 0x50; /* 20-byte header */
+    f[l4 + 13] = 0x18;
+    for (uint32_t i = 0; i < payload; i++)
+        f[l4 + 20 + i] = (uint8_t)(i * 7 + 3);
+    uint32_t ps = v6 ? csum_add(f + l3 + 8, 32, 0) : csum_add(f + l3 + 12, 8, 0);
+    uint16_t c = csum_fold(ps + 6);
+    f[l4 + 16] = (uint8_t)(c >> 8);
+    f[l4 + 17] = (uint8_t)c;
+    return len;
+}
+
+static uint32_t ppi_record(uint8_t *p, uint32_t type, uint32_t value)
+{
+    uint32_t rec[4] = {16, type, 12, value};
+    memcpy(p, rec, 16);
+    return 16;
+}
+
+struct vhdr {
+    uint8_t flags, gso_type;
+    uint16_t hdr_len, gso_size, csum_start, csum_offset;
+} __attribute__((packed));
+
+static void test_offload(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC_OFF);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    uint32_t ip4tx, ip6tx, lso4, lso4max, lso6, lso6opts;
+    memcpy(&ip4tx, nv->offload_caps + 8, 4);
+    memcpy(&ip6tx, nv->offload_caps + 24, 4);
+    memcpy(&lso4, nv->offload_caps + 80, 4);
+    memcpy(&lso4max, nv->offload_caps + 84, 4);
+    memcpy(&lso6, nv->offload_caps + 92, 4);
+    memcpy(&lso6opts, nv->offload_caps + 104, 4);
+    /* what rndis_netdev_set_hwcaps needs for TX checksums and TSO */
+    SIM_ASSERT((ip4tx & 0x14) == 0x14 && (ip4tx & 0x40) && (ip6tx & 0x15) == 0x15 &&
+                   (lso4 & 2) && (lso6 & 2) && (lso6opts & 5) == 5 && lso4max >= 16384,
+               "offload caps %x %x %x %x %x", ip4tx, ip6tx, lso4, lso6, lso6opts);
+    static uint8_t fr[9000], in[9100];
+    static const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 1};
+    for (int v6 = 0; v6 < 2; v6++) {
+        uint32_t len = lso_frame(fr, v6, 4000, dst), l4 = v6 ? 54 : 34;
+        uint8_t ppi[16];
+        uint32_t lso = 1448 | (l4 << 20) | (1u << 30) | ((uint32_t)v6 << 31);
+        uint32_t pl = ppi_record(ppi, NDIS_PPI_LSO, lso);
+        uint64_t tid;
+        nv->comp_valid = false;
+        SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, -1, ppi, pl, &tid) == 0, "LSO send");
+        uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+        while (!(nv->comp_valid && nv->comp_tid == tid) && sim_now_ms() < end)
+            snv_poll(nv, 10, false);
+        uint32_t st;
+        memcpy(&st, nv->comp + 4, 4);
+        SIM_ASSERT(nv->comp_valid && st == NVSP_STAT_SUCCESS, "LSO v%d status %u", v6 ? 6 : 4,
+                   st);
+        int got = peer_recv(f->peer[2], in, sizeof(in));
+        SIM_ASSERT(got == (int)(10 + len), "LSO v%d: %d bytes", v6 ? 6 : 4, got);
+        struct vhdr vh;
+        memcpy(&vh, in, 10);
+        SIM_ASSERT(vh.flags == 1 && vh.gso_type == (v6 ? 4 : 1) && vh.gso_size == 1448 &&
+                       vh.hdr_len == l4 + 20 && vh.csum_start == l4 && vh.csum_offset == 16,
+                   "LSO v%d virtio-net header %u %u %u %u %u %u", v6 ? 6 : 4, vh.flags,
+                   vh.gso_type, vh.gso_size, vh.hdr_len, vh.csum_start, vh.csum_offset);
+        const uint8_t *o = in + 10;
+        if (v6) {
+            SIM_ASSERT(rd16(o + 14 + 4) == len - 54, "IPv6 payload length %u", rd16(o + 18));
+        } else {
+            SIM_ASSERT(rd16(o + 14 + 2) == len - 14, "IPv4 total length %u", rd16(o + 16));
+            SIM_ASSERT(csum_fold(csum_add(o + 14, 20, 0)) == 0xffff, "IPv4 header checksum");
+        }
+        uint32_t ps = v6 ? csum_add(o + 22, 32, 0) : csum_add(o + 26, 8, 0);
+        SIM_ASSERT(rd16(o + l4 + 16) == csum_fold(ps + 6 + len - l4),
+                   "TCP pseudo-header checksum without the length");
+        SIM_ASSERT(memcmp(o + l4 + 20, fr + l4 + 20, len - l4 - 20) == 0, "payload changed");
+    }
+    /* UDP checksum offload over IPv4: the header says where, the frame is
+     * untouched */
+    uint32_t len = lso_frame(fr, false, 200, dst);
+    fr[14 + 9] = 17;
+    uint8_t ppi[16];
+    uint32_t pl = ppi_record(ppi, NDIS_PPI_CHECKSUM, 1u | (1u << 3) | (34u << 16));
+    uint64_t tid;
+    SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, 3, ppi, pl, &tid) == 0, "UDP csum send");
+    int got = peer_recv(f->peer[2], in, sizeof(in));
+    struct vhdr vh;
+    memcpy(&vh, in, 10);
+    SIM_ASSERT(got == (int)(10 + len) && vh.flags == 1 && vh.gso_type == 0 &&
+                   vh.csum_start == 34 && vh.csum_offset == 6 && memcmp(in + 10, fr, len) == 0,
+               "UDP checksum: %d bytes, %u %u %u", got, vh.flags, vh.csum_start,
+               vh.csum_offset);
+    /* no request: an all-zero header; receive strips the peer's header */
+    make_frame(fr, 300, dst, 31);
+    SIM_ASSERT(snv_send_frame(nv, fr, 300, 2) == NVSP_STAT_SUCCESS, "plain frame");
+    got = peer_recv(f->peer[2], in, sizeof(in));
+    static const uint8_t zero10[10];
+    SIM_ASSERT(got == 310 && memcmp(in, zero10, 10) == 0 && memcmp(in + 10, fr, 300) == 0,
+               "plain frame: %d bytes", got);
+    memset(in, 0, 10);
+    make_frame(in + 10, 300, nv->mac, 32);
+    SIM_ASSERT(send(f->peer[2], in, 310, 0) == 310, "inject");
+    got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+    SIM_ASSERT(got == 300 && memcmp(fr, in + 10, 300) == 0, "received %d bytes", got);
+    /* requests that do not match the frame fail that transmit */
+    len = lso_frame(fr, false, 100, dst);
+    pl = ppi_record(ppi, NDIS_PPI_LSO, 1448u | (200u << 20) | (1u << 30));
+    sim_log_clear();
+    SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, 4, ppi, pl, &tid) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC_OFF, "LSO TCP header offset", NULL),
+               "bad LSO offset");
+    fr[12] = 0x08;
+    fr[13] = 0x06; /* ARP */
+    pl = ppi_record(ppi, NDIS_PPI_CHECKSUM, 1u | (1u << 2) | (34u << 16));
+    SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, 5, ppi, pl, &tid) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC_OFF, "not IPv4 or IPv6", NULL), "ARP csum");
+    uint32_t badrec[4] = {40, NDIS_PPI_CHECKSUM, 12, 0};
+    SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, 6, badrec, 16, &tid) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC_OFF, "per-packet info record", NULL),
+               "PPI record past its area");
+    make_frame(fr, 300, dst, 33);
+    SIM_ASSERT(snv_send_frame(nv, fr, 300, 7) == NVSP_STAT_SUCCESS, "after the bad ones");
+    do {
+        got = peer_recv(f->peer[2], in, sizeof(in));
+    } while (got >= 0 && got != 310);
+    SIM_ASSERT(got == 310 && memcmp(in + 10, fr, 300) == 0, "frame after bad ones");
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    /* the NIC without offloads refuses a checksum request */
+    struct sim_vm *vm1 = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv1 = snv_open(vm1, 32);
+    SIM_ASSERT(nv1 && snv_bringup(nv1, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(nv1->offload_caps[8] == 0 && nv1->offload_caps[80] == 0, "offloads offered");
+    len = lso_frame(fr, false, 100, dst);
+    pl = ppi_record(ppi, NDIS_PPI_CHECKSUM, 1u | (1u << 2) | (34u << 16));
+    SIM_ASSERT(snv_send_frame_ppi(nv1, fr, len, 0, ppi, pl, &tid) == 0, "send");
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "no offload was offered", NULL),
+               "csum request without offloads");
+    snv_free(nv1);
+    sim_vm_free(vm1);
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
 /* ---- bad input ----------------------------------------------------------- */
 
 enum bad_stage { UP, INIT_ONLY };
@@ -582,7 +786,7 @@ static void test_bad_config(void **state)
         {"mac", "01:00:5e:00:00:01", "unicast"},
         {"mac", "00:15:5d:00:00", "unicast"},
         {"queues", "0", "1..64"},
-        {"offload", "on", "not implemented"},
+        {"offload", "maybe", "on or off"},
         {"colour", "blue", "unknown key"},
         {"tap", "a/b", "interface name"},
     };
@@ -616,6 +820,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_link, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_offload, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_nvsp, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_buffers, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_sections, nfx_setup, nfx_teardown),

@@ -8,7 +8,8 @@
  *                              and tests: SOCK_SEQPACKET / SOCK_DGRAM)
  *   netvsp.mac = 00:15:5d:..   default: 00:15:5d + 3 bytes of the VM name's hash
  *   netvsp.queues = N          1..64; one queue is served today
- *   netvsp.offload = off       on is refused until offloads exist
+ *   netvsp.offload = on|off    transmit checksum and LSOv2 through virtio-net
+ *                              headers (TAP: IFF_VNET_HDR); default off
  *   netvsp.link = up|down      initial carrier (default up)
  */
 #include <errno.h>
@@ -101,11 +102,12 @@ int nic_cfg_parse(const struct vsp_param *params, int n, struct nic_cfg *cfg, ch
             }
             cfg->queues = u;
         } else if (strcmp(pa->key, "offload") == 0) {
-            if (strcmp(pa->value, "off") == 0)
-                continue;
-            snprintf(err, errlen, "%s: netvsp.offload = '%s': only 'off' (checksum and LSO "
-                     "offloads are not implemented yet)", pa->where, pa->value);
-            return -EINVAL;
+            if (strcmp(pa->value, "on") && strcmp(pa->value, "off")) {
+                snprintf(err, errlen, "%s: netvsp.offload = '%s': want on or off", pa->where,
+                         pa->value);
+                return -EINVAL;
+            }
+            cfg->offload = pa->value[1] == 'n';
         } else if (strcmp(pa->key, "link") == 0) {
             if (strcmp(pa->value, "up") && strcmp(pa->value, "down")) {
                 snprintf(err, errlen, "%s: netvsp.link = '%s': want up or down", pa->where,
@@ -213,7 +215,8 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     char v[64];
     snprintf(v, sizeof(v), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
     vsp_partition_set_status(p, "netvsp.mac", v);
-    snprintf(v, sizeof(v), "%s%s", cfg.tap[0] ? "tap " : "fd", cfg.tap);
+    snprintf(v, sizeof(v), "%s%s%s", cfg.tap[0] ? "tap " : "fd", cfg.tap,
+             cfg.offload ? " offload" : "");
     vsp_partition_set_status(p, "netvsp.backend", v);
     vsp_partition_set_status(p, "netvsp.link", cfg.link_up ? "up" : "down");
     vsp_plog(p, VSP_LOG_INFO, "netvsp: NIC %02x:%02x:%02x:%02x:%02x:%02x on %s%s%s", m[0],

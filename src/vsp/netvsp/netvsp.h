@@ -8,6 +8,7 @@
  *   nvsp_msg.c NVSP message checks (pure)
  *   rndis.c    RNDIS control and packet parsing (pure)
  *   rxpool.c   receive-buffer sub-allocations
+ *   offload.c  transmit checksum / LSO requests -> virtio-net header (pure)
  *   backend.c  TAP / packet fd
  */
 #ifndef VMBUSD_VSP_NETVSP_NETVSP_H
@@ -30,6 +31,8 @@ struct nic_cfg {
     bool has_mac;         /* else derived from the VM name */
     unsigned queues;      /* asked for; one is served today */
     bool link_up;         /* initial carrier */
+    bool offload;         /* checksum + LSOv2 to the guest; the backend speaks
+                             virtio-net headers (TAP: IFF_VNET_HDR) */
     unsigned mtu;
 };
 

@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "vsp/netvsp/netvsp.h"
 #include "vsp/netvsp/nvsp_msg.h"
+#include "vsp/netvsp/offload.h"
 #include "vsp/netvsp/protocol.h"
 
 /* Versions offered to the guest, highest first (Linux proposes each in
@@ -209,7 +211,15 @@ static void on_backend(void *arg)
                 break;
             }
             uint8_t *slot = nic->recv_buf + (size_t)i * nic->sub_size;
-            ssize_t got = read(nic->fd, slot + RNDIS_RX_HDR_LEN, nic->sub_size - RNDIS_RX_HDR_LEN);
+            struct vnet_hdr vh;
+            struct iovec iov[2] = {{&vh, sizeof(vh)},
+                                   {slot + RNDIS_RX_HDR_LEN, nic->sub_size - RNDIS_RX_HDR_LEN}};
+            int niov = nic->cfg.offload ? 2 : 1;
+            ssize_t got = readv(nic->fd, iov + 2 - niov, niov);
+            if (got >= 0 && niov == 2)
+                got = got >= (ssize_t)sizeof(vh) && vh.gso_type == VNET_HDR_GSO_NONE
+                          ? got - (ssize_t)sizeof(vh)
+                          : 0; /* a GSO frame the TAP was told not to send: dropped */
             if (got < 14) {
                 rx_pool_put(&nic->pool, &i, 1);
                 if (got >= 0) { /* runt */
@@ -376,13 +386,24 @@ static void do_send_buf(struct nic *nic, struct replies *r, uint64_t tid,
 struct tx_ctx {
     struct nic *nic;
     uint64_t sent, dropped;
+    const char *why; /* a frame's offload requests were refused */
 };
 
-static int tx_frame(void *arg, const uint8_t *frame, size_t len)
+static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offload *o)
 {
     struct tx_ctx *c = arg;
+    struct vnet_hdr vh;
+    if (!c->nic->cfg.offload && (o->has_csum || o->has_lso)) {
+        c->why = "checksum or LSO request, but no offload was offered";
+        return -1;
+    }
+    if (offload_tx_prepare(frame, len, o, &vh, &c->why) < 0)
+        return -1;
+    struct iovec iov[2] = {{&vh, sizeof(vh)}, {frame, len}};
+    int n = c->nic->cfg.offload ? 2 : 1;
+    size_t want = len + (n == 2 ? sizeof(vh) : 0);
     /* A full backend drops the frame, as a NIC's full queue would. */
-    if (write(c->nic->fd, frame, len) == (ssize_t)len)
+    if (writev(c->nic->fd, iov + 2 - n, n) == (ssize_t)want)
         c->sent++;
     else
         c->dropped++;
@@ -445,10 +466,12 @@ static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet
         if (len >= 4)
             memcpy(&type, nic->txcopy, 4);
         if (type == RNDIS_MSG_PACKET) {
-            struct tx_ctx c = {nic, 0, 0};
+            struct tx_ctx c = {nic, 0, 0, NULL};
             int frames = rndis_tx_walk(nic->txcopy, (size_t)len, tx_frame, &c, &why);
             if (frames < 0)
                 guest_error(nic, "netvsp: %s", why);
+            else if (c.why)
+                guest_error(nic, "netvsp: %s", c.why);
             else
                 m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
             pthread_mutex_lock(&nic->lock);
@@ -462,6 +485,7 @@ static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet
             memcpy(dev.mac, nic->cfg.mac, 6);
             dev.mtu = nic->cfg.mtu;
             dev.link_speed = 100000000; /* 10 Gbit/s in 100 bit/s units */
+            dev.offload = nic->cfg.offload;
             pthread_mutex_lock(&nic->lock);
             dev.link_up = nic->link_up;
             dev.tx_ok = nic->stats.tx_frames;

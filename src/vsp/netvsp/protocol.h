@@ -216,6 +216,11 @@ struct ndis_object_header {
     uint16_t size;
 } HV_PACKED;
 
+/* Per-packet info record types (a PACKET's PPI area: size u32, type u32,
+ * data offset u32 from the record's start, then the data). */
+#define NDIS_PPI_CHECKSUM 0
+#define NDIS_PPI_LSO      2
+
 /* Packet filter bits the guest sets (directed, all-multicast, broadcast,
  * promiscuous...); 0 stops receive. */
 #define NDIS_PACKET_TYPE_DIRECTED      0x01u

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "vsp/netvsp/offload.h"
 #include "vsp/netvsp/protocol.h"
 
 /* Longest transfer (one RNDIS message) the host takes: a frame of the
@@ -105,9 +106,8 @@ static size_t do_query(const struct rndis_state *st, const struct rndis_dev_info
         break;
     case OID_TCP_OFFLOAD_HARDWARE_CAPS: {
         /* Answer in the revision the guest asked for (its header in the
-         * request's info buffer), with every capability zero: the backend
-         * offloads nothing yet, so the guest computes checksums and
-         * segments itself. */
+         * request's info buffer).  Without offloads every capability is
+         * zero: the guest computes checksums and segments itself. */
         struct ndis_object_header oh = {NDIS_OBJECT_TYPE_OFFLOAD, 1, NDIS_OFFLOAD_SIZE_REV1};
         if (rq->info_len >= sizeof(oh)) {
             struct ndis_object_header want;
@@ -121,6 +121,8 @@ static size_t do_query(const struct rndis_state *st, const struct rndis_dev_info
             }
         }
         memcpy(data, &oh, sizeof(oh));
+        if (dev->offload)
+            offload_caps(data, oh.size);
         n = oh.size;
         break;
     }
@@ -242,8 +244,42 @@ int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, cons
     }
 }
 
-int rndis_tx_walk(const uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg,
-                  const char **why)
+/* The checksum and LSO requests among a PACKET's per-packet info
+ * (ppi[0..n), offsets relative to each record). */
+static int parse_ppis(const uint8_t *ppi, size_t n, struct tx_offload *o, const char **why)
+{
+    memset(o, 0, sizeof(*o));
+    size_t off = 0;
+    while (n - off >= 12) {
+        uint32_t size, type, doff;
+        memcpy(&size, ppi + off, 4);
+        memcpy(&type, ppi + off + 4, 4);
+        memcpy(&doff, ppi + off + 8, 4);
+        if (size < 12 || size > n - off || doff < 12 || doff > size) {
+            *why = "RNDIS per-packet info record runs past its area";
+            return -EPROTO;
+        }
+        uint32_t dlen = size - doff, v = 0;
+        if (dlen >= 4)
+            memcpy(&v, ppi + off + doff, 4);
+        if (type == NDIS_PPI_CHECKSUM && dlen >= 4) {
+            o->has_csum = true;
+            o->csum = v;
+        } else if (type == NDIS_PPI_LSO && dlen >= 4) {
+            o->has_lso = true;
+            o->lso = v;
+        }
+        /* others (VLAN, hash) carry nothing the backend uses */
+        off += size;
+    }
+    if (off != n) {
+        *why = "RNDIS per-packet info area ends inside a record";
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const char **why)
 {
     size_t off = 0;
     int frames = 0;
@@ -272,8 +308,19 @@ int rndis_tx_walk(const uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg,
             *why = "RNDIS PACKET frame shorter than an Ethernet header";
             return -EPROTO;
         }
+        struct tx_offload o;
+        memset(&o, 0, sizeof(o));
+        if (p.ppi_len) {
+            if (p.ppi_offset < sizeof(p) || p.ppi_offset > body ||
+                p.ppi_len > body - p.ppi_offset) {
+                *why = "RNDIS PACKET per-packet info runs past its message";
+                return -EPROTO;
+            }
+            if (parse_ppis(buf + off + RNDIS_BODY_OFF + p.ppi_offset, p.ppi_len, &o, why) < 0)
+                return -EPROTO;
+        }
         frames++;
-        if (fn(arg, buf + off + RNDIS_BODY_OFF + p.data_offset, p.data_len) < 0)
+        if (fn(arg, buf + off + RNDIS_BODY_OFF + p.data_offset, p.data_len, &o) < 0)
             return frames;
         off += h.len;
     }

@@ -21,6 +21,7 @@ struct rndis_dev_info {
     bool link_up;
     uint32_t link_speed;      /* units of 100 bit/s */
     uint64_t tx_ok, rx_ok, tx_err, rx_err, rx_no_buffer; /* statistics OIDs */
+    bool offload;             /* transmit checksum and LSOv2 offered */
 };
 
 /* The guest-set state of one RNDIS device. */
@@ -46,16 +47,18 @@ struct rndis_state {
 int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, const uint8_t *msg,
                   size_t len, uint8_t *out, size_t cap, const char **why);
 
-/* Called for each frame of a transmit: 0 to go on, <0 to stop the walk. */
-typedef int (*rndis_frame_fn)(void *arg, const uint8_t *frame, size_t len);
+struct tx_offload;
+/* Called for each frame of a transmit with its offload requests (the
+ * checksum and LSO per-packet info, if any): 0 to go on, <0 to stop. */
+typedef int (*rndis_frame_fn)(void *arg, uint8_t *frame, size_t len,
+                              const struct tx_offload *o);
 
 /* Walk the RNDIS PACKET messages packed back to back in buf[0..len) (each
  * msg_len long; what follows the last one is padding if shorter than a
- * header, or zeros).  Calls fn for every frame.  Returns the number of
- * frames, or -EPROTO (with *why) at the first malformed message: frames
- * before it were delivered. */
-int rndis_tx_walk(const uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg,
-                  const char **why);
+ * header, or zeros), and the per-packet info of each.  Calls fn for every
+ * frame.  Returns the number of frames, or -EPROTO (with *why) at the
+ * first malformed message: frames before it were delivered. */
+int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const char **why);
 
 /* Size of the RNDIS PACKET header the host puts before a received frame. */
 #define RNDIS_RX_HDR_LEN 44u

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+#include "vsp/netvsp/offload.h"
+
+#include <errno.h>
+#include <string.h>
+
+static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* One's-complement sum of big-endian 16-bit words. */
+static uint32_t sum16(const uint8_t *p, size_t n, uint32_t s)
+{
+    for (size_t i = 0; i + 1 < n; i += 2)
+        s += be16(p + i);
+    if (n & 1)
+        s += (uint32_t)p[n - 1] << 8;
+    return s;
+}
+
+static uint16_t fold(uint32_t s)
+{
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)s;
+}
+
+/* Ethernet header length (one 802.1Q tag allowed) and the ethertype. */
+static int l3_start(const uint8_t *f, size_t len, uint16_t *etype)
+{
+    if (len < 14)
+        return -1;
+    *etype = be16(f + 12);
+    if (*etype == 0x8100) {
+        if (len < 18)
+            return -1;
+        *etype = be16(f + 16);
+        return 18;
+    }
+    return 14;
+}
+
+int offload_tx_prepare(uint8_t *f, size_t len, const struct tx_offload *o, struct vnet_hdr *vh,
+                       const char **why)
+{
+    memset(vh, 0, sizeof(*vh));
+    if (!o->has_csum && !o->has_lso)
+        return 0;
+    uint16_t etype = 0;
+    int l3 = l3_start(f, len, &etype);
+    bool v4 = etype == 0x0800, v6 = etype == 0x86dd;
+    if (l3 < 0 || (!v4 && !v6)) {
+        *why = "offload requested for a frame that is not IPv4 or IPv6";
+        return -EPROTO;
+    }
+    if (o->has_lso) {
+        uint32_t mss = o->lso & 0xfffff, l4 = (o->lso >> 20) & 0x3ff;
+        bool lso_v6 = (o->lso >> 31) & 1, v2 = (o->lso >> 30) & 1;
+        if (!v2 || mss == 0 || lso_v6 != v6) {
+            *why = "LSO request is not LSOv2, has MSS 0 or the wrong IP version";
+            return -EPROTO;
+        }
+        size_t iphl = v4 ? (size_t)(f[l3] & 0xf) * 4 : 40;
+        if ((size_t)l3 + (v4 ? 20 : 40) > len || (v4 && (f[l3] >> 4 != 4 || iphl < 20)) ||
+            (v6 && f[l3] >> 4 != 6) || l4 < l3 + iphl || (size_t)l4 + 20 > len ||
+            (v4 && (l4 != l3 + iphl || f[l3 + 9] != 6))) {
+            *why = "LSO TCP header offset does not match the frame's IP header";
+            return -EPROTO;
+        }
+        size_t thl = (size_t)(f[l4 + 12] >> 4) * 4;
+        if (thl < 20 || l4 + thl > len || len - (size_t)l3 > 65535) {
+            *why = "LSO frame's TCP header or length out of range";
+            return -EPROTO;
+        }
+        uint32_t tcp_len = (uint32_t)(len - l4);
+        uint32_t ps;
+        if (v4) {
+            put_be16(f + l3 + 2, (uint16_t)(len - (size_t)l3));
+            put_be16(f + l3 + 10, 0);
+            put_be16(f + l3 + 10, (uint16_t)~fold(sum16(f + l3, iphl, 0)));
+            ps = sum16(f + l3 + 12, 8, 0);
+        } else {
+            put_be16(f + l3 + 4, (uint16_t)(len - (size_t)l3 - 40));
+            ps = sum16(f + l3 + 8, 32, 0);
+        }
+        /* the pseudo-header sum, length included, uncomplemented: what a
+         * partial checksum starts from */
+        put_be16(f + l4 + 16, fold(ps + 6 + tcp_len));
+        vh->flags = VNET_HDR_F_NEEDS_CSUM;
+        vh->gso_type = v4 ? VNET_HDR_GSO_TCPV4 : VNET_HDR_GSO_TCPV6;
+        vh->gso_size = (uint16_t)(mss > 0xffff ? 0xffff : mss);
+        vh->hdr_len = (uint16_t)(l4 + thl);
+        vh->csum_start = (uint16_t)l4;
+        vh->csum_offset = 16;
+        return 0;
+    }
+    bool is4 = o->csum & 1, is6 = (o->csum >> 1) & 1, tcp = (o->csum >> 2) & 1,
+         udp = (o->csum >> 3) & 1, ipcsum = (o->csum >> 4) & 1;
+    uint32_t l4 = (o->csum >> 16) & 0x3ff;
+    if ((is4 && !v4) || (is6 && !v6) || (tcp && udp)) {
+        *why = "checksum request does not match the frame";
+        return -EPROTO;
+    }
+    if (v4 && ipcsum) {
+        size_t iphl = (size_t)(f[l3] & 0xf) * 4;
+        if (iphl < 20 || (size_t)l3 + iphl > len) {
+            *why = "IPv4 header checksum request past the frame";
+            return -EPROTO;
+        }
+        put_be16(f + l3 + 10, 0);
+        put_be16(f + l3 + 10, (uint16_t)~fold(sum16(f + l3, iphl, 0)));
+    }
+    if (!tcp && !udp)
+        return 0;
+    if (l4 < (uint32_t)l3 + 20 || (size_t)l4 + (tcp ? 20 : 8) > len) {
+        *why = "checksum request's transport header offset past the frame";
+        return -EPROTO;
+    }
+    vh->flags = VNET_HDR_F_NEEDS_CSUM;
+    vh->csum_start = (uint16_t)l4;
+    vh->csum_offset = tcp ? 16 : 6;
+    return 0;
+}
+
+void offload_caps(uint8_t *caps, size_t size)
+{
+    if (size < 112)
+        return;
+    /* checksums: 802.3 encapsulation; TCP (with options) and UDP over IPv4
+     * and IPv6 (with extension headers), transmit only */
+    put32(caps + 4, 2);
+    put32(caps + 8, 0x004 | 0x010 | 0x040);
+    put32(caps + 20, 2);
+    put32(caps + 24, 0x001 | 0x004 | 0x010 | 0x040);
+    /* LSOv2 over IPv4 and IPv6 (extension headers, TCP options) */
+    put32(caps + 80, 2);
+    put32(caps + 84, OFFLOAD_LSO_MAX);
+    put32(caps + 88, 2);
+    put32(caps + 92, 2);
+    put32(caps + 96, OFFLOAD_LSO_MAX);
+    put32(caps + 100, 2);
+    put32(caps + 104, 0x001 | 0x004);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transmit offloads: the checksum and LSOv2 requests a guest attaches to a
+ * frame (RNDIS per-packet info) turned into the virtio-net header a TAP
+ * with IFF_VNET_HDR takes, after fixing what hv_netvsc leaves to the
+ * "hardware" in LSO frames: the IPv4 total length and header checksum, the
+ * IPv6 payload length, and the length in the TCP pseudo-header checksum.
+ * Pure (the fuzzers and the simulator drive it).
+ */
+#ifndef VMBUSD_VSP_NETVSP_OFFLOAD_H
+#define VMBUSD_VSP_NETVSP_OFFLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The offload requests of one frame (raw PPI values). */
+struct tx_offload {
+    bool has_csum, has_lso;
+    uint32_t csum; /* NDIS TCP/IP checksum info, transmit form */
+    uint32_t lso;  /* NDIS LSO info, v2 transmit form */
+};
+
+/* struct virtio_net_hdr (little endian, as the TAP is set up) */
+struct vnet_hdr {
+    uint8_t flags;
+    uint8_t gso_type;
+    uint16_t hdr_len;
+    uint16_t gso_size;
+    uint16_t csum_start;
+    uint16_t csum_offset;
+} __attribute__((packed));
+
+#define VNET_HDR_F_NEEDS_CSUM 1
+#define VNET_HDR_GSO_NONE 0
+#define VNET_HDR_GSO_TCPV4 1
+#define VNET_HDR_GSO_TCPV6 4
+
+/* Largest LSO frame the host announces (the IPv4 total length must fit
+ * its 16 bits whatever the headers). */
+#define OFFLOAD_LSO_MAX 62780u
+
+/* Fill *vh for frame[0..len) with the requests o, fixing the frame's
+ * length fields and checksums for LSO.  0, or -EPROTO with *why when a
+ * request does not match the frame (offsets past it, not TCP/UDP over IP,
+ * zero MSS...). */
+int offload_tx_prepare(uint8_t *frame, size_t len, const struct tx_offload *o,
+                       struct vnet_hdr *vh, const char **why);
+
+/* The offload capabilities the host reports (OID_TCP_OFFLOAD_HARDWARE_CAPS
+ * body after its 4-byte header) into caps[4..size). */
+void offload_caps(uint8_t *caps, size_t size);
+
+#endif
