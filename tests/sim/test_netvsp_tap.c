@@ -9,12 +9,17 @@
  *   test_tap_frames   the simulated guest brings the NIC up; frames it
  *                     sends arrive on the TAP interface, frames sent out
  *                     of the interface reach the guest, both byte for byte
+ *   test_tap_lso      with netvsp.offload = on, an LSO segment as hv_netvsc
+ *                     sends it (lengths and IP checksum 0) is taken by the
+ *                     host's kernel: its RST comes back to the guest
  *   test_tap_refused  netvsp.tap naming a device that is not a TAP (lo)
  *                     refuses that VM, the reason naming the device
  */
 #include "sim_test.h"
 
 #include <arpa/inet.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
 #include <net/if.h>
 #include <linux/if_packet.h>
 #include <poll.h>
@@ -29,6 +34,8 @@
 #define VM_TAP "vm-tap"
 #define VM_LO "vm-lo"
 #define TAP_NAME "nvsim0"
+#define VM_TAP_OFF "vm-tap-offload"
+#define TAP_OFF_NAME "nvsim1"
 #define ETHERTYPE_TEST 0x88b5
 
 struct tfx {
@@ -39,12 +46,15 @@ static int tfx_setup(void **state)
 {
     static const struct sim_vm_param params[] = {{VM_TAP, "netvsp", "tap", TAP_NAME},
                                                  {VM_LO, "netvsp", "tap", "lo"},
+                                                 {VM_TAP_OFF, "netvsp", "tap", TAP_OFF_NAME},
+                                                 {VM_TAP_OFF, "netvsp", "offload", "on"},
                                                  {NULL, NULL, NULL, NULL}};
-    static const struct sim_vm_cfg vms[] = {{VM_TAP, "netvsp"}, {VM_LO, "netvsp"}};
+    static const struct sim_vm_cfg vms[] = {
+        {VM_TAP, "netvsp"}, {VM_LO, "netvsp"}, {VM_TAP_OFF, "netvsp"}};
     struct tfx *f = calloc(1, sizeof(*f));
     simd_vm_params = params;
     sim_log_clear();
-    f->d = simd_start(vms, 2, 1);
+    f->d = simd_start(vms, 3, 1);
     simd_vm_params = NULL;
     if (!f->d)
         return -1;
@@ -156,6 +166,126 @@ static void test_tap_frames(void **state)
     sim_vm_free(vm);
 }
 
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+static uint16_t ip_csum(const uint8_t *p, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i + 1 < n; i += 2)
+        s += rd16(p + i);
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)s;
+}
+
+/* 192.0.2.1/24 on the interface, and 192.0.2.2 at mac (no ARP needed). */
+static int ipv4_setup(const char *name, const uint8_t mac[6])
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+    int r = ioctl(s, SIOCSIFADDR, &ifr);
+    inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
+    if (r == 0)
+        r = ioctl(s, SIOCSIFNETMASK, &ifr);
+    struct arpreq ar;
+    memset(&ar, 0, sizeof(ar));
+    sin = (struct sockaddr_in *)&ar.arp_pa;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.2", &sin->sin_addr);
+    ar.arp_ha.sa_family = ARPHRD_ETHER;
+    memcpy(ar.arp_ha.sa_data, mac, 6);
+    ar.arp_flags = ATF_COM | ATF_PERM;
+    snprintf(ar.arp_dev, sizeof(ar.arp_dev), "%s", name);
+    if (r == 0)
+        r = ioctl(s, SIOCSARP, &ar);
+    close(s);
+    return r;
+}
+
+/* An LSO segment exactly as hv_netvsc hands it over (IPv4 total length and
+ * header checksum 0, TCP checksum without the length) from the guest
+ * 192.0.2.2:40000 to the host's closed port 192.0.2.1:9: the host kernel
+ * takes it only if netvsp filled those fields in, and answers with a RST
+ * that comes back through the TAP to the guest. */
+static void test_tap_lso(void **state)
+{
+    struct tfx *f = *state;
+    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP_OFF);
+    SIM_ASSERT(vm != NULL, "VM with an offloading TAP came up");
+    vm->expect_offers = 1;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
+    SIM_ASSERT(ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
+               strerror(errno));
+    uint8_t host_mac[6];
+    {
+        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_OFF_NAME);
+        SIM_ASSERT(ioctl(s, SIOCGIFHWADDR, &ifr) == 0, "hw address");
+        memcpy(host_mac, ifr.ifr_hwaddr.sa_data, 6);
+        close(s);
+    }
+    static uint8_t fr[8192];
+    const uint32_t payload = 5000, len = 14 + 20 + 20 + payload;
+    memset(fr, 0, len);
+    memcpy(fr, host_mac, 6);
+    memcpy(fr + 6, nv->mac, 6);
+    fr[12] = 0x08;
+    uint8_t *ip = fr + 14, *th = fr + 34;
+    ip[0] = 0x45;
+    ip[8] = 64;
+    ip[9] = 6;
+    memcpy(ip + 12, (const uint8_t[8]){192, 0, 2, 2, 192, 0, 2, 1}, 8);
+    th[0] = 40000 >> 8;
+    th[1] = 40000 & 0xff;
+    th[3] = 9;
+    th[7] = 1;                 /* seq 1 */
+    th[8] = 0x12;              /* ack 0x12345678 */
+    th[9] = 0x34;
+    th[10] = 0x56;
+    th[11] = 0x78;
+    th[12] = 0x50;
+    th[13] = 0x18;             /* PSH | ACK */
+    th[14] = 0xff;
+    for (uint32_t i = 0; i < payload; i++)
+        th[20 + i] = (uint8_t)i;
+    uint32_t ps = rd16(ip + 12) + rd16(ip + 14) + rd16(ip + 16) + rd16(ip + 18) + 6;
+    while (ps >> 16)
+        ps = (ps & 0xffff) + (ps >> 16);
+    th[16] = (uint8_t)(ps >> 8);
+    th[17] = (uint8_t)ps;
+    uint32_t ppi[4] = {16, NDIS_PPI_LSO, 12, 1448u | (34u << 20) | (1u << 30)};
+    uint64_t tid;
+    nv->comp_valid = false;
+    SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, -1, ppi, sizeof(ppi), &tid) == 0, "send");
+    /* the RST (ack 0x12345678 -> its seq) */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    bool rst = false;
+    uint8_t in[2048];
+    while (!rst && sim_now_ms() < end) {
+        int n = snv_recv_frame(nv, in, sizeof(in), 200);
+        if (n < 54 || in[12] != 0x08 || in[13] != 0 || in[23] != 6)
+            continue;
+        const uint8_t *rt = in + 14 + (in[14] & 0xf) * 4;
+        rst = rd16(rt) == 9 && rd16(rt + 2) == 40000 && (rt[13] & 0x04) &&
+              rd16(rt + 4) == 0x1234 && rd16(rt + 6) == 0x5678 &&
+              ip_csum(in + 14, (size_t)(in[14] & 0xf) * 4) == 0xffff;
+    }
+    SIM_ASSERT(rst, "no RST from the host kernel for the LSO segment");
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
 static void test_tap_refused(void **state)
 {
     struct tfx *f = *state;
@@ -180,6 +310,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tap_frames, tfx_setup, tfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_lso, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_refused, tfx_setup, tfx_teardown),
     };
     SIM_RUN("netvsp_tap", tests);
