@@ -611,6 +611,18 @@ static void test_bad_nvsp(void **state)
     uint32_t t = NVSP_MSG1_SEND_RNDIS_PKT;
     SIM_ASSERT(nvsp_raw(nv, &t, 4) == 0, "send");
     SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "truncated", NULL), "truncated");
+    /* every message type with a body longer than what the ring's padding
+     * supplies, cut to its type */
+    static const uint32_t types[] = {NVSP_MSG_INIT, NVSP_MSG1_SEND_NDIS_VERSION,
+                                     NVSP_MSG1_SEND_RECV_BUF, NVSP_MSG1_SEND_SEND_BUF,
+                                     NVSP_MSG1_SEND_RNDIS_PKT, NVSP_MSG2_SEND_NDIS_CONFIG,
+                                     NVSP_MSG5_SUBCHANNEL};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        sim_log_clear();
+        SIM_ASSERT(nvsp_raw(nv, &types[i], 4) == 0, "send");
+        SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "truncated", NULL),
+                   "type %u cut to 4 bytes", types[i]);
+    }
     uint32_t m[10] = {999};
     SIM_ASSERT(nvsp_raw(nv, m, sizeof(m)) == 0, "send");
     SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "unknown NVSP", NULL), "unknown type");
@@ -716,6 +728,22 @@ static void test_bad_rndis(void **state)
     memcpy(ti, &t, 8);
     SIM_ASSERT(snv_rndis_request(nv, ti, sizeof(ti)) == -EPROTO, "short INIT answered");
     SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "INITIALIZE truncated", NULL), "warning");
+    /* QUERY, SET and KEEPALIVE cut short of their bodies */
+    static const struct {
+        uint32_t type, len;
+        const char *needle;
+    } cut[] = {{RNDIS_MSG_QUERY, 24, "QUERY truncated"},
+               {RNDIS_MSG_SET, 12, "SET truncated"},
+               {RNDIS_MSG_KEEPALIVE, 8, "KEEPALIVE truncated"}};
+    for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+        uint8_t c[28] = {0};
+        struct rndis_hdr ch = {cut[i].type, cut[i].len};
+        memcpy(c, &ch, 8);
+        SIM_ASSERT(snv_rndis_request(nv, c, cut[i].len) == -EPROTO, "%s answered",
+                   cut[i].needle);
+        SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, cut[i].needle, NULL), "%s",
+                   cut[i].needle);
+    }
     t.type = RNDIS_MSG_INDICATE;
     memcpy(ti, &t, 8);
     SIM_ASSERT(snv_rndis_request(nv, ti, sizeof(ti)) == -EPROTO, "INDICATE from the guest");
