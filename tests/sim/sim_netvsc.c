@@ -674,3 +674,60 @@ int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_m
     nv->rxq_n--;
     return (int)len;
 }
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+uint32_t snv_csum_add(const uint8_t *p, size_t n, uint32_t s)
+{
+    for (size_t i = 0; i + 1 < n; i += 2)
+        s += rd16(p + i);
+    if (n & 1)
+        s += (uint32_t)p[n - 1] << 8;
+    return s;
+}
+
+uint16_t snv_csum_fold(uint32_t s)
+{
+    while (s >> 16)
+        s = (s & 0xffff) + (s >> 16);
+    return (uint16_t)s;
+}
+
+uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[6])
+{
+    uint32_t l3 = 14, l4 = v6 ? 54 : 34, len = l4 + 20 + payload;
+    memset(f, 0, len);
+    memcpy(f, dst, 6);
+    memcpy(f + 6, (const uint8_t[6]){0x00, 0x15, 0x5d, 9, 9, 9}, 6);
+    f[12] = v6 ? 0x86 : 0x08;
+    f[13] = v6 ? 0xdd : 0x00;
+    if (v6) {
+        f[l3] = 0x60;
+        f[l3 + 6] = 6;    /* next header TCP */
+        f[l3 + 7] = 64;
+        f[l3 + 8] = 0x20; /* 2001:db8::1 -> 2001:db8::2 */
+        f[l3 + 9] = 0x01;
+        f[l3 + 10] = 0x0d;
+        f[l3 + 11] = 0xb8;
+        f[l3 + 23] = 1;
+        memcpy(f + l3 + 24, f + l3 + 8, 16);
+        f[l3 + 39] = 2;
+    } else {
+        f[l3] = 0x45;
+        f[l3 + 8] = 64;
+        f[l3 + 9] = 6;
+        memcpy(f + l3 + 12, (const uint8_t[8]){192, 0, 2, 1, 192, 0, 2, 2}, 8);
+    }
+    f[l4 + 1] = 80;   /* ports */
+    f[l4 + 3] = 99;
+    f[l4 + 12] = 0x50; /* 20-byte header */
+    f[l4 + 13] = 0x18;
+    for (uint32_t i = 0; i < payload; i++)
+        f[l4 + 20 + i] = (uint8_t)(i * 7 + 3);
+    uint32_t ps = v6 ? snv_csum_add(f + l3 + 8, 32, 0) : snv_csum_add(f + l3 + 12, 8, 0);
+    uint16_t c = snv_csum_fold(ps + 6);
+    f[l4 + 16] = (uint8_t)(c >> 8);
+    f[l4 + 17] = (uint8_t)c;
+    return len;
+}
+

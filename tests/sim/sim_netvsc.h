@@ -12,6 +12,7 @@
 #define VMBUSD_TESTS_SIM_NETVSC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "simvm.h"
@@ -111,6 +112,15 @@ void snv_release_held(struct sim_netvsc *nv);
 /* Raw: send a packet on the NIC channel (bad-input tests). */
 int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t tid,
                  const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len);
+/* A TCP segment of `payload` bytes to dst as hv_netvsc hands an LSO frame
+ * over (192.0.2.1 -> .2 or 2001:db8::1 -> ::2, ports 80 -> 99): IPv4
+ * total length and header checksum 0, IPv6 payload length 0, the TCP
+ * checksum the pseudo-header sum without the length.  Returns its length
+ * (54 or 74 + payload bytes at f). */
+uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[6]);
+/* One's-complement sum of big-endian 16-bit words added to s, and its fold. */
+uint32_t snv_csum_add(const uint8_t *p, size_t n, uint32_t s);
+uint16_t snv_csum_fold(uint32_t s);
 /* The class GUID of the synthetic NIC. */
 const struct hv_guid *snv_class(void);
 

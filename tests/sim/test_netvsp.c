@@ -369,63 +369,6 @@ static void test_revoke(void **state)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-static uint32_t csum_add(const uint8_t *p, size_t n, uint32_t s)
-{
-    for (size_t i = 0; i + 1 < n; i += 2)
-        s += rd16(p + i);
-    if (n & 1)
-        s += (uint32_t)p[n - 1] << 8;
-    return s;
-}
-
-static uint16_t csum_fold(uint32_t s)
-{
-    while (s >> 16)
-        s = (s & 0xffff) + (s >> 16);
-    return (uint16_t)s;
-}
-
-/* A TCP segment as hv_netvsc hands an LSO frame over: IPv4 total length
- * and header checksum 0, IPv6 payload length 0, the TCP checksum the
- * pseudo-header sum without the length.  Returns the frame length. */
-static uint32_t lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[6])
-{
-    uint32_t l3 = 14, l4 = v6 ? 54 : 34, len = l4 + 20 + payload;
-    memset(f, 0, len);
-    memcpy(f, dst, 6);
-    memcpy(f + 6, (const uint8_t[6]){0x00, 0x15, 0x5d, 9, 9, 9}, 6);
-    f[12] = v6 ? 0x86 : 0x08;
-    f[13] = v6 ? 0xdd : 0x00;
-    if (v6) {
-        f[l3] = 0x60;
-        f[l3 + 6] = 6;    /* next header TCP */
-        f[l3 + 7] = 64;
-        f[l3 + 8] = 0x20; /* 2001:db8::1 -> 2001:db8::2 */
-        f[l3 + 9] = 0x01;
-        f[l3 + 10] = 0x0d;
-        f[l3 + 11] = 0xb8;
-        f[l3 + 23] = 1;
-        memcpy(f + l3 + 24, f + l3 + 8, 16);
-        f[l3 + 39] = 2;
-    } else {
-        f[l3] = 0x45;
-        f[l3 + 8] = 64;
-        f[l3 + 9] = 6;
-        memcpy(f + l3 + 12, (const uint8_t[8]){192, 0, 2, 1, 192, 0, 2, 2}, 8);
-    }
-    f[l4 + 1] = 80;   /* ports */
-    f[l4 + 3] = 99;
-    f[l4 + 12] = 0x50; /* 20-byte header */
-    f[l4 + 13] = 0x18;
-    for (uint32_t i = 0; i < payload; i++)
-        f[l4 + 20 + i] = (uint8_t)(i * 7 + 3);
-    uint32_t ps = v6 ? csum_add(f + l3 + 8, 32, 0) : csum_add(f + l3 + 12, 8, 0);
-    uint16_t c = csum_fold(ps + 6);
-    f[l4 + 16] = (uint8_t)(c >> 8);
-    f[l4 + 17] = (uint8_t)c;
-    return len;
-}
-
 static uint32_t ppi_record(uint8_t *p, uint32_t type, uint32_t value)
 {
     uint32_t rec[4] = {16, type, 12, value};
@@ -458,7 +401,7 @@ static void test_offload(void **state)
     static uint8_t fr[9000], in[9100];
     static const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 1};
     for (int v6 = 0; v6 < 2; v6++) {
-        uint32_t len = lso_frame(fr, v6, 4000, dst), l4 = v6 ? 54 : 34;
+        uint32_t len = snv_lso_frame(fr, v6, 4000, dst), l4 = v6 ? 54 : 34;
         uint8_t ppi[16];
         uint32_t lso = 1448 | (l4 << 20) | (1u << 30) | ((uint32_t)v6 << 31);
         uint32_t pl = ppi_record(ppi, NDIS_PPI_LSO, lso);
@@ -485,16 +428,17 @@ static void test_offload(void **state)
             SIM_ASSERT(rd16(o + 14 + 4) == len - 54, "IPv6 payload length %u", rd16(o + 18));
         } else {
             SIM_ASSERT(rd16(o + 14 + 2) == len - 14, "IPv4 total length %u", rd16(o + 16));
-            SIM_ASSERT(csum_fold(csum_add(o + 14, 20, 0)) == 0xffff, "IPv4 header checksum");
+            SIM_ASSERT(snv_csum_fold(snv_csum_add(o + 14, 20, 0)) == 0xffff,
+                       "IPv4 header checksum");
         }
-        uint32_t ps = v6 ? csum_add(o + 22, 32, 0) : csum_add(o + 26, 8, 0);
-        SIM_ASSERT(rd16(o + l4 + 16) == csum_fold(ps + 6 + len - l4),
+        uint32_t ps = v6 ? snv_csum_add(o + 22, 32, 0) : snv_csum_add(o + 26, 8, 0);
+        SIM_ASSERT(rd16(o + l4 + 16) == snv_csum_fold(ps + 6 + len - l4),
                    "TCP pseudo-header checksum without the length");
         SIM_ASSERT(memcmp(o + l4 + 20, fr + l4 + 20, len - l4 - 20) == 0, "payload changed");
     }
     /* UDP checksum offload over IPv4: the header says where, the frame is
      * untouched */
-    uint32_t len = lso_frame(fr, false, 200, dst);
+    uint32_t len = snv_lso_frame(fr, false, 200, dst);
     fr[14 + 9] = 17;
     uint8_t ppi[16];
     uint32_t pl = ppi_record(ppi, NDIS_PPI_CHECKSUM, 1u | (1u << 3) | (34u << 16));
@@ -520,7 +464,7 @@ static void test_offload(void **state)
     got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
     SIM_ASSERT(got == 300 && memcmp(fr, in + 10, 300) == 0, "received %d bytes", got);
     /* requests that do not match the frame fail that transmit */
-    len = lso_frame(fr, false, 100, dst);
+    len = snv_lso_frame(fr, false, 100, dst);
     pl = ppi_record(ppi, NDIS_PPI_LSO, 1448u | (200u << 20) | (1u << 30));
     sim_log_clear();
     SIM_ASSERT(snv_send_frame_ppi(nv, fr, len, 4, ppi, pl, &tid) == 0, "send");
@@ -547,7 +491,7 @@ static void test_offload(void **state)
     struct sim_netvsc *nv1 = snv_open(vm1, 32);
     SIM_ASSERT(nv1 && snv_bringup(nv1, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(nv1->offload_caps[8] == 0 && nv1->offload_caps[80] == 0, "offloads offered");
-    len = lso_frame(fr, false, 100, dst);
+    len = snv_lso_frame(fr, false, 100, dst);
     pl = ppi_record(ppi, NDIS_PPI_CHECKSUM, 1u | (1u << 2) | (34u << 16));
     SIM_ASSERT(snv_send_frame_ppi(nv1, fr, len, 0, ppi, pl, &tid) == 0, "send");
     SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "no offload was offered", NULL),
