@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "vsp/netvsp/protocol.h"
 
 #define SNV_PKT_MAX 16384u
-#define SNV_SCRATCH_PAGES 4u
+#define SNV_SCRATCH_PAGES 20u /* a 64 KiB LSO frame and its RNDIS header */
 
 const struct hv_guid *snv_class(void)
 {
@@ -628,7 +632,7 @@ int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len,
 int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
                        const void *ppi, uint32_t ppi_len, uint64_t *tid_out)
 {
-    static __thread uint8_t msg[16384];
+    static __thread uint8_t msg[SNV_SCRATCH_PAGES * 4096];
     if (len + ppi_len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) > sizeof(msg))
         return -E2BIG;
     struct rndis_hdr h = {RNDIS_MSG_PACKET, 44 + ppi_len + len};
@@ -731,3 +735,22 @@ uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[
     return len;
 }
 
+
+int snv_link_up(const char *ifname)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (r == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int e = errno;
+    close(s);
+    errno = e;
+    return r;
+}

@@ -121,6 +121,8 @@ uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[
 /* One's-complement sum of big-endian 16-bit words added to s, and its fold. */
 uint32_t snv_csum_add(const uint8_t *p, size_t n, uint32_t s);
 uint16_t snv_csum_fold(uint32_t s);
+/* ip link set IFNAME up: 0, or -1 with errno. */
+int snv_link_up(const char *ifname);
 /* The class GUID of the synthetic NIC. */
 const struct hv_guid *snv_class(void);
 

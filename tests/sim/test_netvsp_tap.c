@@ -70,21 +70,6 @@ static int tfx_teardown(void **state)
     return 0;
 }
 
-static int link_up(const char *name)
-{
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-    int r = ioctl(s, SIOCGIFFLAGS, &ifr);
-    if (r == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        r = ioctl(s, SIOCSIFFLAGS, &ifr);
-    }
-    close(s);
-    return r;
-}
-
 /* The next test-ethertype frame received on the interface (not one the
  * host sent, not the kernel's own IPv6 chatter). */
 static int packet_recv(int ps, uint8_t *buf, size_t cap)
@@ -123,7 +108,7 @@ static void test_tap_frames(void **state)
     SIM_ASSERT(vm != NULL, "VM with a TAP came up");
     vm->expect_offers = 1;
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
-    SIM_ASSERT(link_up(TAP_NAME) == 0, "ip link set %s up: %s", TAP_NAME, strerror(errno));
+    SIM_ASSERT(snv_link_up(TAP_NAME) == 0, "ip link set %s up: %s", TAP_NAME, strerror(errno));
     unsigned ifindex = if_nametoindex(TAP_NAME);
     int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x0003 /* ETH_P_ALL */));
     SIM_ASSERT(ps >= 0 && ifindex, "packet socket: %s", strerror(errno));
@@ -211,7 +196,7 @@ static void test_tap_lso(void **state)
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
-    SIM_ASSERT(link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
+    SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
     SIM_ASSERT(ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
                strerror(errno));
     uint8_t host_mac[6];
