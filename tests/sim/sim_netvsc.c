@@ -331,7 +331,7 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
     if (nv->version > NVSP_VERSION_1) {
         memset(&m, 0, sizeof(m));
         m.type = NVSP_MSG2_SEND_NDIS_CONFIG;
-        uint32_t mtu = 1500 + 14;
+        uint32_t mtu = (nv->ndis_mtu ? nv->ndis_mtu : 1500) + 14;
         memcpy(m.u.raw, &mtu, 4);
         snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m));
     }

@@ -26,6 +26,8 @@
  *                        the lengths and checksums hv_netvsc leaves at 0
  *                        filled in; UDP checksum requests; mismatched
  *                        requests fail; a NIC without offloads refuses them
+ *   test_jumbo           the guest's NDIS config MTU (9000) sizes the receive
+ *                        buffer; larger is refused; oversized frames dropped
  *   test_bad_*           malformed NVSP and RNDIS input: the error for that
  *                        message, a warning naming the VM, the NIC goes on
  *                        working, a second VM's NIC unaffected
@@ -143,7 +145,7 @@ static int peer_recv(int fd, void *buf, size_t cap)
 static void roundtrip(struct nfx *f, struct sim_netvsc *nv, int peer, int section, uint32_t len,
                       const char *what)
 {
-    uint8_t out[2048], in[2048];
+    static uint8_t out[9100], in[9100];
     make_frame(out, len, (const uint8_t[6]){0x02, 1, 2, 3, 4, 5}, f->seed++);
     int st = snv_send_frame(nv, out, len, section);
     SIM_ASSERT(st == NVSP_STAT_SUCCESS, "%s: transmit status %d", what, st);
@@ -362,6 +364,40 @@ static void test_revoke(void **state)
                (unsigned long long)nv->rx_frames);
     SIM_ASSERT(sim_log_count(LOG_WARN, VM_NIC, NULL, NULL) == 0, "warnings for a good guest");
     snv_free(nv);
+    sim_vm_free(vm);
+}
+
+/* Jumbo frames: the MTU the guest sends in NDIS config (as Linux does
+ * after `ip link set mtu 9000`) sizes the receive sub-allocations; a
+ * 9014-byte frame goes both ways.  An MTU past 9000 is refused, and a
+ * frame longer than the sub-allocations is dropped, not cut short. */
+static void test_jumbo(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    static uint8_t out[9014], in[9100];
+    for (int k = 0; k < 2; k++) {
+        struct sim_netvsc *nv = snv_open(vm, 32);
+        SIM_ASSERT(nv != NULL, "open");
+        nv->ndis_mtu = k == 0 ? 9000 : 20000;
+        SIM_ASSERT(snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+        if (k == 0) {
+            SIM_ASSERT(nv->sub_size >= 9014 + 44, "sub-allocation %u", nv->sub_size);
+            roundtrip(f, nv, f->peer[0], -1, 9014, "jumbo");
+        } else {
+            SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "NDIS config MTU", NULL),
+                       "MTU 20000 taken");
+            SIM_ASSERT(nv->sub_size < 9014, "sub-allocation %u for MTU 20000", nv->sub_size);
+            make_frame(out, sizeof(out), nv->mac, 41);
+            SIM_ASSERT(send(f->peer[0], out, sizeof(out), 0) == sizeof(out), "inject");
+            make_frame(out, 200, nv->mac, 42);
+            SIM_ASSERT(send(f->peer[0], out, 200, 0) == 200, "inject");
+            int got = snv_recv_frame(nv, in, sizeof(in), SIM_TIMEOUT_MS);
+            SIM_ASSERT(got == 200 && memcmp(in, out, 200) == 0,
+                       "first frame %d bytes: the oversized one was not dropped", got);
+        }
+        snv_free(nv);
+    }
     sim_vm_free(vm);
 }
 
@@ -793,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_offload, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_jumbo, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_nvsp, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_buffers, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_sections, nfx_setup, nfx_teardown),

@@ -23,6 +23,10 @@
 #include "vsp/netvsp/rndis.h"
 #include "vsp/netvsp/rxpool.h"
 
+/* Largest MTU a guest may ask for (jumbo frames); frames up to it + 18
+ * fit a receive sub-allocation. */
+#define NETVSP_MTU_MAX 9000u
+
 /* Per-VM configuration ("netvsp.KEY = VALUE" lines of its [vm] section). */
 struct nic_cfg {
     char tap[IFNAMSIZ];   /* TAP device name, or "" */
@@ -64,6 +68,7 @@ struct nic {
     /* Everything below belongs to the channel's serialised callbacks (its
      * ops, its fd watch and its work items). */
     uint32_t version;     /* negotiated NVSP version, 0 before INIT */
+    uint32_t guest_mtu;   /* from NDIS config (jumbo frames), 0 if none came */
     uint32_t msg_size;    /* NVSP message size of that version */
     uint8_t *recv_buf;    /* guest receive buffer (GPADL mapping) */
     size_t recv_len;

@@ -220,9 +220,14 @@ static void on_backend(void *arg)
                 got = got >= (ssize_t)sizeof(vh) && vh.gso_type == VNET_HDR_GSO_NONE
                           ? got - (ssize_t)sizeof(vh)
                           : 0; /* a GSO frame the TAP was told not to send: dropped */
+            /* A frame that fills the whole sub-allocation was cut short
+             * by the read (it is longer than the MTU the guest set up
+             * for): dropped, like a runt. */
+            if (got >= (ssize_t)(nic->sub_size - RNDIS_RX_HDR_LEN))
+                got = 0;
             if (got < 14) {
                 rx_pool_put(&nic->pool, &i, 1);
-                if (got >= 0) { /* runt */
+                if (got >= 0) { /* runt or oversized */
                     count(nic, &nic->stats.rx_dropped, 1);
                     continue;
                 }
@@ -327,7 +332,8 @@ static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
     if (buf) {
         /* A sub-allocation holds the RNDIS header, room for per-packet
          * info and the largest frame (MTU + Ethernet + VLAN header). */
-        uint32_t sub = (RNDIS_RX_HDR_LEN + 64 + nic->cfg.mtu + 18 + 63) & ~63u;
+        uint32_t mtu = nic->guest_mtu > nic->cfg.mtu ? nic->guest_mtu : nic->cfg.mtu;
+        uint32_t sub = (RNDIS_RX_HDR_LEN + 64 + mtu + 18 + 63) & ~63u;
         uint64_t cnt = len / sub;
         if (cnt > UINT32_MAX / sub)
             cnt = UINT32_MAX / sub;
@@ -562,8 +568,21 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
         do_init(nic, r, pkt->trans_id, &in);
         break;
     case NVSP_MSG1_SEND_NDIS_VERSION:
-    case NVSP_MSG2_SEND_NDIS_CONFIG:
-        break; /* no reply expected; nothing the host adapts to yet */
+        break; /* no reply expected */
+    case NVSP_MSG2_SEND_NDIS_CONFIG: {
+        /* The guest's MTU plus the Ethernet header, sent before the
+         * receive buffer: its sub-allocations are sized for it (Linux
+         * sends it again with a new buffer after `ip link set mtu`). */
+        uint32_t mtu;
+        memcpy(&mtu, in.u.raw, 4);
+        if (mtu < 14 + 68 || mtu > 14 + NETVSP_MTU_MAX) {
+            guest_error(nic, "netvsp: NDIS config MTU %u outside 68..%u", mtu > 14 ? mtu - 14 : 0,
+                        NETVSP_MTU_MAX);
+            break;
+        }
+        nic->guest_mtu = mtu - 14;
+        break;
+    }
     case NVSP_MSG1_SEND_RECV_BUF:
         do_recv_buf(nic, r, pkt->trans_id, &in);
         break;
@@ -601,6 +620,7 @@ static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
     struct nic *nic = vsp_channel_opaque(ch);
     nic->version = 0;
     nic->msg_size = 0;
+    nic->guest_mtu = 0;
     memset(&nic->rndis, 0, sizeof(nic->rndis));
     nic->txcopy = malloc(TX_COPY_MAX);
     if (!nic->txcopy)
