@@ -28,6 +28,8 @@
  *                        requests fail; a NIC without offloads refuses them
  *   test_jumbo           the guest's NDIS config MTU (9000) sizes the receive
  *                        buffer; larger is refused; oversized frames dropped
+ *   test_backend_closed  the packet fd's peer closes: one warning, no more
+ *                        reads, transmits dropped and completed
  *   test_bad_*           malformed NVSP and RNDIS input: the error for that
  *                        message, a warning naming the VM, the NIC goes on
  *                        working, a second VM's NIC unaffected
@@ -103,7 +105,8 @@ static int nfx_teardown(void **state)
         sim_vm_free(f->vm2);
     simd_stop(f->d);
     for (int i = 0; i < 3; i++) {
-        close(f->peer[i]);
+        if (f->peer[i] >= 0)
+            close(f->peer[i]);
         close(f->host[i]);
     }
     free(f);
@@ -538,6 +541,35 @@ static void test_offload(void **state)
     sim_vm_free(vm);
 }
 
+/* The packet fd's peer goes away: vmbusd says so once, stops reading it
+ * (no spinning on a readable EOF), drops the guest's frames (no SIGPIPE)
+ * and still completes them; the other NIC goes on. */
+static void test_backend_closed(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    roundtrip(f, nv, f->peer[0], 0, 100, "before the peer closes");
+    close(f->peer[0]);
+    f->peer[0] = -1;
+    SIM_ASSERT(sim_log_wait(2000, LOG_WARN, VM_NIC, "peer closed", NULL), "no warning");
+    uint8_t fr[100];
+    make_frame(fr, sizeof(fr), (const uint8_t[6]){2, 0, 0, 0, 0, 1}, 3);
+    for (int i = 0; i < 5; i++)
+        SIM_ASSERT(snv_send_frame(nv, fr, sizeof(fr), i) == NVSP_STAT_SUCCESS, "transmit %d", i);
+    char req[128], out[1024];
+    snprintf(req, sizeof(req), "control %s netvsp status", VM_NIC);
+    SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), req, out, sizeof(out)) &&
+                   strstr(out, "tx_dropped 5 "),
+               "status: %s", out);
+    other_nic_works(f, "a closed backend");
+    SIM_ASSERT(sim_log_count(LOG_WARN, VM_NIC, "peer closed", NULL) == 1, "warned %d times",
+               sim_log_count(LOG_WARN, VM_NIC, "peer closed", NULL));
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
 /* ---- bad input ----------------------------------------------------------- */
 
 enum bad_stage { UP, INIT_ONLY };
@@ -830,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_revoke, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_offload, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_jumbo, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_backend_closed, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_nvsp, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_buffers, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_sections, nfx_setup, nfx_teardown),

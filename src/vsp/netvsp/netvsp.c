@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vsp/netvsp/netvsp.h"
@@ -199,6 +200,8 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
         return fd;
     }
     nic->fd = fd;
+    struct stat st;
+    nic->fd_is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
     struct vsp_offer o;
     memset(&o, 0, sizeof(o));
     vsp_guid_parse(NETVSP_CLASS, &o.class_id);

@@ -59,6 +59,7 @@ struct nic {
     struct vsp_channel *ch;
     struct nic_cfg cfg;
     int fd;
+    bool fd_is_socket;    /* sendmsg(MSG_NOSIGNAL): a closed peer is EPIPE, not SIGPIPE */
 
     /* Shared with the control thread (vmbusctl), under lock. */
     pthread_mutex_t lock;
@@ -83,6 +84,7 @@ struct nic {
     bool link_reported;   /* carrier the guest was last told (queried or indicated) */
     struct vsp_fd_watch *watch;
     bool rx_paused;       /* watch removed: no ring room or no sub-allocation */
+    bool backend_closed;  /* the packet fd's peer went away: never read again */
     uint8_t *txcopy;      /* private copy of one transmit's RNDIS bytes */
 };
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -156,7 +157,7 @@ static void rx_pause(struct nic *nic)
 
 static void rx_resume(struct nic *nic)
 {
-    if (!nic->rx_paused || !vsp_channel_is_open(nic->ch))
+    if (!nic->rx_paused || nic->backend_closed || !vsp_channel_is_open(nic->ch))
         return;
     nic->watch = vsp_fd_watch_add(nic->p, nic->ch, nic->fd, on_backend, nic);
     if (nic->watch)
@@ -164,6 +165,17 @@ static void rx_resume(struct nic *nic)
     else
         vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: cannot watch the backend again: %s",
                 strerror(errno));
+}
+
+/* A packet fd read end of file: its peer closed it.  Stop watching it
+ * (it would stay readable for ever); transmits are dropped from now on. */
+static void backend_gone(struct nic *nic)
+{
+    if (!nic->backend_closed)
+        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: the backend's peer closed it: no more frames "
+                "for the guest");
+    nic->backend_closed = true;
+    rx_pause(nic);
 }
 
 /* Frames nobody may receive (no receive buffer yet, RNDIS not initialised,
@@ -176,7 +188,9 @@ static void rx_drain(struct nic *nic)
     for (int i = 0; i < 256; i++) {
         /* A short read discards the rest of a datagram / TAP frame. */
         ssize_t got = read(nic->fd, scratch, sizeof(scratch));
-        if (got < 0)
+        if (got == 0)
+            backend_gone(nic);
+        if (got <= 0)
             break;
         n++;
     }
@@ -203,7 +217,9 @@ static void on_backend(void *arg)
         }
         uint32_t idx[RX_BATCH], lens[RX_BATCH], n = 0;
         bool empty = false;
-        while (n < RX_BATCH) {
+        /* (reads that yield no frame count too: a stream of runts ends the
+         * batch like frames would) */
+        for (unsigned reads = 0; n < RX_BATCH && reads < 2 * RX_BATCH; reads++) {
             uint32_t i;
             if (!rx_pool_get(&nic->pool, false, &i)) {
                 if (n == 0)
@@ -216,18 +232,24 @@ static void on_backend(void *arg)
                                    {slot + RNDIS_RX_HDR_LEN, nic->sub_size - RNDIS_RX_HDR_LEN}};
             int niov = nic->cfg.offload ? 2 : 1;
             ssize_t got = readv(nic->fd, iov + 2 - niov, niov);
-            if (got >= 0 && niov == 2)
+            if (got == 0) {
+                rx_pool_put(&nic->pool, &i, 1);
+                backend_gone(nic);
+                empty = true;
+                break;
+            }
+            if (got > 0 && niov == 2)
                 got = got >= (ssize_t)sizeof(vh) && vh.gso_type == VNET_HDR_GSO_NONE
                           ? got - (ssize_t)sizeof(vh)
-                          : 0; /* a GSO frame the TAP was told not to send: dropped */
+                          : 1; /* a GSO frame the TAP was told not to send: dropped */
             /* A frame that fills the whole sub-allocation was cut short
              * by the read (it is longer than the MTU the guest set up
              * for): dropped, like a runt. */
             if (got >= (ssize_t)(nic->sub_size - RNDIS_RX_HDR_LEN))
-                got = 0;
+                got = 1;
             if (got < 14) {
                 rx_pool_put(&nic->pool, &i, 1);
-                if (got >= 0) { /* runt or oversized */
+                if (got > 0) { /* runt or oversized */
                     count(nic, &nic->stats.rx_dropped, 1);
                     continue;
                 }
@@ -408,8 +430,12 @@ static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offlo
     struct iovec iov[2] = {{&vh, sizeof(vh)}, {frame, len}};
     int n = c->nic->cfg.offload ? 2 : 1;
     size_t want = len + (n == 2 ? sizeof(vh) : 0);
-    /* A full backend drops the frame, as a NIC's full queue would. */
-    if (writev(c->nic->fd, iov + 2 - n, n) == (ssize_t)want)
+    struct msghdr mh = {.msg_iov = iov + 2 - n, .msg_iovlen = (size_t)n};
+    /* A full backend drops the frame, as a NIC's full queue would; so does
+     * a packet fd whose peer is gone. */
+    ssize_t w = c->nic->fd_is_socket ? sendmsg(c->nic->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)
+                                     : writev(c->nic->fd, iov + 2 - n, n);
+    if (w == (ssize_t)want)
         c->sent++;
     else
         c->dropped++;
@@ -634,6 +660,7 @@ static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
         return -e;
     }
     nic->rx_paused = false;
+    nic->backend_closed = false;
     return 0;
 }
 
