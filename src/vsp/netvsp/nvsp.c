@@ -350,7 +350,8 @@ static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
     else if (in->u.send_buf.id != NVSP_RECV_BUF_ID)
         guest_error(nic, "netvsp: receive buffer id 0x%x is not 0xcafe", in->u.send_buf.id);
     else if (!(buf = vsp_gpadl_map(nic->ch, in->u.send_buf.gpadl, &len)))
-        guest_error(nic, "netvsp: receive buffer names no GPADL of the channel (%u)", in->u.send_buf.gpadl);
+        guest_error(nic, "netvsp: receive buffer names no GPADL of the channel (%u)",
+                    in->u.send_buf.gpadl);
     if (buf) {
         /* A sub-allocation holds the RNDIS header, room for per-packet
          * info and the largest frame (MTU + Ethernet + VLAN header). */
@@ -393,7 +394,8 @@ static void do_send_buf(struct nic *nic, struct replies *r, uint64_t tid,
     else if (nic->send_buf)
         guest_error(nic, "netvsp: second send buffer (GPADL %u)", in->u.send_buf.gpadl);
     else if (!(buf = vsp_gpadl_map(nic->ch, in->u.send_buf.gpadl, &len)))
-        guest_error(nic, "netvsp: send buffer names no GPADL of the channel (%u)", in->u.send_buf.gpadl);
+        guest_error(nic, "netvsp: send buffer names no GPADL of the channel (%u)",
+                    in->u.send_buf.gpadl);
     if (buf) {
         if (len < SEND_SECTION_SIZE) {
             guest_error(nic, "netvsp: send buffer smaller than a section (%zu bytes)", len);
@@ -451,12 +453,14 @@ static ssize_t tx_gather(struct nic *nic, const struct vsp_packet *pkt,
     size_t len = 0;
     if (rp->section_index != NVSP_INVALID_SECTION) {
         if (!nic->send_buf || rp->section_index >= nic->nsections) {
-            guest_error(nic, "netvsp: send section index %u out of range (%u sections)", rp->section_index,
+            guest_error(nic, "netvsp: send section index %u out of range (%u sections)",
+                        rp->section_index,
                         nic->nsections);
             return -1;
         }
         if (rp->section_size > SEND_SECTION_SIZE) {
-            guest_error(nic, "netvsp: RNDIS data runs past its send section (%u bytes)", rp->section_size);
+            guest_error(nic, "netvsp: RNDIS data runs past its send section (%u bytes)",
+                        rp->section_size);
             return -1;
         }
         memcpy(nic->txcopy, nic->send_buf + (size_t)rp->section_index * SEND_SECTION_SIZE,
@@ -537,7 +541,8 @@ static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet
                     r->xfer = false;
                     if (send_rndis_control(nic, RES_XFER(1), reply, (size_t)n) == -ENOBUFS)
                         guest_error(nic, "netvsp: no receive sub-allocation free for an RNDIS "
-                                    "reply (%u in the guest's hands)", rx_pool_in_flight(&nic->pool));
+                                    "reply (%u in the guest's hands)",
+                                    rx_pool_in_flight(&nic->pool));
                 }
                 if (filter != nic->rndis.packet_filter)
                     vsp_log(nic->ch, VSP_LOG_DEBUG, "netvsp: packet filter 0x%x",
