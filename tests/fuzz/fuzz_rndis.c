@@ -3,7 +3,8 @@
  * netvsp's RNDIS side: a session of control messages (each with a length
  * prefix, so a device state carries over: INITIALIZE, then QUERY/SET...)
  * through rndis_control, and transmit buffers through rndis_tx_walk.
- * Each frame's offload requests go through offload_tx_prepare.
+ * Each frame's offload requests go through offload_tx_prepare, and
+ * received frames with a virtio-net header through offload_rx_complete.
  * Invariants: a reply fits RNDIS_REPLY_MAX, carries its own length and a
  * completion type and, for requests with one, the request id; every frame
  * handed to the backend lies inside the buffer and inside its message;
@@ -55,6 +56,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t op = fuzz_u8(&in);
         uint16_t len = fuzz_u16(&in);
         size_t got = fuzz_take(&in, msg, len);
+        if ((op & 3) == 2) {
+            /* a received frame and the TAP's virtio-net header for it */
+            struct vnet_hdr vh;
+            memcpy(&vh, msg, got < sizeof(vh) ? got : sizeof(vh));
+            if (got < sizeof(vh))
+                continue;
+            uint32_t ppi = 0;
+            int r = offload_rx_complete(msg + sizeof(vh), got - sizeof(vh), &vh, &ppi);
+            FUZZ_CHECK(r >= -1 && r <= 1 && (r != 1 || ppi == 8 || ppi == 16));
+            continue;
+        }
         if (op & 1) {
             struct walk w = {msg, got, 0};
             const char *why = NULL;

@@ -123,9 +123,34 @@ static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t bufl
             bad(nv, "RNDIS PACKET data past the range", p.data_offset);
             return;
         }
-        if (p.ppi_offset != 0) {
-            bad(nv, "RNDIS PACKET with per-packet info (none expected)", p.ppi_offset);
-            return;
+        /* per-packet info, checked as rndis_get_ppi does (a record it
+         * cannot step over would make Linux loop for ever) */
+        bool has_csum = false;
+        uint32_t csum = 0, rpkt_len = buflen - 8;
+        if (p.ppi_offset) {
+            if (p.ppi_offset < sizeof(p) || p.ppi_offset > rpkt_len || p.ppi_len < 12 ||
+                p.ppi_len > rpkt_len - p.ppi_offset) {
+                bad(nv, "RNDIS PACKET per-packet info out of range", p.ppi_offset);
+                return;
+            }
+            const uint8_t *ppi = data + 8 + p.ppi_offset;
+            for (uint32_t off = 0; off < p.ppi_len;) {
+                uint32_t rec[3];
+                if (p.ppi_len - off < 12) {
+                    bad(nv, "per-packet info record cut short", off);
+                    return;
+                }
+                memcpy(rec, ppi + off, 12);
+                if (rec[0] < 12 || rec[0] > p.ppi_len - off || rec[2] >= rec[0]) {
+                    bad(nv, "per-packet info record size/offset", rec[0]);
+                    return;
+                }
+                if (rec[1] == NDIS_PPI_CHECKSUM && rec[0] - rec[2] >= 4) {
+                    has_csum = true;
+                    memcpy(&csum, ppi + off + rec[2], 4);
+                }
+                off += rec[0];
+            }
         }
         nv->rx_frames++;
         if (nv->rxq_n == SNV_RXQ)
@@ -134,6 +159,8 @@ static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t bufl
         memcpy(c, data + 8 + p.data_offset, p.data_len);
         nv->rxq[nv->rxq_n].data = c;
         nv->rxq[nv->rxq_n].len = p.data_len;
+        nv->rxq[nv->rxq_n].has_csum = has_csum;
+        nv->rxq[nv->rxq_n].csum = csum;
         nv->rxq_n++;
         return;
     }
@@ -672,6 +699,8 @@ int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_m
     if (!nv->rxq_n)
         return -1;
     uint32_t len = nv->rxq[0].len;
+    nv->last_has_csum = nv->rxq[0].has_csum;
+    nv->last_csum = nv->rxq[0].csum;
     memcpy(buf, nv->rxq[0].data, len < cap ? len : cap);
     free(nv->rxq[0].data);
     memmove(&nv->rxq[0], &nv->rxq[1], sizeof(nv->rxq[0]) * (size_t)(nv->rxq_n - 1));

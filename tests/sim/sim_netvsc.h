@@ -43,7 +43,11 @@ struct sim_netvsc {
     struct {
         uint8_t *data;
         uint32_t len;
+        bool has_csum;        /* a checksum info record came with it */
+        uint32_t csum;
     } rxq[SNV_RXQ];
+    bool last_has_csum;           /* of the frame snv_recv_frame took last */
+    uint32_t last_csum;
     int rxq_n;
     uint64_t rx_frames, rx_packets;
     /* last RNDIS completion taken by the poller */

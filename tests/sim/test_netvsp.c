@@ -25,7 +25,9 @@
  *                        reach the backend with a GSO virtio-net header and
  *                        the lengths and checksums hv_netvsc leaves at 0
  *                        filled in; UDP checksum requests; mismatched
- *                        requests fail; a NIC without offloads refuses them
+ *                        requests fail; a NIC without offloads refuses them;
+ *                        received partial checksums completed, checked ones
+ *                        and completed ones reported to the guest
  *   test_jumbo           the guest's NDIS config MTU (9000) sizes the receive
  *                        buffer; larger is refused; oversized frames dropped
  *   test_backend_closed  the packet fd's peer closes: one warning, no more
@@ -502,6 +504,35 @@ static void test_offload(void **state)
     SIM_ASSERT(send(f->peer[2], in, 310, 0) == 310, "inject");
     got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
     SIM_ASSERT(got == 300 && memcmp(fr, in + 10, 300) == 0, "received %d bytes", got);
+    SIM_ASSERT(!nv->last_has_csum, "checksum info for a frame the host did not check");
+    /* receive: a partial checksum (the host's own TCP traffic) is completed
+     * and reported good; a checked one (DATA_VALID) is reported good */
+    for (int k = 0; k < 2; k++) {
+        uint32_t flen = snv_lso_frame(in + 10, false, 700, nv->mac);
+        uint8_t *ip = in + 10 + 14, *th = in + 10 + 34;
+        ip[2] = (uint8_t)((flen - 14) >> 8);
+        ip[3] = (uint8_t)(flen - 14);
+        uint16_t ic = (uint16_t)~snv_csum_fold(snv_csum_add(ip, 20, 0));
+        ip[10] = (uint8_t)(ic >> 8);
+        ip[11] = (uint8_t)ic;
+        uint16_t ps = snv_csum_fold(snv_csum_add(ip + 12, 8, 6 + flen - 34));
+        th[16] = (uint8_t)(ps >> 8);
+        th[17] = (uint8_t)ps;
+        struct vhdr rvh = {k == 0 ? 1 : 2, 0, 0, 0, k == 0 ? 34 : 0, k == 0 ? 16 : 0};
+        memcpy(in, &rvh, 10);
+        SIM_ASSERT(send(f->peer[2], in, 10 + flen, 0) == (ssize_t)(10 + flen), "inject");
+        got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+        SIM_ASSERT(got == (int)flen && nv->last_has_csum && nv->last_csum == (1u << 3),
+                   "%s: %d bytes, checksum info %d %x", k == 0 ? "NEEDS_CSUM" : "DATA_VALID",
+                   got, nv->last_has_csum, nv->last_csum);
+        if (k == 0)
+            SIM_ASSERT(snv_csum_fold(snv_csum_add(fr + 34, flen - 34,
+                                                  snv_csum_add(fr + 26, 8, 6 + flen - 34))) ==
+                           0xffff,
+                       "partial TCP checksum not completed");
+        else
+            SIM_ASSERT(memcmp(fr, in + 10, flen) == 0, "checked frame changed");
+    }
     /* requests that do not match the frame fail that transmit */
     len = snv_lso_frame(fr, false, 100, dst);
     pl = ppi_record(ppi, NDIS_PPI_LSO, 1448u | (200u << 20) | (1u << 30));

@@ -11,7 +11,9 @@
  *                     of the interface reach the guest, both byte for byte
  *   test_tap_lso      with netvsp.offload = on, an LSO segment as hv_netvsc
  *                     sends it (lengths and IP checksum 0) is taken by the
- *                     host's kernel: its RST comes back to the guest
+ *                     host's kernel: its RST comes back to the guest; a
+ *                     host connect()'s SYN (partial checksum) reaches the
+ *                     guest completed and reported good
  *   test_tap_refused  netvsp.tap naming a device that is not a TAP (lo)
  *                     refuses that VM, the reason naming the device
  */
@@ -252,8 +254,46 @@ static void test_tap_lso(void **state)
         rst = rd16(rt) == 9 && rd16(rt + 2) == 40000 && (rt[13] & 0x04) &&
               rd16(rt + 4) == 0x1234 && rd16(rt + 6) == 0x5678 &&
               snv_csum_fold(snv_csum_add(in + 14, (size_t)(in[14] & 0xf) * 4, 0)) == 0xffff;
+        if (rst) {
+            /* the kernel's RST comes with a partial or a checked checksum:
+             * either way it is whole now, and the guest is told it is good */
+            size_t tl = (size_t)n - (size_t)(rt - in);
+            uint32_t rps = snv_csum_add(in + 26, 8, 6 + (uint32_t)tl);
+            SIM_ASSERT(snv_csum_fold(snv_csum_add(rt, tl, rps)) == 0xffff,
+                       "RST's TCP checksum is not complete");
+            SIM_ASSERT(!nv->last_has_csum || nv->last_csum == (1u << 3),
+                       "RST with checksum info %x", nv->last_csum);
+        }
     }
     SIM_ASSERT(rst, "no RST from the host kernel for the LSO segment");
+    /* The host connects to the guest: its SYN leaves the kernel with a
+     * partial checksum (the TAP takes TUN_F_CSUM), which netvsp completes
+     * and reports good. */
+    int cs = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(7)};
+    inet_pton(AF_INET, "192.0.2.2", &sin.sin_addr);
+    SIM_ASSERT(cs >= 0 && (connect(cs, (struct sockaddr *)&sin, sizeof(sin)) == 0 ||
+                           errno == EINPROGRESS),
+               "connect: %s", strerror(errno));
+    bool syn = false;
+    end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (!syn && sim_now_ms() < end) {
+        int n = snv_recv_frame(nv, in, sizeof(in), 200);
+        if (n < 54 || in[12] != 0x08 || in[13] != 0 || in[23] != 6)
+            continue;
+        const uint8_t *rt = in + 14 + (in[14] & 0xf) * 4;
+        if (rd16(rt + 2) != 7 || !(rt[13] & 0x02))
+            continue;
+        syn = true;
+        size_t tl = (size_t)n - (size_t)(rt - in);
+        uint32_t sps = snv_csum_add(in + 26, 8, 6 + (uint32_t)tl);
+        SIM_ASSERT(snv_csum_fold(snv_csum_add(rt, tl, sps)) == 0xffff,
+                   "SYN's TCP checksum is not complete");
+        SIM_ASSERT(nv->last_has_csum && nv->last_csum == (1u << 3),
+                   "SYN without 'TCP checksum good' (%d %x)", nv->last_has_csum, nv->last_csum);
+    }
+    close(cs);
+    SIM_ASSERT(syn, "no SYN from the host kernel");
     SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
     snv_free(nv);
     sim_vm_free(vm);

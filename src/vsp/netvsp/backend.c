@@ -38,11 +38,12 @@ static int open_tap(const char *name, bool offload, char *err, size_t errlen)
         return -e;
     }
     if (offload) {
-        /* Frames to the guest come whole and checksummed (the guest's
-         * receive offloads are not offered): no GSO or partial checksums
-         * from the TAP.  A 10-byte virtio_net_hdr precedes every frame. */
+        /* A 10-byte virtio_net_hdr precedes every frame.  Frames to the
+         * guest may carry a partial checksum (netvsp completes it) or one
+         * the host checked (the guest is told), never GSO: the guest's
+         * receive coalescing is not offered. */
         int sz = 10;
-        if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+        if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) < 0) {
             int e = errno;
             close(fd);
             snprintf(err, errlen, "TAP %s: virtio-net headers: %s (netvsp.offload = off "

@@ -228,8 +228,9 @@ static void on_backend(void *arg)
             }
             uint8_t *slot = nic->recv_buf + (size_t)i * nic->sub_size;
             struct vnet_hdr vh;
-            struct iovec iov[2] = {{&vh, sizeof(vh)},
-                                   {slot + RNDIS_RX_HDR_LEN, nic->sub_size - RNDIS_RX_HDR_LEN}};
+            /* with offloads, room for a checksum info record */
+            uint32_t hdr = nic->cfg.offload ? RNDIS_RX_HDR_PPI_LEN : RNDIS_RX_HDR_LEN;
+            struct iovec iov[2] = {{&vh, sizeof(vh)}, {slot + hdr, nic->sub_size - hdr}};
             int niov = nic->cfg.offload ? 2 : 1;
             ssize_t got = readv(nic->fd, iov + 2 - niov, niov);
             if (got == 0) {
@@ -245,8 +246,13 @@ static void on_backend(void *arg)
             /* A frame that fills the whole sub-allocation was cut short
              * by the read (it is longer than the MTU the guest set up
              * for): dropped, like a runt. */
-            if (got >= (ssize_t)(nic->sub_size - RNDIS_RX_HDR_LEN))
+            if (got >= (ssize_t)(nic->sub_size - hdr))
                 got = 1;
+            uint32_t csum = 0;
+            int has_csum = 0;
+            if (got >= 14 && niov == 2 &&
+                (has_csum = offload_rx_complete(slot + hdr, (size_t)got, &vh, &csum)) < 0)
+                got = 1; /* a checksum request that does not fit the frame */
             if (got < 14) {
                 rx_pool_put(&nic->pool, &i, 1);
                 if (got > 0) { /* runt or oversized */
@@ -259,9 +265,9 @@ static void on_backend(void *arg)
                 empty = true;
                 break;
             }
-            rndis_rx_header(slot, (uint32_t)got);
+            rndis_rx_header(slot, hdr, (uint32_t)got, has_csum > 0, csum);
             idx[n] = i;
-            lens[n] = RNDIS_RX_HDR_LEN + (uint32_t)got;
+            lens[n] = hdr + (uint32_t)got;
             n++;
         }
         if (n == 0) {

@@ -126,16 +126,53 @@ int offload_tx_prepare(uint8_t *f, size_t len, const struct tx_offload *o, struc
     return 0;
 }
 
+int offload_rx_complete(uint8_t *f, size_t len, const struct vnet_hdr *vh, uint32_t *ppi)
+{
+    if (!(vh->flags & (VNET_HDR_F_NEEDS_CSUM | VNET_HDR_F_DATA_VALID)))
+        return 0;
+    uint16_t etype = 0;
+    int l3 = l3_start(f, len, &etype);
+    uint8_t proto;
+    if (l3 < 0)
+        return -1;
+    if (etype == 0x0800 && (size_t)l3 + 20 <= len)
+        proto = f[l3 + 9];
+    else if (etype == 0x86dd && (size_t)l3 + 40 <= len)
+        proto = f[l3 + 6]; /* extension headers: told nothing below */
+    else
+        return vh->flags & VNET_HDR_F_NEEDS_CSUM ? -1 : 0;
+    if (vh->flags & VNET_HDR_F_NEEDS_CSUM) {
+        size_t start = vh->csum_start, at = start + vh->csum_offset;
+        if (start < (size_t)l3 || start >= len || at + 2 > len)
+            return -1;
+        /* the field holds the pseudo-header sum: add the rest */
+        put_be16(f + at, (uint16_t)~fold(sum16(f + start, len - start, 0)));
+    }
+    /* receive form: TCP checksum succeeded (bit 3), UDP (bit 4) */
+    if (proto == 6)
+        *ppi = 1u << 3;
+    else if (proto == 17)
+        *ppi = 1u << 4;
+    else
+        return 0;
+    return 1;
+}
+
 void offload_caps(uint8_t *caps, size_t size)
 {
     if (size < 112)
         return;
     /* checksums: 802.3 encapsulation; TCP (with options) and UDP over IPv4
-     * and IPv6 (with extension headers), transmit only */
+     * and IPv6 (with extension headers), transmit */
     put32(caps + 4, 2);
     put32(caps + 8, 0x004 | 0x010 | 0x040);
     put32(caps + 20, 2);
     put32(caps + 24, 0x001 | 0x004 | 0x010 | 0x040);
+    /* receive: the host tells which TCP/UDP checksums it checked */
+    put32(caps + 12, 2);
+    put32(caps + 16, 0x004 | 0x010 | 0x040);
+    put32(caps + 28, 2);
+    put32(caps + 32, 0x001 | 0x004 | 0x010 | 0x040);
     /* LSOv2 over IPv4 and IPv6 (extension headers, TCP options) */
     put32(caps + 80, 2);
     put32(caps + 84, OFFLOAD_LSO_MAX);

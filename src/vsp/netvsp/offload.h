@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Transmit offloads: the checksum and LSOv2 requests a guest attaches to a
+ * Offloads.  Transmit: the checksum and LSOv2 requests a guest attaches to a
  * frame (RNDIS per-packet info) turned into the virtio-net header a TAP
  * with IFF_VNET_HDR takes, after fixing what hv_netvsc leaves to the
  * "hardware" in LSO frames: the IPv4 total length and header checksum, the
  * IPv6 payload length, and the length in the TCP pseudo-header checksum.
- * Pure (the fuzzers and the simulator drive it).
+ * Receive: the TAP's checksum state turned into the guest's checksum
+ * info.  Pure (the fuzzers and the simulator drive it).
  */
 #ifndef VMBUSD_VSP_NETVSP_OFFLOAD_H
 #define VMBUSD_VSP_NETVSP_OFFLOAD_H
@@ -46,6 +47,17 @@ struct vnet_hdr {
  * zero MSS...). */
 int offload_tx_prepare(uint8_t *frame, size_t len, const struct tx_offload *o,
                        struct vnet_hdr *vh, const char **why);
+
+#define VNET_HDR_F_DATA_VALID 2
+
+/* Receive: a frame read from the TAP with its virtio-net header vh.  A
+ * partial checksum (NEEDS_CSUM: the host's own traffic) is completed here;
+ * then, for a frame whose TCP/UDP checksum is known good (completed, or
+ * DATA_VALID: checked by the host), *ppi gets the NDIS checksum info to
+ * tell the guest so, and the result is 1.  0: nothing to tell (the guest
+ * checks the frame itself); -1: the header does not fit the frame (drop
+ * it). */
+int offload_rx_complete(uint8_t *frame, size_t len, const struct vnet_hdr *vh, uint32_t *ppi);
 
 /* The offload capabilities the host reports (OID_TCP_OFFLOAD_HARDWARE_CAPS
  * body after its 4-byte header) into caps[4..size). */

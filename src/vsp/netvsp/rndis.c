@@ -331,11 +331,17 @@ int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const 
     return frames;
 }
 
-void rndis_rx_header(uint8_t *out, uint32_t frame_len)
+void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool has_csum,
+                     uint32_t csum)
 {
-    struct rndis_hdr h = {RNDIS_MSG_PACKET, RNDIS_RX_HDR_LEN + frame_len};
-    struct rndis_packet p = {.data_offset = RNDIS_RX_HDR_LEN - RNDIS_BODY_OFF,
-                             .data_len = frame_len};
+    struct rndis_hdr h = {RNDIS_MSG_PACKET, hdr_len + frame_len};
+    struct rndis_packet p = {.data_offset = hdr_len - RNDIS_BODY_OFF, .data_len = frame_len};
+    if (has_csum && hdr_len >= RNDIS_RX_HDR_PPI_LEN) {
+        uint32_t rec[4] = {16, NDIS_PPI_CHECKSUM, 12, csum};
+        p.ppi_offset = RNDIS_RX_HDR_LEN - RNDIS_BODY_OFF;
+        p.ppi_len = sizeof(rec);
+        memcpy(out + RNDIS_RX_HDR_LEN, rec, sizeof(rec));
+    }
     memcpy(out, &h, 8);
     memcpy(out + 8, &p, sizeof(p));
 }

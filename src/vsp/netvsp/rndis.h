@@ -60,10 +60,15 @@ typedef int (*rndis_frame_fn)(void *arg, uint8_t *frame, size_t len,
  * first malformed message: frames before it were delivered. */
 int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const char **why);
 
-/* Size of the RNDIS PACKET header the host puts before a received frame. */
+/* Size of the RNDIS PACKET header the host puts before a received frame,
+ * and with room for one per-packet info record of 4 bytes (checksum). */
 #define RNDIS_RX_HDR_LEN 44u
-/* Write the PACKET header for a frame of frame_len bytes at out. */
-void rndis_rx_header(uint8_t *out, uint32_t frame_len);
+#define RNDIS_RX_HDR_PPI_LEN 60u
+/* Write the PACKET header for a frame of frame_len bytes that follows it
+ * at out + hdr_len (RNDIS_RX_HDR_LEN, or RNDIS_RX_HDR_PPI_LEN: then, if
+ * has_csum, with a checksum info record of csum). */
+void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool has_csum,
+                     uint32_t csum);
 
 /* INDICATE_STATUS with status (media connect / disconnect) into out
  * (>= 20 bytes); returns its length. */
