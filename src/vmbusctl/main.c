@@ -9,6 +9,9 @@
  *                                 -> "control VM shutdown shutdown poweroff|reboot [force]"
  *   kvp get|set|delete|list ...   -> "control VM kvp kvp-get|kvp-set|... POOL ..."
  *   disk add|remove|list VM ...   -> "control VM storvsp disk-add|disk-remove|disk-list ..."
+ *   nic list                      -> "list", then each VM's netvsp.* status keys
+ *   nic link VM up|down, nic status VM
+ *                                 -> "control VM netvsp link up|down" / "... status"
  *   control VM VSP COMMAND [ARGS] -> passed through
  */
 #include <errno.h>
@@ -65,6 +68,9 @@ static void usage(FILE *out)
             "                                  hot-add a disk image to VM's SCSI controller\n"
             "  disk remove VM [controller=N] lun=N   hot-remove a disk\n"
             "  disk list VM                    the VM's disks\n"
+            "  nic list                        the synthetic NICs (netvsp): MAC, backend, link\n"
+            "  nic link VM up|down             carrier up or down, as the guest sees it\n"
+            "  nic status VM                   the NIC's counters\n"
             "  control VM VSP COMMAND [ARGS]   send any command to one VSP of VM\n"
             "\n"
             "VM is the name the VMM announced (vmbus-vmm --name) or the partition id.\n"
@@ -790,6 +796,56 @@ static int cmd_disk(const struct ctl *c, int argc, char **argv)
     return do_control(c, argv[1], "storvsp", cmd, argc - 2, argv + 2);
 }
 
+/* ---- nic ------------------------------------------------------------- */
+
+static int cmd_nic(const struct ctl *c, int argc, char **argv)
+{
+    static const char usage_text[] = "usage: nic list | nic link VM up|down | nic status VM";
+    if (argc == 2 && strcmp(argv[0], "status") == 0)
+        return do_control(c, argv[1], "netvsp", "status", 0, NULL);
+    if (argc == 3 && strcmp(argv[0], "link") == 0) {
+        if (strcmp(argv[2], "up") && strcmp(argv[2], "down")) {
+            err("%s", usage_text);
+            return 1;
+        }
+        return do_control(c, argv[1], "netvsp", "link", 1, argv + 2);
+    }
+    if (argc != 1 || strcmp(argv[0], "list") != 0) {
+        err("%s", usage_text);
+        return 1;
+    }
+    json_t *j = fetch_list(c);
+    if (!j)
+        return 1;
+    if (!c->json) {
+        const json_t *parts = json_object_get(j, "partitions");
+        int n = 0;
+        for (size_t i = 0; i < json_array_size(parts); i++) {
+            const json_t *p = json_array_get(parts, i);
+            const char *mac = status_of(p, "netvsp.mac", NULL);
+            if (!mac)
+                continue;
+            if (n++ == 0)
+                printf("%-20s %5s  %-17s %-6s %-8s %s\n", "VM", "ID", "MAC", "LINK", "NVSP",
+                       "BACKEND");
+            put_padded(str_of(p, "name", "?"), 20);
+            printf(" %5llu  ", num_of(p, "id"));
+            put_padded(mac, 17);
+            putchar(' ');
+            put_padded(status_of(p, "netvsp.link", "-"), 6);
+            putchar(' ');
+            put_padded(status_of(p, "netvsp.nvsp", "-"), 8);
+            putchar(' ');
+            put_safe(stdout, status_of(p, "netvsp.backend", "-"), false);
+            putchar('\n');
+        }
+        if (n == 0)
+            printf("No VM with a synthetic NIC (netvsp) connected.\n");
+    }
+    json_decref(j);
+    return 0;
+}
+
 static const char *const pool_names[] = {"external", "guest", "auto", "auto-external",
                                          "auto-internal"};
 
@@ -947,6 +1003,7 @@ int main(int argc, char **argv)
         {"list", cmd_list},         {"heartbeat", cmd_heartbeat}, {"status", cmd_status},
         {"shutdown", cmd_shutdown}, {"kvp", cmd_kvp},             {"control", cmd_control},
         {"disk", cmd_disk},
+        {"nic", cmd_nic},
     };
     int ret = -1;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
