@@ -420,8 +420,22 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
 }
 
 /* GPA-direct SEND_RNDIS_PKT of bytes placed in the scratch pages. */
+static int send_gpa_section(struct sim_netvsc *nv, uint32_t channel_type, const void *bytes,
+                            uint32_t len, uint32_t page_off, uint64_t tid, uint32_t section,
+                            uint32_t section_size);
+
 static int send_gpa(struct sim_netvsc *nv, uint32_t channel_type, const void *bytes,
                     uint32_t len, uint32_t page_off, uint64_t tid)
+{
+    return send_gpa_section(nv, channel_type, bytes, len, page_off, tid, NVSP_INVALID_SECTION,
+                            0);
+}
+
+/* GPA-direct SEND_RNDIS_PKT whose first section_size bytes are in send
+ * section `section` (NVSP_INVALID_SECTION: none): hv_netvsc's partial copy. */
+static int send_gpa_section(struct sim_netvsc *nv, uint32_t channel_type, const void *bytes,
+                            uint32_t len, uint32_t page_off, uint64_t tid, uint32_t section,
+                            uint32_t section_size)
 {
     uint8_t *scratch = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->scratch_off));
     if (page_off + len > SNV_SCRATCH_PAGES * 4096)
@@ -443,7 +457,8 @@ static int send_gpa(struct sim_netvsc *nv, uint32_t channel_type, const void *by
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG1_SEND_RNDIS_PKT;
     m.u.rndis_pkt.channel_type = channel_type;
-    m.u.rndis_pkt.section_index = NVSP_INVALID_SECTION;
+    m.u.rndis_pkt.section_index = section;
+    m.u.rndis_pkt.section_size = section_size;
     return snv_send_raw(nv, VM_PKT_DATA_USING_GPA_DIRECT,
                         VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, hdr, 16 + 8 * npfn, &m,
                         sizeof(m));
@@ -782,4 +797,33 @@ int snv_link_up(const char *ifname)
     close(s);
     errno = e;
     return r;
+}
+
+int snv_send_partial(struct sim_netvsc *nv, const void *a, uint32_t alen, const void *b,
+                     uint32_t blen, uint32_t section)
+{
+    if (section >= nv->nsections)
+        return -EINVAL;
+    /* A, then B's RNDIS header, in the section; B's frame in GPA ranges */
+    uint8_t *sb = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->send_off)) +
+                  (size_t)section * nv->section_size;
+    uint32_t amsg = (44 + alen + 7) & ~7u;
+    if (amsg + 44 > nv->section_size)
+        return -E2BIG;
+    struct rndis_hdr h = {RNDIS_MSG_PACKET, amsg};
+    struct rndis_packet p = {.data_offset = 36, .data_len = alen};
+    memset(sb, 0, amsg);
+    memcpy(sb, &h, 8);
+    memcpy(sb + 8, &p, sizeof(p));
+    memcpy(sb + 44, a, alen);
+    h.len = 44 + blen;
+    p.data_len = blen;
+    memcpy(sb + amsg, &h, 8);
+    memcpy(sb + amsg + 8, &p, sizeof(p));
+    uint64_t tid = ++nv->tid;
+    nv->comp_valid = false;
+    int r = send_gpa_section(nv, 0, b, blen, 300, tid, section, amsg + 44);
+    if (r < 0)
+        return r;
+    return wait_comp(nv, tid);
 }

@@ -95,6 +95,11 @@ int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t in
  * a GPA-direct range).  Waits for the completion: its NVSP status, or
  * -errno. */
 int snv_send_frame(struct sim_netvsc *nv, const void *frame, uint32_t len, int section);
+/* hv_netvsc's partial copy: frame a as a whole PACKET and frame b's RNDIS
+ * header in send section `section`, b's bytes as GPA-direct ranges of the
+ * same request.  Waits: the NVSP status, or -errno. */
+int snv_send_partial(struct sim_netvsc *nv, const void *a, uint32_t alen, const void *b,
+                     uint32_t blen, uint32_t section);
 /* snv_send_frame_async with per-packet info ppi[0..ppi_len) (records as
  * hv_netvsc builds them) before the frame. */
 int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,

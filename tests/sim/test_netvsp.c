@@ -8,7 +8,8 @@
  *   test_versions        bring-up over every NVSP version Linux proposes
  *                        (INIT, buffers, RNDIS and the probe OIDs, filter),
  *                        the configured MAC, one frame each way through a
- *                        send section and through GPA-direct ranges; an
+ *                        send section and through GPA-direct ranges, two
+ *                        frames in one partial-copy request; an
  *                        unknown version refused first
  *   test_filter_zero     packet filter 0 stops receive: a frame arriving
  *                        meanwhile is dropped, not delivered later
@@ -204,6 +205,18 @@ static void test_versions(void **state)
         roundtrip(f, nv, f->peer[0], (int)nv->nsections - 1, 1514, what);
         snprintf(what, sizeof(what), "NVSP 0x%x GPA-direct", versions[i]);
         roundtrip(f, nv, f->peer[0], -1, 1514, what);
+        /* partial copy: one request, two frames, the second's bytes in
+         * GPA ranges after the section */
+        static uint8_t fa[200], fb[1500], got[2048];
+        make_frame(fa, sizeof(fa), nv->mac, 500 + i);
+        make_frame(fb, sizeof(fb), nv->mac, 600 + i);
+        SIM_ASSERT(snv_send_partial(nv, fa, sizeof(fa), fb, sizeof(fb), 5) ==
+                       NVSP_STAT_SUCCESS,
+                   "partial copy over 0x%x", versions[i]);
+        int ga = peer_recv(f->peer[0], got, sizeof(got));
+        SIM_ASSERT(ga == sizeof(fa) && memcmp(got, fa, sizeof(fa)) == 0, "partial: A %d", ga);
+        int gb = peer_recv(f->peer[0], got, sizeof(got));
+        SIM_ASSERT(gb == sizeof(fb) && memcmp(got, fb, sizeof(fb)) == 0, "partial: B %d", gb);
         snv_free(nv);
     }
     SIM_ASSERT(sim_log_count(LOG_WARN, VM_NIC, NULL, NULL) == 0, "warnings for a good guest");
