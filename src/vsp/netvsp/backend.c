@@ -33,8 +33,8 @@ static int open_tap(const char *name, bool offload, char *err, size_t errlen)
                      "tap user USER, or give vmbusd CAP_NET_ADMIN)",
                      name, strerror(e), name);
         else
-            snprintf(err, errlen, "TAP %s: %s (is it a TAP device, without IFF_MULTI_QUEUE "
-                     "or vnet headers?)", name, strerror(e));
+            snprintf(err, errlen, "TAP %s: %s (is it a single-queue TAP device, not "
+                     "multi_queue?)", name, strerror(e));
         return -e;
     }
     if (offload) {
