@@ -309,7 +309,9 @@ static const char *region_refusal(int err)
 static void refuse_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmm_conn *c = arg;
+    /* zeroed: the bytes after the message's NUL go to the VMM too */
     struct vu_error e;
+    memset(&e, 0, sizeof(e));
     pthread_mutex_lock(&c->send_lock);
     e.code = (uint32_t)c->refuse_code;
     snprintf(e.message, sizeof(e.message), "%s", c->refuse_msg);
