@@ -649,7 +649,9 @@ int64_t snv_query(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t 
 
 int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t inlen)
 {
-    uint8_t msg[512];
+    static __thread uint8_t msg[8192];
+    if (28 + inlen > sizeof(msg))
+        return -E2BIG;
     struct rndis_hdr h = {RNDIS_MSG_SET, 28 + inlen};
     struct rndis_query_req q = {++nv->req_id, oid, inlen, 20, 0};
     memcpy(msg, &h, 8);
@@ -1020,7 +1022,7 @@ int snv_open_subchannels(struct sim_netvsc *nv, uint32_t n)
 int64_t snv_set_rss(struct sim_netvsc *nv, uint16_t flags, uint32_t entries, uint32_t channels,
                     uint16_t key_size, uint32_t table_bytes)
 {
-    static uint8_t info[4096];
+    static uint8_t info[8000];
     struct ndis_rss_params p;
     memset(&p, 0, sizeof(p));
     p.hdr.type = NDIS_OBJECT_TYPE_RSS_PARAMETERS;
@@ -1033,7 +1035,7 @@ int64_t snv_set_rss(struct sim_netvsc *nv, uint16_t flags, uint32_t entries, uin
     p.key_size = key_size;
     p.key_offset = sizeof(p) + 4 * entries;
     uint32_t len = sizeof(p) + 4 * entries + key_size;
-    if (len > sizeof(info) || len > 512 - 28)
+    if (len > sizeof(info))
         return -E2BIG;
     memcpy(info, &p, sizeof(p));
     for (uint32_t i = 0; i < entries; i++) {
