@@ -37,8 +37,8 @@ static int open_tap(const char *name, bool offload, bool mq, char *err, size_t e
                      "tap user USER, or give vmbusd CAP_NET_ADMIN)",
                      name, strerror(e), name);
         else if (e == EINVAL && !mq)
-            snprintf(err, errlen, "TAP %s: %s (a multi_queue TAP needs netvsp.queues = 2 or "
-                     "more)", name, strerror(e));
+            snprintf(err, errlen, "TAP %s: %s (not a TAP device; or a multi_queue one, which "
+                     "needs netvsp.queues = 2 or more)", name, strerror(e));
         else
             snprintf(err, errlen, "TAP %s: %s", name, strerror(e));
         return -e;
