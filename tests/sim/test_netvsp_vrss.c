@@ -303,7 +303,12 @@ static void test_vrss_cycles(void **state)
         if (round == 0)
             fds = count_fds();
     }
-    SIM_ASSERT(count_fds() == fds, "fds: %d after round 0, %d after 50", fds, count_fds());
+    /* (vmbusd may still be closing something of the last round: a leak
+     * of one fd a round would show as 49 more) */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (count_fds() > fds && sim_now_ms() < end)
+        sim_poll(vm, 10);
+    SIM_ASSERT(count_fds() <= fds, "fds: %d after round 0, %d after 50", fds, count_fds());
     SIM_ASSERT(sim_log_count(LOG_WARN, VM_MQ, "netvsp", NULL) == 0, "warnings for a good guest");
     sim_vm_free(vm);
 }
