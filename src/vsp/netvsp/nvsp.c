@@ -104,8 +104,7 @@ static void pool_wake(struct nic *nic)
     for (unsigned i = 0; w; i++, w >>= 1) {
         uint64_t one = 1;
         if ((w & 1) && write(nic->q[i].wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-            vsp_log(nic->q[i].ch, VSP_LOG_WARN, "netvsp: wake queue %u: %s", i,
-                    strerror(errno));
+            vsp_plog(nic->p, VSP_LOG_WARN, "netvsp: wake queue %u: %s", i, strerror(errno));
     }
 }
 
