@@ -18,6 +18,11 @@
  *   test_vrss_single   a 1-vCPU guest asks for no subchannel and gets every
  *                      frame on the primary; over NVSP 4 there are no RSS
  *                      capabilities and a subchannel request is refused
+ *   test_vrss_pool     the receive buffer is shared: with a small one, a
+ *                      guest holding every data sub-allocation on channel 2
+ *                      starves channel 1; completing them on channel 2
+ *                      lets channel 1's frame through, and so does closing
+ *                      channel 2 while it holds them (given back)
  *   test_vrss_cycles   50 rounds of rmmod/modprobe (primary closed with its
  *                      subchannels, opened again) with ip link down/up in
  *                      each (filter 0 stops every channel, filter on starts
@@ -251,6 +256,82 @@ static void test_vrss_single(void **state)
     sim_vm_free(vm);
 }
 
+/* Frames injected on queue q until the guest holds every data
+ * sub-allocation (completions held): each frame takes one, 16 are kept
+ * for control replies, so sub_count - 16 arrive and two more wait. */
+static void fill_pool(struct qfx *f, struct sim_netvsc *nv, int q)
+{
+    uint8_t fr[200];
+    uint64_t want = nv->sub_count - 16, got0 = nv->rx_frames_on[q];
+    nv->hold_completions = true;
+    for (uint64_t i = 0; i < want + 2; i++) {
+        make_frame(fr, sizeof(fr), nv->mac, f->seed++, (uint8_t)q);
+        SIM_ASSERT(send(f->peer[q], fr, sizeof(fr), 0) == sizeof(fr), "inject");
+    }
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (nv->rx_frames_on[q] - got0 < want && sim_now_ms() < end)
+        snv_poll(nv, 10, false);
+    snv_poll(nv, 100, false);
+    SIM_ASSERT(nv->rx_frames_on[q] - got0 == want, "%llu frames on channel %d, want %llu",
+               (unsigned long long)(nv->rx_frames_on[q] - got0), q,
+               (unsigned long long)want);
+    while (nv->rxq_n) { /* the frames themselves are not looked at */
+        uint8_t in[256];
+        snv_recv_frame(nv, in, sizeof(in), 0);
+    }
+}
+
+static void test_vrss_pool(void **state)
+{
+    struct qfx *f = *state;
+    struct sim_vm *vm = mq_vm(f, VM_MQ);
+    for (int round = 0; round < 2; round++) {
+        struct sim_netvsc *nv = snv_open(vm, 32);
+        SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1 &&
+                       snv_buffers(nv, 40, 255) == 0 && snv_rndis_up(nv) == 0,
+                   "bring-up with a 40-page receive buffer");
+        uint32_t filter = NDIS_PACKET_TYPE_DIRECTED;
+        SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) == 0, "filter");
+        SIM_ASSERT(snv_vrss(nv, NQ) == NQ, "vRSS");
+        fill_pool(f, nv, 2);
+        for (int i = 0; i < nv->nheld; i++)
+            SIM_ASSERT(nv->held_chan[i] == 2, "held on channel %d", nv->held_chan[i]);
+        /* channel 1's frame waits for a sub-allocation */
+        uint8_t fr[150], in[256];
+        make_frame(fr, sizeof(fr), nv->mac, f->seed++, 1);
+        SIM_ASSERT(send(f->peer[1], fr, sizeof(fr), 0) == sizeof(fr), "inject on queue 1");
+        snv_poll(nv, 300, false);
+        SIM_ASSERT(nv->rx_frames_on[1] == 0, "channel 1 got a frame from a dry pool");
+        if (round == 0) {
+            snv_release_held(nv); /* completions on channel 2 */
+        } else {
+            /* the guest closes channel 2 with the completions unsent */
+            SIM_ASSERT(sim_chan_close(nv->chans[2]) == 0, "close channel 2");
+            nv->nheld = 0;
+        }
+        nv->hold_completions = false;
+        int got = -1;
+        uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+        while (got < 0 && sim_now_ms() < end) {
+            got = snv_recv_frame(nv, in, sizeof(in), 50);
+            if (got >= 0 && nv->last_chan != 1)
+                got = -1; /* channel 2's waiting frames (round 0) */
+        }
+        SIM_ASSERT(got == sizeof(fr) && memcmp(in, fr, sizeof(fr)) == 0,
+                   "round %d: channel 1's frame did not come after channel 2 %s", round,
+                   round ? "closed" : "completed");
+        SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+        snv_free(nv);
+        for (int q = 0; q < NQ; q++) { /* what queue 2 left unread */
+            uint8_t b[256];
+            while (recv(f->host[q], b, sizeof(b), MSG_DONTWAIT) > 0)
+                ;
+        }
+    }
+    SIM_ASSERT(sim_log_count(LOG_WARN, VM_MQ, "netvsp", NULL) == 0, "warnings for a good guest");
+    sim_vm_free(vm);
+}
+
 static int count_fds(void)
 {
     int n = 0;
@@ -443,6 +524,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_vrss, qfx_setup, qfx_teardown),
         cmocka_unit_test_setup_teardown(test_vrss_single, qfx_setup, qfx_teardown),
+        cmocka_unit_test_setup_teardown(test_vrss_pool, qfx_setup, qfx_teardown),
         cmocka_unit_test_setup_teardown(test_vrss_cycles, qfx_setup, qfx_teardown),
         cmocka_unit_test_setup_teardown(test_vrss_bad, qfx_setup, qfx_teardown),
     };
