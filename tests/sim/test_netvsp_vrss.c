@@ -224,6 +224,11 @@ static void test_vrss(void **state)
                                 sizeof(out)) &&
                        strstr(out, "queues 4 channels 4 "),
                    "%s: status: %s", what, out);
+        static char list[16384];
+        SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), "list", list, sizeof(list)) &&
+                       strstr(list, "\"netvsp.channels\":\"4\"") &&
+                       strstr(list, "\"netvsp.queues\":\"4\""),
+                   "%s: list: %s", what, list);
         snv_free(nv);
     }
     SIM_ASSERT(sim_log_count(LOG_WARN, VM_MQ, "netvsp", NULL) == 0, "warnings for a good guest");

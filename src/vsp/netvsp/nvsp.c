@@ -888,6 +888,17 @@ static void do_packet(struct nic_queue *q, struct replies *r, const struct vsp_p
 
 /* ---- channel ops --------------------------------------------------------- */
 
+/* Channels open, for vmbusctl (nic status, nic list). */
+static void channels_changed(struct nic *nic, int delta)
+{
+    char v[16];
+    pthread_mutex_lock(&nic->lock);
+    nic->stats_channels += (unsigned)delta;
+    snprintf(v, sizeof(v), "%u", nic->stats_channels);
+    vsp_partition_set_status(nic->p, "netvsp.channels", v);
+    pthread_mutex_unlock(&nic->lock);
+}
+
 /* Both kinds of channel: the backend queue and the wake eventfd watched,
  * a transmit copy buffer. */
 static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
@@ -921,9 +932,7 @@ static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
     }
     q->rx_paused = false;
     q->backend_closed = false;
-    pthread_mutex_lock(&nic->lock);
-    nic->stats_channels++;
-    pthread_mutex_unlock(&nic->lock);
+    channels_changed(nic, +1);
     return 0;
 }
 
@@ -941,9 +950,7 @@ static void queue_close(struct nic_queue *q)
     pthread_mutex_unlock(&nic->pool_lock);
     free(q->txcopy);
     q->txcopy = NULL;
-    pthread_mutex_lock(&nic->lock);
-    nic->stats_channels--;
-    pthread_mutex_unlock(&nic->lock);
+    channels_changed(nic, -1);
 }
 
 static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
