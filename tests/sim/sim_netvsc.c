@@ -73,7 +73,8 @@ void snv_free(struct sim_netvsc *nv)
         uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
         while (rescinded_subs(nv->vm) < nv->nch - 1 && sim_now_ms() < end)
             sim_poll(nv->vm, 10);
-        sim_release_subchannels(nv->vm);
+        if (!nv->defer_release)
+            sim_release_subchannels(nv->vm);
     }
     for (int i = 0; i < nv->rxq_n; i++)
         free(nv->rxq[i].data);

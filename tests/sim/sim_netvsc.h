@@ -26,6 +26,9 @@ struct sim_netvsc {
     struct sim_chan *chans[SNV_MAX_CHANNELS]; /* primary and open subchannels */
     int nch;
     int tx_chan;                  /* channel the frames are sent on (default 0) */
+    bool defer_release;           /* snv_free waits for the subchannels' rescinds
+                                     but leaves them unreleased (a guest slow to
+                                     release them) */
     uint32_t version;
     /* receive buffer */
     uint32_t recv_gpadl, recv_pages;
