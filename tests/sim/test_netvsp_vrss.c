@@ -30,6 +30,8 @@
  *                      each (filter 0 stops every channel, filter on starts
  *                      them): frames flow on all channels every round, no
  *                      fd and no relid is left behind
+ *   test_vrss_host_cap [vsp netvsp] max_queues = 2 caps the 4-queue NIC at 2
+ *                      queues (and channels); a bad value stops vmbusd
  *   test_vrss_bad      RSS parameters with a bad key length, 0 and 1000
  *                      table entries, a table past the buffer, a queue the
  *                      NIC does not have; subchannel requests before RNDIS,
@@ -407,6 +409,41 @@ static void test_vrss_cycles(void **state)
     sim_vm_free(vm);
 }
 
+static void test_vrss_host_cap(void **state)
+{
+    struct qfx *f = *state;
+    /* a daemon of its own: the fixture's has no cap */
+    static const struct sim_vm_cfg vms[] = {{VM_MQ, "netvsp"}};
+    const struct sim_vsp_param cap[] = {{"netvsp", "max_queues", "2"}};
+    simd_vm_params = f->params;
+    struct sim_daemon *d = simd_start_params(vms, 1, 1, cap, 1);
+    simd_vm_params = NULL;
+    SIM_ASSERT(d != NULL, "vmbusd with max_queues = 2");
+    struct sim_vm *vm = sim_vm_create(d, VM_MQ);
+    SIM_ASSERT(vm != NULL, "create");
+    vm->expect_offers = 1;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offers");
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(nv->rss_queues == 2, "RSS capabilities: %u queues under a cap of 2",
+               nv->rss_queues);
+    SIM_ASSERT(snv_vrss(nv, 8) == 2, "%d channels under a cap of 2", nv->nch);
+    rx_flows(f, nv, 4, 2, "capped");
+    snv_free(nv);
+    sim_vm_free(vm);
+    simd_stop(d);
+    const struct sim_vsp_param bad[] = {{"netvsp", "max_queues", "65"}};
+    sim_log_clear();
+    simd_vm_params = f->params;
+    d = simd_start_params(vms, 1, 1, bad, 1);
+    simd_vm_params = NULL;
+    if (d)
+        simd_stop(d);
+    SIM_ASSERT(d == NULL, "max_queues = 65 accepted");
+    SIM_ASSERT(sim_log_count(LOG_ERR, "max_queues", "1..64", NULL) > 0,
+               "no error names max_queues and its range");
+}
+
 /* ---- bad input ----------------------------------------------------------- */
 
 static void other_vm_works(struct qfx *f, const char *after)
@@ -539,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vrss_single, qfx_setup, qfx_teardown),
         cmocka_unit_test_setup_teardown(test_vrss_pool, qfx_setup, qfx_teardown),
         cmocka_unit_test_setup_teardown(test_vrss_cycles, qfx_setup, qfx_teardown),
+        cmocka_unit_test_setup_teardown(test_vrss_host_cap, qfx_setup, qfx_teardown),
         cmocka_unit_test_setup_teardown(test_vrss_bad, qfx_setup, qfx_teardown),
     };
     SIM_RUN("netvsp_vrss", tests);

@@ -13,6 +13,9 @@
  *   netvsp.offload = on|off    transmit checksum and LSOv2 through virtio-net
  *                              headers (TAP: IFF_VNET_HDR); default off
  *   netvsp.link = up|down      initial carrier (default up)
+ * Host-wide ([vsp netvsp]):
+ *   max_queues = N             1..64 (default 64): no VM's NIC gets more
+ *                              queues than this, whatever netvsp.queues says
  */
 #include <errno.h>
 #include <stdio.h>
@@ -159,18 +162,33 @@ static void default_mac(const char *vm, uint8_t mac[6])
     mac[5] = (uint8_t)h;
 }
 
+struct netvsp_host {
+    unsigned max_queues;
+};
+
 static int netvsp_init(const char *const *keys, const char *const *values, void **state)
 {
-    if (keys[0]) {
-        vsp_log(NULL, VSP_LOG_ERROR, "netvsp: [vsp netvsp] takes no parameters (%s): "
-                "configure each VM with netvsp.KEY lines in its [vm] section", keys[0]);
+    struct netvsp_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->max_queues = NETVSP_MAX_QUEUES;
+    for (int i = 0; keys[i]; i++) {
+        if (strcmp(keys[i], "max_queues") == 0 &&
+            parse_uint(values[i], 1, NETVSP_MAX_QUEUES, &h->max_queues))
+            continue;
+        vsp_log(NULL, VSP_LOG_ERROR, "netvsp: [vsp netvsp] %s = %s: %s", keys[i], values[i],
+                strcmp(keys[i], "max_queues") == 0
+                    ? "want 1..64"
+                    : "unknown (max_queues; configure each VM with netvsp.KEY lines in its "
+                      "[vm] section)");
+        free(h);
         return -EINVAL;
     }
-    *state = NULL;
+    *state = h;
     return 0;
 }
 
-static void netvsp_fini(void *state) {}
+static void netvsp_fini(void *state) { free(state); }
 
 static int netvsp_check(void *state, const char *vm, const struct vsp_param *params, int n,
                         char *err, size_t errlen)
@@ -206,6 +224,9 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     pthread_rwlock_init(&nic->buf_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     nic->p = p;
+    const struct netvsp_host *h = state;
+    if (cfg.queues > h->max_queues)
+        cfg.queues = h->max_queues;
     nic->cfg = cfg;
     nic->link_up = cfg.link_up;
     for (unsigned i = 0; i < NETVSP_MAX_QUEUES; i++) {
