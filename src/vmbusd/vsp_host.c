@@ -446,8 +446,9 @@ struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_
     pthread_mutex_lock(&p->lock);
     SLIST_INSERT_HEAD(&p->channels, ch, link);
     pthread_mutex_unlock(&p->lock);
-    ch->xc = xp_offer_channel(p->xp, &wire, ch);
-    if (!ch->xc) {
+    /* ch->xc is set before the offer can reach the guest: a guest that
+     * opens it at once has open_work use it before this returns. */
+    if (!xp_offer_channel(p->xp, &wire, ch, &ch->xc)) {
         vsp_plog(p, VSP_LOG_ERROR, "cannot create the offer");
         return NULL; /* ch stays on the list and is freed with the partition */
     }
