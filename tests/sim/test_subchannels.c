@@ -301,11 +301,7 @@ static int setup_many_workers(void **state)
 
 static struct sim_vm *vm_up(struct fx *f)
 {
-    struct sim_vm *vm = sim_vm_create(f->d, VM_SC);
-    SIM_ASSERT(vm != NULL, "VM");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup: one primary offer");
-    return vm;
+    return fx_vm_up(f, VM_SC, 1); /* one primary offer */
 }
 
 static struct sim_offer *primary_offer(struct sim_vm *vm)

@@ -127,9 +127,8 @@ static void probe_detach(void *state, struct vsp_partition *p, void *part_state)
     (void)part_state;
     pthread_mutex_lock(&pr.lock);
     pr.magic = PROBE_DEAD;
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 10; /* only bounds a hang; the assertion is on the count */
+    /* the bound ends a hang only; the assertion is on the count */
+    struct timespec end = sim_deadline_ms(10000);
     while (host_timer_count(p) > 0 && pr.ticks_after_detach == 0)
         if (pthread_cond_timedwait(&pr.cond, &pr.lock, &end) != 0)
             break;
@@ -164,12 +163,7 @@ static int setup(void **state)
 
 static struct sim_vm *probe_up(struct fx *f)
 {
-    struct sim_vm *vm = sim_vm_create(f->d, VM_PROBE);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = PROBE_CHANNELS;
-    int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
-    SIM_ASSERT(n == PROBE_CHANNELS, "bringup: %d offers", n);
-    return vm;
+    return fx_vm_up(f, VM_PROBE, PROBE_CHANNELS);
 }
 
 /* Wait (sim deadline) until cond holds; the lock is held while it is read. */
@@ -299,9 +293,7 @@ struct xp_channel *__wrap_xp_offer_channel(struct xpartition *xp,
                                            struct xp_channel **out)
 {
     struct xp_channel *xc = __real_xp_offer_channel(xp, o, vsp, out);
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 10;
+    struct timespec end = sim_deadline_ms(10000);
     pthread_mutex_lock(&hot.lock);
     while (hot.hold_offer && !hot.opened)
         if (pthread_cond_timedwait(&hot.cond, &hot.lock, &end) != 0)
