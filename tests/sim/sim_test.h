@@ -65,7 +65,7 @@ static inline int fx_setup(void **state)
 }
 
 /* A fixture whose VMs run only VSPs linked into the test (a probe or a
- * gate plugin that watches vmbusd from inside); fx_vm_up, sim_open_class
+ * gate plugin that watches vmbusd from inside); sim_up_offers, sim_open_class
  * and sim_wait_count below serve such tests. */
 static inline int fx_setup_linked_vms(void **state, const struct sim_vm_cfg *vms, int nvms,
                                       const struct vsp_plugin *const *plugins)
@@ -140,11 +140,11 @@ static inline struct sim_chan *sim_open_echo(struct sim_vm *vm, int n, uint32_t 
 
 /* ---- tests with linked VSPs (fx_setup_linked) ---- */
 
-/* VM name of the fixture's daemon brought up (Linux's walk at 5.3) with
- * the `offers` offers its VSPs make. */
-static inline struct sim_vm *fx_vm_up(struct fx *f, const char *name, int offers)
+/* VM name of daemon d brought up (Linux's walk at 5.3) with the `offers`
+ * offers its VSPs make. */
+static inline struct sim_vm *sim_up_offers(struct sim_daemon *d, const char *name, int offers)
 {
-    struct sim_vm *vm = sim_vm_create(f->d, name);
+    struct sim_vm *vm = sim_vm_create(d, name);
     SIM_ASSERT(vm != NULL, "create %s", name);
     vm->expect_offers = offers;
     int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);

@@ -111,7 +111,7 @@ static int setup(void **state)
 static void test_busy_channel_yields(void **state)
 {
     struct fx *f = *state;
-    struct sim_vm *vm = fx_vm_up(f, VM_BUSY, 2);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_BUSY, 2);
     struct sim_chan *a = NULL, *b = NULL;
     for (int i = 0; i < 2; i++) {
         struct sim_offer *of = sim_offer_by_class(vm, &busy_class, i);

@@ -214,7 +214,7 @@ static void poke(void)
 
 static struct sim_vm *up(struct fx *f, struct sim_chan **out)
 {
-    struct sim_vm *vm = fx_vm_up(f, VM_WATCH, 1);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_WATCH, 1);
     if (out)
         *out = sim_open_class(vm, &watch_class, 0, 4, 4);
     return vm;

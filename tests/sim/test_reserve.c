@@ -276,7 +276,7 @@ static void read_all(struct sim_chan *ch, uint64_t first, int fillers)
  * VSP took the k requests whose completions fit an empty ring.  Returns k. */
 static int up_with_requests(struct fx *f, bool fill, struct sim_vm **vm, struct sim_chan **ch)
 {
-    *vm = fx_vm_up(f, VM_RESV, 1);
+    *vm = sim_up_offers(f->d, VM_RESV, 1);
     *ch = open_chan(*vm);
     pthread_mutex_lock(&rs.lock);
     rs.fill = fill;

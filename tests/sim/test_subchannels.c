@@ -301,7 +301,7 @@ static int setup_many_workers(void **state)
 
 static struct sim_vm *vm_up(struct fx *f)
 {
-    return fx_vm_up(f, VM_SC, 1); /* one primary offer */
+    return sim_up_offers(f->d, VM_SC, 1); /* one primary offer */
 }
 
 static struct sim_offer *primary_offer(struct sim_vm *vm)

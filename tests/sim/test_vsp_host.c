@@ -163,7 +163,7 @@ static int setup(void **state)
 
 static struct sim_vm *probe_up(struct fx *f)
 {
-    return fx_vm_up(f, VM_PROBE, PROBE_CHANNELS);
+    return sim_up_offers(f->d, VM_PROBE, PROBE_CHANNELS);
 }
 
 /* Wait (sim deadline) until cond holds; the lock is held while it is read. */
