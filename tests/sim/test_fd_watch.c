@@ -316,8 +316,11 @@ static void test_remove_waits(void **state)
     /* a second watch that removes itself from its callback, fd left readable */
     pthread_mutex_lock(&ws.lock);
     ws.mode = MODE_SELF_REMOVE;
-    pthread_mutex_unlock(&ws.lock);
+    /* Stored under ws.lock, which watch_fn takes first: the fd is readable,
+     * so fn may run before vsp_fd_watch_add returns, and would remove the
+     * old watch instead. */
     ws.w = vsp_fd_watch_add(ws.p, ws.ch, ws.efd, watch_fn, NULL);
+    pthread_mutex_unlock(&ws.lock);
     SIM_ASSERT(ws.w != NULL, "second watch");
     SIM_ASSERT(wait_count(&ws.calls, 2) == 2, "second watch's callback");
     barrier();
