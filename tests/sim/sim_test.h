@@ -166,7 +166,7 @@ static inline struct sim_chan *sim_open_class(struct sim_vm *vm, const struct hv
 }
 
 /* A linked VSP's counter *v, guarded by lock: wait until it reaches want
- * (cond is broadcast on changes; 20 s bound a hang only), then read it. */
+ * (cond is broadcast on changes; 20 s bounds a hang only), then read it. */
 static inline int sim_wait_count(pthread_mutex_t *lock, pthread_cond_t *cond, const int *v,
                                  int want)
 {
