@@ -346,7 +346,7 @@ static void test_link(void **state)
             strncat(all, line, sizeof(all) - strlen(all) - 1);
         int st = pclose(pf);
         SIM_ASSERT(st == 0 && strstr(all, VM_NIC " ") && strstr(all, NIC_MAC " up ") &&
-                       strstr(all, "0x60001") && strstr(all, "tx 1 "),
+                       strstr(all, "0x60001  1/1 ") && strstr(all, "tx 1 "),
                    "vmbusctl nic list/status (%d):\n%s", st, all);
         if (getenv("SIM_VERBOSE"))
             printf("%s", all);
