@@ -5,6 +5,7 @@
 #include "simvm.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -104,6 +105,18 @@ int sim_log_count(int max_level, const char *n1, const char *n2, const char *n3)
     int c = count_locked(max_level, n1, n2, n3);
     pthread_mutex_unlock(&cap_lock);
     return c;
+}
+
+int sim_count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
 }
 
 struct timespec sim_deadline_ms(unsigned ms)

@@ -361,10 +361,7 @@ static uint32_t udp_frame(uint8_t *f, const uint8_t dst[6], int flow, int k)
 static void test_tap_vrss(void **state)
 {
     struct tfx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP_MQ);
-    SIM_ASSERT(vm != NULL, "VM with a multi-queue TAP came up");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_MQ, 1);
     struct sockaddr_ll sll;
     int ps = packet_socket(TAP_MQ_NAME, &sll);
     struct sim_netvsc *nv = snv_open(vm, 32);
