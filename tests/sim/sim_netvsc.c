@@ -479,6 +479,25 @@ int snv_nvsp_init(struct sim_netvsc *nv, uint32_t version)
     return 1;
 }
 
+/* pages guest pages in a GPADL handed to the host with `type` (SEND_RECV_BUF
+ * or SEND_SEND_BUF) and buffer id: 0 (the answer in nv->comp), or -errno. */
+static int hand_buffer(struct sim_netvsc *nv, uint32_t type, uint16_t id, uint32_t pages,
+                       uint32_t *gpadl, uint64_t *off, const char *what)
+{
+    int r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, pages, gpadl, off);
+    if (r != 0)
+        return r < 0 ? r : -EIO;
+    struct nvsp_msg m = {.type = type};
+    m.u.send_buf.gpadl = *gpadl;
+    m.u.send_buf.id = id;
+    int st = snv_nvsp_request(nv, &m, sizeof(m));
+    if (st != NVSP_STAT_SUCCESS) {
+        fprintf(stderr, "snv_buffers: %s status %d\n", what, st);
+        return st < 0 ? st : -EPROTO;
+    }
+    return 0;
+}
+
 int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
 {
     struct nvsp_msg m;
@@ -495,20 +514,11 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
     m.u.ndis_version.minor = nv->version >= NVSP_VERSION_5 ? 30 : 1;
     snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m));
 
-    int r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, recv_pages, &nv->recv_gpadl,
-                                   &nv->recv_off);
-    if (r != 0)
-        return r < 0 ? r : -EIO;
+    int r = hand_buffer(nv, NVSP_MSG1_SEND_RECV_BUF, NVSP_RECV_BUF_ID, recv_pages,
+                        &nv->recv_gpadl, &nv->recv_off, "SEND_RECV_BUF");
+    if (r < 0)
+        return r;
     nv->recv_pages = recv_pages;
-    memset(&m, 0, sizeof(m));
-    m.type = NVSP_MSG1_SEND_RECV_BUF;
-    m.u.send_buf.gpadl = nv->recv_gpadl;
-    m.u.send_buf.id = NVSP_RECV_BUF_ID;
-    int st = snv_nvsp_request(nv, &m, sizeof(m));
-    if (st != NVSP_STAT_SUCCESS) {
-        fprintf(stderr, "snv_buffers: SEND_RECV_BUF status %d\n", st);
-        return st < 0 ? st : -EPROTO;
-    }
     struct nvsp_recv_buf_complete rc;
     memcpy(&rc, nv->comp + 4, sizeof(rc));
     /* netvsc_init_buf's checks */
@@ -521,20 +531,11 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
     nv->sub_size = rc.section.sub_alloc_size;
     nv->sub_count = rc.section.num_sub_allocs;
 
-    r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, send_pages, &nv->send_gpadl,
-                               &nv->send_off);
-    if (r != 0)
-        return r < 0 ? r : -EIO;
+    r = hand_buffer(nv, NVSP_MSG1_SEND_SEND_BUF, NVSP_SEND_BUF_ID, send_pages, &nv->send_gpadl,
+                    &nv->send_off, "SEND_SEND_BUF");
+    if (r < 0)
+        return r;
     nv->send_pages = send_pages;
-    memset(&m, 0, sizeof(m));
-    m.type = NVSP_MSG1_SEND_SEND_BUF;
-    m.u.send_buf.gpadl = nv->send_gpadl;
-    m.u.send_buf.id = NVSP_SEND_BUF_ID;
-    st = snv_nvsp_request(nv, &m, sizeof(m));
-    if (st != NVSP_STAT_SUCCESS) {
-        fprintf(stderr, "snv_buffers: SEND_SEND_BUF status %d\n", st);
-        return st < 0 ? st : -EPROTO;
-    }
     struct nvsp_send_buf_complete sc;
     memcpy(&sc, nv->comp + 4, sizeof(sc));
     if (sc.section_size < 68) {

@@ -129,10 +129,7 @@ static int guest_recv(struct sim_netvsc *nv, uint8_t *buf, uint32_t cap)
 static void test_tap_frames(void **state)
 {
     struct tfx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP);
-    SIM_ASSERT(vm != NULL, "VM with a TAP came up");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP, 1);
     SIM_ASSERT(snv_link_up(TAP_NAME) == 0, "ip link set %s up: %s", TAP_NAME, strerror(errno));
     unsigned ifindex = if_nametoindex(TAP_NAME);
     int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x0003 /* ETH_P_ALL */));
@@ -215,10 +212,7 @@ static int ipv4_setup(const char *name, const uint8_t mac[6])
 static void test_tap_lso(void **state)
 {
     struct tfx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP_OFF);
-    SIM_ASSERT(vm != NULL, "VM with an offloading TAP came up");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_OFF, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
@@ -367,10 +361,7 @@ static uint32_t udp_frame(uint8_t *f, const uint8_t dst[6], int flow, int k)
 static void test_tap_vrss(void **state)
 {
     struct tfx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP_MQ);
-    SIM_ASSERT(vm != NULL, "VM with a multi-queue TAP came up");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_MQ, 1);
     struct sockaddr_ll sll;
     int ps = packet_socket(TAP_MQ_NAME, &sll);
     struct sim_netvsc *nv = snv_open(vm, 32);

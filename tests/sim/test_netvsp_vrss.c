@@ -42,7 +42,6 @@
  */
 #include "sim_test.h"
 
-#include <dirent.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -101,15 +100,6 @@ static int qfx_teardown(void **state)
     }
     free(f);
     return 0;
-}
-
-static struct sim_vm *mq_vm(struct qfx *f, const char *name)
-{
-    struct sim_vm *vm = sim_vm_create(f->d, name);
-    SIM_ASSERT(vm != NULL, "create %s", name);
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "%s: offers", name);
-    return vm;
 }
 
 /* A frame to dst whose payload (and flow id at byte 14) comes from seed. */
@@ -208,7 +198,7 @@ static void wait_send_table(struct sim_netvsc *nv, int nch, const char *what)
 static void test_vrss(void **state)
 {
     struct qfx *f = *state;
-    struct sim_vm *vm = mq_vm(f, VM_MQ);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_MQ, 1);
     static const uint32_t versions[] = {NVSP_VERSION_5, NVSP_VERSION_6, NVSP_VERSION_61};
     for (size_t v = 0; v < 3; v++) {
         char what[64];
@@ -242,7 +232,7 @@ static void test_vrss(void **state)
 static void test_vrss_single(void **state)
 {
     struct qfx *f = *state;
-    struct sim_vm *vm = mq_vm(f, VM_MQ);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_MQ, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_vrss(nv, 1) == 1 && nv->nch == 1, "one vCPU, one channel");
@@ -293,7 +283,7 @@ static void fill_pool(struct qfx *f, struct sim_netvsc *nv, int q)
 static void test_vrss_pool(void **state)
 {
     struct qfx *f = *state;
-    struct sim_vm *vm = mq_vm(f, VM_MQ);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_MQ, 1);
     for (int round = 0; round < 2; round++) {
         struct sim_netvsc *nv = snv_open(vm, 32);
         SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1 &&
@@ -341,22 +331,10 @@ static void test_vrss_pool(void **state)
     sim_vm_free(vm);
 }
 
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 static void test_vrss_cycles(void **state)
 {
     struct qfx *f = *state;
-    struct sim_vm *vm = mq_vm(f, VM_MQ);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_MQ, 1);
     int fds = -1;
     for (int round = 0; round < 50; round++) {
         char what[64];
@@ -397,14 +375,14 @@ static void test_vrss_cycles(void **state)
         nv->defer_release = round % 2 == 0 && round < 48;
         snv_free(nv);
         if (round == 1) /* the first round that released all it had */
-            fds = count_fds();
+            fds = sim_count_fds();
     }
     /* (vmbusd may still be closing something of the last round: a leak
      * of one fd a round would show as 49 more) */
     uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
-    while (count_fds() > fds && sim_now_ms() < end)
+    while (sim_count_fds() > fds && sim_now_ms() < end)
         sim_poll(vm, 10);
-    SIM_ASSERT(count_fds() <= fds, "fds: %d after round 1, %d after 50", fds, count_fds());
+    SIM_ASSERT(sim_count_fds() <= fds, "fds: %d after round 1, %d after 50", fds, sim_count_fds());
     SIM_ASSERT(sim_log_count(LOG_WARN, VM_MQ, "netvsp", NULL) == 0, "warnings for a good guest");
     sim_vm_free(vm);
 }
@@ -419,10 +397,7 @@ static void test_vrss_host_cap(void **state)
     struct sim_daemon *d = simd_start_params(vms, 1, 1, cap, 1);
     simd_vm_params = NULL;
     SIM_ASSERT(d != NULL, "vmbusd with max_queues = 2");
-    struct sim_vm *vm = sim_vm_create(d, VM_MQ);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offers");
+    struct sim_vm *vm = sim_up_offers(d, VM_MQ, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(nv->rss_queues == 2, "RSS capabilities: %u queues under a cap of 2",
@@ -448,7 +423,7 @@ static void test_vrss_host_cap(void **state)
 
 static void other_vm_works(struct qfx *f, const char *after)
 {
-    struct sim_vm *vm = mq_vm(f, VM_MQ2);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_MQ2, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "%s: second VM's bring-up", after);
     SIM_ASSERT(nv->rss_queues == 0, "a one-queue NIC reports RSS capabilities");
@@ -479,7 +454,7 @@ static void rss_refused(struct sim_netvsc *nv, uint32_t entries, uint32_t channe
 static void test_vrss_bad(void **state)
 {
     struct qfx *f = *state;
-    struct sim_vm *vm = mq_vm(f, VM_MQ);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_MQ, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     uint32_t got = 0;
     /* before RNDIS is up (buffers set up, as Linux would have) */
