@@ -151,12 +151,56 @@ static int pool_complete(struct nic_queue *q, uint64_t tid)
 
 /* ---- replies ---------------------------------------------------------- */
 
+/* Send the transmit completions q held back (each into its reservation),
+ * after counting their frames: vmbusctl's figures never lag behind what
+ * the guest was told. */
+static void flush_comps(struct nic_queue *q)
+{
+    struct nic *nic = q->nic;
+    if (!q->ncomp)
+        return;
+    pthread_mutex_lock(&nic->lock);
+    nic->stats.tx_frames += q->comp_sent;
+    nic->stats.tx_dropped += q->comp_dropped;
+    pthread_mutex_unlock(&nic->lock);
+    q->comp_sent = q->comp_dropped = 0;
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
+    struct iovec iov = {&m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
+    for (unsigned i = 0; i < q->ncomp; i++) {
+        m.u.rndis_pkt_complete.status = q->comp[i].status;
+        int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, q->comp[i].trans_id,
+                                    NULL, 0, &iov, 1);
+        if (ret < 0 && ret != -EPIPE)
+            vsp_log(q->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
+    }
+    q->ncomp = 0;
+}
+
+/* Hold back the completion of a transmit whose reservation r has. */
+static void defer_comp(struct nic_queue *q, struct replies *r, uint64_t trans_id,
+                       uint32_t status, uint64_t sent, uint64_t dropped)
+{
+    if (!r->comp)
+        return;
+    r->comp = false;
+    q->comp[q->ncomp].trans_id = trans_id;
+    q->comp[q->ncomp].status = status;
+    q->ncomp++;
+    q->comp_sent += sent;
+    q->comp_dropped += dropped;
+    if (q->ncomp == NETVSP_COMP_BATCH)
+        flush_comps(q);
+}
+
 static void send_comp(struct nic_queue *q, struct replies *r, uint64_t trans_id,
                       const struct nvsp_msg *m)
 {
     if (!r->comp)
         return;
     struct nic *nic = q->nic;
+    flush_comps(q); /* completions go in the order of their requests */
     struct iovec iov = {(void *)m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
     r->comp = false;
     int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, 1);
@@ -719,6 +763,8 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
         uint32_t type = 0;
         if (len >= 4)
             memcpy(&type, q->txcopy, 4);
+        if (type != RNDIS_MSG_PACKET)
+            flush_comps(q); /* statistics queries count the frames before */
         if (type == RNDIS_MSG_PACKET) {
             struct tx_ctx c = {q, &tm, 0, 0, NULL};
             int frames = rndis_tx_walk(q->txcopy, (size_t)len, tx_frame, &c, &why);
@@ -728,10 +774,8 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
                 guest_error(q, "netvsp: %s", c.why);
             else
                 m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
-            pthread_mutex_lock(&nic->lock);
-            nic->stats.tx_frames += c.sent;
-            nic->stats.tx_dropped += c.dropped;
-            pthread_mutex_unlock(&nic->lock);
+            defer_comp(q, r, pkt->trans_id, m.u.rndis_pkt_complete.status, c.sent, c.dropped);
+            return;
         } else if (q->index != 0) {
             /* its reply would go on the primary: Linux never does this */
             guest_error(q, "netvsp: RNDIS control message (type 0x%x) on subchannel %u", type,
@@ -1010,6 +1054,8 @@ static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
     }
     q->rx_paused = false;
     q->backend_closed = false;
+    q->ncomp = 0; /* reservations end with the channel */
+    q->comp_sent = q->comp_dropped = 0;
     channels_changed(nic, +1);
     return 0;
 }
@@ -1017,6 +1063,7 @@ static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
 static void queue_close(struct nic_queue *q)
 {
     struct nic *nic = q->nic;
+    flush_comps(q); /* the channel is closed: only the frame counts remain */
     if (q->watch)
         vsp_fd_watch_remove(q->watch);
     if (q->wake_watch)
@@ -1113,6 +1160,7 @@ static void nvsp_receive(struct vsp_channel *ch)
         if (ret <= 0)
             break;
     }
+    flush_comps(q);
     /* Completions may have freed sub-allocations, a SET may have turned
      * the filter on or off: let the backend be read again. */
     rx_resume(q);
