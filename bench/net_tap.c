@@ -49,7 +49,7 @@
 #include "vsp/netvsp/protocol.h"
 
 #define TAP_NAME "nvbench0"
-#define SLICES 3
+#define SLICES 5
 
 /* A queue of the multi-queue TAP, with netvsp's flags (backend.c). */
 static int tap_queue_open(const char *name)
@@ -372,7 +372,7 @@ int net_tap(void)
     if (!nv || snv_bringup(nv, NVSP_VERSION_61) != 0)
         goto out;
     int nslices = quick ? 1 : SLICES;
-    double secs = quick ? 0.2 : 0.5;
+    double secs = quick ? 0.2 : 0.4;
     printf("netvsp: TAP %s, %d x %.1f s per load and side ...\n", TAP_NAME, nslices, secs);
     static uint8_t frame[65536], rev[2048];
     static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
