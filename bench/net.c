@@ -348,12 +348,17 @@ out:
     if (net_tap() != 0)
         return 1;
     print_table();
-    printf("\nNotes: the backend is a SOCK_SEQPACKET socketpair (not a TAP: that needs a\n"
-           "network namespace of its own); 'direct' moves the same frames through such a\n"
-           "socketpair with one thread on each end.  The guest transmits through send\n"
-           "sections, up to 128 frames in flight; frames are copied guest -> section,\n"
-           "section -> netvsp's private copy -> socket, and socket -> receive buffer ->\n"
-           "the simulated guest's copy.  Load average at the end %.2f.\n\n",
+    printf("\nNotes: the socketpair figures use a SOCK_SEQPACKET socketpair as the backend;\n"
+           "'socketpair direct' moves the same frames through one with a thread on each\n"
+           "end.  The TAP figures (bench/net_tap.c) share one multi-queue TAP between\n"
+           "netvsp and the bench's own queue: 'TAP write/read direct' is one thread\n"
+           "writing / reading the same frames with the same virtio-net header handling.\n"
+           "The guest transmits through send sections (GPA-direct pages for LSO), up to\n"
+           "128 frames in flight; netvsp copies a section into its private buffer, and of\n"
+           "a large GPA-direct frame only the first 4 KiB (headers), the rest going to the\n"
+           "backend from guest memory.  Received frames are read into the receive buffer\n"
+           "directly.  The netvsp side includes the simulated guest's own CPU time.\n"
+           "Load average at the end %.2f.\n\n",
            loadavg());
     print_bench_lines();
     return 0;
