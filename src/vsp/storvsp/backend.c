@@ -243,8 +243,7 @@ static int open_image(const char *path, bool readonly, char *err, size_t errlen)
     int e = errno;
     if (excl && e == EBUSY)
         return fail(-e, err, errlen,
-                    "%s: block device in use (mounted, held by md/dm/LVM, or served to "
-                    "another VM); refusing to share it",
+                    "%s: block device in use (mounted, or held by md/dm/LVM or another VM)",
                     path);
     return fail(-e, err, errlen, "%s: %s", path, strerror(e));
 }
