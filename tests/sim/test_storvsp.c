@@ -199,18 +199,10 @@ static void big_send_all(struct sim_stor *s, uint64_t pool, bool write, uint64_t
         uint64_t pfns[BIG_PAGES];
         for (uint32_t k = 0; k < BIG_PAGES; k++)
             pfns[k] = sim_page_pfn(s->vm, big_page(pool, j, k));
-        uint32_t lba = 512u * (uint32_t)j, blocks = BIG_LEN / 512u;
-        uint8_t cdb[10] = {write ? 0x2A : 0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16),
-                           (uint8_t)(lba >> 8), (uint8_t)lba, 0, (uint8_t)(blocks >> 8),
-                           (uint8_t)blocks, 0};
-        struct vstor_packet p = {.operation = VSTOR_OP_EXECUTE_SRB, .flags = 1};
-        struct vstor_srb *srb = &p.u.srb;
-        srb->length = VSTOR_SRB_SIZE;
-        srb->cdb_length = 10;
-        srb->sense_info_length = VSTOR_SENSE_SIZE;
-        srb->data_in = write ? VSTOR_DATA_OUT : VSTOR_DATA_IN;
-        srb->data_transfer_length = BIG_LEN;
-        memcpy(srb->cdb_sense, cdb, sizeof(cdb));
+        uint8_t cdb[10];
+        sim_stor_rw10_cdb(cdb, write, 512u * (uint32_t)j, BIG_LEN / 512u);
+        struct vstor_packet p = sim_stor_srb_packet(s, 0, cdb, sizeof(cdb),
+                                                    write ? VSTOR_DATA_OUT : VSTOR_DATA_IN, BIG_LEN);
         ids[j] = s->next_trans++;
         SIM_ASSERT(sim_stor_send_gpa(s, j % s->nch, ids[j], BIG_LEN, BIG_PGOFF, pfns, BIG_PAGES,
                                      &p, s->pkt_size) == 0,
