@@ -162,7 +162,8 @@ struct gf_knobs {
     uint32_t storm_max;            /* GF_OP_STORM upper bound (default 256) */
     unsigned nclasses;             /* 0: all channels; else only these classes' */
     struct hv_guid classes[GF_MAX_CLASSES]; /* channel actions (and their offers) */
-    bool no_msgs;                  /* class filter given: leave partition-wide messages alone */
+    bool msgs_with_classes;        /* class filter given: still mutate partition-wide
+                                      messages (knob msgs=1) */
 };
 
 void gf_knobs_default(struct gf_knobs *k);
@@ -195,6 +196,8 @@ struct gf_ctx {
 bool gf_mutate(struct gf_rng *rng, const struct gf_knobs *k, const struct gf_ctx *ctx,
                const struct gf_key *key, const void *buf, size_t len, size_t cap,
                struct gf_mutation *out);
+/* The relid a host channel message is about (0: none), from its bytes. */
+uint32_t gf_msg_relid(const void *buf, size_t len);
 /* The individual mutators (tests call them directly). */
 void gf_mut_flip(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m);
 /* Channel message of type msgtype: one field of its layout, its length, or

@@ -98,6 +98,8 @@ struct gf_tr_reader *gf_tr_open(const char *path, struct gf_tr_header *h);
 int gf_tr_next(struct gf_tr_reader *r, struct gf_tr_record *rec);
 void gf_tr_close_reader(struct gf_tr_reader *r);
 
+/* A GF_REC_MUT payload -> *m; false when it is inconsistent. */
+bool gf_tr_decode_mut(const uint8_t *in, size_t len, struct gf_mutation *m);
 /* Every GF_REC_MUT of path, in file order (*out malloc'ed, free() it).
  * Returns the count, or -errno / -EINVAL. */
 int gf_tr_load_mutations(const char *path, struct gf_tr_header *h, struct gf_mutation **out);

@@ -47,10 +47,8 @@ static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg
     return true;
 }
 
-int synic_queue_push(struct synic_queue *q, const void *body, size_t len)
+static int queue_push(struct synic_queue *q, const void *body, size_t len)
 {
-    if (len > HV_MESSAGE_PAYLOAD_SIZE || len < sizeof(struct vmbus_channel_message_header))
-        return -EINVAL;
     if (q->len == SYNIC_QUEUE_MAX)
         return -ENOBUFS;
     struct hv_message *m = &q->msgs[(q->head + q->len) % SYNIC_QUEUE_MAX];
@@ -61,6 +59,22 @@ int synic_queue_push(struct synic_queue *q, const void *body, size_t len)
     q->len++;
     return 0;
 }
+
+int synic_queue_push(struct synic_queue *q, const void *body, size_t len)
+{
+    if (len > HV_MESSAGE_PAYLOAD_SIZE || len < sizeof(struct vmbus_channel_message_header))
+        return -EINVAL;
+    return queue_push(q, body, len);
+}
+
+#ifdef VMBUSD_GUESTFUZZ
+int synic_queue_push_raw(struct synic_queue *q, const void *body, size_t len)
+{
+    if (len > HV_MESSAGE_PAYLOAD_SIZE)
+        return -EINVAL;
+    return queue_push(q, body, len);
+}
+#endif
 
 bool synic_queue_deliver(struct synic_queue *q, struct hv_message *slot)
 {
