@@ -87,6 +87,11 @@ struct gf_vm *gf_vm_new(uint32_t partition_id, const char *name)
     const struct gf_run *run = gf_run_get();
     if (!run)
         return NULL;
+    if (run->knobs.vm[0] && strcmp(run->knobs.vm, name ? name : "")) {
+        log_err("partition %s (id %u): not fuzzed (the run fuzzes only VM %s)", name,
+                partition_id, run->knobs.vm);
+        return NULL;
+    }
     struct gf_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return NULL;
@@ -115,12 +120,23 @@ struct gf_vm *gf_vm_new(uint32_t partition_id, const char *name)
             safe[i] = ok && !(i == 0 && c == '.') ? c : '_';
         }
         safe[i] = 0;
-        snprintf(vm->path, sizeof(vm->path), "%s/%s-%u.vfz", run->transcript_dir, safe,
-                 partition_id);
         struct gf_tr_header h = {.seed = run->mode == GF_MODE_REPLAY ? 0 : run->seed,
                                  .flags = run->mode == GF_MODE_REPLAY ? GF_TR_REPLAYED : 0,
                                  .partition_id = partition_id};
-        vm->tr = gf_tr_create(vm->path, &h);
+        /* Partition ids restart with every daemon: never overwrite an
+         * earlier run's transcript (it may be the reproducer being
+         * replayed), take the next free ".N" instead. */
+        for (int n = 0; n < 1000 && !vm->tr; n++) {
+            if (n == 0)
+                snprintf(vm->path, sizeof(vm->path), "%s/%s-%u.vfz", run->transcript_dir, safe,
+                         partition_id);
+            else
+                snprintf(vm->path, sizeof(vm->path), "%s/%s-%u.%d.vfz", run->transcript_dir,
+                         safe, partition_id, n);
+            vm->tr = gf_tr_create_excl(vm->path, &h);
+            if (!vm->tr && errno != EEXIST)
+                break;
+        }
         if (!vm->tr) {
             log_err("partition %s (id %u): cannot create transcript %s: %s", vm->name,
                     partition_id, vm->path, strerror(errno));
@@ -319,12 +335,12 @@ enum gf_op gf_vm_decide(struct gf_vm *vm, struct gf_key *key, const struct gf_ct
             gf_tr_write_mut(vm->tr, m);
         char cls[GUID_STR_LEN];
         guid_format(&key->class_id, cls);
-        log_info("partition %s: fuzz #%u: %s %s (%s) at %s/%u #%u%s%s: %s by %s, len %u param %u",
-                 vm->name, vm->nmut, gf_slot_name(gf_slot_of(key)),
-                 key->kind == GF_K_PKT ? "packet" : "", cls,
-                 key->trig_type == GF_TRIG_PKT ? "guest-pkt"
+        log_info("partition %s: fuzz #%u: %s (class %s) after %s #%u, n %u: %s by %s, "
+                 "len %u, param %u",
+                 vm->name, vm->nmut, gf_slot_name(gf_slot_of(key)), cls,
+                 key->trig_type == GF_TRIG_PKT ? "guest packet"
                                                : gf_slot_name(GF_S_MSG0 + key->trig_type),
-                 key->trig_k, key->n, "", "", gf_op_name(m->op), gf_mutator_name(m->mutator),
+                 key->trig_k, key->n, gf_op_name(m->op), gf_mutator_name(m->mutator),
                  m->new_len, m->param);
     } else {
         memset(m, 0, sizeof(*m));

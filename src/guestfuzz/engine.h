@@ -43,7 +43,8 @@ void gf_run_reset(void);
 
 struct gf_vm;
 /* A partition connected: warn loudly (name, id, seed, transcript path) and
- * open its transcript.  NULL when no run is set. */
+ * open its transcript.  NULL when no run is set or the knob vm= names
+ * another VM (then the partition is served unchanged). */
 struct gf_vm *gf_vm_new(uint32_t partition_id, const char *name);
 /* Close the transcript. */
 void gf_vm_free(struct gf_vm *vm);

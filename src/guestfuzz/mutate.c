@@ -258,6 +258,12 @@ int gf_knob_set(struct gf_knobs *k, const char *kv, char *err, size_t errlen)
             return 0;
         }
     }
+    if (!strcmp(key, "vm")) {
+        if (!*val || strlen(val) >= sizeof(k->vm))
+            return fail(err, errlen, "knob '%s': VM name empty or too long", kv);
+        snprintf(k->vm, sizeof(k->vm), "%s", val);
+        return 0;
+    }
     if (!strcmp(key, "msgs")) {
         if (strcmp(val, "0") && strcmp(val, "1"))
             return fail(err, errlen, "knob '%s': 0 or 1", kv);

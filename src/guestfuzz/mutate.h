@@ -162,6 +162,7 @@ struct gf_knobs {
     uint32_t storm_max;            /* GF_OP_STORM upper bound (default 256) */
     unsigned nclasses;             /* 0: all channels; else only these classes' */
     struct hv_guid classes[GF_MAX_CLASSES]; /* channel actions (and their offers) */
+    char vm[64];                   /* "": every VM; else only the VM of this name */
     bool msgs_with_classes;        /* class filter given: still mutate partition-wide
                                       messages (knob msgs=1) */
 };

@@ -30,9 +30,9 @@ static void put_header(uint8_t out[GF_TR_HEADER_LEN], const struct gf_tr_header 
     memcpy(out + 24, &h->partition_id, 4);
 }
 
-struct gf_tr_writer *gf_tr_create(const char *path, const struct gf_tr_header *h)
+static struct gf_tr_writer *create(const char *path, const struct gf_tr_header *h, bool excl)
 {
-    FILE *f = fopen(path, "wbe");
+    FILE *f = fopen(path, excl ? "wbxe" : "wbe");
     if (!f)
         return NULL;
     uint8_t hdr[GF_TR_HEADER_LEN];
@@ -52,6 +52,16 @@ struct gf_tr_writer *gf_tr_create(const char *path, const struct gf_tr_header *h
     w->f = f;
     pthread_mutex_init(&w->lock, NULL);
     return w;
+}
+
+struct gf_tr_writer *gf_tr_create(const char *path, const struct gf_tr_header *h)
+{
+    return create(path, h, false);
+}
+
+struct gf_tr_writer *gf_tr_create_excl(const char *path, const struct gf_tr_header *h)
+{
+    return create(path, h, true);
 }
 
 int gf_tr_write(struct gf_tr_writer *w, enum gf_rec_type type, const void *a, size_t alen,

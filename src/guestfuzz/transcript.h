@@ -75,6 +75,8 @@ struct gf_tr_header {
 struct gf_tr_writer;
 /* Create path and write the file header.  NULL (errno set) on failure. */
 struct gf_tr_writer *gf_tr_create(const char *path, const struct gf_tr_header *h);
+/* Same, but fail with EEXIST if path exists. */
+struct gf_tr_writer *gf_tr_create_excl(const char *path, const struct gf_tr_header *h);
 /* Append one record; the payload is given in up to three pieces (NULL/0
  * for unused ones) so callers need not assemble it.  Thread-safe.
  * 0 or -errno (the writer stops recording after the first error). */
