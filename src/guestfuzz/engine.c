@@ -351,7 +351,7 @@ enum gf_op gf_vm_decide(struct gf_vm *vm, struct gf_key *key, const struct gf_ct
     return op;
 }
 
-void gf_vm_host_sent(struct gf_vm *vm, const struct gf_key *key, enum gf_op op, const void *buf,
+void gf_vm_host_sent(struct gf_vm *vm, const struct gf_key *key, unsigned op, const void *buf,
                      size_t len)
 {
     if (!vm || !vm->tr)

@@ -68,7 +68,7 @@ void gf_vm_guest_pkt(struct gf_vm *vm, const struct hv_guid *cls, uint32_t relid
  * gf_vm_host_sent. */
 enum gf_op gf_vm_decide(struct gf_vm *vm, struct gf_key *key, const struct gf_ctx *ctx,
                         const void *buf, size_t len, size_t cap, struct gf_mutation *m);
-void gf_vm_host_sent(struct gf_vm *vm, const struct gf_key *key, enum gf_op op,
+void gf_vm_host_sent(struct gf_vm *vm, const struct gf_key *key, unsigned op,
                      const void *buf, size_t len);
 
 #endif

@@ -83,6 +83,10 @@ enum gf_op {
     GF_OP_COUNT
 };
 
+/* In a transcript's host record: the action could not be carried out
+ * (ring full, channel gone, queue full); a VSP's retry is a new action. */
+#define GF_HOST_NOT_SENT 0x100u
+
 /* Which mutator produced an edit (for logs and the transcript; replay does
  * not need it). */
 enum gf_mutator {

@@ -24,7 +24,9 @@
  *     GF_REC_GUEST_PKT  payload: class GUID (16) + relid (u32) + packet
  *                       (descriptor through payload, as the VSP read it)
  *     GF_REC_HOST       payload: struct gf_key (32) + outcome (u32, enum
- *                       gf_op that was applied, GF_OP_NONE if untouched) +
+ *                       gf_op that was applied, GF_OP_NONE if untouched,
+ *                       | GF_HOST_NOT_SENT if the host could not send it:
+ *                       ring full, channel closed, queue full) +
  *                       the bytes that reached the guest (message body,
  *                       packet from its descriptor, or a u32 ring field value;
  *                       empty for a signal or a dropped action)

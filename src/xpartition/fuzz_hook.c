@@ -97,8 +97,7 @@ static int push(struct xpartition *xp, const struct gf_key *key, enum gf_op op, 
                 size_t len)
 {
     int ret = xp_queue_msg_unfuzzed(xp, b, len);
-    if (ret == 0)
-        gf_vm_host_sent(vm_of(xp), key, op, b, len);
+    gf_vm_host_sent(vm_of(xp), key, ret == 0 ? op : op | GF_HOST_NOT_SENT, b, ret == 0 ? len : 0);
     return ret;
 }
 
@@ -123,8 +122,10 @@ static void release(struct xpartition *xp, bool after_message)
     for (unsigned i = 0; i < f->nheld; i++) {
         struct held_msg *h = &f->held[i];
         if ((after_message && h->reorder) || now >= h->due_ns) {
-            if (push(xp, &h->key, (enum gf_op)h->op, h->body, h->len) == 0)
+            if (xp_queue_msg_unfuzzed(xp, h->body, h->len) == 0) {
+                gf_vm_host_sent(vm_of(xp), &h->key, h->op, h->body, h->len);
                 continue;
+            }
             /* Queue full: keep it, it goes with a later flush. */
         }
         if (keep != i)
@@ -363,6 +364,12 @@ void xp_fuzz_pkt_end(struct xp_channel *ch, struct xp_fuzz_pkt *fp, int ret)
             op = GF_OP_NONE;
         for (unsigned i = 0; i < fp->copies; i++)
             gf_vm_host_sent(fp->vm, &fp->key, op, sent, len);
+    } else {
+        /* A packet the ring cannot take now (or a channel gone) is
+         * recorded as not sent: the VSP retries it later, as a new
+         * action. */
+        gf_vm_host_sent(fp->vm, &fp->key, (fp->fell_back ? GF_OP_NONE : op) | GF_HOST_NOT_SENT,
+                        NULL, 0);
     }
     free(fp->buf);
     free(fp->out);

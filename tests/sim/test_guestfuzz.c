@@ -24,11 +24,15 @@ static char tdir[] = "/tmp/vmbusd-gf-sim-XXXXXX";
  * channel, a few round trips, close, unload.  Every step may fail (the
  * host lies to it); the guest carries on like a driver that gives up on a
  * device and probes the next one. */
-static uint32_t guest_session(struct sim_daemon *d, unsigned rounds)
+static uint32_t guest_session(struct sim_daemon *d, unsigned rounds, int wait_ms)
 {
+    int saved = sim_timeout_ms;
+    sim_timeout_ms = wait_ms; /* a dropped reply costs the guest this much */
     struct sim_vm *vm = sim_vm_create(d, VM_FUZZ);
-    if (!vm)
+    if (!vm) {
+        sim_timeout_ms = saved;
         return 0;
+    }
     uint32_t id = vm->partition_id;
     vm->expect_offers = ECHO_CHANNELS;
     if (sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) > 0) {
@@ -45,6 +49,7 @@ static uint32_t guest_session(struct sim_daemon *d, unsigned rounds)
         sim_unload(vm);
     }
     sim_vm_free(vm);
+    sim_timeout_ms = saved;
     return id;
 }
 
@@ -145,7 +150,12 @@ static void read_transcript(const char *path, struct summary *s)
             s->host++;
             assert_true(rec.len >= sizeof(struct gf_key) + 4);
             uint8_t kind = rec.data[0];
-            if ((kind == GF_K_MSG || kind == GF_K_PKT) && s->nrecs < 4096 &&
+            uint32_t outcome;
+            memcpy(&outcome, rec.data + sizeof(struct gf_key), 4);
+            /* What reached the guest (a send the ring could not take yet
+             * depends on timing, and is retried as a new action). */
+            if ((kind == GF_K_MSG || kind == GF_K_PKT) && !(outcome & GF_HOST_NOT_SENT) &&
+                s->nrecs < 4096 &&
                 rec.len <= sizeof(s->recs[0].data)) {
                 s->recs[s->nrecs].len = rec.len;
                 memcpy(s->recs[s->nrecs].data, rec.data, rec.len);
@@ -185,16 +195,16 @@ static int teardown(void **state)
 static void test_survives(void **state)
 {
     (void)state;
-    static const char *const knobs[] = {"vm=" VM_FUZZ, "p=0.15", "w.delay=1",
+    /* after=5: INITIATE_CONTACT, REQUESTOFFERS, GPADL_HEADER, OPENCHANNEL
+     * and the first packet go through untouched, so every seed reaches the
+     * data path, where the mutations then start. */
+    static const char *const knobs[] = {"vm=" VM_FUZZ, "p=0.15", "w.delay=1", "after=5",
                                         "delay_max_ms=150", "storm_max=64", NULL};
-    int saved = sim_timeout_ms;
-    sim_timeout_ms = 300; /* a dropped reply costs the guest this much */
-    unsigned total_muts = 0, total_pkts = 0;
     for (uint64_t seed = 1; seed <= 6; seed++) {
         struct sim_daemon *d = start(GF_MODE_FUZZ, seed * 0x9e3779b97f4a7c15ull, knobs, NULL, 0);
         struct fx f = {.d = d};
         fx_good_start(&f);
-        uint32_t id = guest_session(d, 12);
+        uint32_t id = guest_session(d, 8, 300);
         fx_good_check(&f, "a fuzzed session of another VM");
         /* The control socket answers and lists both VMs. */
         char out[8192];
@@ -209,16 +219,13 @@ static void test_survives(void **state)
         struct summary s;
         read_transcript(path, &s);
         /* The guest's side and the host's are both there, and every
-         * mutation with what it sent (the guest may give up early: a lie
-         * in VERSION_RESPONSE can end the session there). */
-        SIM_ASSERT(s.vm_recs == 1 && s.guest_msgs >= 1 && s.host >= 1,
+         * mutation with what it sent. */
+        SIM_ASSERT(s.vm_recs == 1 && s.guest_msgs >= 4 && s.guest_pkts >= 1 && s.host >= 1,
                    "seed %llu: transcript %s: %u guest msgs, %u host", (unsigned long long)seed,
                    path, s.guest_msgs, s.host);
         SIM_ASSERT(s.muts >= 1, "seed %llu: no mutation recorded", (unsigned long long)seed);
         SIM_ASSERT(s.muts_unmatched == 0, "seed %llu: %u mutations without a host record",
                    (unsigned long long)seed, s.muts_unmatched);
-        total_muts += s.muts;
-        total_pkts += s.guest_pkts;
         free(s.recs);
         /* The healthy VM is not fuzzed: no transcript of its own. */
         DIR *dir = opendir(tdir);
@@ -227,11 +234,6 @@ static void test_survives(void **state)
             SIM_ASSERT(strncmp(e->d_name, VM_GOOD, strlen(VM_GOOD)) != 0, "%s", e->d_name);
         closedir(dir);
     }
-    /* Over the seeds the sessions got past the handshake into the data
-     * path, and were mutated there too. */
-    SIM_ASSERT(total_pkts >= 20 && total_muts >= 10, "%u guest packets, %u mutations", total_pkts,
-               total_muts);
-    sim_timeout_ms = saved;
 }
 
 /* A seeded run and its replay: same mutations, same host->guest bytes at
@@ -245,10 +247,10 @@ static void test_replay_same_bytes(void **state)
         "vm=" VM_FUZZ, "p=0.12", "w.reorder=0", "w.delay=0", "p.ring_write_index=0",
         "p.ring_read_index=0", "p.ring_interrupt_mask=0", "p.ring_pending_send_sz=0",
         "p.signal=0", "p.sint=0", NULL};
-    int saved = sim_timeout_ms;
-    sim_timeout_ms = 300;
+    /* Each wait long enough that only a reply the host never sends times
+     * out, not one a loaded machine sends late. */
     struct sim_daemon *d = start(GF_MODE_FUZZ, 0x5eed0001, knobs, NULL, 0);
-    uint32_t id1 = guest_session(d, 16);
+    uint32_t id1 = guest_session(d, 16, 1500);
     simd_stop(d);
     char p1[600], p2[600];
     transcript_path(p1, sizeof(p1), id1);
@@ -259,7 +261,7 @@ static void test_replay_same_bytes(void **state)
     assert_int_equal(h.seed, 0x5eed0001);
 
     d = start(GF_MODE_REPLAY, 0, knobs, m, (size_t)n);
-    uint32_t id2 = guest_session(d, 16);
+    uint32_t id2 = guest_session(d, 16, 1500);
     simd_stop(d);
     transcript_path(p2, sizeof(p2), id2);
     SIM_ASSERT(strcmp(p1, p2) != 0, "the replay wrote its own transcript (%s)", p2);
@@ -276,7 +278,6 @@ static void test_replay_same_bytes(void **state)
                b.guest_pkts);
     free(a.recs);
     free(b.recs);
-    sim_timeout_ms = saved;
 }
 
 int main(void)
