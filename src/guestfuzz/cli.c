@@ -82,7 +82,7 @@ int gf_cli_finish(void)
         cli_run.replay = m;
         cli_run.nreplay = (size_t)n;
         cli_run.seed = h.seed;
-        fprintf(stderr, "vmbusd-guestfuzz: replaying %d mutations of %s\n", n, replay_path);
+        snprintf(cli_run.replay_path, sizeof(cli_run.replay_path), "%s", replay_path);
     } else if (!seed_given) {
         uint64_t s = 0;
         if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s)) {

@@ -24,11 +24,15 @@ void gf_run_init(const struct gf_run *run)
     g_run = *run;
     g_run_set = true;
     /* Printed at error level so no --log-level hides it. */
-    log_err("vmbusd-guestfuzz: WARNING: GUEST-DRIVER FUZZING BUILD, host->guest traffic is "
-            "corrupted on purpose; never run it for real VMs (mode=%s seed=0x%016llx%s%s)",
-            run->mode == GF_MODE_REPLAY ? "replay" : "fuzz", (unsigned long long)run->seed,
-            run->mode == GF_MODE_REPLAY ? " mutations=" : "",
-            run->mode == GF_MODE_REPLAY ? "(from transcript)" : "");
+    if (run->mode == GF_MODE_REPLAY)
+        log_err("vmbusd-guestfuzz: WARNING: GUEST-DRIVER FUZZING BUILD, host->guest traffic is "
+                "corrupted on purpose; never run it for real VMs (mode=replay mutations=%zu "
+                "replay=%s)",
+                run->nreplay, run->replay_path[0] ? run->replay_path : "?");
+    else
+        log_err("vmbusd-guestfuzz: WARNING: GUEST-DRIVER FUZZING BUILD, host->guest traffic is "
+                "corrupted on purpose; never run it for real VMs (mode=fuzz seed=0x%016llx)",
+                (unsigned long long)run->seed);
 }
 
 const struct gf_run *gf_run_get(void) { return g_run_set ? &g_run : NULL; }

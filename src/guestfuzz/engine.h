@@ -29,6 +29,7 @@ struct gf_run {
     struct gf_knobs knobs;
     char transcript_dir[512];      /* "" : no transcripts */
     struct gf_mutation *replay;    /* GF_MODE_REPLAY: the mutations to apply */
+    char replay_path[512];         /* where they came from (for the warning line) */
     size_t nreplay;
 };
 

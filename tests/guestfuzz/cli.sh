@@ -119,8 +119,8 @@ grep -qF -- "$first" "$tmp/min.txt" && grep -qF -- "$last" "$tmp/min.txt" ||
 start replay.log --replay "$tr"
 guest simguest2.log
 stop
-grep -q "replaying $nmut mutations of $tr" "$tmp/replay.log" || fail "replay did not load $nmut mutations"
-grep -q 'mode=replay' "$tmp/replay.log" || fail "no replay warning"
+grep -q "WARNING: GUEST-DRIVER FUZZING BUILD.*(mode=replay mutations=$nmut replay=$tr)" \
+    "$tmp/replay.log" || fail "no replay warning naming $nmut mutations of $tr"
 [ -s "$tmp/demo-1.1.vfz" ] || fail "the replay overwrote the transcript it replays"
 "$minimize" --dump "$tmp/demo-1.1.vfz" | head -n 1 | grep -q '(replay)' || fail "replay flag"
 
