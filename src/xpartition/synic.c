@@ -47,8 +47,10 @@ static bool slot_try_write(struct hv_message *slot, const struct hv_message *msg
     return true;
 }
 
-static int queue_push(struct synic_queue *q, const void *body, size_t len)
+int synic_queue_push(struct synic_queue *q, const void *body, size_t len)
 {
+    if (len > HV_MESSAGE_PAYLOAD_SIZE || len < sizeof(struct vmbus_channel_message_header))
+        return -EINVAL;
     if (q->len == SYNIC_QUEUE_MAX)
         return -ENOBUFS;
     struct hv_message *m = &q->msgs[(q->head + q->len) % SYNIC_QUEUE_MAX];
@@ -60,19 +62,19 @@ static int queue_push(struct synic_queue *q, const void *body, size_t len)
     return 0;
 }
 
-int synic_queue_push(struct synic_queue *q, const void *body, size_t len)
-{
-    if (len > HV_MESSAGE_PAYLOAD_SIZE || len < sizeof(struct vmbus_channel_message_header))
-        return -EINVAL;
-    return queue_push(q, body, len);
-}
-
 #ifdef VMBUSD_GUESTFUZZ
 int synic_queue_push_raw(struct synic_queue *q, const void *body, size_t len)
 {
-    if (len > HV_MESSAGE_PAYLOAD_SIZE)
-        return -EINVAL;
-    return queue_push(q, body, len);
+    if (len >= sizeof(struct vmbus_channel_message_header))
+        return synic_queue_push(q, body, len);
+    /* Shorter than a header: queued as a zero-padded header, then the
+     * size the guest will see is cut to len. */
+    uint8_t pad[sizeof(struct vmbus_channel_message_header)] = {0};
+    memcpy(pad, body, len);
+    int ret = synic_queue_push(q, pad, sizeof(pad));
+    if (ret == 0)
+        q->msgs[(q->head + q->len - 1) % SYNIC_QUEUE_MAX].header.payload_size = (uint8_t)len;
+    return ret;
 }
 #endif
 
