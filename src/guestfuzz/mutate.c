@@ -9,6 +9,7 @@
 
 #include "common/guid.h"
 #include "vmbusd/hv_guids.h"
+#include "vsp/ic/ic.h" /* the IC wire layout the integration-service VSPs send */
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -639,6 +640,105 @@ void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, s
 }
 
 /* ------------------------------------------------------------------ */
+/* Integration-service packets (hv_utils)                              */
+
+/* The classes whose packets carry pipe + IC headers (src/vsp/ic/ic.h). */
+bool gf_class_is_ic(const struct hv_guid *cls)
+{
+    static const char *const ic[] = {HV_CLASS_HEARTBEAT, HV_CLASS_SHUTDOWN, HV_CLASS_TIMESYNC,
+                                     HV_CLASS_KVP,       HV_CLASS_VSS,      HV_CLASS_FCOPY};
+    for (size_t i = 0; i < ARRAY_LEN(ic); i++) {
+        struct hv_guid g;
+        if (guid_parse(ic[i], &g) == 0 && guid_equal(&g, cls))
+            return true;
+    }
+    return false;
+}
+
+#define IC_AT (sizeof(struct vmpacket_descriptor) + sizeof(struct ic_pipe_hdr)) /* ic_hdr */
+#define IC_BODY (sizeof(struct vmpacket_descriptor) + IC_HDRS_SIZE)
+
+void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m)
+{
+    const uint8_t *b = buf;
+    begin_patch(m, len, GF_M_FIELD);
+    if (len < IC_BODY) {
+        gf_mut_flip(rng, buf, len, m);
+        return;
+    }
+    uint32_t body = (uint32_t)len - (uint32_t)IC_BODY;
+    uint16_t type = (uint16_t)load_le(b + IC_AT + offsetof(struct ic_hdr, msg_type), 2);
+    unsigned choice = (unsigned)gf_rng_below(rng, 6);
+    if (type == IC_MSG_NEGOTIATE && choice < 2 && body >= sizeof(struct ic_negotiate)) {
+        /* Version counts around the guest's limit of 100, and a body cut
+         * short of the versions the counts announce. */
+        static const uint32_t counts[] = {0, 1, 2, IC_NEGOTIATE_MAX_VERSIONS - 1,
+                                          IC_NEGOTIATE_MAX_VERSIONS,
+                                          IC_NEGOTIATE_MAX_VERSIONS + 1, 0xffff};
+        uint32_t off = IC_BODY + (gf_rng_below(rng, 2) ? offsetof(struct ic_negotiate, fw_count)
+                                                      : offsetof(struct ic_negotiate, msg_count));
+        patch_le(m, off, counts[gf_rng_below(rng, ARRAY_LEN(counts))], 2);
+        if (choice == 1) {
+            m->new_len = (uint32_t)(IC_BODY + sizeof(struct ic_negotiate) +
+                                    sizeof(struct ic_version) * gf_rng_below(rng, 2));
+            m->mutator = GF_M_LENGTH;
+            patch_le(m, 4, (m->new_len + 7) / 8, 2); /* len8: the guest believes it */
+        }
+        return;
+    }
+    if (choice == 2) {
+        /* An undersized body for the message type (or none at all). */
+        uint32_t keep = body ? (uint32_t)gf_rng_below(rng, body) : 0;
+        m->new_len = (uint32_t)IC_BODY + keep;
+        m->mutator = GF_M_LENGTH;
+        patch_le(m, 4, (m->new_len + 7) / 8, 2);
+        return;
+    }
+    /* One field of the IC header. */
+    switch (gf_rng_below(rng, 6)) {
+    case 0: {
+        static const uint32_t types[] = {IC_MSG_NEGOTIATE, IC_MSG_HEARTBEAT, IC_MSG_KVP,
+                                         IC_MSG_SHUTDOWN,  IC_MSG_TIMESYNC,  5, 0xffff};
+        patch_le(m, IC_AT + offsetof(struct ic_hdr, msg_type),
+                 types[gf_rng_below(rng, ARRAY_LEN(types))], 2);
+        break;
+    }
+    case 1: {
+        uint32_t sizes[] = {0, body ? body - 1 : 0, body + 1, 4096, 0xffff};
+        patch_le(m, IC_AT + offsetof(struct ic_hdr, msg_size),
+                 sizes[gf_rng_below(rng, ARRAY_LEN(sizes))], 2);
+        break;
+    }
+    case 2: {
+        static const uint32_t st[] = {IC_S_OK, IC_E_FAIL, IC_S_CONT, IC_E_NOT_SUPPORTED,
+                                      0xffffffff};
+        patch_le(m, IC_AT + offsetof(struct ic_hdr, status), st[gf_rng_below(rng, ARRAY_LEN(st))],
+                 4);
+        break;
+    }
+    case 3: {
+        static const uint32_t fl[] = {0, IC_FLAG_RESPONSE, IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE,
+                                      0xff};
+        patch_le(m, IC_AT + offsetof(struct ic_hdr, flags), fl[gf_rng_below(rng, ARRAY_LEN(fl))],
+                 1);
+        break;
+    }
+    case 4: {
+        /* framework or message version: 0.0, a future major, all ones */
+        static const uint32_t vers[] = {0, 0x00000003, 0x00000007, 0xffffffff};
+        uint32_t off = IC_AT + (gf_rng_below(rng, 2) ? offsetof(struct ic_hdr, framework)
+                                                    : offsetof(struct ic_hdr, msg_version));
+        patch_le(m, off, vers[gf_rng_below(rng, ARRAY_LEN(vers))], 4);
+        break;
+    }
+    default:
+        patch_le(m, sizeof(struct vmpacket_descriptor) + offsetof(struct ic_pipe_hdr, flags),
+                 pick_edge(rng, 1, 4), 4);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* Ring header fields                                                  */
 
 void gf_mut_ring(struct gf_rng *rng, const struct gf_ctx *ctx, unsigned field,
@@ -710,6 +810,8 @@ bool gf_mutate(struct gf_rng *rng, const struct gf_knobs *k, const struct gf_ctx
     case GF_F_STRUCT:
         if (key->kind == GF_K_MSG)
             gf_mut_msg(rng, ctx, key->subtype, buf, len, out);
+        else if (key->kind == GF_K_PKT && gf_class_is_ic(&key->class_id) && gf_rng_below(rng, 2))
+            gf_mut_ic(rng, buf, len, out);
         else if (key->kind == GF_K_PKT)
             gf_mut_pkt(rng, ctx, buf, len, cap, out);
         else

@@ -213,6 +213,11 @@ void gf_mut_msg(struct gf_rng *rng, const struct gf_ctx *ctx, uint32_t msgtype, 
  * 32-bit fields of the payload. */
 void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, size_t len,
                 size_t cap, struct gf_mutation *m);
+/* Integration-service packet (descriptor, pipe + IC headers, body): IC
+ * header fields, negotiate version counts around the guest's limit of 100,
+ * a body shorter than its type needs.  Never longer than len. */
+void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m);
+bool gf_class_is_ic(const struct hv_guid *cls);
 /* Ring field: a value out of range, unaligned, at the ring's edges... */
 void gf_mut_ring(struct gf_rng *rng, const struct gf_ctx *ctx, unsigned field,
                  struct gf_mutation *m);

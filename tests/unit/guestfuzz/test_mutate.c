@@ -18,6 +18,7 @@
 #include "common/guid.h"
 #include "guestfuzz/mutate.h"
 #include "vmbusd/hv_guids.h"
+#include "vsp/ic/ic.h"
 
 #define SEEDS 3000
 
@@ -178,6 +179,74 @@ static void test_pkt_mutator_bounds(void **state)
     assert_true(under && at && over && desc);
 }
 
+/* An IC negotiate packet as the IC VSPs send it: descriptor, pipe header,
+ * IC header, negotiate body with one framework and one message version. */
+static size_t ic_negotiate_pkt(uint8_t *p)
+{
+    const size_t len = 16 + IC_HDRS_SIZE + sizeof(struct ic_negotiate) + 2 * 4;
+    memset(p, 0, len);
+    struct vmpacket_descriptor d = {.type = VM_PKT_DATA_INBAND, .offset8 = 2,
+                                    .len8 = (uint16_t)((len + 7) / 8)};
+    memcpy(p, &d, sizeof(d));
+    struct ic_pipe_hdr pipe = {.flags = IC_PIPE_FLAG_DATA, .msgsize = (uint32_t)len - 24};
+    memcpy(p + 16, &pipe, sizeof(pipe));
+    struct ic_hdr h = {.msg_type = IC_MSG_NEGOTIATE, .msg_size = 16,
+                       .flags = IC_FLAG_TRANSACTION | IC_FLAG_REQUEST};
+    memcpy(p + 24, &h, sizeof(h));
+    struct ic_negotiate n = {.fw_count = 1, .msg_count = 1};
+    memcpy(p + 16 + IC_HDRS_SIZE, &n, sizeof(n));
+    return len;
+}
+
+static void test_ic_mutator(void **state)
+{
+    (void)state;
+    uint8_t pkt[128];
+    size_t len = ic_negotiate_pkt(pkt);
+    const size_t body_at = 16 + IC_HDRS_SIZE;
+    bool c0 = false, c100 = false, c101 = false, cut = false, hdr = false;
+    for (uint64_t seed = 0; seed < SEEDS; seed++) {
+        struct gf_rng r;
+        gf_rng_seed(&r, seed);
+        struct gf_mutation m = {0};
+        gf_mut_ic(&r, pkt, len, &m);
+        assert_int_equal(m.op, GF_OP_PATCH);
+        /* Never longer than the packet, never cut into the headers. */
+        assert_true(m.new_len <= len && m.new_len >= body_at);
+        uint8_t out[128];
+        assert_int_equal(gf_edit_apply(&m, pkt, len, out, sizeof(out)), m.new_len);
+        struct vmpacket_descriptor d;
+        memcpy(&d, out, sizeof(d));
+        if (m.mutator == GF_M_LENGTH) {
+            assert_int_equal(d.len8, (m.new_len + 7) / 8); /* the guest believes it */
+            cut |= m.new_len < len;
+        } else {
+            assert_int_equal(m.new_len, len);
+            assert_patches_inside(&m);
+        }
+        struct ic_negotiate n;
+        if (m.new_len >= body_at + sizeof(n)) {
+            memcpy(&n, out + body_at, sizeof(n));
+            uint16_t v[2] = {n.fw_count, n.msg_count};
+            for (int i = 0; i < 2; i++) {
+                c0 |= v[i] == 0;
+                c100 |= v[i] == IC_NEGOTIATE_MAX_VERSIONS;
+                c101 |= v[i] == IC_NEGOTIATE_MAX_VERSIONS + 1;
+            }
+        }
+        hdr |= memcmp(out + 24, pkt + 24, sizeof(struct ic_hdr)) != 0;
+    }
+    assert_true(c0 && c100 && c101 && cut && hdr);
+    /* The IC classes, and only they. */
+    struct hv_guid g;
+    guid_parse(HV_CLASS_HEARTBEAT, &g);
+    assert_true(gf_class_is_ic(&g));
+    guid_parse(HV_CLASS_KVP, &g);
+    assert_true(gf_class_is_ic(&g));
+    guid_parse(HV_CLASS_ECHO, &g);
+    assert_false(gf_class_is_ic(&g));
+}
+
 static void test_ring_mutator(void **state)
 {
     (void)state;
@@ -321,7 +390,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_mutator_bounds), cmocka_unit_test(test_msg_relids),
-        cmocka_unit_test(test_pkt_mutator_bounds), cmocka_unit_test(test_ring_mutator),
+        cmocka_unit_test(test_pkt_mutator_bounds), cmocka_unit_test(test_ic_mutator),
+        cmocka_unit_test(test_ring_mutator),
         cmocka_unit_test(test_flip),               cmocka_unit_test(test_edit_apply),
         cmocka_unit_test(test_knobs),              cmocka_unit_test(test_families),
     };
