@@ -194,14 +194,23 @@ void gf_vm_guest_msg(struct gf_vm *vm, const void *msg, size_t len)
     uint32_t type = 0;
     if (len >= 4)
         memcpy(&type, msg, 4);
+    /* Only types a guest may send count as triggers and exchanges; junk
+     * types do not move the keys (a guest fuzzing us back should not shift
+     * them). */
+    static const bool guest_type[CHANNELMSG_COUNT] = {
+        [CHANNELMSG_REQUESTOFFERS] = true,  [CHANNELMSG_OPENCHANNEL] = true,
+        [CHANNELMSG_CLOSECHANNEL] = true,   [CHANNELMSG_GPADL_HEADER] = true,
+        [CHANNELMSG_GPADL_BODY] = true,     [CHANNELMSG_GPADL_TEARDOWN] = true,
+        [CHANNELMSG_RELID_RELEASED] = true, [CHANNELMSG_INITIATE_CONTACT] = true,
+        [CHANNELMSG_UNLOAD] = true,         [CHANNELMSG_TL_CONNECT_REQUEST] = true,
+        [CHANNELMSG_MODIFYCHANNEL] = true,
+    };
     pthread_mutex_lock(&vm->lock);
-    /* Only types a guest may send count as triggers; junk types do not
-     * move the keys (a guest fuzzing us back should not shift them). */
-    if (type > 0 && type < CHANNELMSG_COUNT) {
+    if (type < CHANNELMSG_COUNT && guest_type[type]) {
         vm->msg_count[type]++;
         vm->last_type = (uint16_t)type;
+        vm->exchanges++; /* junk does not count towards the knob after= */
     }
-    vm->exchanges++;
     if (vm->tr)
         gf_tr_write(vm->tr, GF_REC_GUEST_MSG, msg, len, NULL, 0, NULL, 0);
     pthread_mutex_unlock(&vm->lock);

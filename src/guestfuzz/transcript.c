@@ -16,7 +16,13 @@ struct gf_tr_writer {
     FILE *f;
     pthread_mutex_t lock;
     int err;
+    unsigned unflushed; /* records written since the last fflush */
 };
+
+/* Records buffered at most before a flush.  Mutations are flushed at once
+ * (with everything before them): a run killed any time leaves a file that
+ * replays every mutation it made, without a write per packet. */
+#define FLUSH_EVERY 32
 
 static void put_header(uint8_t out[GF_TR_HEADER_LEN], const struct gf_tr_header *h)
 {
@@ -77,10 +83,10 @@ int gf_tr_write(struct gf_tr_writer *w, enum gf_rec_type type, const void *a, si
         if (fwrite(&h, sizeof(h), 1, w->f) != 1 || (alen && fwrite(a, alen, 1, w->f) != 1) ||
             (blen && fwrite(b, blen, 1, w->f) != 1) || (clen && fwrite(c, clen, 1, w->f) != 1))
             ret = w->err = -(errno ? errno : EIO);
-        /* Flushed per record: a guest crash usually ends the run by a kill,
-         * and the transcript is the reproducer. */
-        else if (fflush(w->f) != 0)
+        else if ((type == GF_REC_MUT || ++w->unflushed >= FLUSH_EVERY) && fflush(w->f) != 0)
             ret = w->err = -errno;
+        else if (type == GF_REC_MUT || w->unflushed >= FLUSH_EVERY)
+            w->unflushed = 0;
     }
     pthread_mutex_unlock(&w->lock);
     return ret;

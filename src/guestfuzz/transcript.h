@@ -34,7 +34,8 @@
  *                       patches (guestfuzz/mutate.h)
  *     GF_REC_NOTE       payload: free text (seed line, knobs), ignored by replay
  * A reader stops at the first truncated record (a run killed mid-write
- * leaves a readable prefix).
+ * leaves a readable prefix).  Mutation records are flushed at once, the
+ * others at least every 32 records and at close.
  */
 #ifndef VMBUSD_GUESTFUZZ_TRANSCRIPT_H
 #define VMBUSD_GUESTFUZZ_TRANSCRIPT_H
