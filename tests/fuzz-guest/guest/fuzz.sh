@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: MIT
+# The guest side of vmbus-fuzz (sourced by the e2e /init, busybox sh): load
+# and unload the VMBus stack in a loop while the host (vmbusd-guestfuzz)
+# mutates what it sends.  Each iteration:
+#   insmod hv_vmbus (the whole VMBus handshake and the offers again),
+#   the modules of fuzz.mods (comma list, e.g. hv_utils,fzpc), hv_kvp_daemon
+#   for fuzz.hold seconds of IC traffic (heartbeat, timesync, KVP set by the
+#   host's vmbusctl), then rmmod in reverse order.
+# Markers (the host's liveness probe and iteration count):
+#   FUZZ-READY                      booted, loop starts
+#   FUZZ-ITER N begin / FUZZ-ITER N end
+#   FUZZ-STEP N what rc=R           a step that failed (not a finding by itself)
+#   FUZZ-SHUTDOWN                   the host's shutdown request arrived (SIGUSR2)
+# fuzz.iters=N stops after N iterations (0: until shut down).
+FUZZ_STOP=""
+trap 'FUZZ_STOP=usr2' USR2
+trap 'FUZZ_STOP=term' TERM
+
+mods=$(e2e_param fuzz.mods | tr ',' ' ')
+hold=$(e2e_param fuzz.hold || echo 2)
+iters=$(e2e_param fuzz.iters || echo 0)
+[ -e /mods/fzpc.ko ] || mods=$(echo " $mods " | sed 's/ fzpc / /')
+
+# Everything a module list needs, in /mods/order's order (dependencies first).
+fuzz_load() {
+    local m
+    for m in $mods; do
+        if [ "$m" = fzpc ]; then
+            [ -d /sys/module/fzpc ] || e2e_insmod fzpc
+        else
+            e2e_load_upto "$m"
+        fi
+    done
+}
+
+# Unload what is loaded of hv_vmbus and its users, last loaded first.
+fuzz_unload() {
+    local m rev=""
+    for m in $(cat /mods/order) fzpc; do rev="$m $rev"; done
+    for m in $rev; do
+        [ -d "/sys/module/$(echo "$m" | tr - _)" ] || continue
+        case "$m" in hv_*|fzpc|hid_hyperv|hyperv_keyboard) ;; *) continue ;; esac
+        rmmod "$m" 2>/tmp/rmmod.err || echo "FUZZ-STEP $1 rmmod-$m rc=$? $(head -c 120 /tmp/rmmod.err)"
+    done
+}
+
+mkdir -p /var/lib/hyperv
+echo "FUZZ-READY mods=$mods hold=$hold"
+n=1
+while [ -z "$FUZZ_STOP" ]; do
+    echo "FUZZ-ITER $n begin"
+    e2e_load_vmbus || echo "FUZZ-STEP $n vmbus-negotiate rc=1"
+    fuzz_load
+    kvp_pid=""
+    if [ -c /dev/vmbus/hv_kvp ] && [ -x /usr/sbin/hv_kvp_daemon ]; then
+        /usr/sbin/hv_kvp_daemon -n </dev/null >/dev/null 2>&1 &
+        kvp_pid=$!
+    fi
+    i=0
+    while [ $i -lt "$hold" ] && [ -z "$FUZZ_STOP" ]; do sleep 1; i=$((i + 1)); done
+    if [ -n "$kvp_pid" ]; then
+        kill "$kvp_pid" 2>/dev/null
+        wait "$kvp_pid" 2>/dev/null
+    fi
+    [ -n "$FUZZ_STOP" ] && break
+    fuzz_unload "$n"
+    echo "FUZZ-ITER $n end"
+    [ "$iters" != 0 ] && [ "$n" -ge "$iters" ] && break
+    n=$((n + 1))
+done
+[ "$FUZZ_STOP" = usr2 ] && echo "FUZZ-SHUTDOWN"
+trap - USR2 TERM
