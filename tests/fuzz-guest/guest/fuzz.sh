@@ -11,6 +11,10 @@
 #   FUZZ-ITER N begin / FUZZ-ITER N end
 #   FUZZ-STEP N what rc=R           a step that failed (not a finding by itself)
 #   FUZZ-SHUTDOWN                   the host's shutdown request arrived (SIGUSR2)
+#   FUZZ-STALL step / FUZZ-STACK comm pid + its kernel stack / FUZZ-STALL-END
+#                                   one step made no progress for fuzz.stall
+#                                   seconds (default 40): the stacks of the
+#                                   module tools and the KVP daemon, for triage
 # fuzz.iters=N stops after N iterations (0: until shut down).
 FUZZ_STOP=""
 trap 'FUZZ_STOP=usr2' USR2
@@ -44,14 +48,43 @@ fuzz_unload() {
     done
 }
 
+# fuzz_step WHAT: the step now running, for the watchdog.
+fuzz_step() { echo "$*" > /tmp/fuzz-step; date +%s > /tmp/fuzz-beat; }
+
+# Background watchdog: a step stuck for $stall seconds is reported once,
+# with the kernel stacks of the processes that can be stuck in a driver.
+fuzz_watchdog() {
+    local last now reported="" p
+    while :; do
+        sleep 5
+        last=$(cat /tmp/fuzz-beat 2>/dev/null || echo 0)
+        now=$(date +%s)
+        [ $((now - last)) -ge "$stall" ] && [ "$reported" != "$last" ] || continue
+        reported=$last
+        echo "FUZZ-STALL $(cat /tmp/fuzz-step 2>/dev/null)"
+        for p in $(pidof insmod rmmod modprobe hv_kvp_daemon 2>/dev/null); do
+            echo "FUZZ-STACK $(cat /proc/$p/comm 2>/dev/null) $p"
+            cat "/proc/$p/stack" 2>/dev/null
+        done
+        echo "FUZZ-STALL-END"
+    done
+}
+
+stall=$(e2e_param fuzz.stall || echo 40)
 mkdir -p /var/lib/hyperv
+fuzz_step start
+fuzz_watchdog &
+watchdog_pid=$!
 echo "FUZZ-READY mods=$mods hold=$hold"
 n=1
 while [ -z "$FUZZ_STOP" ]; do
     echo "FUZZ-ITER $n begin"
+    fuzz_step "$n load hv_vmbus"
     e2e_load_vmbus || echo "FUZZ-STEP $n vmbus-negotiate rc=1"
+    fuzz_step "$n load $mods"
     fuzz_load
-    kvp_pid=""
+    fuzz_step "$n hold"
+    kvp_pid=""""
     if [ -c /dev/vmbus/hv_kvp ] && [ -x /usr/sbin/hv_kvp_daemon ]; then
         /usr/sbin/hv_kvp_daemon -n </dev/null >/dev/null 2>&1 &
         kvp_pid=$!
@@ -63,10 +96,13 @@ while [ -z "$FUZZ_STOP" ]; do
         wait "$kvp_pid" 2>/dev/null
     fi
     [ -n "$FUZZ_STOP" ] && break
+    fuzz_step "$n unload"
     fuzz_unload "$n"
+    fuzz_step "$n done"
     echo "FUZZ-ITER $n end"
     [ "$iters" != 0 ] && [ "$n" -ge "$iters" ] && break
     n=$((n + 1))
 done
 [ "$FUZZ_STOP" = usr2 ] && echo "FUZZ-SHUTDOWN"
+kill "$watchdog_pid" 2>/dev/null
 trap - USR2 TERM
