@@ -69,9 +69,11 @@ def first_hv_frame(lines, extra_modules=()):
 
 def _untimed_wait(lines):
     """The stack shows a wait without a timeout."""
+    # wait_for_completion() itself sleeps in schedule_timeout(MAX_...): look
+    # at the waiting API the driver called, not at the scheduler below it.
     text = "\n".join(lines)
-    waits = re.findall(r"\b(wait_for_completion\w*|wait_event\w*|schedule_timeout\w*|msleep\w*)\+", text)
-    return bool(waits) and not any("timeout" in w or "msleep" in w for w in waits)
+    waits = re.findall(r"\b(wait_for_completion\w*|wait_event\w*|msleep\w*|usleep\w*)\+", text)
+    return bool(waits) and not any("timeout" in w or "sleep" in w for w in waits)
 
 
 def _norm(s):
@@ -151,7 +153,9 @@ def _report_end(lines, i):
     for j in range(i + 1, end):
         if "---[ end trace" in lines[j] or "end Kernel panic" in lines[j]:
             return j + 1
-        if j > i + 1 and match_event(lines[j]) and not lines[j].startswith("Kernel panic"):
+        # Oops and panic lines continue the report they follow.
+        if (j > i + 1 and match_event(lines[j])
+                and not re.match(r"(Kernel panic|Oops: |invalid opcode: )", lines[j])):
             return j
     return end
 

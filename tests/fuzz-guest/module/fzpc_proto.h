@@ -21,11 +21,14 @@
 #define FZPC_NSLOTS     8
 #define FZPC_SLOT_BYTES 64
 
+/* VERSION_RESP is 0, the value a corrupted type field most often takes,
+ * and one bit away from DATA_RESP: the ways a real host bug or attack turns
+ * a reply into a second handshake answer (positive-control bug 3). */
 enum fzpc_msg_type {
-    FZPC_VERSION_REQ = 1,  /* guest -> host */
-    FZPC_VERSION_RESP = 2, /* host -> guest */
-    FZPC_DATA_RESP = 3,    /* host -> guest (one bit away from VERSION_RESP) */
-    FZPC_DATA_REQ = 4,     /* guest -> host */
+    FZPC_VERSION_RESP = 0, /* host -> guest */
+    FZPC_DATA_RESP = 1,    /* host -> guest */
+    FZPC_VERSION_REQ = 2,  /* guest -> host */
+    FZPC_DATA_REQ = 3,     /* guest -> host */
 };
 
 struct fzpc_version_req {

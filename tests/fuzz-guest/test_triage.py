@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: MIT
+"""Unit test of vmbus-fuzz's console triage (tools/vmbusfuzz/triage.py):
+buckets, titles, deduplication.  The consoles are written here in the
+kernel's report format (not captured from a machine, except that the first
+one has the shape fzpc.ko's BUG_ON printed on the nested rig)."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from vmbusfuzz import triage  # noqa: E402
+
+BUG_FZPC = """\
+FUZZ-ITER 1 begin\r
+[    6.040537] kernel BUG at /tmp/fzpc-build.vIaJa2/fzpc.c:94!\r
+[    6.398424] invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\r
+[    6.743647] CPU: 0 PID: 114 Comm: insmod Tainted: G        W  OE      6.1.0-57-amd64 #1\r
+[    7.284647] RIP: 0010:fzpc_on_data+0x15/0x40 [fzpc]\r
+[   10.724057] Call Trace:\r
+[   10.742335]  <IRQ>\r
+[   10.760000]  fzpc_on_channel_callback+0x95/0x140 [fzpc]\r
+[   10.772467]  vmbus_on_event+0x26/0xe0 [hv_vmbus]\r
+[   10.815191]  tasklet_action_common.constprop.0+0x149/0x240\r
+[   12.163466]  </IRQ>\r
+[   17.520014] Modules linked in: fzpc(OE+) hv_utils hv_vmbus\r
+[   18.000000] ---[ end trace 0000000000000000 ]---\r
+[   18.100000] Kernel panic - not syncing: Fatal exception in interrupt\r
+"""
+
+XSAVE_WARN = """\
+[    0.100000] WARNING: CPU: 0 PID: 0 at arch/x86/kernel/fpu/xstate.c:833 fpu__init_system_xstate+0x4b1/0x7b0
+[    0.100100] RIP: 0010:fpu__init_system_xstate+0x4b1/0x7b0
+[    0.100200] ---[ end trace 0000000000000000 ]---
+FUZZ-READY mods=hv_utils hold=2
+"""
+
+WARN_VMBUS = """\
+[   20.000000] WARNING: CPU: 1 PID: 77 at drivers/hv/channel_mgmt.c:512 vmbus_add_channel_work+0x2a/0x1c0 [hv_vmbus]
+[   20.000100] RIP: 0010:vmbus_add_channel_work+0x2a/0x1c0 [hv_vmbus]
+[   20.000200] Call Trace:
+[   20.000300]  <TASK>
+[   20.000400]  process_one_work+0x1c4/0x380
+[   20.000500] ---[ end trace 0000000000000000 ]---
+"""
+
+HUNG_UNTIMED = """\
+[  60.000000] INFO: task insmod:203 blocked for more than 30 seconds.
+[  60.000100]       Tainted: G        W          6.1.0-57-amd64 #1
+[  60.000200] task:insmod          state:D stack:0     pid:203   ppid:1      flags:0x00004000
+[  60.000300] Call Trace:
+[  60.000400]  <TASK>
+[  60.000500]  __schedule+0x34d/0x9e0
+[  60.000600]  schedule+0x5a/0xd0
+[  60.000700]  schedule_timeout+0x118/0x150
+[  60.000800]  wait_for_completion+0x86/0x150
+[  60.000900]  vmbus_establish_gpadl+0x2c0/0x3c0 [hv_vmbus]
+[  60.001000]  __vmbus_open+0x120/0x560 [hv_vmbus]
+[  60.001100]  </TASK>
+"""
+
+HUNG_TIMED = HUNG_UNTIMED.replace("wait_for_completion+", "wait_for_completion_timeout+")
+
+SOFT_LOCKUP = """\
+[  90.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [kworker/0:1:33]
+[  90.000100] RIP: 0010:hv_ringbuffer_read+0x40/0x120 [hv_vmbus]
+[  90.000200] Call Trace:
+[  90.000300]  vmbus_recvpacket+0x10/0x20 [hv_vmbus]
+[  90.000400]  hv_kvp_onchannelcallback+0x60/0x300 [hv_utils]
+[  91.000000] Kernel panic - not syncing: softlockup: hung tasks
+"""
+
+NULL_DEREF = """\
+[  30.100000] BUG: kernel NULL pointer dereference, address: 0000000000000018
+[  30.100100] #PF: supervisor read access in kernel mode
+[  30.100200] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[  30.100300] RIP: 0010:hv_kvp_onchannelcallback+0x9c/0x300 [hv_utils]
+[  30.100400] Call Trace:
+[  30.100500]  <IRQ>
+[  30.100600]  ? __die+0x20/0x70
+[  30.100700]  vmbus_on_event+0x26/0xe0 [hv_vmbus]
+"""
+
+GUEST_STALL = """\
+FUZZ-ITER 4 begin
+FUZZ-STALL 4 load hv_utils
+FUZZ-STACK insmod 311
+[<0>] wait_for_completion+0x86/0x150
+[<0>] vmbus_open+0x50/0x70 [hv_vmbus]
+[<0>] util_probe+0x1a0/0x2d0 [hv_utils]
+FUZZ-STALL-END
+"""
+
+
+class Triage(unittest.TestCase):
+    def test_bug_title_has_file_line_and_first_driver_frame(self):
+        bucket, title, evs = triage.classify(BUG_FZPC)
+        self.assertEqual(bucket, "crash")
+        # the scratch build path and the timestamps are gone; RIP is the first frame
+        self.assertEqual(title, "kernel BUG at fzpc.c:94 in fzpc_on_data")
+        # the panic that follows is reported but does not replace the BUG
+        self.assertEqual([e.bucket for e in evs], ["crash", "crash"])
+
+    def test_same_bug_other_boot_same_title(self):
+        other = BUG_FZPC.replace("vIaJa2", "Qq81zz").replace("PID: 114", "PID: 9").replace(
+            "6.040537", "123.456789").replace("+0x15/0x40", "+0x17/0x40")
+        self.assertEqual(triage.classify(other)[1], triage.classify(BUG_FZPC)[1])
+        self.assertEqual(triage.finding_id(triage.classify(other)[1]),
+                         triage.finding_id(triage.classify(BUG_FZPC)[1]))
+
+    def test_ignored_boot_warning_is_clean(self):
+        ignore = triage.read_list(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "ignore.txt"))
+        self.assertEqual(triage.classify(XSAVE_WARN, ignore)[0], "clean")
+        # without the list it is a finding
+        self.assertEqual(triage.classify(XSAVE_WARN)[0], "warn")
+
+    def test_warning(self):
+        bucket, title, _ = triage.classify(WARN_VMBUS)
+        self.assertEqual(bucket, "warn")
+        self.assertEqual(title, "WARNING at channel_mgmt.c:512 vmbus_add_channel_work "
+                                "in vmbus_add_channel_work")
+
+    def test_hung_task_in_untimed_wait(self):
+        bucket, title, _ = triage.classify(HUNG_UNTIMED)
+        self.assertEqual(bucket, "hang-untimed-wait")
+        self.assertEqual(title, "untimed wait: hung task insmod in vmbus_establish_gpadl")
+
+    def test_hung_task_in_timed_wait_is_a_lockup(self):
+        bucket, title, _ = triage.classify(HUNG_TIMED)
+        self.assertEqual(bucket, "lockup")
+        self.assertEqual(title, "hung task insmod in vmbus_establish_gpadl")
+
+    def test_soft_lockup(self):
+        bucket, title, _ = triage.classify(SOFT_LOCKUP)
+        self.assertEqual(bucket, "lockup")
+        self.assertEqual(title, "soft lockup in hv_ringbuffer_read")
+
+    def test_null_deref_skips_stale_frames(self):
+        bucket, title, _ = triage.classify(NULL_DEREF)
+        self.assertEqual(bucket, "crash")
+        self.assertEqual(title, "BUG: kernel NULL pointer dereference in hv_kvp_onchannelcallback")
+
+    def test_guest_stall_report(self):
+        bucket, title, _ = triage.classify(GUEST_STALL, stalled=True)
+        self.assertEqual(bucket, "hang-untimed-wait")
+        self.assertEqual(title, "untimed wait: insmod in vmbus_open")
+
+    def test_silent_guest(self):
+        bucket, title, _ = triage.classify("FUZZ-ITER 3 begin\n", stalled=True)
+        self.assertEqual((bucket, title), ("hang", "no progress: guest stopped answering"))
+
+    def test_clean(self):
+        self.assertEqual(triage.classify("FUZZ-ITER 1 begin\nFUZZ-ITER 1 end\n"),
+                         ("clean", "", []))
+
+    def test_known_list_regex(self):
+        self.assertTrue(triage.is_listed("kernel BUG at fzpc.c:94 in fzpc_on_data",
+                                         ["re:^kernel BUG at fzpc\\.c:"]))
+        self.assertFalse(triage.is_listed("kernel BUG at fzpc.c:94 in fzpc_on_data",
+                                          ["kernel BUG at fzpc.c:95 in fzpc_on_data"]))
+
+
+if __name__ == "__main__":
+    unittest.main()
