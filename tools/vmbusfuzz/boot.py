@@ -200,6 +200,7 @@ def run_boot(cfg, rundir, seed, deadline=None, progress=None):
 
     last_progress = t0
     report_seen_at = None     # first crash/lockup report, host clock
+    report_done_at = None     # its stack trace is complete
     stall_end_at = None
     shutdown_sent = False
     pos = 0
@@ -230,6 +231,9 @@ def run_boot(cfg, rundir, seed, deadline=None, progress=None):
                             stim.start()
                     elif line.startswith("FUZZ-STALL-END"):
                         stall_end_at = now
+                    elif report_seen_at and not report_done_at and (
+                            line.startswith("Modules linked in:") or "---[ end trace" in line):
+                        report_done_at = now
                     if report_seen_at is None and (triage.match_event(line) or ("",))[0] in (
                             "crash", "lockup"):
                         report_seen_at = now
@@ -238,6 +242,10 @@ def run_boot(cfg, rundir, seed, deadline=None, progress=None):
             if vmm.poll() is not None:
                 break
             if report_seen_at and now - report_seen_at > CRASH_DRAIN_S:
+                break
+            # The registers printed again and the panic line add nothing to
+            # the title; the nested rig's serial port is slow.
+            if report_done_at and now - report_done_at > 1.5:
                 break
             if cfg.stop_titles and not report_seen_at:
                 _, title, _ = triage.classify(text, cfg.ignore, cfg.frame_modules)
