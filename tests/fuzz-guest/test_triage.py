@@ -81,13 +81,35 @@ NULL_DEREF = """\
 [  30.100700]  vmbus_on_event+0x26/0xe0 [hv_vmbus]
 """
 
+# guest/fuzz.sh's watchdog: /proc/PID/stack (no scheduler frames), then the
+# kernel's blocked-task dump (SysRq w) read back from the log.
 GUEST_STALL = """\
-FUZZ-ITER 4 begin
-FUZZ-STALL 4 load hv_utils
-FUZZ-STACK insmod 311
-[<0>] wait_for_completion+0x86/0x150
-[<0>] vmbus_open+0x50/0x70 [hv_vmbus]
-[<0>] util_probe+0x1a0/0x2d0 [hv_utils]
+FUZZ-ITER 2 begin
+FUZZ-STALL 2 unload
+FUZZ-STACK rmmod 245
+[<0>] vmbus_teardown_gpadl+0x18b/0x1f0 [hv_vmbus]
+[<0>] vmbus_close_internal+0xdd/0xf0 [hv_vmbus]
+[<0>] util_remove+0x2b/0x40 [hv_utils]
+[<0>] __do_sys_delete_module+0x1b9/0x330
+FUZZ-BLOCKED
+sysrq: Show Blocked State
+task:kworker/0:2     state:D stack:0     pid:40    ppid:2      flags:0x00004000
+Call Trace:
+ <TASK>
+ __schedule+0x34d/0x9e0
+ schedule+0x5a/0xd0
+ msleep+0x2a/0x40
+ </TASK>
+task:rmmod           state:D stack:0     pid:245   ppid:1      flags:0x00004000
+Call Trace:
+ <TASK>
+ __schedule+0x34d/0x9e0
+ schedule+0x5a/0xd0
+ schedule_timeout+0x118/0x150
+ WAIT+0x86/0x150
+ vmbus_teardown_gpadl+0x18b/0x1f0 [hv_vmbus]
+ vmbus_close_internal+0xdd/0xf0 [hv_vmbus]
+ </TASK>
 FUZZ-STALL-END
 """
 
@@ -141,10 +163,18 @@ class Triage(unittest.TestCase):
         self.assertEqual(bucket, "crash")
         self.assertEqual(title, "BUG: kernel NULL pointer dereference in hv_kvp_onchannelcallback")
 
-    def test_guest_stall_report(self):
-        bucket, title, _ = triage.classify(GUEST_STALL, stalled=True)
+    def test_guest_stall_in_untimed_wait(self):
+        console = GUEST_STALL.replace("WAIT+", "wait_for_completion+")
+        bucket, title, _ = triage.classify(console, stalled=True)
         self.assertEqual(bucket, "hang-untimed-wait")
-        self.assertEqual(title, "untimed wait: insmod in vmbus_open")
+        self.assertEqual(title, "untimed wait: rmmod in vmbus_teardown_gpadl")
+
+    def test_guest_stall_in_timed_wait_is_a_hang(self):
+        # the other blocked task's msleep is not rmmod's wait
+        console = GUEST_STALL.replace("WAIT+", "wait_for_completion_timeout+")
+        bucket, title, _ = triage.classify(console, stalled=True)
+        self.assertEqual(bucket, "hang")
+        self.assertEqual(title, "no progress: rmmod in vmbus_teardown_gpadl")
 
     def test_silent_guest(self):
         bucket, title, _ = triage.classify("FUZZ-ITER 3 begin\n", stalled=True)

@@ -18,8 +18,8 @@ from . import triage
 
 # Seconds.  The guest reports a step stuck for STALL_S itself (with stacks);
 # the host gives up on a silent guest after HANG_S without a FUZZ- line.
-STALL_S = 40
-HANG_S = 90
+STALL_S = 25
+HANG_S = 75
 CRASH_DRAIN_S = 40   # a crash report prints slowly on the nested rig's serial port
 STIMULUS_PERIOD_S = 4
 

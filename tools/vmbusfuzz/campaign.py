@@ -60,6 +60,13 @@ class Campaign:
             shutil.copyfile(res.transcript, os.path.join(d, "transcript"))
         with open(os.path.join(d, "seed"), "w") as f:
             f.write(_fmt_seed(seed) + "\n")
+        # What the guest ran and the plugins the host offered, so that the
+        # directory alone replays (the kernel is named by path: it is the user's).
+        shutil.copyfile(self.cfg.initrd, os.path.join(d, "initrd.gz"))
+        plugins = []
+        for p in self.cfg.plugins:
+            shutil.copyfile(p, os.path.join(d, os.path.basename(p)))
+            plugins.append(os.path.basename(p))
         known = triage.is_listed(title, self.known)
         verdict = {
             "id": fid,
@@ -78,12 +85,12 @@ class Campaign:
             "stalled": res.stalled,
             "transcript": "transcript" if res.transcript else None,
             "kernel": self.cfg.kernel,
-            "initrd": self.cfg.initrd,
+            "initrd": "initrd.gz",
             "cmdline": self.cfg.cmdline(),
             "mods": self.cfg.mods,
             "vsps": self.cfg.vsps,
             "vsp_params": self.cfg.vsp_params,
-            "plugins": self.cfg.plugins,
+            "plugins": plugins,
             "fuzz_knobs": self.cfg.fuzz_knobs,
             "frame_modules": self.cfg.frame_modules,
             "events": [e.as_dict() for e in res.events],

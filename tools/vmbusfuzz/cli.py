@@ -198,9 +198,12 @@ def cmd_replay(args, argv):
         return _nested(args, argv, args.l1_timeout or 900)
     # One more iteration than the original boot ran before the report.
     iters = (v.get("iteration") or v.get("iterations_in_boot") or 0) + 1
+    # Paths in verdict.json are relative to the finding's directory.
     cfg = boot.BootConfig(vmbusd=args.vmbusd, vmm=args.vmm, vmbusctl=args.vmbusctl,
-                          kernel=args.kernel or v["kernel"], initrd=args.initrd or v["initrd"],
-                          plugins=v.get("plugins", []), vsps=v["vsps"],
+                          kernel=args.kernel or os.path.join(d, v["kernel"]),
+                          initrd=os.path.abspath(args.initrd or os.path.join(d, v["initrd"])),
+                          plugins=[os.path.join(d, p) for p in v.get("plugins", [])],
+                          vsps=v["vsps"],
                           vsp_params=v.get("vsp_params", {}), mods=v["mods"], iterations=iters,
                           cmdline_extra="", mutate=True, replay=transcript,
                           ignore=triage.read_list(DEFAULT_IGNORE) if os.path.exists(DEFAULT_IGNORE) else [],

@@ -182,28 +182,51 @@ def events(text, extra_modules=()):
     return found
 
 
+def _blocked_dump_of(lines, comm):
+    """The lines of comm's stack in a SysRq-w dump ("task:COMM state:D ...",
+    then its trace up to the next task)."""
+    out, inside = [], False
+    for line in lines:
+        m = re.match(r"task:(\S+)\s+state:", line)
+        if m:
+            if inside:
+                break
+            inside = m.group(1) == comm
+        if inside:
+            out.append(line)
+    return out
+
+
 def stall_event(text, extra_modules=()):
-    """The guest's own stall report (FUZZ-STALL + FUZZ-STACK lines from
-    guest/fuzz.sh's watchdog) as an event, or None."""
+    """The guest's own stall report (guest/fuzz.sh's watchdog: FUZZ-STALL,
+    FUZZ-STACK + /proc/PID/stack per process, FUZZ-BLOCKED + the kernel's
+    blocked-task dump, FUZZ-STALL-END) as an event, or None.  The title
+    names the stuck process and its first hv frame; the bucket is
+    hang-untimed-wait when the kernel's dump shows that process in a wait
+    without a timeout."""
     lines = clean_lines(text)
     for i, line in enumerate(lines):
-        if line.startswith("FUZZ-STALL"):
-            body = lines[i:i + 120]
-            comm = None
-            for b in body:
-                m = re.match(r"FUZZ-STACK (\S+)", b)
-                if m:
-                    comm = m.group(1)
-                    break
-            frame = first_hv_frame(body, extra_modules)
-            step = re.sub(r"^FUZZ-STALL\s*", "", line)
-            step = re.sub(r"\d+", "N", step)
-            if comm and _untimed_wait(body):
-                e = Event("hang-untimed-wait", "untimed wait: %s" % comm, i)
-            else:
-                e = Event("hang", "no progress: %s" % (comm or step or "guest"), i)
-            e.frame = frame
-            return e
+        if not line.startswith("FUZZ-STALL "):
+            continue
+        end = next((j for j in range(i, len(lines)) if lines[j].startswith("FUZZ-STALL-END")),
+                   len(lines))
+        body = lines[i:end]
+        split = next((k for k, b in enumerate(body) if b.startswith("FUZZ-BLOCKED")), len(body))
+        stacks, blocked = body[:split], body[split:]
+        comm = None
+        for b in stacks:
+            m = re.match(r"FUZZ-STACK (\S+)", b)
+            if m:
+                comm = m.group(1)
+                break
+        step = re.sub(r"\d+", "N", line[len("FUZZ-STALL "):].strip())
+        if comm and _untimed_wait(_blocked_dump_of(blocked, comm)):
+            e = Event("hang-untimed-wait", "untimed wait: %s" % comm, i)
+        else:
+            e = Event("hang", "no progress: %s" % (comm or step or "guest"), i)
+        e.frame = first_hv_frame(stacks, extra_modules) or first_hv_frame(
+            _blocked_dump_of(blocked, comm), extra_modules)
+        return e
     return None
 
 

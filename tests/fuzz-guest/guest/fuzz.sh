@@ -52,7 +52,10 @@ fuzz_unload() {
 fuzz_step() { echo "$*" > /tmp/fuzz-step; date +%s > /tmp/fuzz-beat; }
 
 # Background watchdog: a step stuck for $stall seconds is reported once,
-# with the kernel stacks of the processes that can be stuck in a driver.
+# with the kernel stacks of the processes that can be stuck in a driver
+# (/proc/PID/stack leaves out the scheduler's frames, wait_for_completion
+# among them) and the kernel's own dump of every blocked task (SysRq w,
+# read back from the log: its lines are below the console's log level).
 fuzz_watchdog() {
     local last now reported="" p
     while :; do
@@ -66,6 +69,11 @@ fuzz_watchdog() {
             echo "FUZZ-STACK $(cat /proc/$p/comm 2>/dev/null) $p"
             cat "/proc/$p/stack" 2>/dev/null
         done
+        echo 1 > /proc/sys/kernel/sysrq
+        echo w > /proc/sysrq-trigger
+        sleep 1
+        echo "FUZZ-BLOCKED"
+        dmesg | sed -n '/sysrq: Show Blocked State/,$p' | tail -n 150 | sed 's/^\[ *[0-9.]*\] //'
         echo "FUZZ-STALL-END"
     done
 }
