@@ -114,6 +114,32 @@ FUZZ-STALL-END
 """
 
 
+# insmod waits for an asynchronous probe; the kworker running it is stuck in
+# the driver (the shape seen on the nested rig with a dropped GPADL_CREATED).
+ASYNC_PROBE_STALL = """\
+FUZZ-STALL 1 load hv_utils
+FUZZ-STACK insmod 120
+[<0>] async_synchronize_cookie_domain+0x114/0x150
+[<0>] do_init_module+0x17a/0x1f0
+FUZZ-BLOCKED
+sysrq: Show Blocked State
+task:kworker/u2:2    state:D stack:0     pid:27    ppid:2      flags:0x00004000
+Workqueue: events_unbound async_run_entry_fn
+Call Trace:
+ <TASK>
+ __schedule+0x34d/0xa00
+ schedule+0x5a/0xd0
+ schedule_timeout+0x11a/0x150
+ __wait_for_common+0x94/0x1e0
+ ? usleep_range_state+0x90/0x90
+ __vmbus_establish_gpadl.isra.0+0x647/0x750 [hv_vmbus]
+ ? shutdown_onchannelcallback+0x190/0x190 [hv_utils]
+ __vmbus_open+0xde/0x560 [hv_vmbus]
+ </TASK>
+FUZZ-STALL-END
+"""
+
+
 class Triage(unittest.TestCase):
     def test_bug_title_has_file_line_and_first_driver_frame(self):
         bucket, title, evs = triage.classify(BUG_FZPC)
@@ -167,14 +193,21 @@ class Triage(unittest.TestCase):
         console = GUEST_STALL.replace("WAIT+", "wait_for_completion+")
         bucket, title, _ = triage.classify(console, stalled=True)
         self.assertEqual(bucket, "hang-untimed-wait")
-        self.assertEqual(title, "untimed wait: rmmod in vmbus_teardown_gpadl")
+        self.assertEqual(title, "untimed wait in vmbus_teardown_gpadl")
 
     def test_guest_stall_in_timed_wait_is_a_hang(self):
         # the other blocked task's msleep is not rmmod's wait
         console = GUEST_STALL.replace("WAIT+", "wait_for_completion_timeout+")
         bucket, title, _ = triage.classify(console, stalled=True)
         self.assertEqual(bucket, "hang")
-        self.assertEqual(title, "no progress: rmmod in vmbus_teardown_gpadl")
+        self.assertEqual(title, "no progress in vmbus_teardown_gpadl")
+
+    def test_stall_in_asynchronous_probe(self):
+        # the kworker's hv frame names it; "? usleep" is a stale address, and
+        # the compiler's .isra.0 suffix is not part of the title
+        bucket, title, _ = triage.classify(ASYNC_PROBE_STALL, stalled=True)
+        self.assertEqual(bucket, "hang-untimed-wait")
+        self.assertEqual(title, "untimed wait in __vmbus_establish_gpadl")
 
     def test_silent_guest(self):
         bucket, title, _ = triage.classify("FUZZ-ITER 3 begin\n", stalled=True)

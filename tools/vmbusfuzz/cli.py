@@ -233,7 +233,7 @@ def cmd_minimize(args, argv):
     out = os.path.join(d, "transcript.min")
     # Each candidate is replayed (in its own directory); exit 0 = still the same title.
     check = [sys.executable, os.path.join(TOOLS, "vmbus-fuzz"), "replay", d, "--transcript", "{}",
-             "--out", os.path.join(d, "minimize-{}".replace("{}", "run"))]
+             "--out", os.path.join(d, "minimize-run")]
     for opt in ("build", "vmbusd", "vmm", "vmbusctl"):
         if getattr(args, opt, None):
             check += ["--" + opt, getattr(args, opt)]

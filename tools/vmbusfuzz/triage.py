@@ -53,26 +53,34 @@ def _frames(lines, extra_modules):
         for m in _FRAME.finditer(line):
             if m.group(1):  # "? func": a stale return address, not a frame
                 continue
-            func, mod = m.group(2), m.group(3)
+            # ".isra.0", ".constprop.0", ".part.0", ".cold": the same function
+            func, mod = re.sub(r"\.(isra|constprop|part|cold|llvm)(\.\d+)?", "", m.group(2)), m.group(3)
             yield func, mod, (mod in mods) if mod else func.startswith(HV_FUNC_PREFIXES)
 
 
-def first_hv_frame(lines, extra_modules=()):
+def first_hv_frame(lines, extra_modules=(), strict=False):
+    """The first frame in the drivers under test; without one, the first
+    frame (None with strict)."""
     first_any = None
     for func, mod, hv in _frames(lines, extra_modules):
         if hv:
             return func
         if first_any is None:
             first_any = func
-    return first_any
+    return None if strict else first_any
 
 
 def _untimed_wait(lines):
     """The stack shows a wait without a timeout."""
     # wait_for_completion() itself sleeps in schedule_timeout(MAX_...): look
     # at the waiting API the driver called, not at the scheduler below it.
-    text = "\n".join(lines)
-    waits = re.findall(r"\b(wait_for_completion\w*|wait_event\w*|msleep\w*|usleep\w*)\+", text)
+    # A tail call often leaves only __wait_for_common, which the timed
+    # variants share: the caller sees the task stuck past the stall time
+    # (25 s, longer than the hv drivers' own timeouts), so a wait that
+    # names no timeout counts as untimed.
+    text = "\n".join(l for l in lines if not re.match(r"\s*\? ", l))
+    waits = re.findall(r"\b(\w*wait_for_completion\w*|__wait_for_common|wait_for_common\w*|"
+                       r"wait_event\w*|msleep\w*|usleep\w*)\+", text)
     return bool(waits) and not any("timeout" in w or "sleep" in w for w in waits)
 
 
@@ -182,28 +190,27 @@ def events(text, extra_modules=()):
     return found
 
 
-def _blocked_dump_of(lines, comm):
-    """The lines of comm's stack in a SysRq-w dump ("task:COMM state:D ...",
-    then its trace up to the next task)."""
-    out, inside = [], False
+def _blocked_tasks(lines):
+    """A SysRq-w dump ("task:COMM state:D ..." then its trace, per task) as
+    [(comm, lines)]."""
+    out = []
     for line in lines:
         m = re.match(r"task:(\S+)\s+state:", line)
         if m:
-            if inside:
-                break
-            inside = m.group(1) == comm
-        if inside:
-            out.append(line)
+            out.append((m.group(1), []))
+        elif out:
+            out[-1][1].append(line)
     return out
 
 
 def stall_event(text, extra_modules=()):
     """The guest's own stall report (guest/fuzz.sh's watchdog: FUZZ-STALL,
     FUZZ-STACK + /proc/PID/stack per process, FUZZ-BLOCKED + the kernel's
-    blocked-task dump, FUZZ-STALL-END) as an event, or None.  The title
-    names the stuck process and its first hv frame; the bucket is
-    hang-untimed-wait when the kernel's dump shows that process in a wait
-    without a timeout."""
+    blocked-task dump, FUZZ-STALL-END) as an event, or None.  The stuck
+    task is the first blocked one with a frame in the drivers under test
+    (the module tool's own, then the kernel's dump: an asynchronous probe
+    waits in a kworker); the title names that frame, not the task, whose
+    name differs between runs of the same bug."""
     lines = clean_lines(text)
     for i, line in enumerate(lines):
         if not line.startswith("FUZZ-STALL "):
@@ -212,20 +219,35 @@ def stall_event(text, extra_modules=()):
                    len(lines))
         body = lines[i:end]
         split = next((k for k, b in enumerate(body) if b.startswith("FUZZ-BLOCKED")), len(body))
-        stacks, blocked = body[:split], body[split:]
-        comm = None
+        stacks, blocked = body[:split], _blocked_tasks(body[split:])
+        procs = []  # (comm, /proc stack)
         for b in stacks:
             m = re.match(r"FUZZ-STACK (\S+)", b)
             if m:
-                comm = m.group(1)
+                procs.append((m.group(1), []))
+            elif procs:
+                procs[-1][1].append(b)
+        frame, untimed = None, False
+        for comm, st in procs:
+            frame = first_hv_frame(st, extra_modules, strict=True)
+            if frame:
+                dump = next((t for c, t in blocked if c == comm), [])
+                untimed = _untimed_wait(dump)
                 break
-        step = re.sub(r"\d+", "N", line[len("FUZZ-STALL "):].strip())
-        if comm and _untimed_wait(_blocked_dump_of(blocked, comm)):
-            e = Event("hang-untimed-wait", "untimed wait: %s" % comm, i)
+        if not frame:
+            for comm, dump in blocked:
+                frame = first_hv_frame(dump, extra_modules, strict=True)
+                if frame:
+                    untimed = _untimed_wait(dump)
+                    break
+        if frame and untimed:
+            e = Event("hang-untimed-wait", "untimed wait", i)
+        elif frame:
+            e = Event("hang", "no progress", i)
         else:
-            e = Event("hang", "no progress: %s" % (comm or step or "guest"), i)
-        e.frame = first_hv_frame(stacks, extra_modules) or first_hv_frame(
-            _blocked_dump_of(blocked, comm), extra_modules)
+            step = re.sub(r"\d+", "N", line[len("FUZZ-STALL "):].strip())
+            e = Event("hang", "no progress: %s" % re.sub(r"\s+", " ", step), i)
+        e.frame = frame
         return e
     return None
 
