@@ -79,6 +79,9 @@ fuzz_watchdog() {
 }
 
 stall=$(e2e_param fuzz.stall || echo 40)
+# Console log level 5 from here on: WARNINGs (level 4) reach the host's
+# triage; the boot itself ran quieter (fuzz.loglevel, default 5).
+dmesg -n "$(e2e_param fuzz.loglevel || echo 5)"
 mkdir -p /var/lib/hyperv
 fuzz_step start
 fuzz_watchdog &
