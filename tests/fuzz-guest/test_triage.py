@@ -166,8 +166,7 @@ class Triage(unittest.TestCase):
     def test_warning(self):
         bucket, title, _ = triage.classify(WARN_VMBUS)
         self.assertEqual(bucket, "warn")
-        self.assertEqual(title, "WARNING at channel_mgmt.c:512 vmbus_add_channel_work "
-                                "in vmbus_add_channel_work")
+        self.assertEqual(title, "WARNING at channel_mgmt.c:512 vmbus_add_channel_work")
 
     def test_hung_task_in_untimed_wait(self):
         bucket, title, _ = triage.classify(HUNG_UNTIMED)

@@ -99,7 +99,10 @@ class Event:
 
     @property
     def title(self):
-        return self.head + (" in " + self.frame if self.frame else "")
+        # A WARNING's first line already names its function.
+        if not self.frame or self.head.endswith(" " + self.frame):
+            return self.head
+        return self.head + " in " + self.frame
 
     def as_dict(self):
         return {"bucket": self.bucket, "title": self.title, "line": self.index + 1}
