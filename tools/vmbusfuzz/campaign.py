@@ -144,6 +144,10 @@ class Campaign:
             rundir = os.path.join(self.out, "runs", "boot-%04d" % self.boots)
             res = boot.run_boot(self.cfg, rundir, seed, deadline=deadline,
                                 progress=lambda r: self._progress(seed, r))
+            if res.boot_s is None and res.bucket == "clean" and res.vmm_rc not in (0, 2, 3):
+                # Not the guest's doing: vmbus-vmm could not run it at all.
+                raise RuntimeError("vmbus-vmm exit %s before the guest started (see %s/vmm.log)"
+                                   % (res.vmm_rc, rundir))
             primary_done = False
             for ev in sorted(res.events, key=lambda e: triage.BUCKET_ORDER.index(e.bucket)):
                 primary = not primary_done and ev.title == res.title

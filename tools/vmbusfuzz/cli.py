@@ -147,7 +147,11 @@ def cmd_run(args, argv):
                           frame_modules=args.frame_module)
     c = campaign.Campaign(cfg, args.out, args.seed, duration_s=args.duration, boots=args.boots,
                           known=known, until=args.until)
-    summary = c.run()
+    try:
+        summary = c.run()
+    except RuntimeError as e:
+        print("vmbus-fuzz: %s" % e, file=sys.stderr)
+        return 2
     fail_on = set(args.fail_on.split(",")) - {"none", ""}
     bad = [f for f in summary["findings"] if f["bucket"] in fail_on and not f["known"]]
     missing = [u for u in args.until if not any(triage.is_listed(f["title"], [u])
