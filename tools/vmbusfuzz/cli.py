@@ -201,7 +201,7 @@ def cmd_replay(args, argv):
         argv = _replace_opt(argv, "--out", args.out)
         return _nested(args, argv, args.l1_timeout or 900)
     # One more iteration than the original boot ran before the report.
-    iters = (v.get("iteration") or v.get("iterations_in_boot") or 0) + 1
+    iters = max(v.get("iteration") or 0, v.get("iterations_in_boot") or 0) + 1
     # Paths in verdict.json are relative to the finding's directory.
     cfg = boot.BootConfig(vmbusd=args.vmbusd, vmm=args.vmm, vmbusctl=args.vmbusctl,
                           kernel=args.kernel or os.path.join(d, v["kernel"]),
