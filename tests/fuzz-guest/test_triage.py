@@ -70,6 +70,23 @@ SOFT_LOCKUP = """\
 [  91.000000] Kernel panic - not syncing: softlockup: hung tasks
 """
 
+# A vCPU stuck in a hypercall: the RIP has no symbol and every frame of the
+# trace is a stale '?' one; the panic that follows has a stack of its own.
+LOCKUP_IN_HYPERCALL = """\
+[   40.757232] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [swapper/0:0]
+[   41.407690] Modules linked in: hv_utils hv_vmbus [last unloaded: hv_vmbus]
+[   41.554596] RIP: 0010:0xffffcf82c000b003
+[   43.314833] Call Trace:
+[   43.319004]  <IRQ>
+[   43.322592]  ? vmbus_set_event+0x4d/0x70 [hv_vmbus]
+[   43.339258]  ? hv_ringbuffer_read+0xac/0xf0 [hv_vmbus]
+[   44.037027]  </IRQ>
+[   44.412067] Kernel panic - not syncing: softlockup: hung tasks
+[   44.465309] Call Trace:
+[   44.508392]  dump_stack_lvl+0x44/0x5c
+[   44.536843]  panic+0x118/0x2f4
+"""
+
 NULL_DEREF = """\
 [  30.100000] BUG: kernel NULL pointer dereference, address: 0000000000000018
 [  30.100100] #PF: supervisor read access in kernel mode
@@ -146,8 +163,8 @@ class Triage(unittest.TestCase):
         self.assertEqual(bucket, "crash")
         # the scratch build path and the timestamps are gone; RIP is the first frame
         self.assertEqual(title, "kernel BUG at fzpc.c:94 in fzpc_on_data")
-        # the panic that follows is reported but does not replace the BUG
-        self.assertEqual([e.bucket for e in evs], ["crash", "crash"])
+        # the panic that follows is its consequence, not a finding of its own
+        self.assertEqual([e.title for e in evs], [title])
 
     def test_same_bug_other_boot_same_title(self):
         other = BUG_FZPC.replace("vIaJa2", "Qq81zz").replace("PID: 114", "PID: 9").replace(
@@ -182,6 +199,11 @@ class Triage(unittest.TestCase):
         bucket, title, _ = triage.classify(SOFT_LOCKUP)
         self.assertEqual(bucket, "lockup")
         self.assertEqual(title, "soft lockup in hv_ringbuffer_read")
+
+    def test_lockup_with_only_stale_frames(self):
+        bucket, title, _ = triage.classify(LOCKUP_IN_HYPERCALL)
+        self.assertEqual(bucket, "lockup")
+        self.assertEqual(title, "soft lockup in vmbus_set_event")
 
     def test_null_deref_skips_stale_frames(self):
         bucket, title, _ = triage.classify(NULL_DEREF)

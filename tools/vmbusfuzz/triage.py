@@ -47,27 +47,30 @@ def clean_lines(text):
 
 
 def _frames(lines, extra_modules):
-    """(function, module) of each non-speculative frame in lines, in order."""
+    """(function, module, in the drivers under test, stale) of each frame in
+    lines, in order; stale: printed with '?' (a return address left on the
+    stack, maybe not a caller)."""
     mods = HV_MODULES | set(extra_modules)
     for line in lines:
         for m in _FRAME.finditer(line):
-            if m.group(1):  # "? func": a stale return address, not a frame
-                continue
             # ".isra.0", ".constprop.0", ".part.0", ".cold": the same function
             func, mod = re.sub(r"\.(isra|constprop|part|cold|llvm)(\.\d+)?", "", m.group(2)), m.group(3)
-            yield func, mod, (mod in mods) if mod else func.startswith(HV_FUNC_PREFIXES)
+            hv = (mod in mods) if mod else func.startswith(HV_FUNC_PREFIXES)
+            yield func, mod, hv, bool(m.group(1))
 
 
 def first_hv_frame(lines, extra_modules=(), strict=False):
     """The first frame in the drivers under test; without one, the first
-    frame (None with strict)."""
-    first_any = None
-    for func, mod, hv in _frames(lines, extra_modules):
-        if hv:
-            return func
-        if first_any is None:
-            first_any = func
-    return None if strict else first_any
+    stale ('?') frame in them (a CPU stuck in a hypercall leaves only
+    those), then the first frame (neither with strict)."""
+    frames = list(_frames(lines, extra_modules))
+    for want_stale in (False, True):
+        for func, mod, hv, stale in frames:
+            if hv and stale == want_stale:
+                return func
+    if strict:
+        return None
+    return next((f for f, _, _, stale in frames if not stale), None)
 
 
 def _untimed_wait(lines):
@@ -164,9 +167,10 @@ def _report_end(lines, i):
     for j in range(i + 1, end):
         if "---[ end trace" in lines[j] or "end Kernel panic" in lines[j]:
             return j + 1
-        # Oops and panic lines continue the report they follow.
+        # Oops lines continue the report they follow; a panic has a stack of
+        # its own (the panic path), which must not name the report.
         if (j > i + 1 and match_event(lines[j])
-                and not re.match(r"(Kernel panic|Oops: |invalid opcode: )", lines[j])):
+                and not re.match(r"(Oops: |invalid opcode: )", lines[j])):
             return j
     return end
 
@@ -181,8 +185,13 @@ def events(text, extra_modules=()):
         if not ev:
             i += 1
             continue
-        e = Event(ev[0], ev[1], i)
         end = _report_end(lines, i)
+        if ev[1].startswith("Kernel panic") and found:
+            # The consequence of the report before it (oops=panic,
+            # softlockup_panic=1): not a finding of its own.
+            i = end if end > i else i + 1
+            continue
+        e = Event(ev[0], ev[1], i)
         body = lines[i:end]
         e.frame = first_hv_frame(body, extra_modules)
         if e.bucket == "lockup" and e.head.startswith("hung task") and _untimed_wait(body):
