@@ -254,7 +254,8 @@ def run_boot(cfg, rundir, seed, deadline=None, progress=None):
                 _, title, _ = triage.classify(text, cfg.ignore, cfg.frame_modules)
                 if title and triage.is_listed(title, cfg.stop_titles):
                     report_seen_at = now
-            if stall_end_at and now - stall_end_at > 3:
+            # A report being printed wins over the guest's stall report.
+            if stall_end_at and not report_seen_at and now - stall_end_at > 3:
                 res.stalled = True
                 break
             if not report_seen_at and now - last_progress > HANG_S:

@@ -48,8 +48,12 @@ fuzz_unload() {
     done
 }
 
+# Seconds since boot: the watchdog's clock.  Not the wall clock, which the
+# host's (mutated) timesync messages move at will.
+uptime_s() { cut -d. -f1 /proc/uptime; }
+
 # fuzz_step WHAT: the step now running, for the watchdog.
-fuzz_step() { echo "$*" > /tmp/fuzz-step; date +%s > /tmp/fuzz-beat; }
+fuzz_step() { echo "$*" > /tmp/fuzz-step; uptime_s > /tmp/fuzz-beat; }
 
 # Background watchdog: a step stuck for $stall seconds is reported once,
 # with the kernel stacks of the processes that can be stuck in a driver
@@ -61,7 +65,7 @@ fuzz_watchdog() {
     while :; do
         sleep 5
         last=$(cat /tmp/fuzz-beat 2>/dev/null || echo 0)
-        now=$(date +%s)
+        now=$(uptime_s)
         [ $((now - last)) -ge "$stall" ] && [ "$reported" != "$last" ] || continue
         reported=$last
         echo "FUZZ-STALL $(cat /tmp/fuzz-step 2>/dev/null)"
