@@ -208,6 +208,7 @@ def run_boot(cfg, rundir, seed, deadline=None, progress=None):
     shutdown_sent = False
     pos = 0
     text = ""
+    pending = ""
     last_cb = 0.0
     try:
         while True:
@@ -219,7 +220,11 @@ def run_boot(cfg, rundir, seed, deadline=None, progress=None):
                 pos += len(chunk)
                 new = chunk.decode("latin-1")
                 text += new
-                for line in triage.clean_lines(new):
+                # Whole lines only: a read can end in the middle of one.
+                pending += new
+                cut = pending.rfind("\n") + 1
+                complete, pending = pending[:cut], pending[cut:]
+                for line in triage.clean_lines(complete):
                     m = re.match(r"FUZZ-ITER (\d+) (begin|end)", line)
                     if m:
                         last_progress = now

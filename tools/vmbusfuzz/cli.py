@@ -200,7 +200,8 @@ def cmd_replay(args, argv):
     if not args.direct:
         argv = _replace_opt(argv, "--out", args.out)
         return _nested(args, argv, args.l1_timeout or 900)
-    # One more iteration than the original boot ran before the report.
+    # One iteration more than the original boot had begun before the report
+    # (the replay ends as soon as the title comes back).
     iters = max(v.get("iteration") or 0, v.get("iterations_in_boot") or 0) + 1
     # Paths in verdict.json are relative to the finding's directory.
     cfg = boot.BootConfig(vmbusd=args.vmbusd, vmm=args.vmm, vmbusctl=args.vmbusctl,
