@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Mutations of host->guest actions: edits, knobs, mutators (mutate.h). */
 #include "guestfuzz/mutate.h"
+#include "guestfuzz/mutate_priv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,8 +11,6 @@
 #include "common/guid.h"
 #include "vmbusd/hv_guids.h"
 #include "vsp/ic/ic.h" /* the IC wire layout the integration-service VSPs send */
-
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------ */
 /* Edits                                                               */
@@ -314,7 +313,7 @@ static const uint32_t edge_u32[] = {
     0xfffffff8, 0xfffffffe, 0xffffffff,
 };
 
-static uint32_t pick_edge(struct gf_rng *rng, uint32_t cur, unsigned size)
+uint32_t gf_pick_edge(struct gf_rng *rng, uint32_t cur, unsigned size)
 {
     uint32_t v;
     switch (gf_rng_below(rng, 4)) {
@@ -330,7 +329,7 @@ static uint32_t pick_edge(struct gf_rng *rng, uint32_t cur, unsigned size)
     return v;
 }
 
-static uint32_t load_le(const uint8_t *p, unsigned size)
+uint32_t gf_load_le(const uint8_t *p, unsigned size)
 {
     uint32_t v = 0;
     for (unsigned i = 0; i < size; i++)
@@ -338,7 +337,7 @@ static uint32_t load_le(const uint8_t *p, unsigned size)
     return v;
 }
 
-static void patch_le(struct gf_mutation *m, uint32_t off, uint32_t v, unsigned size)
+void gf_patch_le(struct gf_mutation *m, uint32_t off, uint32_t v, unsigned size)
 {
     uint8_t b[4];
     for (unsigned i = 0; i < size; i++)
@@ -346,7 +345,7 @@ static void patch_le(struct gf_mutation *m, uint32_t off, uint32_t v, unsigned s
     gf_mut_add_patch(m, off, b, size);
 }
 
-static void begin_patch(struct gf_mutation *m, size_t len, enum gf_mutator which)
+void gf_begin_patch(struct gf_mutation *m, size_t len, enum gf_mutator which)
 {
     m->op = GF_OP_PATCH;
     m->mutator = (uint8_t)which;
@@ -360,7 +359,7 @@ static void begin_patch(struct gf_mutation *m, size_t len, enum gf_mutator which
 
 void gf_mut_flip(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m)
 {
-    begin_patch(m, len, GF_M_FLIP);
+    gf_begin_patch(m, len, GF_M_FLIP);
     if (len == 0)
         return;
     const uint8_t *b = buf;
@@ -429,7 +428,7 @@ uint32_t gf_msg_relid(const void *buf, size_t len)
     const uint8_t *b = buf;
     if (len < 8)
         return 0;
-    uint32_t type = load_le(b, 4);
+    uint32_t type = gf_load_le(b, 4);
     size_t off;
     switch (type) {
     case CHANNELMSG_OFFERCHANNEL: off = offsetof(struct vmbus_channel_offer_channel, child_relid); break;
@@ -439,7 +438,7 @@ uint32_t gf_msg_relid(const void *buf, size_t len)
     case CHANNELMSG_MODIFYCHANNEL_RESPONSE: off = 8; break;
     default: return 0;
     }
-    return len >= off + 4 ? load_le(b + off, 4) : 0;
+    return len >= off + 4 ? gf_load_le(b + off, 4) : 0;
 }
 
 static uint32_t pick_relid(struct gf_rng *rng, const struct gf_ctx *ctx, uint32_t cur)
@@ -475,7 +474,7 @@ static void mutate_field(struct gf_rng *rng, const struct gf_ctx *ctx, const uin
         m->mutator = GF_M_FIELD;
         return;
     }
-    uint32_t cur = load_le(b + f->off, f->size), v;
+    uint32_t cur = gf_load_le(b + f->off, f->size), v;
     static const uint32_t status[] = {0, 1, 0x80000000, 0xC0000001, 0xC0000236, 0xffffffff};
     switch (f->cls) {
     case F_RELID:
@@ -483,7 +482,8 @@ static void mutate_field(struct gf_rng *rng, const struct gf_ctx *ctx, const uin
         m->mutator = GF_M_RELID;
         break;
     case F_ID:
-        v = gf_rng_below(rng, 2) ? pick_edge(rng, cur, f->size) : cur ^ (1u << gf_rng_below(rng, 32));
+        v = gf_rng_below(rng, 2) ? gf_pick_edge(rng, cur, f->size)
+                                  : cur ^ (1u << gf_rng_below(rng, 32));
         m->mutator = GF_M_RELID;
         break;
     case F_STATUS:
@@ -497,22 +497,22 @@ static void mutate_field(struct gf_rng *rng, const struct gf_ctx *ctx, const uin
         break;
     case F_MSGTYPE:
         v = gf_rng_below(rng, 2) ? (uint32_t)gf_rng_below(rng, CHANNELMSG_COUNT + 2)
-                                 : pick_edge(rng, cur, 4);
+                                 : gf_pick_edge(rng, cur, 4);
         m->mutator = GF_M_FIELD;
         break;
     default:
-        v = pick_edge(rng, cur, f->size);
+        v = gf_pick_edge(rng, cur, f->size);
         m->mutator = GF_M_FIELD;
         break;
     }
-    patch_le(m, f->off, v, f->size);
+    gf_patch_le(m, f->off, v, f->size);
 }
 
 void gf_mut_msg(struct gf_rng *rng, const struct gf_ctx *ctx, uint32_t msgtype, const void *buf,
                 size_t len, struct gf_mutation *m)
 {
     const uint8_t *b = buf;
-    begin_patch(m, len, GF_M_FIELD);
+    gf_begin_patch(m, len, GF_M_FIELD);
     const struct msg_layout *l = msgtype < CHANNELMSG_COUNT ? &layouts[msgtype] : NULL;
     unsigned expect = l && l->size ? l->size : (unsigned)len;
     unsigned choice = (unsigned)gf_rng_below(rng, 8);
@@ -563,12 +563,12 @@ void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, s
                 size_t cap, struct gf_mutation *m)
 {
     const uint8_t *b = buf;
-    begin_patch(m, len, GF_M_DESC);
+    gf_begin_patch(m, len, GF_M_DESC);
     if (len < sizeof(struct vmpacket_descriptor)) {
         gf_mut_flip(rng, buf, len, m);
         return;
     }
-    uint32_t off8 = load_le(b + 2, 2), len8 = load_le(b + 4, 2);
+    uint32_t off8 = gf_load_le(b + 2, 2), len8 = gf_load_le(b + 4, 2);
     uint32_t limit = ctx && ctx->max_pkt ? ctx->max_pkt : 4096;
     unsigned choice = (unsigned)gf_rng_below(rng, 6);
     if (choice < 2) {
@@ -579,21 +579,21 @@ void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, s
                                              VM_PKT_DATA_INBAND,  VM_PKT_DATA_USING_XFER_PAGES,
                                              VM_PKT_DATA_USING_GPA_DIRECT, VM_PKT_COMP,
                                              VM_PKT_ADDITIONAL_DATA + 1, 0xffff};
-            patch_le(m, 0, types[gf_rng_below(rng, ARRAY_LEN(types))], 2);
+            gf_patch_le(m, 0, types[gf_rng_below(rng, ARRAY_LEN(types))], 2);
             break;
         }
         case 1: {
             uint32_t v[] = {0, 1, 2, len8, len8 + 1, 0xffff};
-            patch_le(m, 2, v[gf_rng_below(rng, ARRAY_LEN(v))], 2);
+            gf_patch_le(m, 2, v[gf_rng_below(rng, ARRAY_LEN(v))], 2);
             break;
         }
         case 2: {
             uint32_t v[] = {0, 1, 2, off8 ? off8 - 1 : 0, len8 - 1, len8 + 1, limit / 8,
                             limit / 8 + 1, 0xffff};
-            patch_le(m, 4, v[gf_rng_below(rng, ARRAY_LEN(v))] & 0xffff, 2);
+            gf_patch_le(m, 4, v[gf_rng_below(rng, ARRAY_LEN(v))] & 0xffff, 2);
             break;
         }
-        case 3: patch_le(m, 6, pick_edge(rng, load_le(b + 6, 2), 2), 2); break;
+        case 3: gf_patch_le(m, 6, gf_pick_edge(rng, gf_load_le(b + 6, 2), 2), 2); break;
         default: {
             uint8_t id[8];
             uint64_t v = gf_rng_below(rng, 2) ? ~0ull : (uint64_t)gf_rng_next(rng);
@@ -618,9 +618,9 @@ void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, s
             n = (uint32_t)cap & ~7u;
         m->new_len = n;
         m->mutator = GF_M_LENGTH;
-        patch_le(m, 4, ((n + 7) / 8) & 0xffff, 2);
+        gf_patch_le(m, 4, ((n + 7) / 8) & 0xffff, 2);
         if (off8 * 8 > n)
-            patch_le(m, 2, n / 8, 2);
+            gf_patch_le(m, 2, n / 8, 2);
         return;
     }
     uint32_t pay = off8 * 8 >= 16 && off8 * 8 < len ? off8 * 8 : 16;
@@ -632,7 +632,7 @@ void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, s
             uint32_t slots = (uint32_t)(len - pay) / 4;
             uint32_t off = pay + 4 * (uint32_t)gf_rng_below(rng, slots < 64 ? slots : 64);
             unsigned size = gf_rng_below(rng, 4) == 0 ? 2 : 4;
-            patch_le(m, off, pick_edge(rng, load_le(b + off, size), size), size);
+            gf_patch_le(m, off, gf_pick_edge(rng, gf_load_le(b + off, size), size), size);
         }
         return;
     }
@@ -661,13 +661,13 @@ bool gf_class_is_ic(const struct hv_guid *cls)
 void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m)
 {
     const uint8_t *b = buf;
-    begin_patch(m, len, GF_M_FIELD);
+    gf_begin_patch(m, len, GF_M_FIELD);
     if (len < IC_BODY) {
         gf_mut_flip(rng, buf, len, m);
         return;
     }
     uint32_t body = (uint32_t)len - (uint32_t)IC_BODY;
-    uint16_t type = (uint16_t)load_le(b + IC_AT + offsetof(struct ic_hdr, msg_type), 2);
+    uint16_t type = (uint16_t)gf_load_le(b + IC_AT + offsetof(struct ic_hdr, msg_type), 2);
     unsigned choice = (unsigned)gf_rng_below(rng, 6);
     if (type == IC_MSG_NEGOTIATE && choice < 2 && body >= sizeof(struct ic_negotiate)) {
         /* Version counts around the guest's limit of 100, and a body cut
@@ -677,12 +677,12 @@ void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutati
                                           IC_NEGOTIATE_MAX_VERSIONS + 1, 0xffff};
         uint32_t off = IC_BODY + (gf_rng_below(rng, 2) ? offsetof(struct ic_negotiate, fw_count)
                                                       : offsetof(struct ic_negotiate, msg_count));
-        patch_le(m, off, counts[gf_rng_below(rng, ARRAY_LEN(counts))], 2);
+        gf_patch_le(m, off, counts[gf_rng_below(rng, ARRAY_LEN(counts))], 2);
         if (choice == 1) {
             m->new_len = (uint32_t)(IC_BODY + sizeof(struct ic_negotiate) +
                                     sizeof(struct ic_version) * gf_rng_below(rng, 2));
             m->mutator = GF_M_LENGTH;
-            patch_le(m, 4, (m->new_len + 7) / 8, 2); /* len8: the guest believes it */
+            gf_patch_le(m, 4, (m->new_len + 7) / 8, 2); /* len8: the guest believes it */
         }
         return;
     }
@@ -691,7 +691,7 @@ void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutati
         uint32_t keep = body ? (uint32_t)gf_rng_below(rng, body) : 0;
         m->new_len = (uint32_t)IC_BODY + keep;
         m->mutator = GF_M_LENGTH;
-        patch_le(m, 4, (m->new_len + 7) / 8, 2);
+        gf_patch_le(m, 4, (m->new_len + 7) / 8, 2);
         return;
     }
     /* One field of the IC header. */
@@ -699,28 +699,28 @@ void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutati
     case 0: {
         static const uint32_t types[] = {IC_MSG_NEGOTIATE, IC_MSG_HEARTBEAT, IC_MSG_KVP,
                                          IC_MSG_SHUTDOWN,  IC_MSG_TIMESYNC,  5, 0xffff};
-        patch_le(m, IC_AT + offsetof(struct ic_hdr, msg_type),
-                 types[gf_rng_below(rng, ARRAY_LEN(types))], 2);
+        gf_patch_le(m, IC_AT + offsetof(struct ic_hdr, msg_type),
+                    types[gf_rng_below(rng, ARRAY_LEN(types))], 2);
         break;
     }
     case 1: {
         uint32_t sizes[] = {0, body ? body - 1 : 0, body + 1, 4096, 0xffff};
-        patch_le(m, IC_AT + offsetof(struct ic_hdr, msg_size),
-                 sizes[gf_rng_below(rng, ARRAY_LEN(sizes))], 2);
+        gf_patch_le(m, IC_AT + offsetof(struct ic_hdr, msg_size),
+                    sizes[gf_rng_below(rng, ARRAY_LEN(sizes))], 2);
         break;
     }
     case 2: {
         static const uint32_t st[] = {IC_S_OK, IC_E_FAIL, IC_S_CONT, IC_E_NOT_SUPPORTED,
                                       0xffffffff};
-        patch_le(m, IC_AT + offsetof(struct ic_hdr, status), st[gf_rng_below(rng, ARRAY_LEN(st))],
-                 4);
+        gf_patch_le(m, IC_AT + offsetof(struct ic_hdr, status),
+                    st[gf_rng_below(rng, ARRAY_LEN(st))], 4);
         break;
     }
     case 3: {
         static const uint32_t fl[] = {0, IC_FLAG_RESPONSE, IC_FLAG_TRANSACTION | IC_FLAG_RESPONSE,
                                       0xff};
-        patch_le(m, IC_AT + offsetof(struct ic_hdr, flags), fl[gf_rng_below(rng, ARRAY_LEN(fl))],
-                 1);
+        gf_patch_le(m, IC_AT + offsetof(struct ic_hdr, flags), fl[gf_rng_below(rng, ARRAY_LEN(fl))],
+                    1);
         break;
     }
     case 4: {
@@ -728,12 +728,12 @@ void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutati
         static const uint32_t vers[] = {0, 0x00000003, 0x00000007, 0xffffffff};
         uint32_t off = IC_AT + (gf_rng_below(rng, 2) ? offsetof(struct ic_hdr, framework)
                                                     : offsetof(struct ic_hdr, msg_version));
-        patch_le(m, off, vers[gf_rng_below(rng, ARRAY_LEN(vers))], 4);
+        gf_patch_le(m, off, vers[gf_rng_below(rng, ARRAY_LEN(vers))], 4);
         break;
     }
     default:
-        patch_le(m, sizeof(struct vmpacket_descriptor) + offsetof(struct ic_pipe_hdr, flags),
-                 pick_edge(rng, 1, 4), 4);
+        gf_patch_le(m, sizeof(struct vmpacket_descriptor) + offsetof(struct ic_pipe_hdr, flags),
+                    gf_pick_edge(rng, 1, 4), 4);
         break;
     }
 }
@@ -744,7 +744,7 @@ void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutati
 void gf_mut_ring(struct gf_rng *rng, const struct gf_ctx *ctx, unsigned field,
                  struct gf_mutation *m)
 {
-    begin_patch(m, 0, GF_M_INDEX);
+    gf_begin_patch(m, 0, GF_M_INDEX);
     m->op = GF_OP_VALUE;
     uint32_t size = ctx && ctx->ring_size ? ctx->ring_size : 4096;
     uint32_t cur = ctx ? ctx->cur_value : 0;
@@ -812,6 +812,12 @@ bool gf_mutate(struct gf_rng *rng, const struct gf_knobs *k, const struct gf_ctx
             gf_mut_msg(rng, ctx, key->subtype, buf, len, out);
         else if (key->kind == GF_K_PKT && gf_class_is_ic(&key->class_id) && gf_rng_below(rng, 2))
             gf_mut_ic(rng, buf, len, out);
+        else if (key->kind == GF_K_PKT && gf_class_is_storvsc(&key->class_id) &&
+                 gf_rng_below(rng, 2))
+            gf_mut_vstor(rng, buf, len, out);
+        else if (key->kind == GF_K_PKT && gf_class_is_netvsc(&key->class_id) &&
+                 gf_rng_below(rng, 2))
+            gf_mut_nvsp(rng, buf, len, cap, out);
         else if (key->kind == GF_K_PKT)
             gf_mut_pkt(rng, ctx, buf, len, cap, out);
         else

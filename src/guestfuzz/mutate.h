@@ -218,6 +218,21 @@ void gf_mut_pkt(struct gf_rng *rng, const struct gf_ctx *ctx, const void *buf, s
  * a body shorter than its type needs.  Never longer than len. */
 void gf_mut_ic(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m);
 bool gf_class_is_ic(const struct hv_guid *cls);
+/* storvsp's packets (mutate_vsp.c): a VSTOR completion's status, operation,
+ * SRB and SCSI status, data_transfer_length around the request's, sense
+ * length and autosense data, QUERY_PROPERTIES counts, or a packet cut
+ * short of the negotiated size.  Never longer than len. */
+void gf_mut_vstor(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m);
+bool gf_class_is_storvsc(const struct hv_guid *cls);
+/* netvsp's packets (mutate_vsp.c): an NVSP message's type, a completion's
+ * status and per-type fields (receive-buffer section shape, send section
+ * size, subchannel count, NVSP version), a send indirection table (count,
+ * offset, queue numbers; the packet may grow by the table, up to cap), a
+ * message cut short of 28 bytes, or a transfer-page packet's page set,
+ * range count and ranges. */
+void gf_mut_nvsp(struct gf_rng *rng, const void *buf, size_t len, size_t cap,
+                 struct gf_mutation *m);
+bool gf_class_is_netvsc(const struct hv_guid *cls);
 /* Ring field: a value out of range, unaligned, at the ring's edges... */
 void gf_mut_ring(struct gf_rng *rng, const struct gf_ctx *ctx, unsigned field,
                  struct gf_mutation *m);
