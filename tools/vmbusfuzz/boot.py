@@ -36,6 +36,7 @@ class BootConfig:
         self.plugins = kw.get("plugins", [])       # VSP plugin .so files
         self.vsps = kw.get("vsps", ["heartbeat", "shutdown", "timesync", "kvp"])
         self.vsp_params = kw.get("vsp_params", {})  # "vsp.key" -> value
+        self.vm_params = kw.get("vm_params", [])  # "key = value" lines of the VM's section
         self.mods = kw.get("mods", ["hv_utils"])
         self.iterations = kw.get("iterations", 20)
         self.hold = kw.get("hold", 2)
@@ -78,14 +79,19 @@ class BootResult:
 
 
 def _write_config(path, cfg):
-    lines = ["[vm default]", "vsp = " + " ".join(cfg.vsps), "[vsp heartbeat]", "interval_ms = 1000"]
+    vm = ["[vm default]", "vsp = " + " ".join(cfg.vsps)]
+    for kv in cfg.vm_params:  # e.g. storvsp.disk = PATH, netvsp.tap = NAME
+        k, _, v = kv.partition("=")
+        vm.append("%s = %s" % (k.strip(), v.strip()))
+    lines = vm + ["[vsp heartbeat]", "interval_ms = 1000"]
+    hb = len(vm) + 1
     per = {}
     for k, v in cfg.vsp_params.items():
         vsp, key = k.split(".", 1)
         per.setdefault(vsp, []).append("%s = %s" % (key, v))
     for vsp, kv in per.items():
         if vsp == "heartbeat":
-            lines[3:3] = kv
+            lines[hb:hb] = kv
         else:
             lines += ["[vsp %s]" % vsp] + kv
     with open(path, "w") as f:

@@ -90,6 +90,7 @@ class Campaign:
             "mods": self.cfg.mods,
             "vsps": self.cfg.vsps,
             "vsp_params": self.cfg.vsp_params,
+            "vm_params": self.cfg.vm_params,
             "plugins": plugins,
             "fuzz_knobs": self.cfg.fuzz_knobs,
             "frame_modules": self.cfg.frame_modules,

@@ -132,6 +132,7 @@ def cmd_run(args, argv):
             mods.append(name)
     for p in plugins:
         vsps.append(os.path.basename(p).rsplit(".so", 1)[0])
+    vsps += [v for v in args.vsp if v not in vsps]
     params = {}
     for kv in args.vsp_param:
         k, _, v = kv.partition("=")
@@ -141,7 +142,8 @@ def cmd_run(args, argv):
     cfg = boot.BootConfig(vmbusd=args.vmbusd, vmm=args.vmm, vmbusctl=args.vmbusctl,
                           kernel=args.kernel, initrd=os.path.abspath(args.initrd),
                           plugins=[os.path.abspath(p) for p in plugins], vsps=vsps,
-                          vsp_params=params, mods=mods, iterations=args.iterations_per_boot,
+                          vsp_params=params, vm_params=args.vm_param, mods=mods,
+                          iterations=args.iterations_per_boot,
                           hold=args.hold, cmdline_extra=args.cmdline or "",
                           mutate=not args.no_mutate, fuzz_knobs=args.fuzz, ignore=ignore,
                           frame_modules=args.frame_module)
@@ -209,7 +211,8 @@ def cmd_replay(args, argv):
                           initrd=os.path.abspath(args.initrd or os.path.join(d, v["initrd"])),
                           plugins=[os.path.join(d, p) for p in v.get("plugins", [])],
                           vsps=v["vsps"],
-                          vsp_params=v.get("vsp_params", {}), mods=v["mods"], iterations=iters,
+                          vsp_params=v.get("vsp_params", {}), vm_params=v.get("vm_params", []),
+                          mods=v["mods"], iterations=iters,
                           cmdline_extra="", mutate=True, replay=transcript,
                           ignore=triage.read_list(DEFAULT_IGNORE) if os.path.exists(DEFAULT_IGNORE) else [],
                           frame_modules=v.get("frame_modules", []), stop_titles=[v["title"]])
@@ -286,6 +289,11 @@ def main(argv=None):
     r.add_argument("--plugin", action="append", default=[],
                    help="a VSP plugin NAME.so offered to the guest (VSP NAME)")
     r.add_argument("--vsp-param", action="append", default=[], metavar="VSP.KEY=VALUE")
+    r.add_argument("--vsp", action="append", default=[],
+                   help="a built-in VSP offered besides the IC ones (storvsp, netvsp)")
+    r.add_argument("--vm-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a line of the VM's config section (storvsp.disk=PATH readonly, "
+                        "netvsp.tap=NAME)")
     r.add_argument("--fuzz", action="append", default=[], metavar="KEY=VALUE",
                    help="a mutation knob of vmbusd-guestfuzz (p=, class=, after=, ...)")
     r.add_argument("--no-mutate", action="store_true",

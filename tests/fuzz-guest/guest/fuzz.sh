@@ -5,7 +5,8 @@
 #   insmod hv_vmbus (the whole VMBus handshake and the offers again),
 #   the modules of fuzz.mods (comma list, e.g. hv_utils,fzpc), hv_kvp_daemon
 #   for fuzz.hold seconds of IC traffic (heartbeat, timesync, KVP set by the
-#   host's vmbusctl), then rmmod in reverse order.
+#   host's vmbusctl), after reads from the SCSI disks and pings out of the
+#   NICs the host offered (if any), then rmmod in reverse order.
 # Markers (the host's liveness probe and iteration count):
 #   FUZZ-READY                      booted, loop starts
 #   FUZZ-ITER N begin / FUZZ-ITER N end
@@ -45,6 +46,27 @@ fuzz_unload() {
         [ -d "/sys/module/$(echo "$m" | tr - _)" ] || continue
         case "$m" in hv_*|fzpc|hid_hyperv|hyperv_keyboard) ;; *) continue ;; esac
         rmmod "$m" 2>/tmp/rmmod.err || echo "FUZZ-STEP $1 rmmod-$m rc=$? $(head -c 120 /tmp/rmmod.err)"
+    done
+}
+
+# Traffic on the data-path devices the host offered (storvsp, netvsp), so
+# their completions are fuzzed beyond the probe's: reads from every SCSI
+# disk, and ARP requests out of every synthetic NIC (an address of its own,
+# pings to a neighbour nobody answers for).  Failures are expected (the
+# host lies) and are not findings by themselves.
+fuzz_io() {
+    local d e
+    for d in /sys/block/sd*; do
+        [ -e "$d" ] || continue
+        dd if="/dev/${d##*/}" of=/dev/null bs=64k count=32 2>/dev/null ||
+            echo "FUZZ-STEP $n dd-${d##*/} rc=$?"
+    done
+    for e in /sys/class/net/eth*; do
+        [ -e "$e" ] || continue
+        e=${e##*/}
+        ip addr add 192.0.2.2/24 dev "$e" 2>/dev/null
+        ip link set "$e" up 2>/dev/null || echo "FUZZ-STEP $n up-$e rc=$?"
+        ping -c 2 -W 1 192.0.2.1 >/dev/null 2>&1
     done
 }
 
@@ -104,6 +126,9 @@ while [ -z "$FUZZ_STOP" ]; do
         /usr/sbin/hv_kvp_daemon -n </dev/null >/dev/null 2>&1 &
         kvp_pid=$!
     fi
+    fuzz_step "$n io"
+    fuzz_io
+    fuzz_step "$n hold"
     i=0
     while [ $i -lt "$hold" ] && [ -z "$FUZZ_STOP" ]; do sleep 1; i=$((i + 1)); done
     if [ -n "$kvp_pid" ]; then
