@@ -121,7 +121,7 @@ const char *gf_op_name(unsigned op)
 const char *gf_mutator_name(unsigned m)
 {
     static const char *const n[] = {"none", "flip", "field", "length", "relid",
-                                    "desc", "order", "index", "signal"};
+                                    "desc", "order", "index", "signal", "vstor", "nvsp"};
     return m < ARRAY_LEN(n) ? n[m] : "?";
 }
 

@@ -99,6 +99,8 @@ enum gf_mutator {
     GF_M_ORDER = 6,    /* drop / dup / reorder / delay / rescind */
     GF_M_INDEX = 7,    /* ring header field value */
     GF_M_SIGNAL = 8,   /* missing interrupt / storm */
+    GF_M_VSTOR = 9,    /* a field of a storvsp VSTOR completion (mutate_vsp.c) */
+    GF_M_NVSP = 10,    /* a field of a netvsp NVSP message or transfer-page header */
 };
 
 #define GF_MAX_PATCHES 8

@@ -66,7 +66,7 @@ static uint32_t pick(struct gf_rng *rng, const uint32_t *v, size_t n)
 void gf_mut_vstor(struct gf_rng *rng, const void *buf, size_t len, struct gf_mutation *m)
 {
     const uint8_t *b = buf;
-    gf_begin_patch(m, len, GF_M_FIELD);
+    gf_begin_patch(m, len, GF_M_VSTOR);
     uint32_t at = len >= DESC_SIZE ? payload_at(b, len) : 0;
     if (len < DESC_SIZE || VS(at, u) > len) {
         gf_mut_flip(rng, buf, len, m);
@@ -357,7 +357,7 @@ void gf_mut_nvsp(struct gf_rng *rng, const void *buf, size_t len, size_t cap,
                  struct gf_mutation *m)
 {
     const uint8_t *b = buf;
-    gf_begin_patch(m, len, GF_M_FIELD);
+    gf_begin_patch(m, len, GF_M_NVSP);
     uint32_t at = len >= DESC_SIZE ? payload_at(b, len) : 0;
     if (len < DESC_SIZE || NV(at, u) > len) {
         gf_mut_flip(rng, buf, len, m);

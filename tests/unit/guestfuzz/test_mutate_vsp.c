@@ -91,6 +91,8 @@ static void test_vstor_mutator(void **state)
             gf_rng_seed(&r, seed);
             struct gf_mutation m = {0};
             gf_mut_vstor(&r, pkt, len, &m);
+            if (s == 0)
+                assert_true(m.mutator == GF_M_VSTOR || m.mutator == GF_M_LENGTH);
             /* Never longer than the completion. */
             assert_true(m.new_len <= len);
             check_edit(&m, pkt, len, sizeof(out), out, DESC);
@@ -181,6 +183,8 @@ static void test_nvsp_mutator(void **state)
             gf_rng_seed(&r, seed);
             struct gf_mutation m = {0};
             gf_mut_nvsp(&r, pkt, len, cap, &m);
+            if (kind != 2)
+                assert_true(m.mutator == GF_M_NVSP || m.mutator == GF_M_LENGTH);
             check_edit(&m, pkt, len, cap, out, at);
             cut |= m.new_len < len;
             struct nvsp_msg o;
