@@ -230,6 +230,15 @@ class Triage(unittest.TestCase):
         self.assertEqual(bucket, "hang-untimed-wait")
         self.assertEqual(title, "untimed wait in __vmbus_establish_gpadl")
 
+    def test_stall_step_with_a_kernel_line_appended(self):
+        # the serial console interleaved a printk into the watchdog's line:
+        # the step ends where the kernel's timestamp begins
+        console = ("FUZZ-ITER 1 begin\nFUZZ-STALL 1 load  hv_utils hv_storvsc [   36.286224] "
+                   "hv_storvsc 6e5f1a2c-0b7d-4c3e-9a41-5d2c7f000000: Incorrect transaction ID\n"
+                   "FUZZ-BLOCKED\nFUZZ-STALL-END\n")
+        bucket, title, _ = triage.classify(console, stalled=True)
+        self.assertEqual((bucket, title), ("hang", "no progress: N load hv_utils hv_storvsc"))
+
     def test_silent_guest(self):
         bucket, title, _ = triage.classify("FUZZ-ITER 3 begin\n", stalled=True)
         self.assertEqual((bucket, title), ("hang", "no progress: guest stopped answering"))

@@ -257,7 +257,10 @@ def stall_event(text, extra_modules=()):
         elif frame:
             e = Event("hang", "no progress", i)
         else:
-            step = re.sub(r"\d+", "N", line[len("FUZZ-STALL "):].strip())
+            # A printk the serial console interleaved into the line is not
+            # part of the step: cut at the kernel's timestamp.
+            step = re.split(r"\[\s*\d+\.\d+\]", line[len("FUZZ-STALL "):])[0]
+            step = re.sub(r"\d+", "N", step.strip())
             e = Event("hang", "no progress: %s" % re.sub(r"\s+", " ", step), i)
         e.frame = frame
         return e
