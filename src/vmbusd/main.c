@@ -8,6 +8,9 @@
 #include "common/log.h"
 #include "vmbusd/config.h"
 #include "vmbusd/vmbusd.h"
+#ifdef VMBUSD_GUESTFUZZ
+#include "guestfuzz/cli.h" /* vmbusd-guestfuzz: the fuzzing build's extra options */
+#endif
 
 #ifndef VMBUSD_VERSION
 #define VMBUSD_VERSION "unknown"
@@ -34,6 +37,9 @@ static void usage(FILE *out)
             "  -h, --help            this text\n"
             "\n"
             "Options given on the command line override the configuration file.\n");
+#ifdef VMBUSD_GUESTFUZZ
+    gf_cli_usage(out);
+#endif
 }
 
 int main(int argc, char **argv)
@@ -43,7 +49,11 @@ int main(int argc, char **argv)
         {"control", required_argument, NULL, 'C'}, {"plugin-dir", required_argument, NULL, 'p'},
         {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'l'},
         {"check-config", no_argument, NULL, 't'},  {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},          {0},
+        {"help", no_argument, NULL, 'h'},
+#ifdef VMBUSD_GUESTFUZZ
+        GF_CLI_OPTIONS,
+#endif
+        {0},
     };
     const char *config = NULL, *sock = NULL, *ctl = NULL, *level = NULL, *dir = NULL;
     int workers = 0;
@@ -66,7 +76,13 @@ int main(int argc, char **argv)
         case 't': check = true; break;
         case 'V': printf("vmbusd %s\n", VMBUSD_VERSION); return 0;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+#ifdef VMBUSD_GUESTFUZZ
+            if (gf_cli_option(c, optarg) == 0)
+                break;
+#endif
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -102,6 +118,12 @@ int main(int argc, char **argv)
         cfg.log_level = l;
     }
     log_set_level((enum log_level)cfg.log_level);
+#ifdef VMBUSD_GUESTFUZZ
+    if (!check && gf_cli_finish() < 0) {
+        config_free(&cfg);
+        return 2;
+    }
+#endif
 
     if (check) {
         int ret = vmbusd_check_config(&cfg, err, sizeof(err));

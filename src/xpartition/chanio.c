@@ -35,9 +35,19 @@
 #include <stdio.h>
 
 #include "common/guid.h"
+#include "xpartition/fuzz_hook.h"
 #include "xpartition/internal.h"
 
 #define SEND_MAX_IOV 16
+
+/* Where a send puts its packet into the ring (send_lock held); in
+ * vmbusd-guestfuzz the packet's mutation decided by xp_fuzz_pkt_begin is
+ * carried out there. */
+#ifdef VMBUSD_GUESTFUZZ
+#define PKT_WRITE(ch, fp, v, n, keep, signal) xp_fuzz_pkt_write(ch, fp, v, n, keep, signal)
+#else
+#define PKT_WRITE(ch, fp, v, n, keep, signal) ring_write_keep(&(ch)->out, v, n, keep, signal)
+#endif
 
 static bool rings_up(const struct xp_channel *ch, const struct ring *r)
 {
@@ -73,6 +83,7 @@ int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt)
     pthread_mutex_unlock(&ch->recv_lock);
     if (ret == RING_EMPTY)
         return 0;
+    XP_FUZZ(if (ret == RING_OK) xp_fuzz_guest_pkt(ch, ch->pktbuf, rp.total_len);)
     if (ret != RING_OK) {
         char why[96];
         snprintf(why, sizeof(why), "guest->host ring: %s", ring_strerror(ret));
@@ -190,6 +201,7 @@ int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64
     int ret = build_packet(v, &n, &d, type, flags, trans_id, hdr, hdr_len, iov, iovcnt, &body);
     if (ret)
         return ret;
+    XP_FUZZ(struct xp_fuzz_pkt fp; xp_fuzz_pkt_begin(ch, v, n, &fp);)
 
     bool signal = false;
     pthread_mutex_lock(&ch->send_lock);
@@ -197,7 +209,7 @@ int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64
         ret = -EPIPE;
     } else {
         /* The reserved room is not this packet's to take. */
-        ret = ring_write_keep(&ch->out, v, n, ch->send_reserved, &signal);
+        ret = PKT_WRITE(ch, &fp, v, n, ch->send_reserved, &signal);
         if (ret == -EAGAIN)
             atomic_store(&ch->send_blocked, body_ring_size(body));
     }
@@ -205,6 +217,7 @@ int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64
         xp_channel_notify_guest(ch);
     bool kick = ret == RING_OK && room_for_blocked_locked(ch);
     pthread_mutex_unlock(&ch->send_lock);
+    XP_FUZZ(xp_fuzz_pkt_end(ch, &fp, ret);)
     return send_finish(ch, ret, kick);
 }
 
@@ -259,6 +272,7 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
     int built = build_packet(v, &n, &d, type, flags, trans_id, hdr, hdr_len, iov, iovcnt, &body);
     if (built == 0 && body > reserved)
         built = -EMSGSIZE;
+    XP_FUZZ(struct xp_fuzz_pkt fp; xp_fuzz_pkt_begin(ch, v, built ? 0 : n, &fp);)
 
     bool signal = false, kick = false;
     int ret;
@@ -273,7 +287,7 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
     } else if (!rings_up(ch, &ch->out.r)) {
         ret = -EPIPE;
     } else {
-        ret = ring_write_keep(&ch->out, v, n, ch->send_reserved, &signal);
+        ret = PKT_WRITE(ch, &fp, v, n, ch->send_reserved, &signal);
         if (ret == RING_OK && signal)
             xp_channel_notify_guest(ch);
     }
@@ -282,6 +296,7 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
     if (ret == RING_OK || built)
         kick = room_for_blocked_locked(ch);
     pthread_mutex_unlock(&ch->send_lock);
+    XP_FUZZ(xp_fuzz_pkt_end(ch, &fp, ret);)
     if (ret == -EAGAIN && !booked)
         return -EPIPE; /* the channel it was reserved on is gone */
     if (ret == -EAGAIN) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "xpartition/fuzz_hook.h"
 #include "xpartition/internal.h"
 #include "xpartition/versions.h"
 
@@ -159,6 +160,9 @@ uint32_t xp_post_message(struct xpartition *xp, uint32_t vp,
     uint32_t status = HV_STATUS_SUCCESS;
     uint32_t conn = m.connection_id & 0xffffff;
     xp->stats.msgs_in++;
+    XP_FUZZ(xp_fuzz_guest_msg(xp, m.payload,
+                              m.payload_size < HV_MESSAGE_PAYLOAD_SIZE ? m.payload_size
+                                                                       : HV_MESSAGE_PAYLOAD_SIZE);)
 
     if (m.payload_size > HV_MESSAGE_PAYLOAD_SIZE) {
         xp_guest_warn(xp, "vp %u: HvPostMessage payload size %u > 240", vp, m.payload_size);

@@ -14,6 +14,7 @@
 
 #include "common/guid.h"
 #include "common/log.h"
+#include "xpartition/fuzz_hook.h"
 #include "xpartition/internal.h"
 #include "xpartition/versions.h"
 
@@ -292,6 +293,7 @@ void xp_handle_open(struct xpartition *xp, const struct vmbus_channel_open_chann
                      ch->in_map.data_size);
     ring_writer_init(&ch->out, ch->out_map.base, (uint8_t *)ch->out_map.base + HV_PAGE_SIZE,
                      ch->out_map.data_size);
+    XP_FUZZ(xp_fuzz_rings_attach(ch);)
     g->users++;
     ch->ring_gpadl = g;
     ch->openid = m->openid;
@@ -826,5 +828,8 @@ void xp_channel_notify_guest(struct xp_channel *ch)
     } else {
         __atomic_fetch_or(&flags[relid / 8], (uint8_t)(1u << (relid % 8)), __ATOMIC_SEQ_CST);
     }
-    xp->transport->signal_vp(xp->transport_ctx, vp);
+    unsigned n = 1;
+    XP_FUZZ(n = xp_fuzz_signals(xp, ch);)
+    for (; n; n--)
+        xp->transport->signal_vp(xp->transport_ctx, vp);
 }

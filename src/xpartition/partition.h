@@ -99,6 +99,9 @@ struct xpartition {
 
     struct xp_stats stats;
     struct ratelimit log_rl;   /* guest-triggered log lines */
+#ifdef VMBUSD_GUESTFUZZ
+    struct xp_fuzz *fuzz;      /* vmbusd-guestfuzz's state (fuzz_hook.c) */
+#endif
 };
 
 #endif

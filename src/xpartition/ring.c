@@ -152,6 +152,21 @@ const char *ring_strerror(int err)
     }
 }
 
+/* Stores of the header fields the host owns; in vmbusd-guestfuzz they pass
+ * the ring's fuzz hook first (ring.h). */
+#ifdef VMBUSD_GUESTFUZZ
+#define HOST_STORE(r, field, store, ptr, v)                                             \
+    do {                                                                                \
+        uint32_t v_ = (v);                                                              \
+        if (!(r)->fuzz || (r)->fuzz((r)->fuzz_ctx, (field), (r)->size, &v_))            \
+            store(ptr, v_);                                                             \
+    } while (0)
+#define CHECKED(wr) (!(wr)->raw) /* ring_write_raw_keep skips the descriptor checks */
+#else
+#define HOST_STORE(r, field, store, ptr, v) store(ptr, v)
+#define CHECKED(wr) true
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Reader (guest->host ring)                                           */
 
@@ -236,7 +251,7 @@ bool ring_reader_commit(struct ring_reader *rd)
     uint32_t now = rd->read;
 
     /* All packet reads happened before this store [B]. */
-    store_release(HDR_U32(r->hdr, read_index), now);
+    HOST_STORE(r, RING_FIELD_READ_INDEX, store_release, HDR_U32(r->hdr, read_index), now);
     rd->start_read = now;
 
     if (start == now || !index_ok(r, start) || !index_ok(r, now))
@@ -289,13 +304,15 @@ bool ring_reader_commit_due(const struct ring_reader *rd)
 
 void ring_reader_set_mask(struct ring_reader *rd, bool masked)
 {
-    store_once(HDR_U32(rd->r.hdr, interrupt_mask), masked ? 1u : 0u);
+    HOST_STORE(&rd->r, RING_FIELD_INTERRUPT_MASK, store_once, HDR_U32(rd->r.hdr, interrupt_mask),
+               masked ? 1u : 0u);
     full_barrier();
 }
 
 bool ring_reader_rearm(struct ring_reader *rd)
 {
-    store_once(HDR_U32(rd->r.hdr, interrupt_mask), 0);
+    HOST_STORE(&rd->r, RING_FIELD_INTERRUPT_MASK, store_once, HDR_U32(rd->r.hdr, interrupt_mask),
+               0);
     full_barrier(); /* [C]: the unmask is visible before we look for data */
     uint32_t w = load_acquire(HDR_U32(rd->r.hdr, write_index));
     if (!index_ok(&rd->r, w) || !index_ok(&rd->r, rd->read))
@@ -361,7 +378,8 @@ int ring_writer_check_len(const struct ring_writer *wr, size_t len)
         return -EMSGSIZE;
     uint32_t padded = ((uint32_t)len + 7u) & ~7u;
     uint32_t need = padded + VMBUS_PKT_TRAILER_SIZE;
-    if (padded > RING_MAX_PKT_LEN || need >= wr->r.size || (wr->max_pkt && padded > wr->max_pkt))
+    if (padded > RING_MAX_PKT_LEN || need >= wr->r.size ||
+        (CHECKED(wr) && wr->max_pkt && padded > wr->max_pkt))
         return -EMSGSIZE;
     return 0;
 }
@@ -381,7 +399,8 @@ int ring_writer_room(struct ring_writer *wr, uint32_t need, uint32_t keep)
     uint32_t free_bytes = r->size - ring_dist(r, rpos, w);
     /* need < size and keep < 2 * size (the caller's reservations): no overflow */
     if (free_bytes <= need + keep) {
-        store_once(HDR_U32(r->hdr, pending_send_sz), need + keep);
+        HOST_STORE(r, RING_FIELD_PENDING_SEND_SZ, store_once, HDR_U32(r->hdr, pending_send_sz),
+                   need + keep);
         wr->pending_set = true;
         full_barrier();
         rpos = load_acquire(HDR_U32(r->hdr, read_index));
@@ -397,7 +416,8 @@ int ring_writer_room(struct ring_writer *wr, uint32_t need, uint32_t keep)
 void ring_writer_clear_pending(struct ring_writer *wr)
 {
     if (wr->pending_set) {
-        store_once(HDR_U32(wr->r.hdr, pending_send_sz), 0);
+        HOST_STORE(&wr->r, RING_FIELD_PENDING_SEND_SZ, store_once,
+                   HDR_U32(wr->r.hdr, pending_send_sz), 0);
         wr->pending_set = false;
     }
 }
@@ -427,7 +447,7 @@ int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
         return err;
     uint32_t padded = ((uint32_t)len + 7u) & ~7u;
     uint32_t need = padded + VMBUS_PKT_TRAILER_SIZE;
-    err = check_out_desc(iov, iovcnt, padded);
+    err = CHECKED(wr) ? check_out_desc(iov, iovcnt, padded) : 0;
     if (err)
         return err;
 
@@ -451,7 +471,8 @@ int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
     memcpy(dst, &trailer, sizeof(trailer));
 
     uint32_t new_w = ring_advance(r, w, need);
-    store_release(HDR_U32(r->hdr, write_index), new_w); /* [A] */
+    HOST_STORE(r, RING_FIELD_WRITE_INDEX, store_release, HDR_U32(r->hdr, write_index),
+               new_w); /* [A] */
     wr->write = new_w;
     ring_writer_clear_pending(wr);
 
@@ -464,6 +485,17 @@ int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
     }
     return RING_OK;
 }
+
+#ifdef VMBUSD_GUESTFUZZ
+int ring_write_raw_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
+                        uint32_t keep, bool *signal)
+{
+    wr->raw = true;
+    int ret = ring_write_keep(wr, iov, iovcnt, keep, signal);
+    wr->raw = false;
+    return ret;
+}
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Status                                                              */

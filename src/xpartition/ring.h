@@ -25,10 +25,26 @@
 
 #include "vmbusd/hv_wire.h"
 
+#ifdef VMBUSD_GUESTFUZZ
+/* vmbusd-guestfuzz only: every store of a header field the host owns goes
+ * through this hook first (field: RING_FIELD_*).  It may change *value;
+ * false skips the store.  The host keeps using its private indices, so
+ * only the guest sees the lie. */
+#define RING_FIELD_WRITE_INDEX 0     /* host->guest ring */
+#define RING_FIELD_READ_INDEX 1      /* guest->host ring */
+#define RING_FIELD_INTERRUPT_MASK 2  /* guest->host ring */
+#define RING_FIELD_PENDING_SEND_SZ 3 /* host->guest ring */
+typedef bool (*ring_fuzz_fn)(void *ctx, unsigned field, uint32_t ring_size, uint32_t *value);
+#endif
+
 struct ring {
     struct vmbus_ring_header *hdr; /* shared control page */
     uint8_t *data;                 /* data area, double-mapped: 2 * size bytes readable */
     uint32_t size;                 /* data area bytes; multiple of 8, >= 4096 in practice */
+#ifdef VMBUSD_GUESTFUZZ
+    ring_fuzz_fn fuzz; /* NULL: stores as usual; set after ring_*_init */
+    void *fuzz_ctx;
+#endif
 };
 
 /* Why a ring was rejected: the caller logs it and tears the channel down. */
@@ -113,6 +129,9 @@ struct ring_writer {
                               UINT32_MAX if the guest handed us a corrupt one at init */
     uint32_t max_pkt;      /* 0 or the guest's receive buffer size (len8 * 8 limit) */
     bool pending_set;      /* we set pending_send_sz and have not cleared it yet */
+#ifdef VMBUSD_GUESTFUZZ
+    bool raw;              /* inside ring_write_raw_keep */
+#endif
 };
 
 /* Takes the current shared write_index as the starting point and sets
@@ -153,6 +172,14 @@ void ring_writer_clear_pending(struct ring_writer *wr);
 /* Free bytes in the host->guest ring (0 if indices are invalid).  A packet
  * fits iff ring_writer_free() > ring_packet_size(len). */
 uint32_t ring_writer_free(const struct ring_writer *wr);
+#ifdef VMBUSD_GUESTFUZZ
+/* vmbusd-guestfuzz only: ring_write_keep without the descriptor
+ * consistency and max_pkt checks, so a mutated packet reaches the guest as
+ * mutated; the bytes still go only into free space of the ring, beside the
+ * `keep` reserved bytes. */
+int ring_write_raw_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
+                        uint32_t keep, bool *signal);
+#endif
 
 /* How full r is, in percent of its data area, from the shared indices
  * (each loaded once); 0 if they are corrupt.  For status displays. */

@@ -62,6 +62,22 @@ int synic_queue_push(struct synic_queue *q, const void *body, size_t len)
     return 0;
 }
 
+#ifdef VMBUSD_GUESTFUZZ
+int synic_queue_push_raw(struct synic_queue *q, const void *body, size_t len)
+{
+    if (len >= sizeof(struct vmbus_channel_message_header))
+        return synic_queue_push(q, body, len);
+    /* Shorter than a header: queued as a zero-padded header, then the
+     * size the guest will see is cut to len. */
+    uint8_t pad[sizeof(struct vmbus_channel_message_header)] = {0};
+    memcpy(pad, body, len);
+    int ret = synic_queue_push(q, pad, sizeof(pad));
+    if (ret == 0)
+        q->msgs[(q->head + q->len - 1) % SYNIC_QUEUE_MAX].header.payload_size = (uint8_t)len;
+    return ret;
+}
+#endif
+
 bool synic_queue_deliver(struct synic_queue *q, struct hv_message *slot)
 {
     if (q->len == 0 || !slot || !slot_try_write(slot, &q->msgs[q->head], q->len > 1))

@@ -33,6 +33,11 @@ struct synic_queue {
 /* Append a VMBus channel message (header included, 8..240 bytes).
  * -EINVAL: bad length; -ENOBUFS: the queue is full. */
 int synic_queue_push(struct synic_queue *q, const void *body, size_t len);
+#ifdef VMBUSD_GUESTFUZZ
+/* vmbusd-guestfuzz only: any length 0..240 (a mutated message may be
+ * shorter than its header). */
+int synic_queue_push_raw(struct synic_queue *q, const void *body, size_t len);
+#endif
 /* Move the oldest message into slot if the guest has freed it (slot NULL:
  * the vCPU has no usable SIMP page yet).  One message per call: the next
  * follows on the guest's EOM, which the pending flag asks for.  true: a

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "xpartition/fuzz_hook.h"
 #include "xpartition/internal.h"
 
 /* Guest-triggered log lines per partition: burst, then lines per second
@@ -45,6 +46,7 @@ struct xpartition *xp_create(uint32_t id, const char *name, uint32_t nvcpus,
     xp->transport = transport;
     xp->transport_ctx = ctx;
     xp->log_rl = (struct ratelimit)RATELIMIT_INIT(LOG_BURST, LOG_RATE);
+    XP_FUZZ(xp_fuzz_attach(xp);)
     return xp;
 }
 
@@ -78,6 +80,7 @@ void xp_destroy(struct xpartition *xp)
         munmap(xp->regions[i].hva, xp->regions[i].size);
         close(xp->regions[i].fd);
     }
+    XP_FUZZ(xp_fuzz_detach(xp);)
     pthread_mutex_unlock(&xp->lock);
     pthread_mutex_destroy(&xp->lock);
     free(xp);
@@ -328,16 +331,22 @@ static void deliver_locked(struct xpartition *xp)
     bool delivered = synic_queue_deliver(&xp->msgq, slot);
     if (delivered) {
         xp->stats.msgs_out++;
-        xp->transport->signal_vp(xp->transport_ctx, vp);
+        unsigned n = 1;
+        XP_FUZZ(n = xp_fuzz_signals(xp, NULL);)
+        for (; n; n--)
+            xp->transport->signal_vp(xp->transport_ctx, vp);
     }
     /* Only now is a retry needed: nothing polls a partition whose queue
      * is empty, so idle partitions cost no CPU. */
-    if (synic_queue_len(&xp->msgq) > 0 && xp->transport->msgs_waiting)
+    bool waiting = synic_queue_len(&xp->msgq) > 0;
+    XP_FUZZ(waiting |= xp_fuzz_holding(xp);)
+    if (waiting && xp->transport->msgs_waiting)
         xp->transport->msgs_waiting(xp->transport_ctx);
 }
 
 void xp_flush_locked(struct xpartition *xp)
 {
+    XP_FUZZ(xp_fuzz_release_held(xp);)
     deliver_locked(xp);
     /* The queue only tells how much room it has; what goes into it is the
      * offer code's decision: offers that found it full, or whose event
@@ -370,6 +379,7 @@ unsigned xp_msgq_free(const struct xpartition *xp)
 
 int xp_queue_msg(struct xpartition *xp, const void *body, size_t len)
 {
+    XP_FUZZ(return xp_fuzz_queue_msg(xp, body, len);)
     int ret = synic_queue_push(&xp->msgq, body, len);
     if (ret < 0)
         return ret;
@@ -385,4 +395,16 @@ int xp_queue_msg(struct xpartition *xp, const void *body, size_t len)
 void xp_drop_queued_msgs(struct xpartition *xp)
 {
     synic_queue_clear(&xp->msgq);
+    XP_FUZZ(xp_fuzz_drop_held(xp);)
 }
+
+#ifdef VMBUSD_GUESTFUZZ
+int xp_queue_msg_unfuzzed(struct xpartition *xp, const void *body, size_t len)
+{
+    int ret = synic_queue_push_raw(&xp->msgq, body, len);
+    if (ret < 0)
+        return ret;
+    deliver_locked(xp);
+    return 0;
+}
+#endif

@@ -165,6 +165,7 @@ static int init_step(struct sim_stor *s, uint32_t op, const void *body, size_t b
     struct vstor_packet req = {.operation = op, .flags = 1};
     if (body)
         memcpy(&req.u, body, blen);
+    memset(rep, 0, sizeof(*rep)); /* the callers print its status when a step fails */
     uint32_t rl = 0;
     /* Linux's init requests all carry the same transaction id. */
     int r = sim_stor_send(s, 0, &req, size, VMBUS_RQST_INIT);

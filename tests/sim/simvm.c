@@ -1552,6 +1552,24 @@ int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, voi
     return 1;
 }
 
+void sim_chan_discard(struct sim_chan *ch)
+{
+    struct sim_ring *r = &ch->in;
+    if (!ch->open)
+        return;
+    uint32_t wr = __atomic_load_n(&r->hdr->write_index, __ATOMIC_ACQUIRE);
+    if (wr >= r->size || wr == r->priv_read)
+        return;
+    r->priv_read = wr;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(&r->hdr->read_index, wr, __ATOMIC_RELEASE);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    /* The whole ring is free now: more than any request can ask for. */
+    if ((r->hdr->feature_bits & VMBUS_RING_FEAT_PENDING_SEND_SZ) &&
+        __atomic_load_n(&r->hdr->pending_send_sz, __ATOMIC_ACQUIRE))
+        chan_signal(ch);
+}
+
 int sim_chan_recv_batched(struct sim_chan *ch, struct vmpacket_descriptor *desc, void *buf,
                           uint32_t cap, uint32_t *len)
 {

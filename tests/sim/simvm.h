@@ -374,6 +374,10 @@ int sim_chan_send_hdr(struct sim_chan *ch, uint16_t type, uint16_t flags, uint64
  * payload length).  1 got one, 0 ring empty. */
 int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, void *buf,
                       uint32_t buflen, uint32_t *len);
+/* A guest that drops whatever the host wrote without parsing it (packets
+ * a fuzzing host may have made unparseable): the read index jumps to the
+ * write index, and the host is signalled if it waits for room. */
+void sim_chan_discard(struct sim_chan *ch);
 /* Batched receive, as Linux's NAPI-style readers do: interrupt_mask is set
  * while packets are taken; when the ring looks empty it is cleared and the
  * ring checked once more, so a packet written meanwhile is not missed.

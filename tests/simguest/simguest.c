@@ -461,6 +461,9 @@ static void usage(FILE *f)
             "  -t, --seconds S      how long to keep answering the integration services\n"
             "                       (default 3)\n"
             "  -q, --quiet-timesync print only the first timesync message\n"
+            "  -w, --wait-ms MS     how long each step waits for vmbusd (default 5000; a\n"
+            "                       host that drops replies, as vmbusd-guestfuzz may, costs\n"
+            "                       this much per drop)\n"
             "  -h, --help           this text\n");
 }
 
@@ -504,14 +507,15 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},  {"name", required_argument, NULL, 'n'},
         {"version", required_argument, NULL, 'v'}, {"packets", required_argument, NULL, 'p'},
         {"seconds", required_argument, NULL, 't'}, {"quiet-timesync", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"wait-ms", required_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *sock = "/run/vmbusd/vmbus-user.sock", *name = "simguest";
     uint32_t want_version = 0, packets = 100;
     double seconds = 3;
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "s:n:v:p:t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:n:v:p:t:w:qh", opts, NULL)) != -1) {
         switch (c) {
         case 's': sock = optarg; break;
         case 'n': name = optarg; break;
@@ -537,6 +541,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'w': {
+            unsigned long ms = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || ms < 10 || ms > 600000) {
+                fprintf(stderr, "vmbus-simguest: --wait-ms wants 10..600000\n");
+                return 2;
+            }
+            sim_timeout_ms = (int)ms;
+            break;
+        }
         case 'q': g.quiet_ts = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmbusd-guestfuzz against completions written into send reservations
+ * (vsp_send_reserve / vsp_send_reserved, as storvsp and netvsp send them):
+ * every packet of the channel is mutated (grown past its reservation, cut,
+ * dropped, duplicated), yet the VSP sees what it would see without the
+ * fuzzer and the reservation books stay exact.
+ *
+ *   test_mutated_completions_keep_reservations
+ *       a VSP that reserves a completion before it pulls each request
+ *       fills the host->guest ring with reservations; its I/O thread
+ *       completes every request into its reservation while each packet is
+ *       mutated.  Every completion gets 0 (none -EIO: a grown completion
+ *       does not take room reserved for another, and is replaced by the
+ *       VSP's own when there is no other room; a duplicate goes only into
+ *       room nobody reserved; a dropped one still gives its reservation
+ *       back), the channel stays open, and once the guest has taken what
+ *       the ring holds, exactly as many completions can be reserved as on
+ *       an empty ring: nothing is left on the books.
+ *
+ * The guest drops what it receives unparsed (sim_chan_discard: mutated
+ * packets need not frame), so only the host's accounting is under test.
+ * Deterministic: the completion thread sends only when the test opens its
+ * gate, the guest discards only when the test says so, and the mutations
+ * come from a fixed seed.  This binary links the partition code built with
+ * -DVMBUSD_GUESTFUZZ.
+ */
+#include "sim_test.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include "guestfuzz/engine.h"
+#include "guestfuzz/transcript.h"
+#include "vmbusd/vsp.h"
+
+#define VM_RESV "vm-gf-resv"
+#define NREQ 100
+/* Completion payload: 73 completions of 56 ring bytes reserve all but 8
+ * bytes of the ring, so a completion grown by 8 bytes (a length edit) has
+ * no room of its own: it fits only into another one's reservation. */
+#define REPLY_LEN 32
+#define RECV_PAGES 2   /* host->guest ring: one data page */
+#define RING_DATA 4096u
+#define PKT_BYTES(len) ((((16u + (len)) + 7u) & ~7u) + 8u) /* as the ring counts */
+
+static const struct hv_guid resv_class = {
+    {0x4b, 0x71, 0x0c, 0x9e, 0x2d, 0x53, 0x4a, 0x18, 0x9f, 0x60, 0x3e, 0xa1, 0x77, 0xc4, 0x05, 0xd2}};
+
+static char tdir[] = "/tmp/vmbusd-gf-resv-XXXXXX";
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct vsp_channel *ch;
+    pthread_t thread;
+    bool stop, gate;
+    uint64_t queue[NREQ];
+    int qhead, qlen;
+    int taken, eagain, sent, sent_ok, sent_bad, last_bad;
+} rs = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* Pull requests while a completion can be reserved for each. */
+static void pump(struct vsp_channel *ch)
+{
+    for (;;) {
+        int r = vsp_send_reserve(ch, REPLY_LEN);
+        if (r == -EAGAIN) {
+            pthread_mutex_lock(&rs.lock);
+            rs.eagain++;
+            pthread_cond_broadcast(&rs.cond);
+            pthread_mutex_unlock(&rs.lock);
+            return; /* writable follows */
+        }
+        if (r < 0)
+            return;
+        struct vsp_packet pkt;
+        if (vsp_recv(ch, &pkt) <= 0) {
+            vsp_send_unreserve(ch, REPLY_LEN);
+            return;
+        }
+        pthread_mutex_lock(&rs.lock);
+        rs.queue[(rs.qhead + rs.qlen++) % NREQ] = pkt.trans_id;
+        rs.taken++;
+        pthread_cond_broadcast(&rs.cond);
+        pthread_mutex_unlock(&rs.lock);
+    }
+}
+
+static void resv_receive(struct vsp_channel *ch) { pump(ch); }
+static void resv_writable(struct vsp_channel *ch) { pump(ch); }
+
+/* The VSP's I/O thread: completes requests in order, into their
+ * reservations, while the gate is open. */
+static void *completer(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&rs.lock);
+    for (;;) {
+        while (!rs.stop && !(rs.gate && rs.qlen))
+            pthread_cond_wait(&rs.cond, &rs.lock);
+        if (rs.stop)
+            break;
+        uint64_t t = rs.queue[rs.qhead];
+        rs.qhead = (rs.qhead + 1) % NREQ;
+        rs.qlen--;
+        struct vsp_channel *ch = rs.ch;
+        pthread_mutex_unlock(&rs.lock);
+        uint8_t reply[REPLY_LEN];
+        memset(reply, (int)(t & 0xff), sizeof(reply));
+        struct iovec iov = {reply, sizeof(reply)};
+        int r = vsp_send_reserved(ch, REPLY_LEN, VM_PKT_COMP, 0, t, NULL, 0, &iov, 1);
+        pthread_mutex_lock(&rs.lock);
+        rs.sent++;
+        if (r == 0) {
+            rs.sent_ok++;
+        } else {
+            rs.sent_bad++;
+            rs.last_bad = r;
+        }
+        pthread_cond_broadcast(&rs.cond);
+    }
+    pthread_mutex_unlock(&rs.lock);
+    return NULL;
+}
+
+static const struct vsp_channel_ops resv_ops = {.receive = resv_receive,
+                                                .writable = resv_writable};
+
+static int resv_attach(void *state, struct vsp_partition *p, void **part_state)
+{
+    (void)state;
+    (void)part_state;
+    struct vsp_offer o = {.class_id = resv_class, .ops = &resv_ops};
+    struct vsp_channel *ch = vsp_channel_offer(p, &o);
+    if (!ch)
+        return -ENOMEM;
+    pthread_mutex_lock(&rs.lock);
+    rs.ch = ch;
+    rs.stop = false;
+    pthread_mutex_unlock(&rs.lock);
+    return pthread_create(&rs.thread, NULL, completer, NULL) == 0 ? 0 : -EAGAIN;
+}
+
+static void resv_detach(void *state, struct vsp_partition *p, void *part_state)
+{
+    (void)state;
+    (void)p;
+    (void)part_state;
+    pthread_mutex_lock(&rs.lock);
+    rs.stop = true;
+    pthread_cond_broadcast(&rs.cond);
+    pthread_mutex_unlock(&rs.lock);
+    pthread_join(rs.thread, NULL);
+}
+
+static const struct vsp_plugin resv_plugin = {
+    .api_version = VSP_API_VERSION,
+    .name = "gf-resv",
+    .attach = resv_attach,
+    .detach = resv_detach,
+};
+static const struct vsp_plugin *const linked[] = {&resv_plugin, NULL};
+
+/* The daemon with one VM offered the VSP above, fuzzed by run. */
+static int start(void **state, struct gf_run *run)
+{
+    pthread_mutex_lock(&rs.lock);
+    rs.gate = false;
+    rs.qhead = rs.qlen = 0;
+    rs.taken = rs.eagain = rs.sent = rs.sent_ok = rs.sent_bad = rs.last_bad = 0;
+    pthread_mutex_unlock(&rs.lock);
+    /* Each test's transcript is the only one: no ".N" suffix to look for. */
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -f %s/*.vfz", tdir);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(run->transcript_dir, sizeof(run->transcript_dir), "%s", tdir);
+    gf_run_init(run);
+    static const struct sim_vm_cfg vms[] = {{VM_RESV, "gf-resv"}};
+    return fx_setup_linked(state, vms, linked);
+}
+
+/* Every packet of the fuzzed VM is mutated: structure edits (grown past
+ * the guest's limit, cut, descriptor fields), drops and duplicates;
+ * nothing else (ring header lies would make the guest move its read index
+ * where the host never wrote). */
+static int setup_seeded(void **state)
+{
+    struct gf_run run = {.mode = GF_MODE_FUZZ, .seed = 0x7e5e7e5e};
+    gf_knobs_default(&run.knobs);
+    static const char *const knobs[] = {
+        "vm=" VM_RESV, "p=0", "p.packet=1", "w.flip=1", "w.struct=4", "w.drop=2", "w.dup=2",
+        "w.delay=0", NULL};
+    char err[256];
+    for (const char *const *k = knobs; *k; k++)
+        if (gf_knob_set(&run.knobs, *k, err, sizeof(err)) != 0)
+            return -1;
+    return start(state, &run);
+}
+
+/* The first completion grown by 8 bytes (len8 saying so), while every
+ * other completion's room is reserved; the second duplicated, the third
+ * dropped.  A replay, so each lands on exactly that completion. */
+static int setup_replayed(void **state)
+{
+    struct gf_mutation *m = calloc(3, sizeof(*m));
+    if (!m)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        m[i].key = (struct gf_key){.kind = GF_K_PKT, .subtype = VM_PKT_COMP,
+                                   .trig_type = GF_TRIG_PKT, .trig_k = 1, .n = 1,
+                                   .class_id = resv_class};
+    m[0].op = GF_OP_PATCH;
+    m[0].mutator = GF_M_LENGTH;
+    m[0].new_len = 16 + REPLY_LEN + 8;
+    uint16_t len8 = (16 + REPLY_LEN + 8) / 8;
+    gf_mut_add_patch(&m[0], offsetof(struct vmpacket_descriptor, len8), &len8, 2);
+    m[1].op = GF_OP_DUP;
+    m[2].op = GF_OP_DROP;
+    struct gf_run run = {.mode = GF_MODE_REPLAY, .replay = m, .nreplay = 3};
+    gf_knobs_default(&run.knobs);
+    return start(state, &run);
+}
+
+static int teardown(void **state)
+{
+    int ret = fx_teardown(state);
+    gf_run_reset();
+    return ret;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Wait (bounded, for a hang only) until *v >= want; returns *v. */
+static int wait_count(const int *v, int want)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 20;
+    pthread_mutex_lock(&rs.lock);
+    while (*v < want)
+        if (pthread_cond_timedwait(&rs.cond, &rs.lock, &end) != 0)
+            break;
+    int got = *v;
+    pthread_mutex_unlock(&rs.lock);
+    return got;
+}
+
+/* Wait (bounded) until the VSP stopped pulling after a reserve's -EAGAIN
+ * later than the eagain-th, or took every request. */
+static bool wait_pulled(int eagain)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 20;
+    pthread_mutex_lock(&rs.lock);
+    while (rs.eagain <= eagain && rs.taken < NREQ)
+        if (pthread_cond_timedwait(&rs.cond, &rs.lock, &end) != 0)
+            break;
+    bool done = rs.eagain > eagain || rs.taken == NREQ;
+    pthread_mutex_unlock(&rs.lock);
+    return done;
+}
+
+static int get(const int *v)
+{
+    pthread_mutex_lock(&rs.lock);
+    int got = *v;
+    pthread_mutex_unlock(&rs.lock);
+    return got;
+}
+
+static void set_gate(bool open)
+{
+    pthread_mutex_lock(&rs.lock);
+    rs.gate = open;
+    pthread_cond_broadcast(&rs.cond);
+    pthread_mutex_unlock(&rs.lock);
+}
+
+struct muts {
+    int n, drops, dups, grown;
+};
+
+/* Requests until the ring is reserved full, then rounds of: complete what
+ * was taken (mutated), the guest drops it all, the VSP takes the next
+ * batch, until every request was answered; every completion must get 0
+ * and nothing may stay reserved.  *mu: the mutations the transcript
+ * records. */
+static void run_rounds(struct fx *f, struct muts *mu)
+{
+    struct sim_vm *vm = sim_vm_create(f->d, VM_RESV);
+    SIM_ASSERT(vm != NULL, "create");
+    vm->expect_offers = 1;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
+    struct sim_offer *of = sim_offer_by_class(vm, &resv_class, 0);
+    SIM_ASSERT(of != NULL, "offer");
+    int st;
+    struct sim_chan *ch = sim_chan_open(vm, of->relid, 8, RECV_PAGES, &st);
+    SIM_ASSERT(ch != NULL && ch->in.size == RING_DATA, "open: status %d", st);
+    /* Completions an empty ring takes: a packet needs strictly more free
+     * bytes than it uses. */
+    const int k = (int)((RING_DATA - 1) / PKT_BYTES(REPLY_LEN));
+
+    uint8_t req[8] = {0};
+    for (int i = 0; i < NREQ; i++)
+        SIM_ASSERT(sim_chan_send(ch, VM_PKT_DATA_INBAND,
+                                 VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, 1 + (uint64_t)i, req,
+                                 sizeof(req)) == 0,
+                   "request %d", i);
+    SIM_ASSERT(wait_count(&rs.eagain, 1) >= 1, "reserve never got -EAGAIN");
+    SIM_ASSERT(get(&rs.taken) == k, "took %d requests with room for %d completions",
+               get(&rs.taken), k);
+
+    /* Rounds: complete what was taken (mutated), the guest drops it all,
+     * the VSP takes the next batch, until every request was answered. */
+    for (int round = 0; get(&rs.sent) < NREQ; round++) {
+        SIM_ASSERT(round < NREQ, "no progress after %d rounds", round);
+        int taken = get(&rs.taken);
+        set_gate(true);
+        SIM_ASSERT(wait_count(&rs.sent, taken) >= taken, "%d of %d completions sent",
+                   get(&rs.sent), taken);
+        set_gate(false);
+        SIM_ASSERT(get(&rs.sent_bad) == 0, "a mutated completion failed with %d after %d",
+                   rs.last_bad, get(&rs.sent_ok));
+        int eagain = get(&rs.eagain);
+        sim_chan_discard(ch);
+        if (taken < NREQ)
+            SIM_ASSERT(wait_count(&rs.taken, taken + 1) > taken,
+                       "no request taken after the guest emptied the ring (round %d)", round);
+        /* The VSP stops pulling again when the ring is reserved full or
+         * it has taken every request. */
+        SIM_ASSERT(wait_pulled(eagain), "round %d: the VSP keeps pulling", round);
+    }
+    SIM_ASSERT(get(&rs.sent_ok) == NREQ, "%d of %d completions went out", get(&rs.sent_ok),
+               NREQ);
+    SIM_ASSERT(sim_log_count(LOG_WARN, "took back room", NULL, NULL) == 0,
+               "the channel was faulted for the fuzzer's doing");
+
+    /* Nothing left on the books: with the ring emptied, exactly as many
+     * completions can be reserved as on a fresh channel. */
+    sim_chan_discard(ch);
+    struct vsp_channel *vc = rs.ch;
+    int n = 0;
+    while (n <= k && vsp_send_reserve(vc, REPLY_LEN) == 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        vsp_send_unreserve(vc, REPLY_LEN);
+    SIM_ASSERT(n == k, "%d completions reservable after the run, %d on an empty ring", n, k);
+    SIM_ASSERT(sim_chan_close(ch) == 0, "close");
+    uint32_t id = vm->partition_id;
+    sim_vm_free(vm);
+
+    /* The completions were mutated in every way under test. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s-%u.vfz", tdir, VM_RESV, id);
+    struct gf_tr_header h;
+    struct gf_mutation *m = NULL;
+    int nm = gf_tr_load_mutations(path, &h, &m);
+    int drops = 0, dups = 0, grown = 0;
+    for (int i = 0; i < nm; i++) {
+        drops += m[i].op == GF_OP_DROP;
+        dups += m[i].op == GF_OP_DUP;
+        grown += m[i].op == GF_OP_PATCH && m[i].new_len > 16 + REPLY_LEN;
+    }
+    free(m);
+    *mu = (struct muts){.n = nm, .drops = drops, .dups = dups, .grown = grown};
+}
+
+static void test_mutated_completions_keep_reservations(void **state)
+{
+    struct muts mu;
+    run_rounds(*state, &mu);
+    SIM_ASSERT(mu.n >= NREQ && mu.drops && mu.dups && mu.grown,
+               "%d mutations, %d drops, %d duplicates, %d grown", mu.n, mu.drops, mu.dups,
+               mu.grown);
+}
+
+static void test_grown_dup_dropped_in_full_ring(void **state)
+{
+    struct muts mu;
+    run_rounds(*state, &mu);
+    SIM_ASSERT(mu.n == 3 && mu.grown == 1 && mu.dups == 1 && mu.drops == 1,
+               "replay applied %d of 3 mutations", mu.n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_mutated_completions_keep_reservations,
+                                        setup_seeded, teardown),
+        cmocka_unit_test_setup_teardown(test_grown_dup_dropped_in_full_ring, setup_replayed,
+                                        teardown),
+    };
+    const char *flt = getenv("SIM_FILTER");
+    if (flt && *flt)
+        cmocka_set_test_filter(flt);
+    return cmocka_run_group_tests_name("guestfuzz_reserve", tests, group_setup, group_teardown);
+}
