@@ -77,9 +77,10 @@ struct vsp_timer {
     atomic_bool cancelled;
 };
 
-/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the loop
- * watches it (one-shot), watch_cb queues watch_work on the channel's or
- * partition's serial queue when it is readable, and watch_work arms it
+/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the worker
+ * pool watches it (one-shot, workq_fd), watch_cb queues watch_work on the
+ * channel's or partition's serial queue when it is readable (run next by
+ * the worker that saw it, when that queue is idle), and watch_work arms it
  * again after the VSP's fn returned, so fn never runs twice at once and
  * never on the loop. */
 struct vsp_fd_watch {
@@ -87,7 +88,7 @@ struct vsp_fd_watch {
     bool listed;          /* off the list: removed or stopped with the partition */
     struct vsp_partition *p;
     struct vsp_channel *ch;
-    struct event *ev;
+    struct workq_fd *wfd; /* until removed or stopped */
     vsp_work_fn fn;
     void *arg;
     atomic_int refs;      /* the list + queued work items */
@@ -196,10 +197,8 @@ void host_partition_attach_all(struct vsp_partition *p)
 
 static void watch_unref(struct vsp_fd_watch *w)
 {
-    if (atomic_fetch_sub(&w->refs, 1) == 1) {
-        event_free(w->ev);
+    if (atomic_fetch_sub(&w->refs, 1) == 1)
         free(w);
-    }
 }
 
 static void timer_unref(struct vsp_timer *t)
@@ -280,7 +279,8 @@ void host_partition_destroy(struct vsp_partition *p)
     pthread_mutex_unlock(&p->lock);
     LIST_FOREACH(w, &unwatched, link) {
         atomic_store(&w->cancelled, true);
-        event_del(w->ev);
+        workq_fd_del(w->wfd); /* waits for a watch_cb running on a worker */
+        w->wfd = NULL;
     }
     drain_channels(p);
     workq_serial_drain(p->serial);
@@ -830,30 +830,32 @@ static void watch_work(void *arg)
     struct vsp_fd_watch *w = arg;
     if (!atomic_load(&w->cancelled))
         w->fn(w->arg);
-    /* Armed again under p->lock: a remove either finds it armed (and its
-     * event_del disarms it) or has unlisted it first (then it stays off). */
+    /* Armed again under p->lock: a remove either finds it listed (and
+     * deletes it only after this) or has unlisted it first (then it stays
+     * off). */
     pthread_mutex_lock(&w->p->lock);
     if (w->listed && !atomic_load(&w->cancelled))
-        event_add(w->ev, NULL);
+        workq_fd_rearm(w->wfd);
     pthread_mutex_unlock(&w->p->lock);
     watch_unref(w);
 }
 
-static void watch_cb(evutil_socket_t fd, short what, void *arg)
+/* On a worker, when the fd is readable (no callback of the channel may
+ * run now: only queue). */
+static void watch_cb(void *arg)
 {
     struct vsp_fd_watch *w = arg;
-    (void)fd;
-    (void)what;
     if (atomic_load(&w->cancelled))
         return;
     atomic_fetch_add(&w->refs, 1);
     if (workq_serial_submit(watch_serial(w), watch_work, w) < 0) {
-        /* Out of memory: drop the ref and look again on the next loop turn
-         * rather than lose the watch. */
+        /* Out of memory: drop the ref and arm it again (it is still
+         * readable: the pool looks at it at once) rather than lose the
+         * watch. */
         atomic_fetch_sub(&w->refs, 1);
         pthread_mutex_lock(&w->p->lock);
         if (w->listed)
-            event_add(w->ev, NULL);
+            workq_fd_rearm(w->wfd);
         pthread_mutex_unlock(&w->p->lock);
     }
 }
@@ -873,35 +875,27 @@ struct vsp_fd_watch *vsp_fd_watch_add(struct vsp_partition *p, struct vsp_channe
     w->fn = fn;
     w->arg = arg;
     atomic_init(&w->refs, 1);
-    /* One-shot, not EV_PERSIST: watch_work arms it again once fn ran. */
-    w->ev = event_new(p->d->base, fd, EV_READ, watch_cb, w);
-    if (!w->ev) {
-        free(w);
-        errno = ENOMEM;
-        return NULL;
-    }
     pthread_mutex_lock(&p->lock);
     if (p->dying) {
         pthread_mutex_unlock(&p->lock);
-        event_free(w->ev);
         free(w);
         errno = ESHUTDOWN;
         return NULL;
     }
-    LIST_INSERT_HEAD(&p->watches, w, link);
-    w->listed = true;
-    errno = 0;
-    int ret = event_add(w->ev, NULL); /* under p->lock: see watch_work */
-    if (ret < 0) {
+    /* Listed and watched under p->lock: watch_cb may run at once on a
+     * worker, and its watch_work rearms under p->lock only a listed watch
+     * whose wfd is set. */
+    w->wfd = workq_fd_add(p->d->wq, fd, WORKQ_FD_ONESHOT, watch_cb, w);
+    if (!w->wfd) {
         int err = errno ? errno : EINVAL; /* e.g. EPERM: a regular file cannot be polled */
-        LIST_REMOVE(w, link);
         pthread_mutex_unlock(&p->lock);
-        event_free(w->ev);
         free(w);
         vsp_plog(p, VSP_LOG_ERROR, "cannot watch fd %d: %s", fd, strerror(err));
         errno = err;
         return NULL;
     }
+    LIST_INSERT_HEAD(&p->watches, w, link);
+    w->listed = true;
     pthread_mutex_unlock(&p->lock);
     return w;
 }
@@ -920,7 +914,8 @@ void vsp_fd_watch_remove(struct vsp_fd_watch *w)
     if (!listed)
         return; /* already stopped with the partition, which frees it */
     atomic_store(&w->cancelled, true);
-    event_del(w->ev); /* waits for a watch_cb running on the loop */
+    workq_fd_del(w->wfd); /* waits for a watch_cb running on a worker */
+    w->wfd = NULL;
     struct workq_serial *s = watch_serial(w);
     if (!workq_serial_current(s))
         workq_serial_drain(s); /* a running fn finishes first */

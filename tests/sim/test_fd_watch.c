@@ -85,6 +85,7 @@ static void watch_fn(void *arg)
         ws.calls_after_receive++;
     ws.in_watch = true;
     enum mode mode = ws.mode;
+    struct vsp_fd_watch *self = ws.w;
     pthread_cond_broadcast(&ws.cond);
     pthread_mutex_unlock(&ws.lock);
 
@@ -92,7 +93,7 @@ static void watch_fn(void *arg)
     if (mode == MODE_CONSUME || mode == MODE_BLOCK)
         (void)!read(ws.efd, &v, sizeof(v));
     if (mode == MODE_SELF_REMOVE)
-        vsp_fd_watch_remove(ws.w);
+        vsp_fd_watch_remove(self);
 
     pthread_mutex_lock(&ws.lock);
     if (mode == MODE_BLOCK) {
@@ -357,10 +358,12 @@ static void test_remove_waits(void **state)
     SIM_ASSERT(get(&ws.calls) == 1, "%d callbacks after remove", get(&ws.calls) - 1);
 
     /* a second watch that removes itself from its callback, fd left readable */
+    /* ws.lock held until ws.w is the new watch: the fd is readable, so the
+     * callback (which takes ws.lock first) may start before add returns. */
     pthread_mutex_lock(&ws.lock);
     ws.mode = MODE_SELF_REMOVE;
-    pthread_mutex_unlock(&ws.lock);
     ws.w = vsp_fd_watch_add(ws.p, ws.ch, ws.efd, watch_fn, NULL);
+    pthread_mutex_unlock(&ws.lock);
     SIM_ASSERT(ws.w != NULL, "second watch");
     SIM_ASSERT(wait_count(&ws.calls, 2) == 2, "second watch's callback");
     barrier();
