@@ -355,9 +355,20 @@ int vmbusd_start_thread(struct vmbusd *d)
     return 0;
 }
 
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct vmbusd *d = arg;
+    event_base_loopbreak(d->base);
+}
+
 void vmbusd_stop(struct vmbusd *d)
 {
-    event_base_loopbreak(d->base);
+    /* A loopbreak before the loop thread entered event_base_loop is lost
+     * (the loop clears the flag when it starts): a timer that is due at
+     * once breaks the loop from inside, whenever it runs. */
+    struct timeval now = {0, 0};
+    if (event_base_once(d->base, -1, EV_TIMEOUT, stop_cb, d, &now) < 0)
+        event_base_loopbreak(d->base);
 }
 
 static void teardown_all_cb(evutil_socket_t fd, short what, void *arg)
