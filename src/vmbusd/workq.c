@@ -8,9 +8,10 @@
  * sleepers exclusively) and one that tells every sleeper the pool stops
  * (`stopfd`, level-triggered).  A worker that wakes for an fd runs its
  * callback and then the ready serial queues, beginning with the work the
- * callback queued: no other thread is woken for that item (`dispatching`
+ * callback queued: no other thread is woken for that item (`own_next_ready`
  * below), so a guest signal or an I/O completion reaches the VSP on the
- * thread the kernel woke.
+ * thread the kernel woke.  (Only the first: more work made ready there
+ * wakes sleepers as usual.)
  *
  * Waking: work queued while a worker sleeps writes wakefd (`idle` counts
  * the sleepers); every worker that takes an item while more are ready wakes
@@ -96,8 +97,9 @@ struct workq {
 static __thread const struct workq_serial *current_serial;
 static __thread const struct workq_fd *current_fd;
 /* This worker runs fd callbacks and takes the ready list right after: the
- * first item they queue is its own, no sleeper needs waking for it. */
-static __thread bool dispatching;
+ * first queue they make ready is its own, no sleeper needs waking for it
+ * (the next ones wake sleepers as usual). */
+static __thread bool own_next_ready;
 
 /* One sleeping worker comes out for queued work; lock held. */
 static void wake_one(struct workq *wq)
@@ -115,7 +117,9 @@ static void make_ready(struct workq *wq, struct workq_serial *s)
     s->scheduled = true;
     s->in_ready = true;
     TAILQ_INSERT_TAIL(&wq->ready, s, ready_link);
-    if (!dispatching)
+    if (own_next_ready)
+        own_next_ready = false;
+    else
         wake_one(wq);
 }
 
@@ -212,9 +216,9 @@ static void wait_events(struct workq *wq)
     pthread_mutex_lock(&wq->lock);
     wq->idle--;
     if (n > 0) {
-        dispatching = true;
+        own_next_ready = true;
         dispatch(wq, ev, n);
-        dispatching = false;
+        own_next_ready = false;
     }
 }
 

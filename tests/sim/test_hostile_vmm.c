@@ -247,14 +247,17 @@ static void park_cb(evutil_socket_t fd, short what, void *arg)
     while (!p->go)
         pthread_cond_wait(&p->cond, &p->lock);
     p->go = false;
+    pthread_cond_broadcast(&p->cond); /* see steal_before_worker_read */
     pthread_mutex_unlock(&p->lock);
 }
 
 static struct loop_parker *hook_parker;
+static atomic_bool hook_armed; /* parks one worker, once */
 
 static void park_hook(const char *vm, uint32_t conn_id)
 {
-    if (hook_parker && strcmp(vm, "hostile-thief") == 0 && conn_id == hook_parker->hook_conn_id)
+    if (strcmp(vm, "hostile-thief") == 0 && conn_id == hook_parker->hook_conn_id &&
+        atomic_exchange(&hook_armed, false))
         park_cb(-1, 0, hook_parker);
 }
 
@@ -306,14 +309,26 @@ static void steal_before_worker_read(struct loop_parker *p, int fd, uint32_t con
     int before = p->parked;
     p->hook_conn_id = conn_id;
     hook_parker = p;
+    atomic_store(&hook_armed, true);
     vmbusd_eventfd_test_hook = park_hook;
     uint64_t v = 1;
     SIM_ASSERT(write(fd, &v, sizeof(v)) == sizeof(v), "%s: write", what);
     SIM_ASSERT(wait_parked(p, before + 1), "%s: no worker came to read it", what);
-    vmbusd_eventfd_test_hook = NULL; /* the parked worker is past the check */
     struct iovec iov = {.iov_base = &v, .iov_len = sizeof(v)};
     SIM_ASSERT(preadv2(fd, &iov, 1, -1, RWF_NOWAIT) == sizeof(v), "%s: steal", what);
     release(p); /* the worker now reads an empty counter */
+    /* It has taken the release before the loop is parked for the next
+     * case (else the loop's first park could take it instead). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    pthread_mutex_lock(&p->lock);
+    while (p->go && pthread_cond_timedwait(&p->cond, &p->lock, &ts) == 0)
+        ;
+    bool taken = !p->go;
+    pthread_mutex_unlock(&p->lock);
+    SIM_ASSERT(taken, "%s: the parked worker never went on", what);
+    vmbusd_eventfd_test_hook = NULL;
 }
 
 static void test_vmm_reads_our_eventfds(void **state)
