@@ -14,11 +14,13 @@
  * wakes sleepers as usual.)
  *
  * Waking: work queued while a worker sleeps writes wakefd (`idle` counts
- * the sleepers); every worker that takes an item while more are ready wakes
- * the next sleeper, so queued work never waits for a thread that sleeps.
- * Both checks are under `lock`: an item queued between a worker's look at
- * the ready list and its sleep sees it counted idle, and the wakefd edge
- * it writes is still reported to the epoll_wait that follows.
+ * the sleepers; the write comes right after the lock is dropped); every
+ * worker that takes an item while more are ready wakes the next sleeper,
+ * so queued work never waits for a thread that sleeps, and a worker that
+ * finished an item takes its queue's next one itself without waking
+ * anyone.  The checks are under `lock`: an item queued between a worker's
+ * look at the ready list and its sleep sees it counted idle, and the
+ * wakefd edge written is still reported to the epoll_wait that follows.
  *
  * fds are named in epoll by a slot index and a generation, never by a
  * pointer: an event that epoll_wait returned just before its fd was
@@ -101,15 +103,32 @@ static __thread const struct workq_fd *current_fd;
  * (the next ones wake sleepers as usual). */
 static __thread bool own_next_ready;
 
+/* Wake-ups this thread owes sleeping workers: counted under the lock,
+ * paid (an eventfd write each) once it is dropped, so a woken worker does
+ * not find the lock still held by its waker. */
+static __thread unsigned wakes_owed;
+
+static void pay_wakes(struct workq *wq)
+{
+    for (; wakes_owed; wakes_owed--) {
+        uint64_t one = 1;
+        (void)!write(wq->wakefd, &one, sizeof(one));
+    }
+}
+
+static void unlock(struct workq *wq)
+{
+    pthread_mutex_unlock(&wq->lock);
+    pay_wakes(wq);
+}
+
 /* One sleeping worker comes out for queued work; lock held. */
 static void wake_one(struct workq *wq)
 {
     if (wq->stopping)
         pthread_cond_broadcast(&wq->wake); /* idle workers wait there now */
-    if (wq->idle > 0) {
-        uint64_t one = 1;
-        (void)!write(wq->wakefd, &one, sizeof(one));
-    }
+    if (wq->idle > (int)wakes_owed)
+        wakes_owed++;
 }
 
 static void make_ready(struct workq *wq, struct workq_serial *s)
@@ -189,7 +208,7 @@ static void dispatch(struct workq *wq, const struct epoll_event *ev, int n)
     }
     if (!ng)
         return;
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     for (int i = 0; i < ng; i++) {
         current_fd = got[i];
         got[i]->fn(got[i]->arg);
@@ -198,7 +217,7 @@ static void dispatch(struct workq *wq, const struct epoll_event *ev, int n)
     pthread_mutex_lock(&wq->lock);
     for (int i = 0; i < ng; i++) {
         if (fd_callback_ended(wq, got[i])) {
-            pthread_mutex_unlock(&wq->lock);
+            unlock(wq);
             fd_free(got[i]);
             pthread_mutex_lock(&wq->lock);
         }
@@ -211,7 +230,7 @@ static void wait_events(struct workq *wq)
 {
     struct epoll_event ev[EV_BATCH];
     wq->idle++;
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     int n = epoll_wait(wq->epfd, ev, EV_BATCH, -1);
     pthread_mutex_lock(&wq->lock);
     wq->idle--;
@@ -235,6 +254,7 @@ static void *worker(void *arg)
             if (wq->stopping) {
                 if (wq->running == 0)
                     break;
+                pay_wakes(wq);
                 pthread_cond_wait(&wq->wake, &wq->lock);
             } else {
                 wait_events(wq);
@@ -252,14 +272,16 @@ static void *worker(void *arg)
              * workers may take the next one now) and let enqueue() re-add it
              * otherwise. */
             s->scheduled = false;
+            own_next_ready = true; /* woken for just below */
             if (!STAILQ_EMPTY(&s->items))
                 make_ready(wq, s);
+            own_next_ready = false;
         }
         /* More work than this thread: the next sleeper takes it. */
         if (!TAILQ_EMPTY(&wq->ready))
             wake_one(wq);
         wq->running++;
-        pthread_mutex_unlock(&wq->lock);
+        unlock(wq);
 
         current_serial = s;
         it->fn(it->arg);
@@ -273,14 +295,18 @@ static void *worker(void *arg)
         s->done++;
         if (!unserialised) {
             s->running = false;
+            /* This worker looks at the ready list next (and wakes a
+             * sleeper if there is more than it takes): no wake-up for s. */
+            own_next_ready = true;
             if (!STAILQ_EMPTY(&s->items))
                 make_ready(wq, s);
             else
                 s->scheduled = false;
+            own_next_ready = false;
         }
         pthread_cond_broadcast(&s->drained);
     }
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     return NULL;
 }
 
@@ -339,7 +365,7 @@ void workq_destroy(struct workq *wq)
     pthread_mutex_lock(&wq->lock);
     wq->stopping = true;
     pthread_cond_broadcast(&wq->wake);
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     uint64_t one = 1;
     (void)!write(wq->stopfd, &one, sizeof(one)); /* every sleeper comes out */
     for (int i = 0; i < wq->nthreads; i++)
@@ -371,7 +397,7 @@ static int enqueue(struct workq_serial *s, work_fn fn, void *arg)
     s->queued++;
     if (!s->scheduled)
         make_ready(wq, s);
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     return 0;
 }
 
@@ -412,7 +438,7 @@ void workq_serial_drain(struct workq_serial *s)
             struct work_item *it = take_item(s);
             s->running = true;
             wq->running++;
-            pthread_mutex_unlock(&wq->lock);
+            unlock(wq);
 
             const struct workq_serial *outer = current_serial;
             current_serial = s;
@@ -433,9 +459,10 @@ void workq_serial_drain(struct workq_serial *s)
             pthread_cond_broadcast(&s->drained);
             continue;
         }
+        pay_wakes(wq); /* what the help above made ready */
         pthread_cond_wait(&s->drained, &wq->lock);
     }
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
 }
 
 void workq_serial_destroy(struct workq_serial *s)
@@ -463,14 +490,14 @@ bool workq_others_waiting(const struct workq_serial *s)
          * channel's signal: look now, or a guest that keeps one channel
          * busy would hide the others for as long as it likes. */
         struct epoll_event ev[EV_BATCH];
-        pthread_mutex_unlock(&wq->lock);
+        unlock(wq);
         int n = epoll_wait(wq->epfd, ev, EV_BATCH, 0);
         pthread_mutex_lock(&wq->lock);
         if (n > 0)
             dispatch(wq, ev, n);
         waiting = !TAILQ_EMPTY(&wq->ready);
     }
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     return waiting;
 }
 
@@ -496,7 +523,7 @@ struct workq_fd *workq_fd_add(struct workq *wq, int fd, unsigned mode, work_fn f
         uint32_t n = wq->nslots ? wq->nslots * 2 : 64;
         struct fd_slot *ns = realloc(wq->slots, n * sizeof(*ns));
         if (!ns) {
-            pthread_mutex_unlock(&wq->lock);
+            unlock(wq);
             free(w);
             errno = ENOMEM;
             return NULL;
@@ -512,12 +539,12 @@ struct workq_fd *workq_fd_add(struct workq *wq, int fd, unsigned mode, work_fn f
     if (epoll_add_tag(wq->epfd, fd, w->events, w->tag) < 0) {
         int err = errno;
         wq->slots[slot].w = NULL;
-        pthread_mutex_unlock(&wq->lock);
+        unlock(wq);
         free(w);
         errno = err;
         return NULL;
     }
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     return w;
 }
 
@@ -548,12 +575,12 @@ void workq_fd_del(struct workq_fd *w)
     fd_unlink(wq, w);
     if (current_fd == w) {
         w->free_at_end = true; /* this callback is the last one */
-        pthread_mutex_unlock(&wq->lock);
+        unlock(wq);
         return;
     }
     while (w->running > 0)
-        pthread_cond_wait(&wq->fd_ended, &wq->lock);
-    pthread_mutex_unlock(&wq->lock);
+        pthread_cond_wait(&wq->fd_ended, &wq->lock); /* (it owes no wake-ups) */
+    unlock(wq);
     free(w);
 }
 
@@ -569,7 +596,7 @@ void workq_fd_del_async(struct workq_fd *w, work_fn fin, void *fin_arg)
     bool now = w->running == 0;
     if (!now)
         w->free_at_end = true;
-    pthread_mutex_unlock(&wq->lock);
+    unlock(wq);
     if (now)
         fd_free(w);
 }
