@@ -355,20 +355,12 @@ int vmbusd_start_thread(struct vmbusd *d)
     return 0;
 }
 
-static void stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct vmbusd *d = arg;
-    event_base_loopbreak(d->base);
-}
-
 void vmbusd_stop(struct vmbusd *d)
 {
-    /* A loopbreak before the loop thread entered event_base_loop is lost
-     * (the loop clears the flag when it starts): a timer that is due at
-     * once breaks the loop from inside, whenever it runs. */
-    struct timeval now = {0, 0};
-    if (event_base_once(d->base, -1, EV_TIMEOUT, stop_cb, d, &now) < 0)
-        event_base_loopbreak(d->base);
+    /* Not event_base_loopbreak: a loop that starts clears its break flag,
+     * so a stop made before would be lost and the loop never end.  loopexit
+     * queues an event that the loop, running or yet to start, handles. */
+    event_base_loopexit(d->base, NULL);
 }
 
 static void teardown_all_cb(evutil_socket_t fd, short what, void *arg)
