@@ -53,7 +53,7 @@
 #define FULL_CHECK_PKTS 64u
 #define STREAM_SLICES 8
 
-bool quick, verbose;
+bool quick, verbose, net_tap_only;
 
 /* The 1-minute load average, or -1. */
 double loadavg(void)
@@ -593,7 +593,9 @@ static void usage(FILE *f)
             "      --storage-load TAG  with --storage: that load only (4k_randread_qd1,\n"
             "                    4k_randread_qd32, 1m_seqread_qd4, 1m_seqwrite_qd4), e.g.\n"
             "                    under perf record\n"
-            "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair\n"
+            "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair,\n"
+            "                then 64 B, 1514 B and LSO against a TAP (bench/net_tap.c)\n"
+            "      --net-tap the baselines and the TAP figures only\n"
             "      --scale-vms N       partitions in the scale run (default %d)\n"
             "      --scale-channels N  echo channels per partition (1..%d, default %d)\n"
             "  -h, --help    this text\n",
@@ -609,6 +611,7 @@ int main(int argc, char **argv)
         {"storage", no_argument, NULL, 'S'},
         {"storage-load", required_argument, NULL, 'L'},
         {"net", no_argument, NULL, 'n'},
+        {"net-tap", no_argument, NULL, 'T'},
         {"scale-vms", required_argument, NULL, 'V'},
         {"scale-channels", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
@@ -636,6 +639,7 @@ int main(int argc, char **argv)
             break;
         }
         case 'n': net = true; break;
+        case 'T': net = net_tap_only = true; break;
         case 'V':
         case 'C': {
             char *end;
