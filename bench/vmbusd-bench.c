@@ -497,6 +497,7 @@ static const struct {
  * taking turns slice by slice so that a neighbour's burst of CPU hits them
  * alike; each figure is the median of its slices. */
 #define STOR_SLICES 5
+static const char *stor_only; /* --storage-load: one load's tag, for profiling */
 static void bench_storage(void)
 {
     uint64_t size = (quick ? 64ull : 256ull) << 20;
@@ -522,6 +523,8 @@ static void bench_storage(void)
     };
     const size_t npaths = sizeof(paths) / sizeof(paths[0]);
     for (size_t i = 0; i < sizeof(stor_loads) / sizeof(stor_loads[0]); i++) {
+        if (stor_only && strcmp(stor_only, stor_loads[i].tag) != 0)
+            continue;
         double v[5][STOR_SLICES];
         int got[5] = { 0 };
         for (int k = 0; k < nslices; k++) {
@@ -587,6 +590,9 @@ static void usage(FILE *f)
             "  -v, --verbose keep vmbusd's info log lines (stderr)\n"
             "  -s, --scale   the scale run instead of the single-channel one\n"
             "      --storage the baselines and the storage figures only\n"
+            "      --storage-load TAG  with --storage: that load only (4k_randread_qd1,\n"
+            "                    4k_randread_qd32, 1m_seqread_qd4, 1m_seqwrite_qd4), e.g.\n"
+            "                    under perf record\n"
             "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair,\n"
             "                then 64 B, 1514 B and LSO against a TAP (bench/net_tap.c)\n"
             "      --net-tap the baselines and the TAP figures only\n"
@@ -603,6 +609,7 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"scale", no_argument, NULL, 's'},
         {"storage", no_argument, NULL, 'S'},
+        {"storage-load", required_argument, NULL, 'L'},
         {"net", no_argument, NULL, 'n'},
         {"net-tap", no_argument, NULL, 'T'},
         {"scale-vms", required_argument, NULL, 'V'},
@@ -619,6 +626,18 @@ int main(int argc, char **argv)
         case 'v': verbose = true; break;
         case 's': scale = true; break;
         case 'S': storage_only = true; break;
+        case 'L': {
+            bool known = false;
+            for (size_t i = 0; i < sizeof(stor_loads) / sizeof(stor_loads[0]); i++)
+                known |= strcmp(optarg, stor_loads[i].tag) == 0;
+            if (!known) {
+                fprintf(stderr, "vmbusd-bench: unknown storage load '%s'\n", optarg);
+                return 2;
+            }
+            stor_only = optarg;
+            storage_only = true;
+            break;
+        }
         case 'n': net = true; break;
         case 'T': net = net_tap_only = true; break;
         case 'V':

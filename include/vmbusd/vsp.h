@@ -303,7 +303,7 @@ void vsp_timer_cancel(struct vsp_timer *t);
 /* Call fn(arg) on the worker pool, as a work item of ch (of the partition
  * when ch is NULL), whenever fd is readable (level-triggered: the watch is
  * armed again after fn returns, so fn consumes what made fd readable, e.g.
- * reads its eventfd).  fd stays the VSP's; it must not block.  Remove with
+ * reads its eventfd).  The first call may come before this returns.  fd stays the VSP's; it must not block.  Remove with
  * vsp_fd_watch_remove (waits for a running fn unless called from it,
  * allowed from close() and detach()).  When the partition goes, vmbusd
  * removes its remaining watches before the first detach(), like timers.

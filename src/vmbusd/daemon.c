@@ -342,6 +342,7 @@ int vmbusd_run(struct vmbusd *d, bool handle_signals)
 
 static void *loop_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "vmbusd-loop"); /* for top -H and perf */
     vmbusd_run(arg, false);
     return NULL;
 }

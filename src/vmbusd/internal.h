@@ -58,7 +58,7 @@ struct conn_eventfd {
     struct vmbusd *d; /* the fd is returned to d's budget after conn is gone */
     uint32_t conn_id;
     int fd;
-    struct event *ev;
+    struct workq_fd *wfd; /* NULL if it could not be watched */
 };
 
 struct vcpu_route {
@@ -124,6 +124,11 @@ int daemon_bind_unix(const char *path, int type, const struct cfg_sock_access *a
                      size_t errlen);
 
 /* vmm_conn.c */
+/* tests/sim only (NULL otherwise): called on the worker that is about to
+ * read the guest-signal eventfd of partition vm's connection id conn_id,
+ * so a test can take the counter first. */
+typedef void (*vmbusd_eventfd_hook_fn)(const char *vm, uint32_t conn_id);
+extern _Atomic(vmbusd_eventfd_hook_fn) vmbusd_eventfd_test_hook;
 struct vmm_conn *conn_create(struct vmbusd *d, int fd);
 /* Stop serving the connection (loop thread); the rest of the teardown runs
  * as a work item. */

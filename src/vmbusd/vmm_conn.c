@@ -165,12 +165,19 @@ static void op_signal_vp(void *ctx, uint32_t vp)
         sint_signaller_raise(s, vp); /* none yet: xp_set_sint_route re-raises */
 }
 
-static void eventfd_cb(evutil_socket_t fd, short what, void *arg)
+_Atomic(vmbusd_eventfd_hook_fn) vmbusd_eventfd_test_hook;
+
+/* On a worker of the pool, which then runs the receive this queues (the
+ * event loop is not involved: a guest signal costs one thread wake-up). */
+static void eventfd_cb(void *arg)
 {
     struct conn_eventfd *e = arg;
+    vmbusd_eventfd_hook_fn hook = atomic_load(&vmbusd_eventfd_test_hook);
+    if (hook)
+        hook(e->conn->name, e->conn_id);
     /* ISR: drain the fd (the VMM shares it: never a blocking read); DPC:
      * route the signal to the channel. */
-    if (!vmm_eventfd_drain(fd))
+    if (!vmm_eventfd_drain(e->fd))
         return;
     xp_connection_signalled(e->conn->xp, e->conn_id);
 }
@@ -201,15 +208,19 @@ static int op_eventfd_add(void *ctx, uint32_t conn_id)
         log_warn("partition %s: cannot hand eventfd for connection %#x to the VMM: %s", c->name,
                  conn_id, strerror(-ret));
     }
-    e->ev = event_new(c->d->base, e->fd, EV_READ | EV_PERSIST, eventfd_cb, e);
-    event_add(e->ev, NULL);
+    /* Edge-triggered: one callback per signal (or burst), which drains. */
+    e->wfd = workq_fd_add(c->d->wq, e->fd, WORKQ_FD_EDGE, eventfd_cb, e);
+    if (!e->wfd)
+        log_warn("partition %s: cannot watch the eventfd of connection %#x: %s; its signals "
+                 "are lost",
+                 c->name, conn_id, strerror(errno));
     pthread_mutex_lock(&c->evfd_lock);
     LIST_INSERT_HEAD(&c->evfds, e, link);
     pthread_mutex_unlock(&c->evfd_lock);
     return 0;
 }
 
-static void eventfd_finalize(struct event *ev, void *arg)
+static void eventfd_finalize(void *arg)
 {
     struct conn_eventfd *e = arg;
     close(e->fd);
@@ -219,9 +230,30 @@ static void eventfd_finalize(struct event *ev, void *arg)
 
 static void eventfd_free(struct conn_eventfd *e)
 {
-    /* Non-blocking: the callback may be running on the loop right now and
+    /* Non-blocking: the callback may be running on a worker right now and
      * wait for the partition lock we may hold. */
-    event_free_finalize(0, e->ev, eventfd_finalize);
+    if (e->wfd)
+        workq_fd_del_async(e->wfd, eventfd_finalize, e);
+    else
+        eventfd_finalize(e);
+}
+
+/* Stop and free every guest eventfd of c: when this returns, no signal
+ * callback runs or will run for c (each delete waits for one running on a
+ * worker).  Not with the partition lock held. */
+static void eventfds_stop(struct vmm_conn *c)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->evfd_lock);
+        struct conn_eventfd *e = LIST_FIRST(&c->evfds);
+        if (e)
+            LIST_REMOVE(e, link);
+        pthread_mutex_unlock(&c->evfd_lock);
+        if (!e)
+            break;
+        workq_fd_del(e->wfd);
+        eventfd_finalize(e);
+    }
 }
 
 static void op_eventfd_del(void *ctx, uint32_t conn_id)
@@ -718,16 +750,7 @@ static void conn_teardown_work(void *arg)
         usleep(1000); /* a vmbusctl request still uses the partition */
     if (c->vp)
         host_partition_destroy(c->vp); /* detaches plugins, frees */
-    for (;;) {
-        pthread_mutex_lock(&c->evfd_lock);
-        struct conn_eventfd *e = LIST_FIRST(&c->evfds);
-        if (e)
-            LIST_REMOVE(e, link);
-        pthread_mutex_unlock(&c->evfd_lock);
-        if (!e)
-            break;
-        eventfd_free(e);
-    }
+    eventfds_stop(c); /* any a channel opened meanwhile */
     xp_destroy(c->xp);
     /* Nothing raises SINTs any more; a write the VMM keeps blocked is cut. */
     sint_signaller_free(atomic_load(&c->sig));
@@ -776,13 +799,8 @@ void conn_teardown(struct vmm_conn *c, const char *why)
     for (uint32_t i = 0; i < XP_MAX_VCPUS; i++)
         if (c->routes[i].eom_ev)
             event_del(c->routes[i].eom_ev);
-    /* We are on the loop, so after this no signal callback can touch the
-     * partition while the worker below frees it. */
-    pthread_mutex_lock(&c->evfd_lock);
-    struct conn_eventfd *e;
-    LIST_FOREACH(e, &c->evfds, link)
-        event_del(e->ev);
-    pthread_mutex_unlock(&c->evfd_lock);
+    /* The guest's signals stop here (their callbacks run on workers). */
+    eventfds_stop(c);
     daemon_conn_closed(c, why);
     if (c->xp) {
         /* Channel closes are queued to the VSPs now; the wait for them and

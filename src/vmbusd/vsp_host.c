@@ -64,17 +64,20 @@ struct status_kv {
     char value[192];
 };
 
-/* What a timer and an fd watch share: an event on the loop whose callback
- * queues the VSP's fn on the channel's (or, without a channel, the
- * partition's) serial queue, so fn never runs on the loop.  Listed on its
- * partition until cancelled or stopped with it; freed by the last of the
- * list's reference and those of its queued runs. */
+/* What a timer and an fd watch share: an event (a timer on the loop, an
+ * fd the worker pool waits on) whose callback queues the VSP's fn on the
+ * channel's (or, without a channel, the partition's) serial queue, so fn
+ * never runs on the loop.  Listed on its partition until cancelled or
+ * stopped with it; freed by the last of the list's reference and those of
+ * its queued runs. */
 struct loop_hook {
     LIST_ENTRY(loop_hook) link; /* p->timers or p->watches while listed, under p->lock */
     bool listed;          /* off the list: cancelled, ran once, or stopped with the partition */
     struct vsp_partition *p;
     struct vsp_channel *ch;
-    struct event *ev;
+    struct event *ev;     /* a timer's */
+    int fd;               /* an fd watch's fd (-1 for a timer) */
+    struct workq_fd *wfd; /* an fd watch's, while armed in the pool (under p->lock) */
     vsp_work_fn fn;
     void *arg;
     atomic_int refs;      /* the list + queued work items */
@@ -87,10 +90,11 @@ struct vsp_timer {
     unsigned period_ms;
 };
 
-/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the loop
- * watches it (one-shot), watch_cb queues watch_work when it is readable,
- * and watch_work arms it again after the VSP's fn returned, so fn never
- * runs twice at once. */
+/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the worker
+ * pool watches it (one-shot, workq_fd), watch_cb queues watch_work when it
+ * is readable (run next by the worker that saw it, when that queue is
+ * idle), and watch_work arms it again after the VSP's fn returned, so fn
+ * never runs twice at once. */
 struct vsp_fd_watch {
     struct loop_hook h; /* first: the hook is freed as the whole watch */
 };
@@ -198,7 +202,8 @@ void host_partition_attach_all(struct vsp_partition *p)
 static void hook_unref(struct loop_hook *h)
 {
     if (atomic_fetch_sub(&h->refs, 1) == 1) {
-        event_free(h->ev);
+        if (h->ev)
+            event_free(h->ev);
         free(h); /* the vsp_timer or vsp_fd_watch it begins */
     }
 }
@@ -239,9 +244,35 @@ void host_partition_close(struct vsp_partition *p)
     drain_channels(p);
 }
 
+static void watch_cb(void *arg);
+
+/* Arm h: a timer on the loop (after tv), an fd watch in the worker pool.
+ * 0, or -1 with errno; p->lock held. */
+static int hook_arm(struct loop_hook *h, const struct timeval *tv)
+{
+    if (h->ev)
+        return event_add(h->ev, tv);
+    h->wfd = workq_fd_add(h->p->d->wq, h->fd, WORKQ_FD_ONESHOT, watch_cb, h);
+    return h->wfd ? 0 : -1;
+}
+
+/* Stop h's event: event_del waits for a timer callback running on the
+ * loop, workq_fd_del for a watch callback running on a worker. */
+static void hook_disarm(struct loop_hook *h)
+{
+    if (h->ev) {
+        event_del(h->ev);
+        return;
+    }
+    pthread_mutex_lock(&h->p->lock);
+    struct workq_fd *wfd = h->wfd;
+    h->wfd = NULL; /* watch_work does not arm it again */
+    pthread_mutex_unlock(&h->p->lock);
+    workq_fd_del(wfd);
+}
+
 /* Take every timer and fd watch off the partition into `stopped` and stop
- * them: event_del waits for a callback running on the loop, and the runs
- * it queued skip fn. */
+ * them (hook_disarm), and the runs they queued skip fn. */
 static void hooks_stop(struct vsp_partition *p, struct hook_list *stopped)
 {
     struct hook_list *lists[] = {&p->timers, &p->watches};
@@ -256,7 +287,7 @@ static void hooks_stop(struct vsp_partition *p, struct hook_list *stopped)
     pthread_mutex_unlock(&p->lock);
     LIST_FOREACH(h, stopped, link) {
         atomic_store(&h->cancelled, true);
-        event_del(h->ev);
+        hook_disarm(h);
     }
 }
 
@@ -730,6 +761,7 @@ static void hook_init(struct loop_hook *h, struct vsp_partition *p, struct vsp_c
     h->ch = ch;
     h->fn = fn;
     h->arg = arg;
+    h->fd = -1;
     atomic_init(&h->refs, 1);
 }
 
@@ -746,7 +778,7 @@ static int hook_publish(struct loop_hook *h, struct hook_list *list, const struc
         LIST_INSERT_HEAD(list, h, link);
         h->listed = true;
         errno = 0;
-        if (event_add(h->ev, tv) == 0) {
+        if (hook_arm(h, tv) == 0) {
             pthread_mutex_unlock(&p->lock);
             return 0;
         }
@@ -754,7 +786,8 @@ static int hook_publish(struct loop_hook *h, struct hook_list *list, const struc
         LIST_REMOVE(h, link);
     }
     pthread_mutex_unlock(&p->lock);
-    event_free(h->ev);
+    if (h->ev)
+        event_free(h->ev);
     free(h);
     return -err;
 }
@@ -781,7 +814,7 @@ static void hook_cancel(struct loop_hook *h)
     if (!hook_unlink(h))
         return; /* already stopped with the partition, which frees it */
     atomic_store(&h->cancelled, true);
-    event_del(h->ev); /* waits for a callback running on the loop */
+    hook_disarm(h); /* waits for a callback running on the loop or a worker */
     struct workq_serial *s = hook_serial(h);
     if (!workq_serial_current(s))
         workq_serial_drain(s); /* a run in flight finishes first */
@@ -848,30 +881,30 @@ static void watch_work(void *arg)
     struct vsp_partition *p = w->h.p;
     if (!atomic_load(&w->h.cancelled))
         w->h.fn(w->h.arg);
-    /* Armed again under p->lock: a remove either finds it armed (and its
-     * event_del disarms it) or has unlisted it first (then it stays off). */
+    /* Armed again under p->lock: a remove either finds it armed (and
+     * deletes it) or has taken wfd away first (then it stays off). */
     pthread_mutex_lock(&p->lock);
-    if (w->h.listed && !atomic_load(&w->h.cancelled))
-        event_add(w->h.ev, NULL);
+    if (w->h.wfd && !atomic_load(&w->h.cancelled))
+        workq_fd_rearm(w->h.wfd);
     pthread_mutex_unlock(&p->lock);
     hook_unref(&w->h);
 }
 
-static void watch_cb(evutil_socket_t fd, short what, void *arg)
+/* On a worker, when the fd is readable: only queue (a callback of the
+ * channel may be running). */
+static void watch_cb(void *arg)
 {
     struct vsp_fd_watch *w = arg;
-    (void)fd;
-    (void)what;
     if (atomic_load(&w->h.cancelled))
         return;
     atomic_fetch_add(&w->h.refs, 1);
     if (workq_serial_submit(hook_serial(&w->h), watch_work, w) < 0) {
-        /* Out of memory: drop the ref and look again on the next loop turn
-         * rather than lose the watch. */
+        /* Out of memory: drop the ref and arm it again (still readable, a
+         * worker looks at once) rather than lose the watch. */
         atomic_fetch_sub(&w->h.refs, 1);
         pthread_mutex_lock(&w->h.p->lock);
-        if (w->h.listed)
-            event_add(w->h.ev, NULL);
+        if (w->h.wfd)
+            workq_fd_rearm(w->h.wfd);
         pthread_mutex_unlock(&w->h.p->lock);
     }
 }
@@ -887,13 +920,7 @@ struct vsp_fd_watch *vsp_fd_watch_add(struct vsp_partition *p, struct vsp_channe
     if (!w)
         return NULL;
     hook_init(&w->h, p, ch, fn, arg);
-    /* One-shot, not EV_PERSIST: watch_work arms it again once fn ran. */
-    w->h.ev = event_new(p->d->base, fd, EV_READ, watch_cb, w);
-    if (!w->h.ev) {
-        free(w);
-        errno = ENOMEM;
-        return NULL;
-    }
+    w->h.fd = fd; /* one-shot in the pool: watch_work arms it again once fn ran */
     int ret = hook_publish(&w->h, &p->watches, NULL);
     if (ret < 0) {
         if (ret != -ESHUTDOWN)

@@ -10,6 +10,10 @@
  *                             B's item runs before A has taken the last
  *                             packet, and A still gets every packet without
  *                             another signal from the guest
+ *   test_busy_channel_sees_signal  the same with a guest signal for B
+ *                             instead of a work item: with the only worker
+ *                             inside A's receive nobody sleeps in epoll to
+ *                             see it, so vsp_recv's budget check must look
  *
  * Deterministic with one worker (SIM_WORKERS=1, set by meson; skipped
  * otherwise): what runs when follows from the queue order alone.
@@ -36,6 +40,9 @@ static struct {
     int a_taken;         /* packets A took */
     int a_receives;      /* receive callbacks of A that took packets */
     int b_ran_at;        /* a_taken when B's work item ran (-1: not yet) */
+    bool by_signal;      /* test_busy_channel_sees_signal: B gets a packet, not work */
+    bool a_waiting;      /* A's receive waits for the guest's signal to B */
+    bool b_signalled;
 } bs = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static void b_work(void *arg)
@@ -49,12 +56,29 @@ static void b_work(void *arg)
 
 static void busy_receive(struct vsp_channel *ch)
 {
-    if (ch != bs.ch[0])
+    struct vsp_packet pkt;
+    if (ch != bs.ch[0]) {
+        bool got = false;
+        while (vsp_recv(ch, &pkt) > 0)
+            got = true;
+        if (got)
+            b_work(NULL);
         return;
+    }
     pthread_mutex_lock(&bs.lock);
-    bool go = bs.go, queue_b = go && !bs.b_queued;
+    bool go = bs.go, queue_b = go && !bs.b_queued && !bs.by_signal;
     if (queue_b)
         bs.b_queued = true;
+    if (go && bs.by_signal && !bs.b_signalled) {
+        /* The guest signals B while this (the only worker) is busy here. */
+        bs.a_waiting = true;
+        pthread_cond_broadcast(&bs.cond);
+        struct timespec end;
+        clock_gettime(CLOCK_REALTIME, &end);
+        end.tv_sec += 20; /* bounds a hang only */
+        while (!bs.b_signalled && pthread_cond_timedwait(&bs.cond, &bs.lock, &end) == 0)
+            ;
+    }
     pthread_mutex_unlock(&bs.lock);
     if (!go)
         return; /* the guest is still filling the ring */
@@ -62,7 +86,6 @@ static void busy_receive(struct vsp_channel *ch)
      * order does not depend on when a signal reaches the loop. */
     if (queue_b)
         vsp_queue_work(bs.ch[1], b_work, NULL);
-    struct vsp_packet pkt;
     int n = 0;
     while (vsp_recv(ch, &pkt) > 0)
         n++;
@@ -101,16 +124,15 @@ static int setup(void **state)
 {
     static const struct sim_vm_cfg vms[] = {{VM_BUSY, "busy"}};
     pthread_mutex_lock(&bs.lock);
-    bs.go = bs.b_queued = false;
+    bs.go = bs.b_queued = bs.by_signal = bs.a_waiting = bs.b_signalled = false;
     bs.a_taken = bs.a_receives = 0;
     bs.b_ran_at = -1;
     pthread_mutex_unlock(&bs.lock);
     return fx_setup_linked(state, vms, linked);
 }
 
-static void test_busy_channel_yields(void **state)
+static void busy_case(struct fx *f, bool by_signal)
 {
-    struct fx *f = *state;
     struct sim_vm *vm = sim_up_offers(f->d, VM_BUSY, 2);
     struct sim_chan *a = NULL, *b = NULL;
     for (int i = 0; i < 2; i++) {
@@ -136,9 +158,30 @@ static void test_busy_channel_yields(void **state)
     struct sim_offer *of = sim_find_offer(vm, a->relid);
     pthread_mutex_lock(&bs.lock);
     bs.go = true;
+    bs.by_signal = by_signal;
     pthread_mutex_unlock(&bs.lock);
     uint64_t signals = a->signals_sent;
     SIM_ASSERT(sim_signal_event(vm, of->connection_id) == 0, "signal");
+    if (by_signal) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 20; /* bounds a hang only */
+        pthread_mutex_lock(&bs.lock);
+        while (!bs.a_waiting && pthread_cond_timedwait(&bs.cond, &bs.lock, &until) == 0)
+            ;
+        bool waiting = bs.a_waiting;
+        pthread_mutex_unlock(&bs.lock);
+        SIM_ASSERT(waiting, "A's receive never ran");
+        /* B's ring was empty: this send signals B's eventfd. */
+        uint64_t b_signals = b->signals_sent;
+        SIM_ASSERT(sim_chan_send(b, VM_PKT_DATA_INBAND, 0, 1, payload, sizeof(payload)) == 0 &&
+                       b->signals_sent == b_signals + 1,
+                   "B's packet and signal");
+        pthread_mutex_lock(&bs.lock);
+        bs.b_signalled = true;
+        pthread_cond_broadcast(&bs.cond);
+        pthread_mutex_unlock(&bs.lock);
+    }
 
     struct timespec end;
     clock_gettime(CLOCK_REALTIME, &end);
@@ -151,12 +194,23 @@ static void test_busy_channel_yields(void **state)
     pthread_mutex_unlock(&bs.lock);
     SIM_ASSERT(taken == n, "A took %d of %d packets (%d turns)", taken, n, turns);
     SIM_ASSERT(b_at >= 0 && b_at < n,
-               "B's work ran after A took %d of %d packets (the busy channel starved it)", b_at,
+               "B's %s was served after A took %d of %d packets (the busy channel starved it)",
+               by_signal ? "signal" : "work", b_at,
                n);
     SIM_ASSERT(turns >= 2, "A drained %d packets in %d turn(s)", n, turns);
     SIM_ASSERT(a->signals_sent == signals, "the guest signalled %llu more times",
                (unsigned long long)(a->signals_sent - signals));
     sim_vm_free(vm);
+}
+
+static void test_busy_channel_yields(void **state)
+{
+    busy_case(*state, false);
+}
+
+static void test_busy_channel_sees_signal(void **state)
+{
+    busy_case(*state, true);
 }
 
 int main(void)
@@ -168,6 +222,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_busy_channel_yields, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_busy_channel_sees_signal, setup, fx_teardown),
     };
     SIM_RUN("sim_budget", tests);
 }

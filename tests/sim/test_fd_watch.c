@@ -85,6 +85,7 @@ static void watch_fn(void *arg)
         ws.calls_after_receive++;
     ws.in_watch = true;
     enum mode mode = ws.mode;
+    struct vsp_fd_watch *self = ws.w;
     pthread_cond_broadcast(&ws.cond);
     pthread_mutex_unlock(&ws.lock);
 
@@ -92,7 +93,7 @@ static void watch_fn(void *arg)
     if (mode == MODE_CONSUME || mode == MODE_BLOCK)
         (void)!read(ws.efd, &v, sizeof(v));
     if (mode == MODE_SELF_REMOVE)
-        vsp_fd_watch_remove(ws.w);
+        vsp_fd_watch_remove(self);
 
     pthread_mutex_lock(&ws.lock);
     if (mode == MODE_BLOCK) {

@@ -214,21 +214,24 @@ static void test_irqfd_switched_to_blocking(void **state)
 
 /*
  * The race a hostile VMM can win by reading in a loop (take the counter
- * between vmbusd's "readable" event and vmbusd's read), made deterministic:
- * vmbusd's event loop is parked twice, white-box, through its event base.
- * Park 1 (a one-shot callback) holds the loop while the test makes a pipe
- * and then the shared eventfd readable; released, the loop collects both
- * in one wake-up, pipe first, and park 2 (the pipe's callback) holds it
- * again before the eventfd's callback runs.  The VMM takes the counter
- * then, and the loop goes on to read an empty eventfd.
+ * between vmbusd's "readable" event and vmbusd's read), made deterministic.
+ * The resample fd is read on vmbusd's event loop, which is parked twice,
+ * white-box, through its event base: park 1 (a one-shot callback) holds
+ * the loop while the test makes a pipe and then the shared eventfd
+ * readable; released, the loop collects both in one wake-up, pipe first,
+ * and park 2 (the pipe's callback) holds it again before the eventfd's
+ * callback runs.  A guest-signal eventfd is read on a worker: the worker
+ * is parked by vmbusd_eventfd_test_hook, right before its read.  The VMM
+ * takes the counter then, and vmbusd goes on to read an empty eventfd.
  */
 struct loop_parker {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int parked; /* times the loop sat in park_cb */
+    int parked; /* times the loop (or the worker) sat in park_cb */
     bool go;
     int pipe_fd[2];
     struct event *pipe_ev;
+    uint32_t hook_conn_id; /* the guest-signal eventfd the worker parks for */
 };
 
 static void park_cb(evutil_socket_t fd, short what, void *arg)
@@ -244,7 +247,18 @@ static void park_cb(evutil_socket_t fd, short what, void *arg)
     while (!p->go)
         pthread_cond_wait(&p->cond, &p->lock);
     p->go = false;
+    pthread_cond_broadcast(&p->cond); /* see steal_before_worker_read */
     pthread_mutex_unlock(&p->lock);
+}
+
+static struct loop_parker *hook_parker;
+static atomic_bool hook_armed; /* parks one worker, once */
+
+static void park_hook(const char *vm, uint32_t conn_id)
+{
+    if (strcmp(vm, "hostile-thief") == 0 && conn_id == hook_parker->hook_conn_id &&
+        atomic_exchange(&hook_armed, false))
+        park_cb(-1, 0, hook_parker);
 }
 
 static bool wait_parked(struct loop_parker *p, int n)
@@ -288,6 +302,35 @@ static void steal_after_event(struct fx *f, struct loop_parker *p, int fd, const
     release(p); /* the loop now runs the eventfd's callback on an empty counter */
 }
 
+/* The same for a guest-signal eventfd, read on a worker. */
+static void steal_before_worker_read(struct loop_parker *p, int fd, uint32_t conn_id,
+                                     const char *what)
+{
+    int before = p->parked;
+    p->hook_conn_id = conn_id;
+    hook_parker = p;
+    atomic_store(&hook_armed, true);
+    vmbusd_eventfd_test_hook = park_hook;
+    uint64_t v = 1;
+    SIM_ASSERT(write(fd, &v, sizeof(v)) == sizeof(v), "%s: write", what);
+    SIM_ASSERT(wait_parked(p, before + 1), "%s: no worker came to read it", what);
+    struct iovec iov = {.iov_base = &v, .iov_len = sizeof(v)};
+    SIM_ASSERT(preadv2(fd, &iov, 1, -1, RWF_NOWAIT) == sizeof(v), "%s: steal", what);
+    release(p); /* the worker now reads an empty counter */
+    /* It has taken the release before the loop is parked for the next
+     * case (else the loop's first park could take it instead). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    pthread_mutex_lock(&p->lock);
+    while (p->go && pthread_cond_timedwait(&p->cond, &p->lock, &ts) == 0)
+        ;
+    bool taken = !p->go;
+    pthread_mutex_unlock(&p->lock);
+    SIM_ASSERT(taken, "%s: the parked worker never went on", what);
+    vmbusd_eventfd_test_hook = NULL;
+}
+
 static void test_vmm_reads_our_eventfds(void **state)
 {
     struct fx *f = *state;
@@ -318,7 +361,10 @@ static void test_vmm_reads_our_eventfds(void **state)
     for (int i = 0; i < 2; i++) {
         int fl = fcntl(fds[i], F_GETFL);
         SIM_ASSERT(fl >= 0 && fcntl(fds[i], F_SETFL, fl & ~O_NONBLOCK) == 0, "F_SETFL");
-        steal_after_event(f, &p, fds[i], what[i]);
+        if (i == 0)
+            steal_before_worker_read(&p, fds[i], of->connection_id, what[i]);
+        else
+            steal_after_event(f, &p, fds[i], what[i]);
         char after[96];
         snprintf(after, sizeof(after), "the VMM emptied vmbusd's %s under it", what[i]);
         fx_good_check(f, after);
