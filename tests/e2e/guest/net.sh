@@ -38,8 +38,8 @@ net_xfer() {
     [ -z "${5:-}" ] || bind="-b $5"
     netxfer "$1" -w "$net_wait" -t "$net_wait" -n "$4" -s "$3" $bind "$2" "$3" > /tmp/xfer.txt 2>&1
     local rc=$?
-    echo "E2E-NET-XFER port=$3 rc=$rc $(grep '^netxfer: \(send\|recv\) ' /tmp/xfer.txt | sed 's/^netxfer: //')"
-    [ $rc = 0 ] || { e2e_fail "transfer on port $3 ($1 $4 bytes, $2): $(grep -v '^netxfer: \(send\|recv\) ' /tmp/xfer.txt | head -n 3)"; }
+    echo "E2E-NET-XFER port=$3 rc=$rc $(grep -E '^netxfer: (send|recv) ' /tmp/xfer.txt | sed 's/^netxfer: //')"
+    [ $rc = 0 ] || { e2e_fail "transfer on port $3 ($1 $4 bytes, $2): $(grep -E -v '^netxfer: (send|recv) ' /tmp/xfer.txt | head -n 3)"; }
     return $rc
 }
 net_barrier() {
@@ -49,7 +49,7 @@ net_barrier() {
 }
 net_ping() {
     if $1 -c 3 -w 30 "$2" > /tmp/ping.txt 2>&1; then
-        e2e_result "$3=ok $(grep 'packets transmitted' /tmp/ping.txt)"
+        e2e_result "$3=ok $(grep -E 'packets transmitted|round-trip' /tmp/ping.txt | tr '\n' ' ')"
     else
         e2e_fail "$1 $2 ($3): $(tail -n 2 /tmp/ping.txt | tr '\n' ' ')"
     fi
@@ -85,13 +85,13 @@ elif [ "$net_part" = vrss ]; then
         net_xfer send "$host4" $((5201 + i)) 1048576 $((6201 + i))
         i=$((i + 1))
     done
-    ethtool -S "$nif" | sed -n 's/^ *\([rt]x_queue_[0-9]*_packets\): *\([0-9]*\)$/\1 \2/p' |
+    ethtool -S "$nif" | sed -n -E 's/^ *([rt]x_queue_[0-9]+_packets): *([0-9]+)$/\1 \2/p' |
         while read -r k v; do echo "E2E-NET-QSTAT $k=$v"; done
     net_barrier end
 else
     net_ping ping "$host4" ping4
     net_ping ping6 "$host6" ping6
-    e2e_result "offload $(ethtool -k "$nif" | sed -n 's/^\(tx-checksumming\|tcp-segmentation-offload\): \([a-z]*\).*/\1=\2/p' | tr '\n' ' ')"
+    e2e_result "offload=$(ethtool -k "$nif" | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ' ')"
     net_barrier up
 
     # ---- the big transfers, IPv4 ----
