@@ -22,7 +22,7 @@ virtio)
 *) e2e_fail "unknown e2e.nic=$nic"; drv="" ;;
 esac
 if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.2.2/24 2001:db8::2/64 30; then
-    echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n 's/^\(tx-checksumming\|tcp-segmentation-offload\): \([a-z]*\).*/\1=\2/p' | tr '\n' ',')"
+    echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ',')"
     ping -c 1 -w 20 192.0.2.1 >/dev/null 2>&1 || e2e_fail "no answer to ping from L1"
     for dir in tx rx; do
         r=""
