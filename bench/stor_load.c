@@ -41,6 +41,18 @@ static void finish(struct stor_load_result *res, const struct stor_load *l, uint
     res->mbps = res->iops * (double)l->bs / 1e6;
 }
 
+/* Queue a read or write of iov at off, as request i (submitted later). */
+static void queue_io(struct io_uring *ring, int fd, const struct stor_load *l, struct iovec *iov,
+                     uint64_t off, unsigned i)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (l->write)
+        io_uring_prep_writev(sqe, fd, iov, 1, off);
+    else
+        io_uring_prep_readv(sqe, fd, iov, 1, off);
+    io_uring_sqe_set_data64(sqe, i);
+}
+
 static int run_direct(int fd, uint64_t size, const struct stor_load *l, uint8_t *bufs,
                       struct stor_load_result *res)
 {
@@ -52,13 +64,7 @@ static int run_direct(int fd, uint64_t size, const struct stor_load *l, uint8_t 
     uint64_t state = 0x9e3779b97f4a7c15ull, seq = 0, ops = 0;
     for (unsigned i = 0; i < l->qd; i++) {
         iov[i] = (struct iovec){ bufs + (size_t)i * l->bs, l->bs };
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-        uint64_t off = next_off(l, &state, &seq, size);
-        if (l->write)
-            io_uring_prep_writev(sqe, fd, &iov[i], 1, off);
-        else
-            io_uring_prep_readv(sqe, fd, &iov[i], 1, off);
-        io_uring_sqe_set_data64(sqe, i);
+        queue_io(&ring, fd, l, &iov[i], next_off(l, &state, &seq, size), i);
     }
     double t0 = now_s(), t1 = t0, end = t0 + l->seconds;
     io_uring_submit(&ring);
@@ -75,13 +81,7 @@ static int run_direct(int fd, uint64_t size, const struct stor_load *l, uint8_t 
                 return -EIO;
             }
             unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-            uint64_t off = next_off(l, &state, &seq, size);
-            if (l->write)
-                io_uring_prep_writev(sqe, fd, &iov[i], 1, off);
-            else
-                io_uring_prep_readv(sqe, fd, &iov[i], 1, off);
-            io_uring_sqe_set_data64(sqe, i);
+            queue_io(&ring, fd, l, &iov[i], next_off(l, &state, &seq, size), i);
             seen++;
         }
         io_uring_cq_advance(&ring, seen);

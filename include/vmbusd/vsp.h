@@ -307,6 +307,9 @@ void vsp_timer_cancel(struct vsp_timer *t);
  * vsp_fd_watch_remove (waits for a running fn unless called from it,
  * allowed from close() and detach()).  When the partition goes, vmbusd
  * removes its remaining watches before the first detach(), like timers.
+ * fn may run before this returns (fd readable already): a fn that removes
+ * its own watch reads the handle under a lock the adder holds until it
+ * has stored it.
  * NULL (errno set) on failure or once the partition is being torn down. */
 struct vsp_fd_watch *vsp_fd_watch_add(struct vsp_partition *p, struct vsp_channel *ch, int fd,
                                       vsp_work_fn fn, void *arg);

@@ -68,7 +68,7 @@ static void usage(FILE *out)
             "                                  hot-add a disk image to VM's SCSI controller\n"
             "  disk remove VM [controller=N] lun=N   hot-remove a disk\n"
             "  disk list VM                    the VM's disks\n"
-            "  nic list                        the synthetic NICs (netvsp): MAC, backend, link\n"
+            "  nic list                        the synthetic NICs: MAC, link, queues, backend\n"
             "  nic link VM up|down             carrier up or down, as the guest sees it\n"
             "  nic status VM                   the NIC's counters\n"
             "  control VM VSP COMMAND [ARGS]   send any command to one VSP of VM\n"
@@ -826,8 +826,8 @@ static int cmd_nic(const struct ctl *c, int argc, char **argv)
             if (!mac)
                 continue;
             if (n++ == 0)
-                printf("%-20s %5s  %-17s %-6s %-8s %s\n", "VM", "ID", "MAC", "LINK", "NVSP",
-                       "BACKEND");
+                printf("%-20s %5s  %-17s %-6s %-8s %-7s %s\n", "VM", "ID", "MAC", "LINK",
+                       "NVSP", "QUEUES", "BACKEND");
             put_padded(str_of(p, "name", "?"), 20);
             printf(" %5llu  ", num_of(p, "id"));
             put_padded(mac, 17);
@@ -835,6 +835,12 @@ static int cmd_nic(const struct ctl *c, int argc, char **argv)
             put_padded(status_of(p, "netvsp.link", "-"), 6);
             putchar(' ');
             put_padded(status_of(p, "netvsp.nvsp", "-"), 8);
+            putchar(' ');
+            /* channels the guest has open / queues the NIC has */
+            char q[40];
+            snprintf(q, sizeof(q), "%s/%s", status_of(p, "netvsp.channels", "0"),
+                     status_of(p, "netvsp.queues", "-"));
+            put_padded(q, 7);
             putchar(' ');
             put_safe(stdout, status_of(p, "netvsp.backend", "-"), false);
             putchar('\n');

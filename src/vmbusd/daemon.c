@@ -356,7 +356,10 @@ int vmbusd_start_thread(struct vmbusd *d)
 
 void vmbusd_stop(struct vmbusd *d)
 {
-    event_base_loopbreak(d->base);
+    /* Not event_base_loopbreak: a loop that starts clears its break flag,
+     * so a stop made before would be lost and the loop never end.  loopexit
+     * queues an event that the loop, running or yet to start, handles. */
+    event_base_loopexit(d->base, NULL);
 }
 
 static void teardown_all_cb(evutil_socket_t fd, short what, void *arg)

@@ -29,7 +29,8 @@ int vmbusd_check_config(const struct vmbusd_config *cfg, char *err, size_t errle
 int vmbusd_run(struct vmbusd *d, bool handle_signals);
 /* Run the event loop on a new thread (tests, simulator). */
 int vmbusd_start_thread(struct vmbusd *d);
-/* Ask the loop to end (any thread); vmbusd_destroy() joins and frees. */
+/* Ask the loop to end (any thread, even before the loop has started);
+ * vmbusd_destroy() joins and frees. */
 void vmbusd_stop(struct vmbusd *d);
 void vmbusd_destroy(struct vmbusd *d);
 

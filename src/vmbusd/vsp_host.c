@@ -64,27 +64,14 @@ struct status_kv {
     char value[192];
 };
 
-struct vsp_timer {
-    LIST_ENTRY(vsp_timer) link; /* p->timers while listed, under p->lock */
+/* What a timer and an fd watch share: an event on the loop whose callback
+ * queues the VSP's fn on the channel's (or, without a channel, the
+ * partition's) serial queue, so fn never runs on the loop.  Listed on its
+ * partition until cancelled or stopped with it; freed by the last of the
+ * list's reference and those of its queued runs. */
+struct loop_hook {
+    LIST_ENTRY(loop_hook) link; /* p->timers or p->watches while listed, under p->lock */
     bool listed;          /* off the list: cancelled, ran once, or stopped with the partition */
-    struct vsp_partition *p;
-    struct vsp_channel *ch;
-    struct event *ev;
-    unsigned period_ms;
-    vsp_work_fn fn;
-    void *arg;
-    atomic_int refs;      /* the timer list + queued work items */
-    atomic_bool cancelled;
-};
-
-/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the loop
- * watches it (one-shot), watch_cb queues watch_work on the channel's or
- * partition's serial queue when it is readable, and watch_work arms it
- * again after the VSP's fn returned, so fn never runs twice at once and
- * never on the loop. */
-struct vsp_fd_watch {
-    LIST_ENTRY(vsp_fd_watch) link; /* p->watches while listed, under p->lock */
-    bool listed;          /* off the list: removed or stopped with the partition */
     struct vsp_partition *p;
     struct vsp_channel *ch;
     struct event *ev;
@@ -92,6 +79,20 @@ struct vsp_fd_watch {
     void *arg;
     atomic_int refs;      /* the list + queued work items */
     atomic_bool cancelled;
+};
+LIST_HEAD(hook_list, loop_hook);
+
+struct vsp_timer {
+    struct loop_hook h; /* first: the hook is freed as the whole timer */
+    unsigned period_ms;
+};
+
+/* An fd a VSP asked to be called back on (vsp_fd_watch_add): the loop
+ * watches it (one-shot), watch_cb queues watch_work when it is readable,
+ * and watch_work arms it again after the VSP's fn returned, so fn never
+ * runs twice at once. */
+struct vsp_fd_watch {
+    struct loop_hook h; /* first: the hook is freed as the whole watch */
 };
 
 struct vsp_partition {
@@ -101,8 +102,8 @@ struct vsp_partition {
     struct workq_serial *serial;
     pthread_mutex_t lock; /* channels, timers, status */
     SLIST_HEAD(, vsp_channel) channels; /* primaries, freed with the partition */
-    LIST_HEAD(, vsp_timer) timers;
-    LIST_HEAD(, vsp_fd_watch) watches;
+    struct hook_list timers;
+    struct hook_list watches;
     struct plugin_slot slots[CFG_MAX_VSPS];
     int nslots;
     struct status_kv status[MAX_STATUS];
@@ -194,19 +195,11 @@ void host_partition_attach_all(struct vsp_partition *p)
     workq_serial_submit(p->serial, attach_work, p);
 }
 
-static void watch_unref(struct vsp_fd_watch *w)
+static void hook_unref(struct loop_hook *h)
 {
-    if (atomic_fetch_sub(&w->refs, 1) == 1) {
-        event_free(w->ev);
-        free(w);
-    }
-}
-
-static void timer_unref(struct vsp_timer *t)
-{
-    if (atomic_fetch_sub(&t->refs, 1) == 1) {
-        event_free(t->ev);
-        free(t);
+    if (atomic_fetch_sub(&h->refs, 1) == 1) {
+        event_free(h->ev);
+        free(h); /* the vsp_timer or vsp_fd_watch it begins */
     }
 }
 
@@ -246,42 +239,38 @@ void host_partition_close(struct vsp_partition *p)
     drain_channels(p);
 }
 
+/* Take every timer and fd watch off the partition into `stopped` and stop
+ * them: event_del waits for a callback running on the loop, and the runs
+ * it queued skip fn. */
+static void hooks_stop(struct vsp_partition *p, struct hook_list *stopped)
+{
+    struct hook_list *lists[] = {&p->timers, &p->watches};
+    struct loop_hook *h;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        while ((h = LIST_FIRST(lists[i]))) {
+            LIST_REMOVE(h, link);
+            h->listed = false;
+            LIST_INSERT_HEAD(stopped, h, link);
+        }
+    pthread_mutex_unlock(&p->lock);
+    LIST_FOREACH(h, stopped, link) {
+        atomic_store(&h->cancelled, true);
+        event_del(h->ev);
+    }
+}
+
 void host_partition_destroy(struct vsp_partition *p)
 {
     host_partition_close(p);
 
-    /* Stop every timer before any detach: detach frees the state the timers
-     * were given as arg.  event_del waits for a timer_cb running on the
-     * loop; the drains then wait out the runs it queued (they see
-     * `cancelled` and skip fn).  The timers are freed only after detach, so
-     * a VSP may still vsp_timer_cancel() them there. */
-    LIST_HEAD(, vsp_timer) stopped = LIST_HEAD_INITIALIZER(stopped);
-    struct vsp_timer *t;
-    pthread_mutex_lock(&p->lock);
-    while ((t = LIST_FIRST(&p->timers))) {
-        LIST_REMOVE(t, link);
-        t->listed = false;
-        LIST_INSERT_HEAD(&stopped, t, link);
-    }
-    pthread_mutex_unlock(&p->lock);
-    LIST_FOREACH(t, &stopped, link) {
-        atomic_store(&t->cancelled, true);
-        event_del(t->ev);
-    }
-    /* The fd watches likewise: detach may close their fds. */
-    LIST_HEAD(, vsp_fd_watch) unwatched = LIST_HEAD_INITIALIZER(unwatched);
-    struct vsp_fd_watch *w;
-    pthread_mutex_lock(&p->lock);
-    while ((w = LIST_FIRST(&p->watches))) {
-        LIST_REMOVE(w, link);
-        w->listed = false;
-        LIST_INSERT_HEAD(&unwatched, w, link);
-    }
-    pthread_mutex_unlock(&p->lock);
-    LIST_FOREACH(w, &unwatched, link) {
-        atomic_store(&w->cancelled, true);
-        event_del(w->ev);
-    }
+    /* Stop every timer and fd watch before any detach: detach frees the
+     * state they were given as arg and may close the watched fds.  The
+     * drains then wait out the runs queued before (they see `cancelled` and
+     * skip fn).  They are freed only after detach, so a VSP may still cancel
+     * or remove its own there. */
+    struct hook_list stopped = LIST_HEAD_INITIALIZER(stopped);
+    hooks_stop(p, &stopped);
     drain_channels(p);
     workq_serial_drain(p->serial);
 
@@ -292,13 +281,10 @@ void host_partition_destroy(struct vsp_partition *p)
             current_slot = NULL;
         }
 
-    while ((t = LIST_FIRST(&stopped))) {
-        LIST_REMOVE(t, link);
-        timer_unref(t);
-    }
-    while ((w = LIST_FIRST(&unwatched))) {
-        LIST_REMOVE(w, link);
-        watch_unref(w);
+    struct loop_hook *h;
+    while ((h = LIST_FIRST(&stopped))) {
+        LIST_REMOVE(h, link);
+        hook_unref(h);
     }
     /* Work a detach queued. */
     drain_channels(p);
@@ -460,8 +446,9 @@ struct vsp_channel *vsp_channel_offer(struct vsp_partition *p, const struct vsp_
     pthread_mutex_lock(&p->lock);
     SLIST_INSERT_HEAD(&p->channels, ch, link);
     pthread_mutex_unlock(&p->lock);
-    ch->xc = xp_offer_channel(p->xp, &wire, ch);
-    if (!ch->xc) {
+    /* ch->xc is set before the offer can reach the guest: a guest that
+     * opens it at once has open_work use it before this returns. */
+    if (!xp_offer_channel(p->xp, &wire, ch, &ch->xc)) {
         vsp_plog(p, VSP_LOG_ERROR, "cannot create the offer");
         return NULL; /* ch stays on the list and is freed with the partition */
     }
@@ -730,46 +717,101 @@ int vsp_queue_work(struct vsp_channel *ch, vsp_work_fn fn, void *arg)
     return ch ? workq_serial_submit(ch->serial, fn, arg) : -EINVAL;
 }
 
-/* Take t off its partition's list; true if it was there (the caller then
- * owns the list's reference). */
-static bool timer_unlink(struct vsp_timer *t)
+/* The queue a hook's runs go on: its channel's, else its partition's. */
+static struct workq_serial *hook_serial(const struct loop_hook *h)
 {
-    struct vsp_partition *p = t->p;
+    return h->ch ? h->ch->serial : h->p->serial;
+}
+
+static void hook_init(struct loop_hook *h, struct vsp_partition *p, struct vsp_channel *ch,
+                      vsp_work_fn fn, void *arg)
+{
+    h->p = p;
+    h->ch = ch;
+    h->fn = fn;
+    h->arg = arg;
+    atomic_init(&h->refs, 1);
+}
+
+/* List h on its partition and arm it (tv NULL: no timeout), under p->lock
+ * so that a stop either finds it listed and armed or not at all.  On
+ * failure (-ESHUTDOWN: the partition is being torn down; or event_add's
+ * errno) h is freed. */
+static int hook_publish(struct loop_hook *h, struct hook_list *list, const struct timeval *tv)
+{
+    struct vsp_partition *p = h->p;
+    int err = ESHUTDOWN;
     pthread_mutex_lock(&p->lock);
-    bool found = t->listed;
+    if (!p->dying) {
+        LIST_INSERT_HEAD(list, h, link);
+        h->listed = true;
+        errno = 0;
+        if (event_add(h->ev, tv) == 0) {
+            pthread_mutex_unlock(&p->lock);
+            return 0;
+        }
+        err = errno ? errno : EINVAL; /* e.g. EPERM: a regular file cannot be polled */
+        LIST_REMOVE(h, link);
+    }
+    pthread_mutex_unlock(&p->lock);
+    event_free(h->ev);
+    free(h);
+    return -err;
+}
+
+/* Take h off its partition's list; true if it was there (the caller then
+ * owns the list's reference). */
+static bool hook_unlink(struct loop_hook *h)
+{
+    struct vsp_partition *p = h->p;
+    pthread_mutex_lock(&p->lock);
+    bool found = h->listed;
     if (found) {
-        LIST_REMOVE(t, link);
-        t->listed = false;
+        LIST_REMOVE(h, link);
+        h->listed = false;
     }
     pthread_mutex_unlock(&p->lock);
     return found;
 }
 
+/* vsp_timer_cancel and vsp_fd_watch_remove: when this returns, fn is not
+ * running (unless the caller is fn itself) and will not run again. */
+static void hook_cancel(struct loop_hook *h)
+{
+    if (!hook_unlink(h))
+        return; /* already stopped with the partition, which frees it */
+    atomic_store(&h->cancelled, true);
+    event_del(h->ev); /* waits for a callback running on the loop */
+    struct workq_serial *s = hook_serial(h);
+    if (!workq_serial_current(s))
+        workq_serial_drain(s); /* a run in flight finishes first */
+    hook_unref(h);
+}
+
 static void timer_work(void *arg)
 {
     struct vsp_timer *t = arg;
-    if (!atomic_load(&t->cancelled))
-        t->fn(t->arg);
+    if (!atomic_load(&t->h.cancelled))
+        t->h.fn(t->h.arg);
     /* A one-shot timer is done once it ran: free it now rather than with
      * the partition (a guest opening and closing a channel in a loop would
      * otherwise grow the list without bound). */
-    if (t->period_ms == 0 && timer_unlink(t))
-        timer_unref(t);
-    timer_unref(t);
+    if (t->period_ms == 0 && hook_unlink(&t->h))
+        hook_unref(&t->h);
+    hook_unref(&t->h);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vsp_timer *t = arg;
-    if (atomic_load(&t->cancelled))
+    if (atomic_load(&t->h.cancelled))
         return;
-    atomic_fetch_add(&t->refs, 1);
-    struct workq_serial *s = t->ch ? t->ch->serial : t->p->serial;
-    if (workq_serial_submit(s, timer_work, t) < 0)
-        timer_unref(t);
+    atomic_fetch_add(&t->h.refs, 1);
+    if (workq_serial_submit(hook_serial(&t->h), timer_work, t) < 0)
+        hook_unref(&t->h);
     if (t->period_ms) {
         struct timeval tv = {t->period_ms / 1000, (t->period_ms % 1000) * 1000};
-        event_add(t->ev, &tv);
+        event_add(t->h.ev, &tv);
     }
 }
 
@@ -780,63 +822,39 @@ struct vsp_timer *vsp_timer_start(struct vsp_partition *p, struct vsp_channel *c
     struct vsp_timer *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    t->p = p;
-    t->ch = ch;
+    hook_init(&t->h, p, ch, fn, arg);
     t->period_ms = period_ms;
-    t->fn = fn;
-    t->arg = arg;
-    atomic_init(&t->refs, 1);
-    t->ev = event_new(p->d->base, -1, 0, timer_cb, t);
-    pthread_mutex_lock(&p->lock);
-    if (p->dying) {
-        pthread_mutex_unlock(&p->lock);
-        event_free(t->ev);
+    t->h.ev = event_new(p->d->base, -1, 0, timer_cb, t);
+    if (!t->h.ev) {
         free(t);
         return NULL;
     }
-    LIST_INSERT_HEAD(&p->timers, t, link);
-    t->listed = true;
-    pthread_mutex_unlock(&p->lock);
     struct timeval tv = {first_ms / 1000, (first_ms % 1000) * 1000};
-    event_add(t->ev, &tv);
-    return t;
+    return hook_publish(&t->h, &p->timers, &tv) == 0 ? t : NULL;
 }
 
 void vsp_timer_cancel(struct vsp_timer *t)
 {
-    if (!t)
-        return;
-    struct vsp_partition *p = t->p;
-    if (!timer_unlink(t))
-        return; /* already stopped with the partition */
-    atomic_store(&t->cancelled, true);
-    event_del(t->ev);
-    struct workq_serial *s = t->ch ? t->ch->serial : p->serial;
-    if (!workq_serial_current(s))
-        workq_serial_drain(s); /* a callback in flight finishes first */
-    timer_unref(t);
+    if (t)
+        hook_cancel(&t->h);
 }
 
 /* ------------------------------------------------------------------ */
 /* fd watches                                                          */
 
-static struct workq_serial *watch_serial(const struct vsp_fd_watch *w)
-{
-    return w->ch ? w->ch->serial : w->p->serial;
-}
-
 static void watch_work(void *arg)
 {
     struct vsp_fd_watch *w = arg;
-    if (!atomic_load(&w->cancelled))
-        w->fn(w->arg);
+    struct vsp_partition *p = w->h.p;
+    if (!atomic_load(&w->h.cancelled))
+        w->h.fn(w->h.arg);
     /* Armed again under p->lock: a remove either finds it armed (and its
      * event_del disarms it) or has unlisted it first (then it stays off). */
-    pthread_mutex_lock(&w->p->lock);
-    if (w->listed && !atomic_load(&w->cancelled))
-        event_add(w->ev, NULL);
-    pthread_mutex_unlock(&w->p->lock);
-    watch_unref(w);
+    pthread_mutex_lock(&p->lock);
+    if (w->h.listed && !atomic_load(&w->h.cancelled))
+        event_add(w->h.ev, NULL);
+    pthread_mutex_unlock(&p->lock);
+    hook_unref(&w->h);
 }
 
 static void watch_cb(evutil_socket_t fd, short what, void *arg)
@@ -844,17 +862,17 @@ static void watch_cb(evutil_socket_t fd, short what, void *arg)
     struct vsp_fd_watch *w = arg;
     (void)fd;
     (void)what;
-    if (atomic_load(&w->cancelled))
+    if (atomic_load(&w->h.cancelled))
         return;
-    atomic_fetch_add(&w->refs, 1);
-    if (workq_serial_submit(watch_serial(w), watch_work, w) < 0) {
+    atomic_fetch_add(&w->h.refs, 1);
+    if (workq_serial_submit(hook_serial(&w->h), watch_work, w) < 0) {
         /* Out of memory: drop the ref and look again on the next loop turn
          * rather than lose the watch. */
-        atomic_fetch_sub(&w->refs, 1);
-        pthread_mutex_lock(&w->p->lock);
-        if (w->listed)
-            event_add(w->ev, NULL);
-        pthread_mutex_unlock(&w->p->lock);
+        atomic_fetch_sub(&w->h.refs, 1);
+        pthread_mutex_lock(&w->h.p->lock);
+        if (w->h.listed)
+            event_add(w->h.ev, NULL);
+        pthread_mutex_unlock(&w->h.p->lock);
     }
 }
 
@@ -868,71 +886,37 @@ struct vsp_fd_watch *vsp_fd_watch_add(struct vsp_partition *p, struct vsp_channe
     struct vsp_fd_watch *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
-    w->p = p;
-    w->ch = ch;
-    w->fn = fn;
-    w->arg = arg;
-    atomic_init(&w->refs, 1);
+    hook_init(&w->h, p, ch, fn, arg);
     /* One-shot, not EV_PERSIST: watch_work arms it again once fn ran. */
-    w->ev = event_new(p->d->base, fd, EV_READ, watch_cb, w);
-    if (!w->ev) {
+    w->h.ev = event_new(p->d->base, fd, EV_READ, watch_cb, w);
+    if (!w->h.ev) {
         free(w);
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_lock(&p->lock);
-    if (p->dying) {
-        pthread_mutex_unlock(&p->lock);
-        event_free(w->ev);
-        free(w);
-        errno = ESHUTDOWN;
-        return NULL;
-    }
-    LIST_INSERT_HEAD(&p->watches, w, link);
-    w->listed = true;
-    errno = 0;
-    int ret = event_add(w->ev, NULL); /* under p->lock: see watch_work */
+    int ret = hook_publish(&w->h, &p->watches, NULL);
     if (ret < 0) {
-        int err = errno ? errno : EINVAL; /* e.g. EPERM: a regular file cannot be polled */
-        LIST_REMOVE(w, link);
-        pthread_mutex_unlock(&p->lock);
-        event_free(w->ev);
-        free(w);
-        vsp_plog(p, VSP_LOG_ERROR, "cannot watch fd %d: %s", fd, strerror(err));
-        errno = err;
+        if (ret != -ESHUTDOWN)
+            vsp_plog(p, VSP_LOG_ERROR, "cannot watch fd %d: %s", fd, strerror(-ret));
+        errno = -ret;
         return NULL;
     }
-    pthread_mutex_unlock(&p->lock);
+    errno = 0;
     return w;
 }
 
 void vsp_fd_watch_remove(struct vsp_fd_watch *w)
 {
-    if (!w)
-        return;
-    struct vsp_partition *p = w->p;
-    pthread_mutex_lock(&p->lock);
-    bool listed = w->listed;
-    w->listed = false;
-    if (listed)
-        LIST_REMOVE(w, link);
-    pthread_mutex_unlock(&p->lock);
-    if (!listed)
-        return; /* already stopped with the partition, which frees it */
-    atomic_store(&w->cancelled, true);
-    event_del(w->ev); /* waits for a watch_cb running on the loop */
-    struct workq_serial *s = watch_serial(w);
-    if (!workq_serial_current(s))
-        workq_serial_drain(s); /* a running fn finishes first */
-    watch_unref(w);
+    if (w)
+        hook_cancel(&w->h);
 }
 
 unsigned host_timer_count(struct vsp_partition *p)
 {
     unsigned n = 0;
     pthread_mutex_lock(&p->lock);
-    struct vsp_timer *t;
-    LIST_FOREACH(t, &p->timers, link)
+    struct loop_hook *h;
+    LIST_FOREACH(h, &p->timers, link)
         n++;
     pthread_mutex_unlock(&p->lock);
     return n;

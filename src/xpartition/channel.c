@@ -56,7 +56,7 @@ static struct xp_channel *channel_new(struct xpartition *xp, const struct vmbus_
 }
 
 struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
-                                    void *vsp)
+                                    void *vsp, struct xp_channel **out)
 {
     struct xp_channel *ch = channel_new(xp, o, vsp);
     if (!ch)
@@ -68,6 +68,8 @@ struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_ch
         xp_channel_free(ch);
         return NULL;
     }
+    if (out)
+        *out = ch;
     STAILQ_INSERT_TAIL(&xp->offers, ch, link);
     char cls[GUID_STR_LEN], inst[GUID_STR_LEN];
     guid_format(&o->if_type, cls);

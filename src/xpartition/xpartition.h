@@ -140,8 +140,11 @@ void *xp_gpa_to_hva(struct xpartition *xp, uint64_t gpa, size_t len);
 int xp_gpa_to_fd(struct xpartition *xp, uint64_t gpa, int *fd, uint64_t *off);
 
 /* ---- channels (VSP side) ---- */
+/* The offer reaches the guest at once if it has asked for offers already,
+ * and a guest that opens it at once gets channel_open before this returns:
+ * out (may be NULL) gets the channel first, as xp_offer_subchannel's. */
 struct xp_channel *xp_offer_channel(struct xpartition *xp, const struct vmbus_channel_offer *o,
-                                    void *vsp);
+                                    void *vsp, struct xp_channel **out);
 void xp_rescind_channel(struct xp_channel *ch);
 /* Subchannel `index` (1..XP_MAX_SUBCHANNELS) of the open primary channel
  * primary: its offer with sub_channel_index = index, sent to the guest at

@@ -115,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct vmbus_channel_offer o = {0};
         o.if_type.b[0] = (uint8_t)(0x10 + i);
         o.if_instance.b[0] = (uint8_t)i;
-        chans[i] = xp_offer_channel(xp, &o, NULL);
+        chans[i] = xp_offer_channel(xp, &o, NULL, NULL);
         FUZZ_CHECK(chans[i]);
     }
     xp_offers_ready(xp);

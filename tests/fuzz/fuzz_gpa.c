@@ -54,7 +54,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     hva[0] = xp_gpa_to_hva(xp, 0, REGION_SIZE);
     hva[1] = xp_gpa_to_hva(xp, HIGH_GPA, REGION_SIZE);
     struct vmbus_channel_offer o = {0};
-    ch = xp_offer_channel(xp, &o, NULL);
+    ch = xp_offer_channel(xp, &o, NULL, NULL);
     if (!hva[0] || !hva[1] || !ch)
         abort();
     close(memfd);

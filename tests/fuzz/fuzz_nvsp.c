@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 1: /* send what was taken as one packet */
             if (ntaken && nsent < 256) {
-                sent[nsent++] = rx_pool_send(&pl, taken, ntaken);
+                sent[nsent++] = rx_pool_send(&pl, taken, ntaken, 0);
                 ntaken = 0;
             }
             break;
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     held = true;
                     k = i;
                 }
-            int r = rx_pool_complete(&pl, tid);
+            int r = rx_pool_complete(&pl, tid, 0);
             FUZZ_CHECK(held ? r >= 1 : r == -EINVAL);
             if (held)
                 sent[k] = sent[--nsent];

@@ -8,7 +8,8 @@
  * Invariants: a reply fits RNDIS_REPLY_MAX, carries its own length and a
  * completion type and, for requests with one, the request id; every frame
  * handed to the backend lies inside the buffer and inside its message;
- * malformed input is refused with a reason.
+ * malformed input is refused with a reason; accepted RSS parameters name
+ * only queues the NIC has.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -50,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_in in = {data, size};
     struct rndis_state st = {0};
     struct rndis_dev_info dev = {.mac = {0, 0x15, 0x5d, 1, 2, 3}, .mtu = 1500, .link_up = true,
-                                 .link_speed = 100000000};
+                                 .link_speed = 100000000, .queues = 4};
     static uint8_t msg[70000];
     while (in.left) {
         uint8_t op = fuzz_u8(&in);
@@ -83,6 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
         FUZZ_CHECK((size_t)n <= RNDIS_REPLY_MAX);
+        FUZZ_CHECK(st.rss_table_len <= NDIS_RSS_TABLE_MAX);
+        for (uint32_t i = 0; i < st.rss_table_len; i++)
+            FUZZ_CHECK(st.rss_table[i] < dev.queues);
         FUZZ_CHECK(out[RNDIS_REPLY_MAX] == 0xa5); /* nothing written past the cap */
         if (n == 0)
             continue;

@@ -56,6 +56,13 @@ write("nvsp", {
     "rndis-pkt": struct.pack("<H", 40) + nvsp(107, struct.pack("<III", 1, 0xffffffff, 0)),
     "revoke": struct.pack("<H", 6) + struct.pack("<IH", 103, 0xcafe),
 })
+def rss_params(flags, entries=128, queues=4):
+    table = b"".join(struct.pack("<I", i % queues) for i in range(entries))
+    hdr = struct.pack("<BBHHHIHIHIIII", 0x89, 2, 36, flags, 0, 0x1f01, 4 * entries, 36,
+                      40, 36 + 4 * entries, 0, 0, 0)
+    return hdr + table + bytes(range(40))
+
+
 offload_hdr = struct.pack("<BBH", 0xa7, 3, 156) + b"\0" * 152
 write("rndis", {
     "probe": b"".join([
@@ -71,6 +78,13 @@ write("rndis", {
         rec(0, setm(10, 0x0001010E, struct.pack("<I", 0x0d))),
         rec(0, rndis(8, struct.pack("<I", 11))),
         rec(0, rndis(3, struct.pack("<I", 12))),
+    ]),
+    "rss": b"".join([
+        rec(0, rndis(2, struct.pack("<IIII", 1, 1, 0, 0x4000))),
+        rec(0, query(2, 0x00010203, struct.pack("<BBH", 0x88, 2, 18) + b"\0" * 14)),
+        # disable, then enable: header, 128-entry table, 40-byte key (Linux)
+        rec(0, setm(3, 0x00010204, rss_params(0x10))),
+        rec(0, setm(4, 0x00010204, rss_params(0))),
     ]),
     "transmit": rec(1, packet(frame) + packet(frame[:20]) + b"\0" * 16),
 })

@@ -40,26 +40,66 @@ struct sim_netvsc *snv_open(struct sim_vm *vm, uint32_t ring_pages)
     struct sim_netvsc *nv = calloc(1, sizeof(*nv));
     nv->vm = vm;
     nv->ch = ch;
+    nv->chans[0] = ch;
+    nv->nch = 1;
     nv->scratch_off = sim_alloc_pages(vm, SNV_SCRATCH_PAGES);
     return nv;
+}
+
+/* Subchannel offers of the NIC the guest holds rescinded. */
+static int rescinded_subs(struct sim_vm *vm)
+{
+    int n = 0;
+    for (int i = 0; i < vm->noffers; i++) {
+        const struct sim_offer *o = &vm->offers[i];
+        n += o->valid && o->rescinded && o->sub_channel_index != 0 &&
+             memcmp(&o->if_type, snv_class(), 16) == 0;
+    }
+    return n;
 }
 
 void snv_free(struct sim_netvsc *nv)
 {
     if (!nv)
         return;
+    /* vmbus_close: the subchannels first, then the primary; vmbusd then
+     * rescinds the subchannels and the guest releases them */
+    for (int i = nv->nch - 1; i >= 1; i--)
+        if (nv->chans[i] && nv->chans[i]->open)
+            sim_chan_close(nv->chans[i]);
     if (nv->ch && nv->ch->open)
         sim_chan_close(nv->ch);
+    if (nv->nch > 1) {
+        uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+        while (rescinded_subs(nv->vm) < nv->nch - 1 && sim_now_ms() < end)
+            sim_poll(nv->vm, 10);
+        if (!nv->defer_release)
+            sim_release_subchannels(nv->vm);
+    }
     for (int i = 0; i < nv->rxq_n; i++)
         free(nv->rxq[i].data);
     free(nv);
 }
 
-int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t tid,
-                 const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len)
+static int send_raw_on(struct sim_netvsc *nv, int chan, uint16_t type, uint16_t flags,
+                       uint64_t tid, const void *hdr, uint32_t hdr_len, const void *payload,
+                       uint32_t len)
 {
     /* A full ring is waited out (the host drains it), like Linux's
      * netvsc which retries once the host signals room. */
+    uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+    for (;;) {
+        int r = sim_chan_send_hdr(nv->chans[chan], type, flags, tid, hdr, hdr_len, payload,
+                                  len);
+        if (r != -EAGAIN || sim_now_ms() > end)
+            return r;
+        snv_poll(nv, 10, false);
+    }
+}
+
+int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t tid,
+                 const void *hdr, uint32_t hdr_len, const void *payload, uint32_t len)
+{
     uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
     for (;;) {
         int r = sim_chan_send_hdr(nv->ch, type, flags, tid, hdr, hdr_len, payload, len);
@@ -69,16 +109,19 @@ int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t 
     }
 }
 
-static void complete_xfer(struct sim_netvsc *nv, uint64_t tid, uint32_t status)
+/* Complete a transfer-page packet on the channel it came on (as Linux's
+ * per-queue receive completions). */
+static void complete_xfer(struct sim_netvsc *nv, int chan, uint64_t tid, uint32_t status)
 {
     if (nv->hold_completions && nv->nheld < (int)(sizeof(nv->held_tids) / 8)) {
+        nv->held_chan[nv->nheld] = chan;
         nv->held_tids[nv->nheld++] = tid;
         return;
     }
     struct {
         uint32_t type, status;
     } m = {NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE, status};
-    snv_send_raw(nv, VM_PKT_COMP, 0, tid, NULL, 0, &m, sizeof(m));
+    send_raw_on(nv, chan, VM_PKT_COMP, 0, tid, NULL, 0, &m, sizeof(m));
 }
 
 void snv_release_held(struct sim_netvsc *nv)
@@ -86,7 +129,7 @@ void snv_release_held(struct sim_netvsc *nv)
     bool hold = nv->hold_completions;
     nv->hold_completions = false;
     for (int i = 0; i < nv->nheld; i++)
-        complete_xfer(nv, nv->held_tids[i], NVSP_STAT_SUCCESS);
+        complete_xfer(nv, nv->held_chan[i], nv->held_tids[i], NVSP_STAT_SUCCESS);
     nv->nheld = 0;
     nv->hold_completions = hold;
 }
@@ -100,7 +143,7 @@ static void bad(struct sim_netvsc *nv, const char *why, uint64_t v)
 
 /* One RNDIS message in a receive-buffer range, checked like
  * rndis_filter_receive. */
-static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t buflen)
+static void take_rndis(struct sim_netvsc *nv, int chan, const uint8_t *data, uint32_t buflen)
 {
     struct rndis_hdr h;
     if (buflen < 8) {
@@ -153,6 +196,7 @@ static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t bufl
             }
         }
         nv->rx_frames++;
+        nv->rx_frames_on[chan]++;
         if (nv->rxq_n == SNV_RXQ)
             return; /* the test does not read them: count only */
         uint8_t *c = malloc(p.data_len ? p.data_len : 1);
@@ -161,6 +205,7 @@ static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t bufl
         nv->rxq[nv->rxq_n].len = p.data_len;
         nv->rxq[nv->rxq_n].has_csum = has_csum;
         nv->rxq[nv->rxq_n].csum = csum;
+        nv->rxq[nv->rxq_n].chan = chan;
         nv->rxq_n++;
         return;
     }
@@ -173,6 +218,10 @@ static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t bufl
         memcpy(&in, data + 8, sizeof(in));
         if (nv->nind < 16)
             nv->indications[nv->nind++] = in.status;
+        return;
+    }
+    if (chan != 0) {
+        bad(nv, "RNDIS control message on a subchannel", h.type);
         return;
     }
     if (!(h.type & RNDIS_MSG_COMPLETION)) {
@@ -188,7 +237,7 @@ static void take_rndis(struct sim_netvsc *nv, const uint8_t *data, uint32_t bufl
     nv->ctl_valid = true;
 }
 
-static void take_xfer(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
+static void take_xfer(struct sim_netvsc *nv, int chan, const uint8_t *pkt, uint32_t len)
 {
     struct vmpacket_descriptor d;
     memcpy(&d, pkt, sizeof(d));
@@ -232,9 +281,9 @@ static void take_xfer(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
             status = NVSP_STAT_FAIL;
             continue;
         }
-        take_rndis(nv, recv + r.byte_offset, r.byte_count);
+        take_rndis(nv, chan, recv + r.byte_offset, r.byte_count);
     }
-    complete_xfer(nv, d.trans_id, status);
+    complete_xfer(nv, chan, d.trans_id, status);
 }
 
 static void take_comp(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
@@ -277,6 +326,64 @@ static void take_comp(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
     nv->comp_valid = true;
 }
 
+/* An inband host message: the send indirection table, checked as
+ * netvsc_send_table does. */
+static void take_inband(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
+{
+    struct vmpacket_descriptor d;
+    memcpy(&d, pkt, sizeof(d));
+    uint32_t off = (uint32_t)d.offset8 << 3;
+    uint32_t msglen = len - off;
+    const uint8_t *m = pkt + off;
+    uint32_t type = 0, count = 0, toff = 0;
+    if (msglen >= 4)
+        memcpy(&type, m, 4);
+    if (type != NVSP_MSG5_SEND_INDIRECTION_TABLE) {
+        bad(nv, "unexpected inband message type", type);
+        return;
+    }
+    if (nv->version < NVSP_VERSION_5 || msglen < 12) {
+        bad(nv, "send table before NVSP 5 or too short", msglen);
+        return;
+    }
+    memcpy(&count, m + 4, 4);
+    memcpy(&toff, m + 8, 4);
+    if (count != 16) {
+        bad(nv, "send table size", count);
+        return;
+    }
+    /* Linux <= 6.0 assumes offset 40 when the message is long enough */
+    if (nv->version <= NVSP_VERSION_6 && msglen >= 40 + 64)
+        toff = 40;
+    if (msglen < 64 || toff > msglen - 64) {
+        bad(nv, "send table offset", toff);
+        return;
+    }
+    uint32_t tab[16];
+    memcpy(tab, m + toff, sizeof(tab));
+    /* the table the host meant: right after the message of the version */
+    uint32_t want_off = nv->version >= NVSP_VERSION_6 ? 40 : 28;
+    if (toff != want_off) {
+        bad(nv, "send table not where the host put it", toff);
+        return;
+    }
+    memcpy(nv->send_table, tab, sizeof(tab));
+    nv->send_tables++;
+}
+
+static void take_packet(struct sim_netvsc *nv, int chan, const struct vmpacket_descriptor *d,
+                        const uint8_t *pkt, uint32_t len)
+{
+    if (d->type == VM_PKT_COMP)
+        take_comp(nv, pkt, len);
+    else if (d->type == VM_PKT_DATA_USING_XFER_PAGES)
+        take_xfer(nv, chan, pkt, len);
+    else if (d->type == VM_PKT_DATA_INBAND)
+        take_inband(nv, pkt, len);
+    else
+        bad(nv, "unexpected packet type", d->type);
+}
+
 void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
 {
     static __thread uint8_t pkt[SNV_PKT_MAX];
@@ -287,21 +394,41 @@ void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
             left = 0;
         struct vmpacket_descriptor d;
         uint32_t len = 0;
-        int r = sim_chan_recv(nv->ch, &d, pkt, sizeof(pkt), &len, (int)left);
-        if (r <= 0)
-            return;
-        if (len > sizeof(pkt)) {
-            bad(nv, "packet larger than the guest's buffer", len);
+        if (nv->nch == 1) {
+            int r = sim_chan_recv(nv->ch, &d, pkt, sizeof(pkt), &len, (int)left);
+            if (r <= 0)
+                return;
+            if (len > sizeof(pkt)) {
+                bad(nv, "packet larger than the guest's buffer", len);
+                continue;
+            }
+            take_packet(nv, 0, &d, pkt, len);
+            if (!want_frame || nv->rxq_n)
+                return;
             continue;
         }
-        if (d.type == VM_PKT_COMP)
-            take_comp(nv, pkt, len);
-        else if (d.type == VM_PKT_DATA_USING_XFER_PAGES)
-            take_xfer(nv, pkt, len);
-        else
-            bad(nv, "unexpected packet type", d.type);
-        if (!want_frame || nv->rxq_n)
+        /* several channels: one packet from each that has one, then wait
+         * for any event of the VM */
+        bool got = false;
+        for (int c = 0; c < nv->nch; c++) {
+            if (!nv->chans[c]->open)
+                continue;
+            if (sim_chan_recv_batched(nv->chans[c], &d, pkt, sizeof(pkt), &len) <= 0)
+                continue;
+            got = true;
+            if (len > sizeof(pkt)) {
+                bad(nv, "packet larger than the guest's buffer", len);
+                continue;
+            }
+            take_packet(nv, c, &d, pkt, len);
+        }
+        if (got && (!want_frame || nv->rxq_n))
             return;
+        if (!got) {
+            if (left == 0)
+                return;
+            sim_poll(nv->vm, left < 5 ? (int)left : 5);
+        }
     }
 }
 
@@ -352,6 +479,25 @@ int snv_nvsp_init(struct sim_netvsc *nv, uint32_t version)
     return 1;
 }
 
+/* pages guest pages in a GPADL handed to the host with `type` (SEND_RECV_BUF
+ * or SEND_SEND_BUF) and buffer id: 0 (the answer in nv->comp), or -errno. */
+static int hand_buffer(struct sim_netvsc *nv, uint32_t type, uint16_t id, uint32_t pages,
+                       uint32_t *gpadl, uint64_t *off, const char *what)
+{
+    int r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, pages, gpadl, off);
+    if (r != 0)
+        return r < 0 ? r : -EIO;
+    struct nvsp_msg m = {.type = type};
+    m.u.send_buf.gpadl = *gpadl;
+    m.u.send_buf.id = id;
+    int st = snv_nvsp_request(nv, &m, sizeof(m));
+    if (st != NVSP_STAT_SUCCESS) {
+        fprintf(stderr, "snv_buffers: %s status %d\n", what, st);
+        return st < 0 ? st : -EPROTO;
+    }
+    return 0;
+}
+
 int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
 {
     struct nvsp_msg m;
@@ -368,20 +514,11 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
     m.u.ndis_version.minor = nv->version >= NVSP_VERSION_5 ? 30 : 1;
     snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m));
 
-    int r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, recv_pages, &nv->recv_gpadl,
-                                   &nv->recv_off);
-    if (r != 0)
-        return r < 0 ? r : -EIO;
+    int r = hand_buffer(nv, NVSP_MSG1_SEND_RECV_BUF, NVSP_RECV_BUF_ID, recv_pages,
+                        &nv->recv_gpadl, &nv->recv_off, "SEND_RECV_BUF");
+    if (r < 0)
+        return r;
     nv->recv_pages = recv_pages;
-    memset(&m, 0, sizeof(m));
-    m.type = NVSP_MSG1_SEND_RECV_BUF;
-    m.u.send_buf.gpadl = nv->recv_gpadl;
-    m.u.send_buf.id = NVSP_RECV_BUF_ID;
-    int st = snv_nvsp_request(nv, &m, sizeof(m));
-    if (st != NVSP_STAT_SUCCESS) {
-        fprintf(stderr, "snv_buffers: SEND_RECV_BUF status %d\n", st);
-        return st < 0 ? st : -EPROTO;
-    }
     struct nvsp_recv_buf_complete rc;
     memcpy(&rc, nv->comp + 4, sizeof(rc));
     /* netvsc_init_buf's checks */
@@ -394,20 +531,11 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
     nv->sub_size = rc.section.sub_alloc_size;
     nv->sub_count = rc.section.num_sub_allocs;
 
-    r = sim_gpadl_create_pages(nv->vm, nv->ch->relid, send_pages, &nv->send_gpadl,
-                               &nv->send_off);
-    if (r != 0)
-        return r < 0 ? r : -EIO;
+    r = hand_buffer(nv, NVSP_MSG1_SEND_SEND_BUF, NVSP_SEND_BUF_ID, send_pages, &nv->send_gpadl,
+                    &nv->send_off, "SEND_SEND_BUF");
+    if (r < 0)
+        return r;
     nv->send_pages = send_pages;
-    memset(&m, 0, sizeof(m));
-    m.type = NVSP_MSG1_SEND_SEND_BUF;
-    m.u.send_buf.gpadl = nv->send_gpadl;
-    m.u.send_buf.id = NVSP_SEND_BUF_ID;
-    st = snv_nvsp_request(nv, &m, sizeof(m));
-    if (st != NVSP_STAT_SUCCESS) {
-        fprintf(stderr, "snv_buffers: SEND_SEND_BUF status %d\n", st);
-        return st < 0 ? st : -EPROTO;
-    }
     struct nvsp_send_buf_complete sc;
     memcpy(&sc, nv->comp + 4, sizeof(sc));
     if (sc.section_size < 68) {
@@ -459,9 +587,10 @@ static int send_gpa_section(struct sim_netvsc *nv, uint32_t channel_type, const 
     m.u.rndis_pkt.channel_type = channel_type;
     m.u.rndis_pkt.section_index = section;
     m.u.rndis_pkt.section_size = section_size;
-    return snv_send_raw(nv, VM_PKT_DATA_USING_GPA_DIRECT,
-                        VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, hdr, 16 + 8 * npfn, &m,
-                        sizeof(m));
+    /* control messages go on the primary, frames on tx_chan */
+    return send_raw_on(nv, channel_type == 1 ? 0 : nv->tx_chan, VM_PKT_DATA_USING_GPA_DIRECT,
+                       VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, hdr, 16 + 8 * npfn, &m,
+                       sizeof(m));
 }
 
 int snv_rndis_request(struct sim_netvsc *nv, const void *msg, uint32_t len)
@@ -522,7 +651,9 @@ int64_t snv_query(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t 
 
 int64_t snv_set(struct sim_netvsc *nv, uint32_t oid, const void *in, uint32_t inlen)
 {
-    uint8_t msg[512];
+    static __thread uint8_t msg[8192];
+    if (28 + inlen > sizeof(msg))
+        return -E2BIG;
     struct rndis_hdr h = {RNDIS_MSG_SET, 28 + inlen};
     struct rndis_query_req q = {++nv->req_id, oid, inlen, 20, 0};
     memcpy(msg, &h, 8);
@@ -629,12 +760,20 @@ int snv_rndis_up(struct sim_netvsc *nv)
         st = snv_query(nv, OID_GEN_RECEIVE_SCALE_CAPABILITIES, rss, 18, buf, 18, &n);
         if (st < 0)
             return (int)st;
-        uint32_t queues = 0;
-        if (st == 0 && n >= 16)
-            memcpy(&queues, buf + 12, 4);
-        if (queues >= 2) {
-            fprintf(stderr, "snv_rndis_up: host reports %u RSS queues\n", queues);
-            return -EPROTO; /* this simulated guest does not do vRSS */
+        /* rndis_filter_device_add: a failure or fewer than 2 queues
+         * is one queue */
+        nv->rss_queues = 0;
+        nv->rss_table_entries = 0;
+        if (st == 0 && n >= 18) {
+            memcpy(&nv->rss_queues, buf + 12, 4);
+            memcpy(&nv->rss_table_entries, buf + 16, 2);
+            if (buf[0] != 0x88) {
+                fprintf(stderr, "snv_rndis_up: RSS capabilities object type 0x%x\n", buf[0]);
+                return -EPROTO;
+            }
+        } else if (st == 0) {
+            fprintf(stderr, "snv_rndis_up: RSS capabilities of %u bytes\n", n);
+            return -EPROTO;
         }
     }
     return 0;
@@ -703,8 +842,8 @@ int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, i
         m.u.rndis_pkt.channel_type = 0;
         m.u.rndis_pkt.section_index = (uint32_t)section;
         m.u.rndis_pkt.section_size = h.len;
-        r = snv_send_raw(nv, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-                         tid, NULL, 0, &m, sizeof(m));
+        r = send_raw_on(nv, nv->tx_chan, VM_PKT_DATA_INBAND,
+                        VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, NULL, 0, &m, sizeof(m));
     } else {
         r = send_gpa(nv, 0, msg, h.len, 100, tid);
     }
@@ -720,6 +859,7 @@ int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_m
     uint32_t len = nv->rxq[0].len;
     nv->last_has_csum = nv->rxq[0].has_csum;
     nv->last_csum = nv->rxq[0].csum;
+    nv->last_chan = nv->rxq[0].chan;
     memcpy(buf, nv->rxq[0].data, len < cap ? len : cap);
     free(nv->rxq[0].data);
     memmove(&nv->rxq[0], &nv->rxq[1], sizeof(nv->rxq[0]) * (size_t)(nv->rxq_n - 1));
@@ -830,4 +970,121 @@ int snv_send_partial(struct sim_netvsc *nv, const void *a, uint32_t alen, const 
     if (r < 0)
         return r;
     return wait_comp(nv, tid);
+}
+
+int snv_subchannel_request(struct sim_netvsc *nv, uint32_t n, uint32_t *allocated)
+{
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG5_SUBCHANNEL;
+    m.u.subchannel.op = NVSP_SUBCHANNEL_ALLOCATE;
+    m.u.subchannel.num_subchannels = n;
+    int st = snv_nvsp_request(nv, &m, sizeof(m));
+    if (st < 0)
+        return st;
+    struct nvsp_subchannel_complete c;
+    memcpy(&c, nv->comp + 4, sizeof(c));
+    *allocated = c.num_subchannels;
+    return st;
+}
+
+int snv_open_subchannels(struct sim_netvsc *nv, uint32_t n)
+{
+    const struct sim_offer *prim = sim_find_offer(nv->vm, nv->ch->relid);
+    uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+    for (uint32_t idx = 1; idx <= n; idx++) {
+        struct sim_offer *of = NULL;
+        while (!of) {
+            for (int k = 0; k < nv->vm->noffers && !of; k++) {
+                struct sim_offer *o = &nv->vm->offers[k];
+                if (o->valid && !o->rescinded && o->sub_channel_index == idx &&
+                    memcmp(&o->if_type, snv_class(), 16) == 0 &&
+                    memcmp(&o->if_instance, &prim->if_instance, 16) == 0)
+                    of = o;
+            }
+            if (!of) {
+                if (sim_now_ms() > end) {
+                    fprintf(stderr, "snv_open_subchannels: no offer for subchannel %u\n", idx);
+                    return -ETIMEDOUT;
+                }
+                sim_poll(nv->vm, 10);
+            }
+        }
+        if (nv->nch == SNV_MAX_CHANNELS)
+            return -E2BIG;
+        int status = 0;
+        struct sim_chan *ch = sim_chan_open(nv->vm, of->relid, nv->ch->out.size / 4096 + 1,
+                                            nv->ch->in.size / 4096 + 1, &status);
+        if (!ch) {
+            fprintf(stderr, "snv_open_subchannels: open subchannel %u: %d\n", idx, status);
+            return -EIO;
+        }
+        ch->recv_whole = true;
+        nv->chans[nv->nch++] = ch;
+    }
+    return 0;
+}
+
+int64_t snv_set_rss(struct sim_netvsc *nv, uint16_t flags, uint32_t entries, uint32_t channels,
+                    uint16_t key_size, uint32_t table_bytes)
+{
+    static uint8_t info[8000];
+    struct ndis_rss_params p;
+    memset(&p, 0, sizeof(p));
+    p.hdr.type = NDIS_OBJECT_TYPE_RSS_PARAMETERS;
+    p.hdr.revision = 2;
+    p.hdr.size = sizeof(p);
+    p.flags = flags;
+    p.hash_info = NDIS_HASH_FUNC_TOEPLITZ | 0x100 | 0x200 | 0x400 | 0x1000;
+    p.table_size = (uint16_t)table_bytes;
+    p.table_offset = sizeof(p);
+    p.key_size = key_size;
+    p.key_offset = sizeof(p) + 4 * entries;
+    uint32_t len = sizeof(p) + 4 * entries + key_size;
+    if (len > sizeof(info))
+        return -E2BIG;
+    memcpy(info, &p, sizeof(p));
+    for (uint32_t i = 0; i < entries; i++) {
+        uint32_t q = channels ? i % channels : 0;
+        memcpy(info + sizeof(p) + 4 * i, &q, 4);
+    }
+    for (uint32_t i = 0; i < key_size; i++)
+        info[sizeof(p) + 4 * entries + i] = (uint8_t)(0x6d + 13 * i);
+    return snv_set(nv, OID_GEN_RECEIVE_SCALE_PARAMETERS, info, len);
+}
+
+int snv_vrss(struct sim_netvsc *nv, uint32_t cpus)
+{
+    uint32_t chn = cpus < nv->rss_queues ? cpus : nv->rss_queues;
+    if (chn > 64)
+        chn = 64;
+    if (chn < 2)
+        return 1;
+    uint32_t allocated = 0;
+    int st = snv_subchannel_request(nv, chn - 1, &allocated);
+    if (st != NVSP_STAT_SUCCESS) {
+        fprintf(stderr, "snv_vrss: subchannel request status %d\n", st);
+        return st < 0 ? st : -EPROTO;
+    }
+    if (allocated > chn - 1) {
+        fprintf(stderr, "snv_vrss: %u subchannels allocated, %u asked for\n", allocated,
+                chn - 1);
+        return -EPROTO;
+    }
+    int r = snv_open_subchannels(nv, allocated);
+    if (r < 0)
+        return r;
+    uint32_t entries = nv->rss_table_entries && nv->rss_table_entries <= 256
+                           ? nv->rss_table_entries
+                           : 128;
+    /* failures are only logged by Linux: the test checks the statuses */
+    int64_t s1 = snv_set_rss(nv, NDIS_RSS_PARAM_FLAG_DISABLE_RSS, entries, 1 + allocated, 40,
+                             4 * entries);
+    int64_t s2 = snv_set_rss(nv, 0, entries, 1 + allocated, 40, 4 * entries);
+    if (s1 != 0 || s2 != 0) {
+        fprintf(stderr, "snv_vrss: RSS parameters refused (0x%llx, 0x%llx)\n",
+                (unsigned long long)s1, (unsigned long long)s2);
+        return -EPROTO;
+    }
+    return (int)(1 + allocated);
 }

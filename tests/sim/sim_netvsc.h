@@ -18,10 +18,17 @@
 #include "simvm.h"
 
 #define SNV_RXQ 512
+#define SNV_MAX_CHANNELS 64
 
 struct sim_netvsc {
     struct sim_vm *vm;
-    struct sim_chan *ch;
+    struct sim_chan *ch;          /* the primary, = chans[0] */
+    struct sim_chan *chans[SNV_MAX_CHANNELS]; /* primary and open subchannels */
+    int nch;
+    int tx_chan;                  /* channel the frames are sent on (default 0) */
+    bool defer_release;           /* snv_free waits for the subchannels' rescinds
+                                     but leaves them unreleased (a guest slow to
+                                     release them) */
     uint32_t version;
     /* receive buffer */
     uint32_t recv_gpadl, recv_pages;
@@ -36,6 +43,10 @@ struct sim_netvsc {
     uint32_t mtu;                 /* the MTU the guest ends up with */
     uint32_t ndis_mtu;            /* MTU sent in NDIS config (0: 1500) */
     uint32_t link_status;         /* media connect status: 0 connected */
+    uint32_t rss_queues;          /* RSS capabilities: receive queues (0: query failed) */
+    uint16_t rss_table_entries;   /* and indirection table size */
+    uint32_t send_table[16];      /* the host's send indirection table */
+    int send_tables;              /* how many came */
     uint8_t offload_caps[156];    /* the host's answer to the offload caps query */
     uint32_t req_id;
     uint64_t tid;
@@ -45,9 +56,12 @@ struct sim_netvsc {
         uint32_t len;
         bool has_csum;        /* a checksum info record came with it */
         uint32_t csum;
+        int chan;             /* channel it arrived on */
     } rxq[SNV_RXQ];
     bool last_has_csum;           /* of the frame snv_recv_frame took last */
     uint32_t last_csum;
+    int last_chan;
+    uint64_t rx_frames_on[SNV_MAX_CHANNELS];
     int rxq_n;
     uint64_t rx_frames, rx_packets;
     /* last RNDIS completion taken by the poller */
@@ -65,6 +79,7 @@ struct sim_netvsc {
     /* transfer-page packets whose completion is withheld (tests) */
     bool hold_completions;
     uint64_t held_tids[4096];
+    int held_chan[4096];
     int nheld;
     uint64_t host_bad;            /* malformed host packets (a vmbusd bug) */
 };
@@ -78,8 +93,28 @@ int snv_nvsp_init(struct sim_netvsc *nv, uint32_t version);
 /* NDIS config + version, receive buffer (recv_pages), send buffer
  * (send_pages): 0, or -errno / -EPROTO with the reason printed. */
 int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages);
-/* RNDIS INITIALIZE and the OIDs Linux asks at probe: 0 or -1 (printed). */
+/* RNDIS INITIALIZE and the OIDs Linux asks at probe: 0 or -1 (printed).
+ * The RSS capabilities are recorded (rss_queues), not acted on. */
 int snv_rndis_up(struct sim_netvsc *nv);
+/* vRSS as rndis_set_subchannel does it for a guest of `cpus` vCPUs:
+ * channels = min(cpus, RSS queues, 64); if 2 or more, SUBCHANNEL
+ * {allocate, channels - 1}, the allocated count checked, each offered
+ * subchannel opened (chans[1..]), then RSS parameters set twice (disable,
+ * enable: indirection table i % channels, a 40-byte key).  Returns the
+ * number of channels (1: no vRSS), or -errno / -EPROTO (printed). */
+int snv_vrss(struct sim_netvsc *nv, uint32_t cpus);
+/* SUBCHANNEL request for n subchannels: NVSP status and *allocated, or
+ * -errno (no subchannel opened). */
+int snv_subchannel_request(struct sim_netvsc *nv, uint32_t n, uint32_t *allocated);
+/* Open the offered subchannels 1..n of the NIC (waits for the offers): 0
+ * or -errno. */
+int snv_open_subchannels(struct sim_netvsc *nv, uint32_t n);
+/* RSS parameters as Linux builds them (flags, table of entries u32 queue
+ * numbers i % channels, 40-byte key), with overrides for bad input:
+ * key_size (40 normally), table_bytes (4 * entries normally).  The SET's
+ * RNDIS status, or -errno. */
+int64_t snv_set_rss(struct sim_netvsc *nv, uint16_t flags, uint32_t entries,
+                    uint32_t channels, uint16_t key_size, uint32_t table_bytes);
 /* Whole bring-up: INIT(version), buffers (16 MiB would be Linux's default;
  * the tests use 2 MiB and 1 MiB), RNDIS, packet filter 0x0d. */
 int snv_bringup(struct sim_netvsc *nv, uint32_t version);

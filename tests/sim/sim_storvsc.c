@@ -293,9 +293,8 @@ int sim_stor_send_gpa(struct sim_stor *s, int i, uint64_t trans_id, uint32_t ran
     return r;
 }
 
-uint64_t sim_stor_srb_send(struct sim_stor *s, int i, uint8_t lun, const uint8_t *cdb,
-                           uint8_t cdb_len, uint8_t data_in, uint64_t buf_off, uint32_t buf_pgoff,
-                           uint32_t len)
+struct vstor_packet sim_stor_srb_packet(const struct sim_stor *s, uint8_t lun, const uint8_t *cdb,
+                                        uint8_t cdb_len, uint8_t data_in, uint32_t len)
 {
     struct vstor_packet p = {.operation = VSTOR_OP_EXECUTE_SRB, .flags = 1};
     struct vstor_srb *srb = &p.u.srb;
@@ -311,6 +310,14 @@ uint64_t sim_stor_srb_send(struct sim_stor *s, int i, uint8_t lun, const uint8_t
     srb->queue_action = 0x20;
     srb->srb_flags = 0x08 | (data_in == VSTOR_DATA_IN ? 0x40 : data_in == VSTOR_DATA_OUT ? 0x80 : 0);
     srb->time_out_value = 60;
+    return p;
+}
+
+uint64_t sim_stor_srb_send(struct sim_stor *s, int i, uint8_t lun, const uint8_t *cdb,
+                           uint8_t cdb_len, uint8_t data_in, uint64_t buf_off, uint32_t buf_pgoff,
+                           uint32_t len)
+{
+    struct vstor_packet p = sim_stor_srb_packet(s, lun, cdb, cdb_len, data_in, len);
     uint64_t t = s->next_trans++;
     int r;
     if (!len) {
@@ -345,16 +352,32 @@ int sim_stor_srb(struct sim_stor *s, int i, uint8_t lun, const uint8_t *cdb, uin
     return 0;
 }
 
-int sim_stor_rw(struct sim_stor *s, int i, uint8_t lun, bool write, uint32_t lba,
-                uint16_t nblocks, uint64_t buf_off, struct vstor_srb *srb)
+void sim_stor_rw10_cdb(uint8_t cdb[10], bool write, uint32_t lba, uint16_t nblocks)
 {
-    uint8_t cdb[10] = {write ? 0x2A : 0x28};
+    memset(cdb, 0, 10);
+    cdb[0] = write ? 0x2A : 0x28;
     cdb[2] = (uint8_t)(lba >> 24);
     cdb[3] = (uint8_t)(lba >> 16);
     cdb[4] = (uint8_t)(lba >> 8);
     cdb[5] = (uint8_t)lba;
     cdb[7] = (uint8_t)(nblocks >> 8);
     cdb[8] = (uint8_t)nblocks;
+}
+
+uint64_t sim_stor_rw_send(struct sim_stor *s, int i, uint8_t lun, bool write, uint32_t lba,
+                          uint16_t nblocks, uint64_t buf_off)
+{
+    uint8_t cdb[10];
+    sim_stor_rw10_cdb(cdb, write, lba, nblocks);
+    return sim_stor_srb_send(s, i, lun, cdb, 10, write ? VSTOR_DATA_OUT : VSTOR_DATA_IN, buf_off,
+                             0, nblocks * 512u);
+}
+
+int sim_stor_rw(struct sim_stor *s, int i, uint8_t lun, bool write, uint32_t lba,
+                uint16_t nblocks, uint64_t buf_off, struct vstor_srb *srb)
+{
+    uint8_t cdb[10];
+    sim_stor_rw10_cdb(cdb, write, lba, nblocks);
     return sim_stor_srb(s, i, lun, cdb, 10, write ? VSTOR_DATA_OUT : VSTOR_DATA_IN, buf_off,
                         nblocks * 512u, srb, NULL);
 }

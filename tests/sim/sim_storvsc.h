@@ -68,6 +68,10 @@ int sim_stor_init(struct sim_stor *s, const uint16_t *versions, int n, uint32_t 
 /* CREATE_SUB_CHANNELS n, then open every subchannel offered: 0 / -1. */
 int sim_stor_subchannels(struct sim_stor *s, uint16_t n);
 
+/* The EXECUTE_SRB packet this guest sends (its SRB and sense sizes) for
+ * cdb, len bytes in direction data_in. */
+struct vstor_packet sim_stor_srb_packet(const struct sim_stor *s, uint8_t lun, const uint8_t *cdb,
+                                        uint8_t cdb_len, uint8_t data_in, uint32_t len);
 /* One SRB, data in guest pages at memfd offset buf_off (+ page offset
  * buf_pgoff) of len bytes (0: DATA_INBAND without ranges).  data_in:
  * VSTOR_DATA_IN / OUT / NONE.  Returns the trans id used (sent), or 0. */
@@ -79,6 +83,11 @@ uint64_t sim_stor_srb_send(struct sim_stor *s, int i, uint8_t lun, const uint8_t
 int sim_stor_srb(struct sim_stor *s, int i, uint8_t lun, const uint8_t *cdb, uint8_t cdb_len,
                  uint8_t data_in, uint64_t buf_off, uint32_t len, struct vstor_srb *srb,
                  uint32_t *status);
+/* The READ(10)/WRITE(10) CDB of nblocks 512-byte blocks at lba. */
+void sim_stor_rw10_cdb(uint8_t cdb[10], bool write, uint32_t lba, uint16_t nblocks);
+/* READ(10)/WRITE(10) through buf_off, sent: the trans id, or 0. */
+uint64_t sim_stor_rw_send(struct sim_stor *s, int i, uint8_t lun, bool write, uint32_t lba,
+                          uint16_t nblocks, uint64_t buf_off);
 /* READ(10)/WRITE(10) of nblocks 512-byte blocks at lba through buf_off. */
 int sim_stor_rw(struct sim_stor *s, int i, uint8_t lun, bool write, uint32_t lba,
                 uint16_t nblocks, uint64_t buf_off, struct vstor_srb *srb);

@@ -4,6 +4,7 @@
 #define VMBUSD_TESTS_SIM_TEST_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -62,23 +64,30 @@ static inline int fx_setup(void **state)
     return 0;
 }
 
-/* A fixture whose one VM runs only VSPs linked into the test (a probe or a
- * gate plugin that watches vmbusd from inside). */
-static inline int fx_setup_linked(void **state, const struct sim_vm_cfg *vm,
-                                  const struct vsp_plugin *const *plugins)
+/* A fixture whose VMs run only VSPs linked into the test (a probe or a
+ * gate plugin that watches vmbusd from inside); sim_up_offers, sim_open_class
+ * and sim_wait_count below serve such tests. */
+static inline int fx_setup_linked_vms(void **state, const struct sim_vm_cfg *vms, int nvms,
+                                      const struct vsp_plugin *const *plugins)
 {
     simd_linked_plugins = plugins;
     sim_log_clear();
     struct fx *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    f->d = simd_start(vm, 1, 0);
+    f->d = simd_start(vms, nvms, 0);
     if (!f->d) {
         free(f);
         return -1;
     }
     *state = f;
     return 0;
+}
+
+static inline int fx_setup_linked(void **state, const struct sim_vm_cfg *vm,
+                                  const struct vsp_plugin *const *plugins)
+{
+    return fx_setup_linked_vms(state, vm, 1, plugins);
 }
 
 static inline int fx_teardown(void **state)
@@ -127,6 +136,56 @@ static inline struct sim_chan *sim_open_echo(struct sim_vm *vm, int n, uint32_t 
         fprintf(stderr, "sim_open_echo(%s, %d): relid %u status %d\n", vm->name, n, of->relid,
                 st);
     return ch;
+}
+
+/* ---- tests with linked VSPs (fx_setup_linked) ---- */
+
+/* VM name of daemon d brought up (Linux's walk at 5.3) with the `offers`
+ * offers its VSPs make. */
+static inline struct sim_vm *sim_up_offers(struct sim_daemon *d, const char *name, int offers)
+{
+    struct sim_vm *vm = sim_vm_create(d, name);
+    SIM_ASSERT(vm != NULL, "create %s", name);
+    vm->expect_offers = offers;
+    int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(n == offers, "bringup %s: %d offers, %d expected", name, n, offers);
+    return vm;
+}
+
+/* Open offer n (0-based) of class cls with rings of send_pages and
+ * recv_pages pages. */
+static inline struct sim_chan *sim_open_class(struct sim_vm *vm, const struct hv_guid *cls, int n,
+                                              uint32_t send_pages, uint32_t recv_pages)
+{
+    struct sim_offer *of = sim_offer_by_class(vm, cls, n);
+    SIM_ASSERT(of != NULL, "%s: no offer %d of the class", vm->name, n);
+    int st;
+    struct sim_chan *ch = sim_chan_open(vm, of->relid, send_pages, recv_pages, &st);
+    SIM_ASSERT(ch != NULL, "%s: open of relid %u: status %d", vm->name, of->relid, st);
+    return ch;
+}
+
+/* A linked VSP's counter *v, guarded by lock: wait until it reaches want
+ * (cond is broadcast on changes; 20 s bounds a hang only), then read it. */
+static inline int sim_wait_count(pthread_mutex_t *lock, pthread_cond_t *cond, const int *v,
+                                 int want)
+{
+    struct timespec end = sim_deadline_ms(20000);
+    pthread_mutex_lock(lock);
+    while (*v < want)
+        if (pthread_cond_timedwait(cond, lock, &end) != 0)
+            break;
+    int got = *v;
+    pthread_mutex_unlock(lock);
+    return got;
+}
+
+static inline int sim_count(pthread_mutex_t *lock, const int *v)
+{
+    pthread_mutex_lock(lock);
+    int got = *v;
+    pthread_mutex_unlock(lock);
+    return got;
 }
 
 static inline struct sim_vm *sim_up(struct sim_daemon *d, const char *name, uint32_t version)

@@ -5,6 +5,7 @@
 #include "simvm.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -106,16 +107,34 @@ int sim_log_count(int max_level, const char *n1, const char *n2, const char *n3)
     return c;
 }
 
+int sim_count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+struct timespec sim_deadline_ms(unsigned ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 bool sim_log_wait(int timeout_ms, int max_level, const char *n1, const char *n2, const char *n3)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = sim_deadline_ms(timeout_ms > 0 ? (unsigned)timeout_ms : 0);
     pthread_mutex_lock(&cap_lock);
     bool found;
     while (!(found = count_locked(max_level, n1, n2, n3) > 0))

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "vmbusd/hv_wire.h"
 #include "vmbusd/vmbus_user.h"
@@ -86,6 +87,11 @@ void sim_log_clear(void);
  * non-NULL needle.  A needle "#N" matches the decimal number N as a whole
  * token (not inside a longer number). */
 int sim_log_count(int max_level, const char *n1, const char *n2, const char *n3);
+/* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
+struct timespec sim_deadline_ms(unsigned ms);
+/* This process's open fds (the directory's own included), -1 if unknown:
+ * compared before and after, it shows a leak. */
+int sim_count_fds(void);
 /* Wait (up to timeout_ms) until sim_log_count(...) > 0. */
 bool sim_log_wait(int timeout_ms, int max_level, const char *n1, const char *n2,
                   const char *n3);

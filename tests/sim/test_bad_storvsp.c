@@ -183,18 +183,12 @@ static int srb_with(struct sim_stor *s, struct vstor_packet *p, uint32_t range_l
     return rep.u.srb.srb_status;
 }
 
-static struct vstor_packet read10(uint32_t lba, uint16_t blocks)
+/* The READ(10) packet of s (fields then spoiled one by one). */
+static struct vstor_packet read10(const struct sim_stor *s, uint32_t lba, uint16_t blocks)
 {
-    struct vstor_packet p = {.operation = VSTOR_OP_EXECUTE_SRB, .flags = 1};
-    p.u.srb.length = VSTOR_SRB_SIZE;
-    p.u.srb.cdb_length = 10;
-    p.u.srb.sense_info_length = VSTOR_SENSE_SIZE;
-    p.u.srb.data_in = VSTOR_DATA_IN;
-    p.u.srb.data_transfer_length = blocks * 512u;
-    uint8_t cdb[10] = {0x28, 0, (uint8_t)(lba >> 24), (uint8_t)(lba >> 16), (uint8_t)(lba >> 8),
-                       (uint8_t)lba, 0, (uint8_t)(blocks >> 8), (uint8_t)blocks, 0};
-    memcpy(p.u.srb.cdb_sense, cdb, 10);
-    return p;
+    uint8_t cdb[10];
+    sim_stor_rw10_cdb(cdb, false, lba, blocks);
+    return sim_stor_srb_packet(s, 0, cdb, 10, VSTOR_DATA_IN, blocks * 512u);
 }
 
 static void test_bad_srbs(void **state)
@@ -205,17 +199,17 @@ static void test_bad_srbs(void **state)
     SIM_ASSERT(s != NULL, "init");
     uint64_t off = sim_alloc_pages(vm, 2);
     uint64_t pfns[2] = {sim_page_pfn(vm, off), sim_page_pfn(vm, off + 4096)};
-    struct vstor_packet p = read10(0, 8);
+    struct vstor_packet p = read10(s, 0, 8);
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 0) == SRB_STATUS_SUCCESS, "a good read");
 
     /* Transfer longer than the range it names. */
-    p = read10(0, 16);
+    p = read10(s, 0, 16);
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 0) == SRB_STATUS_INVALID_REQUEST,
                "8 KiB transfer into a 4 KiB range");
     warned("longer than its GPA ranges");
     /* A page outside guest RAM, in the first and in a later slot. */
     uint64_t outside[2] = {vm->mem_size / 4096 + 10, pfns[0]};
-    p = read10(0, 16);
+    p = read10(s, 0, 16);
     SIM_ASSERT(srb_with(s, &p, 8192, outside, 2, 0) == SRB_STATUS_INVALID_REQUEST,
                "first page outside RAM");
     outside[0] = pfns[0];
@@ -223,23 +217,23 @@ static void test_bad_srbs(void **state)
     SIM_ASSERT(srb_with(s, &p, 8192, outside, 2, 0) == SRB_STATUS_INVALID_REQUEST,
                "second page outside RAM");
     /* Malformed ranges: offset past the page, length beyond the PFNs. */
-    p = read10(0, 8);
+    p = read10(s, 0, 8);
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 4096) == SRB_STATUS_INVALID_REQUEST,
                "range offset 4096");
     SIM_ASSERT(srb_with(s, &p, 8192, pfns, 1, 0) == SRB_STATUS_INVALID_REQUEST,
                "range longer than its PFN list");
     /* Data without ranges, CDB lengths, direction, transfer size. */
-    p = read10(0, 8);
+    p = read10(s, 0, 8);
     SIM_ASSERT(srb_with(s, &p, 0, NULL, 0, 0) == SRB_STATUS_INVALID_REQUEST,
                "data transfer in an inband packet");
     p.u.srb.cdb_length = 0;
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 0) == SRB_STATUS_INVALID_REQUEST, "CDB length 0");
     p.u.srb.cdb_length = 17;
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 0) == SRB_STATUS_INVALID_REQUEST, "CDB length 17");
-    p = read10(0, 8);
+    p = read10(s, 0, 8);
     p.u.srb.data_in = 3;
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 0) == SRB_STATUS_INVALID_REQUEST, "data_in 3");
-    p = read10(0, 8);
+    p = read10(s, 0, 8);
     p.u.srb.data_transfer_length = 0xFFFFFFFFu;
     SIM_ASSERT(srb_with(s, &p, 4096, pfns, 1, 0) == SRB_STATUS_INVALID_REQUEST,
                "4 GiB transfer");
@@ -247,7 +241,7 @@ static void test_bad_srbs(void **state)
     uint32_t blocks = STOR_FX_IMAGE_SIZE / 512;
     uint32_t lbas[] = {blocks, blocks - 4, 0xFFFFFFFFu};
     for (size_t k = 0; k < sizeof(lbas) / sizeof(lbas[0]); k++) {
-        p = read10(lbas[k], 8);
+        p = read10(s, lbas[k], 8);
         uint64_t t = s->next_trans++;
         struct vstor_packet rep;
         SIM_ASSERT(sim_stor_send_gpa(s, 0, t, 4096, 0, pfns, 1, &p, 64) == 0 &&
@@ -319,7 +313,7 @@ static void test_completion_flood(void **state)
     SIM_ASSERT(s != NULL && sim_stor_init(s, v, 1, VSTOR_PACKET_SIZE) == 0, "init");
     uint64_t off = sim_alloc_pages(vm, 1);
     uint64_t pfn = sim_page_pfn(vm, off);
-    struct vstor_packet p = read10(0, 8);
+    struct vstor_packet p = read10(s, 0, 8);
     uint64_t first = s->next_trans;
     unsigned sent = 0;
     /* Until the guest->host ring is full, with pauses so the host takes
@@ -381,11 +375,8 @@ static void test_vm_gone_with_io(void **state)
         SIM_ASSERT(s != NULL && sim_stor_subchannels(s, 2) == 0, "init, round %d", round);
         uint64_t bufs = sim_alloc_pages(vm, 96);
         for (int k = 0; k < 96; k++) {
-            uint8_t cdb[10] = {k & 1 ? 0x2A : 0x28, 0, 0, 0, (uint8_t)(k >> 5),
-                               (uint8_t)(k * 8), 0, 0, 8, 0};
-            SIM_ASSERT(sim_stor_srb_send(s, k % s->nch, 0, cdb, 10,
-                                         k & 1 ? VSTOR_DATA_OUT : VSTOR_DATA_IN,
-                                         bufs + 4096ull * (uint64_t)k, 0, 4096) != 0,
+            SIM_ASSERT(sim_stor_rw_send(s, k % s->nch, 0, k & 1, (uint32_t)k * 8, 8,
+                                        bufs + 4096ull * (uint64_t)k) != 0,
                        "send %d", k);
         }
         /* no close, no unload: the VMM just disconnects */

@@ -7,23 +7,10 @@
  */
 #include "sim_test.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 /* A raw connection: HELLO done (named) unless hello is false. */
 /* INITIATE_CONTACT for 5.3 on the message SINT: the message these tests
@@ -622,7 +609,7 @@ static void test_fd_quota(void **state)
 {
     struct fx *f = *state;
     fx_good_start(f);
-    int before = count_fds();
+    int before = sim_count_fds();
     struct sim_vm_opts o = {.name = "vu-fd-quota", .no_setup = true, .mem_size = 8u << 20};
     struct sim_vm *vm = sim_vm_new(f->d, &o);
     SIM_ASSERT(vm != NULL, "connect");
@@ -645,10 +632,10 @@ static void test_fd_quota(void **state)
                "refusal not logged");
     sim_vm_free(vm);
     fx_good_check(f, "fd quota");
-    int after = count_fds();
+    int after = sim_count_fds();
     for (int i = 0; i < 200 && after - before > 5; i++) {
         usleep(10000);
-        after = count_fds();
+        after = sim_count_fds();
     }
     SIM_ASSERT(after - before <= 5, "fds grew from %d to %d", before, after);
 }
@@ -662,7 +649,7 @@ static void test_fd_leaks(void **state)
     SIM_ASSERT(vm != NULL, "vm");
     /* warm up, so lazily created fds exist */
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) >= ECHO_CHANNELS, "bringup");
-    int before = count_fds();
+    int before = sim_count_fds();
     for (int i = 0; i < 200; i++) {
         int e = eventfd(0, EFD_CLOEXEC);
         struct vu_signal_event se = {.vp_index = 0, .connection_id = 0x999};
@@ -672,13 +659,13 @@ static void test_fd_leaks(void **state)
         close(e);
     }
     sim_vu_alive(vm, 200);
-    int after = count_fds();
+    int after = sim_count_fds();
     SIM_ASSERT(after - before < 20, "fds grew from %d to %d: vmbusd keeps unexpected fds", before,
                after);
     fx_good_check(f, "unexpected fds");
     sim_vm_free(vm);
     /* connections that die at every setup step leave nothing behind */
-    before = count_fds();
+    before = sim_count_fds();
     for (int i = 0; i < 30; i++) {
         struct sim_vm *v = sim_vm_create(f->d, "vu-churn");
         SIM_ASSERT(v != NULL, "churn %d", i);
@@ -692,10 +679,10 @@ static void test_fd_leaks(void **state)
     }
     for (int i = 0; i < 200 && vmbusd_partition_count(simd_vmbusd(f->d)) > 1; i++)
         usleep(10000);
-    for (int i = 0; i < 300 && count_fds() - before >= 10; i++)
+    for (int i = 0; i < 300 && sim_count_fds() - before >= 10; i++)
         usleep(10000);
     fx_good_check(f, "connect/disconnect churn");
-    after = count_fds();
+    after = sim_count_fds();
     if (after - before >= 10 && getenv("SIM_FD_DUMP"))
         if (system("ls -l /proc/$PPID/fd | awk '{print $NF}' | sed 's/[0-9]*]$//' | "
                    "sort | uniq -c") < 0)

@@ -111,10 +111,7 @@ static int setup(void **state)
 static void test_busy_channel_yields(void **state)
 {
     struct fx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_BUSY);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 2;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 2, "bringup");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_BUSY, 2);
     struct sim_chan *a = NULL, *b = NULL;
     for (int i = 0; i < 2; i++) {
         struct sim_offer *of = sim_offer_by_class(vm, &busy_class, i);

@@ -121,13 +121,7 @@ static void watch_receive(struct vsp_channel *ch)
     uint64_t one = 1;
     (void)!write(ws.efd, &one, sizeof(one));
     /* Give a wrongly unserialised callback every chance to show up. */
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_nsec += 200 * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
+    struct timespec end = sim_deadline_ms(200);
     pthread_mutex_lock(&ws.lock);
     while (pthread_cond_timedwait(&ws.cond, &ws.lock, &end) == 0)
         ;
@@ -171,13 +165,7 @@ static void watch_detach(void *state, struct vsp_partition *p, void *part_state)
     pthread_cond_broadcast(&ws.cond);
     /* Stay a while, as a detach freeing much would: a watch still on would
      * be called meanwhile (the assertion is on that count, not on time). */
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_nsec += 100 * 1000000L;
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
+    struct timespec end = sim_deadline_ms(100);
     while (pthread_cond_timedwait(&ws.cond, &ws.lock, &end) == 0)
         ;
     pthread_mutex_unlock(&ws.lock);
@@ -209,28 +197,11 @@ static int setup(void **state)
     return ret;
 }
 
-/* Wait (bounded, for a hang only) until *v >= want. */
 static int wait_count(const int *v, int want)
 {
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 20;
-    pthread_mutex_lock(&ws.lock);
-    while (*v < want)
-        if (pthread_cond_timedwait(&ws.cond, &ws.lock, &end) != 0)
-            break;
-    int got = *v;
-    pthread_mutex_unlock(&ws.lock);
-    return got;
+    return sim_wait_count(&ws.lock, &ws.cond, v, want);
 }
-
-static int get(const int *v)
-{
-    pthread_mutex_lock(&ws.lock);
-    int got = *v;
-    pthread_mutex_unlock(&ws.lock);
-    return got;
-}
+static int get(const int *v) { return sim_count(&ws.lock, v); }
 
 static void poke(void)
 {
@@ -243,17 +214,9 @@ static void poke(void)
 
 static struct sim_vm *up(struct fx *f, struct sim_chan **out)
 {
-    struct sim_vm *vm = sim_vm_create(f->d, VM_WATCH);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
-    if (out) {
-        struct sim_offer *of = sim_offer_by_class(vm, &watch_class, 0);
-        SIM_ASSERT(of != NULL, "offer");
-        int st;
-        *out = sim_chan_open(vm, of->relid, 4, 4, &st);
-        SIM_ASSERT(*out != NULL, "open: status %d", st);
-    }
+    struct sim_vm *vm = sim_up_offers(f->d, VM_WATCH, 1);
+    if (out)
+        *out = sim_open_class(vm, &watch_class, 0, 4, 4);
     return vm;
 }
 
@@ -337,13 +300,7 @@ static void test_remove_waits(void **state)
     /* the callback is blocked in fn: remove must wait for it */
     struct remover r = {0};
     SIM_ASSERT(pthread_create(&r.t, NULL, remove_thread, &r) == 0, "thread");
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_nsec += 300 * 1000000L; /* how long remove gets to return wrongly early */
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
+    struct timespec end = sim_deadline_ms(300); /* how long remove gets to return wrongly early */
     pthread_mutex_lock(&ws.lock);
     while (!r.returned && pthread_cond_timedwait(&ws.cond, &ws.lock, &end) == 0)
         ;
@@ -359,8 +316,11 @@ static void test_remove_waits(void **state)
     /* a second watch that removes itself from its callback, fd left readable */
     pthread_mutex_lock(&ws.lock);
     ws.mode = MODE_SELF_REMOVE;
-    pthread_mutex_unlock(&ws.lock);
+    /* Stored under ws.lock, which watch_fn takes first: the fd is readable,
+     * so fn may run before vsp_fd_watch_add returns, and would remove the
+     * old watch instead. */
     ws.w = vsp_fd_watch_add(ws.p, ws.ch, ws.efd, watch_fn, NULL);
+    pthread_mutex_unlock(&ws.lock);
     SIM_ASSERT(ws.w != NULL, "second watch");
     SIM_ASSERT(wait_count(&ws.calls, 2) == 2, "second watch's callback");
     barrier();
@@ -380,9 +340,7 @@ static void test_no_callback_after_detach(void **state)
     poke(); /* readable from now on: called again after every return */
     SIM_ASSERT(wait_count(&ws.calls, 20) >= 20, "callbacks while alive");
     sim_vm_free(vm); /* the VM goes; the watch is still on */
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 20; /* bounds a hang only */
+    struct timespec end = sim_deadline_ms(20000); /* bounds a hang only */
     pthread_mutex_lock(&ws.lock);
     while (ws.magic != DEAD && pthread_cond_timedwait(&ws.cond, &ws.lock, &end) == 0)
         ;

@@ -191,18 +191,7 @@ static const struct vsp_plugin *const linked[] = {&gpa_plugin, NULL};
 static int setup(void **state)
 {
     static const struct sim_vm_cfg vms[] = {{VM_GPA, "gpa"}, {VM_OTHER, "gpa"}};
-    simd_linked_plugins = linked;
-    sim_log_clear();
-    struct fx *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    f->d = simd_start(vms, 2, 0);
-    if (!f->d) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return fx_setup_linked_vms(state, vms, 2, linked);
 }
 
 /* A VM with RAM split around a hole, its gpa channel open. */
@@ -214,11 +203,7 @@ static struct sim_vm *gpa_vm(struct fx *f, const char *name, struct sim_chan **o
     SIM_ASSERT(vm != NULL, "create %s", name);
     vm->expect_offers = 1;
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup %s", name);
-    struct sim_offer *of = sim_offer_by_class(vm, &gpa_class, 0);
-    SIM_ASSERT(of != NULL, "gpa offer");
-    int st;
-    *out = sim_chan_open(vm, of->relid, 4, 4, &st);
-    SIM_ASSERT(*out != NULL, "open: status %d", st);
+    *out = sim_open_class(vm, &gpa_class, 0, 4, 4);
     return vm;
 }
 
@@ -377,6 +362,14 @@ static void expect_bad(struct sim_vm *vm, struct sim_chan *ch, const char *what,
         SIM_ASSERT(after == before, "%s: a warning for the VSP's own limit", what);
 }
 
+/* expect_bad for a GPA-direct request with the ranges rg and room enough. */
+static void expect_bad_ranges(struct sim_vm *vm, struct sim_chan *ch, const char *what,
+                              const struct ranges *rg, int err, const char *why)
+{
+    expect_bad(vm, ch, what, VM_PKT_DATA_USING_GPA_DIRECT, rg->b, rg->len, 1 << 20, MAX_IOV, err,
+               why);
+}
+
 static void test_bad_descriptors(void **state)
 {
     struct fx *f = *state;
@@ -394,34 +387,28 @@ static void test_bad_descriptors(void **state)
     ranges_add(&rg, 4096, 0, &pa, 1);
     uint32_t zero = 0, huge = 0xffffffffu;
     memcpy(rg.b + 4, &zero, 4);
-    expect_bad(vm, ch, "zero ranges", VM_PKT_DATA_USING_GPA_DIRECT, rg.b, rg.len, 1 << 20,
-               MAX_IOV, -EPROTO, "range count 0 ");
+    expect_bad_ranges(vm, ch, "zero ranges", &rg, -EPROTO, "range count 0 ");
     memcpy(rg.b + 4, &huge, 4);
-    expect_bad(vm, ch, "absurd range count", VM_PKT_DATA_USING_GPA_DIRECT, rg.b, rg.len, 1 << 20,
-               MAX_IOV, -EPROTO, "range count 4294967295");
+    expect_bad_ranges(vm, ch, "absurd range count", &rg, -EPROTO, "range count 4294967295");
 
     ranges_init(&rg);
     ranges_add(&rg, 100, 4096, &pa, 1);
-    expect_bad(vm, ch, "offset past the page", VM_PKT_DATA_USING_GPA_DIRECT, rg.b, rg.len,
-               1 << 20, MAX_IOV, -EPROTO, "past its first page");
+    expect_bad_ranges(vm, ch, "offset past the page", &rg, -EPROTO, "past its first page");
 
     ranges_init(&rg);
     ranges_add(&rg, 0, 0, &pa, 1);
-    expect_bad(vm, ch, "empty range", VM_PKT_DATA_USING_GPA_DIRECT, rg.b, rg.len, 1 << 20,
-               MAX_IOV, -EPROTO, "is empty");
+    expect_bad_ranges(vm, ch, "empty range", &rg, -EPROTO, "is empty");
 
     /* 9000 bytes need 3 PFNs; one is there */
     ranges_init(&rg);
     ranges_add(&rg, 9000, 0, &pa, 1);
-    expect_bad(vm, ch, "PFNs past the header", VM_PKT_DATA_USING_GPA_DIRECT, rg.b, rg.len,
-               1 << 20, MAX_IOV, -EPROTO, "more than the header holds");
+    expect_bad_ranges(vm, ch, "PFNs past the header", &rg, -EPROTO, "more than the header holds");
 
     /* the second of two ranges runs past the header */
     ranges_init(&rg);
     ranges_add(&rg, 4096, 0, &pa, 1);
     ranges_add(&rg, 9000, 0, &pa1, 1);
-    expect_bad(vm, ch, "second range past the header", VM_PKT_DATA_USING_GPA_DIRECT, rg.b,
-               rg.len, 1 << 20, MAX_IOV, -EPROTO, "range 1 of 2");
+    expect_bad_ranges(vm, ch, "second range past the header", &rg, -EPROTO, "range 1 of 2");
 
     /* pages outside RAM: in the hole, beyond the end, beyond 2^64 bytes */
     uint64_t hole = (HOLE_START + HV_PAGE_SIZE) >> 12;
@@ -431,8 +418,7 @@ static void test_bad_descriptors(void **state)
     for (int i = 0; i < 3; i++) {
         ranges_init(&rg);
         ranges_add(&rg, 8192, 0, bad_pfns[i], 2);
-        expect_bad(vm, ch, "page outside RAM", VM_PKT_DATA_USING_GPA_DIRECT, rg.b, rg.len,
-                   1 << 20, MAX_IOV, -EFAULT, "outside guest RAM");
+        expect_bad_ranges(vm, ch, "page outside RAM", &rg, -EFAULT, "outside guest RAM");
     }
 
     /* the VSP's limits: not the guest's fault, not logged */
@@ -466,9 +452,7 @@ static void test_bad_descriptors(void **state)
 /* Wait (bounded, for a hang only) until *flag. */
 static bool wait_hold(const bool *flag)
 {
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 20;
+    struct timespec end = sim_deadline_ms(20000);
     pthread_mutex_lock(&hold.lock);
     while (!*flag && pthread_cond_timedwait(&hold.cond, &hold.lock, &end) == 0)
         ;

@@ -116,14 +116,14 @@ static int nfx_teardown(void **state)
     return 0;
 }
 
-static struct sim_vm *nic_vm(struct nfx *f, const char *name)
+/* A NIC on VM name brought up like Linux (NVSP 6.1, 32 pages of send
+ * buffer); *vm is its VM. */
+static struct sim_netvsc *nic_up(struct nfx *f, const char *name, struct sim_vm **vm)
 {
-    struct sim_vm *vm = sim_vm_create(f->d, name);
-    SIM_ASSERT(vm != NULL, "create %s", name);
-    vm->expect_offers = 1;
-    int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
-    SIM_ASSERT(n == 1, "%s: %d offers", name, n);
-    return vm;
+    *vm = sim_up_offers(f->d, name, 1);
+    struct sim_netvsc *nv = snv_open(*vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "%s: bring-up", name);
+    return nv;
 }
 
 /* An Ethernet frame to dst of len bytes, payload from seed. */
@@ -170,10 +170,7 @@ static void roundtrip(struct nfx *f, struct sim_netvsc *nv, int peer, int sectio
 static void other_nic_works(struct nfx *f, const char *after)
 {
     if (!f->nv2) {
-        f->vm2 = nic_vm(f, VM_NIC2);
-        f->nv2 = snv_open(f->vm2, 32);
-        SIM_ASSERT(f->nv2 && snv_bringup(f->nv2, NVSP_VERSION_61) == 0, "%s: bring-up",
-                   VM_NIC2);
+        f->nv2 = nic_up(f, VM_NIC2, &f->vm2);
     }
     char what[128];
     snprintf(what, sizeof(what), "second NIC after %s", after);
@@ -183,7 +180,7 @@ static void other_nic_works(struct nfx *f, const char *after)
 static void test_versions(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_NIC, 1);
     static const uint32_t versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_VERSION_5,
                                         NVSP_VERSION_4,  NVSP_VERSION_2, NVSP_VERSION_1};
     for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
@@ -236,9 +233,8 @@ static int backend_pending(struct nfx *f, int i)
 static void test_filter_zero(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
-    struct sim_netvsc *nv = snv_open(vm, 32);
-    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC, &vm);
     roundtrip(f, nv, f->peer[0], 0, 100, "filter on");
     uint32_t zero = 0;
     SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &zero, 4) == 0, "SET filter 0");
@@ -265,7 +261,7 @@ static void test_filter_zero(void **state)
 static void test_backpressure(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_NIC, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1, "init");
     SIM_ASSERT(snv_buffers(nv, 16, 255) == 0, "small receive buffer");
@@ -310,9 +306,8 @@ static void test_backpressure(void **state)
 static void test_link(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
-    struct sim_netvsc *nv = snv_open(vm, 32);
-    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC, &vm);
     char req[128], out[1024];
     snprintf(req, sizeof(req), "control %s netvsp link down", VM_NIC);
     SIM_ASSERT(sim_ctl_call(simd_control_path(f->d), req, out, sizeof(out)), "link down");
@@ -351,7 +346,7 @@ static void test_link(void **state)
             strncat(all, line, sizeof(all) - strlen(all) - 1);
         int st = pclose(pf);
         SIM_ASSERT(st == 0 && strstr(all, VM_NIC " ") && strstr(all, NIC_MAC " up ") &&
-                       strstr(all, "0x60001") && strstr(all, "tx 1 "),
+                       strstr(all, "0x60001  1/1 ") && strstr(all, "tx 1 "),
                    "vmbusctl nic list/status (%d):\n%s", st, all);
         if (getenv("SIM_VERBOSE"))
             printf("%s", all);
@@ -376,9 +371,8 @@ static void test_link(void **state)
 static void test_revoke(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
-    struct sim_netvsc *nv = snv_open(vm, 32);
-    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC, &vm);
     roundtrip(f, nv, f->peer[0], 0, 100, "before revoke");
     uint32_t zero = 0;
     SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &zero, 4) == 0, "filter 0");
@@ -412,7 +406,7 @@ static void test_revoke(void **state)
 static void test_jumbo(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_NIC, 1);
     static uint8_t out[9014], in[9100];
     for (int k = 0; k < 2; k++) {
         struct sim_netvsc *nv = snv_open(vm, 32);
@@ -460,9 +454,8 @@ struct vhdr {
 static void test_offload(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC_OFF);
-    struct sim_netvsc *nv = snv_open(vm, 32);
-    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC_OFF, &vm);
     uint32_t ip4tx, ip6tx, lso4, lso4max, lso6, lso6opts;
     memcpy(&ip4tx, nv->offload_caps + 8, 4);
     memcpy(&ip6tx, nv->offload_caps + 24, 4);
@@ -592,9 +585,8 @@ static void test_offload(void **state)
     SIM_ASSERT(got == 310 && memcmp(in + 10, fr, 300) == 0, "frame after bad ones");
     SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
     /* the NIC without offloads refuses a checksum request */
-    struct sim_vm *vm1 = nic_vm(f, VM_NIC);
-    struct sim_netvsc *nv1 = snv_open(vm1, 32);
-    SIM_ASSERT(nv1 && snv_bringup(nv1, NVSP_VERSION_61) == 0, "bring-up");
+    struct sim_vm *vm1;
+    struct sim_netvsc *nv1 = nic_up(f, VM_NIC, &vm1);
     SIM_ASSERT(nv1->offload_caps[8] == 0 && nv1->offload_caps[80] == 0, "offloads offered");
     len = snv_lso_frame(fr, false, 100, dst);
     pl = ppi_record(ppi, NDIS_PPI_CHECKSUM, 1u | (1u << 2) | (34u << 16));
@@ -613,9 +605,8 @@ static void test_offload(void **state)
 static void test_backend_closed(void **state)
 {
     struct nfx *f = *state;
-    struct sim_vm *vm = nic_vm(f, VM_NIC);
-    struct sim_netvsc *nv = snv_open(vm, 32);
-    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC, &vm);
     roundtrip(f, nv, f->peer[0], 0, 100, "before the peer closes");
     close(f->peer[0]);
     f->peer[0] = -1;
@@ -643,7 +634,7 @@ enum bad_stage { UP, INIT_ONLY };
 /* A NIC on VM_NIC at `stage`, for one bad-input case. */
 static struct sim_netvsc *bad_nic(struct nfx *f, struct sim_vm **vm, enum bad_stage stage)
 {
-    *vm = nic_vm(f, VM_NIC);
+    *vm = sim_up_offers(f->d, VM_NIC, 1);
     struct sim_netvsc *nv = snv_open(*vm, 32);
     SIM_ASSERT(nv != NULL, "open");
     if (stage == UP)

@@ -14,6 +14,15 @@
  *                     host's kernel: its RST comes back to the guest; a
  *                     host connect()'s SYN (partial checksum) reaches the
  *                     guest completed and reported good
+ *   test_tap_vrss     a multi-queue TAP (netvsp.queues = 4, offloads on:
+ *                     every queue fd carries virtio-net headers): the guest
+ *                     gets 3 subchannels; a frame sent on each channel
+ *                     arrives whole on the interface; 16 UDP flows sent out
+ *                     of the interface reach the guest, each flow on one
+ *                     channel, the flows spread over several (the kernel's
+ *                     flow hash picks the TAP queue, one per channel)
+ *   test_tap_single   an existing single-queue TAP with netvsp.queues = 4:
+ *                     the VM comes up with one queue (no RSS capabilities)
  *   test_tap_refused  netvsp.tap naming a device that is not a TAP (lo)
  *                     refuses that VM, the reason naming the device
  */
@@ -24,6 +33,8 @@
 #include <netinet/in.h>
 #include <net/if.h>
 #include <linux/if_packet.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -39,6 +50,10 @@
 #define VM_TAP_OFF "vm-tap-offload"
 #define TAP_OFF_NAME "nvsim1"
 #define ETHERTYPE_TEST 0x88b5
+#define VM_TAP_MQ "vm-tap-mq"
+#define TAP_MQ_NAME "nvsim2"
+#define VM_TAP_SQ "vm-tap-sq"
+#define TAP_SQ_NAME "nvsim3"
 
 struct tfx {
     struct sim_daemon *d;
@@ -50,13 +65,21 @@ static int tfx_setup(void **state)
                                                  {VM_LO, "netvsp", "tap", "lo"},
                                                  {VM_TAP_OFF, "netvsp", "tap", TAP_OFF_NAME},
                                                  {VM_TAP_OFF, "netvsp", "offload", "on"},
+                                                 {VM_TAP_MQ, "netvsp", "tap", TAP_MQ_NAME},
+                                                 {VM_TAP_MQ, "netvsp", "offload", "on"},
+                                                 {VM_TAP_MQ, "netvsp", "queues", "4"},
+                                                 {VM_TAP_SQ, "netvsp", "tap", TAP_SQ_NAME},
+                                                 {VM_TAP_SQ, "netvsp", "queues", "4"},
                                                  {NULL, NULL, NULL, NULL}};
-    static const struct sim_vm_cfg vms[] = {
-        {VM_TAP, "netvsp"}, {VM_LO, "netvsp"}, {VM_TAP_OFF, "netvsp"}};
+    static const struct sim_vm_cfg vms[] = {{VM_TAP, "netvsp"},
+                                            {VM_LO, "netvsp"},
+                                            {VM_TAP_OFF, "netvsp"},
+                                            {VM_TAP_MQ, "netvsp"},
+                                            {VM_TAP_SQ, "netvsp"}};
     struct tfx *f = calloc(1, sizeof(*f));
     simd_vm_params = params;
     sim_log_clear();
-    f->d = simd_start(vms, 3, 1);
+    f->d = simd_start(vms, 5, 1);
     simd_vm_params = NULL;
     if (!f->d)
         return -1;
@@ -106,10 +129,7 @@ static int guest_recv(struct sim_netvsc *nv, uint8_t *buf, uint32_t cap)
 static void test_tap_frames(void **state)
 {
     struct tfx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP);
-    SIM_ASSERT(vm != NULL, "VM with a TAP came up");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP, 1);
     SIM_ASSERT(snv_link_up(TAP_NAME) == 0, "ip link set %s up: %s", TAP_NAME, strerror(errno));
     unsigned ifindex = if_nametoindex(TAP_NAME);
     int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x0003 /* ETH_P_ALL */));
@@ -192,10 +212,7 @@ static int ipv4_setup(const char *name, const uint8_t mac[6])
 static void test_tap_lso(void **state)
 {
     struct tfx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP_OFF);
-    SIM_ASSERT(vm != NULL, "VM with an offloading TAP came up");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_OFF, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
@@ -299,6 +316,159 @@ static void test_tap_lso(void **state)
     sim_vm_free(vm);
 }
 
+/* A packet socket bound to ifname (which is brought up): its fd and the
+ * address to send with. */
+static int packet_socket(const char *ifname, struct sockaddr_ll *sll)
+{
+    SIM_ASSERT(snv_link_up(ifname) == 0, "ip link set %s up: %s", ifname, strerror(errno));
+    unsigned ifindex = if_nametoindex(ifname);
+    int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x0003 /* ETH_P_ALL */));
+    SIM_ASSERT(ps >= 0 && ifindex, "packet socket: %s", strerror(errno));
+    *sll = (struct sockaddr_ll){.sll_family = AF_PACKET, .sll_protocol = htons(0x0003),
+                                .sll_ifindex = (int)ifindex};
+    SIM_ASSERT(bind(ps, (struct sockaddr *)sll, sizeof(*sll)) == 0, "bind");
+    return ps;
+}
+
+/* An IPv4/UDP frame of flow `flow` (192.0.2.(10 + flow):(1000 + flow) ->
+ * 192.0.2.2:2000), frame number k in its payload. */
+static uint32_t udp_frame(uint8_t *f, const uint8_t dst[6], int flow, int k)
+{
+    static const uint8_t src[6] = {0x02, 0, 0, 0, 0, 0x43};
+    uint32_t len = 14 + 20 + 8 + 32;
+    memset(f, 0, len);
+    memcpy(f, dst, 6);
+    memcpy(f + 6, src, 6);
+    f[12] = 0x08;
+    f[14] = 0x45;
+    f[17] = (uint8_t)(len - 14);
+    f[22] = 64;
+    f[23] = 17;
+    memcpy(f + 26, (const uint8_t[8]){192, 0, 2, (uint8_t)(10 + flow), 192, 0, 2, 2}, 8);
+    uint16_t c = snv_csum_fold(snv_csum_add(f + 14, 20, 0));
+    f[24] = (uint8_t)~(c >> 8);
+    f[25] = (uint8_t)~c;
+    f[34] = (uint8_t)((1000 + flow) >> 8);
+    f[35] = (uint8_t)(1000 + flow);
+    f[36] = 2000 >> 8;
+    f[37] = 2000 & 0xff;
+    f[39] = 8 + 32;
+    f[42] = (uint8_t)flow;
+    f[43] = (uint8_t)k;
+    return len;
+}
+
+static void test_tap_vrss(void **state)
+{
+    struct tfx *f = *state;
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_MQ, 1);
+    struct sockaddr_ll sll;
+    int ps = packet_socket(TAP_MQ_NAME, &sll);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(nv->rss_queues == 4, "RSS capabilities: %u queues", nv->rss_queues);
+    SIM_ASSERT(snv_vrss(nv, 4) == 4, "vRSS: %d channels", nv->nch);
+    static const uint8_t peer_mac[6] = {0x02, 0, 0, 0, 0, 0x42};
+    uint8_t out[1514], in[2048];
+    for (int c = 0; c < 4; c++) {
+        /* guest -> TAP on channel c: its queue fd writes a virtio-net
+         * header before the frame, the interface shows the frame alone */
+        uint32_t len = 300 + 200 * (uint32_t)c;
+        sim_fill_pattern(out, len, 300 + (uint64_t)c);
+        memcpy(out, peer_mac, 6);
+        memcpy(out + 6, nv->mac, 6);
+        out[12] = 0x88;
+        out[13] = 0xb5;
+        nv->tx_chan = c;
+        SIM_ASSERT(snv_send_frame(nv, out, len, c % 2 ? c : -1) == NVSP_STAT_SUCCESS,
+                   "transmit on channel %d", c);
+        int n = packet_recv(ps, in, sizeof(in));
+        SIM_ASSERT(n == (int)len && memcmp(in, out, len) == 0,
+                   "channel %d's frame on the TAP: %d bytes, %u sent", c, n, len);
+    }
+    nv->tx_chan = 0;
+    enum { FLOWS = 16, PER = 2 };
+    for (int k = 0; k < PER; k++)
+        for (int fl = 0; fl < FLOWS; fl++) {
+            uint32_t len = udp_frame(out, nv->mac, fl, k);
+            SIM_ASSERT(sendto(ps, out, len, 0, (struct sockaddr *)&sll, sizeof(sll)) ==
+                           (ssize_t)len,
+                       "send on the interface: %s", strerror(errno));
+        }
+    int chan_of[FLOWS], got[FLOWS] = {0};
+    bool used[4] = {false};
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    int total = 0;
+    while (total < FLOWS * PER && sim_now_ms() < end) {
+        int n = snv_recv_frame(nv, in, sizeof(in), 200);
+        if (n < 44 || in[12] != 0x08 || in[23] != 17 || in[36] != (2000 >> 8))
+            continue; /* the kernel's own chatter */
+        int fl = in[42], k = in[43];
+        SIM_ASSERT(fl < FLOWS && k == got[fl], "flow %d frame %d out of order", fl, k);
+        if (k == 0)
+            chan_of[fl] = nv->last_chan;
+        SIM_ASSERT(nv->last_chan == chan_of[fl], "flow %d on channels %d and %d", fl,
+                   chan_of[fl], nv->last_chan);
+        used[nv->last_chan] = true;
+        got[fl]++;
+        total++;
+    }
+    SIM_ASSERT(total == FLOWS * PER, "%d of %d frames reached the guest", total, FLOWS * PER);
+    int nused = used[0] + used[1] + used[2] + used[3];
+    SIM_ASSERT(nused >= 2, "16 flows all on one channel");
+    if (getenv("SIM_VERBOSE"))
+        printf("16 flows over %d channels: %llu %llu %llu %llu frames\n", nused,
+               (unsigned long long)nv->rx_frames_on[0], (unsigned long long)nv->rx_frames_on[1],
+               (unsigned long long)nv->rx_frames_on[2], (unsigned long long)nv->rx_frames_on[3]);
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    close(ps);
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+/* A single-queue TAP the host made: netvsp.queues = 4 falls back to one
+ * queue, said in the log. */
+static void test_tap_single(void **state)
+{
+    struct tfx *f = *state;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_SQ_NAME);
+    SIM_ASSERT(fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) == 0 && ioctl(fd, TUNSETPERSIST, 1) == 0,
+               "create the single-queue TAP: %s", strerror(errno));
+    close(fd);
+    struct sim_vm *vm = sim_vm_create(f->d, VM_TAP_SQ);
+    SIM_ASSERT(vm != NULL, "VM with a single-queue TAP came up");
+    SIM_ASSERT(sim_log_count(LOG_INFO, VM_TAP_SQ, "1 queue", "multi_queue") > 0,
+               "no log line says the TAP gives one queue");
+    vm->expect_offers = 1;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "offer");
+    struct sockaddr_ll sll;
+    int ps = packet_socket(TAP_SQ_NAME, &sll);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(nv->rss_queues == 0 && snv_vrss(nv, 4) == 1, "RSS on a single-queue TAP");
+    uint8_t out[200], in[2048];
+    uint32_t len = udp_frame(out, nv->mac, 1, 0);
+    SIM_ASSERT(sendto(ps, out, len, 0, (struct sockaddr *)&sll, sizeof(sll)) == (ssize_t)len,
+               "send");
+    int n = -1;
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (sim_now_ms() < end && (n < 44 || in[23] != 17))
+        n = snv_recv_frame(nv, in, sizeof(in), 200);
+    SIM_ASSERT(n == (int)len && memcmp(in, out, len) == 0, "frame in the guest");
+    close(ps);
+    snv_free(nv);
+    sim_vm_free(vm);
+    fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) == 0)
+        ioctl(fd, TUNSETPERSIST, 0);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void test_tap_refused(void **state)
 {
     struct tfx *f = *state;
@@ -324,6 +494,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tap_frames, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_lso, tfx_setup, tfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_vrss, tfx_setup, tfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_single, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_refused, tfx_setup, tfx_teardown),
     };
     SIM_RUN("netvsp_tap", tests);

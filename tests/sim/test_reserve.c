@@ -209,28 +209,11 @@ static int setup(void **state)
     return fx_setup_linked(state, vms, linked);
 }
 
-/* Wait (bounded, for a hang only) until *v >= want; returns *v. */
 static int wait_count(const int *v, int want)
 {
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 20;
-    pthread_mutex_lock(&rs.lock);
-    while (*v < want)
-        if (pthread_cond_timedwait(&rs.cond, &rs.lock, &end) != 0)
-            break;
-    int got = *v;
-    pthread_mutex_unlock(&rs.lock);
-    return got;
+    return sim_wait_count(&rs.lock, &rs.cond, v, want);
 }
-
-static int get(const int *v)
-{
-    pthread_mutex_lock(&rs.lock);
-    int got = *v;
-    pthread_mutex_unlock(&rs.lock);
-    return got;
-}
+static int get(const int *v) { return sim_count(&rs.lock, v); }
 
 static void open_gate(void)
 {
@@ -242,11 +225,7 @@ static void open_gate(void)
 
 static struct sim_chan *open_chan(struct sim_vm *vm)
 {
-    struct sim_offer *of = sim_offer_by_class(vm, &resv_class, 0);
-    SIM_ASSERT(of != NULL, "resv offer");
-    int st;
-    struct sim_chan *ch = sim_chan_open(vm, of->relid, 8, RECV_PAGES, &st);
-    SIM_ASSERT(ch != NULL, "open: status %d", st);
+    struct sim_chan *ch = sim_open_class(vm, &resv_class, 0, 8, RECV_PAGES);
     SIM_ASSERT(ch->in.size == RING_DATA, "host->guest ring of %u bytes", ch->in.size);
     return ch;
 }
@@ -292,18 +271,28 @@ static void read_all(struct sim_chan *ch, uint64_t first, int fillers)
     SIM_ASSERT(fills == fillers, "%d fillers read, %d sent", fills, fillers);
 }
 
-static void test_reserve_until_full_then_writable(void **state)
+/* The resv VM up, its channel open and NREQ requests sent from trans_id 1
+ * (with fill, the VSP also fills the ring beside its reservations): the
+ * VSP took the k requests whose completions fit an empty ring.  Returns k. */
+static int up_with_requests(struct fx *f, bool fill, struct sim_vm **vm, struct sim_chan **ch)
 {
-    struct fx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_RESV);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
-    struct sim_chan *ch = open_chan(vm);
-    send_requests(ch, 1, 1);
+    *vm = sim_up_offers(f->d, VM_RESV, 1);
+    *ch = open_chan(*vm);
+    pthread_mutex_lock(&rs.lock);
+    rs.fill = fill;
+    pthread_mutex_unlock(&rs.lock);
+    send_requests(*ch, 1, 1);
     int k = fit(REPLY_LEN, 0);
     SIM_ASSERT(get(&rs.taken) == k, "took %d requests with room for %d completions",
                get(&rs.taken), k);
+    return k;
+}
+
+static void test_reserve_until_full_then_writable(void **state)
+{
+    struct sim_vm *vm;
+    struct sim_chan *ch;
+    int k = up_with_requests(*state, false, &vm, &ch);
     SIM_ASSERT(sim_chan_try_recv(ch, NULL, NULL, 0, NULL) == 0, "a packet before any completion");
     SIM_ASSERT(get(&rs.writable) == 0, "writable before the guest read anything");
 
@@ -320,20 +309,10 @@ static void test_reserve_until_full_then_writable(void **state)
 
 static void test_completions_fit_full_ring(void **state)
 {
-    struct fx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_RESV);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
-    struct sim_chan *ch = open_chan(vm);
-    pthread_mutex_lock(&rs.lock);
-    rs.fill = true;
-    pthread_mutex_unlock(&rs.lock);
-    send_requests(ch, 1, 1);
-    int k = fit(REPLY_LEN, 0);
+    struct sim_vm *vm;
+    struct sim_chan *ch;
+    int k = up_with_requests(*state, true, &vm, &ch);
     int fillers = fit(FILL_LEN, (uint32_t)k * PKT_BYTES(REPLY_LEN));
-    SIM_ASSERT(get(&rs.taken) == k, "took %d requests with room for %d completions",
-               get(&rs.taken), k);
     SIM_ASSERT(get(&rs.fillers) == fillers && get(&rs.fill_ret) == -EAGAIN,
                "%d ordinary sends fitted beside the reservations (want %d), then %d",
                get(&rs.fillers), fillers, get(&rs.fill_ret));
@@ -350,15 +329,9 @@ static void test_completions_fit_full_ring(void **state)
 
 static void test_completions_after_close(void **state)
 {
-    struct fx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_RESV);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
-    struct sim_chan *ch = open_chan(vm);
-    send_requests(ch, 1, 1);
-    int k = fit(REPLY_LEN, 0);
-    SIM_ASSERT(get(&rs.taken) == k, "took %d", get(&rs.taken));
+    struct sim_vm *vm;
+    struct sim_chan *ch;
+    int k = up_with_requests(*state, false, &vm, &ch);
     SIM_ASSERT(sim_chan_close(ch) == 0, "close");
     SIM_ASSERT(get(&rs.closes) == 1, "close ran %d times", get(&rs.closes));
 
@@ -384,19 +357,10 @@ static void test_completions_after_close(void **state)
 
 static void test_reserved_room_taken_back(void **state)
 {
-    struct fx *f = *state;
-    struct sim_vm *vm = sim_vm_create(f->d, VM_RESV);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = 1;
-    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
-    struct sim_chan *ch = open_chan(vm);
-    pthread_mutex_lock(&rs.lock);
-    rs.fill = true;
-    pthread_mutex_unlock(&rs.lock);
-    send_requests(ch, 1, 1);
-    int k = fit(REPLY_LEN, 0);
-    SIM_ASSERT(get(&rs.taken) == k && get(&rs.fillers) >= 1, "took %d, %d fillers",
-               get(&rs.taken), get(&rs.fillers));
+    struct sim_vm *vm;
+    struct sim_chan *ch;
+    int k = up_with_requests(*state, true, &vm, &ch);
+    SIM_ASSERT(get(&rs.fillers) >= 1, "%d fillers", get(&rs.fillers));
     /* The guest claims to have read nothing but 8 bytes of a full ring:
      * read index just past the write index. */
     uint32_t w = __atomic_load_n(&ch->in.hdr->write_index, __ATOMIC_SEQ_CST);

@@ -112,11 +112,7 @@ static int fill(struct sim_vm *vm, struct sim_chan **out)
 {
     vm->expect_offers = 1;
     SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) == 1, "bringup");
-    struct sim_offer *of = sim_offer_by_class(vm, &gate_class, 0);
-    SIM_ASSERT(of != NULL, "gate offer");
-    int st;
-    struct sim_chan *ch = sim_chan_open(vm, of->relid, 4, 4, &st); /* 12 KiB of data */
-    SIM_ASSERT(ch != NULL, "open: status %d", st);
+    struct sim_chan *ch = sim_open_class(vm, &gate_class, 0, 4, 4); /* 12 KiB of data */
     *out = ch;
 
     uint8_t payload[PAYLOAD];

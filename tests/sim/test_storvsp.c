@@ -137,9 +137,8 @@ static void io_over(struct stor_fx *f, const char *name, int img, int subchannel
     uint64_t ids[64];
     uint64_t bufs = sim_alloc_pages(vm, 64);
     for (int k = 0; k < 64; k++) {
-        uint8_t cdb[10] = {0x28, 0, 0, 0, 0, (uint8_t)(256 + k * 8), 0, 0, 8, 0};
-        ids[k] = sim_stor_srb_send(s, k % s->nch, 0, cdb, 10, VSTOR_DATA_IN,
-                                   bufs + 4096ull * (uint64_t)k, 0, 4096);
+        ids[k] = sim_stor_rw_send(s, k % s->nch, 0, false, 256 + (uint32_t)k * 8, 8,
+                                  bufs + 4096ull * (uint64_t)k);
         SIM_ASSERT(ids[k] != 0, "send %d", k);
     }
     for (int k = 0; k < 64; k++) {
@@ -256,9 +255,7 @@ static void test_hotplug(void **state)
      * refused (INVALID_LUN once the LUN is gone). */
     uint64_t ids[32], bufs = sim_alloc_pages(vm, 32);
     for (int k = 0; k < 32; k++) {
-        uint8_t cdb[10] = {0x28, 0, 0, 0, 0, (uint8_t)(k * 8), 0, 0, 8, 0};
-        ids[k] = sim_stor_srb_send(s, 0, 3, cdb, 10, VSTOR_DATA_IN, bufs + 4096ull * (uint64_t)k,
-                                   0, 4096);
+        ids[k] = sim_stor_rw_send(s, 0, 3, false, (uint32_t)k * 8, 8, bufs + 4096ull * (uint64_t)k);
         SIM_ASSERT(ids[k] != 0, "send %d", k);
     }
     snprintf(req, sizeof(req), "control %s storvsp disk-remove lun=3", VM_STOR_HOT);
@@ -351,10 +348,8 @@ static void test_hotplug_churn(void **state)
     for (int round = 0; round < 200; round++) {
         uint64_t ids[16];
         for (int k = 0; k < 16; k++) {
-            uint8_t cdb[10] = {k & 1 ? 0x2A : 0x28, 0, 0, 0, 0, (uint8_t)(k * 8), 0, 0, 8, 0};
-            ids[k] = sim_stor_srb_send(s, k % s->nch, 5, cdb, 10,
-                                       k & 1 ? VSTOR_DATA_OUT : VSTOR_DATA_IN,
-                                       bufs + 4096ull * (uint64_t)k, 0, 4096);
+            ids[k] = sim_stor_rw_send(s, k % s->nch, 5, k & 1, (uint32_t)k * 8, 8,
+                                      bufs + 4096ull * (uint64_t)k);
             SIM_ASSERT(ids[k] != 0, "send");
         }
         for (int k = 0; k < 16; k++) {

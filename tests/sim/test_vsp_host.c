@@ -12,6 +12,10 @@
  *   test_gpadl_map_users         a GPADL mapped twice stays mapped until the
  *                                second unmap; another channel cannot unmap
  *                                it; the guest's teardown waits for the last
+ *   test_hot_offer_opened_at_once  a channel offered while the guest runs and
+ *                                opened at once, before vsp_channel_offer has
+ *                                returned to the VSP, opens (the channel knew
+ *                                its model channel only once it returned)
  */
 #include "sim_test.h"
 
@@ -40,6 +44,16 @@ static struct {
     int oneshots_started, oneshots_fired;
     bool detached;
 } pr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* test_hot_offer_opened_at_once's (a lock of its own: attach offers with
+ * pr.lock held). */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool hold_offer;         /* __wrap_xp_offer_channel waits for opened */
+    bool opened;             /* the guest's open of the hot-added channel was answered */
+    struct vsp_channel *ch;  /* what vsp_channel_offer returned for it */
+} hot = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static const struct hv_guid probe_class = {
     {0x3a, 0x6c, 0x1e, 0x52, 0x77, 0x0b, 0x4f, 0x4d, 0x9a, 0x21, 0x5e, 0x0f, 0x6b, 0x13, 0x88, 0x40}};
@@ -113,9 +127,8 @@ static void probe_detach(void *state, struct vsp_partition *p, void *part_state)
     (void)part_state;
     pthread_mutex_lock(&pr.lock);
     pr.magic = PROBE_DEAD;
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 10; /* only bounds a hang; the assertion is on the count */
+    /* the bound ends a hang only; the assertion is on the count */
+    struct timespec end = sim_deadline_ms(10000);
     while (host_timer_count(p) > 0 && pr.ticks_after_detach == 0)
         if (pthread_cond_timedwait(&pr.cond, &pr.lock, &end) != 0)
             break;
@@ -141,17 +154,16 @@ static int setup(void **state)
     pr.ticks = pr.ticks_after_detach = pr.oneshots_started = pr.oneshots_fired = 0;
     pr.detached = false;
     pthread_mutex_unlock(&pr.lock);
+    pthread_mutex_lock(&hot.lock);
+    hot.hold_offer = hot.opened = false;
+    hot.ch = NULL;
+    pthread_mutex_unlock(&hot.lock);
     return fx_setup_linked(state, vms, linked);
 }
 
 static struct sim_vm *probe_up(struct fx *f)
 {
-    struct sim_vm *vm = sim_vm_create(f->d, VM_PROBE);
-    SIM_ASSERT(vm != NULL, "create");
-    vm->expect_offers = PROBE_CHANNELS;
-    int n = sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3);
-    SIM_ASSERT(n == PROBE_CHANNELS, "bringup: %d offers", n);
-    return vm;
+    return sim_up_offers(f->d, VM_PROBE, PROBE_CHANNELS);
 }
 
 /* Wait (sim deadline) until cond holds; the lock is held while it is read. */
@@ -265,12 +277,84 @@ static void test_gpadl_map_users(void **state)
     sim_vm_free(vm);
 }
 
+/* The model's offer, as vsp_channel_offer calls it (linked with
+ * --wrap=xp_offer_channel): with hold_offer set, its return to the VSP
+ * layer waits until the guest's open has been answered, as when the VSP's
+ * thread is preempted right after the offer went out.  The bound only ends
+ * a hang; with the channel known too late the open crashes or fails. */
+struct xp_channel *__real_xp_offer_channel(struct xpartition *xp,
+                                           const struct vmbus_channel_offer *o, void *vsp,
+                                           struct xp_channel **out);
+struct xp_channel *__wrap_xp_offer_channel(struct xpartition *xp,
+                                           const struct vmbus_channel_offer *o, void *vsp,
+                                           struct xp_channel **out);
+struct xp_channel *__wrap_xp_offer_channel(struct xpartition *xp,
+                                           const struct vmbus_channel_offer *o, void *vsp,
+                                           struct xp_channel **out)
+{
+    struct xp_channel *xc = __real_xp_offer_channel(xp, o, vsp, out);
+    struct timespec end = sim_deadline_ms(10000);
+    pthread_mutex_lock(&hot.lock);
+    while (hot.hold_offer && !hot.opened)
+        if (pthread_cond_timedwait(&hot.cond, &hot.lock, &end) != 0)
+            break;
+    pthread_mutex_unlock(&hot.lock);
+    return xc;
+}
+
+/* A hot add from a thread of the VSP's own. */
+static void *hot_offer(void *arg)
+{
+    (void)arg;
+    struct vsp_offer o = {.class_id = probe_class, .ops = &probe_ops};
+    o.instance_id.b[0] = PROBE_CHANNELS + 1;
+    struct vsp_channel *ch = vsp_channel_offer(pr.p, &o);
+    pthread_mutex_lock(&hot.lock);
+    hot.ch = ch;
+    pthread_mutex_unlock(&hot.lock);
+    return NULL;
+}
+
+static void test_hot_offer_opened_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = probe_up(f);
+    pthread_mutex_lock(&hot.lock);
+    hot.hold_offer = true;
+    pthread_mutex_unlock(&hot.lock);
+    pthread_t t;
+    SIM_ASSERT(pthread_create(&t, NULL, hot_offer, NULL) == 0, "thread");
+
+    struct sim_qmsg m;
+    bool offered = sim_wait_msg(vm, CHANNELMSG_OFFERCHANNEL, NULL, NULL, &m, sim_timeout_ms);
+    struct vmbus_channel_offer_channel offer = {0};
+    memcpy(&offer, m.payload, sizeof(offer) < m.size ? sizeof(offer) : m.size);
+    int st = -1;
+    struct sim_chan *ch = offered ? sim_chan_open(vm, offer.child_relid, 2, 2, &st) : NULL;
+    pthread_mutex_lock(&hot.lock);
+    hot.opened = true;
+    pthread_cond_broadcast(&hot.cond);
+    pthread_mutex_unlock(&hot.lock);
+    pthread_join(t, NULL);
+
+    SIM_ASSERT(offered, "no offer reached the guest for the hot-added channel");
+    SIM_ASSERT(ch != NULL, "the guest's open of relid %u failed (status %d)", offer.child_relid,
+               st);
+    SIM_ASSERT(hot.ch != NULL && vsp_channel_relid(hot.ch) == offer.child_relid,
+               "vsp_channel_offer returned a channel of relid %u, the guest opened %u",
+               hot.ch ? vsp_channel_relid(hot.ch) : 0, offer.child_relid);
+    SIM_ASSERT(vsp_channel_is_open(hot.ch), "the VSP does not see its channel open");
+    SIM_ASSERT(sim_chan_close(ch) == 0, "close");
+    sim_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_timer_after_detach, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_oneshot_timers_freed, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_gpadl_map_users, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hot_offer_opened_at_once, setup, fx_teardown),
     };
     SIM_RUN("sim_vsp_host", tests);
 }

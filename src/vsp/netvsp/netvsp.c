@@ -4,18 +4,24 @@
  * Per-VM parameters ([vm NAME], see docs/netvsp.md):
  *   netvsp.tap = NAME          TAP device (exists, or created when vmbusd
  *                              has CAP_NET_ADMIN)
- *   netvsp.fd = N              an open packet fd instead (embedding programs
- *                              and tests: SOCK_SEQPACKET / SOCK_DGRAM)
+ *   netvsp.fd = N[,N...]       open packet fds instead, one per queue
+ *                              (embedding programs and tests: SOCK_SEQPACKET /
+ *                              SOCK_DGRAM)
  *   netvsp.mac = 00:15:5d:..   default: 00:15:5d + 3 bytes of the VM name's hash
- *   netvsp.queues = N          1..64; one queue is served today
+ *   netvsp.queues = N          1..64 (default 8): most channels (vRSS queues);
+ *                              a TAP gets as many queue fds (IFF_MULTI_QUEUE)
  *   netvsp.offload = on|off    transmit checksum and LSOv2 through virtio-net
  *                              headers (TAP: IFF_VNET_HDR); default off
  *   netvsp.link = up|down      initial carrier (default up)
+ * Host-wide ([vsp netvsp]):
+ *   max_queues = N             1..64 (default 64): no VM's NIC gets more
+ *                              queues than this, whatever netvsp.queues says
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,8 +62,7 @@ int nic_cfg_parse(const struct vsp_param *params, int n, struct nic_cfg *cfg, ch
                   size_t errlen)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->fd = -1;
-    cfg->queues = 1;
+    cfg->queues = NETVSP_DEFAULT_QUEUES;
     cfg->link_up = true;
     cfg->mtu = 1500;
     const char *backend_where = NULL;
@@ -81,12 +86,24 @@ int nic_cfg_parse(const struct vsp_param *params, int n, struct nic_cfg *cfg, ch
                 }
                 snprintf(cfg->tap, sizeof(cfg->tap), "%s", pa->value);
             } else {
-                if (!parse_uint(pa->value, 0, 1 << 20, &u)) {
+                /* one fd per queue, comma-separated */
+                char buf[512];
+                snprintf(buf, sizeof(buf), "%s", pa->value);
+                char *save = NULL;
+                for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                    if (cfg->nfds == NETVSP_MAX_QUEUES || !parse_uint(t, 0, 1 << 20, &u)) {
+                        snprintf(err, errlen, "%s: netvsp.fd = '%s': want 1..%u file descriptor "
+                                 "numbers, comma-separated", pa->where, pa->value,
+                                 NETVSP_MAX_QUEUES);
+                        return -EINVAL;
+                    }
+                    cfg->fds[cfg->nfds++] = (int)u;
+                }
+                if (!cfg->nfds) {
                     snprintf(err, errlen, "%s: netvsp.fd = '%s': not a file descriptor number",
                              pa->where, pa->value);
                     return -EINVAL;
                 }
-                cfg->fd = (int)u;
             }
         } else if (strcmp(pa->key, "mac") == 0) {
             if (parse_mac(pa->value, cfg->mac) < 0) {
@@ -96,9 +113,9 @@ int nic_cfg_parse(const struct vsp_param *params, int n, struct nic_cfg *cfg, ch
             }
             cfg->has_mac = true;
         } else if (strcmp(pa->key, "queues") == 0) {
-            if (!parse_uint(pa->value, 1, VSP_MAX_SUBCHANNELS, &u)) {
-                snprintf(err, errlen, "%s: netvsp.queues = '%s': want 1..%d", pa->where,
-                         pa->value, VSP_MAX_SUBCHANNELS);
+            if (!parse_uint(pa->value, 1, NETVSP_MAX_QUEUES, &u)) {
+                snprintf(err, errlen, "%s: netvsp.queues = '%s': want 1..%u", pa->where,
+                         pa->value, NETVSP_MAX_QUEUES);
                 return -EINVAL;
             }
             cfg->queues = u;
@@ -145,18 +162,33 @@ static void default_mac(const char *vm, uint8_t mac[6])
     mac[5] = (uint8_t)h;
 }
 
+struct netvsp_host {
+    unsigned max_queues;
+};
+
 static int netvsp_init(const char *const *keys, const char *const *values, void **state)
 {
-    if (keys[0]) {
-        vsp_log(NULL, VSP_LOG_ERROR, "netvsp: [vsp netvsp] takes no parameters (%s): "
-                "configure each VM with netvsp.KEY lines in its [vm] section", keys[0]);
+    struct netvsp_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->max_queues = NETVSP_MAX_QUEUES;
+    for (int i = 0; keys[i]; i++) {
+        if (strcmp(keys[i], "max_queues") == 0 &&
+            parse_uint(values[i], 1, NETVSP_MAX_QUEUES, &h->max_queues))
+            continue;
+        vsp_log(NULL, VSP_LOG_ERROR, "netvsp: [vsp netvsp] %s = %s: %s", keys[i], values[i],
+                strcmp(keys[i], "max_queues") == 0
+                    ? "want 1..64"
+                    : "unknown (max_queues; configure each VM with netvsp.KEY lines in its "
+                      "[vm] section)");
+        free(h);
         return -EINVAL;
     }
-    *state = NULL;
+    *state = h;
     return 0;
 }
 
-static void netvsp_fini(void *state) {}
+static void netvsp_fini(void *state) { free(state); }
 
 static int netvsp_check(void *state, const char *vm, const struct vsp_param *params, int n,
                         char *err, size_t errlen)
@@ -183,25 +215,54 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     if (!nic)
         return -ENOMEM;
     pthread_mutex_init(&nic->lock, NULL);
+    pthread_mutex_init(&nic->pool_lock, NULL);
+    /* Writers (revoke, filter off) must not starve behind a steady
+     * stream of subchannel batches holding the read lock. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&nic->buf_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     nic->p = p;
+    const struct netvsp_host *h = state;
+    if (cfg.queues > h->max_queues)
+        cfg.queues = h->max_queues;
     nic->cfg = cfg;
-    nic->fd = -1;
     nic->link_up = cfg.link_up;
+    for (unsigned i = 0; i < NETVSP_MAX_QUEUES; i++) {
+        nic->q[i].nic = nic;
+        nic->q[i].index = (uint8_t)i;
+        nic->q[i].fd = -1;
+        nic->q[i].wake_fd = -1;
+    }
     if (!cfg.has_mac)
         default_mac(vsp_partition_name(p), nic->cfg.mac);
     *part_state = nic;
-    if (cfg.queues > 1)
-        vsp_plog(p, VSP_LOG_INFO, "netvsp: %u queues asked for, one is served (no vRSS yet)",
-                 cfg.queues);
-    int fd = backend_open(&nic->cfg, err, sizeof(err));
-    if (fd < 0) {
+    int fds[NETVSP_MAX_QUEUES];
+    int n_fds = backend_open(&nic->cfg, fds, err, sizeof(err));
+    if (n_fds < 0) {
         vsp_plog(p, VSP_LOG_ERROR, "netvsp: %s", err);
         vsp_partition_refuse(p, "%s", err);
-        return fd;
+        return n_fds;
     }
-    nic->fd = fd;
-    struct stat st;
-    nic->fd_is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    nic->nqueues = (unsigned)n_fds;
+    for (unsigned i = 0; i < nic->nqueues; i++) {
+        struct nic_queue *q = &nic->q[i];
+        q->fd = fds[i];
+        struct stat st;
+        q->fd_is_socket = fstat(q->fd, &st) == 0 && S_ISSOCK(st.st_mode);
+        q->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (q->wake_fd < 0) {
+            int e = errno;
+            vsp_partition_refuse(p, "netvsp: eventfd: %s", strerror(e));
+            return -e;
+        }
+    }
+    if (nic->nqueues < cfg.queues)
+        vsp_plog(p, VSP_LOG_INFO, "netvsp: %u queue%s (netvsp.queues = %u; %s)", nic->nqueues,
+                 nic->nqueues == 1 ? "" : "s", cfg.queues,
+                 cfg.tap[0] ? "the TAP is single-queue: create it with multi_queue"
+                            : "one packet fd per queue");
     struct vsp_offer o;
     memset(&o, 0, sizeof(o));
     vsp_guid_parse(NETVSP_CLASS, &o.class_id);
@@ -210,10 +271,11 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     o.instance_id = o.class_id;
     o.instance_id.b[15] ^= 0x01;
     o.ops = &nvsp_channel_ops;
-    o.opaque = nic;
+    o.opaque = &nic->q[0];
     nic->ch = vsp_channel_offer(p, &o);
     if (!nic->ch)
         return -ENOMEM;
+    nic->q[0].ch = nic->ch;
     const uint8_t *m = nic->cfg.mac;
     char v[64];
     snprintf(v, sizeof(v), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
@@ -221,10 +283,14 @@ static int netvsp_attach(void *state, struct vsp_partition *p, void **part_state
     snprintf(v, sizeof(v), "%s%s%s", cfg.tap[0] ? "tap " : "fd", cfg.tap,
              cfg.offload ? " offload" : "");
     vsp_partition_set_status(p, "netvsp.backend", v);
+    snprintf(v, sizeof(v), "%u", nic->nqueues);
+    vsp_partition_set_status(p, "netvsp.queues", v);
     vsp_partition_set_status(p, "netvsp.link", cfg.link_up ? "up" : "down");
-    vsp_plog(p, VSP_LOG_INFO, "netvsp: NIC %02x:%02x:%02x:%02x:%02x:%02x on %s%s%s", m[0],
-             m[1], m[2], m[3], m[4], m[5], cfg.tap[0] ? "TAP " : "packet fd",
-             cfg.tap[0] ? cfg.tap : "", cfg.link_up ? "" : " (link down)");
+    vsp_plog(p, VSP_LOG_INFO,
+             "netvsp: NIC %02x:%02x:%02x:%02x:%02x:%02x on %s%s, %u queue%s%s", m[0], m[1],
+             m[2], m[3], m[4], m[5], cfg.tap[0] ? "TAP " : "packet fd",
+             cfg.tap[0] ? cfg.tap : "", nic->nqueues, nic->nqueues == 1 ? "" : "s",
+             cfg.link_up ? "" : " (link down)");
     return 0;
 }
 
@@ -233,9 +299,15 @@ static void netvsp_detach(void *state, struct vsp_partition *p, void *part_state
     struct nic *nic = part_state;
     if (!nic)
         return;
-    if (nic->fd >= 0)
-        close(nic->fd);
+    for (unsigned i = 0; i < NETVSP_MAX_QUEUES; i++) {
+        if (nic->q[i].fd >= 0)
+            close(nic->q[i].fd);
+        if (nic->q[i].wake_fd >= 0)
+            close(nic->q[i].wake_fd);
+    }
     pthread_mutex_destroy(&nic->lock);
+    pthread_mutex_destroy(&nic->pool_lock);
+    pthread_rwlock_destroy(&nic->buf_lock);
     free(nic);
 }
 
@@ -268,13 +340,16 @@ static int netvsp_control(void *state, struct vsp_partition *p, void *part_state
         pthread_mutex_lock(&nic->lock);
         struct nic_stats s = nic->stats;
         bool up = nic->link_up;
+        unsigned channels = nic->stats_channels;
         pthread_mutex_unlock(&nic->lock);
         const uint8_t *m = nic->cfg.mac;
         snprintf(reply, reply_len,
-                 "mac %02x:%02x:%02x:%02x:%02x:%02x backend %s%s link %s tx %llu tx_dropped "
-                 "%llu rx %llu rx_dropped %llu rx_filtered %llu guest_errors %llu",
+                 "mac %02x:%02x:%02x:%02x:%02x:%02x backend %s%s link %s queues %u channels %u "
+                 "tx %llu tx_dropped %llu rx %llu rx_dropped %llu rx_filtered %llu "
+                 "guest_errors %llu",
                  m[0], m[1], m[2], m[3], m[4], m[5], nic->cfg.tap[0] ? "tap:" : "fd",
-                 nic->cfg.tap, up ? "up" : "down", (unsigned long long)s.tx_frames,
+                 nic->cfg.tap, up ? "up" : "down", nic->nqueues, channels,
+                 (unsigned long long)s.tx_frames,
                  (unsigned long long)s.tx_dropped, (unsigned long long)s.rx_frames,
                  (unsigned long long)s.rx_dropped, (unsigned long long)s.rx_filtered,
                  (unsigned long long)s.guest_errors);

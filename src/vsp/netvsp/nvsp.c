@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The NIC's channel: NVSP version and buffer setup, RNDIS messages in both
- * directions, frames between the guest and the backend.
+ * The NIC's channels: NVSP version and buffer setup, RNDIS messages in both
+ * directions, vRSS subchannels, frames between the guest and the backend.
+ *
+ * Each channel is a queue with its own backend queue fd: the primary
+ * (queue 0) carries the control traffic and frames, each subchannel
+ * (queue i) frames only.  The guest's receive and send buffers are set up
+ * on the primary and shared by all queues (struct nic: buf_lock,
+ * pool_lock); the channels' callbacks run in parallel.
  *
  * Every reply to a guest request is sent into ring room reserved before
  * the request was pulled (one completion, and one transfer-page packet for
@@ -12,6 +18,7 @@
  * again when the guest frees room or completes sub-allocations.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +47,13 @@ static const uint32_t nvsp_versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_V
 #define TX_COPY_MAX (128u * 1024u + SEND_SECTION_SIZE)
 #define TX_MAX_IOV 64
 
-/* Reservation sizes (what follows the descriptor). */
+/* Reservation sizes (what follows the descriptor): a completion, and the
+ * second reply a request may get (an RNDIS reply's transfer-page packet,
+ * or the send indirection table after a subchannel request). */
 #define RES_COMP NVSP_MSG_MAX
 #define RES_XFER(n) (8u + 8u * (n) + NVSP_MSG_MAX)
+#define RES_TABLE (NVSP_MSG_MAX + 4u * NVSP_SEND_TABLE_SIZE)
+#define RES_REPLY (RES_TABLE > RES_XFER(1) ? RES_TABLE : RES_XFER(1))
 
 struct xfer_hdr {
     uint16_t pageset_id;
@@ -62,14 +73,14 @@ static uint32_t msg_size_of(uint32_t version)
     return version >= NVSP_VERSION_6 ? NVSP_MSG_SIZE_V6 : NVSP_MSG_SIZE_V1;
 }
 
-/* A guest error on the NIC's channel: counted for vmbusctl, logged by
+/* A guest error on queue q's channel: counted for vmbusctl, logged by
  * vmbusd (rate-limited per VM, naming VM and relid). */
-#define guest_error(nic, ...)                                                              \
+#define guest_error(q, ...)                                                                \
     do {                                                                                   \
-        pthread_mutex_lock(&(nic)->lock);                                                  \
-        (nic)->stats.guest_errors++;                                                       \
-        pthread_mutex_unlock(&(nic)->lock);                                                \
-        vsp_guest_error((nic)->ch, __VA_ARGS__);                                           \
+        pthread_mutex_lock(&(q)->nic->lock);                                               \
+        (q)->nic->stats.guest_errors++;                                                    \
+        pthread_mutex_unlock(&(q)->nic->lock);                                             \
+        vsp_guest_error((q)->ch, __VA_ARGS__);                                             \
     } while (0)
 
 static void count(struct nic *nic, uint64_t *field, uint64_t n)
@@ -79,26 +90,80 @@ static void count(struct nic *nic, uint64_t *field, uint64_t n)
     pthread_mutex_unlock(&nic->lock);
 }
 
+/* ---- receive sub-allocations, shared by the queues ------------------------ */
+
+/* Queues that found no free sub-allocation wait on their wake eventfd:
+ * whoever frees some (a completion on any channel, a batch giving back
+ * what it did not fill) writes it.  Called with pool_lock held, which it
+ * releases. */
+static void pool_wake(struct nic *nic)
+{
+    uint64_t w = nic->pool_waiters;
+    nic->pool_waiters = 0;
+    pthread_mutex_unlock(&nic->pool_lock);
+    for (unsigned i = 0; w; i++, w >>= 1) {
+        uint64_t one = 1;
+        if ((w & 1) && write(nic->q[i].wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            vsp_plog(nic->p, VSP_LOG_WARN, "netvsp: wake queue %u: %s", i, strerror(errno));
+    }
+}
+
+/* Take up to want free sub-allocations (control: the reserve too) into
+ * idx; with none, q waits for a wake.  The caller holds buf_lock. */
+static uint32_t pool_take(struct nic_queue *q, bool control, uint32_t *idx, uint32_t want)
+{
+    struct nic *nic = q->nic;
+    uint32_t n = 0;
+    pthread_mutex_lock(&nic->pool_lock);
+    while (n < want && rx_pool_get(&nic->pool, control, &idx[n]))
+        n++;
+    if (n == 0)
+        nic->pool_waiters |= 1ull << q->index;
+    pthread_mutex_unlock(&nic->pool_lock);
+    return n;
+}
+
+static void pool_put(struct nic *nic, const uint32_t *idx, uint32_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&nic->pool_lock);
+    rx_pool_put(&nic->pool, idx, n);
+    pool_wake(nic);
+}
+
+/* The guest completed transaction tid on queue q: 0, or -EINVAL. */
+static int pool_complete(struct nic_queue *q, uint64_t tid)
+{
+    struct nic *nic = q->nic;
+    pthread_mutex_lock(&nic->pool_lock);
+    int r = rx_pool_complete(&nic->pool, tid, q->index);
+    pool_wake(nic);
+    return r < 0 ? r : 0;
+}
+
 /* ---- replies ---------------------------------------------------------- */
 
-static void send_comp(struct nic *nic, struct replies *r, uint64_t trans_id,
+static void send_comp(struct nic_queue *q, struct replies *r, uint64_t trans_id,
                       const struct nvsp_msg *m)
 {
     if (!r->comp)
         return;
+    struct nic *nic = q->nic;
     struct iovec iov = {(void *)m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
     r->comp = false;
-    int ret = vsp_send_reserved(nic->ch, RES_COMP, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, 1);
+    int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, 1);
     if (ret < 0 && ret != -EPIPE)
-        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
+        vsp_log(q->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
 }
 
 /* Send n sub-allocations idx[] (filled, lens[]) as one transfer-page
  * packet into a reservation of `reserved` bytes, or, reserved == 0, as an
  * ordinary send.  On failure the sub-allocations are free again. */
-static int send_xfer(struct nic *nic, size_t reserved, uint32_t channel_type,
+static int send_xfer(struct nic_queue *q, size_t reserved, uint32_t channel_type,
                      const uint32_t *idx, const uint32_t *lens, uint32_t n)
 {
+    struct nic *nic = q->nic;
     struct xfer_hdr h;
     h.pageset_id = NVSP_RECV_BUF_ID;
     h.sender_owns = 0;
@@ -114,82 +179,98 @@ static int send_xfer(struct nic *nic, size_t reserved, uint32_t channel_type,
     m.u.rndis_pkt.channel_type = channel_type;
     m.u.rndis_pkt.section_index = NVSP_INVALID_SECTION;
     struct iovec iov = {&m, nic->msg_size};
-    uint64_t tid = rx_pool_send(&nic->pool, idx, n);
+    pthread_mutex_lock(&nic->pool_lock);
+    uint64_t tid = rx_pool_send(&nic->pool, idx, n, q->index);
+    pthread_mutex_unlock(&nic->pool_lock);
     size_t hlen = 8 + 8 * (size_t)n;
-    int ret = reserved ? vsp_send_reserved(nic->ch, reserved, VM_PKT_DATA_USING_XFER_PAGES,
+    int ret = reserved ? vsp_send_reserved(q->ch, reserved, VM_PKT_DATA_USING_XFER_PAGES,
                                            VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
                                            &h, hlen, &iov, 1)
-                       : vsp_send_packet(nic->ch, VM_PKT_DATA_USING_XFER_PAGES,
+                       : vsp_send_packet(q->ch, VM_PKT_DATA_USING_XFER_PAGES,
                                          VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, &h,
                                          hlen, &iov, 1);
     if (ret < 0)
-        rx_pool_complete(&nic->pool, tid);
+        pool_complete(q, tid);
     return ret;
 }
 
 /* An RNDIS control message from the host (a completion or an indication)
- * in one control sub-allocation. */
-static int send_rndis_control(struct nic *nic, size_t reserved, const uint8_t *msg, size_t len)
+ * in one control sub-allocation, on the primary (whose callbacks are the
+ * only ones that change the buffers: no buf_lock needed here). */
+static int send_rndis_control(struct nic_queue *q, size_t reserved, const uint8_t *msg,
+                              size_t len)
 {
+    struct nic *nic = q->nic;
     uint32_t idx;
-    if (!nic->recv_buf || !rx_pool_get(&nic->pool, true, &idx)) {
+    if (!nic->recv_buf || pool_take(q, true, &idx, 1) == 0) {
         if (reserved)
-            vsp_send_unreserve(nic->ch, reserved);
+            vsp_send_unreserve(q->ch, reserved);
         return -ENOBUFS;
     }
     memcpy(nic->recv_buf + (size_t)idx * nic->sub_size, msg, len);
     uint32_t l = (uint32_t)len;
-    return send_xfer(nic, reserved, 1, &idx, &l, 1);
+    return send_xfer(q, reserved, 1, &idx, &l, 1);
 }
 
 /* ---- receive path: backend -> guest ------------------------------------ */
 
 static void on_backend(void *arg);
 
-static void rx_pause(struct nic *nic)
+static void rx_pause(struct nic_queue *q)
 {
-    if (nic->watch) {
-        vsp_fd_watch_remove(nic->watch);
-        nic->watch = NULL;
+    if (q->watch) {
+        vsp_fd_watch_remove(q->watch);
+        q->watch = NULL;
     }
-    nic->rx_paused = true;
+    q->rx_paused = true;
 }
 
-static void rx_resume(struct nic *nic)
+static void rx_resume(struct nic_queue *q)
 {
-    if (!nic->rx_paused || nic->backend_closed || !vsp_channel_is_open(nic->ch))
+    if (!q->rx_paused || q->backend_closed || !q->ch || !vsp_channel_is_open(q->ch))
         return;
-    nic->watch = vsp_fd_watch_add(nic->p, nic->ch, nic->fd, on_backend, nic);
-    if (nic->watch)
-        nic->rx_paused = false;
+    q->watch = vsp_fd_watch_add(q->nic->p, q->ch, q->fd, on_backend, q);
+    if (q->watch)
+        q->rx_paused = false;
     else
-        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: cannot watch the backend again: %s",
+        vsp_log(q->ch, VSP_LOG_WARN, "netvsp: cannot watch the backend again: %s",
                 strerror(errno));
+}
+
+/* Another queue freed sub-allocations this one waited for. */
+static void on_wake(void *arg)
+{
+    struct nic_queue *q = arg;
+    uint64_t v;
+    if (read(q->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        vsp_log(q->ch, VSP_LOG_WARN, "netvsp: wake eventfd: %s", strerror(errno));
+    rx_resume(q);
 }
 
 /* A packet fd read end of file: its peer closed it.  Stop watching it
  * (it would stay readable for ever); transmits are dropped from now on. */
-static void backend_gone(struct nic *nic)
+static void backend_gone(struct nic_queue *q)
 {
-    if (!nic->backend_closed)
-        vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: the backend's peer closed it: no more frames "
-                "for the guest");
-    nic->backend_closed = true;
-    rx_pause(nic);
+    if (!q->backend_closed)
+        vsp_log(q->ch, VSP_LOG_WARN, "netvsp: the backend's peer closed queue %u: no more "
+                "frames for the guest on it", q->index);
+    q->backend_closed = true;
+    rx_pause(q);
 }
 
 /* Frames nobody may receive (no receive buffer yet, RNDIS not initialised,
  * packet filter 0) are read and dropped, never queued: the guest must not
  * get stale frames once it enables receive. */
-static void rx_drain(struct nic *nic)
+static void rx_drain(struct nic_queue *q)
 {
+    struct nic *nic = q->nic;
     uint8_t scratch[64];
     uint64_t n = 0;
     for (int i = 0; i < 256; i++) {
         /* A short read discards the rest of a datagram / TAP frame. */
-        ssize_t got = read(nic->fd, scratch, sizeof(scratch));
+        ssize_t got = read(q->fd, scratch, sizeof(scratch));
         if (got == 0)
-            backend_gone(nic);
+            backend_gone(q);
         if (got <= 0)
             break;
         n++;
@@ -198,95 +279,107 @@ static void rx_drain(struct nic *nic)
         count(nic, &nic->stats.rx_filtered, n);
 }
 
+/* One batch of frames from q's backend queue into the guest (the caller
+ * holds buf_lock, the receive buffer is there and receive enabled).
+ * false once the backend is empty or q paused. */
+static bool rx_batch(struct nic_queue *q)
+{
+    struct nic *nic = q->nic;
+    int ret = vsp_send_reserve(q->ch, RES_XFER(RX_BATCH));
+    if (ret == -EAGAIN) {
+        rx_pause(q); /* writable() resumes */
+        return false;
+    }
+    if (ret < 0) {
+        rx_drain(q);
+        return false;
+    }
+    uint32_t free_idx[RX_BATCH];
+    uint32_t nfree = pool_take(q, false, free_idx, RX_BATCH), used = 0;
+    if (nfree == 0) {
+        vsp_send_unreserve(q->ch, RES_XFER(RX_BATCH));
+        rx_pause(q); /* completions from the guest wake it */
+        return false;
+    }
+    uint32_t idx[RX_BATCH], lens[RX_BATCH], n = 0;
+    bool empty = false;
+    /* (reads that yield no frame count too: a stream of runts ends the
+     * batch like frames would) */
+    for (unsigned reads = 0; used < nfree && reads < 2 * RX_BATCH; reads++) {
+        uint32_t i = free_idx[used];
+        uint8_t *slot = nic->recv_buf + (size_t)i * nic->sub_size;
+        struct vnet_hdr vh;
+        /* with offloads, room for a checksum info record */
+        uint32_t hdr = nic->cfg.offload ? RNDIS_RX_HDR_PPI_LEN : RNDIS_RX_HDR_LEN;
+        struct iovec iov[2] = {{&vh, sizeof(vh)}, {slot + hdr, nic->sub_size - hdr}};
+        int niov = nic->cfg.offload ? 2 : 1;
+        ssize_t got = readv(q->fd, iov + 2 - niov, niov);
+        if (got == 0) {
+            backend_gone(q);
+            empty = true;
+            break;
+        }
+        if (got > 0 && niov == 2)
+            got = got >= (ssize_t)sizeof(vh) && vh.gso_type == VNET_HDR_GSO_NONE
+                      ? got - (ssize_t)sizeof(vh)
+                      : 1; /* a GSO frame the TAP was told not to send: dropped */
+        /* A frame that fills the whole sub-allocation was cut short
+         * by the read (it is longer than the MTU the guest set up
+         * for): dropped, like a runt. */
+        if (got >= (ssize_t)(nic->sub_size - hdr))
+            got = 1;
+        uint32_t csum = 0;
+        int has_csum = 0;
+        if (got >= 14 && niov == 2 &&
+            (has_csum = offload_rx_complete(slot + hdr, (size_t)got, &vh, &csum)) < 0)
+            got = 1; /* a checksum request that does not fit the frame */
+        if (got < 14) {
+            if (got > 0) { /* runt or oversized: the slot is used again */
+                count(nic, &nic->stats.rx_dropped, 1);
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                vsp_log(q->ch, VSP_LOG_WARN, "netvsp: backend read: %s",
+                        strerror(errno));
+            empty = true;
+            break;
+        }
+        rndis_rx_header(slot, hdr, (uint32_t)got, has_csum > 0, csum);
+        idx[n] = i;
+        lens[n] = hdr + (uint32_t)got;
+        n++;
+        used++;
+    }
+    pool_put(nic, free_idx + used, nfree - used);
+    if (n == 0) {
+        vsp_send_unreserve(q->ch, RES_XFER(RX_BATCH));
+        return false;
+    }
+    /* Counted before the send: the guest may see the frames before this
+     * thread runs again, and status must not lag behind it. */
+    count(nic, &nic->stats.rx_frames, n);
+    ret = send_xfer(q, RES_XFER(RX_BATCH), 0, idx, lens, n);
+    if (ret < 0) {
+        pthread_mutex_lock(&nic->lock);
+        nic->stats.rx_frames -= n;
+        nic->stats.rx_dropped += n;
+        pthread_mutex_unlock(&nic->lock);
+    }
+    return !empty && !q->rx_paused;
+}
+
 static void on_backend(void *arg)
 {
-    struct nic *nic = arg;
-    if (!nic->recv_buf || !nic->rndis.initialized || nic->rndis.packet_filter == 0) {
-        rx_drain(nic);
-        return;
-    }
-    for (int b = 0; b < RX_BATCHES_PER_CALL; b++) {
-        int ret = vsp_send_reserve(nic->ch, RES_XFER(RX_BATCH));
-        if (ret == -EAGAIN) {
-            rx_pause(nic); /* writable() resumes */
-            return;
-        }
-        if (ret < 0) {
-            rx_drain(nic);
-            return;
-        }
-        uint32_t idx[RX_BATCH], lens[RX_BATCH], n = 0;
-        bool empty = false;
-        /* (reads that yield no frame count too: a stream of runts ends the
-         * batch like frames would) */
-        for (unsigned reads = 0; n < RX_BATCH && reads < 2 * RX_BATCH; reads++) {
-            uint32_t i;
-            if (!rx_pool_get(&nic->pool, false, &i)) {
-                if (n == 0)
-                    rx_pause(nic); /* completions from the guest resume */
-                break;
-            }
-            uint8_t *slot = nic->recv_buf + (size_t)i * nic->sub_size;
-            struct vnet_hdr vh;
-            /* with offloads, room for a checksum info record */
-            uint32_t hdr = nic->cfg.offload ? RNDIS_RX_HDR_PPI_LEN : RNDIS_RX_HDR_LEN;
-            struct iovec iov[2] = {{&vh, sizeof(vh)}, {slot + hdr, nic->sub_size - hdr}};
-            int niov = nic->cfg.offload ? 2 : 1;
-            ssize_t got = readv(nic->fd, iov + 2 - niov, niov);
-            if (got == 0) {
-                rx_pool_put(&nic->pool, &i, 1);
-                backend_gone(nic);
-                empty = true;
-                break;
-            }
-            if (got > 0 && niov == 2)
-                got = got >= (ssize_t)sizeof(vh) && vh.gso_type == VNET_HDR_GSO_NONE
-                          ? got - (ssize_t)sizeof(vh)
-                          : 1; /* a GSO frame the TAP was told not to send: dropped */
-            /* A frame that fills the whole sub-allocation was cut short
-             * by the read (it is longer than the MTU the guest set up
-             * for): dropped, like a runt. */
-            if (got >= (ssize_t)(nic->sub_size - hdr))
-                got = 1;
-            uint32_t csum = 0;
-            int has_csum = 0;
-            if (got >= 14 && niov == 2 &&
-                (has_csum = offload_rx_complete(slot + hdr, (size_t)got, &vh, &csum)) < 0)
-                got = 1; /* a checksum request that does not fit the frame */
-            if (got < 14) {
-                rx_pool_put(&nic->pool, &i, 1);
-                if (got > 0) { /* runt or oversized */
-                    count(nic, &nic->stats.rx_dropped, 1);
-                    continue;
-                }
-                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                    vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: backend read: %s",
-                            strerror(errno));
-                empty = true;
-                break;
-            }
-            rndis_rx_header(slot, hdr, (uint32_t)got, has_csum > 0, csum);
-            idx[n] = i;
-            lens[n] = hdr + (uint32_t)got;
-            n++;
-        }
-        if (n == 0) {
-            vsp_send_unreserve(nic->ch, RES_XFER(RX_BATCH));
-            return;
-        }
-        /* Counted before the send: the guest may see the frames before
-         * this thread runs again, and status must not lag behind it. */
-        count(nic, &nic->stats.rx_frames, n);
-        ret = send_xfer(nic, RES_XFER(RX_BATCH), 0, idx, lens, n);
-        if (ret < 0) {
-            pthread_mutex_lock(&nic->lock);
-            nic->stats.rx_frames -= n;
-            nic->stats.rx_dropped += n;
-            pthread_mutex_unlock(&nic->lock);
-        }
-        if (empty || nic->rx_paused)
-            return;
-    }
+    struct nic_queue *q = arg;
+    struct nic *nic = q->nic;
+    pthread_rwlock_rdlock(&nic->buf_lock);
+    bool on = nic->recv_buf && atomic_load(&nic->rx_enabled);
+    for (int b = 0; on && b < RX_BATCHES_PER_CALL; b++)
+        if (!rx_batch(q))
+            break;
+    pthread_rwlock_unlock(&nic->buf_lock);
+    if (!on)
+        rx_drain(q);
 }
 
 /* ---- NVSP messages ------------------------------------------------------ */
@@ -296,28 +389,37 @@ static void on_backend(void *arg)
 static void unmap_recv_buf(struct nic *nic)
 {
     if (nic->recv_buf) {
+        /* frames being delivered on subchannels finish first */
+        pthread_rwlock_wrlock(&nic->buf_lock);
         vsp_gpadl_unmap(nic->ch, nic->recv_gpadl);
         nic->recv_buf = NULL;
+        pthread_mutex_lock(&nic->pool_lock);
         rx_pool_fini(&nic->pool);
+        pthread_mutex_unlock(&nic->pool_lock);
+        pthread_rwlock_unlock(&nic->buf_lock);
     }
 }
 
 static void unmap_send_buf(struct nic *nic)
 {
     if (nic->send_buf) {
+        pthread_rwlock_wrlock(&nic->buf_lock);
         vsp_gpadl_unmap(nic->ch, nic->send_gpadl);
         nic->send_buf = NULL;
+        pthread_rwlock_unlock(&nic->buf_lock);
     }
 }
 
-static void do_init(struct nic *nic, struct replies *r, uint64_t tid, const struct nvsp_msg *in)
+static void do_init(struct nic_queue *q, struct replies *r, uint64_t tid,
+                    const struct nvsp_msg *in)
 {
+    struct nic *nic = q->nic;
     struct nvsp_msg m;
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG_INIT_COMPLETE;
     m.u.init_complete.status = NVSP_STAT_FAIL;
-    if (nic->recv_buf || nic->send_buf) {
-        guest_error(nic, "netvsp: NVSP INIT after the buffers were set up");
+    if (nic->recv_buf || nic->send_buf || nic->sub_requested) {
+        guest_error(q, "netvsp: NVSP INIT after the buffers or subchannels were set up");
     } else {
         for (size_t i = 0; i < sizeof(nvsp_versions) / sizeof(nvsp_versions[0]); i++) {
             uint32_t v = nvsp_versions[i];
@@ -337,12 +439,13 @@ static void do_init(struct nic *nic, struct replies *r, uint64_t tid, const stru
             vsp_log(nic->ch, VSP_LOG_INFO, "netvsp: no NVSP version in 0x%x..0x%x",
                     in->u.init.min_version, in->u.init.max_version);
     }
-    send_comp(nic, r, tid, &m);
+    send_comp(q, r, tid, &m);
 }
 
-static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
+static void do_recv_buf(struct nic_queue *q, struct replies *r, uint64_t tid,
                         const struct nvsp_msg *in)
 {
+    struct nic *nic = q->nic;
     struct nvsp_msg m;
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG1_SEND_RECV_BUF_COMPLETE;
@@ -350,13 +453,13 @@ static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
     size_t len = 0;
     void *buf = NULL;
     if (!nic->version)
-        guest_error(nic, "netvsp: receive buffer before NVSP INIT");
+        guest_error(q, "netvsp: receive buffer before NVSP INIT");
     else if (nic->recv_buf)
-        guest_error(nic, "netvsp: second receive buffer (GPADL %u)", in->u.send_buf.gpadl);
+        guest_error(q, "netvsp: second receive buffer (GPADL %u)", in->u.send_buf.gpadl);
     else if (in->u.send_buf.id != NVSP_RECV_BUF_ID)
-        guest_error(nic, "netvsp: receive buffer id 0x%x is not 0xcafe", in->u.send_buf.id);
+        guest_error(q, "netvsp: receive buffer id 0x%x is not 0xcafe", in->u.send_buf.id);
     else if (!(buf = vsp_gpadl_map(nic->ch, in->u.send_buf.gpadl, &len)))
-        guest_error(nic, "netvsp: receive buffer names no GPADL of the channel (%u)",
+        guest_error(q, "netvsp: receive buffer names no GPADL of the channel (%u)",
                     in->u.send_buf.gpadl);
     if (buf) {
         /* A sub-allocation holds the RNDIS header, room for per-packet
@@ -366,15 +469,20 @@ static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
         uint64_t cnt = len / sub;
         if (cnt > UINT32_MAX / sub)
             cnt = UINT32_MAX / sub;
-        if (cnt <= RX_POOL_CONTROL_RESERVE + 1 ||
-            rx_pool_init(&nic->pool, (uint32_t)cnt) < 0) {
-            guest_error(nic, "netvsp: receive buffer too small (%zu bytes)", len);
+        struct rx_pool pool;
+        if (cnt <= RX_POOL_CONTROL_RESERVE + 1 || rx_pool_init(&pool, (uint32_t)cnt) < 0) {
+            guest_error(q, "netvsp: receive buffer too small (%zu bytes)", len);
             vsp_gpadl_unmap(nic->ch, in->u.send_buf.gpadl);
         } else {
+            pthread_rwlock_wrlock(&nic->buf_lock);
+            pthread_mutex_lock(&nic->pool_lock);
+            nic->pool = pool;
+            pool_wake(nic); /* queues that waited on an old buffer */
             nic->recv_buf = buf;
             nic->recv_len = len;
             nic->recv_gpadl = in->u.send_buf.gpadl;
             nic->sub_size = sub;
+            pthread_rwlock_unlock(&nic->buf_lock);
             m.u.recv_buf_complete.status = NVSP_STAT_SUCCESS;
             m.u.recv_buf_complete.num_sections = 1;
             m.u.recv_buf_complete.section.offset = 0;
@@ -383,12 +491,13 @@ static void do_recv_buf(struct nic *nic, struct replies *r, uint64_t tid,
             m.u.recv_buf_complete.section.end_offset = (uint32_t)(cnt * sub);
         }
     }
-    send_comp(nic, r, tid, &m);
+    send_comp(q, r, tid, &m);
 }
 
-static void do_send_buf(struct nic *nic, struct replies *r, uint64_t tid,
+static void do_send_buf(struct nic_queue *q, struct replies *r, uint64_t tid,
                         const struct nvsp_msg *in)
 {
+    struct nic *nic = q->nic;
     struct nvsp_msg m;
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG1_SEND_SEND_BUF_COMPLETE;
@@ -396,31 +505,33 @@ static void do_send_buf(struct nic *nic, struct replies *r, uint64_t tid,
     size_t len = 0;
     void *buf = NULL;
     if (!nic->version)
-        guest_error(nic, "netvsp: send buffer before NVSP INIT");
+        guest_error(q, "netvsp: send buffer before NVSP INIT");
     else if (nic->send_buf)
-        guest_error(nic, "netvsp: second send buffer (GPADL %u)", in->u.send_buf.gpadl);
+        guest_error(q, "netvsp: second send buffer (GPADL %u)", in->u.send_buf.gpadl);
     else if (!(buf = vsp_gpadl_map(nic->ch, in->u.send_buf.gpadl, &len)))
-        guest_error(nic, "netvsp: send buffer names no GPADL of the channel (%u)",
+        guest_error(q, "netvsp: send buffer names no GPADL of the channel (%u)",
                     in->u.send_buf.gpadl);
     if (buf) {
         if (len < SEND_SECTION_SIZE) {
-            guest_error(nic, "netvsp: send buffer smaller than a section (%zu bytes)", len);
+            guest_error(q, "netvsp: send buffer smaller than a section (%zu bytes)", len);
             vsp_gpadl_unmap(nic->ch, in->u.send_buf.gpadl);
         } else {
+            pthread_rwlock_wrlock(&nic->buf_lock);
             nic->send_buf = buf;
             nic->send_len = len;
             nic->send_gpadl = in->u.send_buf.gpadl;
             uint64_t ns = len / SEND_SECTION_SIZE;
             nic->nsections = ns > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)ns;
+            pthread_rwlock_unlock(&nic->buf_lock);
             m.u.send_buf_complete.status = NVSP_STAT_SUCCESS;
             m.u.send_buf_complete.section_size = SEND_SECTION_SIZE;
         }
     }
-    send_comp(nic, r, tid, &m);
+    send_comp(q, r, tid, &m);
 }
 
 struct tx_ctx {
-    struct nic *nic;
+    struct nic_queue *q;
     uint64_t sent, dropped;
     const char *why; /* a frame's offload requests were refused */
 };
@@ -428,21 +539,22 @@ struct tx_ctx {
 static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offload *o)
 {
     struct tx_ctx *c = arg;
+    struct nic_queue *q = c->q;
     struct vnet_hdr vh;
-    if (!c->nic->cfg.offload && (o->has_csum || o->has_lso)) {
+    if (!q->nic->cfg.offload && (o->has_csum || o->has_lso)) {
         c->why = "checksum or LSO request, but no offload was offered";
         return -1;
     }
     if (offload_tx_prepare(frame, len, o, &vh, &c->why) < 0)
         return -1;
     struct iovec iov[2] = {{&vh, sizeof(vh)}, {frame, len}};
-    int n = c->nic->cfg.offload ? 2 : 1;
+    int n = q->nic->cfg.offload ? 2 : 1;
     size_t want = len + (n == 2 ? sizeof(vh) : 0);
     struct msghdr mh = {.msg_iov = iov + 2 - n, .msg_iovlen = (size_t)n};
     /* A full backend drops the frame, as a NIC's full queue would; so does
      * a packet fd whose peer is gone. */
-    ssize_t w = c->nic->fd_is_socket ? sendmsg(c->nic->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)
-                                     : writev(c->nic->fd, iov + 2 - n, n);
+    ssize_t w = q->fd_is_socket ? sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)
+                                : writev(q->fd, iov + 2 - n, n);
     if (w == (ssize_t)want)
         c->sent++;
     else
@@ -450,76 +562,102 @@ static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offlo
     return 0;
 }
 
-/* Gather one SEND_RNDIS_PKT's bytes into nic->txcopy: the send section's
+/* Gather one SEND_RNDIS_PKT's bytes into q->txcopy: the send section's
  * first section_size bytes, then the packet's GPA-direct ranges.  Returns
- * the length, or -1 (guest error logged). */
-static ssize_t tx_gather(struct nic *nic, const struct vsp_packet *pkt,
+ * the length, or -1 (guest error logged).  The caller holds buf_lock. */
+static ssize_t tx_gather(struct nic_queue *q, const struct vsp_packet *pkt,
                          const struct nvsp_rndis_pkt *rp)
 {
+    struct nic *nic = q->nic;
     size_t len = 0;
     if (rp->section_index != NVSP_INVALID_SECTION) {
         if (!nic->send_buf || rp->section_index >= nic->nsections) {
-            guest_error(nic, "netvsp: send section index %u out of range (%u sections)",
+            guest_error(q, "netvsp: send section index %u out of range (%u sections)",
                         rp->section_index,
                         nic->nsections);
             return -1;
         }
         if (rp->section_size > SEND_SECTION_SIZE) {
-            guest_error(nic, "netvsp: RNDIS data runs past its send section (%u bytes)",
+            guest_error(q, "netvsp: RNDIS data runs past its send section (%u bytes)",
                         rp->section_size);
             return -1;
         }
-        memcpy(nic->txcopy, nic->send_buf + (size_t)rp->section_index * SEND_SECTION_SIZE,
+        memcpy(q->txcopy, nic->send_buf + (size_t)rp->section_index * SEND_SECTION_SIZE,
                rp->section_size);
         len = rp->section_size;
     }
     if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
         struct iovec iov[TX_MAX_IOV];
         size_t glen = 0;
-        int n = vsp_packet_gpa(nic->ch, pkt, TX_COPY_MAX - len, iov, TX_MAX_IOV, &glen);
+        int n = vsp_packet_gpa(q->ch, pkt, TX_COPY_MAX - len, iov, TX_MAX_IOV, &glen);
         if (n < 0) {
             if (n == -E2BIG)
-                guest_error(nic, "netvsp: RNDIS message in GPA ranges too long (%u)", pkt->len);
+                guest_error(q, "netvsp: RNDIS message in GPA ranges too long (%u)", pkt->len);
             return -1; /* other errors were logged by vmbusd */
         }
         for (int i = 0; i < n; i++) {
-            memcpy(nic->txcopy + len, iov[i].iov_base, iov[i].iov_len);
+            memcpy(q->txcopy + len, iov[i].iov_base, iov[i].iov_len);
             len += iov[i].iov_len;
         }
     }
     return (ssize_t)len;
 }
 
-static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet *pkt,
+/* RNDIS state changed: a packet filter of 0 (or HALT) stops receive at
+ * once, so the frames being delivered on subchannels finish first. */
+static void rx_enable(struct nic *nic)
+{
+    bool on = nic->rndis.initialized && nic->rndis.packet_filter != 0;
+    if (on == atomic_load(&nic->rx_enabled))
+        return;
+    if (on) {
+        atomic_store(&nic->rx_enabled, true);
+        return;
+    }
+    pthread_rwlock_wrlock(&nic->buf_lock);
+    atomic_store(&nic->rx_enabled, false);
+    pthread_rwlock_unlock(&nic->buf_lock);
+}
+
+static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_packet *pkt,
                      const struct nvsp_msg *in)
 {
+    struct nic *nic = q->nic;
     struct nvsp_msg m;
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
     m.u.rndis_pkt_complete.status = NVSP_STAT_FAIL;
     ssize_t len = -1;
+    /* The bytes are copied out under the lock; after that they are
+     * private and the buffers may go. */
+    pthread_rwlock_rdlock(&nic->buf_lock);
     if (!nic->recv_buf || !nic->send_buf)
-        guest_error(nic, "netvsp: RNDIS message before both buffers were set up");
+        guest_error(q, "netvsp: RNDIS message before both buffers were set up");
     else
-        len = tx_gather(nic, pkt, &in->u.rndis_pkt);
+        len = tx_gather(q, pkt, &in->u.rndis_pkt);
+    pthread_rwlock_unlock(&nic->buf_lock);
     if (len >= 0) {
-        const char *why = "";
+        const char *why = NULL;
         uint32_t type = 0;
         if (len >= 4)
-            memcpy(&type, nic->txcopy, 4);
+            memcpy(&type, q->txcopy, 4);
         if (type == RNDIS_MSG_PACKET) {
-            struct tx_ctx c = {nic, 0, 0, NULL};
-            int frames = rndis_tx_walk(nic->txcopy, (size_t)len, tx_frame, &c, &why);
+            struct tx_ctx c = {q, 0, 0, NULL};
+            int frames = rndis_tx_walk(q->txcopy, (size_t)len, tx_frame, &c, &why);
             if (frames < 0)
-                guest_error(nic, "netvsp: %s", why);
+                guest_error(q, "netvsp: %s", why);
             else if (c.why)
-                guest_error(nic, "netvsp: %s", c.why);
+                guest_error(q, "netvsp: %s", c.why);
             else
                 m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
             pthread_mutex_lock(&nic->lock);
             nic->stats.tx_frames += c.sent;
             nic->stats.tx_dropped += c.dropped;
             pthread_mutex_unlock(&nic->lock);
+        } else if (q->index != 0) {
+            /* its reply would go on the primary: Linux never does this */
+            guest_error(q, "netvsp: RNDIS control message (type 0x%x) on subchannel %u", type,
+                        q->index);
         } else {
             uint8_t reply[RNDIS_REPLY_MAX];
             struct rndis_dev_info dev;
@@ -530,6 +668,8 @@ static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet
             dev.mtu = NETVSP_MTU_MAX;
             dev.link_speed = 100000000; /* 10 Gbit/s in 100 bit/s units */
             dev.offload = nic->cfg.offload;
+            /* vRSS needs NVSP 5 (subchannel messages) */
+            dev.queues = nic->version >= NVSP_VERSION_5 ? nic->nqueues : 1;
             pthread_mutex_lock(&nic->lock);
             dev.link_up = nic->link_up;
             dev.tx_ok = nic->stats.tx_frames;
@@ -538,73 +678,176 @@ static void do_rndis(struct nic *nic, struct replies *r, const struct vsp_packet
             dev.rx_no_buffer = nic->stats.rx_dropped;
             pthread_mutex_unlock(&nic->lock);
             uint32_t filter = nic->rndis.packet_filter;
-            int n = rndis_control(&nic->rndis, &dev, nic->txcopy, (size_t)len, reply,
+            int n = rndis_control(&nic->rndis, &dev, q->txcopy, (size_t)len, reply,
                                   sizeof(reply), &why);
             if (n < 0) {
-                guest_error(nic, "netvsp: %s", why);
+                guest_error(q, "netvsp: %s", why);
             } else {
+                if (why) /* well-formed, value refused: its completion says so */
+                    guest_error(q, "netvsp: %s", why);
                 m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
                 nic->link_reported = dev.link_up;
+                rx_enable(nic);
                 if (n > 0 && r->xfer) {
                     r->xfer = false;
-                    if (send_rndis_control(nic, RES_XFER(1), reply, (size_t)n) == -ENOBUFS)
-                        guest_error(nic, "netvsp: no receive sub-allocation free for an RNDIS "
-                                    "reply (%u in the guest's hands)",
-                                    rx_pool_in_flight(&nic->pool));
+                    if (send_rndis_control(q, RES_REPLY, reply, (size_t)n) == -ENOBUFS) {
+                        pthread_mutex_lock(&nic->pool_lock);
+                        uint32_t held = rx_pool_in_flight(&nic->pool);
+                        pthread_mutex_unlock(&nic->pool_lock);
+                        guest_error(q, "netvsp: no receive sub-allocation free for an RNDIS "
+                                    "reply (%u in the guest's hands)", held);
+                    }
                 }
                 if (filter != nic->rndis.packet_filter)
-                    vsp_log(nic->ch, VSP_LOG_DEBUG, "netvsp: packet filter 0x%x",
+                    vsp_log(q->ch, VSP_LOG_DEBUG, "netvsp: packet filter 0x%x",
                             nic->rndis.packet_filter);
             }
         }
     }
-    send_comp(nic, r, pkt->trans_id, &m);
+    send_comp(q, r, pkt->trans_id, &m);
+}
+
+/* The send indirection table: which channel the guest transmits each of
+ * its 16 hash buckets on, right after the message of the negotiated size
+ * (Linux reads it there for every version). */
+static void send_table(struct nic_queue *q, struct replies *r, unsigned nchannels)
+{
+    struct nic *nic = q->nic;
+    uint8_t buf[NVSP_MSG_MAX + 4 * NVSP_SEND_TABLE_SIZE];
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG5_SEND_INDIRECTION_TABLE;
+    m.u.send_table.count = NVSP_SEND_TABLE_SIZE;
+    m.u.send_table.offset = nic->msg_size;
+    memcpy(buf, &m, nic->msg_size);
+    for (uint32_t i = 0; i < NVSP_SEND_TABLE_SIZE; i++) {
+        uint32_t chn = i % nchannels;
+        memcpy(buf + nic->msg_size + 4 * i, &chn, 4);
+    }
+    if (!r->xfer)
+        return;
+    r->xfer = false;
+    struct iovec iov = {buf, nic->msg_size + 4 * NVSP_SEND_TABLE_SIZE};
+    int ret = vsp_send_reserved(q->ch, RES_REPLY, VM_PKT_DATA_INBAND, 0, 0, NULL, 0, &iov, 1);
+    if (ret < 0 && ret != -EPIPE)
+        vsp_log(q->ch, VSP_LOG_WARN, "netvsp: send indirection table not sent: %s",
+                strerror(-ret));
+}
+
+/* NVSP 5 SUBCHANNEL: offer up to the requested number of subchannels (as
+ * many as the backend has queues besides the primary's), answer how many,
+ * then send the send indirection table over all channels. */
+static void do_subchannel(struct nic_queue *q, struct replies *r, uint64_t tid,
+                          const struct nvsp_msg *in)
+{
+    struct nic *nic = q->nic;
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG5_SUBCHANNEL;
+    m.u.subchannel_complete.status = NVSP_STAT_FAIL;
+    uint32_t want = in->u.subchannel.num_subchannels;
+    unsigned got = 0;
+    if (nic->version < NVSP_VERSION_5)
+        guest_error(q, "netvsp: subchannel request over NVSP 0x%x (needs 5)", nic->version);
+    else if (!nic->recv_buf || !nic->send_buf || !nic->rndis.initialized)
+        guest_error(q, "netvsp: subchannel request before the buffers and RNDIS were set up");
+    else if (in->u.subchannel.op != NVSP_SUBCHANNEL_ALLOCATE)
+        guest_error(q, "netvsp: subchannel request operation %u", in->u.subchannel.op);
+    else if (nic->sub_requested)
+        guest_error(q, "netvsp: second subchannel request (%u subchannels offered)", nic->nsub);
+    else if (want == 0 || want >= NETVSP_MAX_QUEUES)
+        guest_error(q, "netvsp: subchannel request for %u subchannels (1..%u)", want,
+                    NETVSP_MAX_QUEUES - 1);
+    else {
+        nic->sub_requested = true;
+        unsigned n = want < nic->nqueues - 1 ? want : nic->nqueues - 1;
+        /* The subchannel's open sets its queue's channel: its callbacks
+         * may run before the offer call returns. */
+        for (unsigned i = 1; i <= n; i++) {
+            if (!vsp_subchannel_offer(q->ch, (uint16_t)i, &nvsp_subchannel_ops, &nic->q[i]))
+                break;
+            got++;
+        }
+        nic->nsub = got;
+        m.u.subchannel_complete.status = NVSP_STAT_SUCCESS;
+        m.u.subchannel_complete.num_subchannels = got;
+        vsp_log(q->ch, VSP_LOG_INFO, "netvsp: %u of %u subchannels offered (%u queues)", got,
+                want, nic->nqueues);
+    }
+    send_comp(q, r, tid, &m);
+    if (m.u.subchannel_complete.status == NVSP_STAT_SUCCESS && got)
+        send_table(q, r, 1 + got);
 }
 
 /* The guest completed a transfer-page packet (its receive buffer
  * sub-allocations are the host's again). */
-static void do_guest_comp(struct nic *nic, const struct vsp_packet *pkt)
+static void do_guest_comp(struct nic_queue *q, const struct vsp_packet *pkt)
 {
+    struct nic *nic = q->nic;
     uint32_t type = 0;
     if (pkt->len >= 4)
         memcpy(&type, pkt->data, 4);
     if (pkt->len < 8 || type != NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE) {
-        guest_error(nic, "netvsp: completion is not an RNDIS packet completion (type %u)",
-                    type);
+        guest_error(q, "netvsp: completion is not an RNDIS packet completion (type %u)", type);
         return;
     }
-    if (!nic->recv_buf || rx_pool_complete(&nic->pool, pkt->trans_id) < 0)
-        guest_error(nic, "netvsp: completion for receive sub-allocations the guest does not "
-                    "hold (transaction %llu)", (unsigned long long)pkt->trans_id);
+    pthread_rwlock_rdlock(&nic->buf_lock);
+    int r = nic->recv_buf ? pool_complete(q, pkt->trans_id) : -EINVAL;
+    pthread_rwlock_unlock(&nic->buf_lock);
+    if (r < 0)
+        guest_error(q, "netvsp: completion for receive sub-allocations the guest does not "
+                    "hold on this channel (transaction %llu)",
+                    (unsigned long long)pkt->trans_id);
 }
 
-static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packet *pkt)
+static void do_packet(struct nic_queue *q, struct replies *r, const struct vsp_packet *pkt)
 {
+    struct nic *nic = q->nic;
     if (pkt->type == VM_PKT_COMP) {
-        do_guest_comp(nic, pkt);
+        do_guest_comp(q, pkt);
         return;
     }
     if (pkt->type != VM_PKT_DATA_INBAND && pkt->type != VM_PKT_DATA_USING_GPA_DIRECT) {
-        guest_error(nic, "netvsp: unexpected packet type %u", pkt->type);
+        guest_error(q, "netvsp: unexpected packet type %u", pkt->type);
         return;
     }
     struct nvsp_msg in;
     const char *why = "";
     if (nvsp_parse(pkt->data, pkt->len, &in, &why) < 0) {
-        guest_error(nic, "netvsp: %s (type %u, %u bytes)", why, in.type, pkt->len);
+        guest_error(q, "netvsp: %s (type %u, %u bytes)", why, in.type, pkt->len);
         return;
     }
     if (in.type != NVSP_MSG1_SEND_RNDIS_PKT && pkt->type != VM_PKT_DATA_INBAND) {
-        guest_error(nic, "netvsp: NVSP message with GPA ranges (type %u)", in.type);
+        guest_error(q, "netvsp: NVSP message with GPA ranges (type %u)", in.type);
         return;
     }
     if (in.type != NVSP_MSG_INIT && !nic->version) {
-        guest_error(nic, "netvsp: NVSP message before INIT (type %u)", in.type);
+        guest_error(q, "netvsp: NVSP message before INIT (type %u)", in.type);
+        return;
+    }
+    if (q->index != 0 && in.type != NVSP_MSG1_SEND_RNDIS_PKT) {
+        /* Setup belongs to the primary: a request that has a completion
+         * gets a failed one. */
+        struct nvsp_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = in.type == NVSP_MSG_INIT            ? NVSP_MSG_INIT_COMPLETE
+                 : in.type == NVSP_MSG1_SEND_RECV_BUF ? NVSP_MSG1_SEND_RECV_BUF_COMPLETE
+                 : in.type == NVSP_MSG1_SEND_SEND_BUF ? NVSP_MSG1_SEND_SEND_BUF_COMPLETE
+                 : in.type == NVSP_MSG5_SUBCHANNEL    ? NVSP_MSG5_SUBCHANNEL
+                                                      : 0;
+        /* status is the first field of each of these completions but INIT's */
+        if (m.type == NVSP_MSG_INIT_COMPLETE)
+            m.u.init_complete.status = NVSP_STAT_FAIL;
+        else
+            m.u.rndis_pkt_complete.status = NVSP_STAT_FAIL;
+        guest_error(q, "netvsp: NVSP message type %u on subchannel %u", in.type, q->index);
+        if (m.type)
+            send_comp(q, r, pkt->trans_id, &m);
         return;
     }
     switch (in.type) {
     case NVSP_MSG_INIT:
-        do_init(nic, r, pkt->trans_id, &in);
+        do_init(q, r, pkt->trans_id, &in);
         break;
     case NVSP_MSG1_SEND_NDIS_VERSION:
         break; /* no reply expected */
@@ -615,7 +858,7 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
         uint32_t mtu;
         memcpy(&mtu, in.u.raw, 4);
         if (mtu < 14 + 68 || mtu > 14 + NETVSP_MTU_MAX) {
-            guest_error(nic, "netvsp: NDIS config MTU %u outside 68..%u", mtu > 14 ? mtu - 14 : 0,
+            guest_error(q, "netvsp: NDIS config MTU %u outside 68..%u", mtu > 14 ? mtu - 14 : 0,
                         NETVSP_MTU_MAX);
             break;
         }
@@ -623,10 +866,10 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
         break;
     }
     case NVSP_MSG1_SEND_RECV_BUF:
-        do_recv_buf(nic, r, pkt->trans_id, &in);
+        do_recv_buf(q, r, pkt->trans_id, &in);
         break;
     case NVSP_MSG1_SEND_SEND_BUF:
-        do_send_buf(nic, r, pkt->trans_id, &in);
+        do_send_buf(q, r, pkt->trans_id, &in);
         break;
     case NVSP_MSG1_REVOKE_RECV_BUF:
         unmap_recv_buf(nic);
@@ -635,18 +878,11 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
         unmap_send_buf(nic);
         break;
     case NVSP_MSG1_SEND_RNDIS_PKT:
-        do_rndis(nic, r, pkt, &in);
+        do_rndis(q, r, pkt, &in);
         break;
-    case NVSP_MSG5_SUBCHANNEL: {
-        /* Only asked for when RSS capabilities report 2+ queues, which
-         * they do not: refuse. */
-        struct nvsp_msg m;
-        memset(&m, 0, sizeof(m));
-        m.type = NVSP_MSG5_SUBCHANNEL;
-        m.u.rndis_pkt_complete.status = NVSP_STAT_FAIL;
-        send_comp(nic, r, pkt->trans_id, &m);
+    case NVSP_MSG5_SUBCHANNEL:
+        do_subchannel(q, r, pkt->trans_id, &in);
         break;
-    }
     case NVSP_MSG4_SWITCH_DATA_PATH:
         break; /* no VF: the synthetic path is the only one */
     }
@@ -654,53 +890,138 @@ static void do_packet(struct nic *nic, struct replies *r, const struct vsp_packe
 
 /* ---- channel ops --------------------------------------------------------- */
 
-static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
+/* Channels open, for vmbusctl (nic status, nic list). */
+static void channels_changed(struct nic *nic, int delta)
 {
-    struct nic *nic = vsp_channel_opaque(ch);
-    nic->version = 0;
-    nic->msg_size = 0;
-    nic->guest_mtu = 0;
-    memset(&nic->rndis, 0, sizeof(nic->rndis));
-    nic->txcopy = malloc(TX_COPY_MAX);
-    if (!nic->txcopy)
+    char v[16];
+    pthread_mutex_lock(&nic->lock);
+    nic->stats_channels += (unsigned)delta;
+    snprintf(v, sizeof(v), "%u", nic->stats_channels);
+    vsp_partition_set_status(nic->p, "netvsp.channels", v);
+    pthread_mutex_unlock(&nic->lock);
+}
+
+/* Both kinds of channel: the backend queue and the wake eventfd watched,
+ * a transmit copy buffer. */
+static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
+{
+    struct nic *nic = q->nic;
+    q->ch = ch;
+    q->txcopy = malloc(TX_COPY_MAX);
+    if (!q->txcopy)
         return -ENOMEM;
-    nic->watch = vsp_fd_watch_add(nic->p, ch, nic->fd, on_backend, nic);
-    if (!nic->watch) {
-        int e = errno ? errno : ENOMEM;
-        vsp_log(ch, VSP_LOG_ERROR, "netvsp: cannot watch the backend: %s", strerror(e));
-        free(nic->txcopy);
-        nic->txcopy = NULL;
+    /* a multi-queue TAP spreads frames over the attached queues only */
+    int r = q->index && nic->cfg.tap[0] ? backend_tap_queue(q->fd, true) : 0;
+    if (r < 0)
+        vsp_log(ch, VSP_LOG_ERROR, "netvsp: attaching TAP queue %u: %s", q->index, strerror(-r));
+    errno = 0;
+    if (r == 0)
+        q->watch = vsp_fd_watch_add(nic->p, ch, q->fd, on_backend, q);
+    if (q->watch)
+        q->wake_watch = vsp_fd_watch_add(nic->p, ch, q->wake_fd, on_wake, q);
+    if (!q->watch || !q->wake_watch) {
+        int e = r < 0 ? -r : errno ? errno : ENOMEM;
+        if (r == 0)
+            vsp_log(ch, VSP_LOG_ERROR, "netvsp: cannot watch the backend: %s", strerror(e));
+        if (q->watch)
+            vsp_fd_watch_remove(q->watch);
+        q->watch = NULL;
+        if (r == 0 && q->index && nic->cfg.tap[0])
+            backend_tap_queue(q->fd, false);
+        free(q->txcopy);
+        q->txcopy = NULL;
         return -e;
     }
-    nic->rx_paused = false;
-    nic->backend_closed = false;
+    q->rx_paused = false;
+    q->backend_closed = false;
+    channels_changed(nic, +1);
     return 0;
 }
 
+static void queue_close(struct nic_queue *q)
+{
+    struct nic *nic = q->nic;
+    if (q->watch)
+        vsp_fd_watch_remove(q->watch);
+    if (q->wake_watch)
+        vsp_fd_watch_remove(q->wake_watch);
+    q->watch = q->wake_watch = NULL;
+    q->rx_paused = false;
+    pthread_mutex_lock(&nic->pool_lock);
+    nic->pool_waiters &= ~(1ull << q->index);
+    pthread_mutex_unlock(&nic->pool_lock);
+    free(q->txcopy);
+    q->txcopy = NULL;
+    channels_changed(nic, -1);
+}
+
+static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
+{
+    struct nic_queue *q = vsp_channel_opaque(ch);
+    struct nic *nic = q->nic;
+    nic->version = 0;
+    nic->msg_size = 0;
+    nic->guest_mtu = 0;
+    nic->sub_requested = false;
+    nic->nsub = 0;
+    memset(&nic->rndis, 0, sizeof(nic->rndis));
+    atomic_store(&nic->rx_enabled, false);
+    return queue_open(q, ch);
+}
+
+/* vmbusd has closed (and rescinded) the subchannels already. */
 static void nvsp_close(struct vsp_channel *ch)
 {
-    struct nic *nic = vsp_channel_opaque(ch);
-    if (nic->watch)
-        vsp_fd_watch_remove(nic->watch);
-    nic->watch = NULL;
-    nic->rx_paused = false;
+    struct nic_queue *q = vsp_channel_opaque(ch);
+    struct nic *nic = q->nic;
+    queue_close(q);
     unmap_recv_buf(nic);
     unmap_send_buf(nic);
-    free(nic->txcopy);
-    nic->txcopy = NULL;
     nic->version = 0;
+    nic->sub_requested = false;
+    nic->nsub = 0;
     memset(&nic->rndis, 0, sizeof(nic->rndis));
+    atomic_store(&nic->rx_enabled, false);
+}
+
+static int nvsp_sub_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
+{
+    return queue_open(vsp_channel_opaque(ch), ch);
+}
+
+/* A subchannel closed (alone, or before its primary): what it sent the
+ * guest and was not completed is free again, its TAP queue detached (the
+ * kernel drops what was queued on it). */
+static void nvsp_sub_close(struct vsp_channel *ch)
+{
+    struct nic_queue *q = vsp_channel_opaque(ch);
+    struct nic *nic = q->nic;
+    queue_close(q);
+    if (nic->cfg.tap[0]) {
+        int r = backend_tap_queue(q->fd, false);
+        if (r < 0)
+            vsp_log(ch, VSP_LOG_WARN, "netvsp: detaching TAP queue %u: %s", q->index,
+                    strerror(-r));
+    }
+    pthread_rwlock_rdlock(&nic->buf_lock);
+    if (nic->recv_buf) {
+        pthread_mutex_lock(&nic->pool_lock);
+        rx_pool_release_queue(&nic->pool, q->index);
+        pool_wake(nic);
+    }
+    pthread_rwlock_unlock(&nic->buf_lock);
+    q->ch = NULL;
 }
 
 static void nvsp_receive(struct vsp_channel *ch)
 {
-    struct nic *nic = vsp_channel_opaque(ch);
+    struct nic_queue *q = vsp_channel_opaque(ch);
     for (;;) {
         struct replies r = {false, false};
         if (vsp_send_reserve(ch, RES_COMP) < 0)
             break; /* writable() calls back; the request waits in the ring */
         r.comp = true;
-        if (vsp_send_reserve(ch, RES_XFER(1)) < 0) {
+        if (vsp_send_reserve(ch, RES_REPLY) < 0) {
             vsp_send_unreserve(ch, RES_COMP);
             break;
         }
@@ -708,17 +1029,17 @@ static void nvsp_receive(struct vsp_channel *ch)
         struct vsp_packet pkt;
         int ret = vsp_recv(ch, &pkt);
         if (ret > 0)
-            do_packet(nic, &r, &pkt);
+            do_packet(q, &r, &pkt);
         if (r.comp)
             vsp_send_unreserve(ch, RES_COMP);
         if (r.xfer)
-            vsp_send_unreserve(ch, RES_XFER(1));
+            vsp_send_unreserve(ch, RES_REPLY);
         if (ret <= 0)
             break;
     }
     /* Completions may have freed sub-allocations, a SET may have turned
      * the filter on or off: let the backend be read again. */
-    rx_resume(nic);
+    rx_resume(q);
 }
 
 static void nvsp_writable(struct vsp_channel *ch)
@@ -741,7 +1062,7 @@ void nvsp_link_changed(void *arg)
         return;
     uint8_t msg[32];
     size_t n = rndis_indicate(msg, up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
-    int ret = send_rndis_control(nic, 0, msg, n);
+    int ret = send_rndis_control(&nic->q[0], 0, msg, n);
     if (ret < 0)
         vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: link %s not indicated: %s", up ? "up" : "down",
                 strerror(-ret));
@@ -752,6 +1073,13 @@ void nvsp_link_changed(void *arg)
 const struct vsp_channel_ops nvsp_channel_ops = {
     .open = nvsp_open,
     .close = nvsp_close,
+    .receive = nvsp_receive,
+    .writable = nvsp_writable,
+};
+
+const struct vsp_channel_ops nvsp_subchannel_ops = {
+    .open = nvsp_sub_open,
+    .close = nvsp_sub_close,
     .receive = nvsp_receive,
     .writable = nvsp_writable,
 };

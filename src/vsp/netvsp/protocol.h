@@ -104,6 +104,20 @@ struct nvsp_subchannel_req {
     uint32_t op, num_subchannels;
 } HV_PACKED;
 
+#define NVSP_SUBCHANNEL_ALLOCATE 1
+
+struct nvsp_subchannel_complete {
+    uint32_t status, num_subchannels; /* allocated */
+} HV_PACKED;
+
+/* The send indirection table (host -> guest, inband): count entries of
+ * u32 channel numbers at `offset` from the message's start (right after
+ * the message of the negotiated size).  Linux takes exactly 16. */
+#define NVSP_SEND_TABLE_SIZE 16u
+struct nvsp_send_table {
+    uint32_t count, offset;
+} HV_PACKED;
+
 struct nvsp_msg {
     uint32_t type;
     union {
@@ -117,6 +131,8 @@ struct nvsp_msg {
         struct nvsp_rndis_pkt rndis_pkt;
         struct nvsp_rndis_pkt_complete rndis_pkt_complete;
         struct nvsp_subchannel_req subchannel;
+        struct nvsp_subchannel_complete subchannel_complete;
+        struct nvsp_send_table send_table;
         uint8_t raw[NVSP_MSG_MAX - 4];
     } u;
 } HV_PACKED;
@@ -216,6 +232,37 @@ struct ndis_object_header {
     uint16_t size;
 } HV_PACKED;
 
+/* Receive-side scaling: capabilities (QUERY) and parameters (SET), NDIS
+ * objects of revision 2.  The guest's indirection table holds u32 queue
+ * numbers (Linux: 128 entries, or what the capabilities say up to 256),
+ * its hash key 40 bytes (Toeplitz). */
+#define NDIS_OBJECT_TYPE_RSS_CAPABILITIES 0x88
+#define NDIS_OBJECT_TYPE_RSS_PARAMETERS   0x89
+#define NDIS_RSS_CAPS_HASH_TYPE_TCP_IPV4  0x00000100u
+#define NDIS_RSS_CAPS_HASH_TYPE_TCP_IPV6  0x00000200u
+#define NDIS_RSS_PARAM_FLAG_DISABLE_RSS   0x0010u
+#define NDIS_HASH_FUNC_TOEPLITZ           0x00000001u
+#define NDIS_RSS_HASH_KEY_SIZE            40u
+#define NDIS_RSS_TABLE_DEFAULT            128u
+#define NDIS_RSS_TABLE_MAX                256u
+
+struct ndis_rss_caps {
+    struct ndis_object_header hdr;
+    uint32_t cap_flags, num_int_msg, num_recv_queues;
+    uint16_t num_table_entries;
+} HV_PACKED;
+
+struct ndis_rss_params {
+    struct ndis_object_header hdr;
+    uint16_t flags, base_cpu;
+    uint32_t hash_info;
+    uint16_t table_size; /* bytes */
+    uint32_t table_offset; /* from the structure's start */
+    uint16_t key_size;
+    uint32_t key_offset;
+    uint32_t proc_masks_offset, num_proc_masks, proc_masks_entry_size;
+} HV_PACKED;
+
 /* Per-packet info record types (a PACKET's PPI area: size u32, type u32,
  * data offset u32 from the record's start, then the data). */
 #define NDIS_PPI_CHECKSUM 0
@@ -234,5 +281,7 @@ HV_ASSERT_SIZE(struct nvsp_recv_buf_complete, 24);
 HV_ASSERT_SIZE(struct rndis_init_complete, 44);
 HV_ASSERT_SIZE(struct rndis_query_req, 20);
 HV_ASSERT_SIZE(struct rndis_packet, 36);
+HV_ASSERT_SIZE(struct ndis_rss_caps, 18);
+HV_ASSERT_SIZE(struct ndis_rss_params, 36);
 
 #endif

@@ -126,17 +126,89 @@ static size_t do_query(const struct rndis_state *st, const struct rndis_dev_info
         n = oh.size;
         break;
     }
+    case OID_GEN_RECEIVE_SCALE_CAPABILITIES: {
+        /* A failed query means one queue to the guest. */
+        if (dev->queues < 2)
+            return reply_query(out, rq->req_id, RNDIS_STATUS_NOT_SUPPORTED, NULL, 0);
+        struct ndis_rss_caps c = {
+            .hdr = {NDIS_OBJECT_TYPE_RSS_CAPABILITIES, 2, sizeof(c)},
+            .cap_flags = NDIS_RSS_CAPS_HASH_TYPE_TCP_IPV4 | NDIS_RSS_CAPS_HASH_TYPE_TCP_IPV6,
+            .num_int_msg = dev->queues,
+            .num_recv_queues = dev->queues,
+            .num_table_entries = NDIS_RSS_TABLE_DEFAULT,
+        };
+        memcpy(data, &c, sizeof(c));
+        n = sizeof(c);
+        break;
+    }
     default:
-        /* Unknown OIDs, the friendly name (optional for the guest) and the
-         * RSS capabilities (a failed query means one queue) fail with no
-         * data. */
+        /* Unknown OIDs and the friendly name (optional for the guest)
+         * fail with no data. */
         return reply_query(out, rq->req_id, RNDIS_STATUS_NOT_SUPPORTED, NULL, 0);
     }
     return reply_query(out, rq->req_id, RNDIS_STATUS_SUCCESS, data, n);
 }
 
-static size_t do_set(struct rndis_state *st, const struct rndis_query_req *rq,
-                     const uint8_t *info, uint8_t *out)
+/* RSS parameters: the NDIS object, its indirection table and hash key
+ * inside info[0..len).  RNDIS_STATUS_SUCCESS with st updated, or a failure
+ * status with *why. */
+static uint32_t set_rss(struct rndis_state *st, const struct rndis_dev_info *dev,
+                        const uint8_t *info, uint32_t len, const char **why)
+{
+    struct ndis_rss_params p;
+    if (len < sizeof(p)) {
+        *why = "RSS parameters shorter than their NDIS object";
+        return RNDIS_STATUS_INVALID_LENGTH;
+    }
+    memcpy(&p, info, sizeof(p));
+    if (p.hdr.type != NDIS_OBJECT_TYPE_RSS_PARAMETERS || p.hdr.revision < 1 ||
+        p.hdr.size < sizeof(p) || p.hdr.size > len) {
+        *why = "RSS parameters: not an NDIS RSS parameters object";
+        return RNDIS_STATUS_INVALID_DATA;
+    }
+    uint32_t entries = p.table_size / 4;
+    if (p.table_size % 4 || entries == 0 || entries > NDIS_RSS_TABLE_MAX) {
+        *why = "RSS parameters: indirection table not 1..256 entries of 4 bytes";
+        return RNDIS_STATUS_INVALID_DATA;
+    }
+    if (p.table_offset > len || p.table_size > len - p.table_offset) {
+        *why = "RSS parameters: indirection table runs past the information buffer";
+        return RNDIS_STATUS_INVALID_LENGTH;
+    }
+    if (p.key_size != NDIS_RSS_HASH_KEY_SIZE) {
+        *why = "RSS parameters: hash key is not 40 bytes";
+        return RNDIS_STATUS_INVALID_DATA;
+    }
+    if (p.key_offset > len || p.key_size > len - p.key_offset) {
+        *why = "RSS parameters: hash key runs past the information buffer";
+        return RNDIS_STATUS_INVALID_LENGTH;
+    }
+    bool disable = p.flags & NDIS_RSS_PARAM_FLAG_DISABLE_RSS;
+    if (!disable && !(p.hash_info & NDIS_HASH_FUNC_TOEPLITZ)) {
+        *why = "RSS parameters: hash function is not Toeplitz";
+        return RNDIS_STATUS_INVALID_DATA;
+    }
+    uint8_t table[NDIS_RSS_TABLE_MAX];
+    for (uint32_t i = 0; i < entries; i++) {
+        uint32_t q;
+        memcpy(&q, info + p.table_offset + 4 * i, 4);
+        if (q >= dev->queues) {
+            *why = "RSS parameters: indirection table names a queue the NIC does not have";
+            return RNDIS_STATUS_INVALID_DATA;
+        }
+        table[i] = (uint8_t)q;
+    }
+    st->rss_enabled = !disable;
+    st->rss_hash_info = p.hash_info;
+    st->rss_table_len = (uint16_t)entries;
+    memcpy(st->rss_table, table, entries);
+    memcpy(st->rss_key, info + p.key_offset, NDIS_RSS_HASH_KEY_SIZE);
+    return RNDIS_STATUS_SUCCESS;
+}
+
+static size_t do_set(struct rndis_state *st, const struct rndis_dev_info *dev,
+                     const struct rndis_query_req *rq, const uint8_t *info, uint8_t *out,
+                     const char **why)
 {
     uint32_t status = RNDIS_STATUS_SUCCESS;
     switch (rq->oid) {
@@ -154,8 +226,13 @@ static size_t do_set(struct rndis_state *st, const struct rndis_query_req *rq,
     case OID_802_3_MULTICAST_LIST:
         /* The backend gets every frame; the guest's stack filters. */
         break;
+    case OID_GEN_RECEIVE_SCALE_PARAMETERS:
+        /* Only for a NIC that reported RSS capabilities. */
+        status = dev->queues < 2 ? RNDIS_STATUS_NOT_SUPPORTED
+                                 : set_rss(st, dev, info, rq->info_len, why);
+        break;
     default:
-        /* RSS parameters (one queue), a MAC change (config parameter). */
+        /* A MAC change (config parameter). */
         status = RNDIS_STATUS_NOT_SUPPORTED;
         break;
     }
@@ -214,7 +291,7 @@ int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, cons
         }
         if (h.type == RNDIS_MSG_QUERY)
             return (int)do_query(st, dev, &rq, info, out);
-        return (int)do_set(st, &rq, info, out);
+        return (int)do_set(st, dev, &rq, info, out, why);
     }
     case RNDIS_MSG_HALT:
         st->initialized = false;

@@ -22,6 +22,8 @@ struct rndis_dev_info {
     uint32_t link_speed;      /* units of 100 bit/s */
     uint64_t tx_ok, rx_ok, tx_err, rx_err, rx_no_buffer; /* statistics OIDs */
     bool offload;             /* transmit checksum and LSOv2 offered */
+    uint32_t queues;          /* receive queues (channels) offered: 2+ answers the
+                                 RSS capabilities, fewer refuses them */
 };
 
 /* The guest-set state of one RNDIS device. */
@@ -29,6 +31,13 @@ struct rndis_state {
     bool initialized;
     uint32_t packet_filter;   /* 0: no frame is received */
     uint32_t max_xfer;        /* guest's max transfer size from INITIALIZE */
+    /* RSS parameters last set (validated): the host steers flows with the
+     * backend's own hash (docs/netvsp.md), these are kept for status */
+    bool rss_enabled;
+    uint32_t rss_hash_info;
+    uint16_t rss_table_len;   /* entries */
+    uint8_t rss_table[256];   /* queue numbers, < dev->queues */
+    uint8_t rss_key[40];
 };
 
 /* Longest completion rndis_control() writes (QUERY_C of the largest OID
@@ -42,8 +51,10 @@ struct rndis_state {
 /* One control message msg[0..len) (a copy the guest cannot change).
  * Returns the completion's length written to out (cap >= RNDIS_REPLY_MAX),
  * 0 if the message gets none (HALT), or -EPROTO for a malformed message,
- * with *why saying what was wrong (static text).  st changes as the
- * message says (INITIALIZE, SET packet filter, HALT). */
+ * with *why saying what was wrong (static text).  A well-formed message
+ * with a value the host refuses (RSS parameters out of range) gets its
+ * failure completion and *why set too: the caller warns about it.  st
+ * changes as the message says (INITIALIZE, SET packet filter, RSS, HALT). */
 int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, const uint8_t *msg,
                   size_t len, uint8_t *out, size_t cap, const char **why);
 

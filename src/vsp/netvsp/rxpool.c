@@ -15,7 +15,8 @@ int rx_pool_init(struct rx_pool *pl, uint32_t count)
     pl->free = calloc(count, sizeof(*pl->free));
     pl->next = calloc(count, sizeof(*pl->next));
     pl->state = calloc(count, 1);
-    if (!pl->free || !pl->next || !pl->state) {
+    pl->owner = calloc(count, 1);
+    if (!pl->free || !pl->next || !pl->state || !pl->owner) {
         rx_pool_fini(pl);
         return -ENOMEM;
     }
@@ -32,6 +33,7 @@ void rx_pool_fini(struct rx_pool *pl)
     free(pl->free);
     free(pl->next);
     free(pl->state);
+    free(pl->owner);
     memset(pl, 0, sizeof(*pl));
 }
 
@@ -52,8 +54,9 @@ void rx_pool_put(struct rx_pool *pl, const uint32_t *idx, uint32_t n)
     }
 }
 
-uint64_t rx_pool_send(struct rx_pool *pl, const uint32_t *idx, uint32_t n)
+uint64_t rx_pool_send(struct rx_pool *pl, const uint32_t *idx, uint32_t n, uint8_t queue)
 {
+    pl->owner[idx[0]] = queue;
     for (uint32_t i = 0; i < n; i++) {
         pl->state[idx[i]] = i == 0 ? RXS_HEAD : RXS_LINK;
         pl->next[idx[i]] = i + 1 < n ? idx[i + 1] : UINT32_MAX;
@@ -61,18 +64,33 @@ uint64_t rx_pool_send(struct rx_pool *pl, const uint32_t *idx, uint32_t n)
     return idx[0];
 }
 
-int rx_pool_complete(struct rx_pool *pl, uint64_t trans_id)
+static int free_chain(struct rx_pool *pl, uint32_t head)
 {
-    if (trans_id >= pl->count || pl->state[trans_id] != RXS_HEAD)
-        return -EINVAL;
     int n = 0;
-    for (uint32_t i = (uint32_t)trans_id; i != UINT32_MAX;) {
+    for (uint32_t i = head; i != UINT32_MAX;) {
         uint32_t nx = pl->next[i];
         pl->state[i] = RXS_FREE;
         pl->free[pl->nfree++] = i;
         n++;
         i = nx;
     }
+    return n;
+}
+
+int rx_pool_complete(struct rx_pool *pl, uint64_t trans_id, uint8_t queue)
+{
+    if (trans_id >= pl->count || pl->state[trans_id] != RXS_HEAD ||
+        pl->owner[trans_id] != queue)
+        return -EINVAL;
+    return free_chain(pl, (uint32_t)trans_id);
+}
+
+uint32_t rx_pool_release_queue(struct rx_pool *pl, uint8_t queue)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < pl->count; i++)
+        if (pl->state[i] == RXS_HEAD && pl->owner[i] == queue)
+            n += (uint32_t)free_chain(pl, i);
     return n;
 }
 

@@ -122,7 +122,7 @@ static struct fx *fx_new(bool ready)
         o.if_type.b[0] = 0xC1;
         o.if_instance.b[0] = (uint8_t)i; /* the test finds its channels by this */
         o.u.pipe.user_def[0] = (uint8_t)(0xA0 + i);
-        f->ch[i] = xp_offer_channel(f->xp, &o, NULL);
+        f->ch[i] = xp_offer_channel(f->xp, &o, NULL, NULL);
         assert_non_null(f->ch[i]);
     }
     if (ready)
@@ -758,7 +758,7 @@ static void test_offers(void **state)
     o.if_type.b[0] = 0xC1;
     o.if_instance.b[0] = NCHANS;
     o.u.pipe.user_def[0] = 0xA0 + NCHANS;
-    f->ch[NCHANS] = xp_offer_channel(f->xp, &o, NULL);
+    f->ch[NCHANS] = xp_offer_channel(f->xp, &o, NULL, NULL);
     assert_int_equal(take_offer(f, 3), NCHANS);
     assert_true(no_msg(f));
     assert_string_equal(ops(f), "eventfd_add(0x10003)");
@@ -777,7 +777,7 @@ static void test_offers_beyond_queue(void **state)
         struct vmbus_channel_offer o = {0};
         o.if_type.b[0] = 0xC2;
         memcpy(o.if_instance.b, &i, sizeof(i));
-        extra[i] = xp_offer_channel(f->xp, &o, NULL);
+        extra[i] = xp_offer_channel(f->xp, &o, NULL, NULL);
         assert_non_null(extra[i]);
     }
     xp_offers_ready(f->xp);
@@ -1171,7 +1171,7 @@ static void test_rescind_open_channel(void **state)
     o.if_type.b[0] = 0xC1;
     o.if_instance.b[0] = NCHANS;
     o.u.pipe.user_def[0] = 0xA0 + NCHANS;
-    f->ch[NCHANS] = xp_offer_channel(f->xp, &o, NULL);
+    f->ch[NCHANS] = xp_offer_channel(f->xp, &o, NULL, NULL);
     assert_int_equal(take_offer(f, 1), NCHANS);
     assert_string_equal(ops(f), "eventfd_add(0x10001)");
     assert_true(no_msg(f));
@@ -1312,9 +1312,9 @@ static void test_offer_needs_channel_ops(void **state)
     struct xpartition *xp = xp_create(8, "noops", 1, &fake_transport_ops, &fh);
     assert_non_null(xp);
     struct vmbus_channel_offer o = {0};
-    assert_null(xp_offer_channel(xp, &o, NULL));
+    assert_null(xp_offer_channel(xp, &o, NULL, NULL));
     xp_set_channel_ops(xp, &fake_channel_ops, &fh);
-    assert_non_null(xp_offer_channel(xp, &o, NULL));
+    assert_non_null(xp_offer_channel(xp, &o, NULL, NULL));
     xp_destroy(xp);
 }
 
@@ -1932,7 +1932,7 @@ static void test_subchannel_relid_limit(void **state)
         o.if_type.b[0] = 0xC2;
         o.if_instance.b[1] = (uint8_t)i;
         o.if_instance.b[2] = (uint8_t)(i >> 8);
-        assert_non_null(xp_offer_channel(f->xp, &o, NULL));
+        assert_non_null(xp_offer_channel(f->xp, &o, NULL, NULL));
         if (f->fh.ncalls > FAKE_HOST_MAX_CALLS / 2)
             ops(f);
     }

@@ -2,7 +2,8 @@
 /*
  * netvsp's RNDIS control answers and transmit walk, on their own: what the
  * simulated guest does not exercise (statistics, KEEPALIVE, RESET, HALT,
- * the offload capability revisions, several packets in one section).
+ * the offload capability revisions, several packets in one section, the
+ * RSS capabilities' fields and the RSS parameters kept).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -207,6 +208,81 @@ static void test_walk_batched(void **state)
     assert_int_equal(w.n, 1); /* the frames before it went out */
 }
 
+static int set_rss(struct rndis_state *st, const struct rndis_dev_info *d, uint16_t flags,
+                   uint32_t entries, uint32_t channels, uint32_t *status, const char **why)
+{
+    uint8_t body[400];
+    struct ndis_rss_params p = {.hdr = {NDIS_OBJECT_TYPE_RSS_PARAMETERS, 2, sizeof(p)},
+                                .flags = flags,
+                                .hash_info = NDIS_HASH_FUNC_TOEPLITZ,
+                                .table_size = (uint16_t)(4 * entries),
+                                .table_offset = sizeof(p),
+                                .key_size = 40,
+                                .key_offset = sizeof(p) + 4 * entries};
+    uint32_t ilen = sizeof(p) + 4 * entries + 40;
+    struct rndis_query_req q = {9, OID_GEN_RECEIVE_SCALE_PARAMETERS, ilen, 20, 0};
+    memcpy(body, &q, sizeof(q));
+    memcpy(body + 20, &p, sizeof(p));
+    for (uint32_t i = 0; i < entries; i++) {
+        uint32_t v = (entries - 1 - i) % channels;
+        memcpy(body + 20 + sizeof(p) + 4 * i, &v, 4);
+    }
+    for (uint32_t i = 0; i < 40; i++)
+        body[20 + sizeof(p) + 4 * entries + i] = (uint8_t)(i + 1);
+    uint8_t msg[512];
+    struct rndis_hdr h = {RNDIS_MSG_SET, 8 + 20 + ilen};
+    memcpy(msg, &h, 8);
+    memcpy(msg + 8, body, 20 + ilen);
+    *why = NULL;
+    int n = rndis_control(st, d, msg, h.len, out, sizeof(out), why);
+    assert_int_equal(n, 16);
+    memcpy(status, out + 12, 4);
+    return n;
+}
+
+static void test_rss(void **state)
+{
+    struct rndis_dev_info mq = dev;
+    mq.queues = 4;
+    struct rndis_state st = {0};
+    init(&st);
+    uint32_t status;
+    const char *why;
+    /* one queue: no capabilities, parameters not supported */
+    assert_int_equal(query(&st, &dev, OID_GEN_RECEIVE_SCALE_CAPABILITIES, NULL, 0, &status), 0);
+    assert_int_equal(status, RNDIS_STATUS_NOT_SUPPORTED);
+    set_rss(&st, &dev, 0, 16, 1, &status, &why);
+    assert_int_equal(status, RNDIS_STATUS_NOT_SUPPORTED);
+    /* four: the 18-byte object Linux reads */
+    assert_int_equal(query(&st, &mq, OID_GEN_RECEIVE_SCALE_CAPABILITIES, NULL, 0, &status), 18);
+    assert_int_equal(status, RNDIS_STATUS_SUCCESS);
+    struct ndis_rss_caps c;
+    memcpy(&c, out + 24, sizeof(c));
+    assert_int_equal(c.hdr.type, NDIS_OBJECT_TYPE_RSS_CAPABILITIES);
+    assert_int_equal(c.hdr.revision, 2);
+    assert_int_equal(c.hdr.size, 18);
+    assert_int_equal(c.num_recv_queues, 4);
+    assert_int_equal(c.num_table_entries, 128);
+    /* disable keeps the table and key but RSS off; enable turns it on */
+    set_rss(&st, &mq, NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 16, 4, &status, &why);
+    assert_int_equal(status, RNDIS_STATUS_SUCCESS);
+    assert_null(why);
+    assert_false(st.rss_enabled);
+    set_rss(&st, &mq, 0, 32, 3, &status, &why);
+    assert_int_equal(status, RNDIS_STATUS_SUCCESS);
+    assert_true(st.rss_enabled);
+    assert_int_equal(st.rss_table_len, 32);
+    assert_int_equal(st.rss_table[0], 31 % 3);
+    assert_int_equal(st.rss_table[31], 0);
+    assert_int_equal(st.rss_key[39], 40);
+    /* a queue past the NIC's: refused, the state as it was */
+    set_rss(&st, &mq, 0, 16, 8, &status, &why);
+    assert_int_equal(status, RNDIS_STATUS_INVALID_DATA);
+    assert_non_null(why);
+    assert_true(st.rss_enabled);
+    assert_int_equal(st.rss_table_len, 32);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_offload_revisions),
         cmocka_unit_test(test_keepalive_reset_halt),
         cmocka_unit_test(test_walk_batched),
+        cmocka_unit_test(test_rss),
     };
     return cmocka_run_group_tests_name("netvsp_rndis", tests, NULL, NULL);
 }
