@@ -105,14 +105,15 @@ l1_ramdisk_fs() {
     mount -t ext4 "$dev" "$2"
 }
 
-# l1_tap NAME MTU: a TAP device for an L2 guest's NIC, up, with the
-# documentation addresses 192.0.2.1/24 and 2001:db8::1/64 (no duplicate
-# address detection: usable at once).  L1 has no other network: nothing
-# leaves it.  Made before the VMM or vmbusd opens it (docs/netvsp.md).
+# l1_tap NAME MTU [multi_queue]: a TAP device for an L2 guest's NIC, up,
+# with the documentation addresses 192.0.2.1/24 and 2001:db8::1/64 (no
+# duplicate address detection: usable at once).  L1 has no other network:
+# nothing leaves it.  Made before the VMM or vmbusd opens it
+# (docs/netvsp.md: multi_queue for a netvsp NIC with 2 or more queues).
 l1_tap() {
     modprobe tun 2>/dev/null
     ip link del "$1" 2>/dev/null
-    ip tuntap add dev "$1" mode tap &&
+    ip tuntap add dev "$1" mode tap ${3:-} &&
         ip link set "$1" mtu "$2" up &&
         ip addr add 192.0.2.1/24 dev "$1" &&
         ip -6 addr add 2001:db8::1/64 dev "$1" nodad

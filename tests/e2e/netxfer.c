@@ -5,7 +5,7 @@
  * linked statically so that the same binary runs in L1 and in the L2 guest's
  * busybox initramfs.
  *
- *   netxfer send|recv (-l PORT [-a S] | HOST PORT [-b LOCALPORT] [-w S])
+ *   netxfer send|recv (-l PORT [-a S] | HOST PORT [-w S])
  *                     [-n BYTES] [-s SEED] [-t S]
  *
  * send writes BYTES bytes of the stream SEED (a 64-bit xorshift sequence)
@@ -18,8 +18,7 @@
  * byte with the stream and fails at the first difference (its offset is
  * printed); recv with -n fails when the byte count differs.
  * -l PORT listens on [::]:PORT (IPv4 too) and takes one connection within
- * -a seconds (default: -t); HOST PORT connects, from local port -b if
- * given (a fixed 4-tuple hashes to a fixed queue), retrying for -w seconds
+ * -a seconds (default: -t); HOST PORT connects, retrying for -w seconds
  * (default 0) while the peer is not there yet.  -t: give up when nothing
  * moves for that many seconds (default 60).  Exit status 0 on success, 1
  * on any failure.
@@ -203,8 +202,7 @@ static socklen_t parse_addr(const char *host, const char *port, struct sockaddr_
     return 0;
 }
 
-static int connect_to(const char *host, const char *port, const char *lport, int retry_s,
-                      char *peer, size_t peerlen)
+static int connect_to(const char *host, const char *port, int retry_s, char *peer, size_t peerlen)
 {
     struct sockaddr_storage ss;
     socklen_t sl = parse_addr(host, port, &ss);
@@ -221,18 +219,6 @@ static int connect_to(const char *host, const char *port, const char *lport, int
             perror("netxfer: socket");
             return -1;
         }
-        if (lport) {
-            struct sockaddr_storage ls = { .ss_family = ss.ss_family };
-            int one = 1;
-            /* the port field is at the same place in both families */
-            ((struct sockaddr_in *)&ls)->sin_port = htons((uint16_t)atoi(lport));
-            setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-            if (bind(s, (struct sockaddr *)&ls, sl) < 0) {
-                fprintf(stderr, "netxfer: bind to local port %s: %s\n", lport, strerror(errno));
-                close(s);
-                return -1;
-            }
-        }
         if (connect(s, (struct sockaddr *)&ss, sl) == 0)
             return s;
         r = errno;
@@ -247,14 +233,14 @@ static int connect_to(const char *host, const char *port, const char *lport, int
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: netxfer send|recv (-l PORT [-a ACCEPT_S] | HOST PORT [-b LOCALPORT] "
-                    "[-w RETRY_S]) [-n BYTES] [-s SEED] [-t IDLE_S]\n");
+    fprintf(stderr, "usage: netxfer send|recv (-l PORT [-a ACCEPT_S] | HOST PORT [-w RETRY_S]) "
+                    "[-n BYTES] [-s SEED] [-t IDLE_S]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *lport = NULL, *host = NULL, *port = NULL, *bport = NULL;
+    const char *lport = NULL, *host = NULL, *port = NULL;
     uint64_t want = 0, seed = 1;
     bool have_n = false, have_seed = false, sending;
     int retry_s = 0, idle_s = 60, accept_s = -1, fd, opt, rc = 0;
@@ -274,11 +260,10 @@ int main(int argc, char **argv)
     else
         usage();
     optind = 2;
-    while ((opt = getopt(argc, argv, "l:a:b:n:s:w:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "l:a:n:s:w:t:")) != -1) {
         switch (opt) {
         case 'l': lport = optarg; break;
         case 'a': accept_s = atoi(optarg); break;
-        case 'b': bport = optarg; break;
         case 'n': want = strtoull(optarg, NULL, 0); have_n = true; break;
         case 's': seed = strtoull(optarg, NULL, 0); have_seed = true; break;
         case 'w': retry_s = atoi(optarg); break;
@@ -299,7 +284,7 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     fd = lport ? listen_one(lport, accept_s >= 0 ? accept_s : idle_s, peer, sizeof(peer))
-               : connect_to(host, port, bport, retry_s, peer, sizeof(peer));
+               : connect_to(host, port, retry_s, peer, sizeof(peer));
     if (fd < 0)
         return 1;
     getsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, &ml);

@@ -13,9 +13,9 @@
 #   (5005); rmmod and modprobe hv_netvsc, the NIC again, pings, barrier
 #   "reloaded", transfers (5006 over IPv6, 5007); the kernel log; barrier
 #   "end".
-# e2e.part=vrss: a 2-vCPU guest's NIC has a channel per vCPU; 16
-#   connections each way from fixed local ports (deterministic hashes) and
-#   then every queue has carried packets both ways (ethtool -S).
+# e2e.part=vrss: a 2-vCPU guest's NIC has a channel per vCPU (barrier
+#   "queues"); 16 connections each way (ports 5101.., 5201..), then every
+#   queue has carried packets both ways (ethtool -S).
 # A barrier NAME: the guest prints E2E-NET-BARRIER name=NAME and waits
 # (e2e.wait seconds at most) until L1, done with its checks, opens port
 # 5099 to it.
@@ -32,11 +32,9 @@ host4=192.0.2.1 host6=2001:db8::1
 NET_DMESG_HARMLESS='
 '
 
-# net_xfer send|recv HOST PORT BYTES [LOCALPORT]
+# net_xfer send|recv HOST PORT BYTES
 net_xfer() {
-    local bind=""
-    [ -z "${5:-}" ] || bind="-b $5"
-    netxfer "$1" -w "$net_wait" -t "$net_wait" -n "$4" -s "$3" $bind "$2" "$3" > /tmp/xfer.txt 2>&1
+    netxfer "$1" -w "$net_wait" -t "$net_wait" -n "$4" -s "$3" "$2" "$3" > /tmp/xfer.txt 2>&1
     local rc=$?
     echo "E2E-NET-XFER port=$3 rc=$rc $(grep -E '^netxfer: (send|recv) ' /tmp/xfer.txt | sed 's/^netxfer: //')"
     [ $rc = 0 ] || { e2e_fail "transfer on port $3 ($1 $4 bytes, $2): $(grep -E -v '^netxfer: (send|recv) ' /tmp/xfer.txt | head -n 3)"; }
@@ -78,11 +76,19 @@ if ! net_bring_up first; then
 elif [ "$net_part" = vrss ]; then
     net_ping ping "$host4" ping4
     ndev=$(readlink -f "/sys/class/net/$nif/device")
+    # hv_netvsc opens its subchannels from a work item after the probe.
+    ncpu=$(grep -c '^processor' /proc/cpuinfo)
+    i=0
+    while [ "$(ls "$ndev/channels" | wc -l)" -lt "$ncpu" ] && [ $i -lt $((net_wait * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
     echo "E2E-NET-QUEUES cpus=$(grep -c '^processor' /proc/cpuinfo) channels=$(ls "$ndev/channels" | wc -l) rx=$(ls -d "/sys/class/net/$nif/queues/rx-"* | wc -l) tx=$(ls -d "/sys/class/net/$nif/queues/tx-"* | wc -l) combined=$(ethtool -l "$nif" 2>/dev/null | awk '/^Combined:/ { v = $2 } END { print v }')"
+    net_barrier queues
     i=0
     while [ $i -lt 16 ]; do
-        net_xfer recv "$host4" $((5101 + i)) 1048576 $((6101 + i))
-        net_xfer send "$host4" $((5201 + i)) 1048576 $((6201 + i))
+        net_xfer recv "$host4" $((5101 + i)) 1048576
+        net_xfer send "$host4" $((5201 + i)) 1048576
         i=$((i + 1))
     done
     ethtool -S "$nif" | sed -n -E 's/^ *([rt]x_queue_[0-9]+_packets): *([0-9]+)$/\1 \2/p' |
