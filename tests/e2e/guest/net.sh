@@ -52,6 +52,26 @@ net_ping() {
         e2e_fail "$1 $2 ($3): $(tail -n 2 /tmp/ping.txt | tr '\n' ' ')"
     fi
 }
+# net_dmesg: hv_netvsc's errors in the kernel log (E2E-RESULT net_dmesg=clean).
+net_dmesg() {
+    dmesg > /tmp/dmesg.txt
+    echo "$NET_DMESG_HARMLESS" | grep -v '^$' > /tmp/harmless.txt
+    grep -i -E 'netvsc|vmbus|eth[0-9]' /tmp/dmesg.txt |
+        grep -i -E 'error|fail|unable|cannot|can.t|timed out|timeout|invalid|unknown|bad |refus|not supported|unexpected' > /tmp/neterr.txt
+    if [ -s /tmp/harmless.txt ]; then
+        grep -E -v -f /tmp/harmless.txt /tmp/neterr.txt > /tmp/neterr2.txt
+        grep -E -f /tmp/harmless.txt /tmp/neterr.txt | sed 's/^/E2E-LOG known harmless: /'
+    else
+        cp /tmp/neterr.txt /tmp/neterr2.txt
+    fi
+    if [ -s /tmp/neterr2.txt ]; then
+        e2e_fail "netvsc errors in dmesg:"
+        head -n 20 /tmp/neterr2.txt
+    else
+        e2e_result "net_dmesg=clean"
+    fi
+    [ "$E2E_FAILED" = 0 ] || grep -i -E 'netvsc|eth[0-9]' /tmp/dmesg.txt | tail -n 30 | sed 's/^/E2E-LOG /'
+}
 # net_bring_up TAG: wait for the netvsc interface, report it, configure it.
 net_bring_up() {
     if ! nif=$(e2e_net_wait_if hv_netvsc "$net_wait"); then
@@ -93,6 +113,7 @@ elif [ "$net_part" = vrss ]; then
     done
     ethtool -S "$nif" | sed -n -E 's/^ *([rt]x_queue_[0-9]+_packets): *([0-9]+)$/\1 \2/p' |
         while read -r k v; do echo "E2E-NET-QSTAT $k=$v"; done
+    net_dmesg
     net_barrier end
 else
     net_ping ping "$host4" ping4
@@ -137,24 +158,7 @@ else
         net_xfer recv "$host4" 5007 "$net_small"
     fi
 
-    # ---- the kernel log ----
-    dmesg > /tmp/dmesg.txt
-    echo "$NET_DMESG_HARMLESS" | grep -v '^$' > /tmp/harmless.txt
-    grep -i -E 'netvsc|vmbus|eth[0-9]' /tmp/dmesg.txt |
-        grep -i -E 'error|fail|unable|cannot|can.t|timed out|timeout|invalid|unknown|bad |refus|not supported|unexpected' > /tmp/neterr.txt
-    if [ -s /tmp/harmless.txt ]; then
-        grep -E -v -f /tmp/harmless.txt /tmp/neterr.txt > /tmp/neterr2.txt
-        grep -E -f /tmp/harmless.txt /tmp/neterr.txt | sed 's/^/E2E-LOG known harmless: /'
-    else
-        cp /tmp/neterr.txt /tmp/neterr2.txt
-    fi
-    if [ -s /tmp/neterr2.txt ]; then
-        e2e_fail "netvsc errors in dmesg:"
-        head -n 20 /tmp/neterr2.txt
-    else
-        e2e_result "net_dmesg=clean"
-    fi
-    [ "$E2E_FAILED" = 0 ] || grep -i -E 'netvsc|eth[0-9]' /tmp/dmesg.txt | tail -n 30 | sed 's/^/E2E-LOG /'
+    net_dmesg
     net_barrier end
 fi
 e2e_dmesg_check
