@@ -15,6 +15,7 @@
 #define SCALE_MAX_CHANNELS 64 /* the echo VSP's limit (and the simulator's) */
 
 extern bool quick, verbose;
+extern bool net_tap_only; /* --net-tap: the TAP figures of the --net run only */
 
 double loadavg(void); /* 1-minute load average, or -1 */
 double now_s(void);

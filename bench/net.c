@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "net.h"
 #include "common/log.h"
 #include "sim_netvsc.h"
 #include "vsp/netvsp/offload.h"
@@ -98,8 +99,8 @@ static void drain_fd(int fd)
  * with per-packet info ppi (may be NULL) through send sections, or as
  * GPA-direct ranges when it does not fit one.  A thread drains peer unless
  * it is -1 (a TAP: the host's stack takes the frames). */
-static double guest_tx(struct sim_netvsc *nv, int peer, const uint8_t *frame, uint32_t len,
-                       const void *ppi, uint32_t ppi_len, double seconds)
+double guest_tx(struct sim_netvsc *nv, int peer, const uint8_t *frame, uint32_t len,
+                const void *ppi, uint32_t ppi_len, double seconds)
 {
     struct pump d;
     if (peer >= 0)
@@ -247,211 +248,17 @@ static double direct(uint32_t len, double seconds)
     return (double)got / el;
 }
 
-/* ---- the same against TAP devices in a network namespace of our own ---- */
-
-static int tap_create(const char *name)
-{
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-    if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETOFFLOAD, 0) < 0 ||
-        snv_link_up(name) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* A packet socket sending out of (= into the TAP of) interface name. */
-static int packet_socket(const char *name, struct sockaddr_ll *sll)
-{
-    int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-    memset(sll, 0, sizeof(*sll));
-    sll->sll_family = AF_PACKET;
-    sll->sll_ifindex = (int)if_nametoindex(name);
-    sll->sll_halen = 6;
-    return ps;
-}
-
-struct pkt_pump {
-    int ps;
-    struct sockaddr_ll sll;
-    uint32_t len;
-    volatile bool stop;
-    pthread_t th;
-};
-
-static void *pkt_inject_main(void *arg)
-{
-    struct pkt_pump *p = arg;
-    uint8_t frame[2048];
-    memset(frame, 0x5a, sizeof(frame));
-    memset(frame, 0xff, 6);
-    frame[12] = 0x88;
-    frame[13] = 0xb5;
-    while (!p->stop)
-        if (sendto(p->ps, frame, p->len, 0, (struct sockaddr *)&p->sll, sizeof(p->sll)) < 0)
-            usleep(100); /* the TAP's queue is full */
-    return NULL;
-}
-
-/* TAP -> reader directly: frames/s read off the TAP fd while a packet
- * socket sends into it. */
-static double direct_tap_rx(int tapfd, const char *name, uint32_t len, double seconds)
-{
-    struct pkt_pump p = {.len = len};
-    p.ps = packet_socket(name, &p.sll);
-    pthread_create(&p.th, NULL, pkt_inject_main, &p);
-    uint8_t buf[2048 + 10];
-    uint64_t n = 0;
-    double t0 = now_s();
-    while (now_s() - t0 < seconds) {
-        struct pollfd pf = {tapfd, POLLIN, 0};
-        if (poll(&pf, 1, 20) == 1 && read(tapfd, buf, sizeof(buf)) > 0)
-            n++;
-    }
-    double el = now_s() - t0;
-    p.stop = true;
-    pthread_join(p.th, NULL);
-    close(p.ps);
-    return (double)n / el;
-}
-
-static double guest_rx_tap(struct sim_netvsc *nv, const char *name, uint32_t len,
-                           double seconds)
-{
-    struct pkt_pump p = {.len = len};
-    p.ps = packet_socket(name, &p.sll);
-    pthread_create(&p.th, NULL, pkt_inject_main, &p);
-    uint64_t f0 = nv->rx_frames;
-    double t0 = now_s();
-    while (now_s() - t0 < seconds)
-        snv_poll(nv, 1, false);
-    double el = now_s() - t0;
-    uint64_t got = nv->rx_frames - f0;
-    p.stop = true;
-    pthread_join(p.th, NULL);
-    close(p.ps);
-    for (uint64_t last = ~0ull; last != nv->rx_frames;) {
-        last = nv->rx_frames;
-        snv_poll(nv, 50, false);
-    }
-    return (double)got / el;
-}
-
-/* One thread writing frame to the TAP fd with the virtio-net header of
- * its offload requests o, the frame fixed up the way netvsp does it. */
-static double direct_tap_tx(int tapfd, const struct tx_offload *o, const uint8_t *frame,
-                            uint32_t len, double seconds)
-{
-    static uint8_t copy[65536];
-    memcpy(copy, frame, len);
-    struct vnet_hdr vh;
-    const char *why = "";
-    if (offload_tx_prepare(copy, len, o, &vh, &why) < 0) {
-        fprintf(stderr, "vmbusd-bench: %s\n", why);
-        return 0;
-    }
-    struct iovec iov[2] = {{&vh, sizeof(vh)}, {copy, len}};
-    uint64_t n = 0;
-    double t0 = now_s();
-    while (now_s() - t0 < seconds)
-        for (int i = 0; i < 64; i++)
-            if (writev(tapfd, iov, 2) > 0)
-                n++;
-    return (double)n / (now_s() - t0);
-}
-
-/* TAP figures: 1514-byte frames both ways and 64 KiB LSO sends, each next
- * to the same traffic on a TAP this thread reads and writes itself. */
-static int net_tap(void)
-{
-    if ((geteuid() != 0 || unshare(CLONE_NEWNET) < 0) &&
-        unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0) {
-        printf("netvsp TAP figures skipped: no network namespace of our own (%s)\n",
-               strerror(errno));
-        return 0;
-    }
-    int base = tap_create("nvbase0");
-    if (base < 0) {
-        printf("netvsp TAP figures skipped: cannot create a TAP (%s)\n", strerror(errno));
-        return 0;
-    }
-    static const struct sim_vm_param params[] = {{"bench-tap", "netvsp", "tap", "nvbench0"},
-                                                 {"bench-tap", "netvsp", "offload", "on"},
-                                                 {NULL, NULL, NULL, NULL}};
-    static const struct sim_vm_cfg vms[] = {{"bench-tap", "netvsp"}};
-    simd_vm_params = params;
-    struct sim_daemon *d = simd_start(vms, 1, 1);
-    simd_vm_params = NULL;
-    int rc = 1;
-    struct sim_netvsc *nv = NULL;
-    struct sim_vm *vm = NULL;
-    if (!d)
-        goto out;
-    if (!verbose)
-        log_set_level(LOG_WARN);
-    vm = sim_vm_create(d, "bench-tap");
-    if (!vm)
-        goto out;
-    vm->expect_offers = 1;
-    if (sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) != 1)
-        goto out;
-    nv = snv_open(vm, 128);
-    if (!nv || snv_bringup(nv, NVSP_VERSION_61) != 0 || snv_link_up("nvbench0") < 0)
-        goto out;
-    double secs = quick ? 0.3 : 2.0;
-    static uint8_t frame[65536];
-    static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    /* 1514-byte frames */
-    uint32_t len = 1514;
-    memset(frame, 0x3c, len);
-    memset(frame, 0xff, 6);
-    frame[12] = 0x88;
-    frame[13] = 0xb5;
-    struct tx_offload none = {0};
-    double b_tx = direct_tap_tx(base, &none, frame, len, secs);
-    add_fig("tap_direct_tx_1514B_pps", "TAP write direct 1514 B", b_tx, "pkt/s", "pkt/s", -1,
-            "");
-    double tx = guest_tx(nv, -1, frame, len, NULL, 0, secs);
-    add_fig("tap_tx_1514B_gbps", "netvsp guest->TAP 1514 B", tx * len * 8 / 1e9, "Gbit/s",
-            "Gbit/s", tx / b_tx, "/ TAP write direct");
-    double b_rx = direct_tap_rx(base, "nvbase0", len, secs);
-    add_fig("tap_direct_rx_1514B_pps", "TAP read direct 1514 B", b_rx, "pkt/s", "pkt/s", -1,
-            "");
-    double rx = guest_rx_tap(nv, "nvbench0", len, secs);
-    add_fig("tap_rx_1514B_gbps", "netvsp TAP->guest 1514 B", rx * len * 8 / 1e9, "Gbit/s",
-            "Gbit/s", rx / b_rx, "/ TAP read direct");
-    /* 64 KiB LSO sends (IPv4, MSS 1448) */
-    len = snv_lso_frame(frame, false, 62000, bcast);
-    uint32_t ppi[4] = {16, NDIS_PPI_LSO, 12, 1448u | (34u << 20) | (1u << 30)};
-    struct tx_offload lso = {.has_lso = true, .lso = ppi[3]};
-    b_tx = direct_tap_tx(base, &lso, frame, len, secs);
-    add_fig("tap_direct_tx_lso_gbps", "TAP write direct 62 KB LSO", b_tx * len * 8 / 1e9,
-            "Gbit/s", "Gbit/s", -1, "");
-    tx = guest_tx(nv, -1, frame, len, ppi, sizeof(ppi), secs);
-    add_fig("tap_tx_lso_gbps", "netvsp guest->TAP 62 KB LSO", tx * len * 8 / 1e9, "Gbit/s",
-            "Gbit/s", tx / b_tx, "/ TAP write direct");
-    if (nv->host_bad)
-        goto out;
-    rc = 0;
-out:
-    snv_free(nv);
-    if (vm)
-        sim_vm_free(vm);
-    if (d)
-        simd_stop(d);
-    close(base);
-    if (rc)
-        fprintf(stderr, "vmbusd-bench: netvsp TAP run failed\n");
-    return rc;
-}
-
 int net_run(void)
 {
+    if (net_tap_only) {
+        int rc = net_tap();
+        if (rc == 0) {
+            print_table();
+            printf("\nLoad average at the end %.2f.\n\n", loadavg());
+            print_bench_lines();
+        }
+        return rc;
+    }
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         perror("socketpair");
@@ -541,12 +348,17 @@ out:
     if (net_tap() != 0)
         return 1;
     print_table();
-    printf("\nNotes: the backend is a SOCK_SEQPACKET socketpair (not a TAP: that needs a\n"
-           "network namespace of its own); 'direct' moves the same frames through such a\n"
-           "socketpair with one thread on each end.  The guest transmits through send\n"
-           "sections, up to 128 frames in flight; frames are copied guest -> section,\n"
-           "section -> netvsp's private copy -> socket, and socket -> receive buffer ->\n"
-           "the simulated guest's copy.  Load average at the end %.2f.\n\n",
+    printf("\nNotes: the socketpair figures use a SOCK_SEQPACKET socketpair as the backend;\n"
+           "'socketpair direct' moves the same frames through one with a thread on each\n"
+           "end.  The TAP figures (bench/net_tap.c) share one multi-queue TAP between\n"
+           "netvsp and the bench's own queue: 'TAP write/read direct' is one thread\n"
+           "writing / reading the same frames with the same virtio-net header handling.\n"
+           "The guest transmits through send sections (GPA-direct pages for LSO), up to\n"
+           "128 frames in flight; netvsp copies a section into its private buffer, and of\n"
+           "a large GPA-direct frame only the first 4 KiB (headers), the rest going to the\n"
+           "backend from guest memory.  Received frames are read into the receive buffer\n"
+           "directly.  The netvsp side includes the simulated guest's own CPU time.\n"
+           "Load average at the end %.2f.\n\n",
            loadavg());
     print_bench_lines();
     return 0;

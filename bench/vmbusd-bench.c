@@ -53,7 +53,7 @@
 #define FULL_CHECK_PKTS 64u
 #define STREAM_SLICES 8
 
-bool quick, verbose;
+bool quick, verbose, net_tap_only;
 
 /* The 1-minute load average, or -1. */
 double loadavg(void)
@@ -587,7 +587,9 @@ static void usage(FILE *f)
             "  -v, --verbose keep vmbusd's info log lines (stderr)\n"
             "  -s, --scale   the scale run instead of the single-channel one\n"
             "      --storage the baselines and the storage figures only\n"
-            "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair\n"
+            "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair,\n"
+            "                then 64 B, 1514 B and LSO against a TAP (bench/net_tap.c)\n"
+            "      --net-tap the baselines and the TAP figures only\n"
             "      --scale-vms N       partitions in the scale run (default %d)\n"
             "      --scale-channels N  echo channels per partition (1..%d, default %d)\n"
             "  -h, --help    this text\n",
@@ -602,6 +604,7 @@ int main(int argc, char **argv)
         {"scale", no_argument, NULL, 's'},
         {"storage", no_argument, NULL, 'S'},
         {"net", no_argument, NULL, 'n'},
+        {"net-tap", no_argument, NULL, 'T'},
         {"scale-vms", required_argument, NULL, 'V'},
         {"scale-channels", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
@@ -617,6 +620,7 @@ int main(int argc, char **argv)
         case 's': scale = true; break;
         case 'S': storage_only = true; break;
         case 'n': net = true; break;
+        case 'T': net = net_tap_only = true; break;
         case 'V':
         case 'C': {
             char *end;

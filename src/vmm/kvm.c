@@ -184,6 +184,21 @@ void vm_post_event(struct vm *vm, enum vm_event ev)
     pthread_mutex_unlock(&vm->lock);
 }
 
+/* VM_EV_REBOOT like vm_post_event, remembering which vCPU triple-faulted so
+ * that the main thread logs the vCPUs' state before resetting the VM. */
+static void post_triple_fault(struct vcpu *vc)
+{
+    struct vm *vm = vc->vm;
+    pthread_mutex_lock(&vm->lock);
+    if (vm->event == VM_EV_NONE) {
+        vm->event = VM_EV_REBOOT;
+        vm->triple_fault_vcpu = vc->index;
+    }
+    vm->stopping = true;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+}
+
 static const char *exit_name(uint32_t r)
 {
     switch (r) {
@@ -221,6 +236,11 @@ void vm_dump_vcpus(struct vm *vm)
         log_info("vCPU %d stopped at rip=%#llx rsp=%#llx rflags=%#llx cr3=%#llx mp_state=%u", i,
                  (unsigned long long)r.rip, (unsigned long long)r.rsp,
                  (unsigned long long)r.rflags, (unsigned long long)s.cr3, mp.mp_state);
+        log_info("vCPU %d: cr0=%#llx cr2=%#llx cr4=%#llx efer=%#llx cs=%#x idt=%#llx/%#x "
+                 "gs.base=%#llx tr.base=%#llx", i, (unsigned long long)s.cr0,
+                 (unsigned long long)s.cr2, (unsigned long long)s.cr4,
+                 (unsigned long long)s.efer, s.cs.selector, (unsigned long long)s.idt.base,
+                 s.idt.limit, (unsigned long long)s.gs.base, (unsigned long long)s.tr.base);
     }
 }
 
@@ -260,7 +280,7 @@ static void *vcpu_thread(void *arg)
             break;
         case KVM_EXIT_SHUTDOWN:
             log_info("vCPU %d: triple fault / shutdown: treating as reboot", vc->index);
-            vm_post_event(vm, VM_EV_REBOOT);
+            post_triple_fault(vc);
             break;
         case KVM_EXIT_SYSTEM_EVENT:
             switch (run->system_event.type) {
@@ -314,6 +334,7 @@ int vm_start_vcpus(struct vm *vm)
     sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
     vm->stopping = false;
     vm->event = VM_EV_NONE;
+    vm->triple_fault_vcpu = -1;
     for (int i = 0; i < vm->ncpus; i++) {
         struct vcpu *vc = &vm->vcpus[i];
         if (pthread_create(&vc->thread, NULL, vcpu_thread, vc) != 0) {

@@ -296,6 +296,13 @@ int main(int argc, char **argv)
         vm_stop_vcpus(&vm);
         if (ev == VM_EV_SIGNAL || ev == VM_EV_ERROR)
             vm_dump_vcpus(&vm);
+        if (ev == VM_EV_REBOOT && vm.triple_fault_vcpu >= 0) {
+            /* On AMD, KVM has already put the faulting vCPU through INIT
+             * (its VMCB is undefined after a shutdown): only the others
+             * still show where the guest was. */
+            log_warn("vCPU %d triple-faulted; the vCPUs' state:", vm.triple_fault_vcpu);
+            vm_dump_vcpus(&vm);
+        }
         if (ev == VM_EV_POWEROFF) {
             log_info("guest powered off");
             status = VMM_EXIT_POWEROFF;

@@ -133,6 +133,7 @@ struct vm {
     pthread_mutex_t lock;     /* guards event, stopping */
     pthread_cond_t cond;
     enum vm_event event;
+    int triple_fault_vcpu;    /* the vCPU whose triple fault posted VM_EV_REBOOT, or -1 */
     volatile bool stopping;
     volatile bool in_run_loop; /* vCPUs started, main thread waits for events */
     pthread_t main_thread;
@@ -144,7 +145,8 @@ int vm_create(struct vm *vm);
 void vm_destroy(struct vm *vm);
 int vm_start_vcpus(struct vm *vm);
 void vm_stop_vcpus(struct vm *vm);
-/* Logs every vCPU's RIP/RSP/CR3 (where a stopped or failed guest was). */
+/* Logs every vCPU's registers and control registers (where a stopped or
+ * failed guest was). */
 void vm_dump_vcpus(struct vm *vm);
 void vm_post_event(struct vm *vm, enum vm_event ev);
 int vm_irq_line(struct vm *vm, int irq, int level);

@@ -9,7 +9,9 @@
  * completion type and, for requests with one, the request id; every frame
  * handed to the backend lies inside the buffer and inside its message;
  * malformed input is refused with a reason; accepted RSS parameters name
- * only queues the NIC has.
+ * only queues the NIC has.  A prefix rndis_tx_prefix_ok accepts holds all
+ * the walk and the offload fix-ups read: the bytes after it do not change
+ * what the backend is told (netvsp leaves them in guest memory).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -46,6 +48,44 @@ static int on_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offlo
     return 0;
 }
 
+/* What the walk makes of a transmit's first frame. */
+struct first {
+    int frames;
+    size_t off, len;
+    int r;
+    struct vnet_hdr vh;
+    uint8_t hdr[2048]; /* the frame's first bytes after the fix-ups */
+};
+
+static int on_first(void *arg, uint8_t *frame, size_t len, const struct tx_offload *o)
+{
+    struct first *f = arg;
+    if (f->frames++)
+        return 0;
+    f->len = len;
+    const char *why = NULL;
+    f->r = offload_tx_prepare(frame, len, o, &f->vh, &why);
+    memcpy(f->hdr, frame, len < sizeof(f->hdr) ? len : sizeof(f->hdr));
+    f->off = (size_t)(uintptr_t)frame; /* walk_first makes it an offset */
+    return 0;
+}
+
+/* Walk a copy of msg[0..len) whose bytes from `have` on are flipped when
+ * flip: the first frame's view. */
+static int walk_first(const uint8_t *msg, size_t len, size_t have, bool flip, struct first *f)
+{
+    static uint8_t copy[70000];
+    memcpy(copy, msg, len);
+    if (flip)
+        for (size_t i = have; i < len; i++)
+            copy[i] = (uint8_t)~copy[i];
+    memset(f, 0, sizeof(*f));
+    const char *why = NULL;
+    int n = rndis_tx_walk(copy, len, on_first, f, &why);
+    f->off -= (size_t)(uintptr_t)copy;
+    return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_in in = {data, size};
@@ -71,8 +111,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (op & 1) {
             struct walk w = {msg, got, 0};
             const char *why = NULL;
+            size_t have = got ? fuzz_u16(&in) % (got + 1) : 0;
+            bool prefix = rndis_tx_prefix_ok(msg, have, got, 2048);
+            struct first a, b;
+            int na = prefix ? walk_first(msg, got, have, false, &a) : 0;
             int n = rndis_tx_walk(msg, got, on_frame, &w, &why);
             FUZZ_CHECK(n < 0 ? why != NULL : n == w.frames);
+            if (prefix) {
+                int nb = walk_first(msg, got, have, true, &b);
+                FUZZ_CHECK(na == nb && a.frames == b.frames && a.frames <= 1);
+                if (a.frames) {
+                    size_t h = a.len < sizeof(a.hdr) ? a.len : sizeof(a.hdr);
+                    FUZZ_CHECK(a.off == b.off && a.len == b.len && a.r == b.r &&
+                               memcmp(&a.vh, &b.vh, sizeof(a.vh)) == 0 &&
+                               a.off + h <= have && memcmp(a.hdr, b.hdr, h) == 0);
+                }
+            }
             continue;
         }
         uint8_t out[RNDIS_REPLY_MAX + 16];

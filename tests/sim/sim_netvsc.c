@@ -568,7 +568,8 @@ static int send_gpa_section(struct sim_netvsc *nv, uint32_t channel_type, const 
     uint8_t *scratch = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->scratch_off));
     if (page_off + len > SNV_SCRATCH_PAGES * 4096)
         return -E2BIG;
-    memcpy(scratch + page_off, bytes, len);
+    if (bytes != scratch + page_off) /* else built in place */
+        memcpy(scratch + page_off, bytes, len);
     uint32_t first = page_off / 4096, last = (page_off + len - 1) / 4096;
     uint8_t hdr[8 + 8 + 8 * SNV_SCRATCH_PAGES];
     uint32_t cnt = 1, npfn = last - first + 1;
@@ -817,12 +818,25 @@ int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len,
 int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
                        const void *ppi, uint32_t ppi_len, uint64_t *tid_out)
 {
-    static __thread uint8_t msg[SNV_SCRATCH_PAGES * 4096];
-    if (len + ppi_len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) > sizeof(msg))
+    /* The RNDIS message is built where the host reads it (the send section,
+     * or the scratch pages at offset 100 for GPA-direct): the frame is
+     * copied once, as hv_netvsc copies a frame into a section. */
+    enum { GPA_OFF = 100 };
+    if (len + ppi_len + RNDIS_BODY_OFF + sizeof(struct rndis_packet) >
+        SNV_SCRATCH_PAGES * 4096 - GPA_OFF)
         return -E2BIG;
     struct rndis_hdr h = {RNDIS_MSG_PACKET, 44 + ppi_len + len};
     struct rndis_packet p = {.data_offset = 36 + ppi_len, .data_len = len,
                              .ppi_offset = ppi_len ? 36 : 0, .ppi_len = ppi_len};
+    uint8_t *msg;
+    if (section >= 0) {
+        if ((uint32_t)section >= nv->nsections || h.len > nv->section_size)
+            return -EINVAL;
+        msg = (uint8_t *)sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->send_off)) +
+              (size_t)section * nv->section_size;
+    } else {
+        msg = (uint8_t *)sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->scratch_off)) + GPA_OFF;
+    }
     memcpy(msg, &h, 8);
     memcpy(msg + 8, &p, sizeof(p));
     if (ppi_len)
@@ -830,24 +844,16 @@ int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, i
     memcpy(msg + 44 + ppi_len, frame, len);
     uint64_t tid = ++nv->tid;
     *tid_out = tid;
-    int r;
-    if (section >= 0) {
-        if ((uint32_t)section >= nv->nsections || h.len > nv->section_size)
-            return -EINVAL;
-        uint8_t *sb = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->send_off));
-        memcpy(sb + (size_t)section * nv->section_size, msg, h.len);
-        struct nvsp_msg m;
-        memset(&m, 0, sizeof(m));
-        m.type = NVSP_MSG1_SEND_RNDIS_PKT;
-        m.u.rndis_pkt.channel_type = 0;
-        m.u.rndis_pkt.section_index = (uint32_t)section;
-        m.u.rndis_pkt.section_size = h.len;
-        r = send_raw_on(nv, nv->tx_chan, VM_PKT_DATA_INBAND,
-                        VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, NULL, 0, &m, sizeof(m));
-    } else {
-        r = send_gpa(nv, 0, msg, h.len, 100, tid);
-    }
-    return r;
+    if (section < 0)
+        return send_gpa(nv, 0, msg, h.len, GPA_OFF, tid);
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RNDIS_PKT;
+    m.u.rndis_pkt.channel_type = 0;
+    m.u.rndis_pkt.section_index = (uint32_t)section;
+    m.u.rndis_pkt.section_size = h.len;
+    return send_raw_on(nv, nv->tx_chan, VM_PKT_DATA_INBAND,
+                       VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, NULL, 0, &m, sizeof(m));
 }
 
 int snv_recv_frame(struct sim_netvsc *nv, void *buf, uint32_t cap, int timeout_ms)

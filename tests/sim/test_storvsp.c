@@ -158,6 +158,125 @@ static void test_io_subchannels(void **state)
     io_over(*state, VM_STOR_B, 1, STOR_FX_SUBCHANNELS);
 }
 
+/* Linux's largest requests: 256 KiB starting 512 bytes into a page (65
+ * pages), the pages scattered in descending order with a guard page between
+ * any two, eight in flight at once over two channels.  Writes store exactly
+ * the named bytes; reads fill exactly them: the guard pages and the parts
+ * of the first and last page outside the range keep their canary. */
+#define BIG_LEN (256u * 1024u)
+#define BIG_PGOFF 512u
+#define BIG_PAGES ((BIG_PGOFF + BIG_LEN + 4095u) / 4096u)
+#define BIG_REQS 8
+#define BIG_CANARY 0xA5
+
+/* Pool page of data page k of request j: odd indexes, descending. */
+static uint64_t big_page(uint64_t pool, int j, uint32_t k)
+{
+    uint32_t idx = 2u * (BIG_REQS * BIG_PAGES - 1u - ((uint32_t)j * BIG_PAGES + k)) + 1u;
+    return pool + 4096ull * idx;
+}
+
+/* Request j's bytes gathered from its scattered pages into buf, or spread
+ * from buf into them (to_pages). */
+static void big_copy(struct sim_vm *vm, uint64_t pool, int j, uint8_t *buf, bool to_pages)
+{
+    uint32_t done = 0;
+    for (uint32_t k = 0; k < BIG_PAGES; k++) {
+        uint32_t pgoff = k ? 0 : BIG_PGOFF;
+        uint32_t n = 4096u - pgoff < BIG_LEN - done ? 4096u - pgoff : BIG_LEN - done;
+        uint8_t *pg = vm->mem + big_page(pool, j, k) + pgoff;
+        if (to_pages)
+            memcpy(pg, buf + done, n);
+        else
+            memcpy(buf + done, pg, n);
+        done += n;
+    }
+}
+
+static void big_send_all(struct sim_stor *s, uint64_t pool, bool write, uint64_t *ids)
+{
+    for (int j = 0; j < BIG_REQS; j++) {
+        uint64_t pfns[BIG_PAGES];
+        for (uint32_t k = 0; k < BIG_PAGES; k++)
+            pfns[k] = sim_page_pfn(s->vm, big_page(pool, j, k));
+        uint8_t cdb[10];
+        sim_stor_rw10_cdb(cdb, write, 512u * (uint32_t)j, BIG_LEN / 512u);
+        struct vstor_packet p = sim_stor_srb_packet(s, 0, cdb, sizeof(cdb),
+                                                    write ? VSTOR_DATA_OUT : VSTOR_DATA_IN, BIG_LEN);
+        ids[j] = s->next_trans++;
+        SIM_ASSERT(sim_stor_send_gpa(s, j % s->nch, ids[j], BIG_LEN, BIG_PGOFF, pfns, BIG_PAGES,
+                                     &p, s->pkt_size) == 0,
+                   "send request %d", j);
+    }
+    for (int j = 0; j < BIG_REQS; j++) {
+        struct vstor_packet rep;
+        SIM_ASSERT(sim_stor_wait(s, j % s->nch, ids[j], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+                       rep.u.srb.srb_status == SRB_STATUS_SUCCESS &&
+                       rep.u.srb.data_transfer_length == BIG_LEN,
+                   "%s %d: srb %#x, %u bytes", write ? "write" : "read", j,
+                   rep.u.srb.srb_status, rep.u.srb.data_transfer_length);
+    }
+}
+
+/* Every byte of the pool outside the requests' ranges still the canary. */
+static void big_check_canaries(struct sim_vm *vm, uint64_t pool, const char *after)
+{
+    static uint8_t expect[BIG_REQS * BIG_PAGES * 2u * 4096u];
+    memset(expect, BIG_CANARY, sizeof(expect));
+    for (int j = 0; j < BIG_REQS; j++) {
+        uint32_t done = 0;
+        for (uint32_t k = 0; k < BIG_PAGES; k++) {
+            uint32_t pgoff = k ? 0 : BIG_PGOFF;
+            uint32_t n = 4096u - pgoff < BIG_LEN - done ? 4096u - pgoff : BIG_LEN - done;
+            uint64_t at = big_page(pool, j, k) - pool + pgoff;
+            memcpy(expect + at, vm->mem + pool + at, n); /* the range itself: not checked */
+            done += n;
+        }
+    }
+    for (size_t i = 0; i < sizeof(expect); i++)
+        SIM_ASSERT(vm->mem[pool + i] == expect[i],
+                   "after the %s, byte %zu of page %zu outside every range changed", after,
+                   i % 4096, i / 4096);
+}
+
+static void test_io_256k_scattered(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_A);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL && sim_stor_subchannels(s, 1) == 0 && s->nch == 2,
+               "init with one subchannel");
+    uint64_t pool = sim_alloc_pages(vm, BIG_REQS * BIG_PAGES * 2u);
+    memset(vm->mem + pool, BIG_CANARY, BIG_REQS * BIG_PAGES * 2u * 4096u);
+    static uint8_t data[BIG_REQS][BIG_LEN];
+    for (int j = 0; j < BIG_REQS; j++) {
+        sim_fill_pattern(data[j], BIG_LEN, 500 + (uint64_t)j);
+        big_copy(vm, pool, j, data[j], true);
+    }
+    uint64_t ids[BIG_REQS];
+    big_send_all(s, pool, true, ids);
+    big_check_canaries(vm, pool, "writes");
+    static uint8_t file[BIG_LEN];
+    for (int j = 0; j < BIG_REQS; j++) {
+        stor_read_image(f->img[0], (uint64_t)j * 512u * 512u, file, BIG_LEN);
+        SIM_ASSERT(memcmp(file, data[j], BIG_LEN) == 0,
+                   "the image does not hold what write %d named", j);
+    }
+    for (int j = 0; j < BIG_REQS; j++) {
+        memset(file, 0, BIG_LEN);
+        big_copy(vm, pool, j, file, true);
+    }
+    big_send_all(s, pool, false, ids);
+    big_check_canaries(vm, pool, "reads");
+    for (int j = 0; j < BIG_REQS; j++) {
+        big_copy(vm, pool, j, file, false);
+        SIM_ASSERT(memcmp(file, data[j], BIG_LEN) == 0, "read %d did not fill its pages", j);
+    }
+    SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
 /* backend = threads: the same I/O on the thread pool, which the log names. */
 static void test_io_thread_pool(void **state)
 {
@@ -454,6 +573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_versions, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_one_channel, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_subchannels, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_io_256k_scattered, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_thread_pool, stor_fx_setup_threads,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,

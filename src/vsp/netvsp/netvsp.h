@@ -33,6 +33,8 @@
  * VRSS_CHANNEL_MAX is 64 channels). */
 #define NETVSP_MAX_QUEUES 64u
 #define NETVSP_DEFAULT_QUEUES 8u
+/* Transmit completions a queue holds back to send in one burst. */
+#define NETVSP_COMP_BATCH 32u
 
 /* Per-VM configuration ("netvsp.KEY = VALUE" lines of its [vm] section). */
 struct nic_cfg {
@@ -86,6 +88,16 @@ struct nic_queue {
     bool rx_paused;       /* backend watch removed: no ring room or no sub-allocation */
     bool backend_closed;  /* the packet fd's peer went away: never read again */
     uint8_t *txcopy;      /* private copy of one transmit's RNDIS bytes */
+    /* Completions of transmitted frames not sent yet, each into ring room
+     * reserved before its request was pulled: sent together at the end of
+     * the receive callback (or when full), so the guest is signalled once
+     * for them, not once per frame.  With the frame counts they bring. */
+    struct {
+        uint64_t trans_id;
+        uint32_t status;
+    } comp[NETVSP_COMP_BATCH];
+    unsigned ncomp;
+    uint64_t comp_sent, comp_dropped;
 };
 
 struct nic {

@@ -46,6 +46,13 @@ static const uint32_t nvsp_versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_V
  * announced, plus a full send section of earlier packets. */
 #define TX_COPY_MAX (128u * 1024u + SEND_SECTION_SIZE)
 #define TX_MAX_IOV 64
+/* Transmits longer than this copy only the first TX_GPA_PREFIX bytes of
+ * their GPA-direct ranges when that holds all netvsp reads (struct tx_msg);
+ * offload_tx_prepare reads at most the L4 offset of the request (10 bits)
+ * plus a TCP header of a frame. */
+#define TX_PARTIAL_MIN 16384u
+#define TX_GPA_PREFIX 4096u
+#define TX_FRAME_HDR_MAX 2048u
 
 /* Reservation sizes (what follows the descriptor): a completion, and the
  * second reply a request may get (an RNDIS reply's transfer-page packet,
@@ -144,12 +151,56 @@ static int pool_complete(struct nic_queue *q, uint64_t tid)
 
 /* ---- replies ---------------------------------------------------------- */
 
+/* Send the transmit completions q held back (each into its reservation),
+ * after counting their frames: vmbusctl's figures never lag behind what
+ * the guest was told. */
+static void flush_comps(struct nic_queue *q)
+{
+    struct nic *nic = q->nic;
+    if (!q->ncomp)
+        return;
+    pthread_mutex_lock(&nic->lock);
+    nic->stats.tx_frames += q->comp_sent;
+    nic->stats.tx_dropped += q->comp_dropped;
+    pthread_mutex_unlock(&nic->lock);
+    q->comp_sent = q->comp_dropped = 0;
+    struct nvsp_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
+    struct iovec iov = {&m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
+    for (unsigned i = 0; i < q->ncomp; i++) {
+        m.u.rndis_pkt_complete.status = q->comp[i].status;
+        int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, q->comp[i].trans_id,
+                                    NULL, 0, &iov, 1);
+        if (ret < 0 && ret != -EPIPE)
+            vsp_log(q->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
+    }
+    q->ncomp = 0;
+}
+
+/* Hold back the completion of a transmit whose reservation r has. */
+static void defer_comp(struct nic_queue *q, struct replies *r, uint64_t trans_id,
+                       uint32_t status, uint64_t sent, uint64_t dropped)
+{
+    if (!r->comp)
+        return;
+    r->comp = false;
+    q->comp[q->ncomp].trans_id = trans_id;
+    q->comp[q->ncomp].status = status;
+    q->ncomp++;
+    q->comp_sent += sent;
+    q->comp_dropped += dropped;
+    if (q->ncomp == NETVSP_COMP_BATCH)
+        flush_comps(q);
+}
+
 static void send_comp(struct nic_queue *q, struct replies *r, uint64_t trans_id,
                       const struct nvsp_msg *m)
 {
     if (!r->comp)
         return;
     struct nic *nic = q->nic;
+    flush_comps(q); /* completions go in the order of their requests */
     struct iovec iov = {(void *)m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
     r->comp = false;
     int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, trans_id, NULL, 0, &iov, 1);
@@ -530,8 +581,22 @@ static void do_send_buf(struct nic_queue *q, struct replies *r, uint64_t tid,
     send_comp(q, r, tid, &m);
 }
 
+/* One transmit (SEND_RNDIS_PKT): its first `copied` bytes are in the
+ * queue's private copy, the rest [copied, len) still in guest memory
+ * (GPA-direct ranges, valid until the channel closes).  Only a single
+ * large frame is left partly in guest memory, and only beyond what netvsp
+ * reads of it (RNDIS headers, per-packet info, the frame's headers): the
+ * backend copies that payload once, and a guest changing it meanwhile
+ * changes nothing but its own frame. */
+struct tx_msg {
+    size_t len, copied;
+    struct iovec rest[TX_MAX_IOV];
+    int nrest;
+};
+
 struct tx_ctx {
     struct nic_queue *q;
+    const struct tx_msg *m;
     uint64_t sent, dropped;
     const char *why; /* a frame's offload requests were refused */
 };
@@ -547,14 +612,30 @@ static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offlo
     }
     if (offload_tx_prepare(frame, len, o, &vh, &c->why) < 0)
         return -1;
-    struct iovec iov[2] = {{&vh, sizeof(vh)}, {frame, len}};
-    int n = q->nic->cfg.offload ? 2 : 1;
-    size_t want = len + (n == 2 ? sizeof(vh) : 0);
-    struct msghdr mh = {.msg_iov = iov + 2 - n, .msg_iovlen = (size_t)n};
+    struct iovec iov[2 + TX_MAX_IOV];
+    int n = 0;
+    if (q->nic->cfg.offload)
+        iov[n++] = (struct iovec){&vh, sizeof(vh)};
+    size_t want = len + (n ? sizeof(vh) : 0);
+    size_t fo = (size_t)(frame - q->txcopy);
+    if (fo + len > c->m->copied) {
+        /* the frame's tail is in guest memory: the ranges up to its end */
+        size_t here = c->m->copied - fo;
+        size_t left = len - here;
+        iov[n++] = (struct iovec){frame, here};
+        for (int i = 0; i < c->m->nrest && left; i++) {
+            size_t l = c->m->rest[i].iov_len < left ? c->m->rest[i].iov_len : left;
+            iov[n++] = (struct iovec){c->m->rest[i].iov_base, l};
+            left -= l;
+        }
+    } else {
+        iov[n++] = (struct iovec){frame, len};
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     /* A full backend drops the frame, as a NIC's full queue would; so does
      * a packet fd whose peer is gone. */
     ssize_t w = q->fd_is_socket ? sendmsg(q->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)
-                                : writev(q->fd, iov + 2 - n, n);
+                                : writev(q->fd, iov, n);
     if (w == (ssize_t)want)
         c->sent++;
     else
@@ -562,14 +643,39 @@ static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offlo
     return 0;
 }
 
+/* Copy n bytes of iov[] from byte `skip` on to dst; returns the index of
+ * the entry where the copy ended and, in *at, the offset in it. */
+static int iov_copy(uint8_t *dst, const struct iovec *iov, int cnt, size_t skip, size_t n,
+                    size_t *at)
+{
+    int i = 0;
+    while (i < cnt && skip >= iov[i].iov_len)
+        skip -= iov[i++].iov_len;
+    while (i < cnt && n) {
+        size_t l = iov[i].iov_len - skip < n ? iov[i].iov_len - skip : n;
+        memcpy(dst, (uint8_t *)iov[i].iov_base + skip, l);
+        dst += l;
+        n -= l;
+        skip += l;
+        if (skip == iov[i].iov_len) {
+            skip = 0;
+            i++;
+        }
+    }
+    *at = skip;
+    return i;
+}
+
 /* Gather one SEND_RNDIS_PKT's bytes into q->txcopy: the send section's
- * first section_size bytes, then the packet's GPA-direct ranges.  Returns
- * the length, or -1 (guest error logged).  The caller holds buf_lock. */
-static ssize_t tx_gather(struct nic_queue *q, const struct vsp_packet *pkt,
-                         const struct nvsp_rndis_pkt *rp)
+ * first section_size bytes, then the packet's GPA-direct ranges, of which
+ * a large single frame's payload stays in guest memory (struct tx_msg).
+ * 0, or -1 (guest error logged).  The caller holds buf_lock. */
+static int tx_gather(struct nic_queue *q, const struct vsp_packet *pkt,
+                     const struct nvsp_rndis_pkt *rp, struct tx_msg *m)
 {
     struct nic *nic = q->nic;
     size_t len = 0;
+    m->nrest = 0;
     if (rp->section_index != NVSP_INVALID_SECTION) {
         if (!nic->send_buf || rp->section_index >= nic->nsections) {
             guest_error(q, "netvsp: send section index %u out of range (%u sections)",
@@ -586,21 +692,35 @@ static ssize_t tx_gather(struct nic_queue *q, const struct vsp_packet *pkt,
                rp->section_size);
         len = rp->section_size;
     }
-    if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
-        struct iovec iov[TX_MAX_IOV];
-        size_t glen = 0;
-        int n = vsp_packet_gpa(q->ch, pkt, TX_COPY_MAX - len, iov, TX_MAX_IOV, &glen);
-        if (n < 0) {
-            if (n == -E2BIG)
-                guest_error(q, "netvsp: RNDIS message in GPA ranges too long (%u)", pkt->len);
-            return -1; /* other errors were logged by vmbusd */
-        }
-        for (int i = 0; i < n; i++) {
-            memcpy(q->txcopy + len, iov[i].iov_base, iov[i].iov_len);
-            len += iov[i].iov_len;
-        }
+    m->len = m->copied = len;
+    if (pkt->type != VM_PKT_DATA_USING_GPA_DIRECT)
+        return 0;
+    struct iovec iov[TX_MAX_IOV];
+    size_t glen = 0;
+    int n = vsp_packet_gpa(q->ch, pkt, TX_COPY_MAX - len, iov, TX_MAX_IOV, &glen);
+    if (n < 0) {
+        if (n == -E2BIG)
+            guest_error(q, "netvsp: RNDIS message in GPA ranges too long (%u)", pkt->len);
+        return -1; /* other errors were logged by vmbusd */
     }
-    return (ssize_t)len;
+    m->len = len + glen;
+    size_t first = glen;
+    if (m->len > TX_PARTIAL_MIN && glen > TX_GPA_PREFIX)
+        first = TX_GPA_PREFIX;
+    size_t at;
+    int i = iov_copy(q->txcopy + len, iov, n, 0, first, &at);
+    m->copied = len + first;
+    if (m->copied < m->len &&
+        !rndis_tx_prefix_ok(q->txcopy, m->copied, m->len, TX_FRAME_HDR_MAX)) {
+        /* not one frame with everything read early on: copy it all */
+        iov_copy(q->txcopy + m->copied, iov, n, first, glen - first, &at);
+        m->copied = m->len;
+        return 0;
+    }
+    for (; i < n; i++, at = 0)
+        m->rest[m->nrest++] = (struct iovec){(uint8_t *)iov[i].iov_base + at,
+                                             iov[i].iov_len - at};
+    return 0;
 }
 
 /* RNDIS state changed: a packet filter of 0 (or HALT) stops receive at
@@ -628,21 +748,25 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
     m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
     m.u.rndis_pkt_complete.status = NVSP_STAT_FAIL;
     ssize_t len = -1;
+    struct tx_msg tm;
     /* The bytes are copied out under the lock; after that they are
-     * private and the buffers may go. */
+     * private and the buffers may go (what stays in guest memory is in
+     * GPA-direct ranges, valid until this channel closes). */
     pthread_rwlock_rdlock(&nic->buf_lock);
     if (!nic->recv_buf || !nic->send_buf)
         guest_error(q, "netvsp: RNDIS message before both buffers were set up");
-    else
-        len = tx_gather(q, pkt, &in->u.rndis_pkt);
+    else if (tx_gather(q, pkt, &in->u.rndis_pkt, &tm) == 0)
+        len = (ssize_t)tm.len;
     pthread_rwlock_unlock(&nic->buf_lock);
     if (len >= 0) {
         const char *why = NULL;
         uint32_t type = 0;
         if (len >= 4)
             memcpy(&type, q->txcopy, 4);
+        if (type != RNDIS_MSG_PACKET)
+            flush_comps(q); /* statistics queries count the frames before */
         if (type == RNDIS_MSG_PACKET) {
-            struct tx_ctx c = {q, 0, 0, NULL};
+            struct tx_ctx c = {q, &tm, 0, 0, NULL};
             int frames = rndis_tx_walk(q->txcopy, (size_t)len, tx_frame, &c, &why);
             if (frames < 0)
                 guest_error(q, "netvsp: %s", why);
@@ -650,10 +774,8 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
                 guest_error(q, "netvsp: %s", c.why);
             else
                 m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
-            pthread_mutex_lock(&nic->lock);
-            nic->stats.tx_frames += c.sent;
-            nic->stats.tx_dropped += c.dropped;
-            pthread_mutex_unlock(&nic->lock);
+            defer_comp(q, r, pkt->trans_id, m.u.rndis_pkt_complete.status, c.sent, c.dropped);
+            return;
         } else if (q->index != 0) {
             /* its reply would go on the primary: Linux never does this */
             guest_error(q, "netvsp: RNDIS control message (type 0x%x) on subchannel %u", type,
@@ -934,6 +1056,8 @@ static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
     }
     q->rx_paused = false;
     q->backend_closed = false;
+    q->ncomp = 0; /* reservations end with the channel */
+    q->comp_sent = q->comp_dropped = 0;
     channels_changed(nic, +1);
     return 0;
 }
@@ -941,6 +1065,7 @@ static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
 static void queue_close(struct nic_queue *q)
 {
     struct nic *nic = q->nic;
+    flush_comps(q); /* the channel is closed: only the frame counts remain */
     if (q->watch)
         vsp_fd_watch_remove(q->watch);
     if (q->wake_watch)
@@ -1037,6 +1162,7 @@ static void nvsp_receive(struct vsp_channel *ch)
         if (ret <= 0)
             break;
     }
+    flush_comps(q);
     /* Completions may have freed sub-allocations, a SET may have turned
      * the filter on or off: let the backend be read again. */
     rx_resume(q);

@@ -408,6 +408,23 @@ int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const 
     return frames;
 }
 
+bool rndis_tx_prefix_ok(const uint8_t *buf, size_t have, size_t len, size_t frame_hdr)
+{
+    struct rndis_hdr h;
+    struct rndis_packet p;
+    if (have < RNDIS_BODY_OFF + sizeof(p) || have > len)
+        return false;
+    memcpy(&h, buf, sizeof(h));
+    memcpy(&p, buf + RNDIS_BODY_OFF, sizeof(p));
+    if (h.type != RNDIS_MSG_PACKET || h.len != len)
+        return false;
+    /* 64-bit sums: the fields are the guest's */
+    uint64_t data = (uint64_t)RNDIS_BODY_OFF + p.data_offset;
+    uint64_t hdr = frame_hdr < p.data_len ? frame_hdr : p.data_len;
+    uint64_t ppi_end = p.ppi_len ? (uint64_t)RNDIS_BODY_OFF + p.ppi_offset + p.ppi_len : 0;
+    return data + hdr <= have && ppi_end <= have;
+}
+
 void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool has_csum,
                      uint32_t csum)
 {

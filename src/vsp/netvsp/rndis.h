@@ -70,6 +70,11 @@ typedef int (*rndis_frame_fn)(void *arg, uint8_t *frame, size_t len,
  * frame.  Returns the number of frames, or -EPROTO (with *why) at the
  * first malformed message: frames before it were delivered. */
 int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const char **why);
+/* Whether buf[0..have), the first bytes of a transfer of len bytes, holds
+ * all rndis_tx_walk reads of it and the first frame_hdr bytes of its frame:
+ * one PACKET message of exactly len bytes whose per-packet info and frame
+ * start lie that early.  (Then the rest of the frame need not be copied.) */
+bool rndis_tx_prefix_ok(const uint8_t *buf, size_t have, size_t len, size_t frame_hdr);
 
 /* Size of the RNDIS PACKET header the host puts before a received frame,
  * and with room for one per-packet info record of 4 bytes (checksum). */

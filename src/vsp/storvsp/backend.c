@@ -22,6 +22,8 @@
 /* Alignment assumed when the kernel does not say (statx without
  * STATX_DIOALIGN): a page covers every device's DMA alignment. */
 #define DIO_ALIGN_UNKNOWN 4096u
+/* Physical block reported for a regular file: holes are punched in pages. */
+#define FILE_PHYS_BLOCK 4096u
 
 static int fail(int err, char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -62,13 +64,10 @@ static void choose_direct(int fd, const struct stat *st, struct stor_backend_inf
 {
     uint32_t mem_align = DIO_ALIGN_UNKNOWN;
 
-    if (info->blockdev) {
-        int lbs = 0;
-        if (ioctl(fd, BLKSSZGET, &lbs) == 0 && lbs > (int)STOR_BLOCK_SIZE) {
-            /* 512-byte guest writes would need read-modify-write */
-            set_why(info, "device logical block size above 512");
-            return;
-        }
+    if (info->dev_block_size > STOR_BLOCK_SIZE) {
+        /* 512-byte guest writes need read-modify-write: the page cache does it */
+        set_why(info, "device logical block size above 512");
+        return;
     }
     struct statx sx;
     if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN)) {
@@ -127,15 +126,45 @@ static bool blockdev_can_zero(int fd)
 }
 
 /* Regular files: punch a hole past the end (changes nothing) to learn whether
- * the file system can. */
+ * the file system can.  A block device zeroes whole logical blocks only (the
+ * kernel refuses a range not aligned to them): with blocks above 512 bytes a
+ * guest's 512-byte-granular UNMAP could neither be done nor leave zeros, so
+ * such a device gets no discard at all rather than a partial one. */
 static bool probe_discard(int fd, const struct stor_backend_info *info)
 {
     if (info->readonly)
         return false;
     if (info->blockdev)
-        return blockdev_can_zero(fd);
+        return info->dev_block_size == STOR_BLOCK_SIZE && blockdev_can_zero(fd);
     off_t end = (off_t)((info->size + 4095) & ~4095ull);
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, end + 4096, 4096) == 0;
+}
+
+/* A block device's size is not st_size (0 for a device node): ask the
+ * device, with its block sizes and whether it is read-only. */
+static int blockdev_geometry(int fd, struct stor_backend_info *info, uint64_t *size, char *err,
+                             size_t errlen)
+{
+    info->blockdev = true;
+    if (ioctl(fd, BLKGETSIZE64, size) < 0)
+        return fail(-errno, err, errlen, "BLKGETSIZE64: %s", strerror(errno));
+    int lbs = 0, pbs = 0, ro = 0;
+    if (ioctl(fd, BLKSSZGET, &lbs) < 0)
+        return fail(-errno, err, errlen, "BLKSSZGET: %s", strerror(errno));
+    /* a power of two from 512 to 64 KiB is all Linux has; anything else
+     * cannot be mapped onto 512-byte blocks */
+    if (lbs < (int)STOR_BLOCK_SIZE || lbs > 65536 || (lbs & (lbs - 1)))
+        return fail(-EINVAL, err, errlen, "unsupported logical block size %d", lbs);
+    if (ioctl(fd, BLKPBSZGET, &pbs) < 0 || pbs < lbs || pbs > 65536 || (pbs & (pbs - 1)))
+        pbs = lbs; /* unknown or nonsense: the logical block is all we know */
+    info->dev_block_size = (uint32_t)lbs;
+    info->phys_block_size = (uint32_t)pbs;
+    if (ioctl(fd, BLKROGET, &ro) == 0 && ro && !info->readonly) {
+        /* writes would fail one by one with EPERM: say so once, up front */
+        info->readonly = true;
+        info->device_readonly = true;
+    }
+    return 0;
 }
 
 static int backend_setup(int fd, bool readonly, bool try_direct, struct stor_backend **out,
@@ -153,10 +182,12 @@ static int backend_setup(int fd, bool readonly, bool try_direct, struct stor_bac
     uint64_t size;
     if (S_ISREG(st.st_mode)) {
         size = (uint64_t)st.st_size;
+        info.dev_block_size = STOR_BLOCK_SIZE;
+        info.phys_block_size = FILE_PHYS_BLOCK;
     } else if (S_ISBLK(st.st_mode)) {
-        info.blockdev = true;
-        if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-            return fail(-errno, err, errlen, "BLKGETSIZE64: %s", strerror(errno));
+        int r = blockdev_geometry(fd, &info, &size, err, errlen);
+        if (r < 0)
+            return r;
     } else {
         return fail(-EINVAL, err, errlen, "not a regular file or block device");
     }
@@ -194,12 +225,35 @@ static int backend_setup(int fd, bool readonly, bool try_direct, struct stor_bac
     return 0;
 }
 
+/* Open path for the backend.  A block device is opened with O_EXCL (Linux:
+ * without O_CREAT that claims the device), so one that is mounted, held by
+ * md/dm, or already served to a VM is refused instead of corrupted by two
+ * writers; its page cache would not be coherent with theirs either.  A device
+ * that refuses to be opened for writing is opened read-only (backend_setup
+ * then finds it read-only and says so). */
+static int open_image(const char *path, bool readonly, char *err, size_t errlen)
+{
+    struct stat st;
+    int excl = stat(path, &st) == 0 && S_ISBLK(st.st_mode) ? O_EXCL : 0;
+    int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | excl | O_CLOEXEC);
+    if (fd < 0 && excl && !readonly && (errno == EROFS || errno == EACCES))
+        fd = open(path, O_RDONLY | excl | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    int e = errno;
+    if (excl && e == EBUSY)
+        return fail(-e, err, errlen,
+                    "%s: block device in use (mounted, or held by md/dm/LVM or another VM)",
+                    path);
+    return fail(-e, err, errlen, "%s: %s", path, strerror(e));
+}
+
 int stor_backend_open(const char *path, bool readonly, unsigned flags,
                       struct stor_backend **out, char *err, size_t errlen)
 {
-    int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    int fd = open_image(path, readonly, err, errlen);
     if (fd < 0)
-        return fail(-errno, err, errlen, "%s: %s", path, strerror(errno));
+        return fd;
     int r = backend_setup(fd, readonly, !(flags & STOR_OPEN_NO_DIRECT), out, err, errlen);
     if (r < 0) {
         close(fd);
@@ -242,7 +296,14 @@ void stor_backend_describe(const struct stor_backend *b, char *buf, size_t len)
         snprintf(io, sizeof(io), "O_DIRECT (memory alignment %u)", i->dio_mem_align);
     else
         snprintf(io, sizeof(io), "buffered: %s", i->why_buffered);
-    snprintf(buf, len, "%llu bytes, %s, %s, %s, %s", (unsigned long long)i->size,
-             i->blockdev ? "block device" : "file", i->readonly ? "read-only" : "read-write",
+    char kind[96] = "file";
+    if (i->blockdev)
+        snprintf(kind, sizeof(kind), "block device, logical block %u%s, physical %u",
+                 i->dev_block_size, i->dev_block_size > STOR_BLOCK_SIZE ? " (512 emulated)" : "",
+                 i->phys_block_size);
+    snprintf(buf, len, "%llu bytes, %s, %s, %s, %s", (unsigned long long)i->size, kind,
+             i->device_readonly ? "read-only (device is read-only)"
+             : i->readonly      ? "read-only"
+                                : "read-write",
              io, i->discard ? "discard punches holes" : "no discard");
 }

@@ -52,12 +52,21 @@ struct stor_backend_info {
     uint64_t size;       /* bytes, rounded down to STOR_BLOCK_SIZE */
     uint32_t block_size; /* STOR_BLOCK_SIZE */
     bool readonly;       /* opened read-only: writes and discards complete -EROFS */
+    bool device_readonly; /* read-only because the block device is (BLKROGET),
+                             though read-write was asked for: the VSP logs it */
     bool blockdev;       /* a block device, not a regular file */
+    uint32_t dev_block_size;  /* the device's logical block size (BLKSSZGET);
+                                 512 for a file.  Above 512 the guest still sees
+                                 512-byte blocks, through the page cache */
+    uint32_t phys_block_size; /* reported to the guest as the physical block:
+                                 the device's (BLKPBSZGET, at least its logical
+                                 block size); 4096 for a file (page-sized holes) */
     bool direct;         /* O_DIRECT in use */
     uint32_t dio_mem_align; /* O_DIRECT memory alignment (1 when buffered); guest
                                buffers not aligned to it are bounced, transparently */
     bool discard;        /* discard punches holes, which read back as zeros (a file
-                            system that can punch; a block device with WRITE ZEROES) */
+                            system that can punch; a block device with WRITE ZEROES
+                            and 512-byte logical blocks) */
     uint64_t file_id;    /* stable per image: a hash of its device and inode numbers */
     char why_buffered[64]; /* when !direct: why ("tmpfs refuses O_DIRECT", ...) */
 };
@@ -67,11 +76,14 @@ struct stor_backend_info {
 
 /* Open path (regular file or block device).  0 and *out, or -errno with a
  * one-line reason in err ("not a regular file or block device", "size 0 ...").
- * A file whose size is not a multiple of 512 serves the whole blocks only. */
+ * A file whose size is not a multiple of 512 serves the whole blocks only.
+ * A block device is opened exclusively (O_EXCL): one that is mounted, part of
+ * an md/dm/LVM stack, or served to another VM fails with -EBUSY ("in use"). */
 int stor_backend_open(const char *path, bool readonly, unsigned flags,
                       struct stor_backend **out, char *err, size_t errlen);
 /* Same over an fd the caller opened (e.g. one passed by a management
- * process); the backend takes ownership of fd even on failure.  O_DIRECT is
+ * process); the backend takes ownership of fd even on failure.  Exclusive
+ * use of a block device is then the caller's business.  O_DIRECT is
  * used only if fd already has it.  readonly must be true if fd is not
  * writable (not checked: a write then fails with a medium error, which tests
  * use to inject I/O errors deterministically). */
@@ -80,7 +92,8 @@ int stor_backend_open_fd(int fd, bool readonly, struct stor_backend **out,
 /* Every queue must be destroyed first. */
 void stor_backend_close(struct stor_backend *b);
 const struct stor_backend_info *stor_backend_info(const struct stor_backend *b);
-/* One line for the log: "4294967296 bytes, block device, O_DIRECT, discard". */
+/* One line for the log: "4294967296 bytes, block device, O_DIRECT, discard";
+ * a block device's block sizes too ("logical 4096 (512 emulated), physical 4096"). */
 void stor_backend_describe(const struct stor_backend *b, char *buf, size_t len);
 
 /* ---- requests ------------------------------------------------------ */
@@ -88,7 +101,9 @@ enum stor_op {
     STOR_OP_READ,    /* offset, iov: fill the buffers from the image */
     STOR_OP_WRITE,   /* offset, iov: write the buffers to the image */
     STOR_OP_FLUSH,   /* fdatasync: everything completed before is durable */
-    STOR_OP_DISCARD, /* offset, len: punch a hole (fallocate PUNCH_HOLE|KEEP_SIZE) */
+    STOR_OP_DISCARD, /* offset, len: punch a hole (fallocate PUNCH_HOLE|KEEP_SIZE;
+                        on a block device the kernel makes that WRITE ZEROES
+                        without fallback, unmapping where the device can) */
 };
 
 struct stor_req;

@@ -34,6 +34,11 @@ struct scsi_disk *scsi_disk_create(struct stor_backend *b, const struct scsi_dis
     d->blocks = info->size / STOR_BLOCK_SIZE;
     d->readonly = cfg->readonly || info->readonly;
     d->discard = info->discard && !d->readonly;
+    /* 512-byte blocks on the backend's physical block (a 4 KiB-sector device
+     * shows as 512e): the guest aligns its I/O to it */
+    uint32_t per_phys = info->phys_block_size / STOR_BLOCK_SIZE;
+    while (d->phys_exp < 15 && (2u << d->phys_exp) <= per_phys)
+        d->phys_exp++;
     d->lun = cfg->lun;
     uint32_t mt = cfg->max_transfer ? cfg->max_transfer : DEFAULT_MAX_TRANSFER;
     d->max_xfer_blocks = mt / STOR_BLOCK_SIZE ? mt / STOR_BLOCK_SIZE : 1;

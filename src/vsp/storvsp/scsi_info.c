@@ -13,8 +13,6 @@
 #define VPD_CHARACTER   0xb1
 #define VPD_PROVISIONING 0xb2
 
-/* 512-byte logical blocks in 4 KiB physical blocks: 2^3 per physical block */
-#define PHYS_BLOCK_EXP 3
 #define UNMAP_GRANULARITY 8 /* blocks: 4 KiB, the page punched holes are made of */
 
 static void pad_copy(uint8_t *dst, const char *src, size_t n)
@@ -77,7 +75,8 @@ static size_t vpd_limits(struct scsi_disk *d, uint8_t *p)
 {
     memset(p, 0, 0x3c);
     p[0] = 0x01;                              /* WSNZ: WRITE SAME of 0 blocks refused */
-    put_be16(p + 2, UNMAP_GRANULARITY);       /* optimal transfer length granularity */
+    put_be16(p + 2, (uint16_t)(1u << d->phys_exp)); /* optimal transfer length granularity:
+                                                       the physical block */
     put_be32(p + 4, d->max_xfer_blocks);      /* maximum transfer length */
     put_be32(p + 8, d->max_xfer_blocks);      /* optimal transfer length */
     put_be32(p + 16, d->max_unmap_blocks);    /* maximum unmap LBA count */
@@ -154,7 +153,7 @@ void scsi_read_capacity16(struct scsi_disk *d, struct scsi_cmd *cmd, const uint8
     uint8_t b[32] = { 0 };
     put_be64(b, d->blocks - 1);
     put_be32(b + 8, STOR_BLOCK_SIZE);
-    b[13] = PHYS_BLOCK_EXP;
+    b[13] = d->phys_exp; /* logical blocks per physical block exponent */
     if (d->discard)
         b[14] = 0x80 | 0x40; /* LBPME, LBPRZ */
     scsi_data_in(cmd, b, sizeof(b), get_be32(cdb + 10));

@@ -14,6 +14,7 @@ struct scsi_disk {
     uint64_t blocks;
     bool readonly;
     bool discard;
+    uint8_t phys_exp;            /* log2(logical blocks per physical block) */
     uint16_t lun;
     uint32_t max_xfer_blocks;
     uint32_t max_unmap_blocks;   /* 0 when discard is off */

@@ -189,8 +189,13 @@ static int disk_open(struct sv_vm *vm, const struct disk_spec *s, struct sv_disk
     }
     bool uring = stor_queue_engine(q) == STOR_ENGINE_IO_URING;
     int uerr = stor_queue_uring_errno(q);
-    char desc[160];
+    char desc[256];
     stor_backend_describe(d->b, desc, sizeof(desc));
+    if (stor_backend_info(d->b)->device_readonly)
+        vsp_plog(vm->p, VSP_LOG_WARN,
+                 "storvsp: controller %d LUN %d: %s is a read-only block device: "
+                 "the guest gets a read-only disk",
+                 s->controller, s->lun, s->path);
     vsp_plog(vm->p, VSP_LOG_INFO, "storvsp: controller %d LUN %d: %s (%s%s), %s%s%s%s",
              s->controller, s->lun, s->path, desc, s->readonly ? ", read-only" : "",
              stor_queue_engine_name(q), uerr ? " (io_uring unavailable: " : "",
