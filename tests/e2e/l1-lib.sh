@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Helpers of the L1 scenario scripts that drive one L2 guest with vmbusctl
-# (tests/e2e/ic-l1, tests/e2e/retarget-l1); sourced by bash.  The caller
+# (tests/e2e/ic-l1, retarget-l1, storage-l1, net-l1) and of the nested
+# benchmarks (bench/nested-*); sourced by bash.  The caller
 # sets: out (log directory), n (VM name), sock and ctl (vmbusd's sockets),
 # vmbusd, vmbusctl; for wait_for also vmm_pid and deadline (ms, now_ms).
 fails=0 passes=0
@@ -102,4 +103,18 @@ l1_ramdisk_fs() {
     mkfs.ext4 -q -F "$dev" >/dev/null 2>&1 || return 1
     mkdir -p "$2"
     mount -t ext4 "$dev" "$2"
+}
+
+# l1_tap NAME MTU [multi_queue]: a TAP device for an L2 guest's NIC, up,
+# with the documentation addresses 192.0.2.1/24 and 2001:db8::1/64 (no
+# duplicate address detection: usable at once).  L1 has no other network:
+# nothing leaves it.  Made before the VMM or vmbusd opens it
+# (docs/netvsp.md: multi_queue for a netvsp NIC with 2 or more queues).
+l1_tap() {
+    modprobe tun 2>/dev/null
+    ip link del "$1" 2>/dev/null
+    ip tuntap add dev "$1" mode tap ${3:-} &&
+        ip link set "$1" mtu "$2" up &&
+        ip addr add 192.0.2.1/24 dev "$1" &&
+        ip -6 addr add 2001:db8::1/64 dev "$1" nodad
 }

@@ -697,10 +697,14 @@ int snv_rndis_up(struct sim_netvsc *nv)
     }
     uint8_t buf[512];
     uint32_t n;
+    /* Linux keeps the MTU it has (1500, or what `ip link set mtu` asked
+     * for) unless the host's maximum frame size is smaller. */
     int64_t st = snv_query(nv, OID_GEN_MAXIMUM_FRAME_SIZE, NULL, 0, buf, 4, &n);
-    nv->mtu = 1500;
-    if (st == 0 && n == 4)
-        memcpy(&nv->mtu, buf, 4);
+    nv->mtu = nv->ndis_mtu ? nv->ndis_mtu : 1500;
+    uint32_t host_max;
+    memcpy(&host_max, buf, 4);
+    if (st == 0 && n == 4 && host_max < nv->mtu)
+        nv->mtu = host_max;
     st = snv_query(nv, OID_802_3_PERMANENT_ADDRESS, NULL, 0, buf, 6, &n);
     if (st != 0 || n != 6) {
         fprintf(stderr, "snv_rndis_up: MAC query failed (%lld, %u)\n", (long long)st, n);

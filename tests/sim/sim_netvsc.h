@@ -40,7 +40,7 @@ struct sim_netvsc {
     uint32_t section_size, nsections;
     uint64_t scratch_off;         /* page(s) for GPA-direct requests */
     uint8_t mac[6];
-    uint32_t mtu;
+    uint32_t mtu;                 /* the MTU the guest ends up with */
     uint32_t ndis_mtu;            /* MTU sent in NDIS config (0: 1500) */
     uint32_t link_status;         /* media connect status: 0 connected */
     uint32_t rss_queues;          /* RSS capabilities: receive queues (0: query failed) */

@@ -23,6 +23,11 @@
  *                     flow hash picks the TAP queue, one per channel)
  *   test_tap_single   an existing single-queue TAP with netvsp.queues = 4:
  *                     the VM comes up with one queue (no RSS capabilities)
+ *   test_tap_stale_offload  a TAP a previous user left with TUN_F_CSUM
+ *                     (an offloading VM, QEMU) served with offload = off:
+ *                     the host's SYN reaches the guest with its checksum
+ *                     complete (the kernel must not leave it partial: the
+ *                     guest is told nothing about it)
  *   test_tap_refused  netvsp.tap naming a device that is not a TAP (lo)
  *                     refuses that VM, the reason naming the device
  */
@@ -54,6 +59,8 @@
 #define TAP_MQ_NAME "nvsim2"
 #define VM_TAP_SQ "vm-tap-sq"
 #define TAP_SQ_NAME "nvsim3"
+#define VM_TAP_ST "vm-tap-stale"
+#define TAP_ST_NAME "nvsim4"
 
 struct tfx {
     struct sim_daemon *d;
@@ -70,16 +77,19 @@ static int tfx_setup(void **state)
                                                  {VM_TAP_MQ, "netvsp", "queues", "4"},
                                                  {VM_TAP_SQ, "netvsp", "tap", TAP_SQ_NAME},
                                                  {VM_TAP_SQ, "netvsp", "queues", "4"},
+                                                 {VM_TAP_ST, "netvsp", "tap", TAP_ST_NAME},
+                                                 {VM_TAP_ST, "netvsp", "queues", "1"},
                                                  {NULL, NULL, NULL, NULL}};
     static const struct sim_vm_cfg vms[] = {{VM_TAP, "netvsp"},
                                             {VM_LO, "netvsp"},
                                             {VM_TAP_OFF, "netvsp"},
                                             {VM_TAP_MQ, "netvsp"},
-                                            {VM_TAP_SQ, "netvsp"}};
+                                            {VM_TAP_SQ, "netvsp"},
+                                            {VM_TAP_ST, "netvsp"}};
     struct tfx *f = calloc(1, sizeof(*f));
     simd_vm_params = params;
     sim_log_clear();
-    f->d = simd_start(vms, 5, 1);
+    f->d = simd_start(vms, 6, 1);
     simd_vm_params = NULL;
     if (!f->d)
         return -1;
@@ -204,6 +214,8 @@ static int ipv4_setup(const char *name, const uint8_t mac[6])
     return r;
 }
 
+static void host_syn(struct sim_netvsc *nv, bool told_good);
+
 /* An LSO segment exactly as hv_netvsc hands it over (IPv4 total length and
  * header checksum 0, TCP checksum without the length) from the guest
  * 192.0.2.2:40000 to the host's closed port 192.0.2.1:9: the host kernel
@@ -286,6 +298,19 @@ static void test_tap_lso(void **state)
     /* The host connects to the guest: its SYN leaves the kernel with a
      * partial checksum (the TAP takes TUN_F_CSUM), which netvsp completes
      * and reports good. */
+    host_syn(nv, true);
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+/* The host (192.0.2.1) connects to the guest's port 7: its SYN reaches the
+ * guest with a complete TCP checksum; told_good: the guest is told it is
+ * good. */
+static void host_syn(struct sim_netvsc *nv, bool told_good)
+{
+    uint8_t in[2048];
+    uint64_t end;
     int cs = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(7)};
     inet_pton(AF_INET, "192.0.2.2", &sin.sin_addr);
@@ -306,14 +331,45 @@ static void test_tap_lso(void **state)
         uint32_t sps = snv_csum_add(in + 26, 8, 6 + (uint32_t)tl);
         SIM_ASSERT(snv_csum_fold(snv_csum_add(rt, tl, sps)) == 0xffff,
                    "SYN's TCP checksum is not complete");
-        SIM_ASSERT(nv->last_has_csum && nv->last_csum == (1u << 3),
+        SIM_ASSERT(!told_good || (nv->last_has_csum && nv->last_csum == (1u << 3)),
                    "SYN without 'TCP checksum good' (%d %x)", nv->last_has_csum, nv->last_csum);
     }
     close(cs);
     SIM_ASSERT(syn, "no SYN from the host kernel");
+}
+
+/* A TAP the host made, left by its last user with virtio-net headers and
+ * the checksum offload on (an offloading VM before, or QEMU), served with
+ * netvsp.offload = off: netvsp turns the TAP's offloads off, so the host's
+ * kernel completes checksums before frames reach the guest. */
+static void test_tap_stale_offload(void **state)
+{
+    struct tfx *f = *state;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC), sz = 10;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_ST_NAME);
+    SIM_ASSERT(fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) == 0 && ioctl(fd, TUNSETPERSIST, 1) == 0 &&
+                   ioctl(fd, TUNSETVNETHDRSZ, &sz) == 0 && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) == 0,
+               "an offloading TAP: %s", strerror(errno));
+    close(fd);
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_ST, 1);
+    struct sim_netvsc *nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(snv_link_up(TAP_ST_NAME) == 0, "link up: %s", strerror(errno));
+    SIM_ASSERT(ipv4_setup(TAP_ST_NAME, nv->mac) == 0, "address and neighbour: %s",
+               strerror(errno));
+    host_syn(nv, false);
     SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
     snv_free(nv);
     sim_vm_free(vm);
+    fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if (fd >= 0 && ioctl(fd, TUNSETIFF, &ifr) == 0)
+        ioctl(fd, TUNSETPERSIST, 0);
+    if (fd >= 0)
+        close(fd);
 }
 
 /* A packet socket bound to ifname (which is brought up): its fd and the
@@ -496,6 +552,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tap_lso, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_vrss, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_single, tfx_setup, tfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_stale_offload, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_refused, tfx_setup, tfx_teardown),
     };
     SIM_RUN("netvsp_tap", tests);

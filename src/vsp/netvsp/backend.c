@@ -56,6 +56,14 @@ static int open_tap(const char *name, bool offload, bool mq, char *err, size_t e
                      "works without them)", name, strerror(e));
             return -e;
         }
+    } else if (ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
+        /* A device keeps the offloads its last user set (an offloading
+         * VM, QEMU): left on, the host's frames would come with partial
+         * checksums and no header to say so, and the guest drops them. */
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "TAP %s: turning its offloads off: %s", name, strerror(e));
+        return -e;
     }
     return fd;
 }

@@ -785,7 +785,9 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
             struct rndis_dev_info dev;
             memset(&dev, 0, sizeof(dev));
             memcpy(dev.mac, nic->cfg.mac, 6);
-            dev.mtu = nic->cfg.mtu;
+            /* The largest MTU netvsp takes: Linux starts at 1500 and
+             * lowers any MTU it sets (ip link set mtu) to this figure. */
+            dev.mtu = NETVSP_MTU_MAX;
             dev.link_speed = 100000000; /* 10 Gbit/s in 100 bit/s units */
             dev.offload = nic->cfg.offload;
             /* vRSS needs NVSP 5 (subchannel messages) */

@@ -252,13 +252,17 @@ struct ndis_rss_caps {
     uint16_t num_table_entries;
 } HV_PACKED;
 
+/* NDIS_RECEIVE_SCALE_PARAMETERS with natural alignment, as Linux sends it
+ * (2 bytes after each 16-bit size, 40 bytes in all). */
 struct ndis_rss_params {
     struct ndis_object_header hdr;
     uint16_t flags, base_cpu;
     uint32_t hash_info;
     uint16_t table_size; /* bytes */
+    uint16_t pad1;
     uint32_t table_offset; /* from the structure's start */
     uint16_t key_size;
+    uint16_t pad2;
     uint32_t key_offset;
     uint32_t proc_masks_offset, num_proc_masks, proc_masks_entry_size;
 } HV_PACKED;
@@ -282,6 +286,6 @@ HV_ASSERT_SIZE(struct rndis_init_complete, 44);
 HV_ASSERT_SIZE(struct rndis_query_req, 20);
 HV_ASSERT_SIZE(struct rndis_packet, 36);
 HV_ASSERT_SIZE(struct ndis_rss_caps, 18);
-HV_ASSERT_SIZE(struct ndis_rss_params, 36);
+HV_ASSERT_SIZE(struct ndis_rss_params, 40);
 
 #endif

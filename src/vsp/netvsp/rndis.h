@@ -17,7 +17,7 @@
 /* What the host tells the guest about the NIC. */
 struct rndis_dev_info {
     uint8_t mac[6];
-    uint32_t mtu;             /* IP MTU, e.g. 1500 */
+    uint32_t mtu;             /* largest IP MTU the guest may use (maximum frame size) */
     bool link_up;
     uint32_t link_speed;      /* units of 100 bit/s */
     uint64_t tx_ok, rx_ok, tx_err, rx_err, rx_no_buffer; /* statistics OIDs */

@@ -203,3 +203,43 @@ e2e_run_for() {
     E2E_RC=$?
     [ "$E2E_RC" = 0 ]
 }
+
+# Network interfaces (the network scenario tests/e2e/guest/net.sh and
+# bench/guest-net.sh).  e2e_net_if DRIVER: the name of the interface whose
+# device DRIVER drives (hv_netvsc, virtio_net), if there is one.
+e2e_net_if() {
+    local d
+    for d in /sys/class/net/*; do
+        case "$(readlink "$d/device/driver" 2>/dev/null)" in
+        */"$1") echo "${d##*/}"; return 0 ;;
+        esac
+    done
+    return 1
+}
+# e2e_net_wait_if DRIVER SECONDS: until such an interface exists; prints it.
+e2e_net_wait_if() {
+    local i=0
+    while [ $i -lt $(($2 * 10)) ]; do
+        e2e_net_if "$1" && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+# e2e_net_up IF ADDR4/LEN ADDR6/LEN SECONDS: the interface up with these
+# addresses (set again if a down took them away), until it has a carrier.
+e2e_net_up() {
+    local i=0
+    # Static addresses without duplicate detection: usable at once.
+    echo 0 > "/proc/sys/net/ipv6/conf/$1/accept_dad"
+    ip link set "$1" up || return 1
+    ip -4 addr flush dev "$1"
+    ip -6 addr flush dev "$1" scope global
+    ip -4 addr add "$2" dev "$1" || return 1
+    ip -6 addr add "$3" dev "$1" || return 1
+    while [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" != 1 ] && [ $i -lt $(($4 * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]
+}

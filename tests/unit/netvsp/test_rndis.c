@@ -283,6 +283,55 @@ static void test_rss(void **state)
     assert_int_equal(st.rss_table_len, 32);
 }
 
+/* The RSS parameters exactly as Linux 6.1's hv_netvsc lays them out: its
+ * structure is not packed, so the 16-bit sizes are followed by 2 bytes of
+ * padding and the object is 40 bytes; 128 entries, a 40-byte key. */
+static void test_rss_linux_layout(void **state)
+{
+    struct rndis_dev_info mq = dev;
+    mq.queues = 2;
+    struct rndis_state st = {0};
+    init(&st);
+    static uint8_t msg[8 + 20 + 592];
+    uint8_t *info = msg + 8 + 20;
+    uint32_t ilen = 40 + 512 + 40, v;
+    struct rndis_hdr h = {RNDIS_MSG_SET, sizeof(msg)};
+    struct rndis_query_req q = {9, OID_GEN_RECEIVE_SCALE_PARAMETERS, ilen, 20, 0};
+    memcpy(msg, &h, 8);
+    memcpy(msg + 8, &q, sizeof(q));
+    info[0] = NDIS_OBJECT_TYPE_RSS_PARAMETERS;
+    info[1] = 2;
+    v = 40;
+    memcpy(info + 2, &v, 2);                 /* header size */
+    v = NDIS_HASH_FUNC_TOEPLITZ;
+    memcpy(info + 8, &v, 4);                 /* hash info */
+    v = 512;
+    memcpy(info + 12, &v, 2);                /* table size, 2 bytes of padding */
+    v = 40;
+    memcpy(info + 16, &v, 4);                /* table offset */
+    v = 40;
+    memcpy(info + 20, &v, 2);                /* key size, 2 bytes of padding */
+    v = 40 + 512;
+    memcpy(info + 24, &v, 4);                /* key offset */
+    for (uint32_t i = 0; i < 128; i++) {
+        v = i % 2;
+        memcpy(info + 40 + 4 * i, &v, 4);
+    }
+    for (uint32_t i = 0; i < 40; i++)
+        info[552 + i] = (uint8_t)(0x80 + i);
+    const char *why = NULL;
+    uint32_t status;
+    assert_int_equal(rndis_control(&st, &mq, msg, sizeof(msg), out, sizeof(out), &why), 16);
+    memcpy(&status, out + 12, 4);
+    assert_int_equal(status, RNDIS_STATUS_SUCCESS);
+    assert_null(why);
+    assert_true(st.rss_enabled);
+    assert_int_equal(st.rss_table_len, 128);
+    assert_int_equal(st.rss_table[127], 1);
+    assert_int_equal(st.rss_key[0], 0x80);
+    assert_int_equal(st.rss_key[39], 0x80 + 39);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_reset_halt),
         cmocka_unit_test(test_walk_batched),
         cmocka_unit_test(test_rss),
+        cmocka_unit_test(test_rss_linux_layout),
     };
     return cmocka_run_group_tests_name("netvsp_rndis", tests, NULL, NULL);
 }

@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: MIT
+# L2 guest scenario of bench/nested-net (/e2e/guest-iperf.sh, e2e=guest-iperf):
+# the NIC under test, e2e.nic=netvsc (hv_netvsc: netvsp) or e2e.nic=virtio
+# (virtio-net), as 192.0.2.2 on L1's TAP; then iperf3 against L1's server
+# (192.0.2.1) for e2e.time seconds each way, one TCP stream.  Markers:
+#   E2E-IPERF-IF name=NAME driver=D offload=...   the interface
+#   E2E-IPERF dir=tx|rx mbit=N retr=N              guest -> L1 (tx), L1 -> guest (rx)
+nic=$(e2e_param e2e.nic || echo netvsc)
+secs=$(e2e_param e2e.time || echo 10)
+echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
+case "$nic" in
+netvsc)
+    e2e_load_vmbus || e2e_fail "hv_vmbus did not negotiate"
+    e2e_modprobe hv_netvsc
+    drv=hv_netvsc
+    ;;
+virtio)
+    e2e_modprobe virtio_pci
+    e2e_modprobe virtio_net
+    drv=virtio_net
+    ;;
+*) e2e_fail "unknown e2e.nic=$nic"; drv="" ;;
+esac
+if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.2.2/24 2001:db8::2/64 30; then
+    echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ',')"
+    ping -c 1 -w 20 192.0.2.1 >/dev/null 2>&1 || e2e_fail "no answer to ping from L1"
+    for dir in tx rx; do
+        r=""
+        [ "$dir" = rx ] && r=-R
+        # The summary line of the side that received: its rate is what arrived.
+        if iperf3 -c 192.0.2.1 -t "$secs" -f m $r > /tmp/iperf.txt 2>&1; then
+            awk -v d="$dir" '/ receiver$/ { m = $7 } / sender$/ { r = $9 }
+                END { print "E2E-IPERF dir=" d " mbit=" m " retr=" r }' /tmp/iperf.txt
+        else
+            e2e_fail "iperf3 $dir: $(tail -n 3 /tmp/iperf.txt | tr '\n' ' ')"
+        fi
+    done
+else
+    e2e_fail "no $drv interface with a carrier"
+    e2e_dump_dmesg
+fi
