@@ -48,6 +48,10 @@ struct sim_netvsc {
     uint32_t send_table[16];      /* the host's send indirection table */
     int send_tables;              /* how many came */
     uint8_t offload_caps[156];    /* the host's answer to the offload caps query */
+    bool lro_off;                 /* set before bring-up: the guest's LRO is off
+                                     (RSC disabled in the offload parameters) */
+    bool rsc_offered;             /* the caps offered RSC for IPv4 and IPv6, so the
+                                     guest enabled it (unless lro_off) */
     uint32_t req_id;
     uint64_t tid;
     /* received frames, oldest first */
@@ -64,6 +68,16 @@ struct sim_netvsc {
     uint64_t rx_frames_on[SNV_MAX_CHANNELS];
     int rxq_n;
     uint64_t rx_frames, rx_packets;
+    uint64_t rx_bytes;            /* of the frames delivered */
+    uint64_t rx_coalesced;        /* frames joined from 2+ fragments (RSC) */
+    uint32_t rx_max_ranges;       /* most ranges one transfer-page packet had */
+    /* the coalesced frame being joined (per packet, as Linux's per-channel
+     * state, which a packet never leaves half-full) */
+    uint32_t rsc_cnt;
+    const uint8_t *rsc_data[562];
+    uint32_t rsc_len[562];
+    bool rsc_has_csum;
+    uint32_t rsc_csum;
     /* last RNDIS completion taken by the poller */
     uint8_t ctl[4096];
     uint32_t ctl_len;
