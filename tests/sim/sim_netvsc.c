@@ -1024,6 +1024,57 @@ uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[
 }
 
 
+uint32_t snv_gso_frame(uint8_t *b, bool v6, uint32_t payload, const uint8_t dst[6],
+                       bool data_valid)
+{
+    uint8_t *f = b + 10;
+    uint32_t len = snv_lso_frame(f, v6, payload, dst), l4 = v6 ? 54 : 34;
+    uint32_t ps;
+    if (v6) {
+        f[18] = (uint8_t)((len - 54) >> 8);
+        f[19] = (uint8_t)(len - 54);
+        ps = snv_csum_add(f + 22, 32, 0);
+    } else {
+        f[16] = (uint8_t)((len - 14) >> 8);
+        f[17] = (uint8_t)(len - 14);
+        uint16_t ic = (uint16_t)~snv_csum_fold(snv_csum_add(f + 14, 20, 0));
+        f[24] = (uint8_t)(ic >> 8);
+        f[25] = (uint8_t)ic;
+        ps = snv_csum_add(f + 26, 8, 0);
+    }
+    uint16_t c = data_valid ? 0xdead : snv_csum_fold(ps + 6 + len - l4);
+    f[l4 + 16] = (uint8_t)(c >> 8);
+    f[l4 + 17] = (uint8_t)c;
+    uint16_t hl = (uint16_t)(l4 + 20), mss = 1448;
+    uint16_t cs = data_valid ? 0 : (uint16_t)l4, co = data_valid ? 0 : 16;
+    b[0] = data_valid ? 2 : 1;
+    b[1] = v6 ? 4 : 1;
+    memcpy(b + 2, &hl, 2);
+    memcpy(b + 4, &mss, 2);
+    memcpy(b + 6, &cs, 2);
+    memcpy(b + 8, &co, 2);
+    return 10 + len;
+}
+
+bool snv_tcp_frame_ok(const uint8_t *f, uint32_t len)
+{
+    if (len < 54)
+        return false;
+    bool v6 = f[12] == 0x86 && f[13] == 0xdd;
+    uint32_t l4 = v6 ? 54 : 34;
+    uint32_t ps;
+    if (v6) {
+        if (len < 74 || rd16(f + 18) != len - 54)
+            return false;
+        ps = snv_csum_add(f + 22, 32, 0);
+    } else {
+        if (rd16(f + 16) != len - 14 || snv_csum_fold(snv_csum_add(f + 14, 20, 0)) != 0xffff)
+            return false;
+        ps = snv_csum_add(f + 26, 8, 0);
+    }
+    return snv_csum_fold(snv_csum_add(f + l4, len - l4, ps + 6 + len - l4)) == 0xffff;
+}
+
 int snv_link_up(const char *ifname)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -177,6 +177,19 @@ int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t 
  * checksum the pseudo-header sum without the length.  Returns its length
  * (54 or 74 + payload bytes at f). */
 uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[6]);
+/* The same segment as the host's stack hands a GSO frame to a TAP, at
+ * b + 10 after its virtio-net header (TCPV4 / TCPV6, MSS 1448): IP length
+ * fields of the whole frame, the IPv4 header checksum, and the TCP
+ * checksum partial (NEEDS_CSUM: the pseudo-header sum with the length), or
+ * with data_valid a DATA_VALID header and a TCP checksum field that does
+ * not match (the host checked the segments it joined).  Returns 10 + the
+ * frame's length. */
+uint32_t snv_gso_frame(uint8_t *b, bool v6, uint32_t payload, const uint8_t dst[6],
+                       bool data_valid);
+/* A received TCP frame f[0..len) from snv_lso_frame / snv_gso_frame is one
+ * valid segment: its IP length fields say len, the IPv4 header checksum
+ * and the TCP checksum are right. */
+bool snv_tcp_frame_ok(const uint8_t *f, uint32_t len);
 /* One's-complement sum of big-endian 16-bit words added to s, and its fold. */
 uint32_t snv_csum_add(const uint8_t *p, size_t n, uint32_t s);
 uint16_t snv_csum_fold(uint32_t s);
