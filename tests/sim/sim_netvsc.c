@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1073,6 +1076,49 @@ bool snv_tcp_frame_ok(const uint8_t *f, uint32_t len)
         ps = snv_csum_add(f + 26, 8, 0);
     }
     return snv_csum_fold(snv_csum_add(f + l4, len - l4, ps + 6 + len - l4)) == 0xffff;
+}
+
+/* 192.0.2.1/24 on the interface, and 192.0.2.2 at mac (no ARP needed). */
+int snv_ipv4_setup(const char *name, const uint8_t mac[6])
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+    int r = ioctl(s, SIOCSIFADDR, &ifr);
+    inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
+    if (r == 0)
+        r = ioctl(s, SIOCSIFNETMASK, &ifr);
+    struct arpreq ar;
+    memset(&ar, 0, sizeof(ar));
+    sin = (struct sockaddr_in *)&ar.arp_pa;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.2", &sin->sin_addr);
+    ar.arp_ha.sa_family = ARPHRD_ETHER;
+    memcpy(ar.arp_ha.sa_data, mac, 6);
+    ar.arp_flags = ATF_COM | ATF_PERM;
+    snprintf(ar.arp_dev, sizeof(ar.arp_dev), "%s", name);
+    if (r == 0)
+        r = ioctl(s, SIOCSARP, &ar);
+    close(s);
+    return r;
+}
+
+int snv_if_mac(const char *ifname, uint8_t mac[6])
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+    int r = s < 0 ? -1 : ioctl(s, SIOCGIFHWADDR, &ifr);
+    if (r == 0)
+        memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    if (s >= 0)
+        close(s);
+    return r < 0 ? -1 : 0;
 }
 
 int snv_link_up(const char *ifname)

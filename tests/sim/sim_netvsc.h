@@ -193,6 +193,11 @@ bool snv_tcp_frame_ok(const uint8_t *f, uint32_t len);
 /* One's-complement sum of big-endian 16-bit words added to s, and its fold. */
 uint32_t snv_csum_add(const uint8_t *p, size_t n, uint32_t s);
 uint16_t snv_csum_fold(uint32_t s);
+/* 192.0.2.1/24 on IFNAME and a permanent neighbour 192.0.2.2 at mac (the
+ * guest: no ARP needed): 0, or -1 with errno. */
+int snv_ipv4_setup(const char *ifname, const uint8_t mac[6]);
+/* IFNAME's own MAC address: 0, or -1 with errno. */
+int snv_if_mac(const char *ifname, uint8_t mac[6]);
 /* ip link set IFNAME up: 0, or -1 with errno. */
 int snv_link_up(const char *ifname);
 /* The class GUID of the synthetic NIC. */

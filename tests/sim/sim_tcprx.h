@@ -31,6 +31,8 @@ struct snv_tcprx {
     uint64_t bad;             /* frames of the flow with a bad checksum or length */
     uint64_t out_of_order;    /* frames not starting at rcv_nxt (dropped) */
     uint32_t data_check;      /* running sum of the bytes taken, for the sender's */
+    bool fast;                /* set after accept: trust a frame's checksum-good
+                                 info as Linux does (RXCSUM), no data_check (benches) */
 };
 
 /* Wait up to timeout_ms for the host's SYN to port (from host_mac) and

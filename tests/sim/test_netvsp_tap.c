@@ -191,35 +191,6 @@ static void test_tap_frames(void **state)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-/* 192.0.2.1/24 on the interface, and 192.0.2.2 at mac (no ARP needed). */
-static int ipv4_setup(const char *name, const uint8_t mac[6])
-{
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-    sin->sin_family = AF_INET;
-    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
-    int r = ioctl(s, SIOCSIFADDR, &ifr);
-    inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
-    if (r == 0)
-        r = ioctl(s, SIOCSIFNETMASK, &ifr);
-    struct arpreq ar;
-    memset(&ar, 0, sizeof(ar));
-    sin = (struct sockaddr_in *)&ar.arp_pa;
-    sin->sin_family = AF_INET;
-    inet_pton(AF_INET, "192.0.2.2", &sin->sin_addr);
-    ar.arp_ha.sa_family = ARPHRD_ETHER;
-    memcpy(ar.arp_ha.sa_data, mac, 6);
-    ar.arp_flags = ATF_COM | ATF_PERM;
-    snprintf(ar.arp_dev, sizeof(ar.arp_dev), "%s", name);
-    if (r == 0)
-        r = ioctl(s, SIOCSARP, &ar);
-    close(s);
-    return r;
-}
-
 static void host_syn(struct sim_netvsc *nv, bool told_good);
 
 /* An LSO segment exactly as hv_netvsc hands it over (IPv4 total length and
@@ -234,18 +205,10 @@ static void test_tap_lso(void **state)
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
-    SIM_ASSERT(ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
+    SIM_ASSERT(snv_ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
                strerror(errno));
     uint8_t host_mac[6];
-    {
-        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct ifreq ifr;
-        memset(&ifr, 0, sizeof(ifr));
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_OFF_NAME);
-        SIM_ASSERT(ioctl(s, SIOCGIFHWADDR, &ifr) == 0, "hw address");
-        memcpy(host_mac, ifr.ifr_hwaddr.sa_data, 6);
-        close(s);
-    }
+    SIM_ASSERT(snv_if_mac(TAP_OFF_NAME, host_mac) == 0, "hw address: %s", strerror(errno));
     static uint8_t fr[8192];
     const uint32_t payload = 5000, len = 14 + 20 + 20 + payload;
     memset(fr, 0, len);
@@ -362,18 +325,10 @@ static void test_tap_rsc(void **state)
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(nv->rsc_offered, "RSC not offered");
     SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
-    SIM_ASSERT(ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
+    SIM_ASSERT(snv_ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
                strerror(errno));
     uint8_t host_mac[6];
-    {
-        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct ifreq ifr;
-        memset(&ifr, 0, sizeof(ifr));
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_OFF_NAME);
-        SIM_ASSERT(ioctl(s, SIOCGIFHWADDR, &ifr) == 0, "hw address");
-        memcpy(host_mac, ifr.ifr_hwaddr.sa_data, 6);
-        close(s);
-    }
+    SIM_ASSERT(snv_if_mac(TAP_OFF_NAME, host_mac) == 0, "hw address: %s", strerror(errno));
     struct snv_tcprx t;
     host_stream(nv, host_mac, 5001, 4u << 20, &t);
     SIM_ASSERT(nv->rx_coalesced > 0 && t.max_segment > 1460,
@@ -448,7 +403,7 @@ static void test_tap_stale_offload(void **state)
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_link_up(TAP_ST_NAME) == 0, "link up: %s", strerror(errno));
-    SIM_ASSERT(ipv4_setup(TAP_ST_NAME, nv->mac) == 0, "address and neighbour: %s",
+    SIM_ASSERT(snv_ipv4_setup(TAP_ST_NAME, nv->mac) == 0, "address and neighbour: %s",
                strerror(errno));
     host_syn(nv, false);
     SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
