@@ -867,7 +867,7 @@ static void rsc_update(struct nic *nic)
     pthread_rwlock_wrlock(&nic->buf_lock);
     atomic_store(&nic->rsc_mask, want);
     pthread_rwlock_unlock(&nic->buf_lock);
-    vsp_log(nic->ch, VSP_LOG_DEBUG, "netvsp: receive coalescing %s%s%s",
+    vsp_log(nic->ch, VSP_LOG_INFO, "netvsp: receive coalescing %s%s%s",
             want ? "on for TCP over" : "off", want & 1 ? " IPv4" : "", want & 2 ? " IPv6" : "");
 }
 
