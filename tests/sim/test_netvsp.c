@@ -35,7 +35,8 @@
  *                        the guest as fragments of one packet it joins into
  *                        one valid segment; 200 of them through a smaller
  *                        receive buffer; bad GSO frames dropped; none with
- *                        LRO off or over NVSP 6
+ *                        LRO off, over NVSP 6, or with a small receive
+ *                        buffer
  *   test_jumbo           the guest's NDIS config MTU (9000) sizes the receive
  *                        buffer; larger is refused; oversized frames dropped
  *   test_backend_closed  the packet fd's peer closes: one warning, no more
@@ -736,6 +737,24 @@ static void test_rsc(void **state)
     SIM_ASSERT(got == 300 && nv->rx_coalesced == 0, "LRO off: got %d bytes, %llu coalesced",
                got, (unsigned long long)nv->rx_coalesced);
     SIM_ASSERT(nv->host_bad == 0, "host sent fragments to a guest without LRO");
+    snv_free(nv);
+    /* a receive buffer of 64 pages: room for too few 64 KB frames beside
+     * the control reserve; RSC not offered, a GSO frame dropped */
+    nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1 && snv_buffers(nv, 64, 32) == 0 &&
+                   snv_rndis_up(nv) == 0,
+               "bring-up, small receive buffer");
+    uint32_t filter = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_BROADCAST;
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) == 0, "filter");
+    SIM_ASSERT(!nv->rsc_offered, "RSC offered with %u sub-allocations", nv->sub_count);
+    n = snv_gso_frame(in, false, 20000, nv->mac, false);
+    SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject");
+    make_frame(plain + 10, 300, nv->mac, 51);
+    SIM_ASSERT(send(peer, plain, 310, 0) == 310, "inject plain");
+    got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+    SIM_ASSERT(got == 300 && nv->rx_coalesced == 0 && nv->host_bad == 0,
+               "small buffer: got %d bytes, %llu coalesced", got,
+               (unsigned long long)nv->rx_coalesced);
     snv_free(nv);
     /* NVSP 6 (no RSC capability in its NDIS config): not offered */
     nv = snv_open(vm, 32);

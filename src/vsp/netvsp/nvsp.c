@@ -835,6 +835,17 @@ static void rx_enable(struct nic *nic)
     pthread_rwlock_unlock(&nic->buf_lock);
 }
 
+/* Whether coalesced frames fit the receive buffer: not with
+ * sub-allocations too small for one in RSC_READ_MAX of them, or too few
+ * of them for a handful beside the control reserve (a small buffer).
+ * Then RSC is neither offered nor turned on. */
+static bool rsc_fits(const struct nic *nic)
+{
+    return nic->recv_buf && nic->sub_size > RNDIS_RX_HDR_RSC_LEN &&
+           rsc_frags(nic->sub_size) <= RSC_READ_MAX &&
+           nic->pool.count >= RX_POOL_CONTROL_RESERVE + 4 * rsc_frags(nic->sub_size);
+}
+
 /* The guest turned receive coalescing on or off (offload parameters,
  * HALT, the channel closed): the TAP hands over GSO frames of the kinds
  * it takes from now on, or no more; the ones already queued in the TAP
@@ -844,12 +855,7 @@ static void rx_enable(struct nic *nic)
 static void rsc_update(struct nic *nic)
 {
     uint8_t want = (nic->rndis.rsc_ip4 ? 1 : 0) | (nic->rndis.rsc_ip6 ? 2 : 0);
-    /* a receive buffer of sub-allocations too small for a coalesced frame
-     * in RSC_READ_MAX of them, or too few for a frame beside the control
-     * reserve, gets no coalesced frames (an MTU below about 1000) */
-    if (want && nic->recv_buf &&
-        (nic->sub_size <= RNDIS_RX_HDR_RSC_LEN || rsc_frags(nic->sub_size) > RSC_READ_MAX ||
-         nic->pool.count < RX_POOL_CONTROL_RESERVE + 4 * rsc_frags(nic->sub_size)))
+    if (!rsc_fits(nic))
         want = 0;
     if (want == atomic_load(&nic->rsc_mask))
         return;
@@ -924,7 +930,8 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
             dev.offload = nic->cfg.offload;
             /* coalesced frames: NVSP 6.1 and a guest that said it takes
              * them (NDIS config) */
-            dev.rsc = nic->cfg.offload && nic->version >= NVSP_VERSION_61 && nic->guest_rsc;
+            dev.rsc = nic->cfg.offload && nic->version >= NVSP_VERSION_61 && nic->guest_rsc &&
+                      rsc_fits(nic);
             /* vRSS needs NVSP 5 (subchannel messages) */
             dev.queues = nic->version >= NVSP_VERSION_5 ? nic->nqueues : 1;
             pthread_mutex_lock(&nic->lock);
