@@ -30,8 +30,7 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "guestfuzz/engine.h"
-#include "guestfuzz/transcript.h"
+#include "gf_sim.h"
 #include "resv_vsp.h"
 #include "vmbusd/vsp.h"
 
@@ -48,20 +47,14 @@
 static const struct hv_guid resv_class = {
     {0x4b, 0x71, 0x0c, 0x9e, 0x2d, 0x53, 0x4a, 0x18, 0x9f, 0x60, 0x3e, 0xa1, 0x77, 0xc4, 0x05, 0xd2}};
 
-static char tdir[] = "/tmp/vmbusd-gf-resv-XXXXXX";
-
 /* The daemon with one VM offered the reserving test VSP, fuzzed by run. */
-static int start(void **state, struct gf_run *run)
+static int start(void **state, struct gf_run *run, const char *const *knobs)
 {
     resv_vsp_init(&resv_class, REPLY_LEN);
     resv_vsp_reset();
     /* Each test's transcript is the only one: no ".N" suffix to look for. */
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -f %s/*.vfz", tdir);
-    if (system(cmd) != 0)
+    if (gf_tdir_clear() != 0 || gf_sim_run_init(run, knobs) != 0)
         return -1;
-    snprintf(run->transcript_dir, sizeof(run->transcript_dir), "%s", tdir);
-    gf_run_init(run);
     static const struct sim_vm_cfg vms[] = {{VM_RESV, "resv"}};
     return fx_setup_linked(state, vms, resv_vsp_linked);
 }
@@ -73,15 +66,10 @@ static int start(void **state, struct gf_run *run)
 static int setup_seeded(void **state)
 {
     struct gf_run run = {.mode = GF_MODE_FUZZ, .seed = 0x7e5e7e5e};
-    gf_knobs_default(&run.knobs);
     static const char *const knobs[] = {
         "vm=" VM_RESV, "p=0", "p.packet=1", "w.flip=1", "w.struct=4", "w.drop=2", "w.dup=2",
         "w.delay=0", NULL};
-    char err[256];
-    for (const char *const *k = knobs; *k; k++)
-        if (gf_knob_set(&run.knobs, *k, err, sizeof(err)) != 0)
-            return -1;
-    return start(state, &run);
+    return start(state, &run, knobs);
 }
 
 /* The first completion grown by 8 bytes (len8 saying so), while every
@@ -104,8 +92,7 @@ static int setup_replayed(void **state)
     m[1].op = GF_OP_DUP;
     m[2].op = GF_OP_DROP;
     struct gf_run run = {.mode = GF_MODE_REPLAY, .replay = m, .nreplay = 3};
-    gf_knobs_default(&run.knobs);
-    return start(state, &run);
+    return start(state, &run, NULL);
 }
 
 static int teardown(void **state)
@@ -113,20 +100,6 @@ static int teardown(void **state)
     int ret = fx_teardown(state);
     gf_run_reset();
     return ret;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return mkdtemp(tdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tdir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 /* Wait (bounded) until the VSP stopped pulling after a reserve's -EAGAIN
@@ -221,11 +194,8 @@ static void run_rounds(struct fx *f, struct muts *mu)
     sim_vm_free(vm);
 
     /* The completions were mutated in every way under test. */
-    char path[600];
-    snprintf(path, sizeof(path), "%s/%s-%u.vfz", tdir, VM_RESV, id);
-    struct gf_tr_header h;
-    struct gf_mutation *m = NULL;
-    int nm = gf_tr_load_mutations(path, &h, &m);
+    struct gf_mutation *m;
+    int nm = gf_partition_mutations(VM_RESV, id, &m);
     int drops = 0, dups = 0, grown = 0;
     for (int i = 0; i < nm; i++) {
         drops += m[i].op == GF_OP_DROP;
@@ -264,5 +234,6 @@ int main(void)
     const char *flt = getenv("SIM_FILTER");
     if (flt && *flt)
         cmocka_set_test_filter(flt);
-    return cmocka_run_group_tests_name("guestfuzz_reserve", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("guestfuzz_reserve", tests, gf_tdir_setup,
+                                       gf_tdir_teardown);
 }
