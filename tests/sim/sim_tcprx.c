@@ -44,7 +44,8 @@ static int send_seg(struct sim_netvsc *nv, const struct snv_tcprx *t, uint8_t fl
     th[12] = (uint8_t)((20 + olen) / 4 << 4);
     th[13] = flags;
     wr16(th + 14, 0xffff); /* x 128 with the window scale offered */
-    memcpy(th + 20, opts, olen);
+    if (olen)
+        memcpy(th + 20, opts, olen);
     uint32_t ps = snv_csum_add(ip + 12, 8, 6 + 20 + olen);
     wr16(th + 16, (uint16_t)~snv_csum_fold(snv_csum_add(th, 20 + olen, ps)));
     return snv_send_frame(nv, f, len, 0) == 1 ? 0 : -1; /* NVSP_STAT_SUCCESS */
