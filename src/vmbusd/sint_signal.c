@@ -238,8 +238,8 @@ static void guard_arm(struct write_guard *g, bool on)
  * VMM made it non-blocking.  The VMM can clear the flag between that check
  * and the write; the guard timer then cuts the write within
  * DIRECT_GUARD_MS, and from then on this partition's irqfds are written by
- * its SINT thread only.  So a shared worker waits on a VMM's irqfd at most
- * once per partition, for a bounded time. */
+ * its SINT thread only.  So only the writes under way when the VMM
+ * switched the flag can wait on its irqfd, each for a bounded time. */
 static bool write_direct(struct sint_signaller *s, uint32_t vp)
 {
     struct write_guard *g = thread_guard();
