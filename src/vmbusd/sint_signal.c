@@ -221,11 +221,11 @@ static struct write_guard *thread_guard(void)
     return g->ok ? g : NULL;
 }
 
-static void guard_arm(struct write_guard *g, bool on)
+static bool guard_arm(struct write_guard *g, bool on)
 {
     long ns = on ? DIRECT_GUARD_MS * 1000000L : 0;
     struct itimerspec its = {.it_interval = {0, ns}, .it_value = {0, ns}};
-    timer_settime(g->timer, 0, &its, NULL);
+    return timer_settime(g->timer, 0, &its, NULL) == 0;
 }
 
 /* Write vp's irqfd from this thread.  False if that was not tried or did
@@ -250,9 +250,10 @@ static bool write_direct(struct sint_signaller *s, uint32_t vp)
     int fd = atomic_load(&s->irqfd[vp]);
     if (fd >= 0 && !atomic_load(&s->stop) && !atomic_load(&s->direct_off)) {
         int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0 && ((fl & O_NONBLOCK) || atomic_load(&sint_direct_test_any_mode))) {
+        /* unguarded, the write is not tried: the SINT thread does it */
+        if (fl >= 0 && ((fl & O_NONBLOCK) || atomic_load(&sint_direct_test_any_mode)) &&
+            guard_arm(g, true)) {
             uint64_t one = 1;
-            guard_arm(g, true);
             ssize_t n = write(fd, &one, sizeof(one));
             int err = errno;
             guard_arm(g, false);
