@@ -3,7 +3,7 @@
 # the NIC under test, e2e.nic=netvsc (hv_netvsc: netvsp) or e2e.nic=virtio
 # (virtio-net), as 192.0.2.2 on L1's TAP; then iperf3 against L1's server
 # (192.0.2.1) for e2e.time seconds each way, one TCP stream.  Markers:
-#   E2E-IPERF-IF name=NAME driver=D offload=...   the interface
+#   E2E-IPERF-IF name=NAME driver=D offload=...   the interface (checksums, TSO, LRO)
 #   E2E-IPERF dir=tx|rx mbit=N retr=N              guest -> L1 (tx), L1 -> guest (rx)
 nic=$(e2e_param e2e.nic || echo netvsc)
 secs=$(e2e_param e2e.time || echo 10)
@@ -22,7 +22,7 @@ virtio)
 *) e2e_fail "unknown e2e.nic=$nic"; drv="" ;;
 esac
 if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.2.2/24 2001:db8::2/64 30; then
-    echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ',')"
+    echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload|large-receive-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ',')"
     ping -c 1 -w 20 192.0.2.1 >/dev/null 2>&1 || e2e_fail "no answer to ping from L1"
     for dir in tx rx; do
         r=""

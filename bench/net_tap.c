@@ -29,8 +29,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <arpa/inet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -45,6 +47,7 @@
 #include "bench.h"
 #include "common/log.h"
 #include "net.h"
+#include "sim_tcprx.h"
 #include "vsp/netvsp/offload.h"
 #include "vsp/netvsp/protocol.h"
 
@@ -298,6 +301,96 @@ static double netvsp_rx(struct sim_netvsc *nv, const uint8_t *frame, uint32_t le
     return (double)got / (t - t0);
 }
 
+/* ---- TAP -> guest: the namespace's own TCP ---- */
+
+/* A new session of the guest on the NIC (its LRO on or off): the old one
+ * closed, the channel opened and brought up again. */
+static struct sim_netvsc *guest_session(struct sim_vm *vm, struct sim_netvsc *nv, bool lro_off)
+{
+    snv_free(nv);
+    nv = snv_open(vm, 128);
+    if (!nv)
+        return NULL;
+    nv->lro_off = lro_off;
+    if (snv_bringup(nv, NVSP_VERSION_61) != 0) {
+        snv_free(nv);
+        return NULL;
+    }
+    return nv;
+}
+
+/* One TCP connection from the namespace (192.0.2.1) to the guest's
+ * receiver (sim_tcprx) on port, sending for `seconds`: bits/s the guest
+ * took in order; *segments gets how many frames carried them. */
+static double netvsp_tcp(struct sim_netvsc *nv, const uint8_t host_mac[6], uint16_t port,
+                         double seconds, uint64_t *segments, uint64_t *bytes)
+{
+    int cs = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "192.0.2.2", &sin.sin_addr);
+    struct snv_tcprx t;
+    if (cs < 0 ||
+        (connect(cs, (struct sockaddr *)&sin, sizeof(sin)) < 0 && errno != EINPROGRESS) ||
+        snv_tcprx_accept(nv, &t, host_mac, port, 2000) < 0) {
+        fprintf(stderr, "vmbusd-bench: TCP to the guest: no connection\n");
+        if (cs >= 0)
+            close(cs);
+        return 0;
+    }
+    t.fast = true;
+    static uint8_t buf[65536];
+    /* the first bytes taken start the clock (connection set-up is not
+     * the stream) */
+    while (t.bytes == 0 && snv_tcprx_take(nv, &t, 1, 5) == 0)
+        if (send(cs, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+            break;
+    uint64_t b0 = t.bytes, s0 = t.segments;
+    double t0 = now_s(), t1;
+    while ((t1 = now_s()) - t0 < seconds) {
+        while (send(cs, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+            ;
+        snv_tcprx_take(nv, &t, UINT64_MAX, 2);
+    }
+    close(cs);
+    guest_settle(nv);
+    *segments += t.segments - s0;
+    *bytes += t.bytes - b0;
+    return (double)(t.bytes - b0) * 8 / (t1 - t0);
+}
+
+/* The namespace's TCP streams to the guest with its LRO off (MTU-sized
+ * frames) and on (coalesced ones), taking turns: Gbit/s each, the ratio
+ * on / off. */
+static int tcp_figures(struct sim_vm *vm, struct sim_netvsc **nvp, int nslices, double secs)
+{
+    uint8_t host_mac[6];
+    if (snv_if_mac(TAP_NAME, host_mac) < 0 || snv_ipv4_setup(TAP_NAME, (*nvp)->mac) < 0) {
+        printf("netvsp TCP figures skipped: no address on the TAP (%s)\n", strerror(errno));
+        return 0;
+    }
+    double v[2][SLICES];
+    uint64_t segs[2] = {0, 0}, bytes[2] = {0, 0};
+    uint16_t port = 6000;
+    for (int k = 0; k < nslices; k++)
+        for (int lro = 0; lro < 2; lro++) {
+            *nvp = guest_session(vm, *nvp, !lro);
+            if (!*nvp)
+                return -1;
+            v[lro][k] = netvsp_tcp(*nvp, host_mac, port++, secs, &segs[lro], &bytes[lro]) / 1e9;
+            if ((*nvp)->host_bad)
+                return -1;
+        }
+    double off = quantile(v[0], (size_t)nslices, 0.5), on = quantile(v[1], (size_t)nslices, 0.5);
+    add_fig("tap_tcp_rx_nolro_gbps", "netvsp TAP->guest TCP, LRO off", off, "Gbit/s", "Gbit/s",
+            -1, "");
+    add_fig("tap_tcp_rx_rsc_gbps", "netvsp TAP->guest TCP, RSC", on, "Gbit/s", "Gbit/s",
+            off > 0 ? on / off : 0, "/ LRO off");
+    printf("netvsp TCP to the guest: %.0f bytes per frame with LRO off, %.0f with RSC\n",
+           segs[0] ? (double)bytes[0] / (double)segs[0] : 0,
+           segs[1] ? (double)bytes[1] / (double)segs[1] : 0);
+    return 0;
+}
+
 /* ---- the run ---- */
 
 struct load {
@@ -432,7 +525,7 @@ int net_tap(void)
                (unsigned long long)misrouted);
     if (stray)
         printf("note: %llu frames were left on the bench's queue\n", (unsigned long long)stray);
-    if (nv->host_bad)
+    if (nv->host_bad || tcp_figures(vm, &nv, nslices, secs) < 0)
         goto out;
     rc = 0;
 out:

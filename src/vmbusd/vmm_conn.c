@@ -155,14 +155,20 @@ static void conn_error_code(struct vmm_conn *c, int code, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 /* xp_transport_ops                                                    */
 
-/* Called with the partition lock held, from the loop and from workers: the
- * irqfd write itself happens on the partition's SINT thread. */
+/* Called with the partition lock or a ring lock held, from the loop, from
+ * workers and from VSP threads.  A worker writes the irqfd itself when the
+ * VMM made it non-blocking (one thread wake-up less per I/O completion;
+ * sint_signal.h); everywhere else, the partition's SINT thread does. */
 static void op_signal_vp(void *ctx, uint32_t vp)
 {
     struct vmm_conn *c = ctx;
     struct sint_signaller *s = atomic_load(&c->sig);
-    if (s)
-        sint_signaller_raise(s, vp); /* none yet: xp_set_sint_route re-raises */
+    if (!s)
+        return; /* none yet: xp_set_sint_route re-raises */
+    if (workq_on_worker())
+        sint_signaller_raise_here(s, vp);
+    else
+        sint_signaller_raise(s, vp);
 }
 
 _Atomic(vmbusd_eventfd_hook_fn) vmbusd_eventfd_test_hook;

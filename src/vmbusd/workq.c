@@ -97,6 +97,7 @@ struct workq {
 };
 
 static __thread const struct workq_serial *current_serial;
+static __thread bool on_worker; /* this thread is one of a pool's workers */
 static __thread const struct workq_fd *current_fd;
 /* This worker runs fd callbacks and takes the ready list right after: the
  * first queue they make ready is its own, no sleeper needs waking for it
@@ -244,6 +245,7 @@ static void wait_events(struct workq *wq)
 static void *worker(void *arg)
 {
     struct workq *wq = arg;
+    on_worker = true;
     pthread_mutex_lock(&wq->lock);
     for (;;) {
         struct workq_serial *s = TAILQ_FIRST(&wq->ready);
@@ -478,6 +480,8 @@ bool workq_serial_current(const struct workq_serial *s)
 {
     return current_serial == s;
 }
+
+bool workq_on_worker(void) { return on_worker; }
 
 bool workq_others_waiting(const struct workq_serial *s)
 {

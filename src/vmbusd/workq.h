@@ -34,6 +34,9 @@ void workq_serial_drain(struct workq_serial *s);
 void workq_serial_destroy(struct workq_serial *s);
 /* True when called from a work item of s. */
 bool workq_serial_current(const struct workq_serial *s);
+/* True on a worker thread of any pool (vmbusd's own threads, which never
+ * block signals they are sent). */
+bool workq_on_worker(void);
 /* True when work of other queues of s's pool waits for a worker (a busy
  * item of s that yields now lets it run).  When no worker is idle to see
  * the pool's fds, this also looks at them (without sleeping) and runs

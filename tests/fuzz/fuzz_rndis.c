@@ -4,7 +4,8 @@
  * prefix, so a device state carries over: INITIALIZE, then QUERY/SET...)
  * through rndis_control, and transmit buffers through rndis_tx_walk.
  * Each frame's offload requests go through offload_tx_prepare, and
- * received frames with a virtio-net header through offload_rx_complete.
+ * received frames with a virtio-net header through offload_rx_complete,
+ * or, GSO ones, cut into pieces, through offload_rx_gso.
  * Invariants: a reply fits RNDIS_REPLY_MAX, carries its own length and a
  * completion type and, for requests with one, the request id; every frame
  * handed to the backend lies inside the buffer and inside its message;
@@ -92,6 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct rndis_state st = {0};
     struct rndis_dev_info dev = {.mac = {0, 0x15, 0x5d, 1, 2, 3}, .mtu = 1500, .link_up = true,
                                  .link_speed = 100000000, .queues = 4};
+    /* inputs of odd length: a NIC with offloads and receive coalescing */
+    dev.offload = dev.rsc = size & 1;
     static uint8_t msg[70000];
     while (in.left) {
         uint8_t op = fuzz_u8(&in);
@@ -104,6 +107,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (got < sizeof(vh))
                 continue;
             uint32_t ppi = 0;
+            if (vh.gso_type != VNET_HDR_GSO_NONE) {
+                /* a coalesced frame read into sub-allocations of an even
+                 * size the input picks */
+                size_t room = 2 * (32 + (size_t)(op >> 2) * 64), flen = got - sizeof(vh);
+                struct iovec piece[64];
+                unsigned n = 0;
+                for (size_t at = 0; at < flen && n < 64; at += room, n++)
+                    piece[n] = (struct iovec){msg + sizeof(vh) + at,
+                                              flen - at < room ? flen - at : room};
+                if (n == 64)
+                    continue;
+                int r = offload_rx_gso(piece, n, &vh, &ppi);
+                FUZZ_CHECK(r == -1 || (r == 0 && (ppi & 8) && flen >= 54));
+                continue;
+            }
             int r = offload_rx_complete(msg + sizeof(vh), got - sizeof(vh), &vh, &ppi);
             FUZZ_CHECK(r >= -1 && r <= 1 && (r != 1 || ppi == 8 || ppi == 16));
             continue;

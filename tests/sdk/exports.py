@@ -9,7 +9,9 @@ The header is read through the C preprocessor (comments gone, C rather than
 C++), keeping only the lines that come from vsp.h itself.  The binary's
 dynamic symbol table is read with nm; symbols carrying a library version
 (stderr@GLIBC_2.2.5) are copies of a shared library's data that the linker
-places in every executable that uses them, not vmbusd's.
+places in every executable that uses them, not vmbusd's; so are data symbols
+without a version that a library vmbusd needs defines (a sanitizer build's
+__asan_option_detect_stack_use_after_return from libasan).
 """
 import os
 import re
@@ -65,15 +67,33 @@ def dynamic_list(path):
     return {s.strip() for s in body.group(1).split(';') if s.strip()} if body else set()
 
 
-def exported(binary):
-    out = subprocess.run(['nm', '-D', '--defined-only', binary], check=True,
+def dynamic_symbols(path):
+    """{name: nm type letter} of path's defined dynamic symbols."""
+    out = subprocess.run(['nm', '-D', '--defined-only', path], check=True,
                          capture_output=True, text=True).stdout
-    syms = set()
+    syms = {}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and '@' not in parts[2]:
-            syms.add(parts[2])
+        if len(parts) >= 3:
+            syms[parts[2]] = parts[1]
     return syms
+
+
+def needed_libraries(binary):
+    """The shared libraries the dynamic loader maps for binary (ldd)."""
+    out = subprocess.run(['ldd', binary], capture_output=True, text=True).stdout
+    return re.findall(r'=>\s*(/\S+)', out)
+
+
+def exported(binary):
+    syms = {n: t for n, t in dynamic_symbols(binary).items() if '@' not in n}
+    data = {n for n, t in syms.items() if t in 'BbDdVv'}
+    if data:
+        # Copy relocations of an unversioned library's data are not vmbusd's.
+        for lib in needed_libraries(binary):
+            data -= set(dynamic_symbols(lib))
+        syms = {n: t for n, t in syms.items() if t not in 'BbDdVv' or n in data}
+    return set(syms)
 
 
 def diff(what, want, got):

@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -141,100 +144,162 @@ static void bad(struct sim_netvsc *nv, const char *why, uint64_t v)
             (unsigned long long)v);
 }
 
+/* A whole frame (a plain one, or the fragments of a coalesced one joined)
+ * reaches the guest's stack. */
+static void deliver(struct sim_netvsc *nv, int chan)
+{
+    uint32_t len = 0;
+    for (uint32_t i = 0; i < nv->rsc_cnt; i++)
+        len += nv->rsc_len[i];
+    nv->rx_frames++;
+    nv->rx_frames_on[chan]++;
+    nv->rx_bytes += len;
+    nv->rx_coalesced += nv->rsc_cnt > 1;
+    if (nv->rxq_n == SNV_RXQ)
+        return; /* the test does not read them: count only */
+    uint8_t *c = malloc(len ? len : 1);
+    for (uint32_t i = 0, at = 0; i < nv->rsc_cnt; at += nv->rsc_len[i++])
+        memcpy(c + at, nv->rsc_data[i], nv->rsc_len[i]);
+    nv->rxq[nv->rxq_n].data = c;
+    nv->rxq[nv->rxq_n].len = len;
+    nv->rxq[nv->rxq_n].has_csum = nv->rsc_has_csum;
+    nv->rxq[nv->rxq_n].csum = nv->rsc_csum;
+    nv->rxq[nv->rxq_n].chan = chan;
+    nv->rxq_n++;
+}
+
 /* One RNDIS message in a receive-buffer range, checked like
- * rndis_filter_receive. */
-static void take_rndis(struct sim_netvsc *nv, int chan, const uint8_t *data, uint32_t buflen)
+ * rndis_filter_receive; a PACKET's fragments joined like
+ * rndis_filter_receive_data (is_last: the packet's last range).  false
+ * where Linux fails the range (its frame is dropped). */
+static bool take_rndis(struct sim_netvsc *nv, int chan, const uint8_t *data, uint32_t buflen,
+                       bool is_last)
 {
     struct rndis_hdr h;
     if (buflen < 8) {
         bad(nv, "RNDIS message shorter than its header", buflen);
-        return;
+        return false;
     }
     memcpy(&h, data, 8);
     if (h.len < 8 || h.len > buflen) {
         bad(nv, "RNDIS msg_len past the range", h.len);
-        return;
+        return false;
     }
     if (h.type == RNDIS_MSG_PACKET) {
         struct rndis_packet p;
         if (buflen < 8 + sizeof(p)) {
             bad(nv, "RNDIS PACKET too short", buflen);
-            return;
+            return false;
         }
         memcpy(&p, data + 8, sizeof(p));
         if (p.data_offset >= buflen - 8 || buflen - 8 - p.data_offset < p.data_len) {
             bad(nv, "RNDIS PACKET data past the range", p.data_offset);
-            return;
+            return false;
         }
         /* per-packet info, checked as rndis_get_ppi does (a record it
          * cannot step over would make Linux loop for ever) */
-        bool has_csum = false;
-        uint32_t csum = 0, rpkt_len = buflen - 8;
+        bool has_csum = false, has_id = false;
+        uint32_t csum = 0, id = 0, rpkt_len = buflen - 8;
         if (p.ppi_offset) {
             if (p.ppi_offset < sizeof(p) || p.ppi_offset > rpkt_len || p.ppi_len < 12 ||
                 p.ppi_len > rpkt_len - p.ppi_offset) {
                 bad(nv, "RNDIS PACKET per-packet info out of range", p.ppi_offset);
-                return;
+                return false;
             }
             const uint8_t *ppi = data + 8 + p.ppi_offset;
             for (uint32_t off = 0; off < p.ppi_len;) {
                 uint32_t rec[3];
                 if (p.ppi_len - off < 12) {
                     bad(nv, "per-packet info record cut short", off);
-                    return;
+                    return false;
                 }
                 memcpy(rec, ppi + off, 12);
                 if (rec[0] < 12 || rec[0] > p.ppi_len - off || rec[2] >= rec[0]) {
                     bad(nv, "per-packet info record size/offset", rec[0]);
-                    return;
+                    return false;
                 }
                 if (rec[1] == NDIS_PPI_CHECKSUM && rec[0] - rec[2] >= 4) {
                     has_csum = true;
                     memcpy(&csum, ppi + off + rec[2], 4);
                 }
+                if (rec[1] == NDIS_PPI_PKTINFO_ID && rec[0] - rec[2] >= 4) {
+                    has_id = true;
+                    memcpy(&id, ppi + off + rec[2], 4);
+                }
                 off += rec[0];
             }
         }
-        nv->rx_frames++;
-        nv->rx_frames_on[chan]++;
-        if (nv->rxq_n == SNV_RXQ)
-            return; /* the test does not read them: count only */
-        uint8_t *c = malloc(p.data_len ? p.data_len : 1);
-        memcpy(c, data + 8 + p.data_offset, p.data_len);
-        nv->rxq[nv->rxq_n].data = c;
-        nv->rxq[nv->rxq_n].len = p.data_len;
-        nv->rxq[nv->rxq_n].has_csum = has_csum;
-        nv->rxq[nv->rxq_n].csum = csum;
-        nv->rxq[nv->rxq_n].chan = chan;
-        nv->rxq_n++;
-        return;
+        /* fragments of a coalesced frame (flags in the id's second byte) */
+        uint8_t flags = (uint8_t)(id >> 8);
+        bool more = false;
+        if (has_id && (flags & NDIS_PKTINFO_SUBALLOC)) {
+            if (!nv->rsc_offered || nv->lro_off) {
+                bad(nv, "coalesced-frame fragment the guest did not ask for", flags);
+                return false;
+            }
+            if (flags & NDIS_PKTINFO_1ST_FRAG) {
+                if (nv->rsc_cnt) {
+                    bad(nv, "RSC first fragment before the last one came", nv->rsc_cnt);
+                    nv->rsc_cnt = 0;
+                }
+            } else if (nv->rsc_cnt == 0) {
+                bad(nv, "RSC fragment without a first one", flags);
+                return false;
+            }
+            more = !(flags & NDIS_PKTINFO_LAST_FRAG);
+            if (more && is_last) {
+                bad(nv, "RSC frame not finished at the packet's end", nv->rsc_cnt);
+                return false;
+            }
+        } else {
+            if (nv->rsc_cnt)
+                bad(nv, "plain frame inside a coalesced one", nv->rsc_cnt);
+            nv->rsc_cnt = 0;
+        }
+        if (nv->rsc_cnt >= 562) {
+            bad(nv, "RSC frame of more than 562 fragments", nv->rsc_cnt);
+            return false;
+        }
+        if (nv->rsc_cnt == 0) {
+            /* the first fragment's checksum info stands for the frame */
+            nv->rsc_has_csum = has_csum;
+            nv->rsc_csum = csum;
+        }
+        nv->rsc_data[nv->rsc_cnt] = data + 8 + p.data_offset;
+        nv->rsc_len[nv->rsc_cnt++] = p.data_len;
+        if (!more) {
+            deliver(nv, chan);
+            nv->rsc_cnt = 0;
+        }
+        return true;
     }
     if (h.type == RNDIS_MSG_INDICATE) {
         struct rndis_indicate in;
         if (h.len < 8 + sizeof(in)) {
             bad(nv, "INDICATE_STATUS too short", h.len);
-            return;
+            return false;
         }
         memcpy(&in, data + 8, sizeof(in));
         if (nv->nind < 16)
             nv->indications[nv->nind++] = in.status;
-        return;
+        return true;
     }
     if (chan != 0) {
         bad(nv, "RNDIS control message on a subchannel", h.type);
-        return;
+        return false;
     }
     if (!(h.type & RNDIS_MSG_COMPLETION)) {
         bad(nv, "unexpected RNDIS message type from the host", h.type);
-        return;
+        return false;
     }
     if (h.len > sizeof(nv->ctl)) {
         bad(nv, "RNDIS completion too long", h.len);
-        return;
+        return false;
     }
     memcpy(nv->ctl, data, h.len);
     nv->ctl_len = h.len;
     nv->ctl_valid = true;
+    return true;
 }
 
 static void take_xfer(struct sim_netvsc *nv, int chan, const uint8_t *pkt, uint32_t len)
@@ -268,6 +333,14 @@ static void take_xfer(struct sim_netvsc *nv, int chan, const uint8_t *pkt, uint3
         bad(nv, "xfer range count", cnt);
         return;
     }
+    /* Linux reads packets of at most 562 ranges, an NVSP message and a
+     * send table (NETVSC_MAX_PKT_SIZE); a longer one is cut short */
+    if (cnt > 562 || len > 24 + 562 * 8 + 40 + 64) {
+        bad(nv, "xfer packet longer than Linux reads", cnt);
+        return;
+    }
+    if (cnt > nv->rx_max_ranges)
+        nv->rx_max_ranges = cnt;
     nv->rx_packets++;
     uint32_t status = NVSP_STAT_SUCCESS;
     uint8_t *recv = sim_gpa_ptr(nv->vm, sim_off_to_gpa(nv->vm, nv->recv_off));
@@ -278,10 +351,14 @@ static void take_xfer(struct sim_netvsc *nv, int chan, const uint8_t *pkt, uint3
         if (r.byte_offset > recv_size || r.byte_count > recv_size - r.byte_offset ||
             r.byte_count > nv->sub_size) {
             bad(nv, "xfer range outside the receive buffer / sub-allocation", r.byte_offset);
+            nv->rsc_cnt = 0;
             status = NVSP_STAT_FAIL;
             continue;
         }
-        take_rndis(nv, chan, recv + r.byte_offset, r.byte_count);
+        if (!take_rndis(nv, chan, recv + r.byte_offset, r.byte_count, i + 1 == cnt)) {
+            nv->rsc_cnt = 0; /* the frame being joined is dropped */
+            status = NVSP_STAT_FAIL;
+        }
     }
     complete_xfer(nv, chan, d.trans_id, status);
 }
@@ -511,6 +588,14 @@ int snv_buffers(struct sim_netvsc *nv, uint32_t recv_pages, uint32_t send_pages)
         m.type = NVSP_MSG2_SEND_NDIS_CONFIG;
         uint32_t mtu = (nv->ndis_mtu ? nv->ndis_mtu : 1500) + 14;
         memcpy(m.u.raw, &mtu, 4);
+        /* netvsc_connect_vsp: 802.1Q; SR-IOV and teaming from NVSP 5;
+         * RSC from 6.1 */
+        uint64_t cap = 1ull << 3;
+        if (nv->version >= NVSP_VERSION_5)
+            cap |= 1ull << 2 | 1ull << 5;
+        if (nv->version >= NVSP_VERSION_61)
+            cap |= NVSP_NDIS_CONFIG_CAP_RSC;
+        memcpy(m.u.raw + 8, &cap, 8);
         snv_send_raw(nv, VM_PKT_DATA_INBAND, 0, ++nv->tid, NULL, 0, &m, sizeof(m));
     }
     memset(&m, 0, sizeof(m));
@@ -744,6 +829,13 @@ int snv_rndis_up(struct sim_netvsc *nv)
     params[1] = nv->version >= NVSP_VERSION_5 ? 3 : 2;
     uint16_t psize = nv->version >= NVSP_VERSION_5 ? 28 : 22;
     memcpy(params + 2, &psize, 2);
+    /* rndis_netdev_set_hwcaps: LRO (on by default) when the host offers
+     * RSC for both IP versions */
+    nv->rsc_offered = n > NDIS_OFFLOAD_RSC_IP6_OFF && got.size > NDIS_OFFLOAD_RSC_IP6_OFF &&
+                      buf[NDIS_OFFLOAD_RSC_IP4_OFF] && buf[NDIS_OFFLOAD_RSC_IP6_OFF];
+    if (nv->rsc_offered && psize == 28)
+        params[NDIS_OFFLOAD_PARAMS_RSC_IP4_OFF] = params[NDIS_OFFLOAD_PARAMS_RSC_IP6_OFF] =
+            nv->lro_off ? NDIS_OFFLOAD_PARAMS_RSC_DISABLED : NDIS_OFFLOAD_PARAMS_RSC_ENABLED;
     st = snv_set(nv, OID_TCP_OFFLOAD_PARAMETERS, params, psize);
     if (st != 0) {
         fprintf(stderr, "snv_rndis_up: offload parameters refused (%lld)\n", (long long)st);
@@ -934,6 +1026,100 @@ uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[
     return len;
 }
 
+
+uint32_t snv_gso_frame(uint8_t *b, bool v6, uint32_t payload, const uint8_t dst[6],
+                       bool data_valid)
+{
+    uint8_t *f = b + 10;
+    uint32_t len = snv_lso_frame(f, v6, payload, dst), l4 = v6 ? 54 : 34;
+    uint32_t ps;
+    if (v6) {
+        f[18] = (uint8_t)((len - 54) >> 8);
+        f[19] = (uint8_t)(len - 54);
+        ps = snv_csum_add(f + 22, 32, 0);
+    } else {
+        f[16] = (uint8_t)((len - 14) >> 8);
+        f[17] = (uint8_t)(len - 14);
+        uint16_t ic = (uint16_t)~snv_csum_fold(snv_csum_add(f + 14, 20, 0));
+        f[24] = (uint8_t)(ic >> 8);
+        f[25] = (uint8_t)ic;
+        ps = snv_csum_add(f + 26, 8, 0);
+    }
+    uint16_t c = data_valid ? 0xdead : snv_csum_fold(ps + 6 + len - l4);
+    f[l4 + 16] = (uint8_t)(c >> 8);
+    f[l4 + 17] = (uint8_t)c;
+    uint16_t hl = (uint16_t)(l4 + 20), mss = 1448;
+    uint16_t cs = data_valid ? 0 : (uint16_t)l4, co = data_valid ? 0 : 16;
+    b[0] = data_valid ? 2 : 1;
+    b[1] = v6 ? 4 : 1;
+    memcpy(b + 2, &hl, 2);
+    memcpy(b + 4, &mss, 2);
+    memcpy(b + 6, &cs, 2);
+    memcpy(b + 8, &co, 2);
+    return 10 + len;
+}
+
+bool snv_tcp_frame_ok(const uint8_t *f, uint32_t len)
+{
+    if (len < 54)
+        return false;
+    bool v6 = f[12] == 0x86 && f[13] == 0xdd;
+    uint32_t l4 = v6 ? 54 : 34;
+    uint32_t ps;
+    if (v6) {
+        if (len < 74 || rd16(f + 18) != len - 54)
+            return false;
+        ps = snv_csum_add(f + 22, 32, 0);
+    } else {
+        if (rd16(f + 16) != len - 14 || snv_csum_fold(snv_csum_add(f + 14, 20, 0)) != 0xffff)
+            return false;
+        ps = snv_csum_add(f + 26, 8, 0);
+    }
+    return snv_csum_fold(snv_csum_add(f + l4, len - l4, ps + 6 + len - l4)) == 0xffff;
+}
+
+/* 192.0.2.1/24 on the interface, and 192.0.2.2 at mac (no ARP needed). */
+int snv_ipv4_setup(const char *name, const uint8_t mac[6])
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
+    int r = ioctl(s, SIOCSIFADDR, &ifr);
+    inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
+    if (r == 0)
+        r = ioctl(s, SIOCSIFNETMASK, &ifr);
+    struct arpreq ar;
+    memset(&ar, 0, sizeof(ar));
+    sin = (struct sockaddr_in *)&ar.arp_pa;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.2", &sin->sin_addr);
+    ar.arp_ha.sa_family = ARPHRD_ETHER;
+    memcpy(ar.arp_ha.sa_data, mac, 6);
+    ar.arp_flags = ATF_COM | ATF_PERM;
+    snprintf(ar.arp_dev, sizeof(ar.arp_dev), "%s", name);
+    if (r == 0)
+        r = ioctl(s, SIOCSARP, &ar);
+    close(s);
+    return r;
+}
+
+int snv_if_mac(const char *ifname, uint8_t mac[6])
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+    int r = s < 0 ? -1 : ioctl(s, SIOCGIFHWADDR, &ifr);
+    if (r == 0)
+        memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    if (s >= 0)
+        close(s);
+    return r < 0 ? -1 : 0;
+}
 
 int snv_link_up(const char *ifname)
 {

@@ -48,6 +48,10 @@ struct sim_netvsc {
     uint32_t send_table[16];      /* the host's send indirection table */
     int send_tables;              /* how many came */
     uint8_t offload_caps[156];    /* the host's answer to the offload caps query */
+    bool lro_off;                 /* set before bring-up: the guest's LRO is off
+                                     (RSC disabled in the offload parameters) */
+    bool rsc_offered;             /* the caps offered RSC for IPv4 and IPv6, so the
+                                     guest enabled it (unless lro_off) */
     uint32_t req_id;
     uint64_t tid;
     /* received frames, oldest first */
@@ -64,6 +68,16 @@ struct sim_netvsc {
     uint64_t rx_frames_on[SNV_MAX_CHANNELS];
     int rxq_n;
     uint64_t rx_frames, rx_packets;
+    uint64_t rx_bytes;            /* of the frames delivered */
+    uint64_t rx_coalesced;        /* frames joined from 2+ fragments (RSC) */
+    uint32_t rx_max_ranges;       /* most ranges one transfer-page packet had */
+    /* the coalesced frame being joined (per packet, as Linux's per-channel
+     * state, which a packet never leaves half-full) */
+    uint32_t rsc_cnt;
+    const uint8_t *rsc_data[562];
+    uint32_t rsc_len[562];
+    bool rsc_has_csum;
+    uint32_t rsc_csum;
     /* last RNDIS completion taken by the poller */
     uint8_t ctl[4096];
     uint32_t ctl_len;
@@ -163,9 +177,27 @@ int snv_send_raw(struct sim_netvsc *nv, uint16_t type, uint16_t flags, uint64_t 
  * checksum the pseudo-header sum without the length.  Returns its length
  * (54 or 74 + payload bytes at f). */
 uint32_t snv_lso_frame(uint8_t *f, bool v6, uint32_t payload, const uint8_t dst[6]);
+/* The same segment as the host's stack hands a GSO frame to a TAP, at
+ * b + 10 after its virtio-net header (TCPV4 / TCPV6, MSS 1448): IP length
+ * fields of the whole frame, the IPv4 header checksum, and the TCP
+ * checksum partial (NEEDS_CSUM: the pseudo-header sum with the length), or
+ * with data_valid a DATA_VALID header and a TCP checksum field that does
+ * not match (the host checked the segments it joined).  Returns 10 + the
+ * frame's length. */
+uint32_t snv_gso_frame(uint8_t *b, bool v6, uint32_t payload, const uint8_t dst[6],
+                       bool data_valid);
+/* A received TCP frame f[0..len) from snv_lso_frame / snv_gso_frame is one
+ * valid segment: its IP length fields say len, the IPv4 header checksum
+ * and the TCP checksum are right. */
+bool snv_tcp_frame_ok(const uint8_t *f, uint32_t len);
 /* One's-complement sum of big-endian 16-bit words added to s, and its fold. */
 uint32_t snv_csum_add(const uint8_t *p, size_t n, uint32_t s);
 uint16_t snv_csum_fold(uint32_t s);
+/* 192.0.2.1/24 on IFNAME and a permanent neighbour 192.0.2.2 at mac (the
+ * guest: no ARP needed): 0, or -1 with errno. */
+int snv_ipv4_setup(const char *ifname, const uint8_t mac[6]);
+/* IFNAME's own MAC address: 0, or -1 with errno. */
+int snv_if_mac(const char *ifname, uint8_t mac[6]);
 /* ip link set IFNAME up: 0, or -1 with errno. */
 int snv_link_up(const char *ifname);
 /* The class GUID of the synthetic NIC. */

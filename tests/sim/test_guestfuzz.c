@@ -13,12 +13,9 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "guestfuzz/engine.h"
-#include "guestfuzz/transcript.h"
+#include "gf_sim.h"
 
 #define VM_FUZZ "vm-fuzz"
-
-static char tdir[] = "/tmp/vmbusd-gf-sim-XXXXXX";
 
 /* One boot of a guest driver stack: connect, offers, open each echo
  * channel, a few round trips, close, unload.  Every step may fail (the
@@ -57,33 +54,13 @@ static struct sim_daemon *start(enum gf_mode mode, uint64_t seed, const char *co
                                 struct gf_mutation *replay, size_t nreplay)
 {
     struct gf_run run = {.mode = mode, .seed = seed, .replay = replay, .nreplay = nreplay};
-    gf_knobs_default(&run.knobs);
-    char err[256];
-    for (; knobs && *knobs; knobs++)
-        assert_int_equal(gf_knob_set(&run.knobs, *knobs, err, sizeof(err)), 0);
-    snprintf(run.transcript_dir, sizeof(run.transcript_dir), "%s", tdir);
-    gf_run_init(&run);
+    assert_int_equal(gf_sim_run_init(&run, knobs), 0);
     static const struct sim_vm_cfg vms[] = {{VM_FUZZ, "echo"}, {VM_GOOD, "echo"}};
     sim_log_clear();
     sim_expect_offers_default = ECHO_CHANNELS;
     struct sim_daemon *d = simd_start(vms, 2, ECHO_CHANNELS);
     assert_non_null(d);
     return d;
-}
-
-/* The transcript of the last session: the newest file of VM_FUZZ with
- * this partition id (a later daemon's partition 1 does not overwrite an
- * earlier one's: it gets a ".N" suffix). */
-static void transcript_path(char *out, size_t n, uint32_t id)
-{
-    snprintf(out, n, "%s/%s-%u.vfz", tdir, VM_FUZZ, id);
-    for (int i = 1; i < 100; i++) {
-        char next[600];
-        snprintf(next, sizeof(next), "%s/%s-%u.%d.vfz", tdir, VM_FUZZ, id, i);
-        if (access(next, F_OK) != 0)
-            return;
-        snprintf(out, n, "%s", next);
-    }
 }
 
 /* A HOST record of a message or packet: key, op, bytes. */
@@ -172,23 +149,6 @@ static void read_transcript(const char *path, struct summary *s)
     qsort(s->recs, s->nrecs, sizeof(*s->recs), cmp_rec);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return mkdtemp(tdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    gf_run_reset();
-    if (getenv("GF_KEEP"))
-        return 0; /* debugging: keep the transcripts */
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* Every kind of mutation, several seeds: vmbusd stays up, the other VM
  * keeps working, the fuzzed VM can still connect afterwards with a clean
  * slate, and the transcript holds what happened. */
@@ -215,7 +175,7 @@ static void test_survives(void **state)
         simd_stop(d);
 
         char path[600];
-        transcript_path(path, sizeof(path), id);
+        gf_transcript_path(path, sizeof(path), VM_FUZZ, id);
         struct summary s;
         read_transcript(path, &s);
         /* The guest's side and the host's are both there, and every
@@ -228,7 +188,7 @@ static void test_survives(void **state)
                    (unsigned long long)seed, s.muts_unmatched);
         free(s.recs);
         /* The healthy VM is not fuzzed: no transcript of its own. */
-        DIR *dir = opendir(tdir);
+        DIR *dir = opendir(gf_tdir);
         struct dirent *e;
         while ((e = readdir(dir)))
             SIM_ASSERT(strncmp(e->d_name, VM_GOOD, strlen(VM_GOOD)) != 0, "%s", e->d_name);
@@ -253,7 +213,7 @@ static void test_replay_same_bytes(void **state)
     uint32_t id1 = guest_session(d, 16, 1500);
     simd_stop(d);
     char p1[600], p2[600];
-    transcript_path(p1, sizeof(p1), id1);
+    gf_transcript_path(p1, sizeof(p1), VM_FUZZ, id1);
     struct gf_mutation *m;
     struct gf_tr_header h;
     int n = gf_tr_load_mutations(p1, &h, &m);
@@ -263,7 +223,7 @@ static void test_replay_same_bytes(void **state)
     d = start(GF_MODE_REPLAY, 0, knobs, m, (size_t)n);
     uint32_t id2 = guest_session(d, 16, 1500);
     simd_stop(d);
-    transcript_path(p2, sizeof(p2), id2);
+    gf_transcript_path(p2, sizeof(p2), VM_FUZZ, id2);
     SIM_ASSERT(strcmp(p1, p2) != 0, "the replay wrote its own transcript (%s)", p2);
     struct summary a, b;
     read_transcript(p1, &a);
@@ -289,5 +249,5 @@ int main(void)
     const char *flt = getenv("SIM_FILTER");
     if (flt && *flt)
         cmocka_set_test_filter(flt);
-    return cmocka_run_group_tests_name("guestfuzz", tests, setup, teardown);
+    return cmocka_run_group_tests_name("guestfuzz", tests, gf_tdir_setup, gf_tdir_teardown);
 }

@@ -17,8 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "guestfuzz/engine.h"
-#include "guestfuzz/transcript.h"
+#include "gf_sim.h"
 #include "sim_netvsc.h"
 #include "vsp/netvsp/protocol.h"
 
@@ -27,8 +26,6 @@
 /* A lie often ends a guest session early: many short sessions, one per
  * seed (the same seed would lie the same way again). */
 #define SEEDS 10
-
-static char tdir[] = "/tmp/vmbusd-gf-nic-XXXXXX";
 
 struct nfx {
     struct sim_daemon *d;
@@ -39,15 +36,10 @@ struct nfx {
 static int start(struct nfx *f, uint64_t seed)
 {
     struct gf_run run = {.mode = GF_MODE_FUZZ, .seed = seed};
-    gf_knobs_default(&run.knobs);
     static const char *const knobs[] = {"vm=" VM_NIC, "p=0", "p.packet=0.2", "w.delay=0",
                                         NULL};
-    char err[256];
-    for (const char *const *k = knobs; *k; k++)
-        if (gf_knob_set(&run.knobs, *k, err, sizeof(err)) != 0)
-            return -1;
-    snprintf(run.transcript_dir, sizeof(run.transcript_dir), "%s", tdir);
-    gf_run_init(&run);
+    if (gf_sim_run_init(&run, knobs) != 0)
+        return -1;
     for (int i = 0; i < 2; i++) {
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -181,36 +173,17 @@ static void test_netvsp_survives_fuzzing(void **state)
         other_nic_works(&f, seed);
         stop(&f);
 
-        char path[600];
-        snprintf(path, sizeof(path), "%s/%s-%u.vfz", tdir, VM_NIC, id);
-        struct gf_tr_header h;
-        struct gf_mutation *m = NULL;
-        int n = gf_tr_load_mutations(path, &h, &m);
+        struct gf_mutation *m;
+        int n = gf_partition_mutations(VM_NIC, id, &m);
         for (int i = 0; i < n; i++) {
             muts++;
             nvsp_edits += m[i].op == GF_OP_PATCH && m[i].mutator == GF_M_NVSP;
         }
         free(m);
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "rm -f %s/*.vfz", tdir);
-        SIM_ASSERT(system(cmd) == 0, "%s", cmd);
+        SIM_ASSERT(gf_tdir_clear() == 0, "removing the transcripts");
     }
     SIM_ASSERT(muts >= 10 && nvsp_edits >= 1, "%u mutations, %u of NVSP fields", muts,
                nvsp_edits);
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return mkdtemp(tdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tdir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(void)
@@ -221,5 +194,6 @@ int main(void)
     const char *flt = getenv("SIM_FILTER");
     if (flt && *flt)
         cmocka_set_test_filter(flt);
-    return cmocka_run_group_tests_name("guestfuzz_netvsp", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("guestfuzz_netvsp", tests, gf_tdir_setup,
+                                       gf_tdir_teardown);
 }

@@ -30,8 +30,8 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "guestfuzz/engine.h"
-#include "guestfuzz/transcript.h"
+#include "gf_sim.h"
+#include "resv_vsp.h"
 #include "vmbusd/vsp.h"
 
 #define VM_RESV "vm-gf-resv"
@@ -47,138 +47,16 @@
 static const struct hv_guid resv_class = {
     {0x4b, 0x71, 0x0c, 0x9e, 0x2d, 0x53, 0x4a, 0x18, 0x9f, 0x60, 0x3e, 0xa1, 0x77, 0xc4, 0x05, 0xd2}};
 
-static char tdir[] = "/tmp/vmbusd-gf-resv-XXXXXX";
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct vsp_channel *ch;
-    pthread_t thread;
-    bool stop, gate;
-    uint64_t queue[NREQ];
-    int qhead, qlen;
-    int taken, eagain, sent, sent_ok, sent_bad, last_bad;
-} rs = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-/* Pull requests while a completion can be reserved for each. */
-static void pump(struct vsp_channel *ch)
+/* The daemon with one VM offered the reserving test VSP, fuzzed by run. */
+static int start(void **state, struct gf_run *run, const char *const *knobs)
 {
-    for (;;) {
-        int r = vsp_send_reserve(ch, REPLY_LEN);
-        if (r == -EAGAIN) {
-            pthread_mutex_lock(&rs.lock);
-            rs.eagain++;
-            pthread_cond_broadcast(&rs.cond);
-            pthread_mutex_unlock(&rs.lock);
-            return; /* writable follows */
-        }
-        if (r < 0)
-            return;
-        struct vsp_packet pkt;
-        if (vsp_recv(ch, &pkt) <= 0) {
-            vsp_send_unreserve(ch, REPLY_LEN);
-            return;
-        }
-        pthread_mutex_lock(&rs.lock);
-        rs.queue[(rs.qhead + rs.qlen++) % NREQ] = pkt.trans_id;
-        rs.taken++;
-        pthread_cond_broadcast(&rs.cond);
-        pthread_mutex_unlock(&rs.lock);
-    }
-}
-
-static void resv_receive(struct vsp_channel *ch) { pump(ch); }
-static void resv_writable(struct vsp_channel *ch) { pump(ch); }
-
-/* The VSP's I/O thread: completes requests in order, into their
- * reservations, while the gate is open. */
-static void *completer(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&rs.lock);
-    for (;;) {
-        while (!rs.stop && !(rs.gate && rs.qlen))
-            pthread_cond_wait(&rs.cond, &rs.lock);
-        if (rs.stop)
-            break;
-        uint64_t t = rs.queue[rs.qhead];
-        rs.qhead = (rs.qhead + 1) % NREQ;
-        rs.qlen--;
-        struct vsp_channel *ch = rs.ch;
-        pthread_mutex_unlock(&rs.lock);
-        uint8_t reply[REPLY_LEN];
-        memset(reply, (int)(t & 0xff), sizeof(reply));
-        struct iovec iov = {reply, sizeof(reply)};
-        int r = vsp_send_reserved(ch, REPLY_LEN, VM_PKT_COMP, 0, t, NULL, 0, &iov, 1);
-        pthread_mutex_lock(&rs.lock);
-        rs.sent++;
-        if (r == 0) {
-            rs.sent_ok++;
-        } else {
-            rs.sent_bad++;
-            rs.last_bad = r;
-        }
-        pthread_cond_broadcast(&rs.cond);
-    }
-    pthread_mutex_unlock(&rs.lock);
-    return NULL;
-}
-
-static const struct vsp_channel_ops resv_ops = {.receive = resv_receive,
-                                                .writable = resv_writable};
-
-static int resv_attach(void *state, struct vsp_partition *p, void **part_state)
-{
-    (void)state;
-    (void)part_state;
-    struct vsp_offer o = {.class_id = resv_class, .ops = &resv_ops};
-    struct vsp_channel *ch = vsp_channel_offer(p, &o);
-    if (!ch)
-        return -ENOMEM;
-    pthread_mutex_lock(&rs.lock);
-    rs.ch = ch;
-    rs.stop = false;
-    pthread_mutex_unlock(&rs.lock);
-    return pthread_create(&rs.thread, NULL, completer, NULL) == 0 ? 0 : -EAGAIN;
-}
-
-static void resv_detach(void *state, struct vsp_partition *p, void *part_state)
-{
-    (void)state;
-    (void)p;
-    (void)part_state;
-    pthread_mutex_lock(&rs.lock);
-    rs.stop = true;
-    pthread_cond_broadcast(&rs.cond);
-    pthread_mutex_unlock(&rs.lock);
-    pthread_join(rs.thread, NULL);
-}
-
-static const struct vsp_plugin resv_plugin = {
-    .api_version = VSP_API_VERSION,
-    .name = "gf-resv",
-    .attach = resv_attach,
-    .detach = resv_detach,
-};
-static const struct vsp_plugin *const linked[] = {&resv_plugin, NULL};
-
-/* The daemon with one VM offered the VSP above, fuzzed by run. */
-static int start(void **state, struct gf_run *run)
-{
-    pthread_mutex_lock(&rs.lock);
-    rs.gate = false;
-    rs.qhead = rs.qlen = 0;
-    rs.taken = rs.eagain = rs.sent = rs.sent_ok = rs.sent_bad = rs.last_bad = 0;
-    pthread_mutex_unlock(&rs.lock);
+    resv_vsp_init(&resv_class, REPLY_LEN);
+    resv_vsp_reset();
     /* Each test's transcript is the only one: no ".N" suffix to look for. */
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -f %s/*.vfz", tdir);
-    if (system(cmd) != 0)
+    if (gf_tdir_clear() != 0 || gf_sim_run_init(run, knobs) != 0)
         return -1;
-    snprintf(run->transcript_dir, sizeof(run->transcript_dir), "%s", tdir);
-    gf_run_init(run);
-    static const struct sim_vm_cfg vms[] = {{VM_RESV, "gf-resv"}};
-    return fx_setup_linked(state, vms, linked);
+    static const struct sim_vm_cfg vms[] = {{VM_RESV, "resv"}};
+    return fx_setup_linked(state, vms, resv_vsp_linked);
 }
 
 /* Every packet of the fuzzed VM is mutated: structure edits (grown past
@@ -188,15 +66,10 @@ static int start(void **state, struct gf_run *run)
 static int setup_seeded(void **state)
 {
     struct gf_run run = {.mode = GF_MODE_FUZZ, .seed = 0x7e5e7e5e};
-    gf_knobs_default(&run.knobs);
     static const char *const knobs[] = {
         "vm=" VM_RESV, "p=0", "p.packet=1", "w.flip=1", "w.struct=4", "w.drop=2", "w.dup=2",
         "w.delay=0", NULL};
-    char err[256];
-    for (const char *const *k = knobs; *k; k++)
-        if (gf_knob_set(&run.knobs, *k, err, sizeof(err)) != 0)
-            return -1;
-    return start(state, &run);
+    return start(state, &run, knobs);
 }
 
 /* The first completion grown by 8 bytes (len8 saying so), while every
@@ -219,8 +92,7 @@ static int setup_replayed(void **state)
     m[1].op = GF_OP_DUP;
     m[2].op = GF_OP_DROP;
     struct gf_run run = {.mode = GF_MODE_REPLAY, .replay = m, .nreplay = 3};
-    gf_knobs_default(&run.knobs);
-    return start(state, &run);
+    return start(state, &run, NULL);
 }
 
 static int teardown(void **state)
@@ -230,35 +102,6 @@ static int teardown(void **state)
     return ret;
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return mkdtemp(tdir) ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", tdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Wait (bounded, for a hang only) until *v >= want; returns *v. */
-static int wait_count(const int *v, int want)
-{
-    struct timespec end;
-    clock_gettime(CLOCK_REALTIME, &end);
-    end.tv_sec += 20;
-    pthread_mutex_lock(&rs.lock);
-    while (*v < want)
-        if (pthread_cond_timedwait(&rs.cond, &rs.lock, &end) != 0)
-            break;
-    int got = *v;
-    pthread_mutex_unlock(&rs.lock);
-    return got;
-}
-
 /* Wait (bounded) until the VSP stopped pulling after a reserve's -EAGAIN
  * later than the eagain-th, or took every request. */
 static bool wait_pulled(int eagain)
@@ -266,29 +109,13 @@ static bool wait_pulled(int eagain)
     struct timespec end;
     clock_gettime(CLOCK_REALTIME, &end);
     end.tv_sec += 20;
-    pthread_mutex_lock(&rs.lock);
-    while (rs.eagain <= eagain && rs.taken < NREQ)
-        if (pthread_cond_timedwait(&rs.cond, &rs.lock, &end) != 0)
+    pthread_mutex_lock(&resv.lock);
+    while (resv.eagain <= eagain && resv.taken < NREQ)
+        if (pthread_cond_timedwait(&resv.cond, &resv.lock, &end) != 0)
             break;
-    bool done = rs.eagain > eagain || rs.taken == NREQ;
-    pthread_mutex_unlock(&rs.lock);
+    bool done = resv.eagain > eagain || resv.taken == NREQ;
+    pthread_mutex_unlock(&resv.lock);
     return done;
-}
-
-static int get(const int *v)
-{
-    pthread_mutex_lock(&rs.lock);
-    int got = *v;
-    pthread_mutex_unlock(&rs.lock);
-    return got;
-}
-
-static void set_gate(bool open)
-{
-    pthread_mutex_lock(&rs.lock);
-    rs.gate = open;
-    pthread_cond_broadcast(&rs.cond);
-    pthread_mutex_unlock(&rs.lock);
 }
 
 struct muts {
@@ -321,31 +148,33 @@ static void run_rounds(struct fx *f, struct muts *mu)
                                  VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, 1 + (uint64_t)i, req,
                                  sizeof(req)) == 0,
                    "request %d", i);
-    SIM_ASSERT(wait_count(&rs.eagain, 1) >= 1, "reserve never got -EAGAIN");
-    SIM_ASSERT(get(&rs.taken) == k, "took %d requests with room for %d completions",
-               get(&rs.taken), k);
+    SIM_ASSERT(resv_wait(&resv.eagain, 1) >= 1, "reserve never got -EAGAIN");
+    SIM_ASSERT(resv_count(taken) == k, "took %d requests with room for %d completions",
+               resv_count(taken), k);
 
     /* Rounds: complete what was taken (mutated), the guest drops it all,
      * the VSP takes the next batch, until every request was answered. */
-    for (int round = 0; get(&rs.sent) < NREQ; round++) {
+    for (int round = 0; resv_count(sent) < NREQ; round++) {
         SIM_ASSERT(round < NREQ, "no progress after %d rounds", round);
-        int taken = get(&rs.taken);
-        set_gate(true);
-        SIM_ASSERT(wait_count(&rs.sent, taken) >= taken, "%d of %d completions sent",
-                   get(&rs.sent), taken);
-        set_gate(false);
-        SIM_ASSERT(get(&rs.sent_bad) == 0, "a mutated completion failed with %d after %d",
-                   rs.last_bad, get(&rs.sent_ok));
-        int eagain = get(&rs.eagain);
+        int taken = resv_count(taken);
+        resv_set_gate(true);
+        SIM_ASSERT(resv_wait(&resv.sent, taken) >= taken, "%d of %d completions sent",
+                   resv_count(sent), taken);
+        resv_set_gate(false);
+        SIM_ASSERT(resv_count(sent_ok) == resv_count(sent),
+                   "mutated completions failed: %d -EIO, %d -EPIPE, %d other, after %d ok",
+                   resv_count(sent_eio), resv_count(sent_epipe), resv_count(sent_other),
+                   resv_count(sent_ok));
+        int eagain = resv_count(eagain);
         sim_chan_discard(ch);
         if (taken < NREQ)
-            SIM_ASSERT(wait_count(&rs.taken, taken + 1) > taken,
+            SIM_ASSERT(resv_wait(&resv.taken, taken + 1) > taken,
                        "no request taken after the guest emptied the ring (round %d)", round);
         /* The VSP stops pulling again when the ring is reserved full or
          * it has taken every request. */
         SIM_ASSERT(wait_pulled(eagain), "round %d: the VSP keeps pulling", round);
     }
-    SIM_ASSERT(get(&rs.sent_ok) == NREQ, "%d of %d completions went out", get(&rs.sent_ok),
+    SIM_ASSERT(resv_count(sent_ok) == NREQ, "%d of %d completions went out", resv_count(sent_ok),
                NREQ);
     SIM_ASSERT(sim_log_count(LOG_WARN, "took back room", NULL, NULL) == 0,
                "the channel was faulted for the fuzzer's doing");
@@ -353,7 +182,7 @@ static void run_rounds(struct fx *f, struct muts *mu)
     /* Nothing left on the books: with the ring emptied, exactly as many
      * completions can be reserved as on a fresh channel. */
     sim_chan_discard(ch);
-    struct vsp_channel *vc = rs.ch;
+    struct vsp_channel *vc = resv.ch;
     int n = 0;
     while (n <= k && vsp_send_reserve(vc, REPLY_LEN) == 0)
         n++;
@@ -365,11 +194,8 @@ static void run_rounds(struct fx *f, struct muts *mu)
     sim_vm_free(vm);
 
     /* The completions were mutated in every way under test. */
-    char path[600];
-    snprintf(path, sizeof(path), "%s/%s-%u.vfz", tdir, VM_RESV, id);
-    struct gf_tr_header h;
-    struct gf_mutation *m = NULL;
-    int nm = gf_tr_load_mutations(path, &h, &m);
+    struct gf_mutation *m;
+    int nm = gf_partition_mutations(VM_RESV, id, &m);
     int drops = 0, dups = 0, grown = 0;
     for (int i = 0; i < nm; i++) {
         drops += m[i].op == GF_OP_DROP;
@@ -408,5 +234,6 @@ int main(void)
     const char *flt = getenv("SIM_FILTER");
     if (flt && *flt)
         cmocka_set_test_filter(flt);
-    return cmocka_run_group_tests_name("guestfuzz_reserve", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("guestfuzz_reserve", tests, gf_tdir_setup,
+                                       gf_tdir_teardown);
 }

@@ -6,7 +6,10 @@
  * mode, or switched to blocking after SINT_ROUTE; vmbusd's own eventfds
  * switched to blocking and read by the VMM first) may break that VM only:
  * another VM still connects, gets its offers and echoes, and the hostile
- * partition is torn down when its VMM goes away.
+ * partition is torn down when its VMM goes away.  A worker that writes an
+ * irqfd itself (the VMM made it non-blocking) is not held by a VMM that
+ * switches it back to blocking and fills it at the wrong moment, and the
+ * interrupt still reaches the guest once the VMM lets it.
  */
 #include "sim_test.h"
 
@@ -27,6 +30,7 @@
 #include <event2/event.h>
 
 #include "vmbusd/internal.h" /* the event base, to park the loop (white-box) */
+#include "vmbusd/sint_signal.h" /* sint_direct_test_any_mode (white-box) */
 
 #define EVENTFD_MAX 0xfffffffffffffffeull
 
@@ -476,6 +480,96 @@ static void test_fds_whose_close_blocks(void **state)
     wait_partitions(f, 1, "blocking closes");
 }
 
+/* ---- irqfds written by the workers themselves ---- */
+
+/* One worker in the pool: if the hostile VM's irqfd held it, the good VM
+ * would get no echo at all. */
+static int fx_setup_one_worker(void **state)
+{
+    setenv("SIM_WORKERS", "1", 1);
+    int r = fx_setup(state);
+    unsetenv("SIM_WORKERS");
+    return r;
+}
+
+/* A VMM whose irqfds are blocking (not made non-blocking by it): every
+ * interrupt goes through the SINT thread, and none is lost. */
+static void test_irqfd_blocking_mode(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm_opts o = {.name = "blocking-irqfds", .no_setup = true};
+    struct sim_vm *vm = sim_vm_new(f->d, &o);
+    SIM_ASSERT(vm != NULL, "connect");
+    for (uint32_t i = 0; i < vm->vcpus; i++) {
+        close(vm->vp[i].irqfd);
+        vm->vp[i].irqfd = eventfd(0, EFD_CLOEXEC); /* blocking, as the VMM may */
+        SIM_ASSERT(vm->vp[i].irqfd >= 0, "eventfd");
+    }
+    SIM_ASSERT(sim_vmm_setup(vm) == 0, "setup");
+    vm->expect_offers = ECHO_CHANNELS;
+    SIM_ASSERT(sim_bringup(vm, VMBUS_VERSION_WIN10_V5_3) >= 0, "contact and offers");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "open");
+    for (int i = 0; i < 50; i++)
+        SIM_ASSERT(sim_echo_roundtrip(ch, 64, (uint64_t)i + 1, i & 1) == 0, "echo %d", i);
+    sim_vm_free(vm);
+    wait_partitions(f, 0, "blocking-mode irqfds");
+}
+
+/* The VMM gave a non-blocking irqfd (so workers write it themselves), then
+ * switches it to blocking and fills it just as a worker is about to write:
+ * vmbusd saw O_NONBLOCK (sint_direct_test_any_mode stands in for that
+ * race).  The worker's write is cut, the only worker serves another VM,
+ * and the interrupt is raised by the SINT thread as soon as the VMM empties
+ * the counter. */
+static void test_irqfd_blocked_under_a_worker(void **state)
+{
+    struct fx *f = *state;
+    const char *name = "hostile-irq-worker";
+    const char *what = "irqfd switched to blocking under a worker's write";
+    struct sim_vm *vm = sim_up(f->d, name, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "up");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "open");
+    SIM_ASSERT(sim_echo_roundtrip(ch, 64, 1, false) == 0, "echo before");
+
+    /* Filled while still non-blocking (a write that finds the counter
+     * non-zero fails instead of hanging the test), then switched. */
+    int irqfd = vm->vp[ch->target_vp].irqfd;
+    uint64_t v, max = EVENTFD_MAX;
+    int tries = 0;
+    while (write(irqfd, &max, sizeof(max)) != sizeof(max) && tries++ < 100)
+        SIM_ASSERT(errno == EAGAIN && read(irqfd, &v, sizeof(v)) == sizeof(v), "fill");
+    SIM_ASSERT(tries < 100, "fill");
+    SIM_ASSERT(fcntl(irqfd, F_SETFL, 0) == 0, "F_SETFL");
+    sim_log_clear();
+    atomic_store(&sint_direct_test_any_mode, true);
+    uint8_t payload[64] = {0x5a};
+    SIM_ASSERT(sim_chan_send(ch, VM_PKT_DATA_INBAND, 0, 77, payload, sizeof(payload)) == 0,
+               "send");
+    SIM_ASSERT(sim_log_wait(10000, LOG_WARN, name, "it blocked", NULL),
+               "%s: no sign that the worker's write was cut", what);
+    atomic_store(&sint_direct_test_any_mode, false);
+    good_vm_works(f, what);
+
+    /* The VMM takes the counter: the interrupt the worker could not raise
+     * must come now (from the SINT thread). */
+    SIM_ASSERT(read(irqfd, &v, sizeof(v)) == sizeof(v) && v == EVENTFD_MAX, "drain");
+    struct pollfd p = {.fd = irqfd, .events = POLLIN};
+    SIM_ASSERT(poll(&p, 1, 10000) == 1, "%s: the guest never got the interrupt", what);
+    SIM_ASSERT(fcntl(irqfd, F_SETFL, O_NONBLOCK) == 0, "F_SETFL");
+    struct vmpacket_descriptor d;
+    uint8_t buf[128];
+    uint32_t len = 0;
+    SIM_ASSERT(sim_chan_recv(ch, &d, buf, sizeof(buf), &len, 10000) == 1, "%s: no echo", what);
+    SIM_ASSERT(d.trans_id == 77 && len == sizeof(payload), "%s: echo %llu of %u bytes", what,
+               (unsigned long long)d.trans_id, len);
+    sim_vm_free(vm);
+    wait_partitions(f, 0, what);
+    good_vm_works(f, "hostile teardown");
+    print_message("  %-56s worker free, interrupt delivered\n", what);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +578,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_irqfd_switched_to_blocking, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_vmm_reads_our_eventfds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_fds_whose_close_blocks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_irqfd_blocking_mode, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_irqfd_blocked_under_a_worker, fx_setup_one_worker,
+                                        fx_teardown),
     };
     SIM_RUN("sim_hostile_vmm", tests);
 }

@@ -130,7 +130,8 @@ static int send_vu(int s, uint32_t type, const void *body, uint32_t len, const i
     uint8_t buf[VU_MAX_MSG_SIZE];
     struct vu_hdr h = {.type = type, .size = len, .seq = 1};
     memcpy(buf, &h, sizeof(h));
-    memcpy(buf + sizeof(h), body, len);
+    if (len) /* body may be NULL then, which memcpy does not allow */
+        memcpy(buf + sizeof(h), body, len);
     struct iovec iov = {.iov_base = buf, .iov_len = sizeof(h) + len};
     return (int)fdpass_send(s, &iov, 1, fds, nfds, MSG_DONTWAIT);
 }

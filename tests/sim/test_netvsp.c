@@ -29,6 +29,14 @@
  *                        requests fail; a NIC without offloads refuses them;
  *                        received partial checksums completed, checked ones
  *                        and completed ones reported to the guest
+ *   test_rsc             receive coalescing: offered over NVSP 6.1 with
+ *                        offloads; the backend's GSO frames (IPv4, IPv6,
+ *                        partial or checked checksum, up to 64 KB) reach
+ *                        the guest as fragments of one packet it joins into
+ *                        one valid segment; 200 of them through a smaller
+ *                        receive buffer; bad GSO frames dropped; none with
+ *                        LRO off, over NVSP 6, or with a small receive
+ *                        buffer
  *   test_jumbo           the guest's NDIS config MTU (9000) sizes the receive
  *                        buffer; larger is refused; oversized frames dropped
  *   test_backend_closed  the packet fd's peer closes: one warning, no more
@@ -638,6 +646,125 @@ static void test_offload(void **state)
     sim_vm_free(vm);
 }
 
+/* Receive coalescing (RSC): a guest of NVSP 6.1 that asks for it is
+ * offered it and gets the backend's GSO frames whole, each spread over
+ * sub-allocations of one transfer-page packet as fragments Linux joins;
+ * one valid TCP segment of the whole length, reported checksum-good.  A
+ * guest whose LRO is off, or of NVSP 6, gets none; GSO frames that do not
+ * fit what they claim are dropped and the NIC goes on. */
+static void test_rsc(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC_OFF, &vm);
+    SIM_ASSERT(nv->offload_caps[NDIS_OFFLOAD_RSC_IP4_OFF] &&
+                   nv->offload_caps[NDIS_OFFLOAD_RSC_IP6_OFF] && nv->rsc_offered,
+               "RSC not offered to an NVSP 6.1 guest with offload = on");
+    static uint8_t in[10 + 70000], fr[70000];
+    int peer = f->peer[2];
+    /* IPv4 and IPv6, a partial checksum and a checked one, up to the
+     * largest IPv4 segment */
+    for (int k = 0; k < 4; k++) {
+        bool v6 = k & 1, valid = k >= 2;
+        uint32_t payload = k == 2 ? 65535 - 40 : 60000 + (uint32_t)k;
+        uint32_t n = snv_gso_frame(in, v6, payload, nv->mac, valid);
+        uint64_t c0 = nv->rx_coalesced;
+        SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject");
+        int got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+        SIM_ASSERT(got == (int)(n - 10), "GSO frame %d: guest got %d bytes, not %u", k, got,
+                   n - 10);
+        SIM_ASSERT(nv->rx_coalesced == c0 + 1, "GSO frame %d not coalesced", k);
+        SIM_ASSERT(nv->last_has_csum && (nv->last_csum & (1u << 3)),
+                   "GSO frame %d without 'TCP checksum good' (%x)", k, nv->last_csum);
+        SIM_ASSERT(snv_tcp_frame_ok(fr, (uint32_t)got), "GSO frame %d: not a valid segment",
+                   k);
+        uint32_t data = v6 ? 74 : 54; /* the payload: headers fixed up */
+        SIM_ASSERT(memcmp(fr + data, in + 10 + data, (size_t)got - data) == 0 &&
+                       memcmp(fr, in + 10, 14) == 0,
+                   "GSO frame %d: bytes changed", k);
+    }
+    /* a frame spans several sub-allocations, all in one packet */
+    SIM_ASSERT(nv->rx_max_ranges >= 30, "most ranges in a packet: %u", nv->rx_max_ranges);
+    /* far more than the receive buffer holds: the guest's completions (one
+     * per packet) give every fragment back */
+    uint64_t c0 = nv->rx_coalesced, b0 = nv->rx_bytes;
+    uint32_t n = snv_gso_frame(in, false, 40000, nv->mac, false);
+    for (int i = 0; i < 200; i++) {
+        SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject %d", i);
+        int got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+        SIM_ASSERT(got == (int)(n - 10), "frame %d: %d bytes", i, got);
+    }
+    SIM_ASSERT(nv->rx_coalesced == c0 + 200 && nv->rx_bytes == b0 + 200ull * (n - 10),
+               "200 coalesced frames: %llu, %llu bytes",
+               (unsigned long long)(nv->rx_coalesced - c0),
+               (unsigned long long)(nv->rx_bytes - b0));
+    /* GSO frames that are not what they claim: dropped, the next plain
+     * frame arrives */
+    for (int k = 0; k < 5; k++) {
+        n = snv_gso_frame(in, k == 0, 20000, nv->mac, false);
+        if (k == 0)
+            in[1] = 1;               /* an IPv6 frame said to be TCPV4 */
+        else if (k == 1)
+            in[10 + 23] = 17;        /* UDP in IPv4, said to be TCPV4 */
+        else if (k == 2)
+            n = 10 + 40;             /* cut short inside its headers */
+        else if (k == 3)
+            in[1] = 3;               /* GSO_UDP */
+        else
+            n = 10 + snv_lso_frame(in + 10, false, 70000 - 54, nv->mac); /* too long */
+        SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject bad %d", k);
+        uint8_t plain[310] = {0};
+        make_frame(plain + 10, 300, nv->mac, 40 + (uint64_t)k);
+        SIM_ASSERT(send(peer, plain, 310, 0) == 310, "inject plain");
+        int got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+        SIM_ASSERT(got == 300 && memcmp(fr, plain + 10, 300) == 0,
+                   "after bad GSO frame %d the guest got %d bytes", k, got);
+    }
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    /* LRO off (RSC disabled in the offload parameters): a GSO frame is
+     * dropped, never sent as fragments */
+    nv = snv_open(vm, 32);
+    nv->lro_off = true;
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up, LRO off");
+    SIM_ASSERT(nv->rsc_offered, "RSC offered");
+    n = snv_gso_frame(in, false, 20000, nv->mac, false);
+    SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject");
+    uint8_t plain[310] = {0};
+    make_frame(plain + 10, 300, nv->mac, 50);
+    SIM_ASSERT(send(peer, plain, 310, 0) == 310, "inject plain");
+    int got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+    SIM_ASSERT(got == 300 && nv->rx_coalesced == 0, "LRO off: got %d bytes, %llu coalesced",
+               got, (unsigned long long)nv->rx_coalesced);
+    SIM_ASSERT(nv->host_bad == 0, "host sent fragments to a guest without LRO");
+    snv_free(nv);
+    /* a receive buffer of 64 pages: room for too few 64 KB frames beside
+     * the control reserve; RSC not offered, a GSO frame dropped */
+    nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1 && snv_buffers(nv, 64, 32) == 0 &&
+                   snv_rndis_up(nv) == 0,
+               "bring-up, small receive buffer");
+    uint32_t filter = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_BROADCAST;
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) == 0, "filter");
+    SIM_ASSERT(!nv->rsc_offered, "RSC offered with %u sub-allocations", nv->sub_count);
+    n = snv_gso_frame(in, false, 20000, nv->mac, false);
+    SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject");
+    make_frame(plain + 10, 300, nv->mac, 51);
+    SIM_ASSERT(send(peer, plain, 310, 0) == 310, "inject plain");
+    got = snv_recv_frame(nv, fr, sizeof(fr), SIM_TIMEOUT_MS);
+    SIM_ASSERT(got == 300 && nv->rx_coalesced == 0 && nv->host_bad == 0,
+               "small buffer: got %d bytes, %llu coalesced", got,
+               (unsigned long long)nv->rx_coalesced);
+    snv_free(nv);
+    /* NVSP 6 (no RSC capability in its NDIS config): not offered */
+    nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_6) == 0, "bring-up, NVSP 6");
+    SIM_ASSERT(!nv->rsc_offered && !nv->offload_caps[NDIS_OFFLOAD_RSC_IP4_OFF],
+               "RSC offered over NVSP 6");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
 /* The packet fd's peer goes away: vmbusd says so once, stops reading it
  * (no spinning on a readable EOF), drops the guest's frames (no SIGPIPE)
  * and still completes them; the other NIC goes on. */
@@ -958,6 +1085,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_offload, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_rsc, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_jumbo, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_backend_closed, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_nvsp, nfx_setup, nfx_teardown),

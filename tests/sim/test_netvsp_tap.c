@@ -14,6 +14,11 @@
  *                     host's kernel: its RST comes back to the guest; a
  *                     host connect()'s SYN (partial checksum) reaches the
  *                     guest completed and reported good
+ *   test_tap_rsc      receive coalescing: the host's own TCP streams 4 MiB
+ *                     to the guest (sim_tcprx answers and acks), which
+ *                     gets frames longer than the MTU, each a valid
+ *                     segment, every byte in order; with the guest's LRO
+ *                     off, 1 MiB in MTU-sized segments only
  *   test_tap_vrss     a multi-queue TAP (netvsp.queues = 4, offloads on:
  *                     every queue fd carries virtio-net headers): the guest
  *                     gets 3 subchannels; a frame sent on each channel
@@ -47,6 +52,7 @@
 #include <unistd.h>
 
 #include "sim_netvsc.h"
+#include "sim_tcprx.h"
 #include "vsp/netvsp/protocol.h"
 
 #define VM_TAP "vm-tap"
@@ -185,35 +191,6 @@ static void test_tap_frames(void **state)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
-/* 192.0.2.1/24 on the interface, and 192.0.2.2 at mac (no ARP needed). */
-static int ipv4_setup(const char *name, const uint8_t mac[6])
-{
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
-    sin->sin_family = AF_INET;
-    inet_pton(AF_INET, "192.0.2.1", &sin->sin_addr);
-    int r = ioctl(s, SIOCSIFADDR, &ifr);
-    inet_pton(AF_INET, "255.255.255.0", &sin->sin_addr);
-    if (r == 0)
-        r = ioctl(s, SIOCSIFNETMASK, &ifr);
-    struct arpreq ar;
-    memset(&ar, 0, sizeof(ar));
-    sin = (struct sockaddr_in *)&ar.arp_pa;
-    sin->sin_family = AF_INET;
-    inet_pton(AF_INET, "192.0.2.2", &sin->sin_addr);
-    ar.arp_ha.sa_family = ARPHRD_ETHER;
-    memcpy(ar.arp_ha.sa_data, mac, 6);
-    ar.arp_flags = ATF_COM | ATF_PERM;
-    snprintf(ar.arp_dev, sizeof(ar.arp_dev), "%s", name);
-    if (r == 0)
-        r = ioctl(s, SIOCSARP, &ar);
-    close(s);
-    return r;
-}
-
 static void host_syn(struct sim_netvsc *nv, bool told_good);
 
 /* An LSO segment exactly as hv_netvsc hands it over (IPv4 total length and
@@ -228,18 +205,10 @@ static void test_tap_lso(void **state)
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
-    SIM_ASSERT(ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
+    SIM_ASSERT(snv_ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
                strerror(errno));
     uint8_t host_mac[6];
-    {
-        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct ifreq ifr;
-        memset(&ifr, 0, sizeof(ifr));
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_OFF_NAME);
-        SIM_ASSERT(ioctl(s, SIOCGIFHWADDR, &ifr) == 0, "hw address");
-        memcpy(host_mac, ifr.ifr_hwaddr.sa_data, 6);
-        close(s);
-    }
+    SIM_ASSERT(snv_if_mac(TAP_OFF_NAME, host_mac) == 0, "hw address: %s", strerror(errno));
     static uint8_t fr[8192];
     const uint32_t payload = 5000, len = 14 + 20 + 20 + payload;
     memset(fr, 0, len);
@@ -304,6 +273,82 @@ static void test_tap_lso(void **state)
     sim_vm_free(vm);
 }
 
+/* The host's TCP streams total bytes to the guest's port (its own
+ * connection, a byte pattern it hashes as the guest does); the guest's
+ * receiver (sim_tcprx) takes them in order. */
+static void host_stream(struct sim_netvsc *nv, const uint8_t host_mac[6], uint16_t port,
+                        uint32_t total, struct snv_tcprx *t)
+{
+    int cs = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "192.0.2.2", &sin.sin_addr);
+    SIM_ASSERT(cs >= 0 && (connect(cs, (struct sockaddr *)&sin, sizeof(sin)) == 0 ||
+                           errno == EINPROGRESS),
+               "connect: %s", strerror(errno));
+    SIM_ASSERT(snv_tcprx_accept(nv, t, host_mac, port, SIM_TIMEOUT_MS) == 0,
+               "no SYN to port %u", port);
+    static uint8_t buf[65536];
+    uint32_t sent = 0, check = 0;
+    uint64_t end = sim_now_ms() + 4 * SIM_TIMEOUT_MS;
+    while (t->bytes < total && sim_now_ms() < end) {
+        while (sent < total) {
+            uint32_t chunk = total - sent < sizeof(buf) ? total - sent : sizeof(buf);
+            for (uint32_t i = 0; i < chunk; i++)
+                buf[i] = (uint8_t)((sent + i) * 13 + 7);
+            ssize_t w = send(cs, buf, chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            for (ssize_t i = 0; i < w; i++)
+                check = check * 31 + buf[i];
+            sent += (uint32_t)w;
+        }
+        snv_tcprx_take(nv, t, total, 50);
+    }
+    close(cs);
+    SIM_ASSERT(t->bytes == total && t->data_check == check,
+               "guest took %llu of %u bytes (%u sent), data %s", (unsigned long long)t->bytes,
+               total, sent, t->data_check == check ? "matches" : "differs");
+    SIM_ASSERT(t->bad == 0, "%llu frames with bad checksums or lengths",
+               (unsigned long long)t->bad);
+}
+
+/* Receive coalescing over a real TAP: the guest (NVSP 6.1, LRO on) gets
+ * the host's TCP stream in frames longer than the MTU (the TAP hands over
+ * its GSO frames), every one a valid segment, all bytes in order; the
+ * same guest with LRO off gets MTU-sized segments only (netvsp took the
+ * TAP's TSO off again). */
+static void test_tap_rsc(void **state)
+{
+    struct tfx *f = *state;
+    struct sim_vm *vm = sim_up_offers(f->d, VM_TAP_OFF, 1);
+    struct sim_netvsc *nv = snv_open(vm, 64);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
+    SIM_ASSERT(nv->rsc_offered, "RSC not offered");
+    SIM_ASSERT(snv_link_up(TAP_OFF_NAME) == 0, "link up: %s", strerror(errno));
+    SIM_ASSERT(snv_ipv4_setup(TAP_OFF_NAME, nv->mac) == 0, "address and neighbour: %s",
+               strerror(errno));
+    uint8_t host_mac[6];
+    SIM_ASSERT(snv_if_mac(TAP_OFF_NAME, host_mac) == 0, "hw address: %s", strerror(errno));
+    struct snv_tcprx t;
+    host_stream(nv, host_mac, 5001, 4u << 20, &t);
+    SIM_ASSERT(nv->rx_coalesced > 0 && t.max_segment > 1460,
+               "LRO on: no coalesced frame (%llu, longest segment %llu bytes)",
+               (unsigned long long)nv->rx_coalesced, (unsigned long long)t.max_segment);
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    nv = snv_open(vm, 64);
+    SIM_ASSERT(nv, "reopen");
+    nv->lro_off = true;
+    SIM_ASSERT(snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up, LRO off");
+    host_stream(nv, host_mac, 5002, 1u << 20, &t);
+    SIM_ASSERT(nv->rx_coalesced == 0 && t.max_segment <= 1460,
+               "LRO off: %llu coalesced frames, longest segment %llu bytes",
+               (unsigned long long)nv->rx_coalesced, (unsigned long long)t.max_segment);
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
 /* The host (192.0.2.1) connects to the guest's port 7: its SYN reaches the
  * guest with a complete TCP checksum; told_good: the guest is told it is
  * good. */
@@ -358,7 +403,7 @@ static void test_tap_stale_offload(void **state)
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
     SIM_ASSERT(snv_link_up(TAP_ST_NAME) == 0, "link up: %s", strerror(errno));
-    SIM_ASSERT(ipv4_setup(TAP_ST_NAME, nv->mac) == 0, "address and neighbour: %s",
+    SIM_ASSERT(snv_ipv4_setup(TAP_ST_NAME, nv->mac) == 0, "address and neighbour: %s",
                strerror(errno));
     host_syn(nv, false);
     SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
@@ -550,6 +595,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tap_frames, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_lso, tfx_setup, tfx_teardown),
+        cmocka_unit_test_setup_teardown(test_tap_rsc, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_vrss, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_single, tfx_setup, tfx_teardown),
         cmocka_unit_test_setup_teardown(test_tap_stale_offload, tfx_setup, tfx_teardown),

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Send reservations (vsp_send_reserve / vsp_send_reserved) and completions
- * from a VSP's own thread.  A test VSP linked into this test works like a
- * storage VSP: before it pulls a request it reserves the room for the
- * request's completion; when the guest's host->guest ring has no room left
- * for another reservation it stops pulling; its I/O thread sends the
- * completions into the reservations whenever the test lets it.
+ * from a VSP's own thread, with the reserving test VSP of resv_vsp.h (it
+ * works like a storage VSP: it reserves a completion's room before it
+ * pulls the request, stops pulling when the guest's host->guest ring has
+ * no room left for another, and its I/O thread sends the completions into
+ * the reservations whenever the test lets it).
  *
  *   test_reserve_until_full_then_writable  the VSP takes exactly as many
  *                                          requests as completions fit the
@@ -37,12 +37,12 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "resv_vsp.h"
 #include "vmbusd/vsp.h"
 
 #define VM_RESV "vm-resv"
 #define NREQ 80
 #define REPLY_LEN 64   /* completion payload */
-#define FILL_LEN 8     /* ordinary filler packets */
 #define RECV_PAGES 2   /* host->guest ring: one data page */
 #define RING_DATA 4096u
 #define PKT_BYTES(len) ((((16u + (len)) + 7u) & ~7u) + 8u) /* as the ring counts */
@@ -50,177 +50,12 @@
 static const struct hv_guid resv_class = {
     {0x61, 0x0e, 0x7a, 0x2c, 0x15, 0x9b, 0x4f, 0x3d, 0xa4, 0x28, 0x6c, 0x0f, 0x91, 0xd2, 0x57, 0x3e}};
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct vsp_channel *ch;
-    pthread_t thread;
-    bool stop;
-    bool gate;              /* the completion thread may send */
-    bool fill;              /* after reserve's -EAGAIN, fill the rest with ordinary sends */
-    uint64_t queue[NREQ * 2];
-    int qhead, qlen;
-    int taken, eagain, writable, closes;
-    int fillers, fill_ret;
-    int sent, sent_ok, sent_epipe, sent_eio, sent_other;
-} rs = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-/* Pull requests while a completion can be reserved for each. */
-static void pump(struct vsp_channel *ch)
-{
-    for (;;) {
-        int r = vsp_send_reserve(ch, REPLY_LEN);
-        if (r == -EAGAIN) {
-            pthread_mutex_lock(&rs.lock);
-            bool fill = rs.fill;
-            rs.fill = false;
-            pthread_mutex_unlock(&rs.lock);
-            int n = 0, fr = 0;
-            uint8_t filler[FILL_LEN] = {0};
-            while (fill && (fr = vsp_send_inband(ch, filler, sizeof(filler), 0xf111, false)) == 0)
-                n++;
-            pthread_mutex_lock(&rs.lock);
-            if (fill) {
-                rs.fillers += n;
-                rs.fill_ret = fr;
-            }
-            rs.eagain++; /* last: the test reads the fill counts once it sees this */
-            pthread_cond_broadcast(&rs.cond);
-            pthread_mutex_unlock(&rs.lock);
-            return; /* writable follows */
-        }
-        if (r < 0)
-            return;
-        struct vsp_packet pkt;
-        if (vsp_recv(ch, &pkt) <= 0) {
-            vsp_send_unreserve(ch, REPLY_LEN);
-            return;
-        }
-        pthread_mutex_lock(&rs.lock);
-        rs.queue[(rs.qhead + rs.qlen++) % (NREQ * 2)] = pkt.trans_id;
-        rs.taken++;
-        pthread_cond_broadcast(&rs.cond);
-        pthread_mutex_unlock(&rs.lock);
-    }
-}
-
-static void resv_receive(struct vsp_channel *ch) { pump(ch); }
-
-static void resv_writable(struct vsp_channel *ch)
-{
-    pthread_mutex_lock(&rs.lock);
-    rs.writable++;
-    pthread_mutex_unlock(&rs.lock);
-    pump(ch);
-}
-
-static void resv_close(struct vsp_channel *ch)
-{
-    (void)ch;
-    pthread_mutex_lock(&rs.lock);
-    rs.closes++;
-    pthread_cond_broadcast(&rs.cond);
-    pthread_mutex_unlock(&rs.lock);
-}
-
-/* The VSP's I/O thread: completes requests in order, into their
- * reservations. */
-static void *completer(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&rs.lock);
-    for (;;) {
-        while (!rs.stop && !(rs.gate && rs.qlen))
-            pthread_cond_wait(&rs.cond, &rs.lock);
-        if (rs.stop)
-            break;
-        uint64_t t = rs.queue[rs.qhead];
-        rs.qhead = (rs.qhead + 1) % (NREQ * 2);
-        rs.qlen--;
-        struct vsp_channel *ch = rs.ch;
-        pthread_mutex_unlock(&rs.lock);
-        uint8_t reply[REPLY_LEN];
-        memset(reply, (int)(t & 0xff), sizeof(reply));
-        struct iovec iov = {reply, sizeof(reply)};
-        int r = vsp_send_reserved(ch, REPLY_LEN, VM_PKT_COMP, 0, t, NULL, 0, &iov, 1);
-        pthread_mutex_lock(&rs.lock);
-        rs.sent++;
-        if (r == 0)
-            rs.sent_ok++;
-        else if (r == -EPIPE)
-            rs.sent_epipe++;
-        else if (r == -EIO)
-            rs.sent_eio++;
-        else
-            rs.sent_other++;
-        pthread_cond_broadcast(&rs.cond);
-    }
-    pthread_mutex_unlock(&rs.lock);
-    return NULL;
-}
-
-static const struct vsp_channel_ops resv_ops = {
-    .receive = resv_receive, .writable = resv_writable, .close = resv_close};
-
-static int resv_attach(void *state, struct vsp_partition *p, void **part_state)
-{
-    (void)state;
-    (void)part_state;
-    struct vsp_offer o = {.class_id = resv_class, .ops = &resv_ops};
-    struct vsp_channel *ch = vsp_channel_offer(p, &o);
-    if (!ch)
-        return -ENOMEM;
-    pthread_mutex_lock(&rs.lock);
-    rs.ch = ch;
-    rs.stop = false;
-    pthread_mutex_unlock(&rs.lock);
-    return pthread_create(&rs.thread, NULL, completer, NULL) == 0 ? 0 : -EAGAIN;
-}
-
-static void resv_detach(void *state, struct vsp_partition *p, void *part_state)
-{
-    (void)state;
-    (void)p;
-    (void)part_state;
-    pthread_mutex_lock(&rs.lock);
-    rs.stop = true;
-    pthread_cond_broadcast(&rs.cond);
-    pthread_mutex_unlock(&rs.lock);
-    pthread_join(rs.thread, NULL);
-}
-
-static const struct vsp_plugin resv_plugin = {
-    .api_version = VSP_API_VERSION,
-    .name = "resv",
-    .attach = resv_attach,
-    .detach = resv_detach,
-};
-static const struct vsp_plugin *const linked[] = {&resv_plugin, NULL};
-
 static int setup(void **state)
 {
     static const struct sim_vm_cfg vms[] = {{VM_RESV, "resv"}};
-    pthread_mutex_lock(&rs.lock);
-    rs.gate = rs.fill = false;
-    rs.qhead = rs.qlen = 0;
-    rs.taken = rs.eagain = rs.writable = rs.closes = rs.fillers = rs.fill_ret = 0;
-    rs.sent = rs.sent_ok = rs.sent_epipe = rs.sent_eio = rs.sent_other = 0;
-    pthread_mutex_unlock(&rs.lock);
-    return fx_setup_linked(state, vms, linked);
-}
-
-static int wait_count(const int *v, int want)
-{
-    return sim_wait_count(&rs.lock, &rs.cond, v, want);
-}
-static int get(const int *v) { return sim_count(&rs.lock, v); }
-
-static void open_gate(void)
-{
-    pthread_mutex_lock(&rs.lock);
-    rs.gate = true;
-    pthread_cond_broadcast(&rs.cond);
-    pthread_mutex_unlock(&rs.lock);
+    resv_vsp_init(&resv_class, REPLY_LEN);
+    resv_vsp_reset();
+    return fx_setup_linked(state, vms, resv_vsp_linked);
 }
 
 static struct sim_chan *open_chan(struct sim_vm *vm)
@@ -239,7 +74,7 @@ static void send_requests(struct sim_chan *ch, uint64_t first, int want_eagain)
         SIM_ASSERT(sim_chan_send(ch, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
                                  first + (uint64_t)i, req, sizeof(req)) == 0,
                    "request %d", i);
-    SIM_ASSERT(wait_count(&rs.eagain, want_eagain) >= want_eagain, "reserve never got -EAGAIN");
+    SIM_ASSERT(resv_wait(&resv.eagain, want_eagain) >= want_eagain, "reserve never got -EAGAIN");
 }
 
 /* Completions that fit an empty ring of RING_DATA bytes: a packet needs
@@ -257,8 +92,8 @@ static void read_all(struct sim_chan *ch, uint64_t first, int fillers)
         uint32_t len;
         SIM_ASSERT(sim_chan_recv(ch, &d, buf, sizeof(buf), &len, sim_timeout_ms) == 1,
                    "completion %d of %d never came (taken %d, writable %d)", comps, NREQ,
-                   get(&rs.taken), get(&rs.writable));
-        if (d.trans_id == 0xf111) {
+                   resv_count(taken), resv_count(writable));
+        if (d.trans_id == RESV_FILLER_TRANS) {
             fills++;
             continue;
         }
@@ -278,13 +113,11 @@ static int up_with_requests(struct fx *f, bool fill, struct sim_vm **vm, struct 
 {
     *vm = sim_up_offers(f->d, VM_RESV, 1);
     *ch = open_chan(*vm);
-    pthread_mutex_lock(&rs.lock);
-    rs.fill = fill;
-    pthread_mutex_unlock(&rs.lock);
+    resv_set_fill(fill);
     send_requests(*ch, 1, 1);
     int k = fit(REPLY_LEN, 0);
-    SIM_ASSERT(get(&rs.taken) == k, "took %d requests with room for %d completions",
-               get(&rs.taken), k);
+    SIM_ASSERT(resv_count(taken) == k, "took %d requests with room for %d completions",
+               resv_count(taken), k);
     return k;
 }
 
@@ -294,15 +127,15 @@ static void test_reserve_until_full_then_writable(void **state)
     struct sim_chan *ch;
     int k = up_with_requests(*state, false, &vm, &ch);
     SIM_ASSERT(sim_chan_try_recv(ch, NULL, NULL, 0, NULL) == 0, "a packet before any completion");
-    SIM_ASSERT(get(&rs.writable) == 0, "writable before the guest read anything");
+    SIM_ASSERT(resv_count(writable) == 0, "writable before the guest read anything");
 
-    open_gate();
-    SIM_ASSERT(wait_count(&rs.sent, k) == k, "completions sent");
-    SIM_ASSERT(get(&rs.sent_ok) == k, "%d of %d completions went out", get(&rs.sent_ok), k);
+    resv_set_gate(true);
+    SIM_ASSERT(resv_wait(&resv.sent, k) == k, "completions sent");
+    SIM_ASSERT(resv_count(sent_ok) == k, "%d of %d completions went out", resv_count(sent_ok), k);
     read_all(ch, 1, 0);
-    SIM_ASSERT(get(&rs.writable) >= 1, "requests answered without writable");
-    SIM_ASSERT(wait_count(&rs.sent, NREQ) == NREQ && get(&rs.sent_ok) == NREQ,
-               "%d of %d completions went out", get(&rs.sent_ok), NREQ);
+    SIM_ASSERT(resv_count(writable) >= 1, "requests answered without writable");
+    SIM_ASSERT(resv_wait(&resv.sent, NREQ) == NREQ && resv_count(sent_ok) == NREQ,
+               "%d of %d completions went out", resv_count(sent_ok), NREQ);
     SIM_ASSERT(sim_chan_close(ch) == 0, "close");
     sim_vm_free(vm);
 }
@@ -312,16 +145,16 @@ static void test_completions_fit_full_ring(void **state)
     struct sim_vm *vm;
     struct sim_chan *ch;
     int k = up_with_requests(*state, true, &vm, &ch);
-    int fillers = fit(FILL_LEN, (uint32_t)k * PKT_BYTES(REPLY_LEN));
-    SIM_ASSERT(get(&rs.fillers) == fillers && get(&rs.fill_ret) == -EAGAIN,
+    int fillers = fit(RESV_FILL_LEN, (uint32_t)k * PKT_BYTES(REPLY_LEN));
+    SIM_ASSERT(resv_count(fillers) == fillers && resv_count(fill_ret) == -EAGAIN,
                "%d ordinary sends fitted beside the reservations (want %d), then %d",
-               get(&rs.fillers), fillers, get(&rs.fill_ret));
+               resv_count(fillers), fillers, resv_count(fill_ret));
 
     /* the ring is full but for the reservations: every completion fits */
-    open_gate();
-    SIM_ASSERT(wait_count(&rs.sent, k) == k, "completions sent");
-    SIM_ASSERT(get(&rs.sent_ok) == k, "%d of %d completions fitted the full ring",
-               get(&rs.sent_ok), k);
+    resv_set_gate(true);
+    SIM_ASSERT(resv_wait(&resv.sent, k) == k, "completions sent");
+    SIM_ASSERT(resv_count(sent_ok) == k, "%d of %d completions fitted the full ring",
+               resv_count(sent_ok), k);
     read_all(ch, 1, fillers);
     SIM_ASSERT(sim_chan_close(ch) == 0, "close");
     sim_vm_free(vm);
@@ -333,24 +166,25 @@ static void test_completions_after_close(void **state)
     struct sim_chan *ch;
     int k = up_with_requests(*state, false, &vm, &ch);
     SIM_ASSERT(sim_chan_close(ch) == 0, "close");
-    SIM_ASSERT(get(&rs.closes) == 1, "close ran %d times", get(&rs.closes));
+    SIM_ASSERT(resv_count(closes) == 1, "close ran %d times", resv_count(closes));
 
     /* the I/O ends after the close: its completions find the channel gone */
-    open_gate();
-    SIM_ASSERT(wait_count(&rs.sent, k) == k, "completions sent");
-    SIM_ASSERT(get(&rs.sent_epipe) == k && get(&rs.sent_ok) == 0 && get(&rs.sent_other) == 0,
-               "after close: %d ok, %d -EPIPE, %d other of %d", get(&rs.sent_ok),
-               get(&rs.sent_epipe), get(&rs.sent_other), k);
+    resv_set_gate(true);
+    SIM_ASSERT(resv_wait(&resv.sent, k) == k, "completions sent");
+    SIM_ASSERT(resv_count(sent_epipe) == k && resv_count(sent_ok) == 0 &&
+                   resv_count(sent_other) == 0,
+               "after close: %d ok, %d -EPIPE, %d other of %d", resv_count(sent_ok),
+               resv_count(sent_epipe), resv_count(sent_other), k);
 
     /* reopened: nothing reserved from before, every request answered */
-    pthread_mutex_lock(&rs.lock);
-    rs.taken = rs.eagain = rs.sent = rs.sent_ok = 0;
-    pthread_mutex_unlock(&rs.lock);
+    pthread_mutex_lock(&resv.lock);
+    resv.taken = resv.eagain = resv.sent = resv.sent_ok = 0;
+    pthread_mutex_unlock(&resv.lock);
     ch = open_chan(vm);
     send_requests(ch, 1001, 0);
     read_all(ch, 1001, 0);
-    SIM_ASSERT(get(&rs.sent_ok) == NREQ, "%d of %d answered after the reopen", get(&rs.sent_ok),
-               NREQ);
+    SIM_ASSERT(resv_count(sent_ok) == NREQ, "%d of %d answered after the reopen",
+               resv_count(sent_ok), NREQ);
     SIM_ASSERT(sim_chan_close(ch) == 0, "close");
     sim_vm_free(vm);
 }
@@ -360,17 +194,18 @@ static void test_reserved_room_taken_back(void **state)
     struct sim_vm *vm;
     struct sim_chan *ch;
     int k = up_with_requests(*state, true, &vm, &ch);
-    SIM_ASSERT(get(&rs.fillers) >= 1, "%d fillers", get(&rs.fillers));
+    SIM_ASSERT(resv_count(fillers) >= 1, "%d fillers", resv_count(fillers));
     /* The guest claims to have read nothing but 8 bytes of a full ring:
      * read index just past the write index. */
     uint32_t w = __atomic_load_n(&ch->in.hdr->write_index, __ATOMIC_SEQ_CST);
     __atomic_store_n(&ch->in.hdr->read_index, (w + 8) % ch->in.size, __ATOMIC_SEQ_CST);
-    open_gate();
-    SIM_ASSERT(wait_count(&rs.sent, k) == k, "completions sent");
-    SIM_ASSERT(get(&rs.sent_eio) == 1 && get(&rs.sent_epipe) == k - 1 && get(&rs.sent_ok) == 0,
-               "%d -EIO, %d -EPIPE, %d ok of %d", get(&rs.sent_eio), get(&rs.sent_epipe),
-               get(&rs.sent_ok), k);
-    SIM_ASSERT(wait_count(&rs.closes, 1) == 1, "the channel was not closed");
+    resv_set_gate(true);
+    SIM_ASSERT(resv_wait(&resv.sent, k) == k, "completions sent");
+    SIM_ASSERT(resv_count(sent_eio) == 1 && resv_count(sent_epipe) == k - 1 &&
+                   resv_count(sent_ok) == 0,
+               "%d -EIO, %d -EPIPE, %d ok of %d", resv_count(sent_eio), resv_count(sent_epipe),
+               resv_count(sent_ok), k);
+    SIM_ASSERT(resv_wait(&resv.closes, 1) == 1, "the channel was not closed");
     char relid[32];
     snprintf(relid, sizeof(relid), "relid %u (", ch->relid);
     SIM_ASSERT(sim_log_count(LOG_WARN, VM_RESV, relid, "room reserved for completions") == 1,

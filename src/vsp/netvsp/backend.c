@@ -46,10 +46,10 @@ static int open_tap(const char *name, bool offload, bool mq, char *err, size_t e
     if (offload) {
         /* A 10-byte virtio_net_hdr precedes every frame.  Frames to the
          * guest may carry a partial checksum (netvsp completes it) or one
-         * the host checked (the guest is told), never GSO: the guest's
-         * receive coalescing is not offered. */
+         * the host checked (the guest is told); GSO frames only once the
+         * guest turns receive coalescing on (backend_tap_offload). */
         int sz = 10;
-        if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) < 0) {
+        if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0 || backend_tap_offload(fd, false, false) < 0) {
             int e = errno;
             close(fd);
             snprintf(err, errlen, "TAP %s: virtio-net headers: %s (netvsp.offload = off "
@@ -66,6 +66,12 @@ static int open_tap(const char *name, bool offload, bool mq, char *err, size_t e
         return -e;
     }
     return fd;
+}
+
+int backend_tap_offload(int fd, bool tso4, bool tso6)
+{
+    unsigned flags = TUN_F_CSUM | (tso4 ? TUN_F_TSO4 : 0) | (tso6 ? TUN_F_TSO6 : 0);
+    return ioctl(fd, TUNSETOFFLOAD, flags) < 0 ? -errno : 0;
 }
 
 int backend_tap_queue(int fd, bool attach)

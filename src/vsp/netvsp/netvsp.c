@@ -346,13 +346,13 @@ static int netvsp_control(void *state, struct vsp_partition *p, void *part_state
         snprintf(reply, reply_len,
                  "mac %02x:%02x:%02x:%02x:%02x:%02x backend %s%s link %s queues %u channels %u "
                  "tx %llu tx_dropped %llu rx %llu rx_dropped %llu rx_filtered %llu "
-                 "guest_errors %llu",
+                 "guest_errors %llu rx_coalesced %llu",
                  m[0], m[1], m[2], m[3], m[4], m[5], nic->cfg.tap[0] ? "tap:" : "fd",
                  nic->cfg.tap, up ? "up" : "down", nic->nqueues, channels,
                  (unsigned long long)s.tx_frames,
                  (unsigned long long)s.tx_dropped, (unsigned long long)s.rx_frames,
                  (unsigned long long)s.rx_dropped, (unsigned long long)s.rx_filtered,
-                 (unsigned long long)s.guest_errors);
+                 (unsigned long long)s.guest_errors, (unsigned long long)s.rx_coalesced);
         return 0;
     }
     snprintf(reply, reply_len, "netvsp commands: status, link up|down");

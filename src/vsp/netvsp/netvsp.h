@@ -67,9 +67,15 @@ int backend_open(const struct nic_cfg *cfg, int fds[NETVSP_MAX_QUEUES], char *er
  * frames for the guest over the attached queues only, so a queue no
  * channel reads must be detached.  0 or -errno. */
 int backend_tap_queue(int fd, bool attach);
+/* What a TAP (any queue fd: the kernel keeps it per device) may hand over
+ * with its virtio-net headers: partial checksums always, and whole TCP
+ * frames of up to 64 KB (GSO) over IPv4 / IPv6 when the guest takes
+ * coalesced frames.  0 or -errno. */
+int backend_tap_offload(int fd, bool tso4, bool tso6);
 
 struct nic_stats {
     uint64_t tx_frames, tx_dropped, rx_frames, rx_dropped, rx_filtered, guest_errors;
+    uint64_t rx_coalesced; /* of rx_frames: coalesced frames (RSC), several sub-allocations each */
 };
 
 struct nic;
@@ -87,6 +93,7 @@ struct nic_queue {
     struct vsp_fd_watch *watch, *wake_watch;
     bool rx_paused;       /* backend watch removed: no ring room or no sub-allocation */
     bool backend_closed;  /* the packet fd's peer went away: never read again */
+    uint16_t rsc_id;      /* packet id of the next coalesced frame */
     uint8_t *txcopy;      /* private copy of one transmit's RNDIS bytes */
     /* Completions of transmitted frames not sent yet, each into ring room
      * reserved before its request was pulled: sent together at the end of
@@ -128,6 +135,9 @@ struct nic {
     uint32_t send_gpadl;
     uint32_t nsections;
     atomic_bool rx_enabled; /* RNDIS initialised and packet filter not 0 */
+    /* Coalesced frames (RSC) the guest takes: bit 0 TCP over IPv4, bit 1
+     * over IPv6; the TAP hands such GSO frames over only then. */
+    _Atomic uint8_t rsc_mask;
     /* The sub-allocations, taken and completed by every queue. */
     pthread_mutex_t pool_lock;
     struct rx_pool pool;
@@ -137,6 +147,7 @@ struct nic {
      * and msg_size, which do not change while subchannels exist). */
     uint32_t version;     /* negotiated NVSP version, 0 before INIT */
     uint32_t guest_mtu;   /* from NDIS config (jumbo frames), 0 if none came */
+    bool guest_rsc;       /* NDIS config: the guest takes coalesced frames */
     uint32_t msg_size;    /* NVSP message size of that version */
     bool sub_requested;   /* the guest's subchannel request was granted */
     unsigned nsub;        /* subchannels offered since the primary opened */

@@ -38,10 +38,16 @@ static const uint32_t nvsp_versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_V
 
 /* Send-buffer section size the host asks for (the guest's default). */
 #define SEND_SECTION_SIZE 6144u
-/* Frames per transfer-page packet, and packets per fd callback before the
- * callback returns to let other work run. */
+/* Frames per transfer-page packet (one sub-allocation each), and packets
+ * per fd callback before the callback returns to let other work run. */
 #define RX_BATCH 64u
 #define RX_BATCHES_PER_CALL 4
+/* With receive coalescing: the longest frame the TAP hands over (an
+ * 802.1Q tag, an IPv6 header and 64 KB of IPv6 payload), and the most
+ * sub-allocations one read may take for it; a packet then carries up to
+ * NVSP_RSC_MAX ranges (what Linux reads). */
+#define RSC_FRAME_MAX (18u + 40u + 65535u)
+#define RSC_READ_MAX 64u
 /* Private copy of one transmit: the largest RNDIS transfer the host
  * announced, plus a full send section of earlier packets. */
 #define TX_COPY_MAX (128u * 1024u + SEND_SECTION_SIZE)
@@ -67,7 +73,7 @@ struct xfer_hdr {
     uint8_t sender_owns;
     uint8_t reserved;
     uint32_t range_cnt;
-    struct vmtransfer_page_range ranges[RX_BATCH];
+    struct vmtransfer_page_range ranges[NVSP_RSC_MAX];
 } HV_PACKED;
 
 /* Room reserved for the replies to one request. */
@@ -116,14 +122,20 @@ static void pool_wake(struct nic *nic)
 }
 
 /* Take up to want free sub-allocations (control: the reserve too) into
- * idx; with none, q waits for a wake.  The caller holds buf_lock. */
-static uint32_t pool_take(struct nic_queue *q, bool control, uint32_t *idx, uint32_t want)
+ * idx; with fewer than min, none, and q waits for a wake.  The caller
+ * holds buf_lock. */
+static uint32_t pool_take(struct nic_queue *q, bool control, uint32_t *idx, uint32_t want,
+                          uint32_t min)
 {
     struct nic *nic = q->nic;
     uint32_t n = 0;
     pthread_mutex_lock(&nic->pool_lock);
     while (n < want && rx_pool_get(&nic->pool, control, &idx[n]))
         n++;
+    if (n < min) {
+        rx_pool_put(&nic->pool, idx, n);
+        n = 0;
+    }
     if (n == 0)
         nic->pool_waiters |= 1ull << q->index;
     pthread_mutex_unlock(&nic->pool_lock);
@@ -253,7 +265,7 @@ static int send_rndis_control(struct nic_queue *q, size_t reserved, const uint8_
 {
     struct nic *nic = q->nic;
     uint32_t idx;
-    if (!nic->recv_buf || pool_take(q, true, &idx, 1) == 0) {
+    if (!nic->recv_buf || pool_take(q, true, &idx, 1, 1) == 0) {
         if (reserved)
             vsp_send_unreserve(q->ch, reserved);
         return -ENOBUFS;
@@ -266,6 +278,7 @@ static int send_rndis_control(struct nic_queue *q, size_t reserved, const uint8_
 /* ---- receive path: backend -> guest ------------------------------------ */
 
 static void on_backend(void *arg);
+static void rsc_update(struct nic *nic);
 
 static void rx_pause(struct nic_queue *q)
 {
@@ -330,13 +343,117 @@ static void rx_drain(struct nic_queue *q)
         count(nic, &nic->stats.rx_filtered, n);
 }
 
-/* One batch of frames from q's backend queue into the guest (the caller
- * holds buf_lock, the receive buffer is there and receive enabled).
- * false once the backend is empty or q paused. */
+/* Sub-allocations one read needs with coalescing: the longest frame, and
+ * one more, so that a read that fills them all was cut short. */
+static uint32_t rsc_frags(uint32_t sub_size)
+{
+    uint32_t room = sub_size - RNDIS_RX_HDR_RSC_LEN;
+    return (RSC_FRAME_MAX + room - 1) / room + 1;
+}
+
+/* One frame read into sub-allocations slot[0..nslots) (their data starts
+ * hdr bytes in; a frame longer than one spans several, coalesced frames
+ * only).  Writes the RNDIS header of each sub-allocation it fills, their
+ * range lengths into lens[], and returns how many it filled: 0 for a frame
+ * dropped (counted), -1 when the backend is empty or gone. */
+static int rx_read(struct nic_queue *q, uint8_t *const *slot, uint32_t nslots, uint32_t hdr,
+                   uint8_t rsc, uint32_t *lens)
+{
+    struct nic *nic = q->nic;
+    uint32_t room = nic->sub_size - hdr;
+    struct vnet_hdr vh;
+    struct iovec iov[1 + RSC_READ_MAX];
+    int niov = 0;
+    if (nic->cfg.offload)
+        iov[niov++] = (struct iovec){&vh, sizeof(vh)};
+    for (uint32_t j = 0; j < nslots; j++)
+        iov[niov++] = (struct iovec){slot[j] + hdr, room};
+    ssize_t got = readv(q->fd, iov, niov);
+    if (got == 0) {
+        backend_gone(q);
+        return -1;
+    }
+    if (got < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            vsp_log(q->ch, VSP_LOG_WARN, "netvsp: backend read: %s", strerror(errno));
+        return -1;
+    }
+    bool gso = false;
+    if (nic->cfg.offload) {
+        if (got < (ssize_t)sizeof(vh))
+            got = 0;
+        else
+            got -= (ssize_t)sizeof(vh);
+        gso = vh.gso_type != VNET_HDR_GSO_NONE;
+    }
+    /* A frame that fills every sub-allocation given was cut short by the
+     * read (longer than the MTU the guest set up for, or than any
+     * coalesced frame): dropped, like a runt.  So is a frame longer than
+     * one sub-allocation that is not a coalesced one. */
+    uint32_t len = (uint32_t)got;
+    uint32_t nf = (len + room - 1) / room;
+    uint32_t csum = 0;
+    int has_csum = 0;
+    bool ok = len >= 14 && len < (uint64_t)room * nslots;
+    if (ok && gso) {
+        /* coalesced: only of a kind the guest takes */
+        uint8_t kind = (vh.gso_type & 0x7f) == VNET_HDR_GSO_TCPV4   ? 1
+                       : (vh.gso_type & 0x7f) == VNET_HDR_GSO_TCPV6 ? 2
+                                                                      : 0;
+        struct iovec piece[RSC_READ_MAX];
+        for (uint32_t j = 0; j < nf; j++)
+            piece[j] = (struct iovec){slot[j] + hdr, j + 1 < nf ? room : len - j * room};
+        ok = (kind & rsc) && offload_rx_gso(piece, nf, &vh, &csum) == 0;
+        has_csum = 1;
+    } else if (ok) {
+        ok = nf == 1 &&
+             (!nic->cfg.offload || (has_csum = offload_rx_complete(slot[0] + hdr, len, &vh,
+                                                                   &csum)) >= 0);
+    }
+    if (!ok) {
+        count(nic, &nic->stats.rx_dropped, 1);
+        return 0;
+    }
+    if (nf == 1 && !gso) {
+        rndis_rx_header(slot[0], hdr, len, has_csum > 0, csum, 0, 0);
+        lens[0] = hdr + len;
+        return 1;
+    }
+    /* The fragments of one coalesced frame, which the guest joins: each
+     * sub-allocation a PACKET of its part, first and last marked. */
+    for (uint32_t j = 0; j < nf; j++) {
+        uint32_t part = j + 1 < nf ? room : len - j * room;
+        uint8_t frag = NDIS_PKTINFO_SUBALLOC | (j == 0 ? NDIS_PKTINFO_1ST_FRAG : 0) |
+                       (j + 1 == nf ? NDIS_PKTINFO_LAST_FRAG : 0);
+        rndis_rx_header(slot[j], hdr, part, true, csum, frag, q->rsc_id);
+        lens[j] = hdr + part;
+    }
+    q->rsc_id++;
+    return (int)nf;
+}
+
+/* One batch of frames from q's backend queue into the guest, in one
+ * transfer-page packet (the caller holds buf_lock, the receive buffer is
+ * there and receive enabled).  false once the backend is empty or q
+ * paused. */
 static bool rx_batch(struct nic_queue *q)
 {
     struct nic *nic = q->nic;
-    int ret = vsp_send_reserve(q->ch, RES_XFER(RX_BATCH));
+    uint8_t rsc = atomic_load(&nic->rsc_mask);
+    /* with offloads, room for a checksum info record (and a packet-id
+     * record with coalescing) */
+    uint32_t hdr = !nic->cfg.offload ? RNDIS_RX_HDR_LEN
+                   : rsc             ? RNDIS_RX_HDR_RSC_LEN
+                                     : RNDIS_RX_HDR_PPI_LEN;
+    /* sub-allocations a read may fill, ranges a packet may carry */
+    uint32_t per_read = 1, max_ranges = RX_BATCH;
+    if (rsc) {
+        per_read = rsc_frags(nic->sub_size);
+        max_ranges = NVSP_RSC_MAX;
+        if (per_read > RSC_READ_MAX) /* set up otherwise since (rsc_update) */
+            per_read = 1;
+    }
+    int ret = vsp_send_reserve(q->ch, RES_XFER(max_ranges));
     if (ret == -EAGAIN) {
         rx_pause(q); /* writable() resumes */
         return false;
@@ -345,75 +462,53 @@ static bool rx_batch(struct nic_queue *q)
         rx_drain(q);
         return false;
     }
-    uint32_t free_idx[RX_BATCH];
-    uint32_t nfree = pool_take(q, false, free_idx, RX_BATCH), used = 0;
+    uint32_t free_idx[NVSP_RSC_MAX];
+    uint32_t nfree = pool_take(q, false, free_idx, max_ranges, per_read), used = 0;
     if (nfree == 0) {
-        vsp_send_unreserve(q->ch, RES_XFER(RX_BATCH));
+        vsp_send_unreserve(q->ch, RES_XFER(max_ranges));
         rx_pause(q); /* completions from the guest wake it */
         return false;
     }
-    uint32_t idx[RX_BATCH], lens[RX_BATCH], n = 0;
+    uint32_t idx[NVSP_RSC_MAX], lens[NVSP_RSC_MAX], n = 0;
+    uint64_t frames = 0, coalesced = 0;
     bool empty = false;
     /* (reads that yield no frame count too: a stream of runts ends the
      * batch like frames would) */
-    for (unsigned reads = 0; used < nfree && reads < 2 * RX_BATCH; reads++) {
-        uint32_t i = free_idx[used];
-        uint8_t *slot = nic->recv_buf + (size_t)i * nic->sub_size;
-        struct vnet_hdr vh;
-        /* with offloads, room for a checksum info record */
-        uint32_t hdr = nic->cfg.offload ? RNDIS_RX_HDR_PPI_LEN : RNDIS_RX_HDR_LEN;
-        struct iovec iov[2] = {{&vh, sizeof(vh)}, {slot + hdr, nic->sub_size - hdr}};
-        int niov = nic->cfg.offload ? 2 : 1;
-        ssize_t got = readv(q->fd, iov + 2 - niov, niov);
-        if (got == 0) {
-            backend_gone(q);
+    for (unsigned reads = 0; nfree - used >= per_read && reads < 2 * RX_BATCH; reads++) {
+        uint8_t *slot[RSC_READ_MAX];
+        for (uint32_t j = 0; j < per_read; j++)
+            slot[j] = nic->recv_buf + (size_t)free_idx[used + j] * nic->sub_size;
+        int nf = rx_read(q, slot, per_read, hdr, rsc, lens + n);
+        if (nf < 0) {
             empty = true;
             break;
         }
-        if (got > 0 && niov == 2)
-            got = got >= (ssize_t)sizeof(vh) && vh.gso_type == VNET_HDR_GSO_NONE
-                      ? got - (ssize_t)sizeof(vh)
-                      : 1; /* a GSO frame the TAP was told not to send: dropped */
-        /* A frame that fills the whole sub-allocation was cut short
-         * by the read (it is longer than the MTU the guest set up
-         * for): dropped, like a runt. */
-        if (got >= (ssize_t)(nic->sub_size - hdr))
-            got = 1;
-        uint32_t csum = 0;
-        int has_csum = 0;
-        if (got >= 14 && niov == 2 &&
-            (has_csum = offload_rx_complete(slot + hdr, (size_t)got, &vh, &csum)) < 0)
-            got = 1; /* a checksum request that does not fit the frame */
-        if (got < 14) {
-            if (got > 0) { /* runt or oversized: the slot is used again */
-                count(nic, &nic->stats.rx_dropped, 1);
-                continue;
-            }
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                vsp_log(q->ch, VSP_LOG_WARN, "netvsp: backend read: %s",
-                        strerror(errno));
-            empty = true;
+        if (nf == 0)
+            continue; /* dropped: the sub-allocations are used again */
+        for (int j = 0; j < nf; j++)
+            idx[n++] = free_idx[used++];
+        frames++;
+        coalesced += nf > 1;
+        if (n + per_read > max_ranges)
             break;
-        }
-        rndis_rx_header(slot, hdr, (uint32_t)got, has_csum > 0, csum);
-        idx[n] = i;
-        lens[n] = hdr + (uint32_t)got;
-        n++;
-        used++;
     }
     pool_put(nic, free_idx + used, nfree - used);
     if (n == 0) {
-        vsp_send_unreserve(q->ch, RES_XFER(RX_BATCH));
+        vsp_send_unreserve(q->ch, RES_XFER(max_ranges));
         return false;
     }
     /* Counted before the send: the guest may see the frames before this
      * thread runs again, and status must not lag behind it. */
-    count(nic, &nic->stats.rx_frames, n);
-    ret = send_xfer(q, RES_XFER(RX_BATCH), 0, idx, lens, n);
+    pthread_mutex_lock(&nic->lock);
+    nic->stats.rx_frames += frames;
+    nic->stats.rx_coalesced += coalesced;
+    pthread_mutex_unlock(&nic->lock);
+    ret = send_xfer(q, RES_XFER(max_ranges), 0, idx, lens, n);
     if (ret < 0) {
         pthread_mutex_lock(&nic->lock);
-        nic->stats.rx_frames -= n;
-        nic->stats.rx_dropped += n;
+        nic->stats.rx_frames -= frames;
+        nic->stats.rx_coalesced -= coalesced;
+        nic->stats.rx_dropped += frames;
         pthread_mutex_unlock(&nic->lock);
     }
     return !empty && !q->rx_paused;
@@ -534,6 +629,7 @@ static void do_recv_buf(struct nic_queue *q, struct replies *r, uint64_t tid,
             nic->recv_gpadl = in->u.send_buf.gpadl;
             nic->sub_size = sub;
             pthread_rwlock_unlock(&nic->buf_lock);
+            rsc_update(nic); /* coalescing set up for an earlier buffer */
             m.u.recv_buf_complete.status = NVSP_STAT_SUCCESS;
             m.u.recv_buf_complete.num_sections = 1;
             m.u.recv_buf_complete.section.offset = 0;
@@ -739,6 +835,48 @@ static void rx_enable(struct nic *nic)
     pthread_rwlock_unlock(&nic->buf_lock);
 }
 
+/* Whether coalesced frames fit the receive buffer: not with
+ * sub-allocations too small for one in RSC_READ_MAX of them, or too few
+ * of them for a handful beside the control reserve (a small buffer).
+ * Then RSC is neither offered nor turned on. */
+static bool rsc_fits(const struct nic *nic)
+{
+    return nic->recv_buf && nic->sub_size > RNDIS_RX_HDR_RSC_LEN &&
+           rsc_frags(nic->sub_size) <= RSC_READ_MAX &&
+           nic->pool.count >= RX_POOL_CONTROL_RESERVE + 4 * rsc_frags(nic->sub_size);
+}
+
+/* The guest turned receive coalescing on or off (offload parameters,
+ * HALT, the channel closed): the TAP hands over GSO frames of the kinds
+ * it takes from now on, or no more; the ones already queued in the TAP
+ * when it stops are dropped.  Only a TAP is told: an embedding program's
+ * packet fds may write GSO frames, delivered only while the guest takes
+ * them. */
+static void rsc_update(struct nic *nic)
+{
+    uint8_t want = (nic->rndis.rsc_ip4 ? 1 : 0) | (nic->rndis.rsc_ip6 ? 2 : 0);
+    if (!rsc_fits(nic))
+        want = 0;
+    if (want == atomic_load(&nic->rsc_mask))
+        return;
+    if (nic->cfg.tap[0]) {
+        int r = backend_tap_offload(nic->q[0].fd, want & 1, want & 2);
+        if (r < 0) {
+            vsp_log(nic->ch, VSP_LOG_WARN, "netvsp: TAP %s: offloads for coalesced frames: %s",
+                    nic->cfg.tap, strerror(-r));
+            if (want)
+                return; /* nothing changed: still the old kinds */
+        }
+    }
+    /* under the write lock: no batch is between choosing its header size
+     * and sending */
+    pthread_rwlock_wrlock(&nic->buf_lock);
+    atomic_store(&nic->rsc_mask, want);
+    pthread_rwlock_unlock(&nic->buf_lock);
+    vsp_log(nic->ch, VSP_LOG_INFO, "netvsp: receive coalescing %s%s%s",
+            want ? "on for TCP over" : "off", want & 1 ? " IPv4" : "", want & 2 ? " IPv6" : "");
+}
+
 static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_packet *pkt,
                      const struct nvsp_msg *in)
 {
@@ -790,6 +928,10 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
             dev.mtu = NETVSP_MTU_MAX;
             dev.link_speed = 100000000; /* 10 Gbit/s in 100 bit/s units */
             dev.offload = nic->cfg.offload;
+            /* coalesced frames: NVSP 6.1 and a guest that said it takes
+             * them (NDIS config) */
+            dev.rsc = nic->cfg.offload && nic->version >= NVSP_VERSION_61 && nic->guest_rsc &&
+                      rsc_fits(nic);
             /* vRSS needs NVSP 5 (subchannel messages) */
             dev.queues = nic->version >= NVSP_VERSION_5 ? nic->nqueues : 1;
             pthread_mutex_lock(&nic->lock);
@@ -810,6 +952,7 @@ static void do_rndis(struct nic_queue *q, struct replies *r, const struct vsp_pa
                 m.u.rndis_pkt_complete.status = NVSP_STAT_SUCCESS;
                 nic->link_reported = dev.link_up;
                 rx_enable(nic);
+                rsc_update(nic);
                 if (n > 0 && r->xfer) {
                     r->xfer = false;
                     if (send_rndis_control(q, RES_REPLY, reply, (size_t)n) == -ENOBUFS) {
@@ -985,6 +1128,9 @@ static void do_packet(struct nic_queue *q, struct replies *r, const struct vsp_p
             break;
         }
         nic->guest_mtu = mtu - 14;
+        uint64_t cap;
+        memcpy(&cap, in.u.raw + 8, 8);
+        nic->guest_rsc = (cap & NVSP_NDIS_CONFIG_CAP_RSC) != 0;
         break;
     }
     case NVSP_MSG1_SEND_RECV_BUF:
@@ -1087,6 +1233,7 @@ static int nvsp_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
     nic->version = 0;
     nic->msg_size = 0;
     nic->guest_mtu = 0;
+    nic->guest_rsc = false;
     nic->sub_requested = false;
     nic->nsub = 0;
     memset(&nic->rndis, 0, sizeof(nic->rndis));
@@ -1107,6 +1254,7 @@ static void nvsp_close(struct vsp_channel *ch)
     nic->nsub = 0;
     memset(&nic->rndis, 0, sizeof(nic->rndis));
     atomic_store(&nic->rx_enabled, false);
+    rsc_update(nic); /* the TAP stops making GSO frames for the next guest */
 }
 
 static int nvsp_sub_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* The offload requests of one frame (raw PPI values). */
 struct tx_offload {
@@ -58,6 +59,18 @@ int offload_tx_prepare(uint8_t *frame, size_t len, const struct tx_offload *o,
  * checks the frame itself); -1: the header does not fit the frame (drop
  * it). */
 int offload_rx_complete(uint8_t *frame, size_t len, const struct vnet_hdr *vh, uint32_t *ppi);
+
+/* Receive coalescing: a TCP frame the TAP handed over whole (a GSO frame,
+ * vh->gso_type TCPV4 / TCPV6: the host's stack coalesced the segments or
+ * never cut them), read into pieces piece[0..n) (all of even length but
+ * the last; the Ethernet, IP and TCP headers in the first).  Makes it one
+ * valid TCP segment of its whole length: the IPv4 total length and header
+ * checksum or the IPv6 payload length, and the TCP checksum computed over
+ * all pieces.  0 with *ppi the NDIS checksum info telling the guest so;
+ * -1 for a frame that is not TCP over IPv4 / IPv6 (no extension headers)
+ * as vh says, or too long for its length fields (drop it). */
+int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr *vh,
+                   uint32_t *ppi);
 
 /* The offload capabilities the host reports (OID_TCP_OFFLOAD_HARDWARE_CAPS
  * body after its 4-byte header) into caps[4..size). */

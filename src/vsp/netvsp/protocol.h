@@ -226,6 +226,16 @@ struct rndis_packet {
 #define NDIS_OFFLOAD_SIZE_REV1   112u
 #define NDIS_OFFLOAD_SIZE_REV2   144u
 #define NDIS_OFFLOAD_SIZE_REV3   156u
+/* Receive segment coalescing (RSC) in the capabilities (revision 3: one
+ * byte each for IPv4 and IPv6, nonzero = offered) and in the offload
+ * parameters the guest sets (0 no change, 1 disabled, 2 enabled; only in
+ * the 28-byte form Linux sends over NVSP 5 and later). */
+#define NDIS_OFFLOAD_RSC_IP4_OFF 144u
+#define NDIS_OFFLOAD_RSC_IP6_OFF 145u
+#define NDIS_OFFLOAD_PARAMS_RSC_IP4_OFF 22u
+#define NDIS_OFFLOAD_PARAMS_RSC_IP6_OFF 23u
+#define NDIS_OFFLOAD_PARAMS_RSC_DISABLED 1u
+#define NDIS_OFFLOAD_PARAMS_RSC_ENABLED 2u
 
 struct ndis_object_header {
     uint8_t type, revision;
@@ -271,6 +281,22 @@ struct ndis_rss_params {
  * data offset u32 from the record's start, then the data). */
 #define NDIS_PPI_CHECKSUM 0
 #define NDIS_PPI_LSO      2
+/* The packet-id record (an "internal" type: bit 31 of the type word) that
+ * marks the fragments of one coalesced (RSC) frame spread over several
+ * sub-allocations of one transfer-page packet: u8 version (1), u8 flags,
+ * u16 packet id.  The guest joins a first fragment's data with the
+ * following ones up to the last fragment, all in the same packet. */
+#define NDIS_PPI_PKTINFO_ID    (1u | 0x80000000u)
+#define NDIS_PKTINFO_ID_V1     1u
+#define NDIS_PKTINFO_SUBALLOC  0x1u
+#define NDIS_PKTINFO_1ST_FRAG  0x2u
+#define NDIS_PKTINFO_LAST_FRAG 0x4u
+/* Most ranges a transfer-page packet may carry: Linux sizes the packet it
+ * reads for this many (and drops a coalesced frame of more fragments). */
+#define NVSP_RSC_MAX 562u
+/* NDIS config capability bit (u64 after the MTU and a reserved u32): the
+ * guest takes coalesced frames (Linux sets it from NVSP 6.1 on). */
+#define NVSP_NDIS_CONFIG_CAP_RSC (1ull << 7)
 
 /* Packet filter bits the guest sets (directed, all-multicast, broadcast,
  * promiscuous...); 0 stops receive. */

@@ -123,6 +123,11 @@ static size_t do_query(const struct rndis_state *st, const struct rndis_dev_info
         memcpy(data, &oh, sizeof(oh));
         if (dev->offload)
             offload_caps(data, oh.size);
+        /* coalescing: Linux turns on LRO only when both are offered */
+        if (dev->offload && dev->rsc && oh.size >= NDIS_OFFLOAD_SIZE_REV3) {
+            data[NDIS_OFFLOAD_RSC_IP4_OFF] = 1;
+            data[NDIS_OFFLOAD_RSC_IP6_OFF] = 1;
+        }
         n = oh.size;
         break;
     }
@@ -220,8 +225,21 @@ static size_t do_set(struct rndis_state *st, const struct rndis_dev_info *dev,
         memcpy(&st->packet_filter, info, 4);
         break;
     case OID_TCP_OFFLOAD_PARAMETERS:
-        /* Accepted: every capability was reported off, so whatever the
-         * guest asks, nothing is offloaded. */
+        /* Accepted: transmit offloads are per frame (its per-packet
+         * info), so only receive coalescing, if offered, is kept. */
+        if (dev->rsc && rq->info_len > NDIS_OFFLOAD_PARAMS_RSC_IP6_OFF) {
+            uint8_t v4 = info[NDIS_OFFLOAD_PARAMS_RSC_IP4_OFF];
+            uint8_t v6 = info[NDIS_OFFLOAD_PARAMS_RSC_IP6_OFF];
+            if (v4 > NDIS_OFFLOAD_PARAMS_RSC_ENABLED || v6 > NDIS_OFFLOAD_PARAMS_RSC_ENABLED) {
+                *why = "offload parameters: RSC value not 0, 1 or 2";
+                status = RNDIS_STATUS_INVALID_DATA;
+                break;
+            }
+            if (v4)
+                st->rsc_ip4 = v4 == NDIS_OFFLOAD_PARAMS_RSC_ENABLED;
+            if (v6)
+                st->rsc_ip6 = v6 == NDIS_OFFLOAD_PARAMS_RSC_ENABLED;
+        }
         break;
     case OID_802_3_MULTICAST_LIST:
         /* The backend gets every frame; the guest's stack filters. */
@@ -296,6 +314,7 @@ int rndis_control(struct rndis_state *st, const struct rndis_dev_info *dev, cons
     case RNDIS_MSG_HALT:
         st->initialized = false;
         st->packet_filter = 0;
+        st->rsc_ip4 = st->rsc_ip6 = false;
         return 0;
     case RNDIS_MSG_RESET: {
         /* RESET_C: status, addressing reset (no request id). */
@@ -426,15 +445,27 @@ bool rndis_tx_prefix_ok(const uint8_t *buf, size_t have, size_t len, size_t fram
 }
 
 void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool has_csum,
-                     uint32_t csum)
+                     uint32_t csum, uint8_t frag, uint16_t pkt_id)
 {
     struct rndis_hdr h = {RNDIS_MSG_PACKET, hdr_len + frame_len};
     struct rndis_packet p = {.data_offset = hdr_len - RNDIS_BODY_OFF, .data_len = frame_len};
+    /* the records follow each other; the data starts at hdr_len whatever
+     * they take (data_offset says where) */
+    uint32_t at = RNDIS_RX_HDR_LEN;
     if (has_csum && hdr_len >= RNDIS_RX_HDR_PPI_LEN) {
         uint32_t rec[4] = {16, NDIS_PPI_CHECKSUM, 12, csum};
+        memcpy(out + at, rec, sizeof(rec));
+        at += sizeof(rec);
+    }
+    if (frag && hdr_len >= RNDIS_RX_HDR_RSC_LEN) {
+        uint32_t id = NDIS_PKTINFO_ID_V1 | (uint32_t)frag << 8 | (uint32_t)pkt_id << 16;
+        uint32_t rec[4] = {16, NDIS_PPI_PKTINFO_ID, 12, id};
+        memcpy(out + at, rec, sizeof(rec));
+        at += sizeof(rec);
+    }
+    if (at > RNDIS_RX_HDR_LEN) {
         p.ppi_offset = RNDIS_RX_HDR_LEN - RNDIS_BODY_OFF;
-        p.ppi_len = sizeof(rec);
-        memcpy(out + RNDIS_RX_HDR_LEN, rec, sizeof(rec));
+        p.ppi_len = at - RNDIS_RX_HDR_LEN;
     }
     memcpy(out, &h, 8);
     memcpy(out + 8, &p, sizeof(p));

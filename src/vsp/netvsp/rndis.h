@@ -22,6 +22,8 @@ struct rndis_dev_info {
     uint32_t link_speed;      /* units of 100 bit/s */
     uint64_t tx_ok, rx_ok, tx_err, rx_err, rx_no_buffer; /* statistics OIDs */
     bool offload;             /* transmit checksum and LSOv2 offered */
+    bool rsc;                 /* receive coalescing offered (offload on, a guest
+                                 of NVSP 6.1 that said it takes coalesced frames) */
     uint32_t queues;          /* receive queues (channels) offered: 2+ answers the
                                  RSS capabilities, fewer refuses them */
 };
@@ -38,6 +40,9 @@ struct rndis_state {
     uint16_t rss_table_len;   /* entries */
     uint8_t rss_table[256];   /* queue numbers, < dev->queues */
     uint8_t rss_key[40];
+    /* receive coalescing the guest turned on (offload parameters), per IP
+     * version; only when dev->rsc */
+    bool rsc_ip4, rsc_ip6;
 };
 
 /* Longest completion rndis_control() writes (QUERY_C of the largest OID
@@ -77,14 +82,18 @@ int rndis_tx_walk(uint8_t *buf, size_t len, rndis_frame_fn fn, void *arg, const 
 bool rndis_tx_prefix_ok(const uint8_t *buf, size_t have, size_t len, size_t frame_hdr);
 
 /* Size of the RNDIS PACKET header the host puts before a received frame,
- * and with room for one per-packet info record of 4 bytes (checksum). */
+ * with room for one per-packet info record of 4 bytes (checksum), and
+ * for that and a packet-id record (a fragment of a coalesced frame). */
 #define RNDIS_RX_HDR_LEN 44u
 #define RNDIS_RX_HDR_PPI_LEN 60u
-/* Write the PACKET header for a frame of frame_len bytes that follows it
- * at out + hdr_len (RNDIS_RX_HDR_LEN, or RNDIS_RX_HDR_PPI_LEN: then, if
- * has_csum, with a checksum info record of csum). */
+#define RNDIS_RX_HDR_RSC_LEN 76u
+/* Write the PACKET header for a frame (or fragment) of frame_len bytes
+ * that follows it at out + hdr_len (RNDIS_RX_HDR_LEN; RNDIS_RX_HDR_PPI_LEN:
+ * then, if has_csum, with a checksum info record of csum;
+ * RNDIS_RX_HDR_RSC_LEN: then also, if frag (NDIS_PKTINFO_* flags) is not
+ * 0, a packet-id record of frag and pkt_id). */
 void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool has_csum,
-                     uint32_t csum);
+                     uint32_t csum, uint8_t frag, uint16_t pkt_id);
 
 /* INDICATE_STATUS with status (media connect / disconnect) into out
  * (>= 20 bytes); returns its length. */

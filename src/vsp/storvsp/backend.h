@@ -172,5 +172,12 @@ int stor_queue_fd(const struct stor_queue *q);
  * returns how many ran.  If more are left the eventfd stays readable.  A done
  * callback may submit (and kick) new requests on q. */
 unsigned stor_queue_reap(struct stor_queue *q, unsigned max);
+/* While quiet, finished requests do not signal the eventfd: for a caller
+ * that is about to reap anyway (a completion that comes while it submits
+ * would otherwise wake another thread for nothing).  Returns true if
+ * finished requests wait to be reaped: after ending quiet, the caller must
+ * reap them, nothing else will signal them.  (io_uring only: the thread
+ * pool always signals, and this returns false.) */
+bool stor_queue_quiet(struct stor_queue *q, bool quiet);
 
 #endif

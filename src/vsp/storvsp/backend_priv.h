@@ -51,6 +51,7 @@ void stor_uring_fini(struct stor_queue *q);
 int stor_uring_start(struct stor_queue *q, struct stor_req *req);
 void stor_uring_kick(struct stor_queue *q);
 unsigned stor_uring_reap(struct stor_queue *q, unsigned max, bool wait);
+bool stor_uring_quiet(struct stor_queue *q, bool quiet);
 
 int stor_pool_init(struct stor_queue *q);
 void stor_pool_fini(struct stor_queue *q);

@@ -114,14 +114,26 @@ static void queue_drop(struct sv_queue *sq)
 /* Submit what this turn queued.  Then reap at once what already finished:
  * io_uring completes page-cache hits inside the submit, and answering them
  * now saves the eventfd -> watch -> worker round trip (at queue depth 1,
- * most of a request's latency). */
+ * most of a request's latency).  The queue stays quiet meanwhile: an io-wq
+ * thread finishing a read while this worker is between submit and reap
+ * (it often preempts the submitter to do so) would otherwise wake another
+ * worker, which then finds nothing to reap. */
+_Atomic(void (*)(struct stor_queue *q)) sv_test_quiet_hook;
+
 static void kick_queues(struct sv_chan *c)
 {
     for (int i = 0; i < c->nqueues; i++)
         if (c->queues[i].kick) {
+            struct stor_queue *q = c->queues[i].q;
             c->queues[i].kick = false;
-            stor_queue_kick(c->queues[i].q);
-            stor_queue_reap(c->queues[i].q, SV_REAP_BUDGET);
+            stor_queue_quiet(q, true);
+            stor_queue_kick(q);
+            unsigned n = stor_queue_reap(q, SV_REAP_BUDGET);
+            void (*hook)(struct stor_queue *) = atomic_load(&sv_test_quiet_hook);
+            if (hook)
+                hook(q);
+            if (stor_queue_quiet(q, false)) /* finished after that reap: no signal */
+                stor_queue_reap(q, n < SV_REAP_BUDGET ? SV_REAP_BUDGET - n : 1);
         }
 }
 

@@ -184,6 +184,11 @@ void stor_queue_kick(struct stor_queue *q)
         stor_pool_kick(q);
 }
 
+bool stor_queue_quiet(struct stor_queue *q, bool quiet)
+{
+    return q->engine == STOR_ENGINE_IO_URING && stor_uring_quiet(q, quiet);
+}
+
 unsigned stor_queue_reap(struct stor_queue *q, unsigned max)
 {
     unsigned n = q->engine == STOR_ENGINE_IO_URING ? stor_uring_reap(q, max, false)

@@ -3,6 +3,7 @@
  * completions signalled on the queue's eventfd. */
 #include <errno.h>
 #include <linux/falloc.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -116,6 +117,16 @@ void stor_uring_kick(struct stor_queue *q)
      * (-EAGAIN/-EBUSY: short of memory or CQ room; reap makes room) */
     if (r > 0)
         q->unsubmitted = (unsigned)r >= q->unsubmitted ? 0 : q->unsubmitted - (unsigned)r;
+}
+
+bool stor_uring_quiet(struct stor_queue *q, bool quiet)
+{
+    /* A flag in the CQ ring the kernel reads before each signal (it has
+     * one since 5.8; without it the eventfd just keeps signalling). */
+    io_uring_cq_eventfd_toggle(&q->ring, !quiet);
+    /* after the flag: a completion posted later signals (or stays quiet) */
+    atomic_thread_fence(memory_order_seq_cst);
+    return io_uring_cq_ready(&q->ring) > 0;
 }
 
 unsigned stor_uring_reap(struct stor_queue *q, unsigned max, bool wait)

@@ -114,6 +114,10 @@ struct sv_vm {
 
 /* chan.c */
 extern const struct vsp_channel_ops sv_chan_ops;
+/* tests/sim only (NULL otherwise): called in a channel's turn after its
+ * submit-and-reap, before the queue signals again, so a test can let a
+ * completion land in that window. */
+extern _Atomic(void (*)(struct stor_queue *q)) sv_test_quiet_hook;
 void sv_disk_unref(struct sv_disk *d);
 /* From any thread: the guest is told to rescan the controller's bus. */
 void sv_ctrl_rescan(struct sv_ctrl *ctrl);

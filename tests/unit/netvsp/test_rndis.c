@@ -121,6 +121,68 @@ static void test_offload_revisions(void **state)
     }
 }
 
+/* SET offload parameters (Linux's 28-byte form) with the RSC bytes v4, v6:
+ * the completion's status. */
+static uint32_t set_rsc(struct rndis_state *st, const struct rndis_dev_info *d, uint8_t v4,
+                        uint8_t v6, uint32_t plen)
+{
+    uint8_t body[20 + 28];
+    struct rndis_query_req q = {9, OID_TCP_OFFLOAD_PARAMETERS, plen, 20, 0};
+    memcpy(body, &q, 20);
+    memset(body + 20, 0, 28);
+    body[20] = 0x80;
+    body[21] = 3;
+    body[22] = (uint8_t)plen;
+    body[20 + NDIS_OFFLOAD_PARAMS_RSC_IP4_OFF] = v4;
+    body[20 + NDIS_OFFLOAD_PARAMS_RSC_IP6_OFF] = v6;
+    assert_int_equal(req(st, d, RNDIS_MSG_SET, body, 20 + plen), 16);
+    uint32_t status;
+    memcpy(&status, out + 12, 4);
+    return status;
+}
+
+/* Receive coalescing: offered in the revision-3 capabilities only when the
+ * NIC has it; the guest's offload parameters turn it on and off per IP
+ * version (0 leaves it), a value past 2 is refused, HALT ends it. */
+static void test_rsc(void **state)
+{
+    struct rndis_state st = {0};
+    init(&st);
+    uint32_t status;
+    for (int rsc = 0; rsc < 2; rsc++)
+        for (uint8_t rev = 2; rev <= 3; rev++) {
+            struct rndis_dev_info d = dev;
+            d.offload = true;
+            d.rsc = rsc;
+            uint16_t size = rev == 3 ? NDIS_OFFLOAD_SIZE_REV3 : NDIS_OFFLOAD_SIZE_REV2;
+            struct ndis_object_header h = {NDIS_OBJECT_TYPE_OFFLOAD, rev, size};
+            assert_int_equal(query(&st, &d, OID_TCP_OFFLOAD_HARDWARE_CAPS, &h, 4, &status),
+                             size);
+            if (rev == 3) {
+                assert_int_equal(out[24 + NDIS_OFFLOAD_RSC_IP4_OFF], rsc);
+                assert_int_equal(out[24 + NDIS_OFFLOAD_RSC_IP6_OFF], rsc);
+            }
+        }
+    struct rndis_dev_info d = dev;
+    d.offload = d.rsc = true;
+    assert_int_equal(set_rsc(&st, &d, 2, 2, 28), RNDIS_STATUS_SUCCESS);
+    assert_true(st.rsc_ip4 && st.rsc_ip6);
+    assert_int_equal(set_rsc(&st, &d, 0, 1, 28), RNDIS_STATUS_SUCCESS);
+    assert_true(st.rsc_ip4 && !st.rsc_ip6);
+    assert_int_equal(set_rsc(&st, &d, 3, 2, 28), RNDIS_STATUS_INVALID_DATA);
+    assert_true(st.rsc_ip4 && !st.rsc_ip6);
+    /* the 22-byte form (NVSP 4 and before) has no RSC bytes */
+    assert_int_equal(set_rsc(&st, &d, 1, 1, 22), RNDIS_STATUS_SUCCESS);
+    assert_true(st.rsc_ip4);
+    /* a NIC without RSC keeps it off whatever the guest asks */
+    struct rndis_state st2 = {0};
+    init(&st2);
+    assert_int_equal(set_rsc(&st2, &dev, 2, 2, 28), RNDIS_STATUS_SUCCESS);
+    assert_false(st2.rsc_ip4 || st2.rsc_ip6);
+    assert_int_equal(req(&st, &d, RNDIS_MSG_HALT, (uint32_t[]){5}, 4), 0);
+    assert_false(st.rsc_ip4 || st.rsc_ip6);
+}
+
 static void test_keepalive_reset_halt(void **state)
 {
     struct rndis_state st = {0};
@@ -337,6 +399,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_statistics_and_addresses),
         cmocka_unit_test(test_offload_revisions),
+        cmocka_unit_test(test_rsc),
         cmocka_unit_test(test_keepalive_reset_halt),
         cmocka_unit_test(test_walk_batched),
         cmocka_unit_test(test_rss),

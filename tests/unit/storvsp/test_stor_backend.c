@@ -394,6 +394,53 @@ static void test_reap_budget(void **state)
     stor_backend_close(b);
 }
 
+/* A quiet queue does not signal its eventfd for what finishes; ending quiet
+ * says that requests wait (storvsp reaps them then), and signalling is back
+ * for the next one. */
+static void test_quiet(void **state)
+{
+    char *p = stor_test_file(stor_test_dir(), "quiet", 1 << 20);
+    struct stor_backend *b;
+    struct stor_queue *q;
+    stor_test_open(p, true, 8, &b, &q);
+    if (stor_queue_engine(q) != STOR_ENGINE_IO_URING) {
+        stor_queue_destroy(q);
+        stor_backend_close(b);
+        skip(); /* the thread pool always signals */
+    }
+    uint8_t *m = aligned_alloc(4096, 4096);
+    struct iovec iov = { m, 4096 };
+    struct done_rec rec = { 0 };
+    struct stor_req rq = { .op = STOR_OP_READ, .offset = 8192, .iov = &iov, .iovcnt = 1,
+                           .done = rec_done, .arg = &rec };
+    struct pollfd pfd = { .fd = stor_queue_fd(q), .events = POLLIN };
+
+    assert_false(stor_queue_quiet(q, true));
+    assert_int_equal(stor_queue_submit(q, &rq), 0);
+    stor_queue_kick(q);
+    int i;
+    for (i = 0; i < 10000 && !stor_queue_quiet(q, true); i++)
+        usleep(1000);
+    assert_true(i < 10000);                   /* it finished... */
+    assert_int_equal(poll(&pfd, 1, 0), 0);    /* ...and signalled nobody */
+    assert_true(stor_queue_quiet(q, false));  /* so ending quiet says it waits */
+    assert_int_equal(stor_queue_reap(q, 0), 1);
+    assert_true(rec.done);
+    assert_int_equal(rec.res, 4096);
+    check_pattern(m, 4096, 8192);
+
+    /* not quiet any more: the next completion signals */
+    rec = (struct done_rec){ 0 };
+    assert_int_equal(stor_queue_submit(q, &rq), 0);
+    stor_queue_kick(q);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(stor_queue_reap(q, 0), 1);
+    assert_true(rec.done);
+    free(m);
+    stor_queue_destroy(q);
+    stor_backend_close(b);
+}
+
 /* destroy waits for what is in flight and runs its callbacks */
 static void test_destroy_completes_inflight(void **state)
 {
@@ -481,6 +528,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_io_error_this_request_only),
         cmocka_unit_test(test_image_shrank),
         cmocka_unit_test(test_reap_budget),
+        cmocka_unit_test(test_quiet),
         cmocka_unit_test(test_destroy_completes_inflight),
         cmocka_unit_test(test_fallback_when_uring_unavailable),
         cmocka_unit_test(test_fua_write),

@@ -348,7 +348,7 @@ static void test_round_trip(void **state)
     const struct stor_backend_info *i = stor_backend_info(f->b);
     enum { LBA = 100, N = 64 };
     /* one page-aligned guest buffer and one misaligned (the O_DIRECT bounce) */
-    uint8_t *mem = aligned_alloc(4096, (N + 8) * 512 + 4096);
+    uint8_t *mem = aligned_alloc(4096, (N + 8) * 512 + 8192); /* w2 ends 8 bytes past a page */
     uint8_t *r = aligned_alloc(4096, (N + 32) * 512);
     uint8_t *img = malloc((N + 32) * 512);
     assert_non_null(mem);
