@@ -65,6 +65,22 @@ static uint16_t fold(uint32_t s)
 }
 
 /* Ethernet header length (one 802.1Q tag allowed) and the ethertype. */
+/* A TCP frame made one segment of len bytes (IP header at l3, TCP at l4):
+ * the IPv4 total length and header checksum or the IPv6 payload length
+ * set for it (the stack or the guest left others, or zero); returns the
+ * pseudo-header's address sum, length and protocol not yet added. */
+static uint32_t ip_set_lengths(uint8_t *f, size_t l3, size_t l4, size_t len, bool v4)
+{
+    if (v4) {
+        put_be16(f + l3 + 2, (uint16_t)(len - l3));
+        put_be16(f + l3 + 10, 0);
+        put_be16(f + l3 + 10, (uint16_t)~fold(sum16(f + l3, l4 - l3, 0)));
+        return sum16(f + l3 + 12, 8, 0);
+    }
+    put_be16(f + l3 + 4, (uint16_t)(len - l3 - 40));
+    return sum16(f + l3 + 8, 32, 0);
+}
+
 static int l3_start(const uint8_t *f, size_t len, uint16_t *etype)
 {
     if (len < 14)
@@ -112,16 +128,7 @@ int offload_tx_prepare(uint8_t *f, size_t len, const struct tx_offload *o, struc
             return -EPROTO;
         }
         uint32_t tcp_len = (uint32_t)(len - l4);
-        uint32_t ps;
-        if (v4) {
-            put_be16(f + l3 + 2, (uint16_t)(len - (size_t)l3));
-            put_be16(f + l3 + 10, 0);
-            put_be16(f + l3 + 10, (uint16_t)~fold(sum16(f + l3, iphl, 0)));
-            ps = sum16(f + l3 + 12, 8, 0);
-        } else {
-            put_be16(f + l3 + 4, (uint16_t)(len - (size_t)l3 - 40));
-            ps = sum16(f + l3 + 8, 32, 0);
-        }
+        uint32_t ps = ip_set_lengths(f, (size_t)l3, l4, len, v4);
         /* the pseudo-header sum, length included, uncomplemented: what a
          * partial checksum starts from */
         put_be16(f + l4 + 16, fold(ps + 6 + tcp_len));
@@ -214,7 +221,6 @@ int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr 
     if (l3 < 0 || (!v4 && !v6) || (size_t)l3 + 40 > first)
         return -1;
     size_t l4;
-    uint32_t ps;
     if (v4) {
         size_t iphl = (size_t)(f[l3] & 0xf) * 4;
         if (f[l3] >> 4 != 4 || iphl < 20 || f[l3 + 9] != 6 || len - (size_t)l3 > 65535)
@@ -234,16 +240,7 @@ int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr 
     /* one segment of the whole length: the lengths the stack gave the
      * unsegmented frame may not be this one's */
     uint32_t tcp_len = (uint32_t)(len - l4);
-    if (v4) {
-        size_t iphl = l4 - (size_t)l3;
-        put_be16(f + l3 + 2, (uint16_t)(len - (size_t)l3));
-        put_be16(f + l3 + 10, 0);
-        put_be16(f + l3 + 10, (uint16_t)~fold(sum16(f + l3, iphl, 0)));
-        ps = sum16(f + l3 + 12, 8, 0);
-    } else {
-        put_be16(f + l3 + 4, (uint16_t)(len - (size_t)l3 - 40));
-        ps = sum16(f + l3 + 8, 32, 0);
-    }
+    uint32_t ps = ip_set_lengths(f, (size_t)l3, l4, len, v4);
     /* The TCP checksum computed afresh (the field may hold a partial sum
      * or, for a frame the host checked, the first segment's). */
     put_be16(f + l4 + 16, 0);
