@@ -282,7 +282,8 @@ struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t 
     size_fd_budget(d);
     pthread_mutex_init(&d->conns_lock, NULL);
     d->base = event_base_new();
-    d->wq = workq_create(cfg->workers > 0 ? cfg->workers : 4);
+    d->wq = workq_create(cfg->workers > 0 ? cfg->workers : 4,
+                         cfg->worker_sched == CFG_WORKER_SCHED_BATCH);
     if (!d->base || !d->wq) {
         snprintf(err, errlen, "cannot create the event loop or worker pool");
         goto fail;

@@ -22,14 +22,23 @@
  *                            wake-ups may reach one sleeper as one, so the
  *                            worker that takes the first must wake another
  *                            for the second rather than keep it behind
+ *   test_worker_sched_*      the workers run SCHED_BATCH by default
+ *                            ([daemon] worker-sched), the policy vmbusd
+ *                            started with when it says normal, and the
+ *                            key refuses other values with FILE:LINE
  */
 #include "sim_test.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "vmbusd/config.h"
 #include "vmbusd/vsp.h"
 
 #define VM_WAKE "vm-wake"
@@ -50,6 +59,7 @@ static struct {
     int calls[2];     /* watch callbacks */
     int pair_stuck;   /* the first of a pair gave up waiting for the second */
     int pair_first, pair_second; /* test_work_pair's items run */
+    int policy;       /* sched_getscheduler() of the worker that ran record_policy */
 } ks = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .efd = {-1, -1}};
 
 static struct timespec deadline(int ms)
@@ -108,6 +118,15 @@ static void pair_second(void *arg)
 {
     (void)arg;
     bump(&ks.pair_second);
+}
+
+static void record_policy(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ks.lock);
+    ks.policy = sched_getscheduler(0);
+    pthread_mutex_unlock(&ks.lock);
+    bump(&ks.works);
 }
 
 static void count_work(void *arg)
@@ -184,6 +203,14 @@ static int setup(void **state)
     ks.pair_first = ks.pair_second = ks.pair_stuck = 0;
     pthread_mutex_unlock(&ks.lock);
     return fx_setup_linked(state, vms, linked);
+}
+
+static int setup_normal(void **state)
+{
+    simd_worker_sched = "normal";
+    int r = setup(state);
+    simd_worker_sched = NULL;
+    return r;
 }
 
 static struct sim_vm *up(struct fx *f, struct sim_chan **chans)
@@ -274,6 +301,85 @@ static void test_work_pair(void **state)
     sim_vm_free(vm);
 }
 
+/* The policy of the workers that run a channel's work items (3 rounds:
+ * several workers may take them). */
+static void check_worker_policy(void **state, int want, const char *name)
+{
+    struct sim_vm *vm = up(*state, NULL);
+    for (int i = 1; i <= 3; i++) {
+        pthread_mutex_lock(&ks.lock);
+        ks.policy = -1;
+        pthread_mutex_unlock(&ks.lock);
+        SIM_ASSERT(vsp_queue_work(ks.ch[i % 2], record_policy, NULL) == 0, "queue");
+        SIM_ASSERT(wait_count(&ks.works, i) == i, "work item %d never ran", i);
+        pthread_mutex_lock(&ks.lock);
+        int got = ks.policy;
+        pthread_mutex_unlock(&ks.lock);
+        SIM_ASSERT(got == want, "a worker runs policy %d, not %s (%d)", got, name, want);
+    }
+    sim_vm_free(vm);
+}
+
+static void test_worker_sched_default(void **state)
+{
+    check_worker_policy(state, SCHED_BATCH, "SCHED_BATCH");
+}
+
+static void test_worker_sched_normal(void **state)
+{
+    /* what this test process runs (SCHED_OTHER, unless started otherwise) */
+    if (sched_getscheduler(0) == SCHED_BATCH) {
+        print_message("  skipped: this test runs SCHED_BATCH itself\n");
+        skip();
+    }
+    check_worker_policy(state, sched_getscheduler(0), "this process's policy");
+}
+
+static void test_worker_sched_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int want; /* enum cfg_worker_sched, or -1: refused */
+    } cases[] = {
+        {"batch", CFG_WORKER_SCHED_BATCH},
+        {"normal", CFG_WORKER_SCHED_NORMAL},
+        {"fifo", -1},
+        {"", -1},
+    };
+    char dir[] = "/tmp/vmbusd-conf.XXXXXX";
+    SIM_ASSERT(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[64];
+    snprintf(path, sizeof(path), "%s/vmbusd.conf", dir);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        FILE *fp = fopen(path, "w");
+        SIM_ASSERT(fp != NULL, "config file");
+        fprintf(fp, "[daemon]\nworkers = 2\nworker-sched = %s\n", cases[k].value);
+        fclose(fp);
+        struct vmbusd_config cfg;
+        config_defaults(&cfg);
+        /* the opposite of what the file says, so a key that is ignored shows */
+        cfg.worker_sched = cases[k].want == CFG_WORKER_SCHED_BATCH ? CFG_WORKER_SCHED_NORMAL
+                                                                   : CFG_WORKER_SCHED_BATCH;
+        char err[512] = "";
+        int r = config_load(&cfg, path, err, sizeof(err));
+        int got = (int)cfg.worker_sched;
+        config_free(&cfg);
+        if (cases[k].want >= 0) {
+            SIM_ASSERT(r == 0 && got == cases[k].want, "'%s': %d (%s), want %d", cases[k].value,
+                       got, err, cases[k].want);
+            continue;
+        }
+        char where[96];
+        snprintf(where, sizeof(where), "%s:3: ", path);
+        SIM_ASSERT(r < 0 && strncmp(err, where, strlen(where)) == 0 &&
+                       strstr(err, "worker-sched must be batch or normal"),
+                   "'%s': got '%s'", cases[k].value, err);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +387,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_pingpong, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_pingpong, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_work_pair, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sched_default, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sched_normal, setup_normal, fx_teardown),
+        cmocka_unit_test(test_worker_sched_config),
     };
     SIM_RUN("sim_wakeups", tests);
 }
