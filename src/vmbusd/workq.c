@@ -257,7 +257,8 @@ static void *worker(void *arg)
         /* Per thread; io-wq threads this worker's io_uring submissions
          * spawn inherit it.  Allowed unprivileged (a lower priority). */
         struct sched_param sp = {0};
-        if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0 && !atomic_exchange(&wq->batch_failed, true))
+        if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0 &&
+            !atomic_exchange(&wq->batch_failed, true))
             log_warn("worker pool: cannot switch a worker to SCHED_BATCH (%s); it keeps its "
                      "policy",
                      strerror(errno));

@@ -33,12 +33,12 @@
  *     acquire semantics [B] before overwriting any free byte.
  *  5. Producer signals after publishing iff interrupt_mask is 0 and the
  *     ring was empty before this packet (the consumer's read index equals
- *     the old write index).  Packets written deferred are published
- *     together (ring_writer_publish): the same rule, with "before this
- *     packet" meaning before the batch.  Both are loaded after a full barrier [C] that
- *     pairs with the consumer's "clear interrupt_mask, full barrier,
+ *     the old write index).  Both are loaded after a full barrier [C]
+ *     that pairs with the consumer's "clear interrupt_mask, full barrier,
  *     re-check for data" [C] when it stops draining: one of the two sides
- *     always sees the other, so no wake-up is lost.
+ *     always sees the other, so no wake-up is lost.  Packets written
+ *     deferred are published together (ring_writer_publish), under the
+ *     same rule with "before this packet" meaning before the batch.
  *  6. A blocked producer stores pending_send_sz, issues a full barrier [D]
  *     and re-checks the free space before giving up.  The consumer, after
  *     publishing read_index, issues a full barrier [D], loads
