@@ -288,9 +288,10 @@ struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t 
         snprintf(err, errlen, "cannot create the event loop or worker pool");
         goto fail;
     }
+    bool batch = cfg->worker_sched == CFG_WORKER_SCHED_BATCH;
     log_info("worker pool: %d threads, %s", cfg->workers > 0 ? cfg->workers : 4,
-             cfg->worker_sched == CFG_WORKER_SCHED_BATCH ? "SCHED_BATCH (worker-sched = batch)"
-                                                         : "policy as started (worker-sched = normal)");
+             batch ? "SCHED_BATCH (worker-sched = batch)"
+                   : "policy as started (worker-sched = normal)");
     if (plugins_load(d, err, errlen) < 0)
         goto fail;
     mkdir_parent(cfg->socket_path);
