@@ -11,12 +11,7 @@
 #define VM_NAME "bench-stor"
 #define MAX_REQ 256u * 1024u /* storvsp's max_transfer_bytes */
 #define MAX_INFLIGHT 256
-
-/* One guest request in flight: its channel, id, when it was sent. */
-struct slot {
-    int ch;
-    uint64_t trans;
-};
+#define TRANS_SLOTS 4096 /* > MAX_INFLIGHT: requests overtaken by this many are lost */
 
 int stor_sim_run(const char *path, uint64_t size, int channels, const struct stor_load *l,
                  struct stor_load_result *res)
@@ -52,14 +47,21 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
     }
     uint32_t pages = (bs + 4095) / 4096;
     uint64_t buf = sim_alloc_pages(vm, pages * qd);
-    struct slot slots[MAX_INFLIGHT];
+    /* Buffers by index; a completion finds its buffer by transaction id
+     * (ids are sequential: a small table, as storvsc's request table). */
+    unsigned freelist[MAX_INFLIGHT], nfree = qd;
+    uint64_t trans_of[MAX_INFLIGHT] = {0};
+    static uint16_t idx_of[TRANS_SLOTS];
+    for (unsigned k = 0; k < qd; k++)
+        freelist[k] = qd - 1 - k;
     uint64_t blocks = size / bs, next = 0, ops = 0, seed = 0x9e3779b97f4a7c15ull;
     uint64_t end = sim_now_ns() + (uint64_t)(l->seconds * 1e9), t0 = sim_now_ns();
-    unsigned head = 0, inflight = 0, rr = 0;
+    unsigned inflight = 0, rr = 0;
     bool stop = false;
     for (;;) {
-        /* Keep qd requests in flight. */
-        while (!stop && inflight < qd) {
+        /* Keep qd requests in flight: what completed is sent again, in
+         * one go (as fio in a guest reaps, then submits). */
+        while (!stop && nfree) {
             uint64_t blk;
             if (l->random) {
                 seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
@@ -74,7 +76,7 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
             uint32_t nb = bs / 512;
             cdb[10] = (uint8_t)(nb >> 24), cdb[11] = (uint8_t)(nb >> 16);
             cdb[12] = (uint8_t)(nb >> 8), cdb[13] = (uint8_t)nb;
-            unsigned idx = (head + inflight) % qd;
+            unsigned idx = freelist[--nfree];
             int ch = (int)(rr++ % (unsigned)s->nch);
             uint64_t t = sim_stor_srb_send(s, ch, 0, cdb, 16,
                                            l->write ? VSTOR_DATA_OUT : VSTOR_DATA_IN,
@@ -83,22 +85,55 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
                 fprintf(stderr, "stor-sim: send failed\n");
                 goto out;
             }
-            slots[idx] = (struct slot){ch, t};
+            uint16_t other = idx_of[t % TRANS_SLOTS];
+            if (other < qd && trans_of[other] && trans_of[other] % TRANS_SLOTS == t % TRANS_SLOTS) {
+                fprintf(stderr, "stor-sim: request %#llx still in flight after %u more\n",
+                        (unsigned long long)trans_of[other], TRANS_SLOTS);
+                goto out;
+            }
+            idx_of[t % TRANS_SLOTS] = (uint16_t)idx;
+            trans_of[idx] = t;
             inflight++;
         }
         if (!inflight)
             break;
-        /* The oldest first: completions of one channel come in order. */
-        struct vstor_packet rep;
-        struct slot *o = &slots[head];
-        if (sim_stor_wait(s, o->ch, o->trans, &rep, NULL, 10000) != 1 ||
-            rep.u.srb.srb_status != 0x01) {
-            fprintf(stderr, "stor-sim: request failed or lost\n");
-            goto out;
+        /* Every channel's completions, in the order they come (storvsc's
+         * channel callback); then wait for a signal if there were none. */
+        uint64_t ev = 0;
+        for (int c = 0; c < s->nch; c++)
+            ev += s->ch[c]->events;
+        unsigned got = 0;
+        for (int c = 0; c < s->nch; c++) {
+            uint64_t t;
+            struct vstor_packet rep;
+            while (sim_stor_take_any(s, c, &t, &rep) == 1) {
+                unsigned idx = idx_of[t % TRANS_SLOTS];
+                if (idx >= qd || trans_of[idx] != t || rep.u.srb.srb_status != 0x01) {
+                    fprintf(stderr, "stor-sim: request %#llx failed or unknown\n",
+                            (unsigned long long)t);
+                    goto out;
+                }
+                trans_of[idx] = 0;
+                freelist[nfree++] = idx;
+                inflight--;
+                ops++;
+                got++;
+            }
         }
-        head = (head + 1) % qd;
-        inflight--;
-        ops++;
+        if (!got) {
+            uint64_t now = sim_now_ms(), give_up = now + 10000, seen = ev;
+            while (seen == ev && now < give_up) {
+                sim_poll(vm, 50);
+                seen = 0;
+                for (int c = 0; c < s->nch; c++)
+                    seen += s->ch[c]->events;
+                now = sim_now_ms();
+            }
+            if (seen == ev) {
+                fprintf(stderr, "stor-sim: %u requests lost\n", inflight);
+                goto out;
+            }
+        }
         if (!stop && sim_now_ns() >= end)
             stop = true;
     }

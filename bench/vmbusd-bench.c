@@ -498,6 +498,7 @@ static const struct {
  * alike; each figure is the median of its slices. */
 #define STOR_SLICES 5
 static const char *stor_only; /* --storage-load: one load's tag, for profiling */
+static const char *stor_path_only; /* --storage-path: one path's name, for profiling */
 static void bench_storage(void)
 {
     uint64_t size = (quick ? 64ull : 256ull) << 20;
@@ -531,6 +532,8 @@ static void bench_storage(void)
             for (size_t p = 0; p < npaths; p++) {
                 /* the thread pool only for the random reads at depth 32 */
                 if (paths[p].how == STOR_LOAD_QUEUE_THREADS && i != 1)
+                    continue;
+                if (stor_path_only && strcmp(stor_path_only, paths[p].name) != 0)
                     continue;
                 struct stor_load l = stor_loads[i].load;
                 l.seconds = secs;
@@ -593,6 +596,10 @@ static void usage(FILE *f)
             "      --storage-load TAG  with --storage: that load only (4k_randread_qd1,\n"
             "                    4k_randread_qd32, 1m_seqread_qd4, 1m_seqwrite_qd4), e.g.\n"
             "                    under perf record\n"
+            "      --storage-path NAME with --storage: that path only (stor_direct, stor_queue,\n"
+            "                    stor_pool, storvsp_1ch, storvsp_2ch), no ratios\n"
+            "      --worker-sched batch|normal  the in-process vmbusd's [daemon] worker-sched\n"
+            "                    (default: vmbusd's default, batch)\n"
             "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair,\n"
             "                then 64 B, 1514 B and LSO against a TAP (bench/net_tap.c)\n"
             "      --net-tap the baselines and the TAP figures only\n"
@@ -610,6 +617,8 @@ int main(int argc, char **argv)
         {"scale", no_argument, NULL, 's'},
         {"storage", no_argument, NULL, 'S'},
         {"storage-load", required_argument, NULL, 'L'},
+        {"storage-path", required_argument, NULL, 'P'},
+        {"worker-sched", required_argument, NULL, 'W'},
         {"net", no_argument, NULL, 'n'},
         {"net-tap", no_argument, NULL, 'T'},
         {"scale-vms", required_argument, NULL, 'V'},
@@ -638,6 +647,17 @@ int main(int argc, char **argv)
             storage_only = true;
             break;
         }
+        case 'W':
+            if (strcmp(optarg, "batch") != 0 && strcmp(optarg, "normal") != 0) {
+                fprintf(stderr, "vmbusd-bench: --worker-sched wants batch or normal\n");
+                return 2;
+            }
+            simd_worker_sched = optarg;
+            break;
+        case 'P':
+            stor_path_only = optarg;
+            storage_only = true;
+            break;
         case 'n': net = true; break;
         case 'T': net = net_tap_only = true; break;
         case 'V':

@@ -254,6 +254,17 @@ int vsp_send_reserved(struct vsp_channel *ch, size_t reserved, uint16_t type, ui
                       uint64_t trans_id, const void *hdr, size_t hdr_len,
                       const struct iovec *iov, int iovcnt);
 
+/* Several sends, one interrupt: between begin and end, this thread's sends
+ * on ch go into the guest's ring as usual (room, reservations, errors)
+ * but reach the guest together at the end, with one update of the ring's
+ * write index and at most one interrupt (none if the guest masked them or
+ * had not read all before).  For a VSP completing a batch of requests in
+ * one callback.  Pairs nest; sends of other threads are not held back;
+ * one channel per thread at a time (a begin on another channel inside a
+ * batch is a no-op).  Never wait for the guest between begin and end. */
+void vsp_send_batch_begin(struct vsp_channel *ch);
+void vsp_send_batch_end(struct vsp_channel *ch);
+
 /* ---- guest memory ---------------------------------------------------- */
 /* The guest buffers a VM_PKT_DATA_USING_GPA_DIRECT packet names (its range
  * descriptors, in pkt->header): vmbusd checks the range count, every

@@ -17,6 +17,7 @@ void config_defaults(struct vmbusd_config *cfg)
     snprintf(cfg->socket_path, sizeof(cfg->socket_path), "/run/vmbusd/vmbus-user.sock");
     snprintf(cfg->control_path, sizeof(cfg->control_path), "/run/vmbusd/control.sock");
     cfg->workers = 4;
+    cfg->worker_sched = CFG_WORKER_SCHED_BATCH;
     cfg->log_level = LOG_INFO;
     cfg->socket_access = (struct cfg_sock_access){.mode = 0660, .gid = (gid_t)-1};
     cfg->control_access = (struct cfg_sock_access){.mode = 0600, .gid = (gid_t)-1};
@@ -206,6 +207,13 @@ int config_load(struct vmbusd_config *cfg, const char *path, char *err, size_t e
                 if (*end || n < 1 || n > 64)
                     FAIL("workers must be 1..64");
                 cfg->workers = (int)n;
+            } else if (strcmp(key, "worker-sched") == 0) {
+                if (strcmp(val, "batch") == 0)
+                    cfg->worker_sched = CFG_WORKER_SCHED_BATCH;
+                else if (strcmp(val, "normal") == 0)
+                    cfg->worker_sched = CFG_WORKER_SCHED_NORMAL;
+                else
+                    FAIL("worker-sched must be batch or normal");
             } else if (strcmp(key, "max-connections") == 0) {
                 char *end;
                 long n = strtol(val, &end, 10);

@@ -61,12 +61,21 @@ struct cfg_sock_access {
     char group[64];
 };
 
+/* [daemon] worker-sched: the scheduling policy of the worker pool's threads
+ * (and of the io_uring io-wq threads their VSPs' rings spawn, which inherit
+ * it).  Batch: a worker woken for an I/O completion or a guest's signal
+ * does not preempt the thread running on its CPU (the io-wq thread still
+ * completing reads, the vCPU still queuing requests), so each wake-up finds
+ * a batch of work (docs/design.md, "Threads and locks"). */
+enum cfg_worker_sched { CFG_WORKER_SCHED_BATCH = 0, CFG_WORKER_SCHED_NORMAL };
+
 struct vmbusd_config {
     char socket_path[108];
     char control_path[108];
     struct cfg_sock_access socket_access;  /* VMMs: 0660 */
     struct cfg_sock_access control_access; /* vmbusctl: 0600 */
     int workers;
+    enum cfg_worker_sched worker_sched;
     int log_level;
     unsigned max_connections;  /* VMM connections at once */
     unsigned max_fds_per_conn; /* fds one VMM may hand over and vmbusd keeps */
@@ -84,7 +93,7 @@ struct vmbusd_config {
 
 /* Built-in defaults: socket /run/vmbusd/vmbus-user.sock (mode 0660),
  * control socket /run/vmbusd/control.sock (mode 0600), both in vmbusd's
- * group, 4 workers, the CFG_DEF_* fd limits, no VMs configured. */
+ * group, 4 workers (SCHED_BATCH), the CFG_DEF_* fd limits, no VMs configured. */
 void config_defaults(struct vmbusd_config *cfg);
 /* If no [vm] section exists: "default" gets the four integration services. */
 void config_default_vms(struct vmbusd_config *cfg);

@@ -31,12 +31,17 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <unistd.h>
+
+#include "common/log.h"
 
 #define EV_BATCH 16
 #define TAG_WAKE 0
@@ -94,6 +99,8 @@ struct workq {
     uint32_t nslots;
     int nthreads;
     pthread_t *threads;
+    bool batch;                /* workers run SCHED_BATCH */
+    _Atomic bool batch_failed; /* said once */
 };
 
 static __thread const struct workq_serial *current_serial;
@@ -246,6 +253,16 @@ static void *worker(void *arg)
 {
     struct workq *wq = arg;
     on_worker = true;
+    if (wq->batch) {
+        /* Per thread; io-wq threads this worker's io_uring submissions
+         * spawn inherit it.  Allowed unprivileged (a lower priority). */
+        struct sched_param sp = {0};
+        if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0 &&
+            !atomic_exchange(&wq->batch_failed, true))
+            log_warn("worker pool: cannot switch a worker to SCHED_BATCH (%s); it keeps its "
+                     "policy",
+                     strerror(errno));
+    }
     pthread_mutex_lock(&wq->lock);
     for (;;) {
         struct workq_serial *s = TAILQ_FIRST(&wq->ready);
@@ -318,7 +335,7 @@ static int epoll_add_tag(int epfd, int fd, uint32_t events, uint64_t tag)
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
 }
 
-struct workq *workq_create(int nthreads)
+struct workq *workq_create(int nthreads, bool batch)
 {
     if (nthreads < 1)
         nthreads = 1;
@@ -329,6 +346,7 @@ struct workq *workq_create(int nthreads)
     pthread_cond_init(&wq->wake, NULL);
     pthread_cond_init(&wq->fd_ended, NULL);
     TAILQ_INIT(&wq->ready);
+    wq->batch = batch;
     wq->unserialised.wq = wq;
     STAILQ_INIT(&wq->unserialised.items);
     pthread_cond_init(&wq->unserialised.drained, NULL);

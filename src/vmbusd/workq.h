@@ -20,7 +20,10 @@ struct workq_serial;
 struct workq_fd;
 typedef void (*work_fn)(void *arg);
 
-struct workq *workq_create(int nthreads);
+/* batch: the workers run SCHED_BATCH (woken, they do not preempt the
+ * thread on their CPU: the waker goes on and the worker finds more work
+ * when it runs); else they keep the creator's policy. */
+struct workq *workq_create(int nthreads, bool batch);
 /* Finish queued work, then stop and free.  Every fd must be deleted first. */
 void workq_destroy(struct workq *wq);
 /* Unserialised item. */

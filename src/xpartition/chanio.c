@@ -16,6 +16,13 @@
  * leaves pending_send_sz set in the ring and remembers the size, so the
  * next kick can tell the VSP it may send again (xp_channel_writable).
  *
+ * A batch (xp_channel_send_batch_begin/end) defers publishing this
+ * thread's sends on one channel: the packets go into the ring (room and
+ * reservations as usual), the write index and the interrupt wait for the
+ * batch's end, where the usual rule (mask clear, guest had read all that
+ * was published) decides the one interrupt.  Any other send publishes
+ * what the ring holds, the deferred packets with it.
+ *
  * Reservations (send_reserved, under send_lock): room a VSP set aside for
  * completions it owes, counted in ring bytes exactly as ring_write takes
  * them (descriptor + payload padded to 8 + trailer).  Ordinary sends and
@@ -46,12 +53,55 @@
 #ifdef VMBUSD_GUESTFUZZ
 #define PKT_WRITE(ch, fp, v, n, keep, signal) xp_fuzz_pkt_write(ch, fp, v, n, keep, signal)
 #else
-#define PKT_WRITE(ch, fp, v, n, keep, signal) ring_write_keep(&(ch)->out, v, n, keep, signal)
+#define PKT_WRITE(ch, fp, v, n, keep, signal) pkt_write(ch, v, n, keep, signal)
 #endif
+
+/* The channel whose sends this thread batches (xp_channel_send_batch_*). */
+static __thread struct xp_channel *batch_ch;
+static __thread unsigned batch_depth, batch_other;
 
 static bool rings_up(const struct xp_channel *ch, const struct ring *r)
 {
     return atomic_load(&ch->state) == XP_CHAN_OPEN && r->hdr;
+}
+
+#ifndef VMBUSD_GUESTFUZZ
+/* One packet into the ring: published now, or at the batch's end. */
+static int pkt_write(struct xp_channel *ch, const struct iovec *v, int n, uint32_t keep,
+                     bool *signal)
+{
+    if (batch_ch != ch)
+        return ring_write_keep(&ch->out, v, n, keep, signal);
+    *signal = false;
+    return ring_write_keep_deferred(&ch->out, v, n, keep);
+}
+#endif
+
+void xp_channel_send_batch_begin(struct xp_channel *ch)
+{
+    if (!batch_ch)
+        batch_ch = ch;
+    if (batch_ch == ch)
+        batch_depth++;
+    else
+        batch_other++;
+}
+
+void xp_channel_send_batch_end(struct xp_channel *ch)
+{
+    if (batch_ch != ch) {
+        if (batch_other)
+            batch_other--;
+        return;
+    }
+    if (--batch_depth)
+        return;
+    batch_ch = NULL;
+    pthread_mutex_lock(&ch->send_lock);
+    /* Closed meanwhile: the ring is gone, and the packets with it. */
+    if (rings_up(ch, &ch->out.r) && ring_writer_publish(&ch->out))
+        xp_channel_notify_guest(ch);
+    pthread_mutex_unlock(&ch->send_lock);
 }
 
 int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt)

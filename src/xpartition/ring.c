@@ -33,10 +33,12 @@
  *     acquire semantics [B] before overwriting any free byte.
  *  5. Producer signals after publishing iff interrupt_mask is 0 and the
  *     ring was empty before this packet (the consumer's read index equals
- *     the old write index).  Both are loaded after a full barrier [C] that
- *     pairs with the consumer's "clear interrupt_mask, full barrier,
+ *     the old write index).  Both are loaded after a full barrier [C]
+ *     that pairs with the consumer's "clear interrupt_mask, full barrier,
  *     re-check for data" [C] when it stops draining: one of the two sides
- *     always sees the other, so no wake-up is lost.
+ *     always sees the other, so no wake-up is lost.  Packets written
+ *     deferred are published together (ring_writer_publish), under the
+ *     same rule with "before this packet" meaning before the batch.
  *  6. A blocked producer stores pending_send_sz, issues a full barrier [D]
  *     and re-checks the free space before giving up.  The consumer, after
  *     publishing read_index, issues a full barrier [D], loads
@@ -329,6 +331,7 @@ void ring_writer_init(struct ring_writer *wr, struct vmbus_ring_header *hdr, uin
     ring_setup(&wr->r, hdr, data, size);
     uint32_t w = load_once(HDR_U32(hdr, write_index));
     wr->write = index_ok(&wr->r, w) ? w : INDEX_INVALID;
+    wr->published = wr->write;
     wr->max_pkt = 0;
     wr->pending_set = false;
     __atomic_fetch_or(HDR_U32(hdr, feature_bits), VMBUS_RING_FEAT_PENDING_SEND_SZ,
@@ -427,12 +430,10 @@ int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool
     return ring_write_keep(wr, iov, iovcnt, 0, signal);
 }
 
-int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt, uint32_t keep,
-                    bool *signal)
+/* Copy one packet into free space and advance the private write index. */
+static int copy_packet(struct ring_writer *wr, const struct iovec *iov, int iovcnt, uint32_t keep)
 {
     const struct ring *r = &wr->r;
-    if (signal)
-        *signal = false;
     if (iovcnt < 0 || (iovcnt > 0 && !iov))
         return -EINVAL;
 
@@ -470,19 +471,43 @@ int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
     uint64_t trailer = (uint64_t)w << 32;
     memcpy(dst, &trailer, sizeof(trailer));
 
-    uint32_t new_w = ring_advance(r, w, need);
-    HOST_STORE(r, RING_FIELD_WRITE_INDEX, store_release, HDR_U32(r->hdr, write_index),
-               new_w); /* [A] */
-    wr->write = new_w;
+    wr->write = ring_advance(r, w, need);
     ring_writer_clear_pending(wr);
+    return RING_OK;
+}
 
+bool ring_writer_publish(struct ring_writer *wr)
+{
+    const struct ring *r = &wr->r;
+    uint32_t old = wr->published;
+    if (old == wr->write)
+        return false;
+    HOST_STORE(r, RING_FIELD_WRITE_INDEX, store_release, HDR_U32(r->hdr, write_index),
+               wr->write); /* [A] */
+    wr->published = wr->write;
     /* [C]: our write_index is visible before we look at the consumer's state. */
     full_barrier();
-    if (load_once(HDR_U32(r->hdr, interrupt_mask)) == 0 &&
-        load_once(HDR_U32(r->hdr, read_index)) == w) {
-        if (signal)
-            *signal = true;
-    }
+    return load_once(HDR_U32(r->hdr, interrupt_mask)) == 0 &&
+           load_once(HDR_U32(r->hdr, read_index)) == old;
+}
+
+int ring_write_keep_deferred(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
+                             uint32_t keep)
+{
+    return copy_packet(wr, iov, iovcnt, keep);
+}
+
+int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt, uint32_t keep,
+                    bool *signal)
+{
+    if (signal)
+        *signal = false;
+    int err = copy_packet(wr, iov, iovcnt, keep);
+    if (err)
+        return err;
+    bool sig = ring_writer_publish(wr);
+    if (signal)
+        *signal = sig;
     return RING_OK;
 }
 

@@ -127,6 +127,8 @@ struct ring_writer {
     struct ring r;
     uint32_t write;        /* private write index (the shared one is only ever stored);
                               UINT32_MAX if the guest handed us a corrupt one at init */
+    uint32_t published;    /* what we last stored as the shared write index: behind
+                              `write` while deferred packets wait (ring_writer_publish) */
     uint32_t max_pkt;      /* 0 or the guest's receive buffer size (len8 * 8 limit) */
     bool pending_set;      /* we set pending_send_sz and have not cleared it yet */
 #ifdef VMBUSD_GUESTFUZZ
@@ -159,6 +161,17 @@ int ring_write(struct ring_writer *wr, const struct iovec *iov, int iovcnt, bool
  * guest (pending_send_sz) for that much. */
 int ring_write_keep(struct ring_writer *wr, const struct iovec *iov, int iovcnt, uint32_t keep,
                     bool *signal);
+/* ring_write_keep that copies the packet in but leaves the shared write
+ * index (and the signal) to ring_writer_publish: several packets then
+ * reach the guest with one index update and at most one interrupt.  Room,
+ * `keep` and pending_send_sz are handled as by ring_write_keep. */
+int ring_write_keep_deferred(struct ring_writer *wr, const struct iovec *iov, int iovcnt,
+                             uint32_t keep);
+/* Publish every packet written so far (nothing if none waits): true if the
+ * guest must be interrupted, i.e. interrupt_mask is 0 and the guest had
+ * read everything published before (the rule of a single write, applied
+ * to the batch). */
+bool ring_writer_publish(struct ring_writer *wr);
 /* -EMSGSIZE if a packet of len bytes (descriptor included) can never be
  * written to this ring (len8 limit, ring size, max_pkt), else 0. */
 int ring_writer_check_len(const struct ring_writer *wr, size_t len);

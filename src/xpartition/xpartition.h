@@ -218,6 +218,13 @@ void xp_channel_unreserve(struct xp_channel *ch, size_t len);
 int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t type,
                              uint16_t flags, uint64_t trans_id, const void *hdr, size_t hdr_len,
                              const struct iovec *iov, int iovcnt);
+/* Sends of this thread on ch between begin and end (nested pairs count)
+ * are copied into the ring at once but published together at the end:
+ * one write-index update, at most one interrupt.  Other threads' sends
+ * are not held back (they publish what is in the ring).  One channel per
+ * thread at a time: a begin on another channel meanwhile has no effect. */
+void xp_channel_send_batch_begin(struct xp_channel *ch);
+void xp_channel_send_batch_end(struct xp_channel *ch);
 /* The guest buffers of a GPA-direct packet (gpa_direct.c): buf/hdr_len is
  * the packet's private copy from its descriptor through its type-specific
  * header.  Fills iov[0..n) with host pointers into guest RAM (adjacent

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #define VMBUS_RQST_INIT 0xFFFFFFFFFFFFFFFDull
+/* Page lists up to 256 KiB + an offset page built on the stack. */
+#define SIM_STOR_STACK_PFNS 65
 
 static bool is_storvsp(const struct sim_offer *o)
 {
@@ -147,6 +149,26 @@ int sim_stor_wait(struct sim_stor *s, int i, uint64_t trans_id, struct vstor_pac
     }
 }
 
+int sim_stor_take_any(struct sim_stor *s, int i, uint64_t *trans_id, struct vstor_packet *rep)
+{
+    for (;;) {
+        struct vmpacket_descriptor d;
+        uint8_t buf[256];
+        uint32_t l = 0;
+        if (sim_chan_recv_batched(s->ch[i], &d, buf, sizeof(buf), &l) != 1)
+            return 0;
+        if (d.trans_id == 0 || d.type != VM_PKT_COMP || l < s->pkt_size) {
+            take(s, &d, buf, l); /* counted: unsolicited or bad */
+            continue;
+        }
+        *trans_id = d.trans_id;
+        memset(rep, 0, sizeof(*rep));
+        memcpy(rep, buf, l < sizeof(*rep) ? l : sizeof(*rep));
+        s->last_len = l;
+        return 1;
+    }
+}
+
 int sim_stor_call(struct sim_stor *s, int i, const struct vstor_packet *req, uint32_t len,
                   struct vstor_packet *rep, uint32_t *replen)
 {
@@ -272,7 +294,8 @@ int sim_stor_send_gpa(struct sim_stor *s, int i, uint64_t trans_id, uint32_t ran
 {
     /* reserved u32, range count u32, then {len u32, offset u32, pfn[]} */
     uint32_t hlen = 16 + 8 * npfn;
-    uint8_t *hdr = calloc(1, hlen);
+    uint64_t onstack[2 + SIM_STOR_STACK_PFNS] = {0}; /* storvsc's own request holds it */
+    uint8_t *hdr = npfn <= SIM_STOR_STACK_PFNS ? (uint8_t *)onstack : calloc(1, hlen);
     if (!hdr)
         return -ENOMEM;
     uint32_t one = 1;
@@ -290,7 +313,8 @@ int sim_stor_send_gpa(struct sim_stor *s, int i, uint64_t trans_id, uint32_t ran
             break;
         sim_poll(s->vm, 10);
     }
-    free(hdr);
+    if (hdr != (uint8_t *)onstack)
+        free(hdr);
     return r;
 }
 
@@ -325,13 +349,15 @@ uint64_t sim_stor_srb_send(struct sim_stor *s, int i, uint8_t lun, const uint8_t
         r = sim_stor_send(s, i, &p, s->pkt_size, t);
     } else {
         uint32_t npfn = (buf_pgoff + len + 4095) / 4096;
-        uint64_t *pfns = calloc(npfn, sizeof(*pfns));
+        uint64_t onstack[SIM_STOR_STACK_PFNS];
+        uint64_t *pfns = npfn <= SIM_STOR_STACK_PFNS ? onstack : calloc(npfn, sizeof(*pfns));
         if (!pfns)
             return 0;
         for (uint32_t k = 0; k < npfn; k++)
             pfns[k] = sim_page_pfn(s->vm, buf_off + 4096ull * k);
         r = sim_stor_send_gpa(s, i, t, len, buf_pgoff, pfns, npfn, &p, s->pkt_size);
-        free(pfns);
+        if (pfns != onstack)
+            free(pfns);
     }
     return r < 0 ? 0 : t;
 }

@@ -55,6 +55,12 @@ int sim_stor_send(struct sim_stor *s, int i, const void *pkt, uint32_t len, uint
  * later, ENUMERATE_BUS counted): 1 got it, 0 timeout. */
 int sim_stor_wait(struct sim_stor *s, int i, uint64_t trans_id, struct vstor_packet *rep,
                   uint32_t *len, int timeout_ms);
+/* The next completion on channel i, whatever its transaction id, as Linux
+ * takes them in its channel callback (batched: interrupts masked while
+ * there are packets): 1 (*trans_id, *rep filled), 0 when the ring is
+ * empty (interrupts unmasked again).  Unsolicited packets are counted and
+ * skipped; completions sim_stor_wait kept for later are not looked at. */
+int sim_stor_take_any(struct sim_stor *s, int i, uint64_t *trans_id, struct vstor_packet *rep);
 /* Send a packet and wait for its completion: 0 (*rep filled), or -errno. */
 int sim_stor_call(struct sim_stor *s, int i, const struct vstor_packet *req, uint32_t len,
                   struct vstor_packet *rep, uint32_t *replen);

@@ -178,6 +178,7 @@ static void add_param(struct cfg_vsp_params *p, const char *k, const char *v)
 
 const struct vsp_plugin *const *simd_linked_plugins;
 const struct sim_vm_param *simd_vm_params;
+const char *simd_worker_sched;
 
 struct sim_daemon *simd_start(const struct sim_vm_cfg *vms, int nvms, int echo_channels)
 {
@@ -212,6 +213,9 @@ static struct sim_daemon *simd_alloc(void)
         return NULL;
     }
     config_defaults(&sd->cfg);
+    if (simd_worker_sched)
+        sd->cfg.worker_sched = strcmp(simd_worker_sched, "normal") == 0 ? CFG_WORKER_SCHED_NORMAL
+                                                                         : CFG_WORKER_SCHED_BATCH;
     snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
     snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
     return sd;

@@ -1510,7 +1510,10 @@ int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, voi
         pkt_len = avail;
     if (pkt_off < sizeof(d) || pkt_off > pkt_len)
         pkt_off = sizeof(d);
-    uint8_t *copy = malloc(pkt_len);
+    /* Linux copies into a buffer it allocated with the channel: no
+     * allocation per packet for the usual small ones. */
+    uint8_t small[512];
+    uint8_t *copy = pkt_len <= sizeof(small) ? small : malloc(pkt_len);
     if (!copy)
         return 0;
     copy_from_ring(r, r->priv_read, copy, pkt_len);
@@ -1525,7 +1528,8 @@ int sim_chan_try_recv(struct sim_chan *ch, struct vmpacket_descriptor *desc, voi
         *len = plen;
     if (buf)
         memcpy(buf, copy + from, plen < buflen ? plen : buflen);
-    free(copy);
+    if (copy != small)
+        free(copy);
     /* __hv_pkt_iter_next */
     uint32_t start_read = r->hdr->read_index;
     r->priv_read += pkt_len + VMBUS_PKT_TRAILER_SIZE;

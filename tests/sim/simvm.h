@@ -69,6 +69,9 @@ struct sim_vm_param {
     const char *vm, *vsp, *key, *value;
 };
 extern const struct sim_vm_param *simd_vm_params;
+/* [daemon] worker-sched of the next simd_start*(): "batch", "normal", or
+ * NULL for the default. */
+extern const char *simd_worker_sched;
 /* Test VSPs (NULL-terminated) the next simd_start*() offers besides the
  * built-in ones, named in sim_vm_cfg.vsps like them. */
 struct vsp_plugin;

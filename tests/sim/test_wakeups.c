@@ -22,14 +22,28 @@
  *                            wake-ups may reach one sleeper as one, so the
  *                            worker that takes the first must wake another
  *                            for the second rather than keep it behind
+ *   test_send_batch          a VSP sends three completions in a batch
+ *                            (vsp_send_batch_begin/end): the guest's ring
+ *                            shows none of them before the end, all three
+ *                            after; with the guest's interrupts masked the
+ *                            batch raises none
+ *   test_worker_sched_*      the workers run SCHED_BATCH by default
+ *                            ([daemon] worker-sched), the policy vmbusd
+ *                            started with when it says normal, and the
+ *                            key refuses other values with FILE:LINE
  */
 #include "sim_test.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "vmbusd/config.h"
 #include "vmbusd/vsp.h"
 
 #define VM_WAKE "vm-wake"
@@ -50,6 +64,9 @@ static struct {
     int calls[2];     /* watch callbacks */
     int pair_stuck;   /* the first of a pair gave up waiting for the second */
     int pair_first, pair_second; /* test_work_pair's items run */
+    int policy;       /* sched_getscheduler() of the worker that ran record_policy */
+    struct vmbus_ring_header *guest_in; /* test_send_batch: the guest's receive ring */
+    uint32_t idx_before, idx_in_batch;  /* its write index before the batch, inside */
 } ks = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .efd = {-1, -1}};
 
 static struct timespec deadline(int ms)
@@ -110,6 +127,15 @@ static void pair_second(void *arg)
     bump(&ks.pair_second);
 }
 
+static void record_policy(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ks.lock);
+    ks.policy = sched_getscheduler(0);
+    pthread_mutex_unlock(&ks.lock);
+    bump(&ks.works);
+}
+
 static void count_work(void *arg)
 {
     (void)arg;
@@ -124,12 +150,27 @@ static void watch_fn(void *arg)
     bump(&ks.calls[i]);
 }
 
-/* Every packet gets a completion (its id, no payload). */
+/* Every packet gets a completion (its id, no payload); a packet starting
+ * with 'B' gets three (ids id, id + 1000, id + 2000) in one batch, and the
+ * guest ring's write index is noted inside the batch. */
 static void wake_receive(struct vsp_channel *ch)
 {
     struct vsp_packet pkt;
-    while (vsp_recv(ch, &pkt) > 0)
-        vsp_send_completion(ch, pkt.trans_id, NULL, 0);
+    while (vsp_recv(ch, &pkt) > 0) {
+        if (pkt.len < 1 || ((const uint8_t *)pkt.data)[0] != 'B') {
+            vsp_send_completion(ch, pkt.trans_id, NULL, 0);
+            continue;
+        }
+        vsp_send_batch_begin(ch);
+        for (uint64_t k = 0; k < 3; k++)
+            vsp_send_completion(ch, pkt.trans_id + 1000 * k, NULL, 0);
+        uint32_t idx = __atomic_load_n(&ks.guest_in->write_index, __ATOMIC_ACQUIRE);
+        vsp_send_batch_end(ch);
+        pthread_mutex_lock(&ks.lock);
+        ks.idx_in_batch = idx;
+        pthread_mutex_unlock(&ks.lock);
+        bump(&ks.works);
+    }
 }
 
 static const struct vsp_channel_ops wake_ops = {.receive = wake_receive};
@@ -184,6 +225,14 @@ static int setup(void **state)
     ks.pair_first = ks.pair_second = ks.pair_stuck = 0;
     pthread_mutex_unlock(&ks.lock);
     return fx_setup_linked(state, vms, linked);
+}
+
+static int setup_normal(void **state)
+{
+    simd_worker_sched = "normal";
+    int r = setup(state);
+    simd_worker_sched = NULL;
+    return r;
 }
 
 static struct sim_vm *up(struct fx *f, struct sim_chan **chans)
@@ -274,6 +323,128 @@ static void test_work_pair(void **state)
     sim_vm_free(vm);
 }
 
+static void test_send_batch(void **state)
+{
+    struct sim_chan *ch[2];
+    struct sim_vm *vm = up(*state, ch);
+    struct sim_chan *c = ch[0];
+    ks.guest_in = c->in.hdr;
+    uint8_t b[8] = {'B'};
+    for (int round = 1; round <= 2; round++) {
+        bool masked = round == 2;
+        __atomic_store_n(&c->in.hdr->interrupt_mask, masked ? 1u : 0u, __ATOMIC_SEQ_CST);
+        sim_poll(vm, 50); /* the interrupt of the round before, if still unseen */
+        uint64_t events = c->events;
+        ks.idx_before = __atomic_load_n(&c->in.hdr->write_index, __ATOMIC_ACQUIRE);
+        uint64_t id = 10 * (uint64_t)round;
+        SIM_ASSERT(sim_chan_send(c, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+                                 id, b, sizeof(b)) == 0,
+                   "send");
+        SIM_ASSERT(wait_count(&ks.works, round) == round, "round %d: the batch never ran", round);
+        pthread_mutex_lock(&ks.lock);
+        uint32_t inside = ks.idx_in_batch;
+        pthread_mutex_unlock(&ks.lock);
+        SIM_ASSERT(inside == ks.idx_before, "round %d: the guest saw the batch's packets before "
+                   "its end (write index %u, was %u)", round, inside, ks.idx_before);
+        for (uint64_t k = 0; k < 3; k++) {
+            struct vmpacket_descriptor d;
+            uint32_t len;
+            int r = masked ? sim_chan_try_recv(c, &d, NULL, 0, &len)
+                           : sim_chan_recv(c, &d, NULL, 0, &len, 10000);
+            SIM_ASSERT(r == 1 && d.type == VM_PKT_COMP && d.trans_id == id + 1000 * k,
+                       "round %d: completion %llu missing (got %d, id %llu)", round,
+                       (unsigned long long)k, r, (unsigned long long)d.trans_id);
+        }
+        if (masked) {
+            sim_poll(vm, 50);
+            SIM_ASSERT(c->events == events, "masked, the batch still raised an interrupt");
+        }
+    }
+    __atomic_store_n(&c->in.hdr->interrupt_mask, 0u, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 2; i++)
+        SIM_ASSERT(sim_chan_close(ch[i]) == 0, "close %d", i);
+    sim_vm_free(vm);
+}
+
+/* The policy of the workers that run a channel's work items (3 rounds:
+ * several workers may take them). */
+static void check_worker_policy(void **state, int want, const char *name)
+{
+    struct sim_vm *vm = up(*state, NULL);
+    for (int i = 1; i <= 3; i++) {
+        pthread_mutex_lock(&ks.lock);
+        ks.policy = -1;
+        pthread_mutex_unlock(&ks.lock);
+        SIM_ASSERT(vsp_queue_work(ks.ch[i % 2], record_policy, NULL) == 0, "queue");
+        SIM_ASSERT(wait_count(&ks.works, i) == i, "work item %d never ran", i);
+        pthread_mutex_lock(&ks.lock);
+        int got = ks.policy;
+        pthread_mutex_unlock(&ks.lock);
+        SIM_ASSERT(got == want, "a worker runs policy %d, not %s (%d)", got, name, want);
+    }
+    sim_vm_free(vm);
+}
+
+static void test_worker_sched_default(void **state)
+{
+    check_worker_policy(state, SCHED_BATCH, "SCHED_BATCH");
+}
+
+static void test_worker_sched_normal(void **state)
+{
+    /* what this test process runs (SCHED_OTHER, unless started otherwise) */
+    if (sched_getscheduler(0) == SCHED_BATCH) {
+        print_message("  skipped: this test runs SCHED_BATCH itself\n");
+        skip();
+    }
+    check_worker_policy(state, sched_getscheduler(0), "this process's policy");
+}
+
+static void test_worker_sched_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int want; /* enum cfg_worker_sched, or -1: refused */
+    } cases[] = {
+        {"batch", CFG_WORKER_SCHED_BATCH},
+        {"normal", CFG_WORKER_SCHED_NORMAL},
+        {"fifo", -1},
+        {"", -1},
+    };
+    char dir[] = "/tmp/vmbusd-conf.XXXXXX";
+    SIM_ASSERT(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[64];
+    snprintf(path, sizeof(path), "%s/vmbusd.conf", dir);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        FILE *fp = fopen(path, "w");
+        SIM_ASSERT(fp != NULL, "config file");
+        fprintf(fp, "[daemon]\nworkers = 2\nworker-sched = %s\n", cases[k].value);
+        fclose(fp);
+        struct vmbusd_config cfg;
+        config_defaults(&cfg);
+        /* the opposite of what the file says, so a key that is ignored shows */
+        cfg.worker_sched = cases[k].want == CFG_WORKER_SCHED_BATCH ? CFG_WORKER_SCHED_NORMAL
+                                                                   : CFG_WORKER_SCHED_BATCH;
+        char err[512] = "";
+        int r = config_load(&cfg, path, err, sizeof(err));
+        int got = (int)cfg.worker_sched;
+        config_free(&cfg);
+        if (cases[k].want >= 0) {
+            SIM_ASSERT(r == 0 && got == cases[k].want, "'%s': %d (%s), want %d", cases[k].value,
+                       got, err, cases[k].want);
+            continue;
+        }
+        char where[96];
+        snprintf(where, sizeof(where), "%s:3: ", path);
+        SIM_ASSERT(r < 0 && strncmp(err, where, strlen(where)) == 0 &&
+                       strstr(err, "worker-sched must be batch or normal"),
+                   "'%s': got '%s'", cases[k].value, err);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +452,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watch_pingpong, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_guest_pingpong, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_work_pair, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_send_batch, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sched_default, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sched_normal, setup_normal, fx_teardown),
+        cmocka_unit_test(test_worker_sched_config),
     };
     SIM_RUN("sim_wakeups", tests);
 }

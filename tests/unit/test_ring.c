@@ -721,6 +721,65 @@ static void test_write_signal(void **state)
     assert_int_equal(host_write(&wr, 5, 8, NULL), RING_OK); /* NULL signal is fine */
 }
 
+/* Deferred writes: in the ring at once, visible to the guest only when
+ * published, with one interrupt decided by the single-write rule. */
+static void test_write_deferred(void **state)
+{
+    struct fx *f = *state;
+    struct ring_writer wr;
+    ring_writer_init(&wr, f->hdr, f->data, f->size);
+    uint8_t pkt[64], payload[40] = {0}, buf[64];
+    size_t n = build_pkt(pkt, VM_PKT_DATA_INBAND, 1, payload, sizeof(payload));
+    struct iovec iov = {pkt, n};
+    uint32_t need = ring_packet_size((uint32_t)n);
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, 0), RING_OK);
+    assert_int_equal(g_hdr(f)->write_index, 0);      /* the guest sees nothing yet */
+    assert_int_equal(g_get_pkt(f, buf, sizeof(buf), NULL), 0);
+    assert_int_equal(ring_writer_free(&wr), 16384 - 3 * need); /* but the room is taken */
+    assert_true(ring_writer_publish(&wr));           /* empty before, unmasked */
+    assert_int_equal(g_hdr(f)->write_index, 3 * need);
+    assert_false(ring_writer_publish(&wr));          /* nothing new */
+    for (int i = 0; i < 3; i++) {
+        bool ok = false;
+        assert_int_equal(g_get_pkt(f, buf, sizeof(buf), &ok), need - 8);
+        assert_true(ok);
+    }
+
+    /* the guest had not read everything published: no interrupt */
+    assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, 0), RING_OK);
+    assert_true(ring_writer_publish(&wr));
+    assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, 0), RING_OK);
+    assert_false(ring_writer_publish(&wr));
+    g_consume_all(f);
+    /* masked: none either */
+    g_hdr(f)->interrupt_mask = 1;
+    assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, 0), RING_OK);
+    assert_false(ring_writer_publish(&wr));
+    g_hdr(f)->interrupt_mask = 0;
+    g_consume_all(f);
+
+    /* an ordinary write publishes the deferred packets with its own; the
+     * guest had read all before them: one interrupt */
+    assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, 0), RING_OK);
+    uint32_t before = g_hdr(f)->write_index;
+    bool sig = false;
+    assert_int_equal(ring_write_keep(&wr, &iov, 1, 0, &sig), RING_OK);
+    assert_true(sig);
+    assert_int_equal(g_hdr(f)->write_index, (before + 2 * need) % f->size);
+    assert_false(ring_writer_publish(&wr));
+    g_consume_all(f);
+
+    /* reserved room (keep) is left alone by deferred writes too */
+    uint32_t free_now = ring_writer_free(&wr);
+    assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, free_now - need), -EAGAIN);
+    assert_int_equal(g_hdr(f)->pending_send_sz, free_now);
+    assert_int_equal(ring_write_keep_deferred(&wr, &iov, 1, free_now - need - 8), RING_OK);
+    assert_int_equal(g_hdr(f)->pending_send_sz, 0);
+    assert_true(ring_writer_publish(&wr));
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -757,6 +816,7 @@ int main(void)
         T(test_write_wrap),
         T(test_write_full),
         T(test_write_keep),
+        T(test_write_deferred),
         T(test_write_too_big),
         T(test_write_bad_desc),
         T(test_write_bad_indices),

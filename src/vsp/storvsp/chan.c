@@ -256,8 +256,11 @@ static void sv_reap(void *arg)
     struct sv_chan *c = sq->c;
     if (!sq->q)
         return;
+    /* the reap's completions reach the guest with one interrupt */
+    vsp_send_batch_begin(c->ch);
     stor_queue_reap(sq->q, SV_REAP_BUDGET);
     kick_queues(c); /* a done callback may have queued more */
+    vsp_send_batch_end(c->ch);
     if (c->stalled && c->inflight < SV_MAX_INFLIGHT) {
         c->stalled = false;
         sv_receive(c->ch);
@@ -573,7 +576,9 @@ static void sv_receive(struct vsp_channel *ch)
         if (c->failed)
             break;
     }
+    vsp_send_batch_begin(ch); /* what the submit completes at once: one interrupt */
     kick_queues(c);
+    vsp_send_batch_end(ch);
 }
 
 static void sv_writable(struct vsp_channel *ch)
