@@ -254,6 +254,16 @@ int vsp_send_reserved(struct vsp_channel *ch, size_t reserved, uint16_t type, ui
                       uint64_t trans_id, const void *hdr, size_t hdr_len,
                       const struct iovec *iov, int iovcnt);
 
+/* Sends between vsp_send_batch_begin and vsp_send_batch_end (from any
+ * thread) signal the guest at most once, at the end: for a burst of
+ * completions, which a guest woken by the first would otherwise take one
+ * at a time, waiting and being signalled again for each (on a busy host,
+ * preempting the sender every time).  Calls nest; end must follow begin
+ * without waiting on anything, since the signal of every send on the
+ * channel meanwhile waits for it. */
+void vsp_send_batch_begin(struct vsp_channel *ch);
+void vsp_send_batch_end(struct vsp_channel *ch);
+
 /* ---- guest memory ---------------------------------------------------- */
 /* The guest buffers a VM_PKT_DATA_USING_GPA_DIRECT packet names (its range
  * descriptors, in pkt->header): vmbusd checks the range count, every

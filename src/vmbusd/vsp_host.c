@@ -712,6 +712,16 @@ int vsp_send_reserved(struct vsp_channel *ch, size_t reserved, uint16_t type, ui
                                     iovcnt);
 }
 
+void vsp_send_batch_begin(struct vsp_channel *ch)
+{
+    xp_channel_signal_hold(ch->xc);
+}
+
+void vsp_send_batch_end(struct vsp_channel *ch)
+{
+    xp_channel_signal_release(ch->xc);
+}
+
 /* ------------------------------------------------------------------ */
 /* Guest memory                                                        */
 

@@ -15,6 +15,9 @@
  * Sending (host->guest ring, send_lock): one packet per call; a full ring
  * leaves pending_send_sz set in the ring and remembers the size, so the
  * next kick can tell the VSP it may send again (xp_channel_writable).
+ * While a VSP holds the channel's signals (a burst of completions), a
+ * write that finds the guest waiting only notes it, and the guest is
+ * signalled once when the last hold ends.
  *
  * Reservations (send_reserved, under send_lock): room a VSP set aside for
  * completions it owes, counted in ring bytes exactly as ring_write takes
@@ -147,6 +150,34 @@ static int build_packet(struct iovec *v, int *nv, struct vmpacket_descriptor *d,
     return 0;
 }
 
+/* A write found the guest waiting for data: signal it now, or when the
+ * last hold ends.  send_lock held. */
+static void notify_or_hold(struct xp_channel *ch)
+{
+    if (ch->signal_holds)
+        ch->signal_due = true;
+    else
+        xp_channel_notify_guest(ch);
+}
+
+void xp_channel_signal_hold(struct xp_channel *ch)
+{
+    pthread_mutex_lock(&ch->send_lock);
+    ch->signal_holds++;
+    pthread_mutex_unlock(&ch->send_lock);
+}
+
+void xp_channel_signal_release(struct xp_channel *ch)
+{
+    pthread_mutex_lock(&ch->send_lock);
+    if (ch->signal_holds && --ch->signal_holds == 0 && ch->signal_due) {
+        ch->signal_due = false;
+        if (rings_up(ch, &ch->out.r))
+            xp_channel_notify_guest(ch);
+    }
+    pthread_mutex_unlock(&ch->send_lock);
+}
+
 /* Ring bytes a packet with `body` bytes after its descriptor takes. */
 static uint32_t body_ring_size(size_t body)
 {
@@ -214,7 +245,7 @@ int xp_channel_send(struct xp_channel *ch, uint16_t type, uint16_t flags, uint64
             atomic_store(&ch->send_blocked, body_ring_size(body));
     }
     if (ret == RING_OK && signal)
-        xp_channel_notify_guest(ch);
+        notify_or_hold(ch);
     bool kick = ret == RING_OK && room_for_blocked_locked(ch);
     pthread_mutex_unlock(&ch->send_lock);
     XP_FUZZ(xp_fuzz_pkt_end(ch, &fp, ret);)
@@ -289,7 +320,7 @@ int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t ty
     } else {
         ret = PKT_WRITE(ch, &fp, v, n, ch->send_reserved, &signal);
         if (ret == RING_OK && signal)
-            xp_channel_notify_guest(ch);
+            notify_or_hold(ch);
     }
     /* What the packet did not use of its reservation may let a blocked
      * sender go on. */

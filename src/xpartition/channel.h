@@ -31,6 +31,8 @@ struct xp_channel {
     pthread_mutex_t recv_lock; /* serialises readers of `in` */
     _Atomic uint32_t send_blocked; /* bytes a sender waits for (pending_send_sz) */
     uint32_t send_reserved;    /* ring bytes reserved for later sends (send_lock) */
+    unsigned signal_holds;     /* xp_channel_signal_hold calls not yet released (send_lock) */
+    bool signal_due;           /* a write under a hold found the guest waiting (send_lock) */
     uint8_t *pktbuf;           /* private copy of the packet being read */
     size_t pktbuf_len;
     void *vsp;                 /* VSP layer's object */

@@ -218,6 +218,15 @@ void xp_channel_unreserve(struct xp_channel *ch, size_t len);
 int xp_channel_send_reserved(struct xp_channel *ch, size_t reserved, uint16_t type,
                              uint16_t flags, uint64_t trans_id, const void *hdr, size_t hdr_len,
                              const struct iovec *iov, int iovcnt);
+/* Hold the guest's signals for ch's host->guest ring: a write that would
+ * signal (the guest read everything and waits) only notes it until the
+ * last hold is released, which then signals once.  For a burst of sends
+ * (completions): a guest woken by the first would otherwise find one
+ * packet, wait again and need another signal for the next.  Holds nest
+ * and may come from any thread; a release must follow its hold without
+ * waiting on anything, since every sender's signal waits for it. */
+void xp_channel_signal_hold(struct xp_channel *ch);
+void xp_channel_signal_release(struct xp_channel *ch);
 /* The guest buffers of a GPA-direct packet (gpa_direct.c): buf/hdr_len is
  * the packet's private copy from its descriptor through its type-specific
  * header.  Fills iov[0..n) with host pointers into guest RAM (adjacent
