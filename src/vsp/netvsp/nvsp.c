@@ -180,6 +180,9 @@ static void flush_comps(struct nic_queue *q)
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
     struct iovec iov = {&m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
+    /* one signal for all: a guest woken by the first would take only that
+     * one and need waking again for each of the others */
+    vsp_send_batch_begin(q->ch);
     for (unsigned i = 0; i < q->ncomp; i++) {
         m.u.rndis_pkt_complete.status = q->comp[i].status;
         int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, q->comp[i].trans_id,
@@ -187,6 +190,7 @@ static void flush_comps(struct nic_queue *q)
         if (ret < 0 && ret != -EPIPE)
             vsp_log(q->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
     }
+    vsp_send_batch_end(q->ch);
     q->ncomp = 0;
 }
 
