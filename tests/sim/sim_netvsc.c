@@ -464,6 +464,21 @@ static void take_packet(struct sim_netvsc *nv, int chan, const struct vmpacket_d
 void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
 {
     static __thread uint8_t pkt[SNV_PKT_MAX];
+    if (nv->nch == 1) {
+        /* A packet there already is taken without reading the clock (a
+         * guest driver reads none per packet; the benchmarks count this
+         * guest's CPU time). */
+        struct vmpacket_descriptor d;
+        uint32_t len = 0;
+        if (sim_chan_recv(nv->ch, &d, pkt, sizeof(pkt), &len, 0) > 0) {
+            if (len > sizeof(pkt))
+                bad(nv, "packet larger than the guest's buffer", len);
+            else
+                take_packet(nv, 0, &d, pkt, len);
+            if (!want_frame || nv->rxq_n)
+                return;
+        }
+    }
     uint64_t end = sim_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         int64_t left = (int64_t)(end - sim_now_ms());
