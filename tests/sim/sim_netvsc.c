@@ -395,8 +395,11 @@ static void take_comp(struct sim_netvsc *nv, const uint8_t *pkt, uint32_t len)
         bad(nv, "completion not sized to the negotiated version", msglen);
         return;
     }
-    if (type == NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE)
+    if (type == NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE) {
+        if (nv->tx_done < sizeof(nv->tx_tids) / sizeof(nv->tx_tids[0]))
+            nv->tx_tids[nv->tx_done] = d.trans_id;
         nv->tx_done++;
+    }
     nv->comp_tid = d.trans_id;
     nv->comp_len = msglen < sizeof(nv->comp) ? msglen : sizeof(nv->comp);
     memcpy(nv->comp, pkt + off, nv->comp_len);

@@ -90,6 +90,7 @@ struct sim_netvsc {
     uint32_t comp_len;
     bool comp_valid;
     uint64_t tx_done;             /* SEND_RNDIS_PKT completions taken */
+    uint64_t tx_tids[256];        /* the trans_ids of the first 256 of them, in order */
     /* transfer-page packets whose completion is withheld (tests) */
     bool hold_completions;
     uint64_t held_tids[4096];
