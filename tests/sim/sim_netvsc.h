@@ -154,6 +154,12 @@ int snv_send_partial(struct sim_netvsc *nv, const void *a, uint32_t alen, const 
  * hv_netvsc builds them) before the frame. */
 int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
                        const void *ppi, uint32_t ppi_len, uint64_t *tid);
+/* Where snv_send_frame_ppi puts a GPA-direct frame (section -1) of len
+ * bytes with ppi_len bytes of per-packet info, NULL if it cannot send
+ * one: a frame built there is not copied again by each send (hv_netvsc
+ * hands a large frame's pages over as they are; the benchmarks count the
+ * guest's CPU time). */
+uint8_t *snv_gpa_frame(struct sim_netvsc *nv, uint32_t len, uint32_t ppi_len);
 /* The same without waiting: *tid is the request's transaction id; its
  * completion counts in tx_done when snv_poll takes it.  0 / -errno. */
 int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
