@@ -66,6 +66,7 @@ int kvm_open_checked(struct vm *vm)
         close(fd);
         return -1;
     }
+    hv_check_host_clock("/sys/devices/system/clocksource/clocksource0/current_clocksource");
     int sz = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (sz <= 0) {
         log_err("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "common/log.h"
 #include "vmm/vmm.h"
 
 static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
@@ -24,6 +25,53 @@ static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
         if (memcmp(hay + i, needle, m) == 0)
             return true;
     return false;
+}
+
+static char last_warning[512];
+
+static void capture_warning(enum log_level lvl, const char *line, void *arg)
+{
+    (void)arg;
+    if (lvl == LOG_WARN)
+        snprintf(last_warning, sizeof(last_warning), "%s", line);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The guest's reference TSC page is valid only on a TSC-clocked host: the
+ * user is told which clocksource the host has, and what to do, once. */
+static void test_host_clock_warning(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_vmm_clock.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[sizeof(dir) + 32];
+    snprintf(path, sizeof(path), "%s/current_clocksource", dir);
+    log_set_sink(capture_warning, NULL);
+
+    write_file(path, "tsc\n");
+    last_warning[0] = '\0';
+    assert_true(hv_check_host_clock(path));
+    assert_string_equal(last_warning, "");
+
+    write_file(path, "hpet\n");
+    assert_false(hv_check_host_clock(path));
+    assert_non_null(strstr(last_warning, "'hpet'"));
+    assert_non_null(strstr(last_warning, "tsc=reliable"));
+
+    unlink(path);
+    last_warning[0] = '\0';
+    assert_true(hv_check_host_clock(path)); /* unreadable: nothing known, nothing said */
+    assert_string_equal(last_warning, "");
+
+    log_set_sink(NULL, NULL);
+    rmdir(dir);
 }
 
 static void test_dsdt_aml(void **state)
@@ -232,6 +280,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_mem_bounds),
         cmocka_unit_test(test_bzimage_checks),
+        cmocka_unit_test(test_host_clock_warning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -153,6 +153,9 @@ int vm_irq_line(struct vm *vm, int irq, int level);
 
 /* ---- hyperv.c: CPUID and SynIC ---- */
 int hv_check_caps(int kvm_fd);
+/* Warns and returns false when the host clocksource named in PATH (sysfs) is
+ * not the TSC; true when it is or cannot be read. */
+bool hv_check_host_clock(const char *path);
 struct kvm_cpuid2 *hv_build_cpuid(int kvm_fd, int ncpus);
 int hv_vcpu_setup(struct vm *vm, struct vcpu *vc);
 /* Installs IOAPIC/PIC default routes plus one HV_SINT route per vCPU and the irqfds. */
