@@ -16,6 +16,7 @@
 
 extern bool quick, verbose;
 extern bool net_tap_only; /* --net-tap: the TAP figures of the --net run only */
+extern const char *net_tap_load; /* --net-tap=LOAD: that TAP load only */
 
 double loadavg(void); /* 1-minute load average, or -1 */
 double now_s(void);

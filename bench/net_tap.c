@@ -145,12 +145,22 @@ static void udp_frame(uint8_t *f, uint32_t len, bool reverse)
 
 /* ---- guest -> TAP ---- */
 
+/* CPU seconds this process (every thread: the bench's, the simulated
+ * guest's, vmbusd's) has used. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* One thread writes header + frame (fixed up as netvsp does) to fd:
- * frames/s the kernel took. */
+ * frames/s the kernel took; *cpu_us gets the process's CPU time per frame. */
 static double direct_tx(int fd, const struct tx_offload *o, const uint8_t *frame, uint32_t len,
-                        double seconds)
+                        double seconds, double *cpu_us)
 {
     static uint8_t copy[65536];
+    *cpu_us = 0;
     memcpy(copy, frame, len);
     struct vnet_hdr vh;
     const char *why = "";
@@ -160,22 +170,28 @@ static double direct_tx(int fd, const struct tx_offload *o, const uint8_t *frame
     }
     struct iovec iov[2] = {{&vh, sizeof(vh)}, {copy, len}};
     uint64_t k0 = tap_written();
-    double t0 = now_s(), t;
+    double t0 = now_s(), t, c0 = cpu_s();
     while ((t = now_s()) - t0 < seconds)
         for (int i = 0; i < 64; i++)
             if (writev(fd, iov, 2) < 0 && errno != EAGAIN)
                 return 0;
-    return (double)(tap_written() - k0) / (t - t0);
+    uint64_t got = tap_written() - k0;
+    *cpu_us = got ? (cpu_s() - c0) * 1e6 / (double)got : 0;
+    return (double)got / (t - t0);
 }
 
 /* The guest sends through netvsp: frames/s completed; frames the kernel
- * did not get (netvsp dropped them) are added to *lost. */
+ * did not get (netvsp dropped them) are added to *lost; *cpu_us gets the
+ * process's CPU time (the guest's and vmbusd's) per frame. */
 static double netvsp_tx(struct sim_netvsc *nv, const uint8_t *frame, uint32_t len,
-                        const void *ppi, uint32_t ppi_len, double seconds, uint64_t *lost)
+                        const void *ppi, uint32_t ppi_len, double seconds, uint64_t *lost,
+                        double *cpu_us)
 {
     uint64_t k0 = tap_written(), d0 = nv->tx_done;
+    double c0 = cpu_s();
     double r = guest_tx(nv, -1, frame, len, ppi, ppi_len, seconds);
     uint64_t done = nv->tx_done - d0, got = tap_written() - k0;
+    *cpu_us = got ? (cpu_s() - c0) * 1e6 / (double)got : 0;
     if (got < done)
         *lost += done - got;
     return r;
@@ -424,6 +440,20 @@ static void figures(const struct load *l, uint32_t len, double direct, double vs
     add_fig(name, label, vsp * len * 8 / 1e9, "Gbit/s", "Gbit/s", ratio, vs);
 }
 
+/* Transmit: the process's CPU time per frame each side (what the rate
+ * becomes when the machine's other work leaves this process one CPU). */
+static void cpu_figures(const struct load *l, double direct, double vsp)
+{
+    char name[40], label[48];
+    snprintf(name, sizeof(name), "tap_direct_%s_cpu", l->tag);
+    snprintf(label, sizeof(label), "TAP write direct %s, CPU/frame",
+             l->label + strlen("guest->TAP "));
+    add_fig(name, label, direct, "us", "µs", -1, "");
+    snprintf(name, sizeof(name), "tap_%s_cpu", l->tag);
+    snprintf(label, sizeof(label), "netvsp %s, CPU/frame", l->label);
+    add_fig(name, label, vsp, "us", "µs", direct > 0 ? vsp / direct : 0, "x direct's CPU");
+}
+
 int net_tap(void)
 {
     if ((geteuid() != 0 || unshare(CLONE_NEWNET) < 0) &&
@@ -472,6 +502,8 @@ int net_tap(void)
     uint64_t lost = 0, misrouted = 0, stray = 0;
     for (size_t i = 0; i < sizeof(loads) / sizeof(loads[0]); i++) {
         const struct load *l = &loads[i];
+        if (net_tap_load && strncmp(net_tap_load, l->tag, strlen(net_tap_load)) != 0)
+            continue;
         uint32_t len = l->len;
         uint32_t ppi[4] = {16, NDIS_PPI_LSO, 12, 1448u | (34u << 20) | (1u << 30)};
         struct tx_offload o = {0};
@@ -483,7 +515,7 @@ int net_tap(void)
             udp_frame(frame, len, false);
             udp_frame(rev, len, true);
         }
-        double vd[SLICES], vn[SLICES];
+        double vd[SLICES], vn[SLICES], cd[SLICES], cn[SLICES];
         for (int k = 0; k < nslices; k++) {
             /* direct: the bench's queue attached, the flow steered to it */
             if (tap_attach(bq, true) < 0) {
@@ -503,7 +535,7 @@ int net_tap(void)
                 misrouted += nv->rx_frames - g0;
                 fd_settle(bq);
             } else {
-                vd[k] = direct_tx(bq, &o, frame, len, secs);
+                vd[k] = direct_tx(bq, &o, frame, len, secs, &cd[k]);
             }
             /* netvsp: the bench's queue detached, netvsp's is the only one */
             if (tap_attach(bq, false) < 0) {
@@ -513,9 +545,11 @@ int net_tap(void)
             stray += fd_settle(bq);
             vn[k] = l->rx ? netvsp_rx(nv, frame, len, secs)
                           : netvsp_tx(nv, frame, len, l->lso ? ppi : NULL,
-                                      l->lso ? sizeof(ppi) : 0, secs, &lost);
+                                      l->lso ? sizeof(ppi) : 0, secs, &lost, &cn[k]);
         }
         figures(l, len, quantile(vd, (size_t)nslices, 0.5), quantile(vn, (size_t)nslices, 0.5));
+        if (!l->rx)
+            cpu_figures(l, quantile(cd, (size_t)nslices, 0.5), quantile(cn, (size_t)nslices, 0.5));
     }
     if (lost)
         printf("note: %llu frames the guest sent never reached the TAP (netvsp dropped them)\n",
@@ -525,7 +559,7 @@ int net_tap(void)
                (unsigned long long)misrouted);
     if (stray)
         printf("note: %llu frames were left on the bench's queue\n", (unsigned long long)stray);
-    if (nv->host_bad || tcp_figures(vm, &nv, nslices, secs) < 0)
+    if (nv->host_bad || (!net_tap_load && tcp_figures(vm, &nv, nslices, secs) < 0))
         goto out;
     rc = 0;
 out:

@@ -54,6 +54,7 @@
 #define STREAM_SLICES 8
 
 bool quick, verbose, net_tap_only;
+const char *net_tap_load;
 
 /* The 1-minute load average, or -1. */
 double loadavg(void)
@@ -111,7 +112,7 @@ struct figure {
     const char *vs;   /* what the ratio compares with */
 };
 
-static struct figure figs[48];
+static struct figure figs[64];
 static int nfigs;
 
 void add_fig(const char *name, const char *label, double value, const char *unit,
@@ -602,7 +603,9 @@ static void usage(FILE *f)
             "                    (default: vmbusd's default, batch)\n"
             "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair,\n"
             "                then 64 B, 1514 B and LSO against a TAP (bench/net_tap.c)\n"
-            "      --net-tap the baselines and the TAP figures only\n"
+            "      --net-tap[=LOAD] the baselines and the TAP figures only; with LOAD\n"
+            "                (tx_64B, tx_1514B, tx_lso, rx_64B, rx_1514B, or a prefix: tx)\n"
+            "                those loads only, without the TCP figures (e.g. under perf)\n"
             "      --scale-vms N       partitions in the scale run (default %d)\n"
             "      --scale-channels N  echo channels per partition (1..%d, default %d)\n"
             "  -h, --help    this text\n",
@@ -620,7 +623,7 @@ int main(int argc, char **argv)
         {"storage-path", required_argument, NULL, 'P'},
         {"worker-sched", required_argument, NULL, 'W'},
         {"net", no_argument, NULL, 'n'},
-        {"net-tap", no_argument, NULL, 'T'},
+        {"net-tap", optional_argument, NULL, 'T'},
         {"scale-vms", required_argument, NULL, 'V'},
         {"scale-channels", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
@@ -659,7 +662,7 @@ int main(int argc, char **argv)
             storage_only = true;
             break;
         case 'n': net = true; break;
-        case 'T': net = net_tap_only = true; break;
+        case 'T': net = net_tap_only = true; net_tap_load = optarg; break;
         case 'V':
         case 'C': {
             char *end;

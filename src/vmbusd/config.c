@@ -17,7 +17,7 @@ void config_defaults(struct vmbusd_config *cfg)
     snprintf(cfg->socket_path, sizeof(cfg->socket_path), "/run/vmbusd/vmbus-user.sock");
     snprintf(cfg->control_path, sizeof(cfg->control_path), "/run/vmbusd/control.sock");
     cfg->workers = 4;
-    cfg->worker_sched = CFG_WORKER_SCHED_BATCH;
+    cfg->worker_sched = CFG_WORKER_SCHED_NORMAL;
     cfg->log_level = LOG_INFO;
     cfg->socket_access = (struct cfg_sock_access){.mode = 0660, .gid = (gid_t)-1};
     cfg->control_access = (struct cfg_sock_access){.mode = 0600, .gid = (gid_t)-1};

@@ -19,7 +19,7 @@ void resv_vsp_init(const struct hv_guid *class_id, size_t reply_len)
 void resv_vsp_reset(void)
 {
     pthread_mutex_lock(&resv.lock);
-    resv.gate = resv.fill = false;
+    resv.gate = resv.fill = resv.batch = resv.batched = false;
     resv.qhead = resv.qlen = 0;
     resv.taken = resv.eagain = resv.writable = resv.closes = resv.fillers = resv.fill_ret = 0;
     resv.sent = resv.sent_ok = resv.sent_epipe = resv.sent_eio = resv.sent_other = 0;
@@ -38,6 +38,16 @@ void resv_set_fill(bool fill)
 {
     pthread_mutex_lock(&resv.lock);
     resv.fill = fill;
+    pthread_mutex_unlock(&resv.lock);
+}
+
+void resv_set_batch(bool on)
+{
+    pthread_mutex_lock(&resv.lock);
+    resv.batch = on;
+    pthread_cond_broadcast(&resv.cond);
+    while (resv.batched != on)
+        pthread_cond_wait(&resv.cond, &resv.lock);
     pthread_mutex_unlock(&resv.lock);
 }
 
@@ -125,10 +135,23 @@ static void *completer(void *arg)
     (void)arg;
     pthread_mutex_lock(&resv.lock);
     for (;;) {
-        while (!resv.stop && !(resv.gate && resv.qlen))
+        while (!resv.stop && !(resv.gate && resv.qlen) && resv.batch == resv.batched)
             pthread_cond_wait(&resv.cond, &resv.lock);
         if (resv.stop)
             break;
+        if (resv.batch != resv.batched) {
+            bool on = resv.batch;
+            struct vsp_channel *ch = resv.ch;
+            pthread_mutex_unlock(&resv.lock);
+            if (on)
+                vsp_send_batch_begin(ch);
+            else
+                vsp_send_batch_end(ch);
+            pthread_mutex_lock(&resv.lock);
+            resv.batched = on;
+            pthread_cond_broadcast(&resv.cond);
+            continue;
+        }
         uint64_t t = resv.queue[resv.qhead];
         resv.qhead = (resv.qhead + 1) % RESV_MAX_QUEUE;
         resv.qlen--;

@@ -6,7 +6,8 @@
  * request's completion (vsp_send_reserve); when the guest's host->guest
  * ring has no room for another reservation it stops pulling until
  * writable; its own I/O thread completes the requests in order into their
- * reservations (vsp_send_reserved) while the test holds the gate open.
+ * reservations (vsp_send_reserved) while the test holds the gate open,
+ * inside a send batch while the test asks for one.
  *
  * One instance per test binary (`resv`), configured by resv_vsp_init before
  * the daemon starts; the counters are read under resv.lock (resv_get,
@@ -39,6 +40,9 @@ struct resv_vsp {
     bool gate; /* the completion thread may send */
     bool fill; /* after reserve's -EAGAIN, fill the rest with ordinary sends
                   (once) */
+    bool batch;   /* the completion thread holds a send batch open
+                     (vsp_send_batch_begin) ... */
+    bool batched; /* ... and it has (it changes this once it did) */
     uint64_t queue[RESV_MAX_QUEUE];
     int qhead, qlen;
     /* counters */
@@ -59,6 +63,9 @@ void resv_vsp_init(const struct hv_guid *class_id, size_t reply_len);
 void resv_vsp_reset(void);
 void resv_set_gate(bool open);
 void resv_set_fill(bool fill);
+/* The completion thread opens a send batch (vsp_send_batch_begin) or
+ * closes it; returns once it did. */
+void resv_set_batch(bool on);
 /* *v (a counter of resv) read under the lock; resv_count(sent) reads
  * resv.sent. */
 int resv_get(const int *v);

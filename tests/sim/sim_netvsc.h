@@ -90,6 +90,7 @@ struct sim_netvsc {
     uint32_t comp_len;
     bool comp_valid;
     uint64_t tx_done;             /* SEND_RNDIS_PKT completions taken */
+    uint64_t tx_tids[256];        /* the trans_ids of the first 256 of them, in order */
     /* transfer-page packets whose completion is withheld (tests) */
     bool hold_completions;
     uint64_t held_tids[4096];
@@ -153,6 +154,12 @@ int snv_send_partial(struct sim_netvsc *nv, const void *a, uint32_t alen, const 
  * hv_netvsc builds them) before the frame. */
 int snv_send_frame_ppi(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,
                        const void *ppi, uint32_t ppi_len, uint64_t *tid);
+/* Where snv_send_frame_ppi puts a GPA-direct frame (section -1) of len
+ * bytes with ppi_len bytes of per-packet info, NULL if it cannot send
+ * one: a frame built there is not copied again by each send (hv_netvsc
+ * hands a large frame's pages over as they are; the benchmarks count the
+ * guest's CPU time). */
+uint8_t *snv_gpa_frame(struct sim_netvsc *nv, uint32_t len, uint32_t ppi_len);
 /* The same without waiting: *tid is the request's transaction id; its
  * completion counts in tx_done when snv_poll takes it.  0 / -errno. */
 int snv_send_frame_async(struct sim_netvsc *nv, const void *frame, uint32_t len, int section,

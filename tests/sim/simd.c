@@ -214,8 +214,8 @@ static struct sim_daemon *simd_alloc(void)
     }
     config_defaults(&sd->cfg);
     if (simd_worker_sched)
-        sd->cfg.worker_sched = strcmp(simd_worker_sched, "normal") == 0 ? CFG_WORKER_SCHED_NORMAL
-                                                                         : CFG_WORKER_SCHED_BATCH;
+        sd->cfg.worker_sched = strcmp(simd_worker_sched, "batch") == 0 ? CFG_WORKER_SCHED_BATCH
+                                                                        : CFG_WORKER_SCHED_NORMAL;
     snprintf(sd->cfg.socket_path, sizeof(sd->cfg.socket_path), "%s/vu.sock", sd->dir);
     snprintf(sd->cfg.control_path, sizeof(sd->cfg.control_path), "%s/ctl.sock", sd->dir);
     return sd;

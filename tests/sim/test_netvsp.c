@@ -228,23 +228,27 @@ static void test_versions(void **state)
     sim_vm_free(vm);
 }
 
-/* A burst of transmits (netvsp sends their completions together): every
- * one completed, every frame out in order, and a statistics query sent
- * right after them counts them all, its reply after their completions. */
+/* A burst of transmits, more than two of netvsp's bursts of completions:
+ * every one completed once, in the order sent, every frame out in order,
+ * and a statistics query sent right after them counts them all, its reply
+ * after their completions. */
 static void test_tx_burst(void **state)
 {
     struct nfx *f = *state;
     struct sim_vm *vm = sim_up_offers(f->d, VM_NIC, 1);
     struct sim_netvsc *nv = snv_open(vm, 32);
     SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_61) == 0, "bring-up");
-    enum { N = 100 };
+    enum { N = 150 };
     SIM_ASSERT(nv->nsections >= N, "%u sections", nv->nsections);
     static uint8_t frames[N][300], got[2048];
-    uint64_t done0 = nv->tx_done, tid;
+    uint64_t done0 = nv->tx_done, tid, tid0 = 0;
+    SIM_ASSERT(done0 + N + 1 <= sizeof(nv->tx_tids) / sizeof(nv->tx_tids[0]), "tid log");
     for (int i = 0; i < N; i++) {
         make_frame(frames[i], sizeof(frames[i]), nv->mac, 7000 + (uint64_t)i);
         SIM_ASSERT(snv_send_frame_async(nv, frames[i], sizeof(frames[i]), i, &tid) == 0,
                    "send %d", i);
+        if (i == 0)
+            tid0 = tid;
     }
     uint64_t sent = 0;
     uint32_t n = 0;
@@ -254,6 +258,11 @@ static void test_tx_burst(void **state)
     SIM_ASSERT(nv->tx_done - done0 == N + 1, "%llu of %d completions with the query's reply",
                (unsigned long long)(nv->tx_done - done0), N + 1);
     SIM_ASSERT(sent == N, "XMIT_OK %llu after %d frames", (unsigned long long)sent, N);
+    for (int i = 0; i < N; i++)
+        SIM_ASSERT(nv->tx_tids[done0 + (uint64_t)i] == tid0 + (uint64_t)i,
+                   "completion %d is for transaction %llu, not %llu", i,
+                   (unsigned long long)nv->tx_tids[done0 + (uint64_t)i],
+                   (unsigned long long)(tid0 + (uint64_t)i));
     for (int i = 0; i < N; i++) {
         int g = peer_recv(f->peer[0], got, sizeof(got));
         SIM_ASSERT(g == (int)sizeof(frames[i]) && memcmp(got, frames[i], (size_t)g) == 0,

@@ -22,6 +22,12 @@
  *                                          guest closed the channel get
  *                                          -EPIPE; reopened, the channel
  *                                          starts with nothing reserved
+ *   test_batch_signals_once                completions sent inside a send
+ *                                          batch (vsp_send_batch_begin /
+ *                                          end), each finding the guest's
+ *                                          ring read to the end and its
+ *                                          interrupt unmasked: no signal
+ *                                          until the batch ends, then one
  *   test_reserved_room_taken_back          a guest that moves its read index
  *                                          so the reserved room is gone: the
  *                                          completion gets -EIO, the channel
@@ -189,6 +195,60 @@ static void test_completions_after_close(void **state)
     sim_vm_free(vm);
 }
 
+/* Let the guest take the interrupts that came within ms. */
+static void take_interrupts(struct sim_vm *vm, int ms)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)ms;
+    while (sim_now_ms() < end)
+        sim_poll(vm, 10);
+}
+
+/* Completions sent from the VSP's own I/O thread inside a send batch: the
+ * guest, which has read everything and waits with its interrupt unmasked,
+ * sees none of them and gets no signal until the batch ends; then all of
+ * them, in order, with exactly one signal. */
+static void test_batch_signals_once(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_up_offers(f->d, VM_RESV, 1);
+    struct sim_chan *ch = open_chan(vm);
+    resv_set_gate(true);
+    resv_set_batch(true);
+    take_interrupts(vm, 50);
+    uint64_t ev0 = ch->events;
+    struct vmpacket_descriptor d;
+    uint8_t buf[REPLY_LEN];
+    uint32_t len;
+    for (int i = 0; i < 3; i++) {
+        uint8_t req[8] = {0};
+        SIM_ASSERT(sim_chan_send(ch, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+                                 1 + (uint64_t)i, req, sizeof(req)) == 0,
+                   "request %d", i);
+        SIM_ASSERT(resv_wait(&resv.sent, i + 1) == i + 1 && resv_count(sent_ok) == i + 1,
+                   "completion %d not sent", i);
+        SIM_ASSERT(sim_chan_try_recv(ch, &d, buf, sizeof(buf), &len) == 0,
+                   "completion %d visible before the batch ended", i);
+        SIM_ASSERT(__atomic_load_n(&ch->in.hdr->interrupt_mask, __ATOMIC_SEQ_CST) == 0,
+                   "interrupt masked");
+        take_interrupts(vm, 100);
+    }
+    SIM_ASSERT(ch->events == ev0, "%llu signals during the batch of 3 completions",
+               (unsigned long long)(ch->events - ev0));
+    resv_set_batch(false);
+    uint64_t end = sim_now_ms() + (uint64_t)sim_timeout_ms;
+    while (ch->events == ev0 && sim_now_ms() < end)
+        sim_poll(vm, 10);
+    take_interrupts(vm, 100);
+    SIM_ASSERT(ch->events == ev0 + 1, "%llu signals at the end of the batch (want 1)",
+               (unsigned long long)(ch->events - ev0));
+    for (int i = 0; i < 3; i++)
+        SIM_ASSERT(sim_chan_try_recv(ch, &d, buf, sizeof(buf), &len) == 1 &&
+                       d.trans_id == 1 + (uint64_t)i,
+                   "completion %d not in the ring after the batch", i);
+    SIM_ASSERT(sim_chan_close(ch) == 0, "close");
+    sim_vm_free(vm);
+}
+
 static void test_reserved_room_taken_back(void **state)
 {
     struct sim_vm *vm;
@@ -219,6 +279,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reserve_until_full_then_writable, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_completions_fit_full_ring, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_completions_after_close, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_signals_once, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reserved_room_taken_back, setup, fx_teardown),
     };
     SIM_RUN("sim_reserve", tests);

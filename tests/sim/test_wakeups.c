@@ -227,9 +227,9 @@ static int setup(void **state)
     return fx_setup_linked(state, vms, linked);
 }
 
-static int setup_normal(void **state)
+static int setup_batch(void **state)
 {
-    simd_worker_sched = "normal";
+    simd_worker_sched = "batch";
     int r = setup(state);
     simd_worker_sched = NULL;
     return r;
@@ -385,12 +385,13 @@ static void check_worker_policy(void **state, int want, const char *name)
     sim_vm_free(vm);
 }
 
-static void test_worker_sched_default(void **state)
+static void test_worker_sched_batch(void **state)
 {
     check_worker_policy(state, SCHED_BATCH, "SCHED_BATCH");
 }
 
-static void test_worker_sched_normal(void **state)
+/* The default: the workers keep the policy vmbusd runs with. */
+static void test_worker_sched_default(void **state)
 {
     /* what this test process runs (SCHED_OTHER, unless started otherwise) */
     if (sched_getscheduler(0) == SCHED_BATCH) {
@@ -454,7 +455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_work_pair, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_send_batch, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_worker_sched_default, setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_worker_sched_normal, setup_normal, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_sched_batch, setup_batch, fx_teardown),
         cmocka_unit_test(test_worker_sched_config),
     };
     SIM_RUN("sim_wakeups", tests);

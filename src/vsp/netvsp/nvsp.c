@@ -180,6 +180,9 @@ static void flush_comps(struct nic_queue *q)
     memset(&m, 0, sizeof(m));
     m.type = NVSP_MSG1_SEND_RNDIS_PKT_COMPLETE;
     struct iovec iov = {&m, nic->msg_size ? nic->msg_size : NVSP_MSG_SIZE_V6};
+    /* one signal for all: a guest woken by the first would take only that
+     * one and need waking again for each of the others */
+    vsp_send_batch_begin(q->ch);
     for (unsigned i = 0; i < q->ncomp; i++) {
         m.u.rndis_pkt_complete.status = q->comp[i].status;
         int ret = vsp_send_reserved(q->ch, RES_COMP, VM_PKT_COMP, 0, q->comp[i].trans_id,
@@ -187,6 +190,7 @@ static void flush_comps(struct nic_queue *q)
         if (ret < 0 && ret != -EPIPE)
             vsp_log(q->ch, VSP_LOG_WARN, "netvsp: completion not sent: %s", strerror(-ret));
     }
+    vsp_send_batch_end(q->ch);
     q->ncomp = 0;
 }
 
@@ -710,10 +714,23 @@ static int tx_frame(void *arg, uint8_t *frame, size_t len, const struct tx_offlo
         return -1;
     struct iovec iov[2 + TX_MAX_IOV];
     int n = 0;
-    if (q->nic->cfg.offload)
-        iov[n++] = (struct iovec){&vh, sizeof(vh)};
-    size_t want = len + (n ? sizeof(vh) : 0);
     size_t fo = (size_t)(frame - q->txcopy);
+    size_t hl = q->nic->cfg.offload ? sizeof(vh) : 0;
+    size_t want = len + hl;
+    if (fo + len <= c->m->copied && !q->fd_is_socket) {
+        /* All in the private copy: the header goes into the bytes before
+         * the frame (its RNDIS header or per-packet info, read already:
+         * data_offset puts at least 36 bytes there) and one write() takes
+         * both, without an iovec to import. */
+        memcpy(frame - hl, &vh, hl);
+        if (write(q->fd, frame - hl, want) == (ssize_t)want)
+            c->sent++;
+        else
+            c->dropped++;
+        return 0;
+    }
+    if (hl)
+        iov[n++] = (struct iovec){&vh, sizeof(vh)};
     if (fo + len > c->m->copied) {
         /* the frame's tail is in guest memory: the ranges up to its end */
         size_t here = c->m->copied - fo;
@@ -1289,27 +1306,27 @@ static void nvsp_sub_close(struct vsp_channel *ch)
 static void nvsp_receive(struct vsp_channel *ch)
 {
     struct nic_queue *q = vsp_channel_opaque(ch);
+    /* A request's unused reservations serve the next one (frames use the
+     * completion's only): reserved again only once used. */
+    struct replies r = {false, false};
     for (;;) {
-        struct replies r = {false, false};
-        if (vsp_send_reserve(ch, RES_COMP) < 0)
+        if (!r.comp && vsp_send_reserve(ch, RES_COMP) < 0)
             break; /* writable() calls back; the request waits in the ring */
         r.comp = true;
-        if (vsp_send_reserve(ch, RES_REPLY) < 0) {
-            vsp_send_unreserve(ch, RES_COMP);
+        if (!r.xfer && vsp_send_reserve(ch, RES_REPLY) < 0)
             break;
-        }
         r.xfer = true;
         struct vsp_packet pkt;
         int ret = vsp_recv(ch, &pkt);
         if (ret > 0)
             do_packet(q, &r, &pkt);
-        if (r.comp)
-            vsp_send_unreserve(ch, RES_COMP);
-        if (r.xfer)
-            vsp_send_unreserve(ch, RES_REPLY);
         if (ret <= 0)
             break;
     }
+    if (r.comp)
+        vsp_send_unreserve(ch, RES_COMP);
+    if (r.xfer)
+        vsp_send_unreserve(ch, RES_REPLY);
     flush_comps(q);
     /* Completions may have freed sub-allocations, a SET may have turned
      * the filter on or off: let the backend be read again. */
