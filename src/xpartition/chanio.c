@@ -58,7 +58,7 @@
 
 /* The channel whose sends this thread batches (xp_channel_send_batch_*). */
 static __thread struct xp_channel *batch_ch;
-static __thread unsigned batch_depth, batch_other;
+static __thread unsigned batch_depth;
 
 static bool rings_up(const struct xp_channel *ch, const struct ring *r)
 {
@@ -83,18 +83,12 @@ void xp_channel_send_batch_begin(struct xp_channel *ch)
         batch_ch = ch;
     if (batch_ch == ch)
         batch_depth++;
-    else
-        batch_other++;
+    /* a begin on another channel meanwhile: no effect, nor its end */
 }
 
 void xp_channel_send_batch_end(struct xp_channel *ch)
 {
-    if (batch_ch != ch) {
-        if (batch_other)
-            batch_other--;
-        return;
-    }
-    if (--batch_depth)
+    if (batch_ch != ch || --batch_depth)
         return;
     batch_ch = NULL;
     pthread_mutex_lock(&ch->send_lock);

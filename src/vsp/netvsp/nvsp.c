@@ -399,12 +399,12 @@ static int rx_read(struct nic_queue *q, uint8_t *const *slot, uint32_t nslots, u
     uint32_t csum = 0;
     int has_csum = 0;
     bool ok = len >= 14 && len < (uint64_t)room * nslots;
+    struct iovec piece[RSC_READ_MAX]; /* a coalesced frame's parts */
     if (ok && gso) {
         /* coalesced: only of a kind the guest takes */
         uint8_t kind = (vh.gso_type & 0x7f) == VNET_HDR_GSO_TCPV4   ? 1
                        : (vh.gso_type & 0x7f) == VNET_HDR_GSO_TCPV6 ? 2
                                                                       : 0;
-        struct iovec piece[RSC_READ_MAX];
         for (uint32_t j = 0; j < nf; j++)
             piece[j] = (struct iovec){slot[j] + hdr, j + 1 < nf ? room : len - j * room};
         ok = (kind & rsc) && offload_rx_gso(piece, nf, &vh, &csum) == 0;
@@ -423,10 +423,11 @@ static int rx_read(struct nic_queue *q, uint8_t *const *slot, uint32_t nslots, u
         lens[0] = hdr + len;
         return 1;
     }
-    /* The fragments of one coalesced frame, which the guest joins: each
-     * sub-allocation a PACKET of its part, first and last marked. */
+    /* The fragments of one coalesced frame (gso: a longer frame was
+     * dropped above), which the guest joins: each sub-allocation a PACKET
+     * of its part, first and last marked. */
     for (uint32_t j = 0; j < nf; j++) {
-        uint32_t part = j + 1 < nf ? room : len - j * room;
+        uint32_t part = (uint32_t)piece[j].iov_len;
         uint8_t frag = NDIS_PKTINFO_SUBALLOC | (j == 0 ? NDIS_PKTINFO_1ST_FRAG : 0) |
                        (j + 1 == nf ? NDIS_PKTINFO_LAST_FRAG : 0);
         rndis_rx_header(slot[j], hdr, part, true, csum, frag, q->rsc_id);

@@ -64,7 +64,6 @@ static uint16_t fold(uint32_t s)
     return (uint16_t)s;
 }
 
-/* Ethernet header length (one 802.1Q tag allowed) and the ethertype. */
 /* A TCP frame made one segment of len bytes (IP header at l3, TCP at l4):
  * the IPv4 total length and header checksum or the IPv6 payload length
  * set for it (the stack or the guest left others, or zero); returns the
@@ -81,6 +80,7 @@ static uint32_t ip_set_lengths(uint8_t *f, size_t l3, size_t l4, size_t len, boo
     return sum16(f + l3 + 8, 32, 0);
 }
 
+/* Ethernet header length (one 802.1Q tag allowed) and the ethertype. */
 static int l3_start(const uint8_t *f, size_t len, uint16_t *etype)
 {
     if (len < 14)

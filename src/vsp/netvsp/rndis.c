@@ -444,6 +444,15 @@ bool rndis_tx_prefix_ok(const uint8_t *buf, size_t have, size_t len, size_t fram
     return data + hdr <= have && ppi_end <= have;
 }
 
+/* One per-packet-info record (size, type, offset to its value, value) at
+ * out + *at; *at moves past it. */
+static void put_ppi(uint8_t *out, uint32_t *at, uint32_t type, uint32_t value)
+{
+    uint32_t rec[4] = {16, type, 12, value};
+    memcpy(out + *at, rec, sizeof(rec));
+    *at += sizeof(rec);
+}
+
 void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool has_csum,
                      uint32_t csum, uint8_t frag, uint16_t pkt_id)
 {
@@ -452,17 +461,11 @@ void rndis_rx_header(uint8_t *out, uint32_t hdr_len, uint32_t frame_len, bool ha
     /* the records follow each other; the data starts at hdr_len whatever
      * they take (data_offset says where) */
     uint32_t at = RNDIS_RX_HDR_LEN;
-    if (has_csum && hdr_len >= RNDIS_RX_HDR_PPI_LEN) {
-        uint32_t rec[4] = {16, NDIS_PPI_CHECKSUM, 12, csum};
-        memcpy(out + at, rec, sizeof(rec));
-        at += sizeof(rec);
-    }
-    if (frag && hdr_len >= RNDIS_RX_HDR_RSC_LEN) {
-        uint32_t id = NDIS_PKTINFO_ID_V1 | (uint32_t)frag << 8 | (uint32_t)pkt_id << 16;
-        uint32_t rec[4] = {16, NDIS_PPI_PKTINFO_ID, 12, id};
-        memcpy(out + at, rec, sizeof(rec));
-        at += sizeof(rec);
-    }
+    if (has_csum && hdr_len >= RNDIS_RX_HDR_PPI_LEN)
+        put_ppi(out, &at, NDIS_PPI_CHECKSUM, csum);
+    if (frag && hdr_len >= RNDIS_RX_HDR_RSC_LEN)
+        put_ppi(out, &at, NDIS_PPI_PKTINFO_ID,
+                NDIS_PKTINFO_ID_V1 | (uint32_t)frag << 8 | (uint32_t)pkt_id << 16);
     if (at > RNDIS_RX_HDR_LEN) {
         p.ppi_offset = RNDIS_RX_HDR_LEN - RNDIS_BODY_OFF;
         p.ppi_len = at - RNDIS_RX_HDR_LEN;
