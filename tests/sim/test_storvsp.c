@@ -8,6 +8,7 @@
  * and a completion that lands while the channel's queue is quiet.
  */
 #include "sim_test.h"
+#include "sim_conf.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -587,19 +588,15 @@ static void test_config_lines(void **state)
         {"echo.channels = 2", 3, "which [vm t] does not get"},
         {".disk = /a.img", 3, "expected VSPNAME.key"},
     };
-    char dir[] = "/tmp/vmbusd-conf.XXXXXX";
-    SIM_ASSERT(mkdtemp(dir) != NULL, "mkdtemp");
-    char path[64];
-    snprintf(path, sizeof(path), "%s/vmbusd.conf", dir);
+    struct sim_conf conf;
+    SIM_ASSERT(sim_conf_open(&conf), "mkdtemp");
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        FILE *fp = fopen(path, "w");
-        SIM_ASSERT(fp != NULL, "config file");
-        fprintf(fp, "[vm t]\nvsp = storvsp heartbeat\n%s\n", cases[k].text);
-        fclose(fp);
+        SIM_ASSERT(sim_conf_write(&conf, "[vm t]\nvsp = storvsp heartbeat\n%s\n", cases[k].text),
+                   "config file");
         struct vmbusd_config cfg;
         config_defaults(&cfg);
         char err[512] = "";
-        int r = config_load(&cfg, path, err, sizeof(err));
+        int r = config_load(&cfg, conf.path, err, sizeof(err));
         if (r == 0)
             r = vmbusd_check_config(&cfg, err, sizeof(err));
         config_free(&cfg);
@@ -607,13 +604,11 @@ static void test_config_lines(void **state)
             SIM_ASSERT(r == 0, "'%s' refused: %s", cases[k].text, err);
             continue;
         }
-        char where[96];
-        snprintf(where, sizeof(where), "%s:%d: ", path, cases[k].line);
-        SIM_ASSERT(r < 0 && strncmp(err, where, strlen(where)) == 0 && strstr(err, cases[k].why),
-                   "'%s': got '%s', want '%s...%s'", cases[k].text, err, where, cases[k].why);
+        SIM_ASSERT(r < 0 && sim_conf_error_is(&conf, err, cases[k].line, cases[k].why),
+                   "'%s': got '%s', want '%s:%d: ...%s'", cases[k].text, err, conf.path,
+                   cases[k].line, cases[k].why);
     }
-    unlink(path);
-    rmdir(dir);
+    sim_conf_close(&conf);
 }
 
 int main(void)

@@ -33,6 +33,7 @@
  *                            key refuses other values with FILE:LINE
  */
 #include "sim_test.h"
+#include "sim_conf.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -413,22 +414,19 @@ static void test_worker_sched_config(void **state)
         {"fifo", -1},
         {"", -1},
     };
-    char dir[] = "/tmp/vmbusd-conf.XXXXXX";
-    SIM_ASSERT(mkdtemp(dir) != NULL, "mkdtemp");
-    char path[64];
-    snprintf(path, sizeof(path), "%s/vmbusd.conf", dir);
+    struct sim_conf conf;
+    SIM_ASSERT(sim_conf_open(&conf), "mkdtemp");
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        FILE *fp = fopen(path, "w");
-        SIM_ASSERT(fp != NULL, "config file");
-        fprintf(fp, "[daemon]\nworkers = 2\nworker-sched = %s\n", cases[k].value);
-        fclose(fp);
+        SIM_ASSERT(sim_conf_write(&conf, "[daemon]\nworkers = 2\nworker-sched = %s\n",
+                                  cases[k].value),
+                   "config file");
         struct vmbusd_config cfg;
         config_defaults(&cfg);
         /* the opposite of what the file says, so a key that is ignored shows */
         cfg.worker_sched = cases[k].want == CFG_WORKER_SCHED_BATCH ? CFG_WORKER_SCHED_NORMAL
                                                                    : CFG_WORKER_SCHED_BATCH;
         char err[512] = "";
-        int r = config_load(&cfg, path, err, sizeof(err));
+        int r = config_load(&cfg, conf.path, err, sizeof(err));
         int got = (int)cfg.worker_sched;
         config_free(&cfg);
         if (cases[k].want >= 0) {
@@ -436,14 +434,11 @@ static void test_worker_sched_config(void **state)
                        got, err, cases[k].want);
             continue;
         }
-        char where[96];
-        snprintf(where, sizeof(where), "%s:3: ", path);
-        SIM_ASSERT(r < 0 && strncmp(err, where, strlen(where)) == 0 &&
-                       strstr(err, "worker-sched must be batch or normal"),
+        SIM_ASSERT(r < 0 &&
+                       sim_conf_error_is(&conf, err, 3, "worker-sched must be batch or normal"),
                    "'%s': got '%s'", cases[k].value, err);
     }
-    unlink(path);
-    rmdir(dir);
+    sim_conf_close(&conf);
 }
 
 int main(void)
