@@ -11,6 +11,9 @@
  * queue.  An SRB becomes a SCSI command for the addressed LUN; READ/WRITE
  * go to the backend queue this channel has for that disk, and complete
  * from the queue's eventfd watch, on this channel's serialised callbacks.
+ * While requests are in flight the channel receives quietly: the reap of
+ * their completions also takes what the guest queued meanwhile, so the
+ * guest need not signal each burst (see SV_QUIET_INFLIGHT).
  *
  * Replies are sized to what the guest sends: 48-byte packets (36-byte SRB)
  * from guests that negotiated a protocol before WIN8, or that have not
@@ -34,6 +37,17 @@
 #define SRB_STATUS_BUSY 0x05
 /* Completions reaped per watch callback: others' work gets its turn. */
 #define SV_REAP_BUDGET 128u
+/* With this many requests in flight the channel receives quietly
+ * (vsp_recv_quiet): the guest does not signal the requests it adds, the
+ * reap of the next completion takes them.  That saves a guest signal and
+ * a worker wake-up per burst, and lets the worker that was woken anyway do
+ * the work: with normal scheduling each wake-up would otherwise preempt the
+ * guest or io-wq in the middle of its burst and handle one or two requests.
+ * The price: a request the guest adds then waits for the first of those in
+ * flight to finish (microseconds from the page cache, a disk's service time
+ * from a busy disk, where it would mostly queue behind them anyway).  At
+ * queue depth 1 nothing changes: one request in flight never turns it on. */
+#define SV_QUIET_INFLIGHT 2u
 
 struct sv_req {
     struct sv_req *next; /* free list */
@@ -248,7 +262,8 @@ static void cmd_done(struct scsi_cmd *cmd)
     }
 }
 
-static void sv_receive(struct vsp_channel *ch);
+static void receive_turn(struct sv_chan *c);
+static bool settle_quiet(struct sv_chan *c);
 
 static void sv_reap(void *arg)
 {
@@ -261,10 +276,17 @@ static void sv_reap(void *arg)
     stor_queue_reap(sq->q, SV_REAP_BUDGET);
     kick_queues(c); /* a done callback may have queued more */
     vsp_send_batch_end(c->ch);
+    /* What the guest queued without signalling (quiet), or what waited for
+     * room in flight (stalled): in this turn, after the completions. */
+    bool resume = c->quiet && !c->stalled;
     if (c->stalled && c->inflight < SV_MAX_INFLIGHT) {
         c->stalled = false;
-        sv_receive(c->ch);
+        resume = true;
     }
+    if (resume)
+        receive_turn(c);
+    while (settle_quiet(c))
+        receive_turn(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -549,9 +571,23 @@ static void handle_packet(struct sv_chan *c, const struct vsp_packet *pkt)
     }
 }
 
-static void sv_receive(struct vsp_channel *ch)
+/* Quiet while SV_QUIET_INFLIGHT requests are in flight (their reap comes
+ * back), not otherwise.  true: packets came while it was quiet, nobody
+ * signals them, the caller receives them now. */
+static bool settle_quiet(struct sv_chan *c)
 {
-    struct sv_chan *c = vsp_channel_opaque(ch);
+    bool quiet = !c->failed && c->inflight >= SV_QUIET_INFLIGHT;
+    if (quiet == c->quiet)
+        return false;
+    c->quiet = quiet;
+    return vsp_recv_quiet(c->ch, quiet);
+}
+
+/* Take what the guest queued, as far as room and the in-flight limit
+ * allow, and submit it. */
+static void receive_turn(struct sv_chan *c)
+{
+    struct vsp_channel *ch = c->ch;
     struct vsp_packet pkt;
     if (c->failed) {
         while (vsp_recv(ch, &pkt) > 0)
@@ -579,6 +615,14 @@ static void sv_receive(struct vsp_channel *ch)
     vsp_send_batch_begin(ch); /* what the submit completes at once: one interrupt */
     kick_queues(c);
     vsp_send_batch_end(ch);
+}
+
+static void sv_receive(struct vsp_channel *ch)
+{
+    struct sv_chan *c = vsp_channel_opaque(ch);
+    do
+        receive_turn(c);
+    while (settle_quiet(c));
 }
 
 static void sv_writable(struct vsp_channel *ch)
@@ -631,6 +675,10 @@ static void forget_work(void *arg)
     for (int i = 0; i < f->c->nqueues; i++)
         if (f->c->queues[i].disk == f->disk)
             queue_drop(&f->c->queues[i]);
+    /* Its requests completed here, not in a reap: no reap comes back for
+     * what the guest queued quietly meanwhile. */
+    while (settle_quiet(f->c))
+        receive_turn(f->c);
     sv_disk_unref(f->disk);
     free(f);
 }
@@ -666,6 +714,7 @@ static int sv_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
     pthread_mutex_unlock(&c->ctrl->lock);
     c->failed = false;
     c->stalled = false;
+    c->quiet = false; /* every open starts unmasked */
     if (!c->index) {
         struct sv_ctrl *ctrl = c->ctrl;
         /* A new guest driver: the init sequence starts over. */
