@@ -391,6 +391,56 @@ static void test_quiet_while_in_flight(void **state)
     sim_vm_free(vm);
 }
 
+/* A slow disk keeps the guest's signals: once completions came 20 ms
+ * apart, two reads in flight do not mask the ring (a read added then would
+ * wait for one of them).  The pool's threads sleep 20 ms per request for
+ * the first pair, then hold the second pair. */
+static void slow_pool(void)
+{
+    usleep(20000);
+}
+
+static void test_no_quiet_for_slow_disk(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    struct sim_chan *ch = s->ch[0];
+    uint64_t bufs = sim_alloc_pages(vm, 4), id[4];
+    struct vstor_packet rep;
+    int got = 0;
+    atomic_store(&stor_test_pool_hook, slow_pool);
+    for (int k = 0; k < 2; k++)
+        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
+    for (int k = 0; k < 2; k++)
+        got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
+    /* the first pair had no history yet and may have masked the ring: it
+     * is unmasked once nothing is in flight (after their completions) */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (ring_masked(ch) && sim_now_ms() < end)
+        usleep(1000);
+    atomic_store(&pool_hold, true);
+    atomic_store(&stor_test_pool_hook, hold_pool);
+    for (int k = 2; k < 4; k++)
+        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
+    /* storvsp without the gap rule masked it within a millisecond or so */
+    end = sim_now_ms() + 500;
+    while (!ring_masked(ch) && sim_now_ms() < end)
+        usleep(1000);
+    bool masked = ring_masked(ch);
+    atomic_store(&pool_hold, false);
+    for (int k = 2; k < 4; k++)
+        got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
+    atomic_store(&stor_test_pool_hook, NULL);
+    SIM_ASSERT(got == 4, "%d of 4 reads completed", got);
+    SIM_ASSERT(!masked, "completions 20 ms apart, and the guest's ring was masked");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
 /* backend = threads: the same I/O on the thread pool, which the log names. */
 static void test_io_thread_pool(void **state)
 {
@@ -687,6 +737,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_io_thread_pool, stor_fx_setup_threads,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_quiet_while_in_flight, stor_fx_setup_threads,
+                                        stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_quiet_for_slow_disk, stor_fx_setup_threads,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
                                         stor_fx_teardown),

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "storvsp.h"
 
@@ -43,11 +44,14 @@
  * a worker wake-up per burst, and lets the worker that was woken anyway do
  * the work: with normal scheduling each wake-up would otherwise preempt the
  * guest or io-wq in the middle of its burst and handle one or two requests.
- * The price: a request the guest adds then waits for the first of those in
- * flight to finish (microseconds from the page cache, a disk's service time
- * from a busy disk, where it would mostly queue behind them anyway).  At
- * queue depth 1 nothing changes: one request in flight never turns it on. */
+ * The price: a request the guest adds then waits for the next completion.
+ * So only while completions come at least every SV_QUIET_MAX_GAP_NS (a
+ * moving average of the time between reaps while requests are in flight):
+ * from the page cache or a fast SSD they come microseconds apart; a
+ * slow or distant disk keeps the guest's signals.  At queue depth 1 nothing
+ * changes: one request in flight never turns it on. */
 #define SV_QUIET_INFLIGHT 2u
+#define SV_QUIET_MAX_GAP_NS 200000u
 
 struct sv_req {
     struct sv_req *next; /* free list */
@@ -265,12 +269,25 @@ static void cmd_done(struct scsi_cmd *cmd)
 static void receive_turn(struct sv_chan *c);
 static bool settle_quiet(struct sv_chan *c);
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void sv_reap(void *arg)
 {
     struct sv_queue *sq = arg;
     struct sv_chan *c = sq->c;
     if (!sq->q)
         return;
+    /* requests were in flight since last_reap_ns (it is reset when they
+     * start after none) */
+    uint64_t now = mono_ns();
+    if (c->inflight)
+        c->reap_gap_ns = (3 * c->reap_gap_ns + (now - c->last_reap_ns)) / 4;
+    c->last_reap_ns = now;
     /* the reap's completions reach the guest with one interrupt */
     vsp_send_batch_begin(c->ch);
     stor_queue_reap(sq->q, SV_REAP_BUDGET);
@@ -576,7 +593,8 @@ static void handle_packet(struct sv_chan *c, const struct vsp_packet *pkt)
  * signals them, the caller receives them now. */
 static bool settle_quiet(struct sv_chan *c)
 {
-    bool quiet = !c->failed && c->inflight >= SV_QUIET_INFLIGHT;
+    bool quiet = !c->failed && c->inflight >= SV_QUIET_INFLIGHT &&
+                 c->reap_gap_ns < SV_QUIET_MAX_GAP_NS;
     if (quiet == c->quiet)
         return false;
     c->quiet = quiet;
@@ -596,6 +614,7 @@ static void receive_turn(struct sv_chan *c)
     }
     if (!c->index)
         send_rescan(c);
+    bool idle = c->inflight == 0;
     for (;;) {
         if (c->inflight >= SV_MAX_INFLIGHT) {
             c->stalled = true; /* sv_reap resumes */
@@ -612,6 +631,8 @@ static void receive_turn(struct sv_chan *c)
         if (c->failed)
             break;
     }
+    if (idle && c->inflight)
+        c->last_reap_ns = mono_ns(); /* the gap to the first reap starts now */
     vsp_send_batch_begin(ch); /* what the submit completes at once: one interrupt */
     kick_queues(c);
     vsp_send_batch_end(ch);
@@ -715,6 +736,7 @@ static int sv_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
     c->failed = false;
     c->stalled = false;
     c->quiet = false; /* every open starts unmasked */
+    c->last_reap_ns = c->reap_gap_ns = 0;
     if (!c->index) {
         struct sv_ctrl *ctrl = c->ctrl;
         /* A new guest driver: the init sequence starts over. */
