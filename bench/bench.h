@@ -20,6 +20,9 @@ extern const char *net_tap_load; /* --net-tap=LOAD: that TAP load only */
 
 double loadavg(void); /* 1-minute load average, or -1 */
 double now_s(void);
+/* CPU seconds this process (every thread: the bench's, the simulated
+ * guest's, vmbusd's, io_uring's io-wq workers) has used. */
+double cpu_s(void);
 uint64_t now_ns(void);
 /* q-quantile (0..1) of v[0..n), sorts v. */
 double quantile(double *v, size_t n, double q);

@@ -4,7 +4,10 @@
 # (virtio-net), as 192.0.2.2 on L1's TAP; then iperf3 against L1's server
 # (192.0.2.1) for e2e.time seconds each way, one TCP stream.  Markers:
 #   E2E-IPERF-IF name=NAME driver=D offload=...   the interface (checksums, TSO, LRO)
-#   E2E-IPERF dir=tx|rx mbit=N retr=N              guest -> L1 (tx), L1 -> guest (rx)
+#   E2E-IPERF dir=tx|rx mbit=N retr=N busy=P si=P  guest -> L1 (tx), L1 -> guest (rx);
+#       busy, si: the guest's CPU time during the transfer, in percent of its
+#       vCPUs' time: all but idle and iowait, and softirq (receive
+#       processing) alone.  A guest near 100 % busy is the bottleneck.
 nic=$(e2e_param e2e.nic || echo netvsc)
 secs=$(e2e_param e2e.time || echo 10)
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
@@ -27,10 +30,16 @@ if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.
     for dir in tx rx; do
         r=""
         [ "$dir" = rx ] && r=-R
+        head -n 1 /proc/stat > /tmp/stat0
         # The summary line of the side that received: its rate is what arrived.
         if iperf3 -c 192.0.2.1 -t "$secs" -f m $r > /tmp/iperf.txt 2>&1; then
-            awk -v d="$dir" '/ receiver$/ { m = $7 } / sender$/ { r = $9 }
-                END { print "E2E-IPERF dir=" d " mbit=" m " retr=" r }' /tmp/iperf.txt
+            head -n 1 /proc/stat > /tmp/stat1
+            # cpu user nice system idle iowait irq softirq steal ...
+            cpu=$(cat /tmp/stat0 /tmp/stat1 | awk '{ t = 0; for (i = 2; i <= 9; i++) t += $i
+                    if (NR == 1) { t0 = t; i0 = $5 + $6; s0 = $8 } else { dt = t - t0
+                    if (dt > 0) printf "busy=%.0f si=%.0f", 100 * (dt - ($5 + $6 - i0)) / dt, 100 * ($8 - s0) / dt } }')
+            awk -v d="$dir" -v c="$cpu" '/ receiver$/ { m = $7 } / sender$/ { r = $9 }
+                END { print "E2E-IPERF dir=" d " mbit=" m " retr=" r " " c }' /tmp/iperf.txt
         else
             e2e_fail "iperf3 $dir: $(tail -n 3 /tmp/iperf.txt | tr '\n' ' ')"
         fi

@@ -145,15 +145,6 @@ static void udp_frame(uint8_t *f, uint32_t len, bool reverse)
 
 /* ---- guest -> TAP ---- */
 
-/* CPU seconds this process (every thread: the bench's, the simulated
- * guest's, vmbusd's) has used. */
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* One thread writes header + frame (fixed up as netvsp does) to fd:
  * frames/s the kernel took; *cpu_us gets the process's CPU time per frame. */
 static double direct_tx(int fd, const struct tx_offload *o, const uint8_t *frame, uint32_t len,

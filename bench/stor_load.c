@@ -34,9 +34,11 @@ static uint64_t next_off(const struct stor_load *l, uint64_t *state, uint64_t *s
     return (x % slots) * l->bs;
 }
 
-static void finish(struct stor_load_result *res, const struct stor_load *l, uint64_t ops, double dt)
+static void finish(struct stor_load_result *res, const struct stor_load *l, uint64_t ops, double dt,
+                   double cpu)
 {
     res->ops = ops;
+    res->cpu_us = ops ? cpu * 1e6 / (double)ops : 0;
     res->iops = (double)ops / dt;
     res->mbps = res->iops * (double)l->bs / 1e6;
 }
@@ -66,7 +68,7 @@ static int run_direct(int fd, uint64_t size, const struct stor_load *l, uint8_t 
         iov[i] = (struct iovec){ bufs + (size_t)i * l->bs, l->bs };
         queue_io(&ring, fd, l, &iov[i], next_off(l, &state, &seq, size), i);
     }
-    double t0 = now_s(), t1 = t0, end = t0 + l->seconds;
+    double t0 = now_s(), t1 = t0, end = t0 + l->seconds, c0 = cpu_s();
     io_uring_submit(&ring);
     while (t1 < end) {
         struct io_uring_cqe *cqe;
@@ -89,7 +91,7 @@ static int run_direct(int fd, uint64_t size, const struct stor_load *l, uint8_t 
         io_uring_submit(&ring);
         t1 = now_s();
     }
-    finish(res, l, ops, t1 - t0);
+    finish(res, l, ops, t1 - t0, cpu_s() - c0);
     io_uring_queue_exit(&ring); /* cancels and waits for what is in flight */
     return 0;
 }
@@ -152,7 +154,7 @@ static int run_queue(int threads, const char *path, uint64_t size, const struct 
         slots[i].req.arg = &slots[i];
         qsubmit(&slots[i]);
     }
-    double t0 = now_s(), t1 = t0, end = t0 + l->seconds;
+    double t0 = now_s(), t1 = t0, end = t0 + l->seconds, c0 = cpu_s();
     stor_queue_kick(c.q);
     /* as vmbusd's fd watch would: wait for the eventfd, reap */
     while (t1 < end && !c.failed) {
@@ -164,13 +166,14 @@ static int run_queue(int threads, const char *path, uint64_t size, const struct 
     }
     c.stop = true;
     uint64_t ops = c.ops;
+    double cpu = cpu_s() - c0;
     stor_queue_destroy(c.q);
     stor_backend_close(b);
     if (c.failed) {
         fprintf(stderr, "stor-load: a backend request failed\n");
         return -EIO;
     }
-    finish(res, l, ops, t1 - t0);
+    finish(res, l, ops, t1 - t0, cpu);
     return 0;
 }
 

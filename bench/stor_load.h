@@ -30,6 +30,7 @@ struct stor_load_result {
     uint64_t ops;
     double iops;
     double mbps;     /* MB/s (10^6) */
+    double cpu_us;   /* the process's CPU time per request (of bs bytes), µs */
 };
 
 /* Run load on path (size bytes, >= bs).  0, or -errno (printed). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sim_storvsc.h"
+#include "bench.h"
 #include "simvm.h"
 
 #define VM_NAME "bench-stor"
@@ -61,6 +62,7 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
         freelist[k] = qd - 1 - k;
     uint64_t blocks = size / bs, next = 0, ops = 0, seed = 0x9e3779b97f4a7c15ull;
     uint64_t end = sim_now_ns() + (uint64_t)(l->seconds * 1e9), t0 = sim_now_ns();
+    double c0 = cpu_s();
     unsigned inflight = 0, rr = 0;
     bool stop = false;
     for (;;) {
@@ -143,9 +145,11 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
             stop = true;
     }
     double secs = (double)(sim_now_ns() - t0) / 1e9;
+    double cpu = cpu_s() - c0;
     res->ops = ops * bs / l->bs;
     res->iops = (double)res->ops / secs;
     res->mbps = (double)ops * bs / secs / 1e6;
+    res->cpu_us = res->ops ? cpu * 1e6 / (double)res->ops : 0;
     ret = 0;
 out:
     sim_stor_free(s);

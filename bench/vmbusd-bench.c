@@ -76,6 +76,13 @@ double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -527,7 +534,7 @@ static void bench_storage(void)
     for (size_t i = 0; i < sizeof(stor_loads) / sizeof(stor_loads[0]); i++) {
         if (stor_only && strcmp(stor_only, stor_loads[i].tag) != 0)
             continue;
-        double v[5][STOR_SLICES];
+        double v[5][STOR_SLICES], cpu[5][STOR_SLICES];
         int got[5] = { 0 };
         for (int k = 0; k < nslices; k++) {
             for (size_t p = 0; p < npaths; p++) {
@@ -542,11 +549,14 @@ static void bench_storage(void)
                 int rc = paths[p].sim_channels
                              ? stor_sim_run(path, size, paths[p].sim_channels, &l, &r)
                              : stor_load_run(path, size, paths[p].how, &l, &r);
-                if (rc == 0)
+                if (rc == 0) {
+                    cpu[p][got[p]] = r.cpu_us;
                     v[p][got[p]++] = stor_loads[i].bw ? r.mbps : r.iops;
+                }
             }
         }
         double direct = got[0] ? quantile(v[0], (size_t)got[0], 0.5) : 0;
+        double direct_cpu = got[0] ? quantile(cpu[0], (size_t)got[0], 0.5) : 0;
         for (size_t p = 0; p < npaths; p++) {
             if (!got[p])
                 continue;
@@ -561,6 +571,16 @@ static void bench_storage(void)
             else
                 add_fig(name, label, med, unit, unit, direct > 0 ? med / direct : -1,
                         "io_uring direct, same load");
+            /* The process's CPU time per request: what counts when the
+             * threads share a CPU, and steadier than the rate when other
+             * work loads the machine.  Ratio as for the rates: direct's
+             * CPU per request over this path's (1 = as cheap). */
+            double mcpu = quantile(cpu[p], (size_t)got[p], 0.5);
+            snprintf(name, sizeof(name), "%s_%s_cpu", paths[p].name, stor_loads[i].tag);
+            snprintf(label, sizeof(label), "%s %s CPU/req (info)", paths[p].label,
+                     stor_loads[i].label);
+            add_fig(name, label, mcpu, "us", "µs", p == 0 || mcpu <= 0 ? -1 : direct_cpu / mcpu,
+                    p == 0 ? "" : "direct's CPU/req over this");
         }
     }
     unlink(path);
@@ -600,7 +620,7 @@ static void usage(FILE *f)
             "      --storage-path NAME with --storage: that path only (stor_direct, stor_queue,\n"
             "                    stor_pool, storvsp_1ch, storvsp_2ch), no ratios\n"
             "      --worker-sched batch|normal  the in-process vmbusd's [daemon] worker-sched\n"
-            "                    (default: vmbusd's default, batch)\n"
+            "                    (default: vmbusd's default, normal)\n"
             "  -n, --net     netvsp frames (64 B, 1514 B) both ways against a socketpair,\n"
             "                then 64 B, 1514 B and LSO against a TAP (bench/net_tap.c)\n"
             "      --net-tap[=LOAD] the baselines and the TAP figures only; with LOAD\n"

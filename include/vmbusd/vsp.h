@@ -221,6 +221,17 @@ struct vsp_channel *vsp_channel_primary(struct vsp_channel *ch);
  * (pending_send_sz) can have it, and when the receive callback returns. */
 int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt);
 
+/* Quiet receiving, for a VSP that will call vsp_recv() again soon anyway,
+ * e.g. from the completion of requests it has in flight: while on, the
+ * guest is asked not to signal new packets on ch (its ring's
+ * interrupt_mask stays set), which saves the guest a signal and vmbusd a
+ * worker wake-up per burst of requests, and the VSP must look for packets
+ * without being told (receive is not called for them).  Turning it off
+ * unmasks the ring and returns true if packets came meanwhile: receive
+ * them, no signal will announce them.  Off after every open.  Only from
+ * ch's callbacks. */
+bool vsp_recv_quiet(struct vsp_channel *ch, bool quiet);
+
 /* ---- sending ------------------------------------------------------- */
 /* 0 on success, -EAGAIN if the guest's ring is full (ops->writable follows),
  * -EPIPE if the channel is not open, -EMSGSIZE if it can never fit, -EIO if

@@ -643,6 +643,11 @@ static const struct xp_channel_ops host_channel_ops = {
 /* ------------------------------------------------------------------ */
 /* Packets (the rings are driven by src/xpartition/chanio.c)           */
 
+bool vsp_recv_quiet(struct vsp_channel *ch, bool quiet)
+{
+    return xp_channel_recv_quiet(ch->xc, quiet);
+}
+
 int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
 {
     /* Only the channel's own (serialised) callbacks receive: a plain

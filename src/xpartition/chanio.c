@@ -10,7 +10,9 @@
  * was consumed or the guest waits for less space than is now free
  * (ring_reader_commit_due), and at the end of every receive callback
  * (xp_channel_recv_done).  Whenever a commit moves the free space across
- * the guest's pending_send_sz the guest is signalled.
+ * the guest's pending_send_sz the guest is signalled.  A quiet channel
+ * (xp_channel_recv_quiet) keeps the ring masked when it looks empty: its
+ * VSP comes back without being signalled.
  *
  * Sending (host->guest ring, send_lock): one packet per call; a full ring
  * leaves pending_send_sz set in the ring and remembers the size, so the
@@ -116,7 +118,7 @@ int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt)
          * the guest wrote meanwhile (without signalling, since the ring did
          * not look empty to it) is not left behind. */
         signal |= ring_reader_commit(&ch->in);
-        if (!ring_reader_rearm(&ch->in))
+        if (ch->recv_quiet || !ring_reader_rearm(&ch->in))
             break;
     }
     /* The packet is in pktbuf already: its ring bytes are free. */
@@ -141,6 +143,21 @@ int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt)
     pkt->total_len = rp.total_len;
     pkt->payload_off = rp.payload_off;
     return 1;
+}
+
+bool xp_channel_recv_quiet(struct xp_channel *ch, bool quiet)
+{
+    bool waiting = false;
+    pthread_mutex_lock(&ch->recv_lock);
+    if (rings_up(ch, &ch->in.r) && quiet != ch->recv_quiet) {
+        ch->recv_quiet = quiet;
+        if (quiet)
+            ring_reader_set_mask(&ch->in, true);
+        else
+            waiting = ring_reader_rearm(&ch->in); /* [C]: unmask, then look */
+    }
+    pthread_mutex_unlock(&ch->recv_lock);
+    return waiting;
 }
 
 void xp_channel_recv_done(struct xp_channel *ch)

@@ -220,6 +220,7 @@ static void unmap_rings(struct xpartition *xp, struct xp_channel *ch)
     ch->pktbuf_len = 0;
     atomic_store(&ch->send_blocked, 0);
     ch->send_reserved = 0;
+    ch->recv_quiet = false;
     pthread_mutex_unlock(&ch->recv_lock);
     pthread_mutex_unlock(&ch->send_lock);
     if (ch->ring_gpadl) {

@@ -29,6 +29,7 @@ struct xp_channel {
     struct ring_writer out;    /* host -> guest */
     pthread_mutex_t send_lock; /* serialises writers of `out` */
     pthread_mutex_t recv_lock; /* serialises readers of `in` */
+    bool recv_quiet;           /* the VSP reads without signals: mask kept (recv_lock) */
     _Atomic uint32_t send_blocked; /* bytes a sender waits for (pending_send_sz) */
     uint32_t send_reserved;    /* ring bytes reserved for later sends (send_lock) */
     uint8_t *pktbuf;           /* private copy of the packet being read */

@@ -195,6 +195,11 @@ struct xp_packet {
 int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt);
 /* End of a receive batch: publish what was consumed (and signal as above). */
 void xp_channel_recv_done(struct xp_channel *ch);
+/* Quiet on: the ring stays masked (the guest does not signal new packets)
+ * until it is turned off; off (the state after every open): the ring is
+ * unmasked and true returned if packets are waiting (nobody will signal
+ * them).  For the channel's one reader. */
+bool xp_channel_recv_quiet(struct xp_channel *ch, bool quiet);
 /* Write one packet: descriptor built here, hdr (hdr_len bytes, making
  * 16 + hdr_len a multiple of 8) after it, then iov (at most 16).  0,
  * -EAGAIN ring full (xp_channel_writable tells when it has room), -EPIPE

@@ -151,6 +151,15 @@ int vsp_recv(struct vsp_channel *ch, struct vsp_packet *pkt)
     return 1;
 }
 
+/* Quiet or not, the harness calls receive for every packet it queues:
+ * storvsp must cope with being called when nothing was signalled. */
+bool vsp_recv_quiet(struct vsp_channel *ch, bool quiet)
+{
+    FUZZ_CHECK(in_callback);
+    (void)quiet;
+    return ch->next < ch->npkts;
+}
+
 int vsp_send_reserve(struct vsp_channel *ch, size_t len)
 {
     if (!ch->open)

@@ -397,6 +397,120 @@ static void test_completion_while_quiet(void **state)
     sim_vm_free(vm);
 }
 
+/* While two requests are in flight storvsp comes back for the guest's next
+ * ones when they complete: the guest's ring is masked, so a request it
+ * adds then needs no signal (as Linux's storvsc does, the simulated guest
+ * signals only an unmasked ring) and is served after the two.  Once
+ * nothing is in flight the ring is unmasked and the guest signals again.
+ * The thread pool's threads wait in a hook, so the two stay in flight. */
+static atomic_bool pool_hold;
+
+static void hold_pool(void)
+{
+    /* bounded: a failing test must not leave its teardown waiting */
+    for (int i = 0; i < SIM_TIMEOUT_MS && atomic_load(&pool_hold); i++)
+        usleep(1000);
+}
+
+static bool ring_masked(struct sim_chan *ch)
+{
+    return __atomic_load_n(&ch->out.hdr->interrupt_mask, __ATOMIC_SEQ_CST) != 0;
+}
+
+static void test_quiet_while_in_flight(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    struct sim_chan *ch = s->ch[0];
+    uint64_t bufs = sim_alloc_pages(vm, 4), id[3];
+    atomic_store(&pool_hold, true);
+    atomic_store(&stor_test_pool_hook, hold_pool);
+    for (int k = 0; k < 2; k++)
+        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (!ring_masked(ch) && sim_now_ms() < end)
+        usleep(1000);
+    bool masked = ring_masked(ch);
+    uint64_t signals = ch->signals_sent;
+    id[2] = sim_stor_rw_send(s, 0, 0, false, 16, 8, bufs + 8192);
+    bool signalled = ch->signals_sent != signals;
+    atomic_store(&pool_hold, false);
+    struct vstor_packet rep[3];
+    int got = 0;
+    for (int k = 0; k < 3; k++)
+        got += sim_stor_wait(s, 0, id[k], &rep[k], NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep[k].u.srb.srb_status == SRB_STATUS_SUCCESS;
+    atomic_store(&stor_test_pool_hook, NULL);
+    SIM_ASSERT(id[0] && id[1] && id[2], "sends");
+    SIM_ASSERT(masked, "two requests in flight and the guest's ring is not masked");
+    SIM_ASSERT(!signalled, "the guest signalled a masked ring");
+    SIM_ASSERT(got == 3, "%d of 3 reads completed (the third was not signalled)", got);
+    end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (ring_masked(ch) && sim_now_ms() < end)
+        usleep(1000);
+    SIM_ASSERT(!ring_masked(ch), "nothing in flight and the guest's ring is still masked");
+    signals = ch->signals_sent;
+    struct vstor_srb srb;
+    SIM_ASSERT(sim_stor_rw(s, 0, 0, false, 24, 8, bufs, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS && ch->signals_sent == signals + 1,
+               "a lone read afterwards: signalled and served");
+    SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
+/* A slow disk keeps the guest's signals: once completions came 20 ms
+ * apart, two reads in flight do not mask the ring (a read added then would
+ * wait for one of them).  The pool's threads sleep 20 ms per request for
+ * the first pair, then hold the second pair. */
+static void slow_pool(void)
+{
+    usleep(20000);
+}
+
+static void test_no_quiet_for_slow_disk(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    struct sim_chan *ch = s->ch[0];
+    uint64_t bufs = sim_alloc_pages(vm, 4), id[4];
+    struct vstor_packet rep;
+    int got = 0;
+    atomic_store(&stor_test_pool_hook, slow_pool);
+    for (int k = 0; k < 2; k++)
+        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
+    for (int k = 0; k < 2; k++)
+        got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
+    /* the first pair had no history yet and may have masked the ring: it
+     * is unmasked once nothing is in flight (after their completions) */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (ring_masked(ch) && sim_now_ms() < end)
+        usleep(1000);
+    atomic_store(&pool_hold, true);
+    atomic_store(&stor_test_pool_hook, hold_pool);
+    for (int k = 2; k < 4; k++)
+        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
+    /* storvsp without the gap rule masked it within a millisecond or so */
+    end = sim_now_ms() + 500;
+    while (!ring_masked(ch) && sim_now_ms() < end)
+        usleep(1000);
+    bool masked = ring_masked(ch);
+    atomic_store(&pool_hold, false);
+    for (int k = 2; k < 4; k++)
+        got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
+    atomic_store(&stor_test_pool_hook, NULL);
+    SIM_ASSERT(got == 4, "%d of 4 reads completed", got);
+    SIM_ASSERT(!masked, "completions 20 ms apart, and the guest's ring was masked");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
 /* backend = threads: the same I/O on the thread pool, which the log names. */
 static void test_io_thread_pool(void **state)
 {
@@ -708,6 +822,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_completion_while_quiet, stor_fx_setup,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_thread_pool, stor_fx_setup_threads,
+                                        stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_quiet_while_in_flight, stor_fx_setup_threads,
+                                        stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_quiet_for_slow_disk, stor_fx_setup_threads,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
                                         stor_fx_teardown),

@@ -37,6 +37,7 @@
 #ifndef VMBUSD_STORVSP_BACKEND_H
 #define VMBUSD_STORVSP_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,5 +180,9 @@ unsigned stor_queue_reap(struct stor_queue *q, unsigned max);
  * reap them, nothing else will signal them.  (io_uring only: the thread
  * pool always signals, and this returns false.) */
 bool stor_queue_quiet(struct stor_queue *q, bool quiet);
+
+/* tests/sim only (NULL otherwise): a thread-pool thread calls it before
+ * each request it carries out, so a test can keep requests in flight. */
+extern _Atomic(void (*)(void)) stor_test_pool_hook;
 
 #endif

@@ -11,6 +11,9 @@
  * queue.  An SRB becomes a SCSI command for the addressed LUN; READ/WRITE
  * go to the backend queue this channel has for that disk, and complete
  * from the queue's eventfd watch, on this channel's serialised callbacks.
+ * While requests are in flight the channel receives quietly: the reap of
+ * their completions also takes what the guest queued meanwhile, so the
+ * guest need not signal each burst (see SV_QUIET_INFLIGHT).
  *
  * Replies are sized to what the guest sends: 48-byte packets (36-byte SRB)
  * from guests that negotiated a protocol before WIN8, or that have not
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "storvsp.h"
 
@@ -34,6 +38,20 @@
 #define SRB_STATUS_BUSY 0x05
 /* Completions reaped per watch callback: others' work gets its turn. */
 #define SV_REAP_BUDGET 128u
+/* With this many requests in flight the channel receives quietly
+ * (vsp_recv_quiet): the guest does not signal the requests it adds, the
+ * reap of the next completion takes them.  That saves a guest signal and
+ * a worker wake-up per burst, and lets the worker that was woken anyway do
+ * the work: with normal scheduling each wake-up would otherwise preempt the
+ * guest or io-wq in the middle of its burst and handle one or two requests.
+ * The price: a request the guest adds then waits for the next completion.
+ * So only while completions come at least every SV_QUIET_MAX_GAP_NS (a
+ * moving average of the time between reaps while requests are in flight):
+ * from the page cache or a fast SSD they come microseconds apart; a
+ * slow or distant disk keeps the guest's signals.  At queue depth 1 nothing
+ * changes: one request in flight never turns it on. */
+#define SV_QUIET_INFLIGHT 2u
+#define SV_QUIET_MAX_GAP_NS 200000u
 
 struct sv_req {
     struct sv_req *next; /* free list */
@@ -248,7 +266,15 @@ static void cmd_done(struct scsi_cmd *cmd)
     }
 }
 
-static void sv_receive(struct vsp_channel *ch);
+static void receive_turn(struct sv_chan *c);
+static bool settle_quiet(struct sv_chan *c);
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void sv_reap(void *arg)
 {
@@ -256,15 +282,28 @@ static void sv_reap(void *arg)
     struct sv_chan *c = sq->c;
     if (!sq->q)
         return;
+    /* requests were in flight since last_reap_ns (it is reset when they
+     * start after none) */
+    uint64_t now = mono_ns();
+    if (c->inflight)
+        c->reap_gap_ns = (3 * c->reap_gap_ns + (now - c->last_reap_ns)) / 4;
+    c->last_reap_ns = now;
     /* the reap's completions reach the guest with one interrupt */
     vsp_send_batch_begin(c->ch);
     stor_queue_reap(sq->q, SV_REAP_BUDGET);
     kick_queues(c); /* a done callback may have queued more */
     vsp_send_batch_end(c->ch);
+    /* What the guest queued without signalling (quiet), or what waited for
+     * room in flight (stalled): in this turn, after the completions. */
+    bool resume = c->quiet && !c->stalled;
     if (c->stalled && c->inflight < SV_MAX_INFLIGHT) {
         c->stalled = false;
-        sv_receive(c->ch);
+        resume = true;
     }
+    if (resume)
+        receive_turn(c);
+    while (settle_quiet(c))
+        receive_turn(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -554,9 +593,24 @@ static void handle_packet(struct sv_chan *c, const struct vsp_packet *pkt)
     }
 }
 
-static void sv_receive(struct vsp_channel *ch)
+/* Quiet while SV_QUIET_INFLIGHT requests are in flight (their reap comes
+ * back), not otherwise.  true: packets came while it was quiet, nobody
+ * signals them, the caller receives them now. */
+static bool settle_quiet(struct sv_chan *c)
 {
-    struct sv_chan *c = vsp_channel_opaque(ch);
+    bool quiet = !c->failed && c->inflight >= SV_QUIET_INFLIGHT &&
+                 c->reap_gap_ns < SV_QUIET_MAX_GAP_NS;
+    if (quiet == c->quiet)
+        return false;
+    c->quiet = quiet;
+    return vsp_recv_quiet(c->ch, quiet);
+}
+
+/* Take what the guest queued, as far as room and the in-flight limit
+ * allow, and submit it. */
+static void receive_turn(struct sv_chan *c)
+{
+    struct vsp_channel *ch = c->ch;
     struct vsp_packet pkt;
     if (c->failed) {
         while (vsp_recv(ch, &pkt) > 0)
@@ -565,6 +619,7 @@ static void sv_receive(struct vsp_channel *ch)
     }
     if (!c->index)
         send_rescan(c);
+    bool idle = c->inflight == 0;
     for (;;) {
         if (c->inflight >= SV_MAX_INFLIGHT) {
             c->stalled = true; /* sv_reap resumes */
@@ -581,9 +636,19 @@ static void sv_receive(struct vsp_channel *ch)
         if (c->failed)
             break;
     }
+    if (idle && c->inflight)
+        c->last_reap_ns = mono_ns(); /* the gap to the first reap starts now */
     vsp_send_batch_begin(ch); /* what the submit completes at once: one interrupt */
     kick_queues(c);
     vsp_send_batch_end(ch);
+}
+
+static void sv_receive(struct vsp_channel *ch)
+{
+    struct sv_chan *c = vsp_channel_opaque(ch);
+    do
+        receive_turn(c);
+    while (settle_quiet(c));
 }
 
 static void sv_writable(struct vsp_channel *ch)
@@ -636,6 +701,10 @@ static void forget_work(void *arg)
     for (int i = 0; i < f->c->nqueues; i++)
         if (f->c->queues[i].disk == f->disk)
             queue_drop(&f->c->queues[i]);
+    /* Its requests completed here, not in a reap: no reap comes back for
+     * what the guest queued quietly meanwhile. */
+    while (settle_quiet(f->c))
+        receive_turn(f->c);
     sv_disk_unref(f->disk);
     free(f);
 }
@@ -671,6 +740,8 @@ static int sv_open(struct vsp_channel *ch, const uint8_t *ud, size_t len)
     pthread_mutex_unlock(&c->ctrl->lock);
     c->failed = false;
     c->stalled = false;
+    c->quiet = false; /* every open starts unmasked */
+    c->last_reap_ns = c->reap_gap_ns = 0;
     if (!c->index) {
         struct sv_ctrl *ctrl = c->ctrl;
         /* A new guest driver: the init sequence starts over. */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include "backend_priv.h"
 
 #define POOL_MAX_THREADS 4
+
+_Atomic(void (*)(void)) stor_test_pool_hook;
 
 struct req_list {
     struct stor_req *head, *tail;
@@ -119,6 +122,9 @@ static void *worker(void *arg)
             continue;
         }
         pthread_mutex_unlock(&p->lock);
+        void (*hook)(void) = atomic_load(&stor_test_pool_hook);
+        if (hook)
+            hook();
         execute(fd, req);
         pthread_mutex_lock(&p->lock);
         list_push(&p->done, req);

@@ -83,6 +83,9 @@ struct sv_chan {
     uint16_t index;          /* 0 primary, else sub_channel_index */
     bool failed;             /* the guest broke the protocol: packets dropped until close */
     bool stalled;            /* SV_MAX_INFLIGHT reached: receive resumes on completions */
+    bool quiet;              /* receiving without the guest's signals (vsp_recv_quiet) */
+    uint64_t last_reap_ns;   /* last reap turn, or when requests went in flight after none */
+    uint64_t reap_gap_ns;    /* moving average of the time between reaps while busy */
     unsigned inflight;
     unsigned nreqs;          /* allocated (in flight + on the free list) */
     struct sv_req *free;
