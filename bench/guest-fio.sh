@@ -27,7 +27,7 @@ esac
 if [ -n "$dev" ]; then
     # The same I/O scheduler (none) on both: the comparison is of the transports.
     echo none > "/sys/block/$dev/queue/scheduler" 2>/dev/null
-    echo "E2E-FIO-DEV dev=$dev sectors=$(cat "/sys/block/$dev/size") hw_queues=$(ls "/sys/block/$dev/mq" | wc -l) scheduler=$(cat "/sys/block/$dev/queue/scheduler") max_sectors_kb=$(cat "/sys/block/$dev/queue/max_sectors_kb")"
+    echo "E2E-FIO-DEV dev=$dev sectors=$(cat "/sys/block/$dev/size") hw_queues=$(ls "/sys/block/$dev/mq" | wc -l) scheduler=$(cat "/sys/block/$dev/queue/scheduler") max_sectors_kb=$(cat "/sys/block/$dev/queue/max_sectors_kb") max_hw_sectors_kb=$(cat "/sys/block/$dev/queue/max_hw_sectors_kb")"
     [ "$disk" = scsi ] && for d in /sys/bus/vmbus/devices/*; do
         grep -qi ba6163d9 "$d/class_id" 2>/dev/null && echo "E2E-FIO-CHANNELS n=$(ls "$d/channels" | wc -l)"
     done

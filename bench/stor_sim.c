@@ -10,17 +10,13 @@
 #include "simvm.h"
 
 #define VM_NAME "bench-stor"
-#define MAX_REQ 256u * 1024u /* storvsp's max_transfer_bytes */
 #define MAX_INFLIGHT 256
 #define TRANS_SLOTS 4096 /* > MAX_INFLIGHT: requests overtaken by this many are lost */
 
 int stor_sim_run(const char *path, uint64_t size, int channels, const struct stor_load *l,
                  struct stor_load_result *res)
 {
-    uint32_t bs = l->bs < MAX_REQ ? (uint32_t)l->bs : MAX_REQ;
-    /* A 1 MiB request is 4 of 256 KiB in flight, as the guest splits it. */
-    unsigned qd = l->qd * (unsigned)(l->bs / bs);
-    if (qd > MAX_INFLIGHT || channels < 1 || channels > SIM_STOR_MAX_CHANNELS)
+    if (channels < 1 || channels > SIM_STOR_MAX_CHANNELS)
         return -1;
     char disk[300], sub[8];
     snprintf(disk, sizeof(disk), "%s lun=0", path);
@@ -44,6 +40,15 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
         sim_stor_init(s, v, 1, VSTOR_PACKET_SIZE) < 0 ||
         (channels > 1 && sim_stor_subchannels(s, (uint16_t)(channels - 1)) < 0)) {
         fprintf(stderr, "stor-sim: cannot bring storvsp up\n");
+        goto out;
+    }
+    /* A request longer than max_transfer_bytes is split into requests of
+     * that size, all in flight at once, as the guest splits it. */
+    uint32_t max = s->props.max_transfer_bytes & ~4095u;
+    uint32_t bs = max && l->bs > max ? max : (uint32_t)l->bs;
+    unsigned qd = l->qd * (unsigned)(l->bs / bs);
+    if (qd > MAX_INFLIGHT) {
+        fprintf(stderr, "stor-sim: %u requests in flight, more than %u\n", qd, MAX_INFLIGHT);
         goto out;
     }
     uint32_t pages = (bs + 4095) / 4096;

@@ -7,6 +7,7 @@
  *   stor-multi  img[2] controller 0, img[3] controller 1 read-only
  *   stor-hot    no disk (img[4] is hot-added)    stor-bad  img[5]
  *   stor-missing  a disk image that does not exist
+ *   stor-big    img[6] at LUN 0, storvsp.max_transfer = 2M
  */
 #ifndef VMBUSD_TESTS_STOR_FX_H
 #define VMBUSD_TESTS_STOR_FX_H
@@ -23,7 +24,9 @@
 #define VM_STOR_HOT "stor-hot"
 #define VM_STOR_BAD "stor-bad"
 #define VM_STOR_MISSING "stor-missing"
-#define STOR_FX_IMAGES 6
+#define VM_STOR_BIG "stor-big"
+#define STOR_FX_BIG_MAX (2u << 20)
+#define STOR_FX_IMAGES 7
 #define STOR_FX_IMAGE_SIZE (4u << 20)
 #define STOR_FX_SUBCHANNELS 4
 
@@ -69,15 +72,17 @@ static inline int stor_fx_start(void **state, const char *backend)
         close(fd);
     }
     free(pat);
-    static char p[5][256];
+    static char p[6][256];
     snprintf(p[0], sizeof(p[0]), "%s lun=0", f->img[0]);
     snprintf(p[1], sizeof(p[1]), "%s", f->img[1]);
     snprintf(p[2], sizeof(p[2]), "%s", f->img[2]);
     snprintf(p[3], sizeof(p[3]), "%s controller=1 readonly", f->img[3]);
     snprintf(p[4], sizeof(p[4]), "%s lun=0", f->img[5]);
+    snprintf(p[5], sizeof(p[5]), "%s lun=0", f->img[6]);
     static const struct sim_vm_cfg vms[] = {
         {VM_STOR_A, "storvsp"},     {VM_STOR_B, "storvsp"},   {VM_STOR_MULTI, "storvsp"},
         {VM_STOR_HOT, "storvsp"},   {VM_STOR_BAD, "storvsp"}, {VM_STOR_MISSING, "storvsp"},
+        {VM_STOR_BIG, "storvsp"},
     };
     const struct sim_vm_param vp[] = {
         {VM_STOR_A, "storvsp", "disk", p[0]},
@@ -86,6 +91,8 @@ static inline int stor_fx_start(void **state, const char *backend)
         {VM_STOR_MULTI, "storvsp", "disk", p[3]},
         {VM_STOR_BAD, "storvsp", "disk", p[4]},
         {VM_STOR_MISSING, "storvsp", "disk", "/nonexistent/missing.img"},
+        {VM_STOR_BIG, "storvsp", "disk", p[5]},
+        {VM_STOR_BIG, "storvsp", "max_transfer", "2M"},
         {NULL, NULL, NULL, NULL},
     };
     simd_vm_params = vp;
@@ -95,7 +102,7 @@ static inline int stor_fx_start(void **state, const char *backend)
                                            {"storvsp", "backend", backend}};
     sim_log_clear();
     sim_expect_offers_default = 0;
-    f->d = simd_start_params(vms, 6, 1, params, backend ? 2 : 1);
+    f->d = simd_start_params(vms, (int)(sizeof(vms) / sizeof(vms[0])), 1, params, backend ? 2 : 1);
     simd_vm_params = NULL;
     if (!f->d)
         return -1;

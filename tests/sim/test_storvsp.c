@@ -72,7 +72,8 @@ static void test_init_versions(void **state)
         uint32_t size = win8 ? VSTOR_PACKET_SIZE : VSTOR_PACKET_SIZE_PRE_WIN8;
         SIM_ASSERT(s->last_len == size, "%s: completion of %u bytes, want %u", cases[k].who,
                    s->last_len, size);
-        SIM_ASSERT(s->props.max_transfer_bytes == 256 * 1024, "%s: max_transfer_bytes %u",
+        SIM_ASSERT(s->props.max_transfer_bytes == SV_DEFAULT_MAX_TRANSFER,
+                   "%s: max_transfer_bytes %u",
                    cases[k].who, s->props.max_transfer_bytes);
         SIM_ASSERT(!!(s->props.flags & VSTOR_PROP_MULTI_CHANNEL) == win8 &&
                        s->props.max_channel_cnt == (win8 ? STOR_FX_SUBCHANNELS : 0),
@@ -162,33 +163,51 @@ static void test_io_subchannels(void **state)
     io_over(*state, VM_STOR_B, 1, STOR_FX_SUBCHANNELS);
 }
 
-/* Linux's largest requests: 256 KiB starting 512 bytes into a page (65
- * pages), the pages scattered in descending order with a guard page between
- * any two, eight in flight at once over two channels.  Writes store exactly
- * the named bytes; reads fill exactly them: the guard pages and the parts
- * of the first and last page outside the range keep their canary. */
-#define BIG_LEN (256u * 1024u)
+/* Requests as long as the VM's max_transfer_bytes, Linux's largest,
+ * starting 512 bytes into a page (pages + 1 of them, the most iovecs one
+ * request can take), the pages scattered in descending order with a guard
+ * page between any two, several in flight at once over two channels.
+ * Writes store exactly the named bytes; reads fill exactly them: the guard
+ * pages and the parts of the first and last page outside the range keep
+ * their canary. */
 #define BIG_PGOFF 512u
-#define BIG_PAGES ((BIG_PGOFF + BIG_LEN + 4095u) / 4096u)
-#define BIG_REQS 8
 #define BIG_CANARY 0xA5
 
-/* Pool page of data page k of request j: odd indexes, descending. */
-static uint64_t big_page(uint64_t pool, int j, uint32_t k)
+struct big {
+    struct sim_vm *vm;
+    uint64_t pool;   /* memfd offset of 2 * nreqs * pages pages */
+    uint32_t len;    /* bytes per request */
+    uint32_t pages;  /* per request */
+    int nreqs;
+};
+
+static struct big big_make(struct sim_vm *vm, uint32_t len, int nreqs)
 {
-    uint32_t idx = 2u * (BIG_REQS * BIG_PAGES - 1u - ((uint32_t)j * BIG_PAGES + k)) + 1u;
-    return pool + 4096ull * idx;
+    struct big b = {.vm = vm, .len = len, .nreqs = nreqs};
+    b.pages = (BIG_PGOFF + len + 4095u) / 4096u;
+    uint32_t npool = 2u * (uint32_t)nreqs * b.pages;
+    b.pool = sim_alloc_pages(vm, npool);
+    memset(vm->mem + b.pool, BIG_CANARY, 4096ull * npool);
+    return b;
+}
+
+/* Pool page of data page k of request j: odd indexes, descending. */
+static uint64_t big_page(const struct big *b, int j, uint32_t k)
+{
+    uint32_t total = (uint32_t)b->nreqs * b->pages;
+    uint32_t idx = 2u * (total - 1u - ((uint32_t)j * b->pages + k)) + 1u;
+    return b->pool + 4096ull * idx;
 }
 
 /* Request j's bytes gathered from its scattered pages into buf, or spread
  * from buf into them (to_pages). */
-static void big_copy(struct sim_vm *vm, uint64_t pool, int j, uint8_t *buf, bool to_pages)
+static void big_copy(const struct big *b, int j, uint8_t *buf, bool to_pages)
 {
     uint32_t done = 0;
-    for (uint32_t k = 0; k < BIG_PAGES; k++) {
+    for (uint32_t k = 0; k < b->pages; k++) {
         uint32_t pgoff = k ? 0 : BIG_PGOFF;
-        uint32_t n = 4096u - pgoff < BIG_LEN - done ? 4096u - pgoff : BIG_LEN - done;
-        uint8_t *pg = vm->mem + big_page(pool, j, k) + pgoff;
+        uint32_t n = 4096u - pgoff < b->len - done ? 4096u - pgoff : b->len - done;
+        uint8_t *pg = b->vm->mem + big_page(b, j, k) + pgoff;
         if (to_pages)
             memcpy(pg, buf + done, n);
         else
@@ -197,88 +216,139 @@ static void big_copy(struct sim_vm *vm, uint64_t pool, int j, uint8_t *buf, bool
     }
 }
 
-static void big_send_all(struct sim_stor *s, uint64_t pool, bool write, uint64_t *ids)
+/* Send request j (len bytes of its pages) at LBA j * len / 512; its trans id. */
+static uint64_t big_send(struct sim_stor *s, const struct big *b, int j, bool write, uint32_t len)
 {
-    for (int j = 0; j < BIG_REQS; j++) {
-        uint64_t pfns[BIG_PAGES];
-        for (uint32_t k = 0; k < BIG_PAGES; k++)
-            pfns[k] = sim_page_pfn(s->vm, big_page(pool, j, k));
-        uint8_t cdb[10];
-        sim_stor_rw10_cdb(cdb, write, 512u * (uint32_t)j, BIG_LEN / 512u);
-        struct vstor_packet p = sim_stor_srb_packet(s, 0, cdb, sizeof(cdb),
-                                                    write ? VSTOR_DATA_OUT : VSTOR_DATA_IN, BIG_LEN);
-        ids[j] = s->next_trans++;
-        SIM_ASSERT(sim_stor_send_gpa(s, j % s->nch, ids[j], BIG_LEN, BIG_PGOFF, pfns, BIG_PAGES,
-                                     &p, s->pkt_size) == 0,
-                   "send request %d", j);
-    }
-    for (int j = 0; j < BIG_REQS; j++) {
+    uint32_t npfn = (BIG_PGOFF + len + 4095u) / 4096u;
+    uint64_t *pfns = calloc(npfn, sizeof(*pfns));
+    SIM_ASSERT(pfns != NULL && npfn <= b->pages, "%u pages", npfn);
+    for (uint32_t k = 0; k < npfn; k++)
+        pfns[k] = sim_page_pfn(s->vm, big_page(b, j, k));
+    uint8_t cdb[10];
+    sim_stor_rw10_cdb(cdb, write, (uint32_t)j * (b->len / 512u), (uint16_t)(len / 512u));
+    struct vstor_packet p =
+        sim_stor_srb_packet(s, 0, cdb, sizeof(cdb), write ? VSTOR_DATA_OUT : VSTOR_DATA_IN, len);
+    uint64_t t = s->next_trans++;
+    int r = sim_stor_send_gpa(s, j % s->nch, t, len, BIG_PGOFF, pfns, npfn, &p, s->pkt_size);
+    free(pfns);
+    SIM_ASSERT(r == 0, "send request %d", j);
+    return t;
+}
+
+static void big_send_all(struct sim_stor *s, const struct big *b, bool write)
+{
+    uint64_t ids[16];
+    SIM_ASSERT(b->nreqs <= 16, "%d requests", b->nreqs);
+    for (int j = 0; j < b->nreqs; j++)
+        ids[j] = big_send(s, b, j, write, b->len);
+    for (int j = 0; j < b->nreqs; j++) {
         struct vstor_packet rep;
         SIM_ASSERT(sim_stor_wait(s, j % s->nch, ids[j], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
                        rep.u.srb.srb_status == SRB_STATUS_SUCCESS &&
-                       rep.u.srb.data_transfer_length == BIG_LEN,
-                   "%s %d: srb %#x, %u bytes", write ? "write" : "read", j,
+                       rep.u.srb.data_transfer_length == b->len,
+                   "%s %d of %u bytes: srb %#x, %u bytes", write ? "write" : "read", j, b->len,
                    rep.u.srb.srb_status, rep.u.srb.data_transfer_length);
     }
 }
 
 /* Every byte of the pool outside the requests' ranges still the canary. */
-static void big_check_canaries(struct sim_vm *vm, uint64_t pool, const char *after)
+static void big_check_canaries(const struct big *b, const char *after)
 {
-    static uint8_t expect[BIG_REQS * BIG_PAGES * 2u * 4096u];
-    memset(expect, BIG_CANARY, sizeof(expect));
-    for (int j = 0; j < BIG_REQS; j++) {
+    size_t size = 2ull * (size_t)b->nreqs * b->pages * 4096u;
+    uint8_t *expect = malloc(size);
+    SIM_ASSERT(expect != NULL, "memory");
+    memset(expect, BIG_CANARY, size);
+    for (int j = 0; j < b->nreqs; j++) {
         uint32_t done = 0;
-        for (uint32_t k = 0; k < BIG_PAGES; k++) {
+        for (uint32_t k = 0; k < b->pages; k++) {
             uint32_t pgoff = k ? 0 : BIG_PGOFF;
-            uint32_t n = 4096u - pgoff < BIG_LEN - done ? 4096u - pgoff : BIG_LEN - done;
-            uint64_t at = big_page(pool, j, k) - pool + pgoff;
-            memcpy(expect + at, vm->mem + pool + at, n); /* the range itself: not checked */
+            uint32_t n = 4096u - pgoff < b->len - done ? 4096u - pgoff : b->len - done;
+            uint64_t at = big_page(b, j, k) - b->pool + pgoff;
+            memcpy(expect + at, b->vm->mem + b->pool + at, n); /* the range: not checked */
             done += n;
         }
     }
-    for (size_t i = 0; i < sizeof(expect); i++)
-        SIM_ASSERT(vm->mem[pool + i] == expect[i],
+    for (size_t i = 0; i < size; i++)
+        SIM_ASSERT(b->vm->mem[b->pool + i] == expect[i],
                    "after the %s, byte %zu of page %zu outside every range changed", after,
                    i % 4096, i / 4096);
+    free(expect);
 }
 
-static void test_io_256k_scattered(void **state)
+/* On VM name (disk image img): QUERY_PROPERTIES says want_max; nreqs
+ * requests of exactly that many bytes write and read back what they name
+ * and nothing else; one 4 KiB longer is refused (INVALID_REQUEST, a
+ * warning naming the VM) and the channel serves the next request. */
+static void max_transfer_on(struct stor_fx *f, const char *name, int img, uint32_t want_max,
+                            int nreqs)
 {
-    struct stor_fx *f = *state;
-    struct sim_vm *vm = stor_vm(f, VM_STOR_A);
+    struct sim_vm *vm = stor_vm(f, name);
     struct sim_stor *s = stor_up(vm, 0);
     SIM_ASSERT(s != NULL && sim_stor_subchannels(s, 1) == 0 && s->nch == 2,
-               "init with one subchannel");
-    uint64_t pool = sim_alloc_pages(vm, BIG_REQS * BIG_PAGES * 2u);
-    memset(vm->mem + pool, BIG_CANARY, BIG_REQS * BIG_PAGES * 2u * 4096u);
-    static uint8_t data[BIG_REQS][BIG_LEN];
-    for (int j = 0; j < BIG_REQS; j++) {
-        sim_fill_pattern(data[j], BIG_LEN, 500 + (uint64_t)j);
-        big_copy(vm, pool, j, data[j], true);
+               "%s: init with one subchannel", name);
+    SIM_ASSERT(s->props.max_transfer_bytes == want_max, "%s: max_transfer_bytes %u, want %u",
+               name, s->props.max_transfer_bytes, want_max);
+    struct big b = big_make(vm, want_max, nreqs);
+    uint8_t *data = malloc((size_t)nreqs * want_max), *buf = malloc(want_max);
+    SIM_ASSERT(data && buf, "memory");
+    for (int j = 0; j < nreqs; j++) {
+        sim_fill_pattern(data + (size_t)j * want_max, want_max, 500 + (uint64_t)j);
+        big_copy(&b, j, data + (size_t)j * want_max, true);
     }
-    uint64_t ids[BIG_REQS];
-    big_send_all(s, pool, true, ids);
-    big_check_canaries(vm, pool, "writes");
-    static uint8_t file[BIG_LEN];
-    for (int j = 0; j < BIG_REQS; j++) {
-        stor_read_image(f->img[0], (uint64_t)j * 512u * 512u, file, BIG_LEN);
-        SIM_ASSERT(memcmp(file, data[j], BIG_LEN) == 0,
-                   "the image does not hold what write %d named", j);
+    big_send_all(s, &b, true);
+    big_check_canaries(&b, "writes");
+    for (int j = 0; j < nreqs; j++) {
+        stor_read_image(f->img[img], (uint64_t)j * want_max, buf, want_max);
+        SIM_ASSERT(memcmp(buf, data + (size_t)j * want_max, want_max) == 0,
+                   "%s: the image does not hold what write %d named", name, j);
     }
-    for (int j = 0; j < BIG_REQS; j++) {
-        memset(file, 0, BIG_LEN);
-        big_copy(vm, pool, j, file, true);
+    memset(buf, 0, want_max);
+    for (int j = 0; j < nreqs; j++)
+        big_copy(&b, j, buf, true);
+    big_send_all(s, &b, false);
+    big_check_canaries(&b, "reads");
+    for (int j = 0; j < nreqs; j++) {
+        big_copy(&b, j, buf, false);
+        SIM_ASSERT(memcmp(buf, data + (size_t)j * want_max, want_max) == 0,
+                   "%s: read %d did not fill its pages", name, j);
     }
-    big_send_all(s, pool, false, ids);
-    big_check_canaries(vm, pool, "reads");
-    for (int j = 0; j < BIG_REQS; j++) {
-        big_copy(vm, pool, j, file, false);
-        SIM_ASSERT(memcmp(file, data[j], BIG_LEN) == 0, "read %d did not fill its pages", j);
+
+    /* 4 KiB more than the maximum: refused, nothing moved. */
+    struct big over = big_make(vm, want_max + 4096u, 1);
+    sim_log_clear();
+    for (int write = 0; write < 2; write++) {
+        uint64_t t = big_send(s, &over, 0, write, over.len);
+        struct vstor_packet rep;
+        SIM_ASSERT(sim_stor_wait(s, 0, t, &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+                       rep.u.srb.srb_status == SRB_STATUS_INVALID_REQUEST &&
+                       rep.u.srb.data_transfer_length == 0,
+                   "%s: %s of %u bytes: srb %#x, %u bytes", name, write ? "write" : "read",
+                   over.len, rep.u.srb.srb_status, rep.u.srb.data_transfer_length);
     }
+    SIM_ASSERT(sim_log_wait(SIM_TIMEOUT_MS, LOG_WARN, name, "longer than max_transfer_bytes",
+                            NULL),
+               "no warning naming %s and the transfer length", name);
+    big_check_canaries(&over, "refused requests");
+    stor_read_image(f->img[img], 0, buf, want_max);
+    SIM_ASSERT(memcmp(buf, data, want_max) == 0, "%s: a refused write reached the image", name);
+    big_send_all(s, &b, false);
     SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
+    free(data);
+    free(buf);
     sim_stor_free(s);
     sim_vm_free(vm);
+}
+
+/* The default (1 MiB): four at once fill the image. */
+static void test_max_transfer_default(void **state)
+{
+    max_transfer_on(*state, VM_STOR_A, 0, SV_DEFAULT_MAX_TRANSFER, 4);
+}
+
+/* storvsp.max_transfer = 2M, the largest allowed: 513 iovecs a request. */
+static void test_max_transfer_configured(void **state)
+{
+    max_transfer_on(*state, VM_STOR_BIG, 6, STOR_FX_BIG_MAX, 2);
 }
 
 /* A channel's turn submits, reaps what finished, then lets its queue
@@ -698,6 +768,20 @@ static void test_config_lines(void **state)
         {"storvsp.disk = /a.img writable", 3, "unknown disk option 'writable'"},
         {"storvsp.disk =", 3, "expected PATH"},
         {"storvsp.size = 10", 3, "unknown key storvsp.size"},
+        {"storvsp.max_transfer = 1M\nstorvsp.disk = /a.img", 0, NULL},
+        {"storvsp.disk = /a.img\nstorvsp.max_transfer = 65536", 0, NULL},
+        {"storvsp.max_transfer = 2048KiB", 0, NULL},
+        {"storvsp.max_transfer = 60K", 3, "storvsp.max_transfer = '60K': must be 64K..2048K"},
+        {"storvsp.max_transfer = 4M", 3, "must be 64K..2048K"},
+        {"storvsp.max_transfer = 0", 3, "must be 64K..2048K"},
+        {"storvsp.max_transfer = 100000", 3, "must be a multiple of 4K"},
+        {"storvsp.max_transfer = 1X", 3, "not a size"},
+        {"storvsp.max_transfer = -1M", 3, "not a size"},
+        {"storvsp.max_transfer = 1MB", 3, "not a size"},
+        {"storvsp.max_transfer =", 3, "not a size"},
+        {"storvsp.max_transfer = 99999999999999999999", 3, "not a size"},
+        {"storvsp.disk = /a.img\nstorvsp.max_transfer = 1M\nstorvsp.max_transfer = 2M", 5,
+         "storvsp.max_transfer given twice"},
         {"heartbeat.interval = 5", 3, "VSP heartbeat"},
         {"echo.channels = 2", 3, "which [vm t] does not get"},
         {".disk = /a.img", 3, "expected VSPNAME.key"},
@@ -731,7 +815,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_versions, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_one_channel, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_subchannels, stor_fx_setup, stor_fx_teardown),
-        cmocka_unit_test_setup_teardown(test_io_256k_scattered, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_max_transfer_default, stor_fx_setup,
+                                        stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_max_transfer_configured, stor_fx_setup,
+                                        stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_completion_while_quiet, stor_fx_setup,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_thread_pool, stor_fx_setup_threads,

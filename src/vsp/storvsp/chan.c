@@ -61,7 +61,7 @@ struct sv_req {
     uint32_t pkt_size;   /* reply size */
     struct vstor_packet pkt; /* the request as the guest sent it (copy) */
     struct scsi_cmd cmd;
-    struct iovec iov[SV_MAX_IOV];
+    struct iovec iov[]; /* SV_IOV_FOR(the VM's max_transfer) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -164,7 +164,7 @@ static struct sv_req *req_get(struct sv_chan *c)
     if (r) {
         c->free = r->next;
     } else {
-        r = malloc(sizeof(*r));
+        r = malloc(sizeof(*r) + SV_IOV_FOR(c->ctrl->vm->max_transfer) * sizeof(r->iov[0]));
         if (!r)
             return NULL;
         c->nreqs++;
@@ -337,12 +337,17 @@ static void execute_srb(struct sv_chan *c, const struct vsp_packet *pkt,
     if (srb->data_in > VSTOR_DATA_NONE)
         return srb_reject(r, "unknown data direction");
     uint32_t dtl = srb->data_transfer_length;
-    if (dtl > SV_MAX_TRANSFER)
-        return srb_reject(r, "transfer longer than max_transfer_bytes");
+    uint32_t max = c->ctrl->vm->max_transfer;
+    if (dtl > max) {
+        char why[96];
+        snprintf(why, sizeof(why), "transfer of %u bytes longer than max_transfer_bytes (%u)",
+                 dtl, max);
+        return srb_reject(r, why);
+    }
     int niov = 0;
     if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
         size_t glen = 0;
-        niov = vsp_packet_gpa(c->ch, pkt, SV_MAX_TRANSFER, r->iov, SV_MAX_IOV, &glen);
+        niov = vsp_packet_gpa(c->ch, pkt, max, r->iov, (int)SV_IOV_FOR(max), &glen);
         if (niov < 0)
             return srb_reject(r, niov == -EFAULT   ? "a page outside guest RAM"
                                  : niov == -E2BIG ? "GPA ranges too long"
@@ -481,7 +486,7 @@ static void primary_op(struct sv_chan *c, const struct vsp_packet *pkt,
     case VSTOR_OP_QUERY_PROPERTIES:
         if (ctrl->state < SV_INIT_VERSIONED)
             break;
-        body.u.props.max_transfer_bytes = SV_MAX_TRANSFER;
+        body.u.props.max_transfer_bytes = ctrl->vm->max_transfer;
         if (ctrl->version >= VSTOR_VERSION_WIN8 && ctrl->vm->pl->max_subchannels) {
             body.u.props.flags = VSTOR_PROP_MULTI_CHANNEL;
             body.u.props.max_channel_cnt = (uint16_t)ctrl->vm->pl->max_subchannels;

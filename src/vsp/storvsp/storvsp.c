@@ -7,6 +7,7 @@
  *   [vsp storvsp]   max_subchannels = N (0..64, default 8)
  *                   backend = auto | io_uring | threads
  *   [vm NAME]       storvsp.disk = PATH [lun=N] [controller=N] [readonly]
+ *                   storvsp.max_transfer = SIZE (64K..2M, default 1M)
  *
  * Every controller that has a disk (and controller 0 always, so a disk can
  * be hot-added) is one VMBus offer.  vmbusctl disk add|remove|list change
@@ -63,20 +64,74 @@ static int sv_init(const char *const *keys, const char *const *values, void **st
 
 static void sv_fini(void *state) { free(state); }
 
-/* The disks of params, each with its LUN settled (lowest free one of its
- * controller when not given).  0, or -1 with "WHERE: reason" in err. */
-static int parse_disks(const struct vsp_param *params, int n, struct disk_spec *out, int *nout,
-                       char *err, size_t errlen)
+/* storvsp.max_transfer: bytes, or with a K/KiB or M/MiB suffix (binary
+ * units).  0 with *out, or -1 with the reason in why. */
+static int parse_max_transfer(const char *text, uint32_t *out, char *why, size_t whylen)
+{
+    char *end = (char *)text;
+    errno = 0;
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    bool ok = end != text && !errno && v <= UINT32_MAX;
+    uint64_t mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1024;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1024 * 1024;
+    if (mul > 1 && strcmp(++end, "iB") == 0)
+        end += 2;
+    if (!ok || *end) {
+        snprintf(why, whylen, "not a size (bytes, or with K or M: 1M, 512K)");
+        return -1;
+    }
+    uint64_t bytes = v * mul;
+    if (bytes < SV_MIN_MAX_TRANSFER || bytes > SV_MAX_MAX_TRANSFER) {
+        snprintf(why, whylen, "must be %uK..%uK", SV_MIN_MAX_TRANSFER / 1024,
+                 SV_MAX_MAX_TRANSFER / 1024);
+        return -1;
+    }
+    if (bytes % 4096) {
+        snprintf(why, whylen, "must be a multiple of 4K (the guest's page)");
+        return -1;
+    }
+    *out = (uint32_t)bytes;
+    return 0;
+}
+
+/* The per-VM lines of params: the disks, each with its LUN settled
+ * (lowest free one of its controller when not given), and the transfer
+ * size.  0, or -1 with "WHERE: reason" in err. */
+static int parse_params(const struct vsp_param *params, int n, struct disk_spec *out, int *nout,
+                        uint32_t *max_transfer, char *err, size_t errlen)
 {
     bool used[SV_MAX_CONTROLLERS][SV_MAX_LUNS] = {{false}};
+    const char *max_where = NULL;
     *nout = 0;
+    *max_transfer = SV_DEFAULT_MAX_TRANSFER;
     /* Explicit LUNs first, so an automatic one never takes a LUN a later
      * line names. */
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             char why[200];
+            if (strcmp(params[i].key, "max_transfer") == 0) {
+                if (pass)
+                    continue;
+                if (max_where) {
+                    snprintf(err, errlen, "%s: storvsp.max_transfer given twice (first at %s)",
+                             params[i].where, max_where);
+                    return -1;
+                }
+                if (parse_max_transfer(params[i].value, max_transfer, why, sizeof(why)) < 0) {
+                    snprintf(err, errlen, "%s: storvsp.max_transfer = '%s': %s",
+                             params[i].where, params[i].value, why);
+                    return -1;
+                }
+                max_where = params[i].where;
+                continue;
+            }
             if (strcmp(params[i].key, "disk") != 0) {
-                snprintf(err, errlen, "%s: unknown key storvsp.%s (expected storvsp.disk)",
+                snprintf(err, errlen,
+                         "%s: unknown key storvsp.%s (expected storvsp.disk or "
+                         "storvsp.max_transfer)",
                          params[i].where, params[i].key);
                 return -1;
             }
@@ -114,7 +169,8 @@ static int sv_check(void *state, const char *vm, const struct vsp_param *params,
     if (!specs)
         return -ENOMEM;
     int nspecs;
-    int ret = parse_disks(params, n, specs, &nspecs, err, errlen);
+    uint32_t max_transfer;
+    int ret = parse_params(params, n, specs, &nspecs, &max_transfer, err, errlen);
     free(specs);
     return ret < 0 ? -EINVAL : 0;
 }
@@ -208,7 +264,7 @@ static int disk_open(struct sv_vm *vm, const struct disk_spec *s, struct sv_disk
         free(d);
         return -ENOTSUP;
     }
-    struct scsi_disk_config cfg = {.max_transfer = SV_MAX_TRANSFER, .readonly = s->readonly};
+    struct scsi_disk_config cfg = {.max_transfer = vm->max_transfer, .readonly = s->readonly};
     d->sd = scsi_disk_create(d->b, &cfg);
     if (!d->sd) {
         stor_backend_close(d->b);
@@ -252,7 +308,7 @@ static int sv_attach(void *state, struct vsp_partition *p, void **part_state)
         return -ENOMEM;
     int nspecs;
     char err[768];
-    if (parse_disks(params, n, specs, &nspecs, err, sizeof(err)) < 0) {
+    if (parse_params(params, n, specs, &nspecs, &vm->max_transfer, err, sizeof(err)) < 0) {
         /* check() passed these lines at start: only memory can fail now. */
         vsp_partition_refuse(p, "%s", err);
         free(specs);

@@ -23,13 +23,22 @@
 #include "scsi_disk.h"
 #include "vstor.h"
 
-/* Largest transfer one SRB may move (QUERY_PROPERTIES max_transfer_bytes):
- * 256 KiB as Hyper-V's own synthetic SCSI controller offers it; Linux makes
- * it its max_sectors and sg_tablesize (pages + 1). */
-#define SV_MAX_TRANSFER (256u * 1024u)
-/* iovecs of one request: every 4 KiB page of the largest transfer, plus one
+/* Largest transfer one SRB may move (QUERY_PROPERTIES max_transfer_bytes),
+ * per VM: storvsp.max_transfer.  Linux makes it its max_hw_sectors and
+ * sg_tablesize (pages + 1) and splits larger I/O into SRBs of at most
+ * this.  1 MiB by default: a guest's 1 MiB read is one SRB, not four as
+ * with 256 KiB (docs/storvsp.md has the figures).  A multiple of 4 KiB
+ * (the guest rounds it down to that); at least 64 KiB; at most 2 MiB, so
+ * that one request's iovecs (pages + 1) stay well inside what preadv and
+ * io_uring take (STOR_MAX_IOV) and a request's state stays small. */
+#define SV_DEFAULT_MAX_TRANSFER (1024u * 1024u)
+#define SV_MIN_MAX_TRANSFER (64u * 1024u)
+#define SV_MAX_MAX_TRANSFER (2048u * 1024u)
+/* iovecs of one request of max_transfer bytes: every 4 KiB page, plus one
  * for a buffer that does not start on a page boundary. */
-#define SV_MAX_IOV (SV_MAX_TRANSFER / 4096u + 1u)
+#define SV_IOV_FOR(max_transfer) ((max_transfer) / 4096u + 1u)
+_Static_assert(SV_IOV_FOR(SV_MAX_MAX_TRANSFER) <= STOR_MAX_IOV,
+               "a request of the largest max_transfer fits one backend request");
 /* Requests one channel holds at once (taken from the guest, not yet
  * completed).  Linux keeps at most ~350 per channel of 128 KiB rings. */
 #define SV_MAX_INFLIGHT 512u
@@ -111,6 +120,7 @@ struct sv_ctrl {
 struct sv_vm {
     struct sv_plugin *pl;
     struct vsp_partition *p;
+    uint32_t max_transfer;     /* storvsp.max_transfer: bytes per SRB */
     pthread_mutex_t lock;      /* ctrls[] (controllers are added, never removed) */
     struct sv_ctrl *ctrls[SV_MAX_CONTROLLERS];
 };
