@@ -204,6 +204,9 @@ static void test_versions(void **state)
         SIM_ASSERT(nv->link_status == 0, "link reported down");
         SIM_ASSERT(nv->sub_count > 16 && nv->nsections == 255 * 4096 / 6144,
                    "buffers: %u sub-allocations, %u sections", nv->sub_count, nv->nsections);
+        /* offload off: no coalesced frames, sub-allocations of one frame */
+        SIM_ASSERT(nv->sub_size < 2048, "NVSP 0x%x: %u-byte sub-allocations", versions[i],
+                   nv->sub_size);
         char what[64];
         snprintf(what, sizeof(what), "NVSP 0x%x section", versions[i]);
         roundtrip(f, nv, f->peer[0], 0, 60, what);
@@ -669,6 +672,9 @@ static void test_rsc(void **state)
     SIM_ASSERT(nv->offload_caps[NDIS_OFFLOAD_RSC_IP4_OFF] &&
                    nv->offload_caps[NDIS_OFFLOAD_RSC_IP6_OFF] && nv->rsc_offered,
                "RSC not offered to an NVSP 6.1 guest with offload = on");
+    /* a guest that takes coalesced frames, with a 2 MiB receive buffer:
+     * 16 KiB sub-allocations (5 for a 64 KB frame, not ~40) */
+    SIM_ASSERT(nv->sub_size == 16384, "sub-allocation of %u bytes", nv->sub_size);
     static uint8_t in[10 + 70000], fr[70000];
     int peer = f->peer[2];
     /* IPv4 and IPv6, a partial checksum and a checked one, up to the
@@ -693,7 +699,8 @@ static void test_rsc(void **state)
                    "GSO frame %d: bytes changed", k);
     }
     /* a frame spans several sub-allocations, all in one packet */
-    SIM_ASSERT(nv->rx_max_ranges >= 30, "most ranges in a packet: %u", nv->rx_max_ranges);
+    SIM_ASSERT(nv->rx_max_ranges >= 65535 / nv->sub_size + 1, "most ranges in a packet: %u",
+               nv->rx_max_ranges);
     /* far more than the receive buffer holds: the guest's completions (one
      * per packet) give every fragment back */
     uint64_t c0 = nv->rx_coalesced, b0 = nv->rx_bytes;
@@ -756,6 +763,21 @@ static void test_rsc(void **state)
     uint32_t filter = NDIS_PACKET_TYPE_DIRECTED | NDIS_PACKET_TYPE_BROADCAST;
     SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) == 0, "filter");
     SIM_ASSERT(!nv->rsc_offered, "RSC offered with %u sub-allocations", nv->sub_count);
+    SIM_ASSERT(nv->sub_size < 16384, "%u-byte sub-allocations in a 64-page buffer",
+               nv->sub_size);
+    snv_free(nv);
+    /* NVSP 6.0 has no coalesced frames: sub-allocations of one frame */
+    nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_bringup(nv, NVSP_VERSION_6) == 0, "bring-up over NVSP 6");
+    SIM_ASSERT(!nv->rsc_offered && nv->sub_size < 2048, "NVSP 6: %u-byte sub-allocations%s",
+               nv->sub_size, nv->rsc_offered ? ", RSC offered" : "");
+    snv_free(nv);
+    /* (the small buffer again, for the checks below) */
+    nv = snv_open(vm, 32);
+    SIM_ASSERT(nv && snv_nvsp_init(nv, NVSP_VERSION_61) == 1 && snv_buffers(nv, 64, 32) == 0 &&
+                   snv_rndis_up(nv) == 0,
+               "bring-up, small receive buffer");
+    SIM_ASSERT(snv_set(nv, OID_GEN_CURRENT_PACKET_FILTER, &filter, 4) == 0, "filter");
     n = snv_gso_frame(in, false, 20000, nv->mac, false);
     SIM_ASSERT(send(peer, in, n, 0) == (ssize_t)n, "inject");
     make_frame(plain + 10, 300, nv->mac, 51);
