@@ -13,6 +13,15 @@
 #define MAX_INFLIGHT 256
 #define TRANS_SLOTS 4096 /* > MAX_INFLIGHT: requests overtaken by this many are lost */
 
+/* Signals the guest got on all its channels so far. */
+static uint64_t events(const struct sim_stor *s)
+{
+    uint64_t ev = 0;
+    for (int c = 0; c < s->nch; c++)
+        ev += s->ch[c]->events;
+    return ev;
+}
+
 int stor_sim_run(const char *path, uint64_t size, int channels, const struct stor_load *l,
                  struct stor_load_result *res)
 {
@@ -106,9 +115,7 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
             break;
         /* Every channel's completions, in the order they come (storvsc's
          * channel callback); then wait for a signal if there were none. */
-        uint64_t ev = 0;
-        for (int c = 0; c < s->nch; c++)
-            ev += s->ch[c]->events;
+        uint64_t ev = events(s);
         unsigned got = 0;
         for (int c = 0; c < s->nch; c++) {
             uint64_t t;
@@ -131,9 +138,7 @@ int stor_sim_run(const char *path, uint64_t size, int channels, const struct sto
             uint64_t now = sim_now_ms(), give_up = now + 10000, seen = ev;
             while (seen == ev && now < give_up) {
                 sim_poll(vm, 50);
-                seen = 0;
-                for (int c = 0; c < s->nch; c++)
-                    seen += s->ch[c]->events;
+                seen = events(s);
                 now = sim_now_ms();
             }
             if (seen == ev) {

@@ -93,7 +93,8 @@ struct vmbusd_config {
 
 /* Built-in defaults: socket /run/vmbusd/vmbus-user.sock (mode 0660),
  * control socket /run/vmbusd/control.sock (mode 0600), both in vmbusd's
- * group, 4 workers (SCHED_BATCH), the CFG_DEF_* fd limits, no VMs configured. */
+ * group, 4 workers (worker-sched = normal), the CFG_DEF_* fd limits, no VMs
+ * configured. */
 void config_defaults(struct vmbusd_config *cfg);
 /* If no [vm] section exists: "default" gets the four integration services. */
 void config_default_vms(struct vmbusd_config *cfg);

@@ -282,14 +282,14 @@ struct vmbusd *vmbusd_create(const struct vmbusd_config *cfg, char *err, size_t 
     size_fd_budget(d);
     pthread_mutex_init(&d->conns_lock, NULL);
     d->base = event_base_new();
-    d->wq = workq_create(cfg->workers > 0 ? cfg->workers : 4,
-                         cfg->worker_sched == CFG_WORKER_SCHED_BATCH);
+    int workers = cfg->workers > 0 ? cfg->workers : 4;
+    bool batch = cfg->worker_sched == CFG_WORKER_SCHED_BATCH;
+    d->wq = workq_create(workers, batch);
     if (!d->base || !d->wq) {
         snprintf(err, errlen, "cannot create the event loop or worker pool");
         goto fail;
     }
-    bool batch = cfg->worker_sched == CFG_WORKER_SCHED_BATCH;
-    log_info("worker pool: %d threads, %s", cfg->workers > 0 ? cfg->workers : 4,
+    log_info("worker pool: %d threads, %s", workers,
              batch ? "SCHED_BATCH (worker-sched = batch)"
                    : "policy as started (worker-sched = normal)");
     if (plugins_load(d, err, errlen) < 0)

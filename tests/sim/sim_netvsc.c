@@ -465,6 +465,20 @@ static void take_packet(struct sim_netvsc *nv, int chan, const struct vmpacket_d
         bad(nv, "unexpected packet type", d->type);
 }
 
+/* A packet read on channel chan into pkt (len: its length, which may be
+ * more than was read): taken, or counted as one larger than the guest's
+ * buffer (false). */
+static bool take_read(struct sim_netvsc *nv, int chan, const struct vmpacket_descriptor *d,
+                      const uint8_t *pkt, uint32_t len)
+{
+    if (len > SNV_PKT_MAX) {
+        bad(nv, "packet larger than the guest's buffer", len);
+        return false;
+    }
+    take_packet(nv, chan, d, pkt, len);
+    return true;
+}
+
 void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
 {
     static __thread uint8_t pkt[SNV_PKT_MAX];
@@ -475,10 +489,7 @@ void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
         struct vmpacket_descriptor d;
         uint32_t len = 0;
         if (sim_chan_recv(nv->ch, &d, pkt, sizeof(pkt), &len, 0) > 0) {
-            if (len > sizeof(pkt))
-                bad(nv, "packet larger than the guest's buffer", len);
-            else
-                take_packet(nv, 0, &d, pkt, len);
+            take_read(nv, 0, &d, pkt, len);
             if (!want_frame || nv->rxq_n)
                 return;
         }
@@ -499,11 +510,8 @@ void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
             int r = sim_chan_recv(nv->ch, &d, pkt, sizeof(pkt), &len, (int)left);
             if (r <= 0)
                 return;
-            if (len > sizeof(pkt)) {
-                bad(nv, "packet larger than the guest's buffer", len);
+            if (!take_read(nv, 0, &d, pkt, len))
                 continue;
-            }
-            take_packet(nv, 0, &d, pkt, len);
             if (!want_frame || nv->rxq_n)
                 return;
             continue;
@@ -517,11 +525,7 @@ void snv_poll(struct sim_netvsc *nv, int timeout_ms, bool want_frame)
             if (sim_chan_recv_batched(nv->chans[c], &d, pkt, sizeof(pkt), &len) <= 0)
                 continue;
             got = true;
-            if (len > sizeof(pkt)) {
-                bad(nv, "packet larger than the guest's buffer", len);
-                continue;
-            }
-            take_packet(nv, c, &d, pkt, len);
+            take_read(nv, c, &d, pkt, len);
         }
         if (got && (!want_frame || nv->rxq_n))
             return;

@@ -417,6 +417,16 @@ static bool ring_masked(struct sim_chan *ch)
     return __atomic_load_n(&ch->out.hdr->interrupt_mask, __ATOMIC_SEQ_CST) != 0;
 }
 
+/* Wait up to ms for the guest's ring to be masked (want) or unmasked:
+ * whether it is masked then. */
+static bool wait_masked(struct sim_chan *ch, bool want, int ms)
+{
+    uint64_t end = sim_now_ms() + (uint64_t)ms;
+    while (ring_masked(ch) != want && sim_now_ms() < end)
+        usleep(1000);
+    return ring_masked(ch);
+}
+
 static void test_quiet_while_in_flight(void **state)
 {
     struct stor_fx *f = *state;
@@ -429,10 +439,7 @@ static void test_quiet_while_in_flight(void **state)
     atomic_store(&stor_test_pool_hook, hold_pool);
     for (int k = 0; k < 2; k++)
         id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
-    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
-    while (!ring_masked(ch) && sim_now_ms() < end)
-        usleep(1000);
-    bool masked = ring_masked(ch);
+    bool masked = wait_masked(ch, true, SIM_TIMEOUT_MS);
     uint64_t signals = ch->signals_sent;
     id[2] = sim_stor_rw_send(s, 0, 0, false, 16, 8, bufs + 8192);
     bool signalled = ch->signals_sent != signals;
@@ -447,10 +454,8 @@ static void test_quiet_while_in_flight(void **state)
     SIM_ASSERT(masked, "two requests in flight and the guest's ring is not masked");
     SIM_ASSERT(!signalled, "the guest signalled a masked ring");
     SIM_ASSERT(got == 3, "%d of 3 reads completed (the third was not signalled)", got);
-    end = sim_now_ms() + SIM_TIMEOUT_MS;
-    while (ring_masked(ch) && sim_now_ms() < end)
-        usleep(1000);
-    SIM_ASSERT(!ring_masked(ch), "nothing in flight and the guest's ring is still masked");
+    SIM_ASSERT(!wait_masked(ch, false, SIM_TIMEOUT_MS),
+               "nothing in flight and the guest's ring is still masked");
     signals = ch->signals_sent;
     struct vstor_srb srb;
     SIM_ASSERT(sim_stor_rw(s, 0, 0, false, 24, 8, bufs, &srb) == 0 &&
@@ -488,18 +493,13 @@ static void test_no_quiet_for_slow_disk(void **state)
                rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
     /* the first pair had no history yet and may have masked the ring: it
      * is unmasked once nothing is in flight (after their completions) */
-    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
-    while (ring_masked(ch) && sim_now_ms() < end)
-        usleep(1000);
+    wait_masked(ch, false, SIM_TIMEOUT_MS);
     atomic_store(&pool_hold, true);
     atomic_store(&stor_test_pool_hook, hold_pool);
     for (int k = 2; k < 4; k++)
         id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
     /* storvsp without the gap rule masked it within a millisecond or so */
-    end = sim_now_ms() + 500;
-    while (!ring_masked(ch) && sim_now_ms() < end)
-        usleep(1000);
-    bool masked = ring_masked(ch);
+    bool masked = wait_masked(ch, true, 500);
     atomic_store(&pool_hold, false);
     for (int k = 2; k < 4; k++)
         got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
