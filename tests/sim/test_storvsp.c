@@ -511,6 +511,57 @@ static void test_no_quiet_for_slow_disk(void **state)
     sim_vm_free(vm);
 }
 
+/* A hung backend request ends quiet: while two reads hang in the pool, a
+ * third that the guest adds to its masked ring (without a signal) is taken
+ * within milliseconds and the ring unmasked, instead of waiting for the
+ * hung ones (on a controller with several disks, it could be for another
+ * disk).  The third read hangs too; all three complete once the pool goes
+ * on. */
+static bool ring_taken(struct sim_chan *ch)
+{
+    return __atomic_load_n(&ch->out.hdr->read_index, __ATOMIC_SEQ_CST) ==
+           __atomic_load_n(&ch->out.hdr->write_index, __ATOMIC_SEQ_CST);
+}
+
+static void test_quiet_ends_when_backend_hangs(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    struct sim_chan *ch = s->ch[0];
+    uint64_t bufs = sim_alloc_pages(vm, 4), id[3];
+    atomic_store(&pool_hold, true);
+    atomic_store(&stor_test_pool_hook, hold_pool);
+    for (int k = 0; k < 2; k++)
+        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
+    bool masked = wait_masked(ch, true, SIM_TIMEOUT_MS);
+    uint64_t signals = ch->signals_sent;
+    id[2] = sim_stor_rw_send(s, 0, 0, false, 16, 8, bufs + 8192);
+    bool signalled = ch->signals_sent != signals;
+    /* well inside hold_pool's bound (SIM_TIMEOUT_MS) */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS / 4;
+    while (!ring_taken(ch) && sim_now_ms() < end)
+        usleep(1000);
+    bool taken = ring_taken(ch);
+    bool unmasked = !wait_masked(ch, false, 100);
+    atomic_store(&pool_hold, false);
+    struct vstor_packet rep;
+    int got = 0;
+    for (int k = 0; k < 3; k++)
+        got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
+    atomic_store(&stor_test_pool_hook, NULL);
+    SIM_ASSERT(id[0] && id[1] && id[2], "sends");
+    SIM_ASSERT(masked && !signalled, "two reads in flight did not make the guest's ring quiet");
+    SIM_ASSERT(taken, "the guest's third read waited in its ring behind two hung ones");
+    SIM_ASSERT(unmasked, "the ring stayed masked while no completion came");
+    SIM_ASSERT(got == 3, "%d of 3 reads completed", got);
+    SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+}
+
 /* backend = threads: the same I/O on the thread pool, which the log names. */
 static void test_io_thread_pool(void **state)
 {
@@ -827,6 +878,8 @@ int main(void)
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_no_quiet_for_slow_disk, stor_fx_setup_threads,
                                         stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_quiet_ends_when_backend_hangs,
+                                        stor_fx_setup_threads, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_hotplug, stor_fx_setup, stor_fx_teardown),

@@ -52,6 +52,13 @@
  * changes: one request in flight never turns it on. */
 #define SV_QUIET_INFLIGHT 2u
 #define SV_QUIET_MAX_GAP_NS 200000u
+/* A quiet channel is watched on this period: when no reap came for a whole
+ * period (a backend request that hangs, e.g. a disk of this controller on
+ * a stalled NFS mount), it stops being quiet and takes what the guest
+ * queued, so requests for its other disks do not wait behind the hung one.
+ * The long gap counts in the moving average, so it stays loud until
+ * completions come fast again. */
+#define SV_QUIET_WATCH_MS 2u
 
 struct sv_req {
     struct sv_req *next; /* free list */
@@ -596,6 +603,8 @@ static void handle_packet(struct sv_chan *c, const struct vsp_packet *pkt)
 /* Quiet while SV_QUIET_INFLIGHT requests are in flight (their reap comes
  * back), not otherwise.  true: packets came while it was quiet, nobody
  * signals them, the caller receives them now. */
+static void quiet_watch(void *arg);
+
 static bool settle_quiet(struct sv_chan *c)
 {
     bool quiet = !c->failed && c->inflight >= SV_QUIET_INFLIGHT &&
@@ -603,7 +612,33 @@ static bool settle_quiet(struct sv_chan *c)
     if (quiet == c->quiet)
         return false;
     c->quiet = quiet;
+    /* NULL (the partition is going): the next quiet start tries again */
+    if (quiet && !c->quiet_watch)
+        c->quiet_watch = vsp_timer_start(vsp_channel_partition(c->ch), c->ch, SV_QUIET_WATCH_MS,
+                                          SV_QUIET_WATCH_MS, quiet_watch, c);
     return vsp_recv_quiet(c->ch, quiet);
+}
+
+/* The channel's timer while it is quiet (SV_QUIET_WATCH_MS); it stops
+ * itself at its first run after quiet ended. */
+static void quiet_watch(void *arg)
+{
+    struct sv_chan *c = arg;
+    if (c->quiet) {
+        uint64_t idle = mono_ns() - c->last_reap_ns;
+        if (idle < SV_QUIET_WATCH_MS * 1000000ull)
+            return;
+        vsp_log(c->ch, VSP_LOG_DEBUG,
+                "no completion for %llu ms with %u requests in flight: receiving with signals",
+                (unsigned long long)(idle / 1000000u), c->inflight);
+        c->reap_gap_ns = idle;
+        while (settle_quiet(c))
+            receive_turn(c);
+        if (c->quiet)
+            return;
+    }
+    vsp_timer_cancel(c->quiet_watch);
+    c->quiet_watch = NULL;
 }
 
 /* Take what the guest queued, as far as room and the in-flight limit
@@ -757,6 +792,9 @@ static void sv_close(struct vsp_channel *ch)
 {
     struct sv_chan *c = vsp_channel_opaque(ch);
     struct sv_ctrl *ctrl = c->ctrl;
+    vsp_timer_cancel(c->quiet_watch);
+    c->quiet_watch = NULL;
+    c->quiet = false;
     /* Requests in flight complete into the closed channel (the sends
      * fail): the guest memory they use is the guest's until we return. */
     for (int i = 0; i < c->nqueues; i++)

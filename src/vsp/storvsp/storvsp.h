@@ -84,6 +84,7 @@ struct sv_chan {
     bool failed;             /* the guest broke the protocol: packets dropped until close */
     bool stalled;            /* SV_MAX_INFLIGHT reached: receive resumes on completions */
     bool quiet;              /* receiving without the guest's signals (vsp_recv_quiet) */
+    struct vsp_timer *quiet_watch; /* while quiet: ends it if completions stop */
     uint64_t last_reap_ns;   /* last reap turn, or when requests went in flight after none */
     uint64_t reap_gap_ns;    /* moving average of the time between reaps while busy */
     unsigned inflight;
