@@ -55,10 +55,11 @@
 /* A quiet channel is watched on this period: when no reap came for a whole
  * period (a backend request that hangs, e.g. a disk of this controller on
  * a stalled NFS mount), it stops being quiet and takes what the guest
- * queued, so requests for its other disks do not wait behind the hung one.
- * The long gap counts in the moving average, so it stays loud until
- * completions come fast again. */
-#define SV_QUIET_WATCH_MS 2u
+ * queued, so requests for its other disks do not wait behind the hung one
+ * (for longer than this, once).  The long gap counts in the moving
+ * average, so it stays loud until completions come fast again.  Long
+ * enough that the watch costs a busy channel little (100 runs a second). */
+#define SV_QUIET_WATCH_MS 10u
 
 struct sv_req {
     struct sv_req *next; /* free list */
