@@ -427,43 +427,66 @@ static bool wait_masked(struct sim_chan *ch, bool want, int ms)
     return ring_masked(ch);
 }
 
-static void test_quiet_while_in_flight(void **state)
+/* Two reads held in flight by the pool's hook (until held_release), then
+ * a third that the guest adds: whether the guest's ring was masked before
+ * it, and whether the guest signalled it. */
+struct held {
+    struct sim_vm *vm;
+    struct sim_stor *s;
+    struct sim_chan *ch;
+    uint64_t bufs, id[3];
+    bool masked, signalled;
+};
+
+static void held_start(struct stor_fx *f, struct held *h)
 {
-    struct stor_fx *f = *state;
-    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
-    struct sim_stor *s = stor_up(vm, 0);
-    SIM_ASSERT(s != NULL, "init");
-    struct sim_chan *ch = s->ch[0];
-    uint64_t bufs = sim_alloc_pages(vm, 4), id[3];
+    h->vm = stor_vm(f, VM_STOR_B);
+    h->s = stor_up(h->vm, 0);
+    SIM_ASSERT(h->s != NULL, "init");
+    h->ch = h->s->ch[0];
+    h->bufs = sim_alloc_pages(h->vm, 4);
     atomic_store(&pool_hold, true);
     atomic_store(&stor_test_pool_hook, hold_pool);
     for (int k = 0; k < 2; k++)
-        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
-    bool masked = wait_masked(ch, true, SIM_TIMEOUT_MS);
-    uint64_t signals = ch->signals_sent;
-    id[2] = sim_stor_rw_send(s, 0, 0, false, 16, 8, bufs + 8192);
-    bool signalled = ch->signals_sent != signals;
+        h->id[k] = sim_stor_rw_send(h->s, 0, 0, false, (uint32_t)k * 8, 8, h->bufs + 4096ull * k);
+    h->masked = wait_masked(h->ch, true, SIM_TIMEOUT_MS);
+    uint64_t signals = h->ch->signals_sent;
+    h->id[2] = sim_stor_rw_send(h->s, 0, 0, false, 16, 8, h->bufs + 8192);
+    h->signalled = h->ch->signals_sent != signals;
+}
+
+/* Lets the pool go on: how many of the three reads completed. */
+static int held_release(struct held *h)
+{
     atomic_store(&pool_hold, false);
-    struct vstor_packet rep[3];
+    struct vstor_packet rep;
     int got = 0;
     for (int k = 0; k < 3; k++)
-        got += sim_stor_wait(s, 0, id[k], &rep[k], NULL, SIM_TIMEOUT_MS) == 1 &&
-               rep[k].u.srb.srb_status == SRB_STATUS_SUCCESS;
+        got += sim_stor_wait(h->s, 0, h->id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
+               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
     atomic_store(&stor_test_pool_hook, NULL);
-    SIM_ASSERT(id[0] && id[1] && id[2], "sends");
-    SIM_ASSERT(masked, "two requests in flight and the guest's ring is not masked");
-    SIM_ASSERT(!signalled, "the guest signalled a masked ring");
+    SIM_ASSERT(h->id[0] && h->id[1] && h->id[2], "sends");
+    return got;
+}
+
+static void test_quiet_while_in_flight(void **state)
+{
+    struct held h;
+    held_start(*state, &h);
+    int got = held_release(&h);
+    SIM_ASSERT(h.masked, "two requests in flight and the guest's ring is not masked");
+    SIM_ASSERT(!h.signalled, "the guest signalled a masked ring");
     SIM_ASSERT(got == 3, "%d of 3 reads completed (the third was not signalled)", got);
-    SIM_ASSERT(!wait_masked(ch, false, SIM_TIMEOUT_MS),
+    SIM_ASSERT(!wait_masked(h.ch, false, SIM_TIMEOUT_MS),
                "nothing in flight and the guest's ring is still masked");
-    signals = ch->signals_sent;
+    uint64_t signals = h.ch->signals_sent;
     struct vstor_srb srb;
-    SIM_ASSERT(sim_stor_rw(s, 0, 0, false, 24, 8, bufs, &srb) == 0 &&
-                   srb.srb_status == SRB_STATUS_SUCCESS && ch->signals_sent == signals + 1,
+    SIM_ASSERT(sim_stor_rw(h.s, 0, 0, false, 24, 8, h.bufs, &srb) == 0 &&
+                   srb.srb_status == SRB_STATUS_SUCCESS && h.ch->signals_sent == signals + 1,
                "a lone read afterwards: signalled and served");
-    SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
-    sim_stor_free(s);
-    sim_vm_free(vm);
+    SIM_ASSERT(h.s->bad_packets == 0 && h.vm->bad_host_msgs == 0, "malformed host packets");
+    sim_stor_free(h.s);
+    sim_vm_free(h.vm);
 }
 
 /* A slow disk keeps the guest's signals: once completions came 20 ms
@@ -525,41 +548,22 @@ static bool ring_taken(struct sim_chan *ch)
 
 static void test_quiet_ends_when_backend_hangs(void **state)
 {
-    struct stor_fx *f = *state;
-    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
-    struct sim_stor *s = stor_up(vm, 0);
-    SIM_ASSERT(s != NULL, "init");
-    struct sim_chan *ch = s->ch[0];
-    uint64_t bufs = sim_alloc_pages(vm, 4), id[3];
-    atomic_store(&pool_hold, true);
-    atomic_store(&stor_test_pool_hook, hold_pool);
-    for (int k = 0; k < 2; k++)
-        id[k] = sim_stor_rw_send(s, 0, 0, false, (uint32_t)k * 8, 8, bufs + 4096ull * k);
-    bool masked = wait_masked(ch, true, SIM_TIMEOUT_MS);
-    uint64_t signals = ch->signals_sent;
-    id[2] = sim_stor_rw_send(s, 0, 0, false, 16, 8, bufs + 8192);
-    bool signalled = ch->signals_sent != signals;
+    struct held h;
+    held_start(*state, &h);
     /* well inside hold_pool's bound (SIM_TIMEOUT_MS) */
     uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS / 4;
-    while (!ring_taken(ch) && sim_now_ms() < end)
+    while (!ring_taken(h.ch) && sim_now_ms() < end)
         usleep(1000);
-    bool taken = ring_taken(ch);
-    bool unmasked = !wait_masked(ch, false, 100);
-    atomic_store(&pool_hold, false);
-    struct vstor_packet rep;
-    int got = 0;
-    for (int k = 0; k < 3; k++)
-        got += sim_stor_wait(s, 0, id[k], &rep, NULL, SIM_TIMEOUT_MS) == 1 &&
-               rep.u.srb.srb_status == SRB_STATUS_SUCCESS;
-    atomic_store(&stor_test_pool_hook, NULL);
-    SIM_ASSERT(id[0] && id[1] && id[2], "sends");
-    SIM_ASSERT(masked && !signalled, "two reads in flight did not make the guest's ring quiet");
+    bool taken = ring_taken(h.ch);
+    bool unmasked = !wait_masked(h.ch, false, 100);
+    int got = held_release(&h);
+    SIM_ASSERT(h.masked && !h.signalled, "two reads in flight did not make the guest's ring quiet");
     SIM_ASSERT(taken, "the guest's third read waited in its ring behind two hung ones");
     SIM_ASSERT(unmasked, "the ring stayed masked while no completion came");
     SIM_ASSERT(got == 3, "%d of 3 reads completed", got);
-    SIM_ASSERT(s->bad_packets == 0 && vm->bad_host_msgs == 0, "malformed host packets");
-    sim_stor_free(s);
-    sim_vm_free(vm);
+    SIM_ASSERT(h.s->bad_packets == 0 && h.vm->bad_host_msgs == 0, "malformed host packets");
+    sim_stor_free(h.s);
+    sim_vm_free(h.vm);
 }
 
 /* backend = threads: the same I/O on the thread pool, which the log names. */
