@@ -17,6 +17,12 @@
  *                        most the data sub-allocations, control replies still
  *                        come (the reserve), and every frame arrives in order
  *                        once it completes them
+ *   test_rx_stream_tx    a stream of received frames with the guest's
+ *                        transmits in it (TCP's acknowledgements): netvsp
+ *                        receives quietly while the backend has frames, and
+ *                        every transmit the guest adds unsignalled is still
+ *                        taken, the last ones once the backend ran empty;
+ *                        the ring ends unmasked
  *   test_link            vmbusctl link down/up reach the guest as RNDIS
  *                        indications; status counts the frames
  *   test_revoke          REVOKE of both buffers lets their GPADLs be torn
@@ -50,6 +56,8 @@
 #include "sim_test.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -354,6 +362,84 @@ static void test_backpressure(void **state)
         SIM_ASSERT(got == 128 && memcmp(in, frames[i], 128) == 0, "frame %d: %d bytes", i,
                    got);
     }
+    SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
+    snv_free(nv);
+    sim_vm_free(vm);
+}
+
+/* The backend's side of a receive stream, from a thread of its own (a
+ * send blocks while the socket is full).  At most STREAM_AHEAD frames
+ * ahead of the guest, whose queue of received frames (SNV_RXQ) must not
+ * overflow while it waits for a transmit's completion. */
+struct injector {
+    int fd;
+    const uint8_t *mac;
+    int n, sent;
+    atomic_int taken; /* by the guest */
+};
+
+enum { STREAM_FRAME = 300, STREAM_TX = 200, STREAM_EVERY = 16, STREAM_AHEAD = SNV_RXQ / 2 };
+
+static void *inject_stream(void *arg)
+{
+    struct injector *in = arg;
+    uint8_t fr[STREAM_FRAME];
+    for (in->sent = 0; in->sent < in->n; in->sent++) {
+        uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+        while (in->sent - atomic_load(&in->taken) >= STREAM_AHEAD && sim_now_ms() < end)
+            usleep(100);
+        make_frame(fr, sizeof(fr), in->mac, 50000 + (uint64_t)in->sent);
+        if (send(in->fd, fr, sizeof(fr), 0) != (ssize_t)sizeof(fr))
+            break;
+    }
+    return NULL;
+}
+
+static void test_rx_stream_tx(void **state)
+{
+    struct nfx *f = *state;
+    struct sim_vm *vm;
+    struct sim_netvsc *nv = nic_up(f, VM_NIC, &vm);
+    enum { N = 1500 };
+    struct injector in = {f->peer[0], nv->mac, N, 0, 0};
+    pthread_t t;
+    SIM_ASSERT(pthread_create(&t, NULL, inject_stream, &in) == 0, "injector thread");
+    static uint8_t got[2048], want[STREAM_FRAME], tx[STREAM_TX];
+    int i, bad = -1, tx_status = NVSP_STAT_SUCCESS, n = 0;
+    for (i = 0; i < N && bad < 0 && tx_status == NVSP_STAT_SUCCESS; i++) {
+        n = snv_recv_frame(nv, got, sizeof(got), SIM_TIMEOUT_MS);
+        atomic_store(&in.taken, i + 1);
+        make_frame(want, sizeof(want), nv->mac, 50000 + (uint64_t)i);
+        if (n != STREAM_FRAME || memcmp(got, want, sizeof(want)) != 0)
+            bad = i;
+        if (i % STREAM_EVERY == STREAM_EVERY - 1) {
+            make_frame(tx, sizeof(tx), (const uint8_t[6]){0x02, 1, 2, 3, 4, 5}, 90000 + (uint64_t)i);
+            /* waits for the completion: netvsp must take it unsignalled */
+            tx_status = snv_send_frame(nv, tx, sizeof(tx), (i / STREAM_EVERY) % 2 ? 1 : -1);
+        }
+    }
+    if (i < N)
+        shutdown(f->peer[0], SHUT_WR); /* ends a blocked injector */
+    pthread_join(t, NULL);
+    SIM_ASSERT(bad < 0, "frame %d of the stream: %d bytes, or not the frame sent", bad, n);
+    SIM_ASSERT(tx_status == NVSP_STAT_SUCCESS,
+               "transmit after frame %d: status %d (not taken from the ring?)", i - 1, tx_status);
+    for (int k = 0; k < N / STREAM_EVERY; k++) {
+        int g = peer_recv(f->peer[0], got, sizeof(got));
+        make_frame(tx, sizeof(tx), (const uint8_t[6]){0x02, 1, 2, 3, 4, 5},
+                   90000 + (uint64_t)(k * STREAM_EVERY + STREAM_EVERY - 1));
+        SIM_ASSERT(g == STREAM_TX && memcmp(got, tx, sizeof(tx)) == 0,
+                   "transmit %d on the backend: %d bytes", k, g);
+    }
+    /* the backend is empty: the guest's signals are wanted again */
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS;
+    while (__atomic_load_n(&nv->ch->out.hdr->interrupt_mask, __ATOMIC_SEQ_CST) &&
+           sim_now_ms() < end)
+        usleep(1000);
+    SIM_ASSERT(!__atomic_load_n(&nv->ch->out.hdr->interrupt_mask, __ATOMIC_SEQ_CST),
+               "the backend is empty and the guest's ring is still masked");
+    print_message("  %d frames, %d transmits: %llu guest signals\n", N, N / STREAM_EVERY,
+                  (unsigned long long)nv->ch->signals_sent);
     SIM_ASSERT(nv->host_bad == 0, "host sent packets Linux rejects");
     snv_free(nv);
     sim_vm_free(vm);
@@ -1113,6 +1199,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_filter_zero, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_tx_burst, nfx_setup, nfx_teardown),
+        cmocka_unit_test_setup_teardown(test_rx_stream_tx, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_link, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke, nfx_setup, nfx_teardown),
         cmocka_unit_test_setup_teardown(test_offload, nfx_setup, nfx_teardown),
