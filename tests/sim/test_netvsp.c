@@ -18,11 +18,13 @@
  *                        come (the reserve), and every frame arrives in order
  *                        once it completes them
  *   test_rx_stream_tx    a stream of received frames with the guest's
- *                        transmits in it (TCP's acknowledgements): netvsp
- *                        receives quietly while the backend has frames, and
- *                        every transmit the guest adds unsignalled is still
- *                        taken, the last ones once the backend ran empty;
- *                        the ring ends unmasked
+ *                        transmits in it (TCP's acknowledgements), each
+ *                        waited for: every frame arrives in order, every
+ *                        transmit reaches the backend, the last ones after
+ *                        the backend ran empty, and the guest's ring ends
+ *                        unmasked (a netvsp that stopped taking the guest's
+ *                        packets while busy receiving, e.g. by masking its
+ *                        ring, fails here)
  *   test_link            vmbusctl link down/up reach the guest as RNDIS
  *                        indications; status counts the frames
  *   test_revoke          REVOKE of both buffers lets their GPADLs be torn
@@ -414,7 +416,7 @@ static void test_rx_stream_tx(void **state)
             bad = i;
         if (i % STREAM_EVERY == STREAM_EVERY - 1) {
             make_frame(tx, sizeof(tx), (const uint8_t[6]){0x02, 1, 2, 3, 4, 5}, 90000 + (uint64_t)i);
-            /* waits for the completion: netvsp must take it unsignalled */
+            /* waits for the completion */
             tx_status = snv_send_frame(nv, tx, sizeof(tx), (i / STREAM_EVERY) % 2 ? 1 : -1);
         }
     }

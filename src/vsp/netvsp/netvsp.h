@@ -97,8 +97,6 @@ struct nic_queue {
     struct vsp_fd_watch *watch, *wake_watch;
     bool rx_paused;       /* backend watch removed: no ring room or no sub-allocation */
     bool backend_closed;  /* the packet fd's peer went away: never read again */
-    bool quiet;           /* receiving without the guest's signals while the backend
-                             has frames (vsp_recv_quiet, on_backend) */
     uint16_t rsc_id;      /* packet id of the next coalesced frame */
     uint8_t *txcopy;      /* private copy of one transmit's RNDIS bytes */
     /* Completions of transmitted frames not sent yet, each into ring room

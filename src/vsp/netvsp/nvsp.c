@@ -18,7 +18,6 @@
  * again when the guest frees room or completes sub-allocations.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -525,38 +524,6 @@ static bool rx_batch(struct nic_queue *q)
     return !empty && !q->rx_paused;
 }
 
-static void nvsp_receive(struct vsp_channel *ch);
-
-/* Whether q's backend has a frame now: its watch then calls on_backend
- * again (level-triggered; nobody else reads q's fd). */
-static bool backend_ready(struct nic_queue *q)
-{
-    struct pollfd pfd = {.fd = q->fd, .events = POLLIN};
-    return !q->backend_closed && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
-}
-
-/* While the backend has frames for the guest, on_backend comes back
- * anyway: the channel then receives quietly (vsp_recv_quiet), and each
- * on_backend takes what the guest queued meanwhile (its completions of
- * receive sub-allocations, its transmits, TCP's acknowledgements among
- * them) after delivering frames.  That saves the guest a signal (a
- * hypercall exit) and vmbusd a worker wake-up per burst of completions,
- * which is most of the cost of a receive stream.  Once the backend is
- * empty, or receive paused for room or sub-allocations (which the guest's
- * completions bring), the ring is unmasked and the guest signals again. */
-static void settle_quiet(struct nic_queue *q, bool on)
-{
-    bool quiet = on && !q->rx_paused && backend_ready(q);
-    if (quiet != q->quiet) {
-        q->quiet = quiet;
-        if (!vsp_recv_quiet(q->ch, quiet))
-            return; /* turned on, or off with nothing queued */
-    } else if (!quiet) {
-        return;
-    }
-    nvsp_receive(q->ch);
-}
-
 static void on_backend(void *arg)
 {
     struct nic_queue *q = arg;
@@ -569,7 +536,6 @@ static void on_backend(void *arg)
     pthread_rwlock_unlock(&nic->buf_lock);
     if (!on)
         rx_drain(q);
-    settle_quiet(q, on);
 }
 
 /* ---- NVSP messages ------------------------------------------------------ */
@@ -1286,7 +1252,6 @@ static void queue_close(struct nic_queue *q)
         vsp_fd_watch_remove(q->wake_watch);
     q->watch = q->wake_watch = NULL;
     q->rx_paused = false;
-    q->quiet = false; /* vmbusd unmasks the ring at every open */
     pthread_mutex_lock(&nic->pool_lock);
     nic->pool_waiters &= ~(1ull << q->index);
     pthread_mutex_unlock(&nic->pool_lock);
