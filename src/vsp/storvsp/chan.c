@@ -60,6 +60,8 @@
  * average, so it stays loud until completions come fast again.  Long
  * enough that the watch costs a busy channel little (100 runs a second). */
 #define SV_QUIET_WATCH_MS 10u
+_Static_assert(SV_QUIET_WATCH_MS * 1000000ull > SV_QUIET_MAX_GAP_NS,
+               "a period without a reap must end quiet (quiet_watch)");
 
 struct sv_req {
     struct sv_req *next; /* free list */
@@ -276,6 +278,7 @@ static void cmd_done(struct scsi_cmd *cmd)
 
 static void receive_turn(struct sv_chan *c);
 static bool settle_quiet(struct sv_chan *c);
+static void quiet_watch(void *arg);
 
 static uint64_t mono_ns(void)
 {
@@ -602,10 +605,9 @@ static void handle_packet(struct sv_chan *c, const struct vsp_packet *pkt)
 }
 
 /* Quiet while SV_QUIET_INFLIGHT requests are in flight (their reap comes
- * back), not otherwise.  true: packets came while it was quiet, nobody
- * signals them, the caller receives them now. */
-static void quiet_watch(void *arg);
-
+ * back) and completions come fast (SV_QUIET_MAX_GAP_NS), not otherwise.
+ * true: packets came while it was quiet, nobody signals them, the caller
+ * receives them now. */
 static bool settle_quiet(struct sv_chan *c)
 {
     bool quiet = !c->failed && c->inflight >= SV_QUIET_INFLIGHT &&
@@ -632,11 +634,9 @@ static void quiet_watch(void *arg)
         vsp_log(c->ch, VSP_LOG_DEBUG,
                 "no completion for %llu ms with %u requests in flight: receiving with signals",
                 (unsigned long long)(idle / 1000000u), c->inflight);
-        c->reap_gap_ns = idle;
+        c->reap_gap_ns = idle; /* > SV_QUIET_MAX_GAP_NS: settle_quiet ends quiet */
         while (settle_quiet(c))
             receive_turn(c);
-        if (c->quiet)
-            return;
     }
     vsp_timer_cancel(c->quiet_watch);
     c->quiet_watch = NULL;
@@ -795,7 +795,6 @@ static void sv_close(struct vsp_channel *ch)
     struct sv_ctrl *ctrl = c->ctrl;
     vsp_timer_cancel(c->quiet_watch);
     c->quiet_watch = NULL;
-    c->quiet = false;
     /* Requests in flight complete into the closed channel (the sends
      * fail): the guest memory they use is the guest's until we return. */
     for (int i = 0; i < c->nqueues; i++)
