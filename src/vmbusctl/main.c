@@ -55,7 +55,9 @@ static void usage(FILE *out)
             "Inspect and control the VMs served by vmbusd.\n"
             "\n"
             "Commands:\n"
-            "  list                            connected VMs and their VMBus channels\n"
+            "  list [--rings]                  connected VMs and their VMBus channels (--rings:\n"
+            "                                  each ring's indices, interrupt mask and\n"
+            "                                  pending_send_sz, e.g. for a stalled channel)\n"
             "  heartbeat [VM]                  guest heartbeat per VM (exit 1 unless all \"ok\")\n"
             "  status VM                       every status value the VSPs publish for VM\n"
             "  shutdown VM [--reboot] [--force]\n"
@@ -547,7 +549,19 @@ static void no_vm(const char *vm)
     fputs("' is connected to vmbusd (see 'vmbusctl list')\n", stderr);
 }
 
-static void print_partition(const json_t *p)
+/* One ring's shared header words (list --rings). */
+static void print_ring(const char *what, const json_t *r)
+{
+    if (!json_is_object(r)) {
+        printf("         %s not reported (vmbusd older than vmbusctl)\n", what);
+        return;
+    }
+    printf("         %s write %llu read %llu mask %llu pending_send_sz %llu\n", what,
+           num_of(r, "write_index"), num_of(r, "read_index"), num_of(r, "interrupt_mask"),
+           num_of(r, "pending_send_sz"));
+}
+
+static void print_partition(const json_t *p, bool rings)
 {
     const json_t *chans = json_object_get(p, "channels");
     printf("VM ");
@@ -600,13 +614,18 @@ static void print_partition(const json_t *p)
         put_padded(str_of(ch, "state", "?"), 9);
         printf(" %3llu%% %3llu%%\n", num_of(ch, "in_fill_pct"),
                num_of(ch, "out_fill_pct"));
+        if (rings && strcmp(str_of(ch, "state", ""), "open") == 0) {
+            print_ring("guest->host ring:", json_object_get(ch, "in_ring"));
+            print_ring("host->guest ring:", json_object_get(ch, "out_ring"));
+        }
     }
 }
 
 static int cmd_list(const struct ctl *c, int argc, char **argv)
 {
-    if (argc > 0) {
-        err("list takes no arguments");
+    bool rings = argc == 1 && strcmp(argv[0], "--rings") == 0;
+    if (argc > (rings ? 1 : 0)) {
+        err("usage: list [--rings]");
         return 1;
     }
     json_t *j = fetch_list(c);
@@ -619,7 +638,7 @@ static int cmd_list(const struct ctl *c, int argc, char **argv)
         for (size_t i = 0; i < json_array_size(parts); i++) {
             if (i)
                 putchar('\n');
-            print_partition(json_array_get(parts, i));
+            print_partition(json_array_get(parts, i), rings);
         }
     }
     json_decref(j);

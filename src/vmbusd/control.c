@@ -99,9 +99,18 @@ static void list_partition(struct strbuf *b, struct vmm_conn *c)
         guid_format(&ch->instance_id, inst);
         sb_add(b,
                "%s{\"relid\":%u,\"class\":\"%s\",\"instance\":\"%s\",\"subchannel\":%u,"
-               "\"state\":\"%s\",\"target_vp\":%u,\"in_fill_pct\":%u,\"out_fill_pct\":%u}",
+               "\"state\":\"%s\",\"target_vp\":%u,\"in_fill_pct\":%u,\"out_fill_pct\":%u,",
                i ? "," : "", ch->relid, cls, inst, ch->sub_channel_index,
                xp_chan_state_name(ch->state), ch->target_vp, ch->in_fill_pct, ch->out_fill_pct);
+        /* the ring headers as the guest and we left them: a stalled channel
+         * shows who waits for whom */
+        sb_add(b,
+               "\"in_ring\":{\"write_index\":%u,\"read_index\":%u,\"interrupt_mask\":%u,"
+               "\"pending_send_sz\":%u},"
+               "\"out_ring\":{\"write_index\":%u,\"read_index\":%u,\"interrupt_mask\":%u,"
+               "\"pending_send_sz\":%u}}",
+               ch->in_write, ch->in_read, ch->in_mask, ch->in_pending, ch->out_write,
+               ch->out_read, ch->out_mask, ch->out_pending);
     }
     xp_snapshot_free(&snap);
     sb_add(b, "],\"status\":{");

@@ -525,6 +525,17 @@ int ring_write_raw_keep(struct ring_writer *wr, const struct iovec *iov, int iov
 /* ------------------------------------------------------------------ */
 /* Status                                                              */
 
+void ring_peek(const struct ring *r, struct ring_state *st)
+{
+    *st = (struct ring_state){0};
+    if (!r->hdr)
+        return;
+    st->write_index = load_once(HDR_U32(r->hdr, write_index));
+    st->read_index = load_once(HDR_U32(r->hdr, read_index));
+    st->interrupt_mask = load_once(HDR_U32(r->hdr, interrupt_mask));
+    st->pending_send_sz = load_once(HDR_U32(r->hdr, pending_send_sz));
+}
+
 uint32_t ring_fill_pct(const struct ring *r)
 {
     if (!r->hdr || !r->size)

@@ -198,4 +198,11 @@ int ring_write_raw_keep(struct ring_writer *wr, const struct iovec *iov, int iov
  * (each loaded once); 0 if they are corrupt.  For status displays. */
 uint32_t ring_fill_pct(const struct ring *r);
 
+/* The shared header's words as they are now (each loaded once, not
+ * checked): what vmbusctl list --rings shows of a stalled channel. */
+struct ring_state {
+    uint32_t write_index, read_index, interrupt_mask, pending_send_sz;
+};
+void ring_peek(const struct ring *r, struct ring_state *st);
+
 #endif /* VMBUSD_RING_H */

@@ -50,6 +50,17 @@ int xp_snapshot(struct xpartition *xp, struct xp_snapshot *out)
         if (c->state == XP_CHAN_OPEN) {
             c->in_fill_pct = ring_fill_pct(&ch->in.r);
             c->out_fill_pct = ring_fill_pct(&ch->out.r);
+            struct ring_state gh, hg;
+            ring_peek(&ch->in.r, &gh);
+            ring_peek(&ch->out.r, &hg);
+            c->in_write = gh.write_index;
+            c->in_read = gh.read_index;
+            c->in_mask = gh.interrupt_mask;
+            c->in_pending = gh.pending_send_sz;
+            c->out_write = hg.write_index;
+            c->out_read = hg.read_index;
+            c->out_mask = hg.interrupt_mask;
+            c->out_pending = hg.pending_send_sz;
         }
     }
     pthread_mutex_unlock(&xp->lock);

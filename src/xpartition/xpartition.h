@@ -251,6 +251,9 @@ struct xp_chan_snapshot {
     int state;                  /* enum xp_chan_state */
     uint32_t target_vp;
     uint32_t in_fill_pct, out_fill_pct; /* ring fill (guest->host, host->guest); 0 unless open */
+    /* the rings' shared header words (guest->host, host->guest); 0 unless open */
+    uint32_t in_write, in_read, in_mask, in_pending;
+    uint32_t out_write, out_read, out_mask, out_pending;
 };
 struct xp_snapshot {
     uint32_t id, nvcpus;

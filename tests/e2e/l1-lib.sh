@@ -35,7 +35,19 @@ wait_for() {
         sleep 0.1
     done
     serial | grep -q -- "^$m" && { SEEN_MS=$(now_ms); return 0; }
+    stall_snapshot "$m"
     return 1
+}
+
+# stall_snapshot MARKER: the first time a wait ends without its marker while
+# the guest still runs, what vmbusd sees of the channels (ring indices,
+# interrupt masks) goes to $out/stall.txt: a hung guest shows whether its
+# requests sit unread in a ring, its completions unread in ours, or neither.
+stall_snapshot() {
+    [ -e "$out/stall.txt" ] && return 0
+    kill -0 "$vmm_pid" 2>/dev/null || return 0
+    { echo "no '$1' after $(( ($(now_ms) - t0) / 1000 ))s; vmbusctl list --rings:"
+      ctl list --rings; } > "$out/stall.txt" 2>&1
 }
 
 # l1_start_vmbusd CONFIG: vmbusd with a control socket, logging at debug
@@ -78,13 +90,18 @@ l1_wait_vmm() {
     echo "e2e: vmbus-vmm exit $VMM_RC after $(( ($(now_ms) - t0) / 1000 ))s"
 }
 
+# The guest's console last: a test log cut to its tail (meson, CI) keeps it.
 l1_show_logs() {
-    echo "----- guest serial console (last 120 lines) -----"
-    serial | tail -n 120
     echo "----- vmbus-vmm log (last 30 lines) -----"
     tail -n 30 "$out/$n.vmm.log" 2>/dev/null
     echo "----- vmbusd log (last 60 lines) -----"
     tail -n 60 "$out/$n.vmbusd.log" 2>/dev/null
+    if [ -e "$out/stall.txt" ]; then
+        echo "----- stalled: -----"
+        cat "$out/stall.txt"
+    fi
+    echo "----- guest serial console (last 60 lines) -----"
+    serial | tail -n 60
     echo "----- end -----"
 }
 

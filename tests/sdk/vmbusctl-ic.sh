@@ -60,7 +60,14 @@ has '^ +[0-9]+  heartbeat  57164f39-9115-4e78-ab55-382f3bd5422d  [0-9a-f-]{36}  
 has '^ +[0-9]+  shutdown   0e0b6031-5213-4934-818b-38d90ced39db  [0-9a-f-]{36}  open ' "$tmp/out"
 has '^ +[0-9]+  timesync   9527e630-d0ae-497b-adce-e80ab0175caf  [0-9a-f-]{36}  open ' "$tmp/out"
 has '^ +[0-9]+  kvp        a9a0f4e7-5a45-4d96-b827-8a841e8c03e6  [0-9a-f-]{36}  ' "$tmp/out"
+# --rings: each open channel's ring header words (the host has sent
+# heartbeats, the simulated guest has read what it was sent or is reading)
+run 0 list --rings
+has '^ +[0-9]+  heartbeat  57164f39-9115-4e78-ab55-382f3bd5422d  [0-9a-f-]{36}  open ' "$tmp/out"
+has '^         guest->host ring: write [0-9]+ read [0-9]+ mask [0-9]+ pending_send_sz [0-9]+$' "$tmp/out"
+has '^         host->guest ring: write [0-9]+ read [0-9]+ mask [0-9]+ pending_send_sz [0-9]+$' "$tmp/out"
 run 0 --json list
+has '"in_ring":\{"write_index":[0-9]+,"read_index":[0-9]+,"interrupt_mask":[0-9]+,"pending_send_sz":[0-9]+\}' "$tmp/out"
 has "\"vmm_pid\":$gpid,\"vmm_uid\":$(id -u),\"vmm_gid\":$(id -g)," "$tmp/out"
 
 echo "== shutdown"
