@@ -115,6 +115,10 @@ struct vsp_partition {
     char refusal[112]; /* vsp_partition_refuse() of the attach running */
     bool dying;  /* teardown started: no new timers or fd watches */
     bool closed; /* host_partition_close ran */
+    /* Channel closes handed to the VSPs and not yet returned, and the
+     * fences (host_partition_fence) waiting for that count to reach 0. */
+    atomic_uint closes;
+    struct fence *fences; /* lock */
 };
 
 /* ------------------------------------------------------------------ */
@@ -343,6 +347,7 @@ void host_partition_destroy(struct vsp_partition *p)
 }
 
 struct fence {
+    struct fence *next; /* p->fences */
     struct vsp_partition *p;
     void (*done)(void *arg);
     void *arg;
@@ -363,16 +368,55 @@ static void fence_work(void *arg)
     free(f);
 }
 
+/* A fence runs once no channel close is outstanding: a primary's close is
+ * handed on only after its subchannels' closes returned (src/xpartition/
+ * channel.c, "Subchannels"), so at the moment of a reset it is not queued
+ * anywhere yet, and draining the primaries' queues alone would answer
+ * while the subchannels' closes (and then the primary's) still end I/O
+ * into the old guest's memory. */
 int host_partition_fence(struct vsp_partition *p, void (*done)(void *arg), void *arg)
 {
     struct fence *f = malloc(sizeof(*f));
     if (!f)
         return -ENOMEM;
     *f = (struct fence){.p = p, .done = done, .arg = arg};
+    pthread_mutex_lock(&p->lock);
+    bool now = atomic_load(&p->closes) == 0;
+    if (!now) {
+        f->next = p->fences;
+        p->fences = f;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!now)
+        return 0;
     int ret = workq_serial_submit(p->serial, fence_work, f);
     if (ret < 0)
         free(f);
     return ret;
+}
+
+/* A channel close returned (or could not be queued): the last one lets the
+ * waiting fences go, on the partition's queue. */
+static void close_returned(struct vsp_partition *p)
+{
+    if (atomic_fetch_sub(&p->closes, 1) != 1)
+        return;
+    pthread_mutex_lock(&p->lock);
+    struct fence *f = p->fences;
+    p->fences = NULL;
+    pthread_mutex_unlock(&p->lock);
+    while (f) {
+        struct fence *next = f->next;
+        if (workq_serial_submit(p->serial, fence_work, f) < 0) {
+            /* out of memory: every close has returned, only the primaries'
+             * other queued work is not waited for */
+            log_err("partition %s: cannot queue the wait after a reset; answering it now",
+                    vsp_partition_name(p));
+            f->done(f->arg);
+            free(f);
+        }
+        f = next;
+    }
 }
 
 const char *vsp_partition_name(const struct vsp_partition *p) { return p->conn->name; }
@@ -563,15 +607,20 @@ static void host_channel_open(void *ctx, struct xp_channel *xc, const uint8_t *u
 static void close_work(void *arg)
 {
     struct vsp_channel *ch = arg;
+    struct vsp_partition *p = ch->p; /* a subchannel may be freed once closed */
     if (ch->ops->close)
         ch->ops->close(ch);
+    /* a subchannel's last close hands its primary's on (counted) here */
     xp_channel_close_done(ch->xc);
+    close_returned(p);
 }
 
 static void host_channel_close(void *ctx, struct xp_channel *xc)
 {
     struct vsp_channel *ch = xp_channel_vsp(xc);
-    workq_serial_submit(ch->serial, close_work, ch);
+    atomic_fetch_add(&ch->p->closes, 1);
+    if (workq_serial_submit(ch->serial, close_work, ch) < 0)
+        close_returned(ch->p);
 }
 
 static void kick_work(void *arg);

@@ -404,9 +404,11 @@ static void test_completion_while_quiet(void **state)
  * nothing is in flight the ring is unmasked and the guest signals again.
  * The thread pool's threads wait in a hook, so the two stay in flight. */
 static atomic_bool pool_hold;
+static atomic_int pool_entered; /* requests that reached hold_pool */
 
 static void hold_pool(void)
 {
+    atomic_fetch_add(&pool_entered, 1);
     /* bounded: a failing test must not leave its teardown waiting */
     for (int i = 0; i < SIM_TIMEOUT_MS && atomic_load(&pool_hold); i++)
         usleep(1000);
@@ -564,6 +566,56 @@ static void test_quiet_ends_when_backend_hangs(void **state)
     SIM_ASSERT(h.s->bad_packets == 0 && h.vm->bad_host_msgs == 0, "malformed host packets");
     sim_stor_free(h.s);
     sim_vm_free(h.vm);
+}
+
+/* The guest resets (reboots) while a read on a subchannel is still in the
+ * backend.  The subchannel's close waits for that read, which writes guest
+ * memory, and its primary's close is handed on only after it returned.
+ * RESET_DONE, after which the VMM clears RAM and boots the next kernel
+ * into it, must wait for both: answered after the primary's queue alone,
+ * the read landed in the next boot's memory (CI, 2026-12-03: the rebooted
+ * guest of e2e-storage hung on a spinlock).  A RESET_DONE sent too early
+ * comes within milliseconds; the test gives it 300. */
+static void test_reset_waits_for_subchannel_io(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_B);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL && sim_stor_subchannels(s, 1) == 0 && s->nch == 2,
+               "init with one subchannel");
+    uint64_t buf = sim_alloc_pages(vm, 1);
+    memset(vm->mem + buf, 0x5a, 4096);
+    atomic_store(&pool_entered, 0);
+    atomic_store(&pool_hold, true);
+    atomic_store(&stor_test_pool_hook, hold_pool);
+    uint64_t id = sim_stor_rw_send(s, 1, 0, false, 0, 8, buf);
+    uint64_t end = sim_now_ms() + SIM_TIMEOUT_MS / 4;
+    while (atomic_load(&pool_entered) == 0 && sim_now_ms() < end)
+        usleep(1000);
+    bool entered = atomic_load(&pool_entered) > 0;
+
+    int seq = sim_vu_send(vm, VU_MSG_RESET, NULL, 0, NULL, 0);
+    end = sim_now_ms() + 300;
+    while (vm->reset_done_seq != (uint32_t)seq && sim_now_ms() < end && !vm->dead)
+        sim_vu_alive(vm, 20);
+    bool early = vm->reset_done_seq == (uint32_t)seq;
+    atomic_store(&pool_hold, false);
+    end = sim_now_ms() + SIM_TIMEOUT_MS; /* bounds a hang only */
+    while (vm->reset_done_seq != (uint32_t)seq && sim_now_ms() < end && !vm->dead)
+        sim_vu_alive(vm, 20);
+    bool done = vm->reset_done_seq == (uint32_t)seq;
+    /* what the read brought, compared once RESET_DONE came */
+    uint8_t want[4096];
+    stor_read_image(f->img[1], 0, want, sizeof(want));
+    bool landed = memcmp(vm->mem + buf, want, sizeof(want)) == 0;
+    atomic_store(&stor_test_pool_hook, NULL);
+    SIM_ASSERT(id != 0 && entered, "the read on the subchannel never reached the backend");
+    SIM_ASSERT(seq > 0 && !early,
+               "RESET_DONE while a subchannel's read was still in flight into guest memory");
+    SIM_ASSERT(done, "no RESET_DONE after the read ended");
+    SIM_ASSERT(landed, "the read had not landed in guest memory when RESET_DONE came");
+    sim_stor_free(s);
+    sim_vm_free(vm);
 }
 
 /* backend = threads: the same I/O on the thread pool, which the log names. */
@@ -883,6 +935,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_quiet_for_slow_disk, stor_fx_setup_threads,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_quiet_ends_when_backend_hangs,
+                                        stor_fx_setup_threads, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reset_waits_for_subchannel_io,
                                         stor_fx_setup_threads, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_controllers_readonly, stor_fx_setup,
                                         stor_fx_teardown),
