@@ -13,6 +13,10 @@ e2e_param() {
 E2E_FAILED=0
 e2e_fail() { echo "E2E-FAIL $*"; E2E_FAILED=1; }
 e2e_result() { echo "E2E-RESULT $*"; }
+# Before reboot -f / poweroff -f: the console's last bytes leave through
+# the UART's transmit interrupt, which a restart cuts off; the kernel's
+# "reboot: ..." line would take the place of the marker's newline.
+e2e_console_drain() { sleep 1; }
 
 # insmod one module of /mods with optional parameters.
 e2e_insmod() {

@@ -7,6 +7,7 @@ e2e_settle_devices
 e2e_report
 echo "E2E-REBOOTING"
 sync
+e2e_console_drain
 reboot -f
 sleep 10
 e2e_fail "reboot did not happen"

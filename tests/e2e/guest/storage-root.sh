@@ -53,6 +53,7 @@ if [ "$phase" = 0 ]; then
     echo 1 > /e2e-state/phase
     sync
     echo "E2E-STOR-WRITTEN files=$(wc -l < /e2e-state/SUMS) sums=$(sha256sum < /e2e-state/SUMS | cut -d' ' -f1)"
+    e2e_console_drain
     reboot -f
     sleep 10
     e2e_fail "reboot did not happen"
