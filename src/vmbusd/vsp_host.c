@@ -395,8 +395,8 @@ int host_partition_fence(struct vsp_partition *p, void (*done)(void *arg), void 
     return ret;
 }
 
-/* A channel close returned (or could not be queued): the last one lets the
- * waiting fences go, on the partition's queue. */
+/* A channel close returned: the last one lets the waiting fences go, on
+ * the partition's queue. */
 static void close_returned(struct vsp_partition *p)
 {
     if (atomic_fetch_sub(&p->closes, 1) != 1)
@@ -619,8 +619,12 @@ static void host_channel_close(void *ctx, struct xp_channel *xc)
 {
     struct vsp_channel *ch = xp_channel_vsp(xc);
     atomic_fetch_add(&ch->p->closes, 1);
+    /* Out of memory: the channel stays closing; so does a fence waiting
+     * for it (the VMM gives up on RESET_DONE after a while).  Not
+     * close_returned: the model's lock is held here, and p->lock nests
+     * outside it (vsp_subchannel_offer). */
     if (workq_serial_submit(ch->serial, close_work, ch) < 0)
-        close_returned(ch->p);
+        atomic_fetch_sub(&ch->p->closes, 1);
 }
 
 static void kick_work(void *arg);
