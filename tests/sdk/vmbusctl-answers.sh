@@ -5,8 +5,9 @@
 # and malformed answers are refused with a reason.
 # The transcript of all cases is compared with vmbusctl-answers.expected,
 # written by the vmbusctl that had its own JSON reader (before jansson), as
-# of the commit that added the VMM pid/uid/gid line; the
-# parser's own words after "malformed answer from vmbusd:" are left out.
+# of the commit that added the VMM pid/uid/gid line (the list --rings cases
+# at its end: by the commit that added them); the parser's own words after
+# "malformed answer from vmbusd:" are left out.
 # usage: vmbusctl-answers.sh VMBUSCTL PYTHON3 EXPECTED [--write]
 set -eu
 vmbusctl=$1
