@@ -46,8 +46,28 @@ wait_for() {
 stall_snapshot() {
     [ -e "$out/stall.txt" ] && return 0
     kill -0 "$vmm_pid" 2>/dev/null || return 0
+    serial | wc -l > "$out/stall-lines"
     { echo "no '$1' after $(( ($(now_ms) - t0) / 1000 ))s; vmbusctl list --rings:"
       ctl list --rings; } > "$out/stall.txt" 2>&1
+}
+
+# The guest's console has no failure marker and no kernel report of a
+# stall, an oops or a warning (a guest waiting on a lost request reports
+# its blocked task after 120 s; a CPU spinning with interrupts off, from
+# the other CPU, an RCU stall after 21 s).
+l1_clean_console() {
+    ! serial | grep -q -E '^E2E-(STALL|FAIL)|BUG:|Oops|WARNING: CPU|rcu: INFO|self-detected stall|blocked for more than'
+}
+
+# After a stall (stall_snapshot): the guest froze as a whole - not one
+# console line since, nothing on it a stall or a lost request leaves,
+# vmbusd answered then, and no vCPU waits on vmbusd.  The nested rig does
+# that to busy 2-vCPU guests with no VMBus at all (docs/vmm.md).
+l1_guest_froze() {
+    [ -e "$out/stall.txt" ] && [ -e "$out/stall-lines" ] || return 1
+    [ "$(serial | wc -l)" = "$(cat "$out/stall-lines")" ] &&
+        grep -q "^VM $n " "$out/stall.txt" && l1_clean_console &&
+        ! grep -q 'no POST_RESULT from vmbusd' "$out/$n.vmm.log"
 }
 
 # l1_start_vmbusd CONFIG: vmbusd with a control socket, logging at debug
