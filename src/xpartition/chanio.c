@@ -88,16 +88,31 @@ void xp_channel_send_batch_begin(struct xp_channel *ch)
     /* a begin on another channel meanwhile: no effect, nor its end */
 }
 
+static bool room_for_blocked_locked(struct xp_channel *ch);
+static void kick_writable(struct xp_channel *ch);
+
 void xp_channel_send_batch_end(struct xp_channel *ch)
 {
     if (batch_ch != ch || --batch_depth)
         return;
     batch_ch = NULL;
+    bool kick = false;
     pthread_mutex_lock(&ch->send_lock);
     /* Closed meanwhile: the ring is gone, and the packets with it. */
-    if (rings_up(ch, &ch->out.r) && ring_writer_publish(&ch->out))
-        xp_channel_notify_guest(ch);
+    if (rings_up(ch, &ch->out.r)) {
+        if (ring_writer_publish(&ch->out))
+            xp_channel_notify_guest(ch);
+        /* A pending_send_sz the batch's sends left for a blocked sender
+         * was measured against packets the guest could not see: reading
+         * the ones before them, it found the ring roomy enough before
+         * each read and did not signal, though it freed what was asked
+         * for; from now on every read finds more than that.  Look again
+         * now that it sees them all. */
+        kick = room_for_blocked_locked(ch);
+    }
     pthread_mutex_unlock(&ch->send_lock);
+    if (kick)
+        kick_writable(ch);
 }
 
 int xp_channel_recv(struct xp_channel *ch, struct xp_packet *pkt)

@@ -20,6 +20,7 @@ void resv_vsp_reset(void)
 {
     pthread_mutex_lock(&resv.lock);
     resv.gate = resv.fill = resv.batch = resv.batched = false;
+    resv.credits = 0;
     resv.qhead = resv.qlen = 0;
     resv.taken = resv.eagain = resv.writable = resv.closes = resv.fillers = resv.fill_ret = 0;
     resv.sent = resv.sent_ok = resv.sent_epipe = resv.sent_eio = resv.sent_other = 0;
@@ -30,6 +31,14 @@ void resv_set_gate(bool open)
 {
     pthread_mutex_lock(&resv.lock);
     resv.gate = open;
+    pthread_cond_broadcast(&resv.cond);
+    pthread_mutex_unlock(&resv.lock);
+}
+
+void resv_send(int n)
+{
+    pthread_mutex_lock(&resv.lock);
+    resv.credits += n;
     pthread_cond_broadcast(&resv.cond);
     pthread_mutex_unlock(&resv.lock);
 }
@@ -135,7 +144,8 @@ static void *completer(void *arg)
     (void)arg;
     pthread_mutex_lock(&resv.lock);
     for (;;) {
-        while (!resv.stop && !(resv.gate && resv.qlen) && resv.batch == resv.batched)
+        while (!resv.stop && !((resv.gate || resv.credits > 0) && resv.qlen) &&
+               resv.batch == resv.batched)
             pthread_cond_wait(&resv.cond, &resv.lock);
         if (resv.stop)
             break;
@@ -152,6 +162,8 @@ static void *completer(void *arg)
             pthread_cond_broadcast(&resv.cond);
             continue;
         }
+        if (!resv.gate)
+            resv.credits--;
         uint64_t t = resv.queue[resv.qhead];
         resv.qhead = (resv.qhead + 1) % RESV_MAX_QUEUE;
         resv.qlen--;

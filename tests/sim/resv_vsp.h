@@ -38,6 +38,7 @@ struct resv_vsp {
     pthread_t thread;
     bool stop;
     bool gate; /* the completion thread may send */
+    int credits; /* ... or it may send this many more (resv_send) */
     bool fill; /* after reserve's -EAGAIN, fill the rest with ordinary sends
                   (once) */
     bool batch;   /* the completion thread holds a send batch open
@@ -62,6 +63,8 @@ void resv_vsp_init(const struct hv_guid *class_id, size_t reply_len);
 /* Before each test: gate closed, no fill, queue and counters zero. */
 void resv_vsp_reset(void);
 void resv_set_gate(bool open);
+/* Let the completion thread send n more completions, gate closed or not. */
+void resv_send(int n);
 void resv_set_fill(bool fill);
 /* The completion thread opens a send batch (vsp_send_batch_begin) or
  * closes it; returns once it did. */
