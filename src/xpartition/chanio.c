@@ -22,8 +22,9 @@
  * thread's sends on one channel: the packets go into the ring (room and
  * reservations as usual), the write index and the interrupt wait for the
  * batch's end, where the usual rule (mask clear, guest had read all that
- * was published) decides the one interrupt.  Any other send publishes
- * what the ring holds, the deferred packets with it.
+ * was published) decides the one interrupt, and a sender blocked for room
+ * is looked at again.  Any other send publishes what the ring holds, the
+ * deferred packets with it.
  *
  * Reservations (send_reserved, under send_lock): room a VSP set aside for
  * completions it owes, counted in ring bytes exactly as ring_write takes
