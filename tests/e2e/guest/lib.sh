@@ -18,6 +18,16 @@ e2e_result() { echo "E2E-RESULT $*"; }
 # "reboot: ..." line would take the place of the marker's newline.
 e2e_console_drain() { sleep 1; }
 
+# e2e_ticker: a line on the console every 10 s for as long as the guest's
+# kernel and user space run (E2E-TICK and the uptime), so that L1 tells a
+# guest stuck waiting on the host (the ticks go on) from one that froze as
+# a whole, the nested rig's flake (tests/e2e/l1-lib.sh, l1_guest_froze).
+# Sets E2E_TICKER_PID.
+e2e_ticker() {
+    ( while sleep 10; do echo "E2E-TICK $(cut -d ' ' -f 1 /proc/uptime)"; done ) &
+    E2E_TICKER_PID=$!
+}
+
 # insmod one module of /mods with optional parameters.
 e2e_insmod() {
     local m=$1; shift

@@ -87,6 +87,7 @@ net_bring_up() {
 
 # Interfaces created from here on skip duplicate address detection.
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
+e2e_ticker
 e2e_load_vmbus || e2e_fail "hv_vmbus did not negotiate"
 echo "E2E-VMBUS-UP"
 e2e_modprobe hv_netvsc

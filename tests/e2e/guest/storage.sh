@@ -6,6 +6,7 @@
 # mount it and switch_root to its /sbin/init (tests/e2e/guest/storage-init,
 # which runs storage-root.sh).  Markers: E2E-STOR-ROOT dev=sdX addr=H:C:T:L.
 # If anything fails here the scenario ends and /init powers the guest off.
+e2e_ticker
 e2e_load_vmbus || e2e_fail "hv_vmbus did not negotiate"
 echo "E2E-VMBUS-UP"
 for m in hv_storvsc sd_mod ext4; do
@@ -34,4 +35,7 @@ fi
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 mount --move /dev /newroot/dev
+# The root disk's init starts its own ticker: this one's busybox goes with
+# the initramfs.
+kill "$E2E_TICKER_PID"
 exec switch_root /newroot /sbin/init
