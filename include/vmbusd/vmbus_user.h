@@ -140,8 +140,14 @@ struct vu_error {
                                  table: EEXIST duplicate name, EPERM unsealed
                                  memfd, EMFILE too many fds, ENFILE vmbusd out
                                  of fds, ...) */
-    char message[128];        /* NUL-terminated */
+    char message[128];        /* NUL-terminated; may run on past these 128
+                                 bytes to the payload's end (a VSP's reason
+                                 naming a path): the payload is then longer,
+                                 up to 4 + VU_ERROR_MESSAGE_MAX bytes, and a
+                                 reader of only sizeof(struct vu_error) bytes
+                                 gets the first 127 */
 };
+#define VU_ERROR_MESSAGE_MAX (VU_MAX_MSG_SIZE - 16 - 4) /* NUL included */
 
 _Static_assert(sizeof(struct vu_hdr) == 16, "vu_hdr");
 _Static_assert(sizeof(struct vu_hello) == 80, "vu_hello");

@@ -174,7 +174,10 @@ int vsp_partition_reference_time(struct vsp_partition *p, uint64_t *ref);
  * callbacks (vmbusd knows the caller from them); elsewhere -EINVAL. */
 int vsp_partition_params(struct vsp_partition *p, const struct vsp_param **params);
 /* From attach, before it returns -errno: why the VM is refused, one line
- * for the VMM's ERROR (cut to 100 bytes or so: name the culprit first). */
+ * for vmbusd's log and the VMM's ERROR (cut at VSP_REFUSAL_MAX bytes, with
+ * "VSP NAME: " in front; a VMM that reads only the fixed part of ERROR
+ * sees the first 127 of those, so name the culprit first). */
+#define VSP_REFUSAL_MAX 768
 void vsp_partition_refuse(struct vsp_partition *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -83,7 +83,7 @@ struct vmm_conn {
     struct event *refuse_ev; /* made active by conn_attached() when a VSP refused the VM */
     uint32_t hello_seq;      /* HELLO_REPLY (or the refusal) waits for the VSPs' attach */
     int refuse_code;         /* under send_lock */
-    char refuse_msg[128];     /* struct vu_error message */
+    char refuse_msg[VU_ERROR_MESSAGE_MAX]; /* ERROR's message, whole */
     bool retry_armed;        /* under send_lock */
     struct event *wev;       /* armed while replies wait for the VMM to read */
     STAILQ_HEAD(, out_msg) outq; /* under send_lock */

@@ -347,15 +347,24 @@ static const char *region_refusal(int err)
 static void refuse_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vmm_conn *c = arg;
-    /* zeroed: the bytes after the message's NUL go to the VMM too */
-    struct vu_error e;
+    /* struct vu_error with its message run on as far as the text needs
+     * (a VSP's reason can name a long path); never shorter than the
+     * struct, which is all an older VMM reads.  Zeroed: the bytes after
+     * the message's NUL go to the VMM too. */
+    struct {
+        uint32_t code;
+        char message[VU_ERROR_MESSAGE_MAX];
+    } e;
     memset(&e, 0, sizeof(e));
     pthread_mutex_lock(&c->send_lock);
     e.code = (uint32_t)c->refuse_code;
     snprintf(e.message, sizeof(e.message), "%s", c->refuse_msg);
     pthread_mutex_unlock(&c->send_lock);
+    size_t len = sizeof(e.code) + strlen(e.message) + 1;
+    if (len < sizeof(struct vu_error))
+        len = sizeof(struct vu_error);
     /* The answer to HELLO (its seq): the VMM stops here. */
-    conn_send(c, VU_MSG_ERROR, c->hello_seq, &e, sizeof(e), NULL, 0);
+    conn_send(c, VU_MSG_ERROR, c->hello_seq, &e, len, NULL, 0);
     conn_teardown(c, "refused by a VSP");
 }
 

@@ -112,7 +112,7 @@ struct vsp_partition {
     int nslots;
     struct status_kv status[MAX_STATUS];
     int nstatus;
-    char refusal[112]; /* vsp_partition_refuse() of the attach running */
+    char refusal[VSP_REFUSAL_MAX]; /* vsp_partition_refuse() of the attach running */
     bool dying;  /* teardown started: no new timers or fd watches */
     bool closed; /* host_partition_close ran */
     /* Channel closes handed to the VSPs and not yet returned, and the
@@ -161,11 +161,14 @@ struct vsp_partition *host_partition_create(struct vmm_conn *c)
     return p;
 }
 
+/* "VSP NAME: " and the VSP's reason fit the VMM's ERROR whole. */
+_Static_assert(VSP_REFUSAL_MAX + 64 <= VU_ERROR_MESSAGE_MAX, "refusal and ERROR sizes");
+
 static void attach_work(void *arg)
 {
     struct vsp_partition *p = arg;
     int refused = 0;
-    char why[128] = "";
+    char why[VU_ERROR_MESSAGE_MAX] = "";
     for (int i = 0; i < p->nslots && !refused; i++) {
         struct plugin_slot *s = &p->slots[i];
         current_slot = s;

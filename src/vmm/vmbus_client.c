@@ -213,10 +213,17 @@ int vmbus_connect(struct vm *vm, const char *path, const char *name)
         return -1;
     }
     if (h.type == VU_MSG_ERROR && n >= (ssize_t)sizeof(uint32_t)) {
-        struct vu_error err = {0};
-        memcpy(&err, payload, (size_t)n < sizeof(err) ? (size_t)n : sizeof(err));
-        err.message[sizeof(err.message) - 1] = 0;
-        log_err("vmbusd refused this VM: %s (code %u)", err.message, err.code);
+        /* The message may run on past struct vu_error's 128 bytes, to the
+         * payload's end (a VSP's reason naming a long path). */
+        uint32_t code;
+        char message[VU_ERROR_MESSAGE_MAX];
+        size_t mlen = (size_t)n - sizeof(code);
+        memcpy(&code, payload, sizeof(code));
+        if (mlen > sizeof(message) - 1)
+            mlen = sizeof(message) - 1;
+        memcpy(message, payload + sizeof(code), mlen);
+        message[mlen] = 0;
+        log_err("vmbusd refused this VM: %s (code %u)", message, code);
         return -1;
     }
     if (h.type != VU_MSG_HELLO_REPLY || n < (ssize_t)sizeof(struct vu_hello_reply)) {

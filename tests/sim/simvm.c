@@ -248,12 +248,18 @@ static bool vu_recv_one(struct sim_vm *vm, bool *got)
         break;
     }
     case VU_MSG_ERROR: {
-        struct vu_error e;
-        memset(&e, 0, sizeof(e));
-        memcpy(&e, pl, plen < sizeof(e) ? plen : sizeof(e));
-        e.message[sizeof(e.message) - 1] = 0;
-        snprintf(vm->error, sizeof(vm->error), "%u: %s", e.code, e.message);
-        vm->error_code = e.code;
+        /* The message runs to its NUL, which may lie past struct
+         * vu_error's 128 bytes (vmbus_user.h). */
+        uint32_t code = 0;
+        char message[VU_ERROR_MESSAGE_MAX] = "";
+        size_t mlen = plen > sizeof(code) ? plen - sizeof(code) : 0;
+        memcpy(&code, pl, plen < sizeof(code) ? plen : sizeof(code));
+        if (mlen > sizeof(message) - 1)
+            mlen = sizeof(message) - 1;
+        memcpy(message, (const uint8_t *)pl + sizeof(code), mlen);
+        message[mlen] = 0;
+        snprintf(vm->error, sizeof(vm->error), "%u: %s", code, message);
+        vm->error_code = code;
         break;
     }
     default:

@@ -171,7 +171,7 @@ struct sim_vm {
     int sock;
     uint32_t seq;
     bool dead;               /* socket closed / VU_MSG_ERROR seen */
-    char error[160];         /* VU_MSG_ERROR "code: text" */
+    char error[VU_ERROR_MESSAGE_MAX + 16]; /* VU_MSG_ERROR "code: text", whole */
     uint32_t error_code;     /* VU_MSG_ERROR code (errno), 0 if none came */
     uint32_t partition_id;
     /* last reply vmbusd sent (HELLO_REPLY / POST_RESULT) */

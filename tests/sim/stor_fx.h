@@ -24,6 +24,12 @@
 #define VM_STOR_HOT "stor-hot"
 #define VM_STOR_BAD "stor-bad"
 #define VM_STOR_MISSING "stor-missing"
+/* Its image: missing, and with a path longer than ERROR's fixed 128-byte
+ * message, so the reason must reach the VMM and the log whole. */
+#define STOR_DIR_30 "a-pool-with-long-folder-names/"
+#define STOR_MISSING_IMG                                                                  \
+    "/nonexistent/" STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 \
+        STOR_DIR_30 STOR_DIR_30 "missing.img"
 #define VM_STOR_BIG "stor-big"
 #define STOR_FX_BIG_MAX (2u << 20)
 #define STOR_FX_IMAGES 7
@@ -90,7 +96,7 @@ static inline int stor_fx_start(void **state, const char *backend)
         {VM_STOR_MULTI, "storvsp", "disk", p[2]},
         {VM_STOR_MULTI, "storvsp", "disk", p[3]},
         {VM_STOR_BAD, "storvsp", "disk", p[4]},
-        {VM_STOR_MISSING, "storvsp", "disk", "/nonexistent/missing.img"},
+        {VM_STOR_MISSING, "storvsp", "disk", STOR_MISSING_IMG},
         {VM_STOR_BIG, "storvsp", "disk", p[5]},
         {VM_STOR_BIG, "storvsp", "max_transfer", "2M"},
         {NULL, NULL, NULL, NULL},

@@ -222,7 +222,8 @@ static int disk_open(struct sv_vm *vm, const struct disk_spec *s, struct sv_disk
     d->spec = *s;
     d->lun = s->lun;
     atomic_init(&d->refs, 1);
-    char why[160] = "";
+    /* Room for a long path and the reason after it (VSP_REFUSAL_MAX). */
+    char why[512] = "";
     int ret = stor_backend_open(s->path, s->readonly, 0, &d->b, why, sizeof(why));
     if (ret < 0) {
         /* The backend's reason names the path itself, usually. */
