@@ -133,9 +133,9 @@ l1_show_logs() {
         echo "----- stalled: -----"
         cat "$out/stall.txt"
     fi
-    echo "----- guest serial console (last 60 lines) -----"
-    serial | tail -n 60
-    echo "----- end -----"
+    echo "----- guest serial console (last 60 lines, its ticker's left out) -----"
+    serial | grep -v '^E2E-TICK ' | tail -n 60
+    echo "----- end (the ticker's last line: $(serial | grep '^E2E-TICK ' | tail -n 1)) -----"
 }
 
 # l1_ramdisk_fs SIZE_MB DIR: an ext4 file system on a RAM disk (brd) mounted
