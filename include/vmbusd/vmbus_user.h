@@ -14,7 +14,9 @@
 #ifndef VMBUSD_VMBUS_USER_H
 #define VMBUSD_VMBUS_USER_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "hv_wire.h"
 
@@ -148,6 +150,25 @@ struct vu_error {
                                  gets the first 127 */
 };
 #define VU_ERROR_MESSAGE_MAX (VU_MAX_MSG_SIZE - 16 - 4) /* NUL included */
+
+/* An ERROR payload of len bytes: its code (0 if len < 4) and its whole
+ * message, NUL-terminated in msg[size] (size >= 1), cut if need be. */
+static inline uint32_t vu_error_decode(const void *payload, size_t len, char *msg, size_t size)
+{
+    const unsigned char *b = (const unsigned char *)payload;
+    uint32_t code = 0;
+    size_t mlen = 0;
+    if (len >= sizeof(code)) {
+        memcpy(&code, b, sizeof(code));
+        mlen = len - sizeof(code);
+    }
+    if (mlen > size - 1)
+        mlen = size - 1;
+    if (mlen)
+        memcpy(msg, b + sizeof(code), mlen);
+    msg[mlen] = 0;
+    return code;
+}
 
 _Static_assert(sizeof(struct vu_hdr) == 16, "vu_hdr");
 _Static_assert(sizeof(struct vu_hello) == 80, "vu_hello");

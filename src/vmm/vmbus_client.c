@@ -215,14 +215,8 @@ int vmbus_connect(struct vm *vm, const char *path, const char *name)
     if (h.type == VU_MSG_ERROR && n >= (ssize_t)sizeof(uint32_t)) {
         /* The message may run on past struct vu_error's 128 bytes, to the
          * payload's end (a VSP's reason naming a long path). */
-        uint32_t code;
         char message[VU_ERROR_MESSAGE_MAX];
-        size_t mlen = (size_t)n - sizeof(code);
-        memcpy(&code, payload, sizeof(code));
-        if (mlen > sizeof(message) - 1)
-            mlen = sizeof(message) - 1;
-        memcpy(message, payload + sizeof(code), mlen);
-        message[mlen] = 0;
+        uint32_t code = vu_error_decode(payload, (size_t)n, message, sizeof(message));
         log_err("vmbusd refused this VM: %s (code %u)", message, code);
         return -1;
     }

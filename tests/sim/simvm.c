@@ -250,14 +250,8 @@ static bool vu_recv_one(struct sim_vm *vm, bool *got)
     case VU_MSG_ERROR: {
         /* The message runs to its NUL, which may lie past struct
          * vu_error's 128 bytes (vmbus_user.h). */
-        uint32_t code = 0;
-        char message[VU_ERROR_MESSAGE_MAX] = "";
-        size_t mlen = plen > sizeof(code) ? plen - sizeof(code) : 0;
-        memcpy(&code, pl, plen < sizeof(code) ? plen : sizeof(code));
-        if (mlen > sizeof(message) - 1)
-            mlen = sizeof(message) - 1;
-        memcpy(message, (const uint8_t *)pl + sizeof(code), mlen);
-        message[mlen] = 0;
+        char message[VU_ERROR_MESSAGE_MAX];
+        uint32_t code = vu_error_decode(pl, plen, message, sizeof(message));
         snprintf(vm->error, sizeof(vm->error), "%u: %s", code, message);
         vm->error_code = code;
         break;
