@@ -8,6 +8,8 @@
 #       busy, si: the guest's CPU time during the transfer, in percent of its
 #       vCPUs' time: all but idle and iowait, and softirq (receive
 #       processing) alone.  A guest near 100 % busy is the bottleneck.
+#       irq_mb, cs_mb: the guest's interrupts and context switches per MB
+#       moved (/proc/stat intr, ctxt): what each byte costs it in exits.
 nic=$(e2e_param e2e.nic || echo netvsc)
 secs=$(e2e_param e2e.time || echo 10)
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
@@ -31,15 +33,19 @@ if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.
         r=""
         [ "$dir" = rx ] && r=-R
         head -n 1 /proc/stat > /tmp/stat0
+        ic0=$(awk '$1 == "intr" { i = $2 } $1 == "ctxt" { c = $2 } END { print i, c }' /proc/stat)
         # The summary line of the side that received: its rate is what arrived.
         if iperf3 -c 192.0.2.1 -t "$secs" -f m $r > /tmp/iperf.txt 2>&1; then
             head -n 1 /proc/stat > /tmp/stat1
+            ic1=$(awk '$1 == "intr" { i = $2 } $1 == "ctxt" { c = $2 } END { print i, c }' /proc/stat)
             # cpu user nice system idle iowait irq softirq steal ...
             cpu=$(cat /tmp/stat0 /tmp/stat1 | awk '{ t = 0; for (i = 2; i <= 9; i++) t += $i
                     if (NR == 1) { t0 = t; i0 = $5 + $6; s0 = $8 } else { dt = t - t0
                     if (dt > 0) printf "busy=%.0f si=%.0f", 100 * (dt - ($5 + $6 - i0)) / dt, 100 * ($8 - s0) / dt } }')
-            awk -v d="$dir" -v c="$cpu" '/ receiver$/ { m = $7 } / sender$/ { r = $9 }
-                END { print "E2E-IPERF dir=" d " mbit=" m " retr=" r " " c }' /tmp/iperf.txt
+            awk -v d="$dir" -v c="$cpu" -v ic="$ic0 $ic1" '/ receiver$/ { m = $7; mb = $5 * ($6 == "GBytes" ? 1024 : 1) } / sender$/ { r = $9 }
+                END { split(ic, v, " "); x = ""
+                      if (mb > 0) x = sprintf(" irq_mb=%.1f cs_mb=%.1f", (v[3] - v[1]) / mb, (v[4] - v[2]) / mb)
+                      print "E2E-IPERF dir=" d " mbit=" m " retr=" r " " c x }' /tmp/iperf.txt
         else
             e2e_fail "iperf3 $dir: $(tail -n 3 /tmp/iperf.txt | tr '\n' ' ')"
         fi
