@@ -31,6 +31,9 @@
     "/nonexistent/" STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 STOR_DIR_30 \
         STOR_DIR_30 STOR_DIR_30 "missing.img"
 #define VM_STOR_BIG "stor-big"
+/* storvsp.max_subchannels = 1 for this VM alone, no disk (controller 0 is
+ * offered all the same); every other VM has [vsp storvsp]'s limit. */
+#define VM_STOR_FEW "stor-few"
 #define STOR_FX_BIG_MAX (2u << 20)
 #define STOR_FX_IMAGES 7
 #define STOR_FX_IMAGE_SIZE (4u << 20)
@@ -88,7 +91,7 @@ static inline int stor_fx_start(void **state, const char *backend)
     static const struct sim_vm_cfg vms[] = {
         {VM_STOR_A, "storvsp"},     {VM_STOR_B, "storvsp"},   {VM_STOR_MULTI, "storvsp"},
         {VM_STOR_HOT, "storvsp"},   {VM_STOR_BAD, "storvsp"}, {VM_STOR_MISSING, "storvsp"},
-        {VM_STOR_BIG, "storvsp"},
+        {VM_STOR_BIG, "storvsp"},   {VM_STOR_FEW, "storvsp"},
     };
     const struct sim_vm_param vp[] = {
         {VM_STOR_A, "storvsp", "disk", p[0]},
@@ -99,6 +102,7 @@ static inline int stor_fx_start(void **state, const char *backend)
         {VM_STOR_MISSING, "storvsp", "disk", STOR_MISSING_IMG},
         {VM_STOR_BIG, "storvsp", "disk", p[5]},
         {VM_STOR_BIG, "storvsp", "max_transfer", "2M"},
+        {VM_STOR_FEW, "storvsp", "max_subchannels", "1"},
         {NULL, NULL, NULL, NULL},
     };
     simd_vm_params = vp;

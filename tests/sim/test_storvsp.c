@@ -345,6 +345,39 @@ static void test_max_transfer_default(void **state)
     max_transfer_on(*state, VM_STOR_A, 0, SV_DEFAULT_MAX_TRANSFER, 4);
 }
 
+/* storvsp.max_subchannels = 1 limits that VM only: its properties offer
+ * one subchannel, asking for two is refused with a warning naming it (its
+ * channel stays up, one still works), and a VM without the line keeps the
+ * global limit in the same daemon. */
+static void test_max_subchannels_per_vm(void **state)
+{
+    struct stor_fx *f = *state;
+    struct sim_vm *vm = stor_vm(f, VM_STOR_FEW);
+    struct sim_stor *s = stor_up(vm, 0);
+    SIM_ASSERT(s != NULL, "init");
+    SIM_ASSERT((s->props.flags & VSTOR_PROP_MULTI_CHANNEL) && s->props.max_channel_cnt == 1,
+               "multi-channel flags %#x count %u, want one subchannel", s->props.flags,
+               s->props.max_channel_cnt);
+    sim_log_clear();
+    SIM_ASSERT(sim_stor_subchannels(s, 2) < 0, "two subchannels granted");
+    SIM_ASSERT(sim_log_wait(SIM_TIMEOUT_MS, LOG_WARN, VM_STOR_FEW, "at most 1", NULL),
+               "no warning naming %s and its limit", VM_STOR_FEW);
+    SIM_ASSERT(sim_stor_subchannels(s, 1) == 0 && s->nch == 2, "one subchannel refused");
+    sim_stor_free(s);
+    sim_vm_free(vm);
+
+    struct sim_vm *other = stor_vm(f, VM_STOR_A);
+    s = stor_up(other, 0);
+    SIM_ASSERT(s != NULL && s->props.max_channel_cnt == STOR_FX_SUBCHANNELS,
+               "%s: count %u, want the global %u", VM_STOR_A, s ? s->props.max_channel_cnt : 0,
+               STOR_FX_SUBCHANNELS);
+    SIM_ASSERT(sim_stor_subchannels(s, STOR_FX_SUBCHANNELS) == 0 &&
+                   s->nch == 1 + STOR_FX_SUBCHANNELS,
+               "%s: %u subchannels refused", VM_STOR_A, STOR_FX_SUBCHANNELS);
+    sim_stor_free(s);
+    sim_vm_free(other);
+}
+
 /* storvsp.max_transfer = 2M, the largest allowed: 513 iovecs a request. */
 static void test_max_transfer_configured(void **state)
 {
@@ -890,6 +923,15 @@ static void test_config_lines(void **state)
         {"storvsp.max_transfer = 99999999999999999999", 3, "not a size"},
         {"storvsp.disk = /a.img\nstorvsp.max_transfer = 1M\nstorvsp.max_transfer = 2M", 5,
          "storvsp.max_transfer given twice"},
+        {"storvsp.max_subchannels = 0\nstorvsp.disk = /a.img", 0, NULL},
+        {"storvsp.max_subchannels = 64", 0, NULL},
+        {"storvsp.max_subchannels = 65", 3, "storvsp.max_subchannels = '65': must be 0..64"},
+        {"storvsp.max_subchannels = -1", 3, "must be 0..64"},
+        {"storvsp.max_subchannels = two", 3, "must be 0..64"},
+        {"storvsp.max_subchannels =", 3, "must be 0..64"},
+        {"storvsp.max_subchannels = 99999999999999999999", 3, "must be 0..64"},
+        {"storvsp.max_subchannels = 1\nstorvsp.max_subchannels = 2", 4,
+         "storvsp.max_subchannels given twice"},
         {"heartbeat.interval = 5", 3, "VSP heartbeat"},
         {"echo.channels = 2", 3, "which [vm t] does not get"},
         {".disk = /a.img", 3, "expected VSPNAME.key"},
@@ -923,6 +965,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_versions, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_one_channel, stor_fx_setup, stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_io_subchannels, stor_fx_setup, stor_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_max_subchannels_per_vm, stor_fx_setup,
+                                        stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_max_transfer_default, stor_fx_setup,
                                         stor_fx_teardown),
         cmocka_unit_test_setup_teardown(test_max_transfer_configured, stor_fx_setup,

@@ -498,9 +498,9 @@ static void primary_op(struct sv_chan *c, const struct vsp_packet *pkt,
         if (ctrl->state < SV_INIT_VERSIONED)
             break;
         body.u.props.max_transfer_bytes = ctrl->vm->max_transfer;
-        if (ctrl->version >= VSTOR_VERSION_WIN8 && ctrl->vm->pl->max_subchannels) {
+        if (ctrl->version >= VSTOR_VERSION_WIN8 && ctrl->vm->max_subchannels) {
             body.u.props.flags = VSTOR_PROP_MULTI_CHANNEL;
-            body.u.props.max_channel_cnt = (uint16_t)ctrl->vm->pl->max_subchannels;
+            body.u.props.max_channel_cnt = (uint16_t)ctrl->vm->max_subchannels;
         }
         return reply_status(c, pkt, size, VSTOR_STATUS_SUCCESS, &body);
     case VSTOR_OP_END_INITIALIZATION:
@@ -515,7 +515,7 @@ static void primary_op(struct sv_chan *c, const struct vsp_packet *pkt,
         if (ctrl->state < SV_INIT_VERSIONED)
             break;
         uint16_t n = req->u.sub_channel_count;
-        unsigned max = ctrl->version >= VSTOR_VERSION_WIN8 ? ctrl->vm->pl->max_subchannels : 0;
+        unsigned max = ctrl->version >= VSTOR_VERSION_WIN8 ? ctrl->vm->max_subchannels : 0;
         if (n > max) {
             vsp_guest_error(c->ch, "CREATE_SUB_CHANNELS asks for %u subchannels (at most %u)",
                             n, max);

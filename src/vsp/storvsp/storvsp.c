@@ -8,6 +8,7 @@
  *                   backend = auto | io_uring | threads
  *   [vm NAME]       storvsp.disk = PATH [lun=N] [controller=N] [readonly]
  *                   storvsp.max_transfer = SIZE (64K..2M, default 1M)
+ *                   storvsp.max_subchannels = N (0..64, default: [vsp storvsp]'s)
  *
  * Every controller that has a disk (and controller 0 always, so a disk can
  * be hot-added) is one VMBus offer.  vmbusctl disk add|remove|list change
@@ -24,6 +25,18 @@
  * in the last byte (unique per VM, the same across boots). */
 #define SV_INSTANCE_BASE "6e5f1a2c-0b7d-4c3e-9a41-5d2c7f000000"
 
+/* A max_subchannels value (global or one VM's): 0..VSP_MAX_SUBCHANNELS,
+ * or -1. */
+static int parse_subchannels(const char *text)
+{
+    char *end;
+    errno = 0;
+    long v = text[0] >= '0' && text[0] <= '9' ? strtol(text, &end, 10) : -1;
+    if (v < 0 || errno || *end || v > VSP_MAX_SUBCHANNELS)
+        return -1;
+    return (int)v;
+}
+
 static int sv_init(const char *const *keys, const char *const *values, void **state)
 {
     struct sv_plugin *pl = calloc(1, sizeof(*pl));
@@ -32,9 +45,8 @@ static int sv_init(const char *const *keys, const char *const *values, void **st
     pl->max_subchannels = SV_DEFAULT_SUBCHANNELS;
     for (int i = 0; keys[i]; i++) {
         if (strcmp(keys[i], "max_subchannels") == 0) {
-            char *end;
-            long n = strtol(values[i], &end, 10);
-            if (!*values[i] || *end || n < 0 || n > VSP_MAX_SUBCHANNELS) {
+            int n = parse_subchannels(values[i]);
+            if (n < 0) {
                 vsp_log(NULL, VSP_LOG_ERROR, "storvsp: max_subchannels must be 0..%d",
                         VSP_MAX_SUBCHANNELS);
                 free(pl);
@@ -98,20 +110,40 @@ static int parse_max_transfer(const char *text, uint32_t *out, char *why, size_t
 }
 
 /* The per-VM lines of params: the disks, each with its LUN settled
- * (lowest free one of its controller when not given), and the transfer
- * size.  0, or -1 with "WHERE: reason" in err. */
+ * (lowest free one of its controller when not given), the transfer size
+ * and the subchannel limit (-1 when not given: the plugin's).  0, or -1
+ * with "WHERE: reason" in err. */
 static int parse_params(const struct vsp_param *params, int n, struct disk_spec *out, int *nout,
-                        uint32_t *max_transfer, char *err, size_t errlen)
+                        uint32_t *max_transfer, int *max_sub, char *err, size_t errlen)
 {
     bool used[SV_MAX_CONTROLLERS][SV_MAX_LUNS] = {{false}};
-    const char *max_where = NULL;
+    const char *max_where = NULL, *sub_where = NULL;
     *nout = 0;
     *max_transfer = SV_DEFAULT_MAX_TRANSFER;
+    *max_sub = -1;
     /* Explicit LUNs first, so an automatic one never takes a LUN a later
      * line names. */
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             char why[200];
+            if (strcmp(params[i].key, "max_subchannels") == 0) {
+                if (pass)
+                    continue;
+                if (sub_where) {
+                    snprintf(err, errlen,
+                             "%s: storvsp.max_subchannels given twice (first at %s)",
+                             params[i].where, sub_where);
+                    return -1;
+                }
+                *max_sub = parse_subchannels(params[i].value);
+                if (*max_sub < 0) {
+                    snprintf(err, errlen, "%s: storvsp.max_subchannels = '%s': must be 0..%d",
+                             params[i].where, params[i].value, VSP_MAX_SUBCHANNELS);
+                    return -1;
+                }
+                sub_where = params[i].where;
+                continue;
+            }
             if (strcmp(params[i].key, "max_transfer") == 0) {
                 if (pass)
                     continue;
@@ -130,8 +162,8 @@ static int parse_params(const struct vsp_param *params, int n, struct disk_spec 
             }
             if (strcmp(params[i].key, "disk") != 0) {
                 snprintf(err, errlen,
-                         "%s: unknown key storvsp.%s (expected storvsp.disk or "
-                         "storvsp.max_transfer)",
+                         "%s: unknown key storvsp.%s (expected storvsp.disk, "
+                         "storvsp.max_transfer or storvsp.max_subchannels)",
                          params[i].where, params[i].key);
                 return -1;
             }
@@ -168,9 +200,9 @@ static int sv_check(void *state, const char *vm, const struct vsp_param *params,
     struct disk_spec *specs = calloc(n ? (size_t)n : 1, sizeof(*specs));
     if (!specs)
         return -ENOMEM;
-    int nspecs;
+    int nspecs, max_sub;
     uint32_t max_transfer;
-    int ret = parse_params(params, n, specs, &nspecs, &max_transfer, err, errlen);
+    int ret = parse_params(params, n, specs, &nspecs, &max_transfer, &max_sub, err, errlen);
     free(specs);
     return ret < 0 ? -EINVAL : 0;
 }
@@ -307,14 +339,16 @@ static int sv_attach(void *state, struct vsp_partition *p, void **part_state)
     struct disk_spec *specs = calloc(n ? (size_t)n : 1, sizeof(*specs));
     if (!specs)
         return -ENOMEM;
-    int nspecs;
+    int nspecs, max_sub;
     char err[768];
-    if (parse_params(params, n, specs, &nspecs, &vm->max_transfer, err, sizeof(err)) < 0) {
+    if (parse_params(params, n, specs, &nspecs, &vm->max_transfer, &max_sub, err, sizeof(err)) <
+        0) {
         /* check() passed these lines at start: only memory can fail now. */
         vsp_partition_refuse(p, "%s", err);
         free(specs);
         return -EINVAL;
     }
+    vm->max_subchannels = max_sub >= 0 ? (unsigned)max_sub : vm->pl->max_subchannels;
     /* Open every image before offering anything: a VM missing one is
      * refused as a whole, its VMM told which disk and why. */
     struct sv_disk **disks = calloc(nspecs ? (size_t)nspecs : 1, sizeof(*disks));

@@ -122,6 +122,7 @@ struct sv_vm {
     struct sv_plugin *pl;
     struct vsp_partition *p;
     uint32_t max_transfer;     /* storvsp.max_transfer: bytes per SRB */
+    unsigned max_subchannels;  /* storvsp.max_subchannels, else the plugin's */
     pthread_mutex_t lock;      /* ctrls[] (controllers are added, never removed) */
     struct sv_ctrl *ctrls[SV_MAX_CONTROLLERS];
 };
