@@ -42,9 +42,13 @@ if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.
             cpu=$(cat /tmp/stat0 /tmp/stat1 | awk '{ t = 0; for (i = 2; i <= 9; i++) t += $i
                     if (NR == 1) { t0 = t; i0 = $5 + $6; s0 = $8 } else { dt = t - t0
                     if (dt > 0) printf "busy=%.0f si=%.0f", 100 * (dt - ($5 + $6 - i0)) / dt, 100 * ($8 - s0) / dt } }')
-            awk -v d="$dir" -v c="$cpu" -v ic="$ic0 $ic1" '/ receiver$/ { m = $7; mb = $5 * ($6 == "GBytes" ? 1024 : 1) } / sender$/ { r = $9 }
+            awk -v d="$dir" -v c="$cpu" -v ic="$ic0 $ic1" '
+                / receiver$/ { m = $7; mb = $5 * ($6 == "GBytes" ? 1024 : 1) }
+                / sender$/ { r = $9 }
                 END { split(ic, v, " "); x = ""
-                      if (mb > 0) x = sprintf(" irq_mb=%.1f cs_mb=%.1f", (v[3] - v[1]) / mb, (v[4] - v[2]) / mb)
+                      if (mb > 0)
+                          x = sprintf(" irq_mb=%.1f cs_mb=%.1f", (v[3] - v[1]) / mb,
+                                      (v[4] - v[2]) / mb)
                       print "E2E-IPERF dir=" d " mbit=" m " retr=" r " " c x }' /tmp/iperf.txt
         else
             e2e_fail "iperf3 $dir: $(tail -n 3 /tmp/iperf.txt | tr '\n' ' ')"
