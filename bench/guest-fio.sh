@@ -4,7 +4,11 @@
 # LUN 0 served by storvsp) or e2e.disk=virtio (virtio-blk, /dev/vda), for
 # e2e.runtime seconds per job after 2 s of ramp-up.  Markers:
 #   E2E-FIO-DEV dev=NAME ...           the disk and its block-layer queues
-#   E2E-FIO job=NAME iops=N bw_kib=N   one line per job (fio's terse output)
+#   E2E-FIO job=NAME iops=N bw_kib=N   one line per job (fio's terse output),
+#       then busy=P cpu_us=U irq=I cs=C: the guest's CPU time in percent of
+#       its vCPUs' (all but idle and iowait), and per I/O its CPU time in µs
+#       and its interrupts and context switches (/proc/stat): what each
+#       request costs the guest, whose kernel runs under TCG in the rig
 disk=$(e2e_param e2e.disk || echo scsi)
 runtime=$(e2e_param e2e.runtime || echo 10)
 dev=""
@@ -31,13 +35,33 @@ if [ -n "$dev" ]; then
     [ "$disk" = scsi ] && for d in /sys/bus/vmbus/devices/*; do
         grep -qi ba6163d9 "$d/class_id" 2>/dev/null && echo "E2E-FIO-CHANNELS n=$(ls "$d/channels" | wc -l)"
     done
+    # uptime, all CPUs' ticks, idle + iowait ticks, interrupts, context switches
+    guest_counters() {
+        awk 'FILENAME == "/proc/uptime" { u = $1 }
+             $1 == "cpu" { for (i = 2; i <= 9; i++) t += $i; id = $5 + $6 }
+             $1 == "intr" { n = $2 } $1 == "ctxt" { x = $2 }
+             END { print u, t, id, n, x }' /proc/uptime /proc/stat
+    }
+    ncpu=$(grep -c '^processor' /proc/cpuinfo)
     for job in "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" "read-1m-qd4 read 1M 4"; do
         set -- $job
+        s0=$(guest_counters)
         r=$(fio --name="$1" --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw="$2" \
                 --bs="$3" --iodepth="$4" --ramp_time=2 --runtime="$runtime" --time_based \
                 --thread --minimal 2>/tmp/fio.err)
+        s1=$(guest_counters)
         if [ -n "$r" ]; then
-            echo "$r" | awk -F';' -v j="$1" '{ print "E2E-FIO job=" j " iops=" $8 " bw_kib=" $7 " error=" $5 }'
+            # The counters cover the ramp-up too; the rates are steady, so
+            # per I/O = (delta / elapsed) / IOPS.
+            echo "$r" | awk -F';' -v j="$1" -v c="$s0 $s1" -v ncpu="$ncpu" '{ split(c, v, " ")
+                el = v[6] - v[1]; dt = v[7] - v[2]; iops = $8; x = ""
+                if (el > 0 && dt > 0 && iops > 0) {
+                    busy = 1 - (v[8] - v[3]) / dt
+                    x = sprintf(" busy=%.0f cpu_us=%.1f irq=%.2f cs=%.2f", 100 * busy,
+                                1e6 * busy * ncpu / iops, (v[9] - v[4]) / el / iops,
+                                (v[10] - v[5]) / el / iops)
+                }
+                print "E2E-FIO job=" j " iops=" iops " bw_kib=" $7 " error=" $5 x }'
         else
             e2e_fail "fio job $1: $(head -c 300 /tmp/fio.err)"
         fi
