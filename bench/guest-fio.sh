@@ -4,6 +4,8 @@
 # LUN 0 served by storvsp) or e2e.disk=virtio (virtio-blk, /dev/vda), for
 # e2e.runtime seconds per job after 2 s of ramp-up.  Markers:
 #   E2E-FIO-DEV dev=NAME ...           the disk and its block-layer queues
+#   E2E-PROF job=NAME PCT SYMBOL         with e2e.profile=1: the guest's flat
+#       profile during each job (perf, cpu-clock, all CPUs, idle included)
 #   E2E-FIO job=NAME iops=N bw_kib=N   one line per job (fio's terse output),
 #       then busy=P cpu_us=U irq=I cs=C: the guest's CPU time in percent of
 #       its vCPUs' (all but idle and iowait), and per I/O its CPU time in µs
@@ -11,6 +13,7 @@
 #       request costs the guest, whose kernel runs under TCG in the rig
 disk=$(e2e_param e2e.disk || echo scsi)
 runtime=$(e2e_param e2e.runtime || echo 10)
+profile=$(e2e_param e2e.profile || echo 0)
 dev=""
 case "$disk" in
 scsi)
@@ -43,10 +46,13 @@ if [ -n "$dev" ]; then
              END { print u, t, id, n, x }' /proc/uptime /proc/stat
     }
     ncpu=$(grep -c '^processor' /proc/cpuinfo)
+    [ "$profile" = 1 ] && echo 0 > /proc/sys/kernel/kptr_restrict # perf names kernel symbols
     for job in "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" "read-1m-qd4 read 1M 4"; do
         set -- $job
         s0=$(guest_counters)
-        r=$(fio --name="$1" --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw="$2" \
+        prof=""
+        [ "$profile" = 1 ] && prof="perf record -q -a -e cpu-clock -F 2000 -o /tmp/perf.data --"
+        r=$($prof fio --name="$1" --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw="$2" \
                 --bs="$3" --iodepth="$4" --ramp_time=2 --runtime="$runtime" --time_based \
                 --thread --minimal 2>/tmp/fio.err)
         s1=$(guest_counters)
@@ -62,6 +68,11 @@ if [ -n "$dev" ]; then
                                 (v[10] - v[5]) / el / iops)
                 }
                 print "E2E-FIO job=" j " iops=" iops " bw_kib=" $7 " error=" $5 x }'
+            if [ -n "$prof" ]; then
+                perf report -i /tmp/perf.data --stdio --no-children --sort sym --percent-limit 0.5 \
+                    2>/dev/null | grep -v -e '^#' -e '^$' | head -n 60 | sed "s/^ */E2E-PROF job=$1 /"
+                rm -f /tmp/perf.data
+            fi
         else
             e2e_fail "fio job $1: $(head -c 300 /tmp/fio.err)"
         fi
