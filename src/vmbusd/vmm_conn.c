@@ -280,8 +280,15 @@ static void op_eventfd_del(void *ctx, uint32_t conn_id)
     pthread_mutex_unlock(&c->evfd_lock);
 }
 
-/* Host messages wait for the guest's slot: retry in RETRY_MS.  Any thread,
- * partition locked; after the teardown began the timer is gone. */
+/* Host messages wait for the guest's slot: watch the resample fds for the
+ * guest's EOM, and retry in RETRY_MS in case it never comes.  Any thread,
+ * partition locked; after the teardown began nothing is armed.
+ *
+ * The resample fds are watched only while messages wait: KVM signals one
+ * whenever the guest acknowledges SINT 2, which is every VMBus interrupt,
+ * data-path ones included, and a permanent watch woke the event loop for
+ * each.  An ack that came while nobody watched stays in the eventfd's
+ * count, so the watch added here fires at once for it. */
 static void op_msgs_waiting(void *ctx)
 {
     struct vmm_conn *c = ctx;
@@ -291,6 +298,9 @@ static void op_msgs_waiting(void *ctx)
         c->retry_armed = true;
         event_add(c->retry_ev, &tv);
     }
+    for (uint32_t i = 0; !c->dead && i < c->nvcpus; i++)
+        if (c->routes[i].eom_ev)
+            event_add(c->routes[i].eom_ev, NULL); /* one-shot; no-op while armed */
     pthread_mutex_unlock(&c->send_lock);
 }
 
@@ -304,11 +314,12 @@ static const struct xp_transport_ops conn_transport_ops = {
 /* ------------------------------------------------------------------ */
 /* Incoming messages                                                   */
 
+/* Loop thread, while messages wait (op_msgs_waiting re-arms the one-shot
+ * watch as long as they do). */
 static void eom_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct vcpu_route *r = arg;
-    if (!vmm_eventfd_drain(fd))
-        return;
+    vmm_eventfd_drain(fd);
     xp_eom(r->conn->xp, r->vp);
 }
 
@@ -559,9 +570,13 @@ static void handle_msg(struct vmm_conn *c, const struct vu_hdr *h, const uint8_t
         struct vcpu_route *r = &c->routes[m.vp_index];
         sint_signaller_set_irqfd(s, m.vp_index, fds[0]);
         r->resamplefd = fds[1];
-        r->eom_ev = event_new(c->d->base, r->resamplefd, EV_READ | EV_PERSIST, eom_cb, r);
-        event_add(r->eom_ev, NULL);
-        /* Raises what the guest missed while the route was missing. */
+        /* Armed by op_msgs_waiting while messages wait for the guest. */
+        struct event *ev = event_new(c->d->base, r->resamplefd, EV_READ, eom_cb, r);
+        pthread_mutex_lock(&c->send_lock);
+        r->eom_ev = ev;
+        pthread_mutex_unlock(&c->send_lock);
+        /* Raises what the guest missed while the route was missing (and
+         * arms the watch if messages wait). */
         xp_set_sint_route(c->xp, m.vp_index);
         return;
     }

@@ -8,6 +8,7 @@
 #include "sim_test.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -225,6 +226,57 @@ static void test_lost_eoms(void **state)
     sim_vm_free(vm);
 }
 
+static bool fd_readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* KVM signals the resample fd at every acknowledgement of SINT 2, which
+ * is every VMBus interrupt, data-path ones included.  vmbusd reads it only
+ * while messages wait for the guest's slot (an EOM is what it waits for),
+ * so the acks of data-path interrupts do not wake its event loop; queued
+ * messages still follow the guest's EOMs. */
+static void test_eom_watch(void **state)
+{
+    struct fx *f = *state;
+    struct sim_vm *vm = sim_up(f->d, VM_A, VMBUS_VERSION_WIN10_V5_3);
+    SIM_ASSERT(vm != NULL, "up");
+    struct sim_chan *ch = sim_open_echo(vm, 0, 4, 4);
+    SIM_ASSERT(ch != NULL, "open");
+    int rfd = vm->vp[0].resamplefd;
+    uint64_t v;
+    /* Nothing queued: an ack stays unread (the old permanent watch read it
+     * at once), across more than one message retry period. */
+    while (read(rfd, &v, sizeof(v)) == sizeof(v))
+        ;
+    uint64_t one = 1;
+    SIM_ASSERT(write(rfd, &one, sizeof(one)) == sizeof(one), "ack");
+    for (int i = 0; i < 20; i++)
+        sim_poll(vm, 10);
+    SIM_ASSERT(fd_readable(rfd), "vmbusd read an interrupt ack while no message waited");
+    SIM_ASSERT(read(rfd, &v, sizeof(v)) == sizeof(v), "clear the ack");
+    /* Responses queue behind the busy slot: each EOM of the guest is read,
+     * and all arrive. */
+    struct vmbus_channel_modifychannel m = {.header.msgtype = CHANNELMSG_MODIFYCHANNEL,
+                                            .child_relid = ch->relid};
+    sim_set_consume(vm, false);
+    for (int i = 0; i < 10; i++)
+        SIM_ASSERT(sim_post(vm, vm->msg_conn_id, 1, &m, sizeof(m)) == 0, "post %d", i);
+    sim_set_consume(vm, true);
+    int got = 0;
+    while (got < 10 && sim_wait_msg(vm, CHANNELMSG_MODIFYCHANNEL_RESPONSE, NULL, NULL, NULL, 2000))
+        got++;
+    SIM_ASSERT(got == 10, "only %d of 10 responses arrived", got);
+    SIM_ASSERT(vm->vp[0].eoms > 0, "the guest never had to EOM: nothing was queued");
+    uint64_t end = sim_now_ms() + 2000;
+    while (fd_readable(rfd) && sim_now_ms() < end)
+        sim_poll(vm, 10);
+    SIM_ASSERT(!fd_readable(rfd), "the guest's EOM was left unread while messages waited");
+    SIM_ASSERT(sim_chan_close(ch) == 0, "close");
+    sim_vm_free(vm);
+}
+
 /* vmbusd never writes into an occupied slot: a slot the guest leaves full
  * keeps its contents until the guest frees it; queued messages then arrive
  * in order. */
@@ -289,6 +341,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_guest, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lost_eoms, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_occupied_slot, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_eom_watch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_gpadl_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_socket_flood, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offer_storm, fx_setup, fx_teardown),
