@@ -15,6 +15,7 @@
 #include "vmm/vmm.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -46,6 +47,7 @@
 #define HV_F_DEBUG_MSRS         (1u << 11)
 #define HV_F_STIMER_DIRECT      (1u << 19)
 /* 0x40000004 EAX */
+#define HV_H_DEPRECATING_AEOI   (1u << 9)
 #define HV_H_ENLIGHTENED_VMCS   (1u << 14)
 
 #define HV_X64_MSR_SCONTROL 0x40000080u
@@ -93,7 +95,42 @@ static struct kvm_cpuid2 *alloc_cpuid(int n)
     return c;
 }
 
-struct kvm_cpuid2 *hv_build_cpuid(int kvm_fd, int ncpus)
+/* Whether the host's KVM runs guests with APICv (Intel) or AVIC (AMD):
+ * the modules clear these parameters when the hardware lacks it. */
+static bool host_apicv(void)
+{
+    static const char *const params[] = {"/sys/module/kvm_intel/parameters/enable_apicv",
+                                         "/sys/module/kvm_amd/parameters/avic"};
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        FILE *f = fopen(params[i], "re");
+        if (!f)
+            continue;
+        int c = fgetc(f);
+        fclose(f);
+        if (c == 'Y' || c == '1')
+            return true;
+    }
+    return false;
+}
+
+/* Auto-EOI for SINT 2 or not.  KVM's SynIC keeps every SINT vector in the
+ * set whose EOI it must see (the ack is how vmbusd learns of the guest's
+ * EOM), so without auto-EOI each VMBus interrupt costs the guest an EOI
+ * write that exits, and paravirtual EOI never applies to it.  With
+ * auto-EOI KVM acks at injection.  KVM nevertheless recommends against
+ * auto-EOI, because a guest that uses it turns APICv/AVIC off for the whole
+ * VM; where the host has neither, that costs nothing. */
+static bool want_aeoi(enum hv_aeoi mode)
+{
+    bool apicv = host_apicv();
+    bool on = mode == HV_AEOI_ON || (mode == HV_AEOI_AUTO && !apicv);
+    log_info("VMBus interrupts: %s (%s, host APICv/AVIC %s)",
+             on ? "auto-EOI" : "EOI written by the guest", mode == HV_AEOI_AUTO ? "--aeoi auto" :
+             mode == HV_AEOI_ON ? "--aeoi on" : "--aeoi off", apicv ? "on" : "off");
+    return on;
+}
+
+struct kvm_cpuid2 *hv_build_cpuid(int kvm_fd, int ncpus, enum hv_aeoi aeoi)
 {
     struct kvm_cpuid2 *std = alloc_cpuid(256);
     struct kvm_cpuid2 *hv = alloc_cpuid(64);
@@ -143,6 +180,10 @@ struct kvm_cpuid2 *hv_build_cpuid(int kvm_fd, int ncpus)
             break;
         case HV_CPUID_ENLIGHT:
             e.eax &= ~HV_H_ENLIGHTENED_VMCS;
+            if (want_aeoi(aeoi))
+                e.eax &= ~HV_H_DEPRECATING_AEOI;
+            else
+                e.eax |= HV_H_DEPRECATING_AEOI;
             break;
         case HV_CPUID_LIMITS:
             e.eax = (uint32_t)ncpus;

@@ -39,6 +39,9 @@ static void usage(FILE *f)
         "      --vmbusd SOCKET     vmbusd's vmbus-user socket (default " DEFAULT_SOCKET ")\n"
         "      --name NAME         VM name shown in vmbusd's logs (default vm-PID)\n"
         "      --no-vmbus          run without vmbusd (the guest sees Hyper-V but no VMBus)\n"
+        "      --aeoi MODE         auto, on or off: whether the guest is told to use\n"
+        "                          auto-EOI for VMBus interrupts (auto: on unless the\n"
+        "                          host's KVM has APICv/AVIC, which auto-EOI disables)\n"
         "      --no-reboot         exit with status 2 when the guest reboots\n"
         "      --max-reboots N     exit with status 2 after N in-place reboots (default: no limit)\n"
         "      --log-level LEVEL   error, warn, info (default) or debug\n"
@@ -80,7 +83,7 @@ static int parse_size(const char *s, uint64_t *out)
 
 enum {
     OPT_VMBUSD = 256, OPT_NAME, OPT_NO_VMBUS, OPT_NO_REBOOT, OPT_MAX_REBOOTS,
-    OPT_LOG_LEVEL, OPT_APPEND,
+    OPT_LOG_LEVEL, OPT_APPEND, OPT_AEOI,
 };
 
 static int parse_args(int argc, char **argv, struct vmm_options *o)
@@ -96,6 +99,7 @@ static int parse_args(int argc, char **argv, struct vmm_options *o)
         {"vmbusd", required_argument, NULL, OPT_VMBUSD},
         {"name", required_argument, NULL, OPT_NAME},
         {"no-vmbus", no_argument, NULL, OPT_NO_VMBUS},
+        {"aeoi", required_argument, NULL, OPT_AEOI},
         {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
         {"max-reboots", required_argument, NULL, OPT_MAX_REBOOTS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -131,6 +135,18 @@ static int parse_args(int argc, char **argv, struct vmm_options *o)
         case OPT_VMBUSD: o->socket_path = optarg; break;
         case OPT_NAME: o->name = optarg; break;
         case OPT_NO_VMBUS: o->no_vmbus = true; break;
+        case OPT_AEOI:
+            if (strcmp(optarg, "auto") == 0)
+                o->aeoi = HV_AEOI_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                o->aeoi = HV_AEOI_ON;
+            else if (strcmp(optarg, "off") == 0)
+                o->aeoi = HV_AEOI_OFF;
+            else {
+                fprintf(stderr, "vmbus-vmm: --aeoi must be auto, on or off\n");
+                return -1;
+            }
+            break;
         case OPT_NO_REBOOT: o->no_reboot = true; break;
         case OPT_MAX_REBOOTS:
             o->max_reboots = (int)strtol(optarg, &end, 10);
@@ -242,7 +258,7 @@ int main(int argc, char **argv)
     int out_fd = STDOUT_FILENO;
     if (kvm_open_checked(&vm) < 0)
         goto fail_early;
-    vm.cpuid = hv_build_cpuid(vm.kvm_fd, vm.ncpus);
+    vm.cpuid = hv_build_cpuid(vm.kvm_fd, vm.ncpus, opt.aeoi);
     if (!vm.cpuid)
         goto fail_early;
     if (mem_create(&vm.mem, opt.mem_bytes) < 0)

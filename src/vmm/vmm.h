@@ -39,6 +39,9 @@ enum vm_event {
     VM_EV_SIGNAL,
 };
 
+/* Whether the guest is told to use auto-EOI for its SynIC (--aeoi). */
+enum hv_aeoi { HV_AEOI_AUTO, HV_AEOI_ON, HV_AEOI_OFF };
+
 struct vmm_options {
     const char *kernel;
     const char *initrd;
@@ -49,6 +52,7 @@ struct vmm_options {
     uint64_t mem_bytes;
     int cpus;
     bool no_vmbus;
+    enum hv_aeoi aeoi;
     bool no_reboot;
     int max_reboots; /* 0 = unlimited */
     int verbose;
@@ -156,7 +160,7 @@ int hv_check_caps(int kvm_fd);
 /* Warns and returns false when the host clocksource named in PATH (sysfs) is
  * not the TSC; true when it is or cannot be read. */
 bool hv_check_host_clock(const char *path);
-struct kvm_cpuid2 *hv_build_cpuid(int kvm_fd, int ncpus);
+struct kvm_cpuid2 *hv_build_cpuid(int kvm_fd, int ncpus, enum hv_aeoi aeoi);
 int hv_vcpu_setup(struct vm *vm, struct vcpu *vc);
 /* Installs IOAPIC/PIC default routes plus one HV_SINT route per vCPU and the irqfds. */
 int hv_setup_sint_routes(struct vm *vm);
