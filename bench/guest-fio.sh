@@ -38,15 +38,12 @@ if [ -n "$dev" ]; then
     [ "$disk" = scsi ] && for d in /sys/bus/vmbus/devices/*; do
         grep -qi ba6163d9 "$d/class_id" 2>/dev/null && echo "E2E-FIO-CHANNELS n=$(ls "$d/channels" | wc -l)"
     done
-    # uptime, all CPUs' ticks, idle + iowait ticks, interrupts, context
-    # switches.  /proc/stat's interrupt total leaves out the Hyper-V
-    # callback vector, which carries VMBus's: those are /proc/interrupts' HYP.
+    # uptime, all CPUs' ticks, idle + iowait ticks, interrupts (VMBus's
+    # included), context switches
     guest_counters() {
-        awk 'FILENAME == "/proc/uptime" { u = $1 }
-             $1 == "cpu" { for (i = 2; i <= 9; i++) t += $i; id = $5 + $6 }
-             $1 == "intr" { n += $2 } $1 == "ctxt" { x = $2 }
-             $1 == "HYP:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i }
-             END { print u, t, id, n, x }' /proc/uptime /proc/stat /proc/interrupts
+        echo "$(awk 'FILENAME == "/proc/uptime" { u = $1 }
+                     $1 == "cpu" { for (i = 2; i <= 9; i++) t += $i; id = $5 + $6 }
+                     END { print u, t, id }' /proc/uptime /proc/stat) $(e2e_irq_ctxt)"
     }
     ncpu=$(grep -c '^processor' /proc/cpuinfo)
     [ "$profile" = 1 ] && echo 0 > /proc/sys/kernel/kptr_restrict # perf names kernel symbols

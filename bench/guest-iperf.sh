@@ -9,9 +9,8 @@
 #       vCPUs' time: all but idle and iowait, and softirq (receive
 #       processing) alone.  A guest near 100 % busy is the bottleneck.
 #       irq_mb, cs_mb: the guest's interrupts and context switches per MB
-#       moved (/proc/stat intr plus /proc/interrupts HYP, the Hyper-V
-#       callback vector VMBus uses, which /proc/stat's total leaves out;
-#       ctxt): what each byte costs it in exits.
+#       moved (e2e_irq_ctxt, VMBus's vector included): what each byte
+#       costs it in exits.
 nic=$(e2e_param e2e.nic || echo netvsc)
 secs=$(e2e_param e2e.time || echo 10)
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
@@ -31,20 +30,15 @@ esac
 if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.2.2/24 2001:db8::2/64 30; then
     echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload|large-receive-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ',')"
     ping -c 1 -w 20 192.0.2.1 >/dev/null 2>&1 || e2e_fail "no answer to ping from L1"
-    irq_ctxt() {
-        awk '$1 == "intr" { i += $2 } $1 == "ctxt" { c = $2 }
-             $1 == "HYP:" { for (k = 2; k <= NF && $k ~ /^[0-9]+$/; k++) i += $k }
-             END { print i, c }' /proc/stat /proc/interrupts
-    }
     for dir in tx rx; do
         r=""
         [ "$dir" = rx ] && r=-R
         head -n 1 /proc/stat > /tmp/stat0
-        ic0=$(irq_ctxt)
+        ic0=$(e2e_irq_ctxt)
         # The summary line of the side that received: its rate is what arrived.
         if iperf3 -c 192.0.2.1 -t "$secs" -f m $r > /tmp/iperf.txt 2>&1; then
             head -n 1 /proc/stat > /tmp/stat1
-            ic1=$(irq_ctxt)
+            ic1=$(e2e_irq_ctxt)
             # cpu user nice system idle iowait irq softirq steal ...
             cpu=$(cat /tmp/stat0 /tmp/stat1 | awk '{ t = 0; for (i = 2; i <= 9; i++) t += $i
                     if (NR == 1) { t0 = t; i0 = $5 + $6; s0 = $8 } else { dt = t - t0

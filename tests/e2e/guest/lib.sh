@@ -18,6 +18,16 @@ e2e_result() { echo "E2E-RESULT $*"; }
 # "reboot: ..." line would take the place of the marker's newline.
 e2e_console_drain() { sleep 1; }
 
+# The guest's interrupts and context switches so far: "INTR CTXT" (for
+# per-request or per-byte costs in the benchmarks).  /proc/stat's interrupt
+# total leaves out the Hyper-V callback vector, which carries every VMBus
+# interrupt; /proc/interrupts' HYP row counts those.
+e2e_irq_ctxt() {
+    awk '$1 == "intr" { i += $2 } $1 == "ctxt" { c = $2 }
+         $1 == "HYP:" { for (k = 2; k <= NF && $k ~ /^[0-9]+$/; k++) i += $k }
+         END { print i, c }' /proc/stat /proc/interrupts
+}
+
 # e2e_ticker: a line on the console every 10 s for as long as the guest's
 # kernel and user space run (E2E-TICK and the uptime), so that L1 tells a
 # guest stuck waiting on the host (the ticks go on) from one that froze as
