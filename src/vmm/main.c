@@ -42,6 +42,9 @@ static void usage(FILE *f)
         "      --aeoi MODE         auto, on or off: whether the guest is told to use\n"
         "                          auto-EOI for VMBus interrupts (auto: on unless the\n"
         "                          host's KVM has APICv/AVIC, which auto-EOI disables)\n"
+        "      --huge-pages on|off back guest RAM with 2 MiB transparent huge pages\n"
+        "                          where the host allows them for shared memory\n"
+        "                          (default on; see the log line at start)\n"
         "      --no-reboot         exit with status 2 when the guest reboots\n"
         "      --max-reboots N     exit with status 2 after N in-place reboots (default: no limit)\n"
         "      --log-level LEVEL   error, warn, info (default) or debug\n"
@@ -83,7 +86,7 @@ static int parse_size(const char *s, uint64_t *out)
 
 enum {
     OPT_VMBUSD = 256, OPT_NAME, OPT_NO_VMBUS, OPT_NO_REBOOT, OPT_MAX_REBOOTS,
-    OPT_LOG_LEVEL, OPT_APPEND, OPT_AEOI,
+    OPT_LOG_LEVEL, OPT_APPEND, OPT_AEOI, OPT_HUGE_PAGES,
 };
 
 static int parse_args(int argc, char **argv, struct vmm_options *o)
@@ -100,6 +103,7 @@ static int parse_args(int argc, char **argv, struct vmm_options *o)
         {"name", required_argument, NULL, OPT_NAME},
         {"no-vmbus", no_argument, NULL, OPT_NO_VMBUS},
         {"aeoi", required_argument, NULL, OPT_AEOI},
+        {"huge-pages", required_argument, NULL, OPT_HUGE_PAGES},
         {"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
         {"max-reboots", required_argument, NULL, OPT_MAX_REBOOTS},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -111,6 +115,7 @@ static int parse_args(int argc, char **argv, struct vmm_options *o)
     o->socket_path = DEFAULT_SOCKET;
     o->mem_bytes = DEFAULT_MEM;
     o->cpus = 1;
+    o->huge_pages = true;
     int c;
     while ((c = getopt_long(argc, argv, "k:i:a:m:c:s:vh", lo, NULL)) != -1) {
         char *end;
@@ -144,6 +149,16 @@ static int parse_args(int argc, char **argv, struct vmm_options *o)
                 o->aeoi = HV_AEOI_OFF;
             else {
                 fprintf(stderr, "vmbus-vmm: --aeoi must be auto, on or off\n");
+                return -1;
+            }
+            break;
+        case OPT_HUGE_PAGES:
+            if (strcmp(optarg, "on") == 0)
+                o->huge_pages = true;
+            else if (strcmp(optarg, "off") == 0)
+                o->huge_pages = false;
+            else {
+                fprintf(stderr, "vmbus-vmm: --huge-pages must be on or off\n");
                 return -1;
             }
             break;
@@ -261,7 +276,7 @@ int main(int argc, char **argv)
     vm.cpuid = hv_build_cpuid(vm.kvm_fd, vm.ncpus, opt.aeoi);
     if (!vm.cpuid)
         goto fail_early;
-    if (mem_create(&vm.mem, opt.mem_bytes) < 0)
+    if (mem_create(&vm.mem, opt.mem_bytes, opt.huge_pages) < 0)
         goto fail_early;
     if (opt.serial_log) {
         out_fd = open(opt.serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -350,6 +365,7 @@ int main(int argc, char **argv)
         mem_clear(&vm.mem);
         serial_reset(&vm.serial);
     }
+    mem_log_page_sizes(&vm.mem);
     vmbus_close(&vm);
     vm_destroy(&vm);
     mem_destroy(&vm.mem);

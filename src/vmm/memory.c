@@ -3,18 +3,84 @@
  * Guest RAM: one memfd, mapped once in the VMM and handed to vmbusd, so both
  * see the same pages.  RAM up to 3 GiB sits at GPA 0; anything beyond goes
  * above 4 GiB as a second region, leaving the 32-bit hole for LAPIC/IOAPIC.
+ *
+ * The memfd is shmem, whose transparent huge pages the host's
+ * /sys/kernel/mm/transparent_hugepage/shmem_enabled governs apart from
+ * anonymous memory's (Debian ships it "never").  On 4 KiB host pages every
+ * guest TLB miss walks a nested page table that ends in 4 KiB entries; a VMM
+ * on anonymous memory (QEMU marks its RAM MADV_HUGEPAGE) gets 2 MiB ones.
+ * So the mapping is 2 MiB aligned and asks for huge pages, and the log says
+ * whether the host lets it have them (docs/vmm.md, "Huge pages").
+ * hugetlbfs is no alternative: vmbusd maps ring and GPADL pages of this fd
+ * 4 KiB at a time, which a hugetlbfs file refuses.
  */
 #include "vmm/vmm.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/log.h"
 
-int mem_create(struct guest_mem *m, uint64_t bytes)
+#define HUGE_2M (2ull << 20)
+#define SHMEM_THP_KNOB "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+/* The bracketed word of SHMEM_THP_KNOB ("always within_size [advise] never
+ * ..."), or "" when the kernel has no such file (no THP at all). */
+static void shmem_thp_setting(char *out, size_t outlen)
+{
+    char buf[128] = "";
+    out[0] = 0;
+    FILE *f = fopen(SHMEM_THP_KNOB, "re");
+    if (!f)
+        return;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = 0;
+    fclose(f);
+    char *open = strchr(buf, '['), *close = open ? strchr(open, ']') : NULL;
+    if (open && close && (size_t)(close - open - 1) < outlen) {
+        memcpy(out, open + 1, (size_t)(close - open - 1));
+        out[close - open - 1] = 0;
+    }
+}
+
+/* Whether a MADV_HUGEPAGE shmem mapping gets huge pages under SETTING. */
+static bool shmem_thp_allows(const char *setting)
+{
+    return !strcmp(setting, "advise") || !strcmp(setting, "always") ||
+           !strcmp(setting, "within_size") || !strcmp(setting, "force");
+}
+
+/* Maps BYTES of FD at a 2 MiB aligned address: KVM maps a guest range with
+ * 2 MiB entries only where the host address and the GPA agree modulo 2 MiB,
+ * and both RAM regions start at 2 MiB multiples of GPA and of fd offset. */
+static void *map_aligned(int fd, uint64_t bytes)
+{
+    uint64_t span = bytes + HUGE_2M;
+    uint8_t *res = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (res == MAP_FAILED)
+        return MAP_FAILED;
+    uint8_t *at = (uint8_t *)(((uintptr_t)res + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+    void *p = mmap(at, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        munmap(res, span);
+        errno = e;
+        return MAP_FAILED;
+    }
+    if (at > res)
+        munmap(res, (size_t)(at - res));
+    if (res + span > at + bytes)
+        munmap(at + bytes, (size_t)(res + span - (at + bytes)));
+    return p;
+}
+
+int mem_create(struct guest_mem *m, uint64_t bytes, bool huge)
 {
     memset(m, 0, sizeof(*m));
     m->memfd = -1;
@@ -43,13 +109,28 @@ int mem_create(struct guest_mem *m, uint64_t bytes)
         close(fd);
         return -1;
     }
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void *p = map_aligned(fd, bytes);
     if (p == MAP_FAILED) {
         log_err("mmap guest RAM: %s", strerror(errno));
         close(fd);
         return -1;
     }
-    madvise(p, bytes, MADV_MERGEABLE);
+    char thp[32];
+    shmem_thp_setting(thp, sizeof(thp));
+    if (!huge) {
+        madvise(p, bytes, MADV_NOHUGEPAGE);
+        log_info("guest RAM on 4 KiB pages (--huge-pages off)");
+    } else if (madvise(p, bytes, MADV_HUGEPAGE) < 0) {
+        log_info("guest RAM on 4 KiB pages: this kernel has no transparent huge pages (%s)",
+                 strerror(errno));
+    } else if (shmem_thp_allows(thp)) {
+        log_info("guest RAM on 2 MiB transparent huge pages where the host has them "
+                 "(shmem_enabled: %s)", thp);
+    } else {
+        log_info("guest RAM on 4 KiB pages: the host's %s is '%s'; writing 'advise' there "
+                 "lets vmbus-vmm use 2 MiB pages (docs/vmm.md, \"Huge pages\")",
+                 SHMEM_THP_KNOB, thp[0] ? thp : "?");
+    }
     m->memfd = fd;
     m->host = p;
     m->total = bytes;
@@ -72,6 +153,34 @@ void mem_destroy(struct guest_mem *m)
         close(m->memfd);
     m->host = NULL;
     m->memfd = -1;
+}
+
+void mem_log_page_sizes(const struct guest_mem *m)
+{
+    char want[32], line[256];
+    unsigned long rss_kb = 0, huge_kb = 0;
+    bool in = false;
+    if (!m->host)
+        return;
+    snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)m->host);
+    FILE *f = fopen("/proc/self/smaps", "re");
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        if (!in) {
+            in = strncmp(line, want, strlen(want)) == 0;
+            continue;
+        }
+        if (sscanf(line, "Rss: %lu kB", &rss_kb) == 1)
+            continue;
+        if (sscanf(line, "ShmemPmdMapped: %lu kB", &huge_kb) == 1)
+            continue;
+        if (strncmp(line, "VmFlags:", 8) == 0)
+            break; /* the last field of the entry */
+    }
+    fclose(f);
+    log_info("guest RAM: %lu MiB resident, %lu MiB of it on 2 MiB host pages", rss_kb >> 10,
+             huge_kb >> 10);
 }
 
 /* Returns all RAM to zero (guest reset) without changing the mapping. */

@@ -127,7 +127,7 @@ static void test_tables(void **state)
     static struct vm vm;
     memset(&vm, 0, sizeof(vm));
     vm.ncpus = 3;
-    assert_int_equal(mem_create(&vm.mem, 64ull << 20), 0);
+    assert_int_equal(mem_create(&vm.mem, 64ull << 20, true), 0);
     uint64_t rsdp_gpa = acpi_build(&vm);
     assert_int_equal(rsdp_gpa, ACPI_TABLES_GPA);
     const uint8_t *rsdp = mem_gpa(&vm.mem, rsdp_gpa, 36);
@@ -183,7 +183,7 @@ static void test_mem_bounds(void **state)
 {
     (void)state;
     struct guest_mem m;
-    assert_int_equal(mem_create(&m, 64ull << 20), 0);
+    assert_int_equal(mem_create(&m, 64ull << 20, true), 0);
     assert_non_null(mem_gpa(&m, 0, 4096));
     assert_non_null(mem_gpa(&m, (64ull << 20) - 256, 256));
     assert_null(mem_gpa(&m, (64ull << 20) - 255, 256));
@@ -199,7 +199,48 @@ static void test_mem_bounds(void **state)
     assert_int_equal(mem_clear(&m), 0);
     assert_int_equal(*(volatile uint8_t *)mem_gpa(&m, 4096, 1), 0);
     mem_destroy(&m);
-    assert_int_equal(mem_create(&m, 1000), -1);
+    assert_int_equal(mem_create(&m, 1000, true), -1);
+}
+
+/* The VmFlags line of the /proc/self/smaps entry that starts at ADDR. */
+static bool smaps_vmflags(const void *addr, char *out, size_t outlen)
+{
+    char want[32], line[512];
+    snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)addr);
+    FILE *f = fopen("/proc/self/smaps", "re");
+    assert_non_null(f);
+    bool in = false, found = false;
+    while (fgets(line, sizeof(line), f)) {
+        if (strchr(line, '-') && strncmp(line, want, strlen(want)) == 0)
+            in = true;
+        else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(out, outlen, "%s", line + 8);
+            found = true;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* KVM maps guest RAM with 2 MiB entries only where host address and GPA
+ * agree modulo 2 MiB, and the kernel gives a shmem mapping huge pages only
+ * when it is marked for them: both, or neither with --huge-pages off. */
+static void test_mem_huge_pages(void **state)
+{
+    (void)state;
+    if (access("/sys/kernel/mm/transparent_hugepage", F_OK) != 0)
+        skip(); /* a kernel without THP: madvise refuses, nothing to check */
+    for (int huge = 0; huge <= 1; huge++) {
+        struct guest_mem m;
+        assert_int_equal(mem_create(&m, 70ull << 20, huge), 0);
+        assert_int_equal((uintptr_t)m.host & ((2u << 20) - 1), 0);
+        char flags[512];
+        assert_true(smaps_vmflags(m.host, flags, sizeof(flags)));
+        assert_true(strstr(flags, huge ? " hg" : " nh") != NULL);
+        assert_null(strstr(flags, huge ? " nh" : " hg"));
+        mem_destroy(&m);
+    }
 }
 
 static void test_bzimage_checks(void **state)
@@ -279,6 +320,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dsdt_aml),
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_mem_bounds),
+        cmocka_unit_test(test_mem_huge_pages),
         cmocka_unit_test(test_bzimage_checks),
         cmocka_unit_test(test_host_clock_warning),
     };

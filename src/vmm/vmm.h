@@ -53,6 +53,7 @@ struct vmm_options {
     int cpus;
     bool no_vmbus;
     enum hv_aeoi aeoi;
+    bool huge_pages;        /* MADV_HUGEPAGE on guest RAM (--huge-pages) */
     bool no_reboot;
     int max_reboots; /* 0 = unlimited */
     int verbose;
@@ -76,9 +77,12 @@ struct guest_mem {
 #define GUEST_HOLE_START 0xC0000000ull /* 3 GiB: 32-bit MMIO hole (LAPIC, IOAPIC) */
 #define GUEST_HIGH_START 0x100000000ull
 
-int mem_create(struct guest_mem *m, uint64_t bytes);
+int mem_create(struct guest_mem *m, uint64_t bytes, bool huge);
 void mem_destroy(struct guest_mem *m);
 int mem_clear(struct guest_mem *m);
+/* Logs how much of guest RAM the host has resident, and how much of that on
+ * 2 MiB pages: whether --huge-pages took effect. */
+void mem_log_page_sizes(const struct guest_mem *m);
 /* Host pointer for [gpa, gpa+len) if it lies entirely inside one RAM region, else NULL. */
 void *mem_gpa(struct guest_mem *m, uint64_t gpa, uint64_t len);
 uint64_t mem_low_end(const struct guest_mem *m);

@@ -208,6 +208,10 @@ int xp_add_region(struct xpartition *xp, uint64_t gpa, uint64_t size, int fd, ui
         ret = -errno;
         goto out;
     }
+    /* Where the host lets shared memory have transparent huge pages, a page
+     * vmbusd touches first (an I/O landing in untouched guest RAM) is then
+     * allocated huge too, as the VMM's own mapping asks (docs/vmm.md). */
+    madvise(hva, size, MADV_HUGEPAGE);
     xp->regions[nreg] =
         (struct xp_region){.gpa = gpa, .size = size, .fd = fd, .fd_offset = fd_offset, .hva = hva};
     atomic_store_explicit(&xp->nregions, nreg + 1, memory_order_release); /* publishes it */
