@@ -4,6 +4,7 @@
 # LUN 0 served by storvsp) or e2e.disk=virtio (virtio-blk, /dev/vda), for
 # e2e.runtime seconds per job after 2 s of ramp-up.  Markers:
 #   E2E-FIO-DEV dev=NAME ...           the disk and its block-layer queues
+#   E2E-FIO-BEGIN job=NAME             a job starts
 #   E2E-PROF job=NAME PCT SYMBOL         with e2e.profile=1: the guest's flat
 #       profile during each job (perf, cpu-clock, all CPUs, idle included)
 #   E2E-FIO job=NAME iops=N bw_kib=N   one line per job (fio's terse output),
@@ -49,6 +50,9 @@ if [ -n "$dev" ]; then
     [ "$profile" = 1 ] && echo 0 > /proc/sys/kernel/kptr_restrict # perf names kernel symbols
     for job in "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" "read-1m-qd4 read 1M 4"; do
         set -- $job
+        # L1 samples its KVM's counters for this guest at this line and at
+        # the job's E2E-FIO line (bench/nested-storage).
+        echo "E2E-FIO-BEGIN job=$1"
         s0=$(guest_counters)
         prof=""
         [ "$profile" = 1 ] && prof="perf record -q -a -e cpu-clock -F 2000 -o /tmp/perf.data --"
