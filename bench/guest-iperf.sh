@@ -4,6 +4,7 @@
 # (virtio-net), as 192.0.2.2 on L1's TAP; then iperf3 against L1's server
 # (192.0.2.1) for e2e.time seconds each way, one TCP stream.  Markers:
 #   E2E-IPERF-IF name=NAME driver=D offload=...   the interface (checksums, TSO, LRO)
+#   E2E-IPERF-BEGIN dir=tx|rx                       a transfer starts
 #   E2E-IPERF dir=tx|rx mbit=N retr=N busy=P si=P  guest -> L1 (tx), L1 -> guest (rx);
 #       busy, si: the guest's CPU time during the transfer, in percent of its
 #       vCPUs' time: all but idle and iowait, and softirq (receive
@@ -33,6 +34,9 @@ if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.
     for dir in tx rx; do
         r=""
         [ "$dir" = rx ] && r=-R
+        # L1 samples its KVM's counters for this guest here and at the
+        # E2E-IPERF line (bench/nested-net).
+        echo "E2E-IPERF-BEGIN dir=$dir"
         head -n 1 /proc/stat > /tmp/stat0
         ic0=$(e2e_irq_ctxt)
         # The summary line of the side that received: its rate is what arrived.

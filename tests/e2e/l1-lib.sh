@@ -168,3 +168,30 @@ l1_tap() {
         ip addr add 192.0.2.1/24 dev "$1" &&
         ip -6 addr add 2001:db8::1/64 dev "$1" nodad
 }
+
+# l1_kvm_watch SERIAL MARKER...: L1's KVM counts each VM's exits (debugfs,
+# one directory per VM: the benchmarks run one VM at a time).  An exit of
+# the L2 guest is what a nested guest pays most for, so the benchmarks
+# sample the counters when the guest prints a line starting with one of
+# the MARKERs (tail -F: this wakes only when the guest prints), until
+# E2E-END.  Prints: MARKER KEY NS COUNTERS..., KEY being the value of the
+# line's second word (job=NAME, dir=tx), NS L1's clock, the counters those
+# of $l1_kvm_stats, then L1's busy and total CPU ticks (/proc/stat: is L1
+# itself, whose CPUs run the VMM, vmbusd and the far end, saturated?).
+l1_kvm_stats="exits halt_exits irq_exits hypercalls io_exits mmio_exits irq_injections"
+l1_kvm_watch() {
+    local serial=$1 marks
+    shift
+    marks=" $* "
+    mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+    tail -n +1 -F "$serial" 2>/dev/null | while read -r mark key _; do
+        mark=${mark%$'\r'} key=${key%$'\r'}
+        [ "$mark" = E2E-END ] && break
+        case "$marks" in *" $mark "*) ;; *) continue ;; esac
+        local d vals="" st
+        d=$(ls -d /sys/kernel/debug/kvm/*-* 2>/dev/null | head -n 1)
+        for st in $l1_kvm_stats; do vals="$vals $(cat "$d/$st" 2>/dev/null || echo x)"; done
+        vals="$vals $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat)"
+        echo "$mark ${key#*=} $(date +%s%N)$vals"
+    done
+}
