@@ -47,6 +47,20 @@ if [ -n "$dev" ]; then
                      END { print u, t, id }' /proc/uptime /proc/stat) $(e2e_irq_ctxt)"
     }
     ncpu=$(grep -c '^processor' /proc/cpuinfo)
+    # The topology the guest sees: whether its vCPUs share a last-level
+    # cache decides whether the block layer completes a request on the CPU
+    # its interrupt came to or sends the submitting CPU an IPI.
+    if [ "$ncpu" -gt 1 ]; then
+        mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+        topo="pkg1=$(cat /sys/devices/system/cpu/cpu1/topology/physical_package_id 2>/dev/null)"
+        for c in /sys/devices/system/cpu/cpu0/cache/index*; do
+            [ -e "$c/level" ] && topo="$topo L$(cat "$c/level")$(cat "$c/type" | cut -c1)=$(cat "$c/shared_cpu_list")"
+        done
+        for d in /sys/kernel/debug/sched/domains/cpu0/domain*; do
+            [ -e "$d/name" ] && topo="$topo ${d##*/}=$(cat "$d/name")"
+        done
+        echo "E2E-FIO-TOPO $topo"
+    fi
     [ "$profile" = 1 ] && echo 0 > /proc/sys/kernel/kptr_restrict # perf names kernel symbols
     for job in "randread-4k-qd1 randread 4k 1" "randread-4k-qd16 randread 4k 16" "read-1m-qd4 read 1M 4"; do
         set -- $job
