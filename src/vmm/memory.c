@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -155,30 +156,42 @@ void mem_destroy(struct guest_mem *m)
     m->memfd = -1;
 }
 
-void mem_log_page_sizes(const struct guest_mem *m)
+bool smaps_field(const void *start, const char *field, char *out, size_t outlen)
 {
-    char want[32], line[256];
-    unsigned long rss_kb = 0, huge_kb = 0;
-    bool in = false;
-    if (!m->host)
-        return;
-    snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)m->host);
+    char want[32], line[512];
+    size_t flen = strlen(field);
+    bool in = false, found = false;
+    snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)start);
     FILE *f = fopen("/proc/self/smaps", "re");
     if (!f)
-        return;
+        return false;
     while (fgets(line, sizeof(line), f)) {
         if (!in) {
             in = strncmp(line, want, strlen(want)) == 0;
             continue;
         }
-        if (sscanf(line, "Rss: %lu kB", &rss_kb) == 1)
-            continue;
-        if (sscanf(line, "ShmemPmdMapped: %lu kB", &huge_kb) == 1)
-            continue;
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+            snprintf(out, outlen, "%s", line + flen + 1);
+            found = true;
+            break;
+        }
         if (strncmp(line, "VmFlags:", 8) == 0)
             break; /* the last field of the entry */
     }
     fclose(f);
+    return found;
+}
+
+void mem_log_page_sizes(const struct guest_mem *m)
+{
+    char v[64];
+    unsigned long rss_kb = 0, huge_kb = 0;
+    if (!m->host)
+        return;
+    if (smaps_field(m->host, "Rss", v, sizeof(v)))
+        rss_kb = strtoul(v, NULL, 10);
+    if (smaps_field(m->host, "ShmemPmdMapped", v, sizeof(v)))
+        huge_kb = strtoul(v, NULL, 10);
     log_info("guest RAM: %lu MiB resident, %lu MiB of it on 2 MiB host pages", rss_kb >> 10,
              huge_kb >> 10);
 }

@@ -202,27 +202,6 @@ static void test_mem_bounds(void **state)
     assert_int_equal(mem_create(&m, 1000, true), -1);
 }
 
-/* The VmFlags line of the /proc/self/smaps entry that starts at ADDR. */
-static bool smaps_vmflags(const void *addr, char *out, size_t outlen)
-{
-    char want[32], line[512];
-    snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)addr);
-    FILE *f = fopen("/proc/self/smaps", "re");
-    assert_non_null(f);
-    bool in = false, found = false;
-    while (fgets(line, sizeof(line), f)) {
-        if (strchr(line, '-') && strncmp(line, want, strlen(want)) == 0)
-            in = true;
-        else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-            snprintf(out, outlen, "%s", line + 8);
-            found = true;
-            break;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
 /* KVM maps guest RAM with 2 MiB entries only where host address and GPA
  * agree modulo 2 MiB, and the kernel gives a shmem mapping huge pages only
  * when it is marked for them: both, or neither with --huge-pages off. */
@@ -236,7 +215,10 @@ static void test_mem_huge_pages(void **state)
         assert_int_equal(mem_create(&m, 70ull << 20, huge), 0);
         assert_int_equal((uintptr_t)m.host & ((2u << 20) - 1), 0);
         char flags[512];
-        assert_true(smaps_vmflags(m.host, flags, sizeof(flags)));
+        char rss[64];
+        assert_true(smaps_field(m.host, "VmFlags", flags, sizeof(flags)));
+        assert_true(smaps_field(m.host, "Rss", rss, sizeof(rss))); /* the exit log's */
+        assert_false(smaps_field(m.host, "NoSuchField", rss, sizeof(rss)));
         assert_true(strstr(flags, huge ? " hg" : " nh") != NULL);
         assert_null(strstr(flags, huge ? " nh" : " hg"));
         mem_destroy(&m);

@@ -80,6 +80,9 @@ struct guest_mem {
 int mem_create(struct guest_mem *m, uint64_t bytes, bool huge);
 void mem_destroy(struct guest_mem *m);
 int mem_clear(struct guest_mem *m);
+/* The value of FIELD ("Rss", "VmFlags", ...) in the /proc/self/smaps entry
+ * of the mapping that starts at START, into OUT; false if there is none. */
+bool smaps_field(const void *start, const char *field, char *out, size_t outlen);
 /* Logs how much of guest RAM the host has resident, and how much of that on
  * 2 MiB pages: whether --huge-pages took effect. */
 void mem_log_page_sizes(const struct guest_mem *m);
