@@ -195,3 +195,18 @@ l1_kvm_watch() {
         echo "$mark ${key#*=} $(date +%s%N)$vals"
     done
 }
+
+# l1_kvm_deltas BEGIN END < KVMFILE: for each KEY that l1_kvm_watch saw
+# under both markers, "KEY SECONDS" and the growth of each of
+# $l1_kvm_stats between them, then L1's CPUs' busy percent over the span
+# ("x" without /proc/stat's figures).  The benchmarks divide by their own
+# unit (I/Os, MB).
+l1_kvm_deltas() {
+    awk -v b="$1" -v e="$2" '
+        $1 == b { t0[$2] = $3; for (i = 4; i <= NF; i++) v[$2, i] = $i; next }
+        $1 == e && ($2 in t0) && $3 > t0[$2] {
+            l = $2 " " sprintf("%.9f", ($3 - t0[$2]) / 1e9)
+            for (i = 4; i <= 10; i++) l = l " " ($i - v[$2, i])
+            busy = (NF >= 12 && $12 > v[$2, 12]) ? 100 * ($11 - v[$2, 11]) / ($12 - v[$2, 12]) : "x"
+            print l, busy }'
+}
