@@ -32,9 +32,12 @@ e2e_irq_ctxt() {
 # kernel and user space run (E2E-TICK and the uptime), so that L1 tells a
 # guest stuck waiting on the host (the ticks go on) from one that froze as
 # a whole, the nested rig's flake (tests/e2e/l1-lib.sh, l1_guest_froze).
+# The first tick comes at once: L1 needs one from this boot to know the
+# ticker runs, and a guest can freeze in its first 10 s (the storage
+# scenario's second boot once froze loading hv_vmbus).
 # Sets E2E_TICKER_PID.
 e2e_ticker() {
-    ( while sleep 10; do echo "E2E-TICK $(cut -d ' ' -f 1 /proc/uptime)"; done ) &
+    ( while :; do echo "E2E-TICK $(cut -d ' ' -f 1 /proc/uptime)"; sleep 10; done ) &
     E2E_TICKER_PID=$!
 }
 
