@@ -62,6 +62,20 @@
 #define SV_QUIET_WATCH_MS 10u
 _Static_assert(SV_QUIET_WATCH_MS * 1000000ull > SV_QUIET_MAX_GAP_NS,
                "a period without a reap must end quiet (quiet_watch)");
+/* Polling after a turn ([vsp storvsp] poll_us, poll_requests): a channel
+ * whose turns took requests keeps the guest's ring masked for a short
+ * window and takes what the guest adds in it; the requests go to the disk
+ * at once, their completions and those of the turn reach the guest
+ * together at the window's end, with one interrupt.  A guest that queues
+ * requests one after another (fio at queue depth 16 whose backend answers
+ * at once) then neither signals each one nor takes an interrupt for each
+ * completion; a guest waiting on the completion to send its next request
+ * (queue depth 1) finds nothing to gain, only the window's delay.  So the
+ * window adapts: it doubles (from SV_POLL_STEP_NS up to poll_us) when a
+ * window caught a request and halves when it caught none, down to 0; at 0
+ * every SV_POLL_PROBE_EVERY-th turn tries SV_POLL_STEP_NS again. */
+#define SV_POLL_STEP_NS 4000u
+#define SV_POLL_PROBE_EVERY 16u
 
 struct sv_req {
     struct sv_req *next; /* free list */
@@ -643,19 +657,13 @@ static void quiet_watch(void *arg)
 }
 
 /* Take what the guest queued, as far as room and the in-flight limit
- * allow, and submit it. */
-static void receive_turn(struct sv_chan *c)
+ * allow; the packets taken. */
+static unsigned take_requests(struct sv_chan *c)
 {
     struct vsp_channel *ch = c->ch;
     struct vsp_packet pkt;
-    if (c->failed) {
-        while (vsp_recv(ch, &pkt) > 0)
-            ;
-        return;
-    }
-    if (!c->index)
-        send_rescan(c);
     bool idle = c->inflight == 0;
+    unsigned took = 0;
     for (;;) {
         if (c->inflight >= SV_MAX_INFLIGHT) {
             c->stalled = true; /* sv_reap resumes */
@@ -668,14 +676,91 @@ static void receive_turn(struct sv_chan *c)
             vsp_send_unreserve(ch, SV_COMP_RESERVE);
             break;
         }
+        took++;
         handle_packet(c, &pkt);
         if (c->failed)
             break;
     }
     if (idle && c->inflight)
         c->last_reap_ns = mono_ns(); /* the gap to the first reap starts now */
+    return took;
+}
+
+_Atomic(void (*)(void)) sv_test_poll_hook;
+
+/* This turn's polling window (SV_POLL_STEP_NS above), 0 for none. */
+static uint64_t poll_window(struct sv_chan *c)
+{
+    uint64_t max = c->ctrl->vm->pl->poll_ns;
+    if (!max || c->quiet || c->stalled || c->failed)
+        return 0;
+    if (atomic_load(&sv_test_poll_hook))
+        return max;
+    if (c->poll_ns)
+        return c->poll_ns;
+    if (++c->poll_probe % SV_POLL_PROBE_EVERY)
+        return 0;
+    return max < SV_POLL_STEP_NS ? max : SV_POLL_STEP_NS;
+}
+
+/* Inside the turn's send batch: the ring masked, take and submit what the
+ * guest adds until the window ends, then unmask and look once more.  The
+ * worker spins meanwhile (a sleep would cost a timer and a wake-up, more
+ * than the window); the guest's own ring lock is not held. */
+static void poll_requests(struct sv_chan *c, uint64_t window)
+{
+    uint64_t max = c->ctrl->vm->pl->poll_ns;
+    bool caught = false;
+    vsp_recv_quiet(c->ch, true);
+    void (*hook)(void) = atomic_load(&sv_test_poll_hook);
+    if (hook)
+        hook();
+    uint64_t end = mono_ns() + window;
+    do {
+        if (take_requests(c)) {
+            caught = true;
+            kick_queues(c);
+        } else {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    } while (!c->failed && !c->stalled && mono_ns() < end);
+    if (vsp_recv_quiet(c->ch, false) && take_requests(c)) {
+        caught = true;
+        kick_queues(c);
+    }
+    c->polls++;
+    if (caught) {
+        c->polls_caught++;
+        c->poll_ns = c->poll_ns ? 2 * c->poll_ns : SV_POLL_STEP_NS;
+        if (c->poll_ns > max)
+            c->poll_ns = max;
+    } else {
+        c->poll_ns /= 2;
+        if (c->poll_ns < SV_POLL_STEP_NS)
+            c->poll_ns = 0;
+    }
+}
+
+/* Take what the guest queued and submit it. */
+static void receive_turn(struct sv_chan *c)
+{
+    struct vsp_channel *ch = c->ch;
+    struct vsp_packet pkt;
+    if (c->failed) {
+        while (vsp_recv(ch, &pkt) > 0)
+            ;
+        return;
+    }
+    if (!c->index)
+        send_rescan(c);
+    unsigned took = take_requests(c);
     vsp_send_batch_begin(ch); /* what the submit completes at once: one interrupt */
     kick_queues(c);
+    uint64_t window = took ? poll_window(c) : 0;
+    if (window)
+        poll_requests(c, window);
     vsp_send_batch_end(ch);
 }
 
@@ -809,9 +894,13 @@ static void sv_close(struct vsp_channel *ch)
     if (c->inflight)
         vsp_log(ch, VSP_LOG_ERROR, "%u requests still in flight at close", c->inflight);
     if (c->srbs)
-        vsp_log(ch, VSP_LOG_DEBUG, "closed after %llu SRBs (%llu failed)",
-                (unsigned long long)c->srbs, (unsigned long long)c->errors);
+        vsp_log(ch, VSP_LOG_DEBUG,
+                "closed after %llu SRBs (%llu failed), %llu polls (%llu caught a request)",
+                (unsigned long long)c->srbs, (unsigned long long)c->errors,
+                (unsigned long long)c->polls, (unsigned long long)c->polls_caught);
     c->srbs = c->errors = 0;
+    c->polls = c->polls_caught = 0;
+    c->poll_ns = 0;
     if (!c->index) {
         atomic_store(&ctrl->ready, false);
         ctrl->state = SV_INIT_WAIT_BEGIN;

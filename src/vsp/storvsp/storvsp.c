@@ -6,6 +6,7 @@
  *
  *   [vsp storvsp]   max_subchannels = N (0..64, default 8)
  *                   backend = auto | io_uring | threads
+ *                   poll_us = N (0..1000, default 32; 0: off)
  *   [vm NAME]       storvsp.disk = PATH [lun=N] [controller=N] [readonly]
  *                   storvsp.max_transfer = SIZE (64K..2M, default 1M)
  *                   storvsp.max_subchannels = N (0..64, default: [vsp storvsp]'s)
@@ -43,8 +44,21 @@ static int sv_init(const char *const *keys, const char *const *values, void **st
     if (!pl)
         return -ENOMEM;
     pl->max_subchannels = SV_DEFAULT_SUBCHANNELS;
+    pl->poll_ns = SV_DEFAULT_POLL_US * 1000ull;
     for (int i = 0; keys[i]; i++) {
-        if (strcmp(keys[i], "max_subchannels") == 0) {
+        if (strcmp(keys[i], "poll_us") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long us = strtoul(values[i], &end, 10);
+            if (errno || end == values[i] || *end || values[i][0] == '-' ||
+                us > SV_MAX_POLL_US) {
+                vsp_log(NULL, VSP_LOG_ERROR, "storvsp: poll_us must be 0..%d (microseconds)",
+                        SV_MAX_POLL_US);
+                free(pl);
+                return -EINVAL;
+            }
+            pl->poll_ns = us * 1000ull;
+        } else if (strcmp(keys[i], "max_subchannels") == 0) {
             int n = parse_subchannels(values[i]);
             if (n < 0) {
                 vsp_log(NULL, VSP_LOG_ERROR, "storvsp: max_subchannels must be 0..%d",
@@ -65,7 +79,7 @@ static int sv_init(const char *const *keys, const char *const *values, void **st
             }
         } else {
             vsp_log(NULL, VSP_LOG_ERROR, "storvsp: unknown parameter '%s' (max_subchannels, "
-                    "backend)", keys[i]);
+                    "backend, poll_us)", keys[i]);
             free(pl);
             return -EINVAL;
         }

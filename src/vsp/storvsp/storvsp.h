@@ -46,11 +46,17 @@ _Static_assert(SV_IOV_FOR(SV_MAX_MAX_TRANSFER) <= STOR_MAX_IOV,
  * whole vstor packet (the descriptor is not counted, vsp.h). */
 #define SV_COMP_RESERVE VSTOR_PACKET_SIZE
 #define SV_DEFAULT_SUBCHANNELS 8
+/* [vsp storvsp] poll_us: the longest polling window (chan.c, poll_requests).
+ * 32 µs as QEMU's iothreads poll by default; a worker spins at most this
+ * long per turn. */
+#define SV_DEFAULT_POLL_US 32
+#define SV_MAX_POLL_US 1000
 
 struct sv_plugin {
     unsigned max_subchannels; /* [vsp storvsp] max_subchannels */
     unsigned queue_flags;     /* STOR_QUEUE_THREADS for backend = threads */
     bool need_uring;          /* backend = io_uring: no silent fallback */
+    uint64_t poll_ns;         /* [vsp storvsp] poll_us: the longest polling window */
 };
 
 /* One disk: a LUN of a controller.  Referenced by the controller's table
@@ -93,6 +99,9 @@ struct sv_chan {
     struct sv_queue queues[SV_MAX_LUNS];
     int nqueues;
     uint64_t srbs, errors;
+    uint64_t poll_ns;        /* this channel's polling window now (poll_requests) */
+    unsigned poll_probe;     /* turns without a window, for the next probe */
+    uint64_t polls, polls_caught;
 };
 
 enum sv_init_state {
@@ -133,6 +142,10 @@ extern const struct vsp_channel_ops sv_chan_ops;
  * submit-and-reap, before the queue signals again, so a test can let a
  * completion land in that window. */
 extern _Atomic(void (*)(struct stor_queue *q)) sv_test_quiet_hook;
+/* tests/sim only (NULL otherwise): while set, every turn that took a
+ * request polls for the longest window, and this is called as the window
+ * opens (the guest's ring masked), so a test can add a request in it. */
+extern _Atomic(void (*)(void)) sv_test_poll_hook;
 void sv_disk_unref(struct sv_disk *d);
 /* From any thread: the guest is told to rescan the controller's bus. */
 void sv_ctrl_rescan(struct sv_ctrl *ctrl);
