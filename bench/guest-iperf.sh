@@ -2,7 +2,8 @@
 # L2 guest scenario of bench/nested-net (/e2e/guest-iperf.sh, e2e=guest-iperf):
 # the NIC under test, e2e.nic=netvsc (hv_netvsc: netvsp) or e2e.nic=virtio
 # (virtio-net), as 192.0.2.2 on L1's TAP; then iperf3 against L1's server
-# (192.0.2.1) for e2e.time seconds each way, one TCP stream.  Markers:
+# (192.0.2.1) for e2e.time seconds each way (e2e.dirs=tx,rx; or one of
+# them), one TCP stream.  Markers:
 #   E2E-IPERF-IF name=NAME driver=D offload=...   the interface (checksums, TSO, LRO)
 #   E2E-IPERF-BEGIN dir=tx|rx                       a transfer starts
 #   E2E-IPERF dir=tx|rx mbit=N retr=N busy=P si=P  guest -> L1 (tx), L1 -> guest (rx);
@@ -14,6 +15,8 @@
 #       costs it in exits.
 nic=$(e2e_param e2e.nic || echo netvsc)
 secs=$(e2e_param e2e.time || echo 10)
+dirs=$(e2e_param e2e.dirs | tr , ' ')
+[ -n "$dirs" ] || dirs="tx rx"
 echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad
 case "$nic" in
 netvsc)
@@ -31,7 +34,7 @@ esac
 if [ -n "$drv" ] && nif=$(e2e_net_wait_if "$drv" 60) && e2e_net_up "$nif" 192.0.2.2/24 2001:db8::2/64 30; then
     echo "E2E-IPERF-IF name=$nif driver=$drv offload=$(ethtool -k "$nif" 2>/dev/null | sed -n -E 's/^(tx-checksumming|tcp-segmentation-offload|large-receive-offload): ([a-z]+).*/\1=\2/p' | tr '\n' ',')"
     ping -c 1 -w 20 192.0.2.1 >/dev/null 2>&1 || e2e_fail "no answer to ping from L1"
-    for dir in tx rx; do
+    for dir in $dirs; do
         r=""
         [ "$dir" = rx ] && r=-R
         # L1 samples its KVM's counters for this guest here and at the

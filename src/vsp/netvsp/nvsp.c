@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vsp/netvsp/netvsp.h"
@@ -38,10 +39,10 @@ static const uint32_t nvsp_versions[] = {NVSP_VERSION_61, NVSP_VERSION_6, NVSP_V
 
 /* Send-buffer section size the host asks for (the guest's default). */
 #define SEND_SECTION_SIZE 6144u
-/* Frames per transfer-page packet (one sub-allocation each), and packets
+/* Frames per transfer-page packet (one sub-allocation each), and frames
  * per fd callback before the callback returns to let other work run. */
 #define RX_BATCH 64u
-#define RX_BATCHES_PER_CALL 4
+#define RX_FRAMES_PER_CALL 256u
 /* With receive coalescing: the longest frame the TAP hands over (an
  * 802.1Q tag, an IPv6 header and 64 KB of IPv6 payload), and the most
  * sub-allocations one read may take for it; a packet then carries up to
@@ -253,7 +254,10 @@ static int send_xfer(struct nic_queue *q, size_t reserved, uint32_t channel_type
     struct iovec iov = {&m, nic->msg_size};
     pthread_mutex_lock(&nic->pool_lock);
     uint64_t tid = rx_pool_send(&nic->pool, idx, n, q->index);
+    uint32_t held = rx_pool_in_flight(&nic->pool);
     pthread_mutex_unlock(&nic->pool_lock);
+    if (channel_type == 0 && held > q->trace.held_max)
+        q->trace.held_max = held;
     size_t hlen = 8 + 8 * (size_t)n;
     int ret = reserved ? vsp_send_reserved(q->ch, reserved, VM_PKT_DATA_USING_XFER_PAGES,
                                            VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
@@ -405,6 +409,8 @@ static int rx_read(struct nic_queue *q, uint8_t *const *slot, uint32_t nslots, u
     int has_csum = 0;
     bool ok = len >= 14 && len < (uint64_t)room * nslots;
     struct iovec piece[RSC_READ_MAX]; /* a coalesced frame's parts */
+    long tail = 0;                    /* a second frame split off it */
+    uint32_t tail_csum = 0;
     if (ok && gso) {
         /* coalesced: only of a kind the guest takes */
         uint8_t kind = (vh.gso_type & 0x7f) == VNET_HDR_GSO_TCPV4   ? 1
@@ -412,7 +418,22 @@ static int rx_read(struct nic_queue *q, uint8_t *const *slot, uint32_t nslots, u
                                                                       : 0;
         for (uint32_t j = 0; j < nf; j++)
             piece[j] = (struct iovec){slot[j] + hdr, j + 1 < nf ? room : len - j * room};
-        ok = (kind & rsc) && offload_rx_gso(piece, nf, &vh, &csum) == 0;
+        ok = kind & rsc;
+        /* Too long for the guest's allocator (OFFLOAD_RSC_FRAME_MAX): the
+         * last segments go to the sub-allocation the read left empty,
+         * then to the first one the shortened frame no longer needs. */
+        unsigned nparts = nf;
+        if (ok && nf < nslots)
+            tail = offload_rx_gso_split(piece, &nparts, &vh, OFFLOAD_RSC_FRAME_MAX,
+                                        slot[nf] + hdr, room);
+        if (tail > 0 && nparts < nf)
+            memcpy(slot[nparts] + hdr, slot[nf] + hdr, (size_t)tail);
+        if (tail > 0) {
+            struct iovec t = {slot[nparts] + hdr, (size_t)tail};
+            nf = nparts;
+            ok = offload_rx_gso(&t, 1, &vh, &tail_csum) == 0;
+        }
+        ok = ok && tail >= 0 && offload_rx_gso(piece, nf, &vh, &csum) == 0;
         has_csum = 1;
     } else if (ok) {
         ok = nf == 1 &&
@@ -439,14 +460,21 @@ static int rx_read(struct nic_queue *q, uint8_t *const *slot, uint32_t nslots, u
         lens[j] = hdr + part;
     }
     q->rsc_id++;
+    if (tail > 0) {
+        rndis_rx_header(slot[nf], hdr, (uint32_t)tail, true, tail_csum,
+                        NDIS_PKTINFO_SUBALLOC | NDIS_PKTINFO_1ST_FRAG | NDIS_PKTINFO_LAST_FRAG,
+                        q->rsc_id++);
+        lens[nf] = hdr + (uint32_t)tail;
+        return (int)nf + 1;
+    }
     return (int)nf;
 }
 
 /* One batch of frames from q's backend queue into the guest, in one
  * transfer-page packet (the caller holds buf_lock, the receive buffer is
- * there and receive enabled).  false once the backend is empty or q
- * paused. */
-static bool rx_batch(struct nic_queue *q)
+ * there and receive enabled).  Adds the frames read to *frames; false
+ * once the backend is empty or q paused. */
+static bool rx_batch(struct nic_queue *q, uint32_t *frames_read)
 {
     struct nic *nic = q->nic;
     uint8_t rsc = atomic_load(&nic->rsc_mask);
@@ -465,6 +493,7 @@ static bool rx_batch(struct nic_queue *q)
     }
     int ret = vsp_send_reserve(q->ch, RES_XFER(max_ranges));
     if (ret == -EAGAIN) {
+        q->trace.pause_ring++;
         rx_pause(q); /* writable() resumes */
         return false;
     }
@@ -476,6 +505,7 @@ static bool rx_batch(struct nic_queue *q)
     uint32_t nfree = pool_take(q, false, free_idx, max_ranges, per_read), used = 0;
     if (nfree == 0) {
         vsp_send_unreserve(q->ch, RES_XFER(max_ranges));
+        q->trace.pause_pool++;
         rx_pause(q); /* completions from the guest wake it */
         return false;
     }
@@ -503,6 +533,7 @@ static bool rx_batch(struct nic_queue *q)
             break;
     }
     pool_put(nic, free_idx + used, nfree - used);
+    *frames_read += (uint32_t)frames;
     if (n == 0) {
         vsp_send_unreserve(q->ch, RES_XFER(max_ranges));
         return false;
@@ -520,22 +551,39 @@ static bool rx_batch(struct nic_queue *q)
         nic->stats.rx_coalesced -= coalesced;
         nic->stats.rx_dropped += frames;
         pthread_mutex_unlock(&nic->lock);
+    } else {
+        q->trace.pkts++;
+        q->trace.frames += frames;
     }
     return !empty && !q->rx_paused;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void on_backend(void *arg)
 {
     struct nic_queue *q = arg;
     struct nic *nic = q->nic;
+    uint64_t t0 = now_ns(), frames0 = q->trace.frames;
     pthread_rwlock_rdlock(&nic->buf_lock);
     bool on = nic->recv_buf && atomic_load(&nic->rx_enabled);
-    for (int b = 0; on && b < RX_BATCHES_PER_CALL; b++)
-        if (!rx_batch(q))
+    /* (batches that yield no frame count too: a stream of runts ends the
+     * call like frames would) */
+    uint32_t frames = 0;
+    for (unsigned b = 0; on && b < RX_FRAMES_PER_CALL && frames < RX_FRAMES_PER_CALL; b++)
+        if (!rx_batch(q, &frames))
             break;
     pthread_rwlock_unlock(&nic->buf_lock);
     if (!on)
         rx_drain(q);
+    q->trace.wakeups++;
+    q->trace.empty += q->trace.frames == frames0;
+    q->trace.busy_ns += now_ns() - t0;
 }
 
 /* ---- NVSP messages ------------------------------------------------------ */
@@ -651,6 +699,8 @@ static void do_recv_buf(struct nic_queue *q, struct replies *r, uint64_t tid,
             nic->sub_size = sub;
             pthread_rwlock_unlock(&nic->buf_lock);
             rsc_update(nic); /* coalescing set up for an earlier buffer */
+            vsp_log(q->ch, VSP_LOG_INFO, "netvsp: receive buffer of %zu KiB: %llu "
+                    "sub-allocations of %u bytes", len / 1024, (unsigned long long)cnt, sub);
             m.u.recv_buf_complete.status = NVSP_STAT_SUCCESS;
             m.u.recv_buf_complete.num_sections = 1;
             m.u.recv_buf_complete.section.offset = 0;
@@ -1090,6 +1140,7 @@ static void do_guest_comp(struct nic_queue *q, const struct vsp_packet *pkt)
         guest_error(q, "netvsp: completion is not an RNDIS packet completion (type %u)", type);
         return;
     }
+    q->trace.comps++;
     pthread_rwlock_rdlock(&nic->buf_lock);
     int r = nic->recv_buf ? pool_complete(q, pkt->trans_id) : -EINVAL;
     pthread_rwlock_unlock(&nic->buf_lock);
@@ -1238,14 +1289,37 @@ static int queue_open(struct nic_queue *q, struct vsp_channel *ch)
     q->backend_closed = false;
     q->ncomp = 0; /* reservations end with the channel */
     q->comp_sent = q->comp_dropped = 0;
+    memset(&q->trace, 0, sizeof(q->trace));
     channels_changed(nic, +1);
     return 0;
+}
+
+/* One line per queue on close: enough to tell, after a slow transfer,
+ * whether frames waited for the backend (many wake-ups, few frames each),
+ * for ring room or sub-allocations (pauses), or for the guest. */
+static void trace_log(struct nic_queue *q)
+{
+    const struct nic_rx_trace *t = &q->trace;
+    if (!t->wakeups && !t->turns)
+        return;
+    vsp_log(q->ch, VSP_LOG_INFO,
+            "netvsp: queue %u closed: receive: %llu backend wake-ups (%llu empty), %llu frames "
+            "in %llu packets, %.1f us per wake-up, paused %llu times for ring room and %llu "
+            "for sub-allocations, guest held at most %u; guest turns: %llu taking %llu "
+            "packets (%llu receive completions)",
+            q->index, (unsigned long long)t->wakeups, (unsigned long long)t->empty,
+            (unsigned long long)t->frames, (unsigned long long)t->pkts,
+            t->wakeups ? (double)t->busy_ns / 1000.0 / (double)t->wakeups : 0.0,
+            (unsigned long long)t->pause_ring, (unsigned long long)t->pause_pool, t->held_max,
+            (unsigned long long)t->turns, (unsigned long long)t->taken,
+            (unsigned long long)t->comps);
 }
 
 static void queue_close(struct nic_queue *q)
 {
     struct nic *nic = q->nic;
     flush_comps(q); /* the channel is closed: only the frame counts remain */
+    trace_log(q);
     if (q->watch)
         vsp_fd_watch_remove(q->watch);
     if (q->wake_watch)
@@ -1326,6 +1400,7 @@ static void nvsp_receive(struct vsp_channel *ch)
     /* A request's unused reservations serve the next one (frames use the
      * completion's only): reserved again only once used. */
     struct replies r = {false, false};
+    q->trace.turns++;
     for (;;) {
         if (!r.comp && vsp_send_reserve(ch, RES_COMP) < 0)
             break; /* writable() calls back; the request waits in the ring */
@@ -1335,8 +1410,10 @@ static void nvsp_receive(struct vsp_channel *ch)
         r.xfer = true;
         struct vsp_packet pkt;
         int ret = vsp_recv(ch, &pkt);
-        if (ret > 0)
+        if (ret > 0) {
+            q->trace.taken++;
             do_packet(q, &r, &pkt);
+        }
         if (ret <= 0)
             break;
     }

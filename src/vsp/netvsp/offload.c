@@ -200,19 +200,13 @@ int offload_rx_complete(uint8_t *f, size_t len, const struct vnet_hdr *vh, uint3
     return 1;
 }
 
-int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr *vh,
-                   uint32_t *ppi)
+/* Where a coalesced TCP frame's headers are (first: the bytes of its
+ * first piece, len: the whole frame's): 0 with *l3, *l4 (even), *thl and
+ * *v4, or -1 for a frame that is not TCP over IPv4 / IPv6 (no extension
+ * headers) as vh says, or too long for its length fields. */
+static int gso_layout(const uint8_t *f, size_t first, size_t len, const struct vnet_hdr *vh,
+                      size_t *l3p, size_t *l4p, size_t *thlp, bool *v4p)
 {
-    if (n == 0)
-        return -1;
-    uint8_t *f = piece[0].iov_base;
-    size_t first = piece[0].iov_len, len = 0;
-    for (unsigned i = 0; i < n; i++) {
-        /* pieces joined at odd offsets would need their sums swapped */
-        if (i + 1 < n && (piece[i].iov_len & 1))
-            return -1;
-        len += piece[i].iov_len;
-    }
     uint16_t etype = 0;
     int l3 = l3_start(f, first, &etype);
     uint8_t gso = vh->gso_type & 0x7f; /* without the ECN bit */
@@ -237,10 +231,34 @@ int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr 
     size_t thl = (size_t)(f[l4 + 12] >> 4) * 4;
     if (thl < 20 || l4 + thl > first)
         return -1;
+    *l3p = (size_t)l3;
+    *l4p = l4;
+    *thlp = thl;
+    *v4p = v4;
+    return 0;
+}
+
+int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr *vh,
+                   uint32_t *ppi)
+{
+    if (n == 0)
+        return -1;
+    uint8_t *f = piece[0].iov_base;
+    size_t first = piece[0].iov_len, len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        /* pieces joined at odd offsets would need their sums swapped */
+        if (i + 1 < n && (piece[i].iov_len & 1))
+            return -1;
+        len += piece[i].iov_len;
+    }
+    size_t l3, l4, thl;
+    bool v4;
+    if (gso_layout(f, first, len, vh, &l3, &l4, &thl, &v4) < 0)
+        return -1;
     /* one segment of the whole length: the lengths the stack gave the
      * unsegmented frame may not be this one's */
     uint32_t tcp_len = (uint32_t)(len - l4);
-    uint32_t ps = ip_set_lengths(f, (size_t)l3, l4, len, v4);
+    uint32_t ps = ip_set_lengths(f, l3, l4, len, v4);
     /* The TCP checksum computed afresh (the field may hold a partial sum
      * or, for a frame the host checked, the first segment's). */
     put_be16(f + l4 + 16, 0);
@@ -253,6 +271,71 @@ int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr 
      * succeeded (bit 5) */
     *ppi = 1u << 3 | (v4 ? 1u << 5 : 0);
     return 0;
+}
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_URG 0x20
+#define TCP_CWR 0x80
+
+long offload_rx_gso_split(struct iovec *piece, unsigned *n, const struct vnet_hdr *vh,
+                          size_t max, uint8_t *tail, size_t room)
+{
+    size_t len = 0;
+    for (unsigned i = 0; i < *n; i++)
+        len += piece[i].iov_len;
+    if (*n == 0 || len <= max)
+        return 0;
+    uint8_t *f = piece[0].iov_base;
+    size_t l3, l4, thl;
+    bool v4;
+    if (gso_layout(f, piece[0].iov_len, len, vh, &l3, &l4, &thl, &v4) < 0)
+        return -1;
+    size_t hdrs = l4 + thl, mss = vh->gso_size;
+    /* urgent data points into one part only: left whole */
+    if (mss == 0 || hdrs >= max || (f[l4 + 13] & TCP_URG))
+        return 0;
+    /* the first part: as many whole segments as fit; the rest after it */
+    size_t first = (max - hdrs) / mss * mss;
+    if (first == 0 || hdrs + first >= len)
+        return 0;
+    size_t rest = len - hdrs - first;
+    if (hdrs + rest > room)
+        return 0;
+    memcpy(tail, f, hdrs);
+    /* the rest's bytes, from wherever the pieces hold them */
+    size_t at = 0, cut = hdrs + first, got = 0;
+    unsigned keep = 0;
+    for (unsigned i = 0; i < *n; i++) {
+        size_t pl = piece[i].iov_len;
+        if (at + pl > cut) {
+            size_t from = at < cut ? cut - at : 0;
+            memcpy(tail + hdrs + got, (uint8_t *)piece[i].iov_base + from, pl - from);
+            got += pl - from;
+        }
+        if (at < cut) {
+            keep = i + 1;
+            if (at + pl > cut)
+                piece[i].iov_len = cut - at;
+        }
+        at += pl;
+    }
+    *n = keep;
+    /* The rest follows the first part in sequence and takes its end-of-
+     * data flags; congestion-window-reduced stays with the first. */
+    uint8_t *th = tail + l4;
+    uint32_t seq = (uint32_t)be16(th + 4) << 16 | be16(th + 6);
+    seq += (uint32_t)first;
+    put_be16(th + 4, (uint16_t)(seq >> 16));
+    put_be16(th + 6, (uint16_t)seq);
+    th[13] &= (uint8_t)~TCP_CWR;
+    f[l4 + 13] &= (uint8_t)~(TCP_FIN | TCP_PSH);
+    if (v4) {
+        /* the IP ID the segments after the first part's would have had */
+        uint16_t id = (uint16_t)(be16(tail + l3 + 4) + first / mss);
+        put_be16(tail + l3 + 4, id);
+    }
+    return (long)(hdrs + rest);
 }
 
 void offload_caps(uint8_t *caps, size_t size)

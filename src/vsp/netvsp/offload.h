@@ -72,6 +72,26 @@ int offload_rx_complete(uint8_t *frame, size_t len, const struct vnet_hdr *vh, u
 int offload_rx_gso(const struct iovec *piece, unsigned n, const struct vnet_hdr *vh,
                    uint32_t *ppi);
 
+/* The longest coalesced frame the guest gets whole.  Linux's hv_netvsc
+ * copies every received frame into a new linear skb: a frame of more than
+ * about 65150 bytes needs 128 KiB there (an order-5 allocation), which
+ * the guest's TCP then counts against its receive buffer as twice the
+ * frame, and allocates at a cost; 63 KiB leaves room for the skb's own
+ * overhead in 64 KiB on kernels with larger shared info. */
+#define OFFLOAD_RSC_FRAME_MAX 64512u
+
+/* Split a coalesced TCP frame (pieces as for offload_rx_gso) longer than
+ * max Ethernet bytes at a segment boundary (vh->gso_size): the first part
+ * keeps as many whole segments as fit in max (the pieces are cut short,
+ * *n lowered), the rest goes to tail (room bytes) after a copy of the
+ * headers, with the TCP sequence number, flags and IPv4 ID the segments
+ * would have had.  Both parts then want offload_rx_gso.  Returns the
+ * tail's length; 0 when the frame is not split (short enough, no MSS,
+ * urgent data, or a rest longer than room); -1 when the frame is not TCP
+ * over IP as offload_rx_gso takes it. */
+long offload_rx_gso_split(struct iovec *piece, unsigned *n, const struct vnet_hdr *vh,
+                          size_t max, uint8_t *tail, size_t room);
+
 /* The offload capabilities the host reports (OID_TCP_OFFLOAD_HARDWARE_CAPS
  * body after its 4-byte header) into caps[4..size). */
 void offload_caps(uint8_t *caps, size_t size);

@@ -3,8 +3,9 @@
  * Receive offloads: a GSO frame read into pieces (receive sub-allocations)
  * becomes one valid TCP segment whatever the piece sizes and the frame's
  * length (odd lengths, a last piece of one byte); frames that are not what
- * their virtio-net header says are refused; a partial checksum of any
- * length is completed.  Checked against a plain byte-pair sum here.
+ * their virtio-net header says are refused; a frame too long for the
+ * guest's allocator is split in two valid segments; a partial checksum of
+ * any length is completed.  Checked against a plain byte-pair sum here.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -73,20 +74,23 @@ static unsigned cut(size_t len, size_t room, struct iovec *piece)
     return n;
 }
 
-static void check_segment(bool v6, size_t len)
+/* The TCP checksum and lengths of the segment in buf[0..len). */
+static void check_segment_in(const uint8_t *buf, bool v6, size_t len)
 {
     size_t l4 = v6 ? 54 : 34;
     uint32_t ps;
     if (v6) {
-        assert_int_equal(be16(frame + 18), len - 54);
-        ps = ref_sum(frame + 22, 32, 0);
+        assert_int_equal(be16(buf + 18), len - 54);
+        ps = ref_sum(buf + 22, 32, 0);
     } else {
-        assert_int_equal(be16(frame + 16), len - 14);
-        assert_int_equal(ref_sum(frame + 14, 20, 0), 0xffff);
-        ps = ref_sum(frame + 26, 8, 0);
+        assert_int_equal(be16(buf + 16), len - 14);
+        assert_int_equal(ref_sum(buf + 14, 20, 0), 0xffff);
+        ps = ref_sum(buf + 26, 8, 0);
     }
-    assert_int_equal(ref_sum(frame + l4, len - l4, ps + 6 + (uint32_t)(len - l4)), 0xffff);
+    assert_int_equal(ref_sum(buf + l4, len - l4, ps + 6 + (uint32_t)(len - l4)), 0xffff);
 }
+
+static void check_segment(bool v6, size_t len) { check_segment_in(frame, v6, len); }
 
 static void test_gso_pieces(void **state)
 {
@@ -114,6 +118,97 @@ static void test_gso_pieces(void **state)
     uint32_t ppi;
     assert_int_equal(offload_rx_gso(piece, n, &vh, &ppi), 0);
     check_segment(false, len);
+}
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)be16(p) << 16 | be16(p + 2); }
+
+/* A 45-segment frame (what Linux's TCP hands a TAP: 65160 bytes of
+ * payload) is cut after 44 segments; each part a valid segment, the
+ * payload unchanged and in order, the rest numbered after the first part,
+ * the end-of-data flags moved to it, the IPv4 ID advanced, whatever the
+ * pieces (the cut inside one, on a boundary, a whole piece of rest). */
+static void test_gso_split(void **state)
+{
+    (void)state;
+    static uint8_t orig[70000], tail[20000];
+    static const size_t rooms[] = {16300, 31884, 63766, 70000};
+    const size_t mss = 1448, segs = 45;
+    for (int v6 = 0; v6 < 2; v6++)
+        for (size_t r = 0; r < sizeof(rooms) / sizeof(rooms[0]); r++) {
+            struct vnet_hdr vh;
+            size_t len = gso_frame(v6, segs * mss, &vh), l3 = 14, l4 = v6 ? 54 : 34;
+            size_t hdrs = l4 + 20;
+            frame[l4 + 4] = 0xff; /* sequence number 0xfffff000: wraps */
+            frame[l4 + 5] = 0xff;
+            frame[l4 + 6] = 0xf0;
+            frame[l4 + 13] = 0x80 | 0x10 | 0x08 | 0x01; /* CWR ACK PSH FIN */
+            if (!v6) {
+                frame[l3 + 4] = 0xff;
+                frame[l3 + 5] = 0xf0;
+            }
+            memcpy(orig, frame, len);
+            struct iovec piece[64];
+            unsigned n = cut(len, rooms[r], piece);
+            long t = offload_rx_gso_split(piece, &n, &vh, OFFLOAD_RSC_FRAME_MAX, tail,
+                                          sizeof(tail));
+            size_t first = 44 * mss, alen = hdrs + first;
+            assert_int_equal(t, hdrs + mss);
+            size_t sum = 0;
+            for (unsigned i = 0; i < n; i++)
+                sum += piece[i].iov_len;
+            assert_int_equal(sum, alen);
+            assert_true(alen <= OFFLOAD_RSC_FRAME_MAX);
+            uint32_t ppi = 0;
+            assert_int_equal(offload_rx_gso(piece, n, &vh, &ppi), 0);
+            check_segment_in(frame, v6, alen);
+            struct iovec tp = {tail, (size_t)t};
+            assert_int_equal(offload_rx_gso(&tp, 1, &vh, &ppi), 0);
+            check_segment_in(tail, v6, (size_t)t);
+            assert_memory_equal(frame + hdrs, orig + hdrs, first);
+            assert_memory_equal(tail + hdrs, orig + hdrs + first, mss);
+            assert_int_equal(be32(frame + l4 + 4), 0xfffff000u);
+            assert_int_equal(be32(tail + l4 + 4), (uint32_t)(0xfffff000u + first));
+            assert_int_equal(frame[l4 + 13], 0x80 | 0x10);
+            assert_int_equal(tail[l4 + 13], 0x10 | 0x08 | 0x01);
+            if (!v6) {
+                assert_int_equal(be16(frame + l3 + 4), 0xfff0);
+                assert_int_equal(be16(tail + l3 + 4), (0xfff0 + 44) & 0xffff);
+            }
+        }
+}
+
+/* Frames left whole: short enough, no MSS, urgent data, a rest longer
+ * than the room; one that is not TCP is refused. */
+static void test_gso_split_not(void **state)
+{
+    (void)state;
+    static uint8_t tail[20000];
+    struct vnet_hdr vh;
+    struct iovec piece[64];
+    size_t len = gso_frame(false, 44 * 1448, &vh);
+    unsigned n = cut(len, 16300, piece), n0 = n;
+    assert_int_equal(offload_rx_gso_split(piece, &n, &vh, OFFLOAD_RSC_FRAME_MAX, tail,
+                                          sizeof(tail)), 0);
+    assert_int_equal(n, n0);
+    len = gso_frame(false, 45 * 1448, &vh);
+    n = n0 = cut(len, 16300, piece);
+    vh.gso_size = 0;
+    assert_int_equal(offload_rx_gso_split(piece, &n, &vh, OFFLOAD_RSC_FRAME_MAX, tail,
+                                          sizeof(tail)), 0);
+    vh.gso_size = 1448;
+    frame[34 + 13] |= 0x20;
+    assert_int_equal(offload_rx_gso_split(piece, &n, &vh, OFFLOAD_RSC_FRAME_MAX, tail,
+                                          sizeof(tail)), 0);
+    frame[34 + 13] &= (uint8_t)~0x20;
+    assert_int_equal(offload_rx_gso_split(piece, &n, &vh, OFFLOAD_RSC_FRAME_MAX, tail, 1000),
+                     0);
+    vh.gso_size = 100; /* a rest of many segments */
+    assert_int_equal(offload_rx_gso_split(piece, &n, &vh, 60000, tail, 1000), 0);
+    assert_int_equal(n, n0);
+    frame[23] = 17; /* UDP */
+    assert_int_equal(offload_rx_gso_split(piece, &n, &vh, OFFLOAD_RSC_FRAME_MAX, tail,
+                                          sizeof(tail)), -1);
+    assert_int_equal(n, n0);
 }
 
 static void test_gso_refused(void **state)
@@ -179,6 +274,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gso_pieces),
         cmocka_unit_test(test_gso_refused),
+        cmocka_unit_test(test_gso_split),
+        cmocka_unit_test(test_gso_split_not),
         cmocka_unit_test(test_rx_complete_lengths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
