@@ -5,7 +5,8 @@
  * through rndis_control, and transmit buffers through rndis_tx_walk.
  * Each frame's offload requests go through offload_tx_prepare, and
  * received frames with a virtio-net header through offload_rx_complete,
- * or, GSO ones, cut into pieces, through offload_rx_gso.
+ * or, GSO ones, cut into pieces, through offload_rx_gso_split (at a
+ * length the input picks) and offload_rx_gso.
  * Invariants: a reply fits RNDIS_REPLY_MAX, carries its own length and a
  * completion type and, for requests with one, the request id; every frame
  * handed to the backend lies inside the buffer and inside its message;
@@ -118,8 +119,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                               flen - at < room ? flen - at : room};
                 if (n == 64)
                     continue;
+                /* cut where the input says (op's high bits) into a tail
+                 * buffer of the same room: both parts stay inside what was
+                 * read, the first no longer than the cut */
+                static uint8_t tail[4096];
+                size_t max = 60 + (size_t)(op >> 2) * 256, before = 0, after = 0;
+                unsigned n0 = n;
+                for (unsigned i = 0; i < n; i++)
+                    before += piece[i].iov_len;
+                long t = offload_rx_gso_split(piece, &n, &vh, max, tail,
+                                              room < sizeof(tail) ? room : sizeof(tail));
+                for (unsigned i = 0; i < n; i++)
+                    after += piece[i].iov_len;
+                FUZZ_CHECK(t >= -1 && (t <= 0 ? n == n0 && after == before
+                                              : n <= n0 && after <= max &&
+                                                    (size_t)t <= room && after < before));
                 int r = offload_rx_gso(piece, n, &vh, &ppi);
                 FUZZ_CHECK(r == -1 || (r == 0 && (ppi & 8) && flen >= 54));
+                if (t > 0) {
+                    struct iovec tp = {tail, (size_t)t};
+                    r = offload_rx_gso(&tp, 1, &vh, &ppi);
+                    FUZZ_CHECK(r == 0 && (ppi & 8));
+                }
                 continue;
             }
             int r = offload_rx_complete(msg + sizeof(vh), got - sizeof(vh), &vh, &ppi);
