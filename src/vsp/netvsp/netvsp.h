@@ -114,13 +114,13 @@ struct nic_queue {
      * guest held frames back (docs/netvsp.md "Reading the close log"). */
     struct nic_rx_trace {
         uint64_t wakeups;      /* backend callbacks */
-        uint64_t empty;        /* of them: no frame delivered */
+        uint64_t empty;        /* of them: no frame read */
         uint64_t pkts, frames; /* transfer-page packets and the frames in them */
         uint64_t pause_ring, pause_pool; /* receive stopped: no ring room, no sub-allocation */
         uint64_t busy_ns;      /* in backend callbacks */
         uint64_t turns, taken; /* receive callbacks (guest signals), packets they took */
         uint64_t comps;        /* of them: receive completions */
-        uint32_t held_max;     /* most sub-allocations the guest held at a send */
+        uint32_t out_max;      /* most sub-allocations out of the pool at a send */
     } trace;
 };
 

@@ -254,10 +254,13 @@ static int send_xfer(struct nic_queue *q, size_t reserved, uint32_t channel_type
     struct iovec iov = {&m, nic->msg_size};
     pthread_mutex_lock(&nic->pool_lock);
     uint64_t tid = rx_pool_send(&nic->pool, idx, n, q->index);
-    uint32_t held = rx_pool_in_flight(&nic->pool);
+    /* out of the pool: what the guest holds (rx_pool_in_flight, which
+     * scans the pool: too dear per packet), and what other queues are
+     * filling right now */
+    uint32_t out = nic->pool.count - nic->pool.nfree;
     pthread_mutex_unlock(&nic->pool_lock);
-    if (channel_type == 0 && held > q->trace.held_max)
-        q->trace.held_max = held;
+    if (channel_type == 0 && out > q->trace.out_max)
+        q->trace.out_max = out;
     size_t hlen = 8 + 8 * (size_t)n;
     int ret = reserved ? vsp_send_reserved(q->ch, reserved, VM_PKT_DATA_USING_XFER_PAGES,
                                            VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
@@ -569,7 +572,7 @@ static void on_backend(void *arg)
 {
     struct nic_queue *q = arg;
     struct nic *nic = q->nic;
-    uint64_t t0 = now_ns(), frames0 = q->trace.frames;
+    uint64_t t0 = now_ns();
     pthread_rwlock_rdlock(&nic->buf_lock);
     bool on = nic->recv_buf && atomic_load(&nic->rx_enabled);
     /* (batches that yield no frame count too: a stream of runts ends the
@@ -582,7 +585,7 @@ static void on_backend(void *arg)
     if (!on)
         rx_drain(q);
     q->trace.wakeups++;
-    q->trace.empty += q->trace.frames == frames0;
+    q->trace.empty += frames == 0;
     q->trace.busy_ns += now_ns() - t0;
 }
 
@@ -1305,12 +1308,12 @@ static void trace_log(struct nic_queue *q)
     vsp_log(q->ch, VSP_LOG_INFO,
             "netvsp: queue %u closed: receive: %llu backend wake-ups (%llu empty), %llu frames "
             "in %llu packets, %.1f us per wake-up, paused %llu times for ring room and %llu "
-            "for sub-allocations, guest held at most %u; guest turns: %llu taking %llu "
-            "packets (%llu receive completions)",
+            "for sub-allocations, at most %u sub-allocations out; guest turns: %llu taking "
+            "%llu packets (%llu receive completions)",
             q->index, (unsigned long long)t->wakeups, (unsigned long long)t->empty,
             (unsigned long long)t->frames, (unsigned long long)t->pkts,
             t->wakeups ? (double)t->busy_ns / 1000.0 / (double)t->wakeups : 0.0,
-            (unsigned long long)t->pause_ring, (unsigned long long)t->pause_pool, t->held_max,
+            (unsigned long long)t->pause_ring, (unsigned long long)t->pause_pool, t->out_max,
             (unsigned long long)t->turns, (unsigned long long)t->taken,
             (unsigned long long)t->comps);
 }
