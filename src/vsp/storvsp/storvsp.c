@@ -28,14 +28,20 @@
 
 /* A max_subchannels value (global or one VM's): 0..VSP_MAX_SUBCHANNELS,
  * or -1. */
-static int parse_subchannels(const char *text)
+/* A decimal 0..max, digits only: the value, or -1. */
+static long parse_uint(const char *text, long max)
 {
     char *end;
     errno = 0;
     long v = text[0] >= '0' && text[0] <= '9' ? strtol(text, &end, 10) : -1;
-    if (v < 0 || errno || *end || v > VSP_MAX_SUBCHANNELS)
+    if (v < 0 || errno || *end || v > max)
         return -1;
-    return (int)v;
+    return v;
+}
+
+static int parse_subchannels(const char *text)
+{
+    return (int)parse_uint(text, VSP_MAX_SUBCHANNELS);
 }
 
 static int sv_init(const char *const *keys, const char *const *values, void **state)
@@ -47,17 +53,14 @@ static int sv_init(const char *const *keys, const char *const *values, void **st
     pl->poll_ns = SV_DEFAULT_POLL_US * 1000ull;
     for (int i = 0; keys[i]; i++) {
         if (strcmp(keys[i], "poll_us") == 0) {
-            char *end;
-            errno = 0;
-            unsigned long us = strtoul(values[i], &end, 10);
-            if (errno || end == values[i] || *end || values[i][0] == '-' ||
-                us > SV_MAX_POLL_US) {
+            long us = parse_uint(values[i], SV_MAX_POLL_US);
+            if (us < 0) {
                 vsp_log(NULL, VSP_LOG_ERROR, "storvsp: poll_us must be 0..%d (microseconds)",
                         SV_MAX_POLL_US);
                 free(pl);
                 return -EINVAL;
             }
-            pl->poll_ns = us * 1000ull;
+            pl->poll_ns = (uint64_t)us * 1000u;
         } else if (strcmp(keys[i], "max_subchannels") == 0) {
             int n = parse_subchannels(values[i]);
             if (n < 0) {
